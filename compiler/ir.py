@@ -1,0 +1,142 @@
+"""The dataflow IR: tensor types, parameters, nodes and the Graph over a networkx DiGraph."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import networkx as nx
+
+from .errors import Loc
+
+Dim = Union[int, str]          # a concrete size or a symbol such as "N"
+
+
+@dataclass(frozen=True)
+class TensorType:
+    shape: tuple[Dim, ...]
+    dtype: str = "float32"
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    def __str__(self) -> str:
+        return "×".join(str(d) for d in self.shape) if self.shape else "scalar"
+
+    def numel(self, symbols: int = 1) -> int:
+        """Element count, each symbolic dimension counted as `symbols`."""
+        return math.prod(d if isinstance(d, int) else symbols for d in self.shape)
+
+
+@dataclass(frozen=True)
+class Init:
+    """How to initialise a parameter. `kind` is one of runtime.init's initialisers."""
+
+    kind: str                               # kaiming_uniform, uniform, normal, zeros, ones, constant, ...
+    args: tuple[tuple[str, Any], ...] = ()
+
+    @staticmethod
+    def of(kind: str, **args: Any) -> "Init":
+        return Init(kind, tuple(sorted(args.items())))
+
+    @property
+    def kw(self) -> dict[str, Any]:
+        return dict(self.args)
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """A parameter or buffer of an op. `name` is local (`weight`); '' means the node's own name."""
+
+    name: str
+    shape: tuple[int, ...]
+    init: Init
+    buffer: bool = False                    # running statistics: in state_dict, not trained
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A reference to one output port of a node or graph input."""
+
+    node: str
+    port: str | None = None                 # None: the default (first) port
+
+    def __str__(self) -> str:
+        return self.node if self.port is None else f"{self.node}:{self.port}"
+
+
+@dataclass
+class Node:
+    name: str                               # hierarchical, PyTorch-style: layer1.0.conv1
+    op: str
+    attrs: Any                              # the op's validated pydantic attribute model
+    inputs: list[Ref | None]                # None for an omitted optional input
+    outputs: dict[str, TensorType] = field(default_factory=dict)   # port -> type, default port first
+    params: list[ParamSpec] = field(default_factory=list)
+    param_prefix: str = ""                  # state_dict prefix; differs from name for a `call` (shared weights)
+    init: Any = None                        # the node's `init:` override, if any
+    macs: int = 0                           # multiply-adds per sample
+    loc: Loc | None = None
+    use_sites: list[Loc] = field(default_factory=list)   # enclosing block uses, innermost last
+    block: str | None = None                # hierarchical name of the enclosing block instance
+
+    @property
+    def out(self) -> TensorType:
+        return next(iter(self.outputs.values()))
+
+    def param_name(self, p: ParamSpec) -> str:
+        prefix = self.param_prefix or self.name
+        return f"{prefix}.{p.name}" if p.name else prefix
+
+
+@dataclass
+class Graph:
+    """A typed, topologically ordered dataflow graph."""
+
+    name: str
+    inputs: dict[str, TensorType]
+    outputs: dict[str, Ref]                 # public name -> reference
+    nodes: list[Node]
+    train: Any = None                       # the validated `train` section (compiler.spec.Train) or None
+    spec_hash: str = ""
+    source: str = ""
+    nx: nx.DiGraph = field(default_factory=nx.DiGraph)
+
+    def __post_init__(self) -> None:
+        self._by_name = {n.name: n for n in self.nodes}
+        if not self.nx.number_of_nodes():
+            for n in self.nodes:
+                self.nx.add_node(n.name, node=n)
+                for r in n.inputs:
+                    if r is not None and r.node in self._by_name:
+                        self.nx.add_edge(r.node, n.name, port=r.port)
+
+    def node(self, name: str) -> Node:
+        return self._by_name[name]
+
+    def has_node(self, name: str) -> bool:
+        return name in self._by_name
+
+    def type_of(self, ref: Ref) -> TensorType:
+        if ref.node in self.inputs and ref.node not in self._by_name:
+            return self.inputs[ref.node]
+        node = self._by_name[ref.node]
+        return node.outputs[ref.port] if ref.port else node.out
+
+    @property
+    def output_types(self) -> dict[str, TensorType]:
+        return {k: self.type_of(r) for k, r in self.outputs.items()}
+
+    def params(self) -> dict[str, tuple[ParamSpec, Node]]:
+        """Every distinct parameter/buffer by state_dict name (shared weights appear once)."""
+        seen: dict[str, tuple[ParamSpec, Node]] = {}
+        for n in self.nodes:
+            for p in n.params:
+                seen.setdefault(n.param_name(p), (p, n))
+        return seen
+
+    def summary(self, batch: int = 1, frozen: list[str] | None = None) -> str:
+        from .summary import render_table
+        return render_table(self, batch=batch, frozen=frozen)

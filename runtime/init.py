@@ -1,0 +1,82 @@
+"""Parameter initialisers, following torch.nn.init and each PyTorch module's reset_parameters."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from compiler.ir import Init
+
+
+def fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    """PyTorch's _calculate_fan_in_and_fan_out: dim 1 is fan-in, dim 0 fan-out, times the receptive field."""
+    if len(shape) < 2:
+        n = shape[0] if shape else 1
+        return n, n
+    receptive = math.prod(shape[2:]) if len(shape) > 2 else 1
+    return shape[1] * receptive, shape[0] * receptive
+
+
+def _gain(nonlinearity: str, a: float = 0.0) -> float:
+    if nonlinearity == "leaky_relu":
+        return math.sqrt(2.0 / (1 + a * a))
+    if nonlinearity == "relu":
+        return math.sqrt(2.0)
+    if nonlinearity == "tanh":
+        return 5.0 / 3
+    return 1.0
+
+
+def initialise(init: Init, shape: tuple[int, ...], rng: np.random.Generator, dtype: Any = np.float32) -> np.ndarray:
+    """Draw a parameter. Kinds and their arguments:
+
+    kaiming_uniform {a=0, nonlinearity=leaky_relu, fan_in?}   kaiming_normal {a=0, nonlinearity=relu}
+    xavier_uniform {gain=1}   xavier_normal {gain=1}   uniform {bound} or {low, high}
+    bias_uniform {fan_in}: U(±1/√fan_in), PyTorch's bias default   normal {mean=0, std=1}
+    zeros   ones   constant {value}   embedding {padding_idx?}: N(0,1) with the padding row zeroed
+    """
+    kw = init.kw
+    kind = init.kind
+    if kind == "kaiming_uniform":
+        fan_in = kw.get("fan_in") or fans(shape)[0]
+        bound = _gain(kw.get("nonlinearity", "leaky_relu"), kw.get("a", 0.0)) * math.sqrt(3.0 / fan_in)
+        out = rng.uniform(-bound, bound, shape)
+    elif kind == "kaiming_normal":
+        fan_in = kw.get("fan_in") or fans(shape)[0]
+        std = _gain(kw.get("nonlinearity", "relu"), kw.get("a", 0.0)) / math.sqrt(fan_in)
+        out = rng.normal(0.0, std, shape)
+    elif kind == "xavier_uniform":
+        fi, fo = fans(shape)
+        bound = kw.get("gain", 1.0) * math.sqrt(6.0 / (fi + fo))
+        out = rng.uniform(-bound, bound, shape)
+    elif kind == "xavier_normal":
+        fi, fo = fans(shape)
+        out = rng.normal(0.0, kw.get("gain", 1.0) * math.sqrt(2.0 / (fi + fo)), shape)
+    elif kind == "uniform":
+        if "bound" in kw:
+            out = rng.uniform(-kw["bound"], kw["bound"], shape)
+        else:
+            out = rng.uniform(kw.get("low", 0.0), kw.get("high", 1.0), shape)
+    elif kind == "bias_uniform":
+        fan_in = kw["fan_in"]
+        bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+        out = rng.uniform(-bound, bound, shape)
+    elif kind == "normal":
+        out = rng.normal(kw.get("mean", 0.0), kw.get("std", 1.0), shape)
+    elif kind == "zeros":
+        out = np.zeros(shape)
+    elif kind == "ones":
+        out = np.ones(shape)
+    elif kind == "constant":
+        out = np.full(shape, kw["value"])
+    elif kind == "embedding":
+        out = rng.normal(0.0, 1.0, shape)
+        if kw.get("padding_idx") is not None:
+            out[kw["padding_idx"]] = 0.0
+    else:
+        raise ValueError(f"unknown initialiser {kind!r}")
+    return np.asarray(out, dtype=dtype)
+
+
+USER_INITS = ("kaiming_uniform", "kaiming_normal", "xavier_uniform", "xavier_normal", "normal", "zeros", "ones")

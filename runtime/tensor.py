@@ -1,0 +1,118 @@
+"""Tensor and the tape: just enough autograd for node-level kernels.
+
+Each kernel call that touches a tensor needing a gradient records one Entry: the backward
+closure, its argument tensors and its output tensors. `backward()` walks the entries reachable
+from the tensor in reverse creation order and then releases them.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Callable, Sequence
+
+import numpy as np
+
+_seq = itertools.count()
+
+
+class Entry:
+    __slots__ = ("seq", "backward", "args", "outputs")
+
+    def __init__(self, backward: Callable, args: Sequence["Tensor | None"], outputs: list["Tensor | None"]):
+        self.seq = next(_seq)
+        self.backward = backward
+        self.args = args
+        self.outputs = outputs
+
+
+class Tensor:
+    __slots__ = ("data", "requires_grad", "grad", "_entry", "__weakref__")
+
+    def __init__(self, data, requires_grad: bool = False, dtype=None):
+        self.data = np.asarray(data, dtype=dtype) if dtype is not None or not isinstance(data, np.ndarray) else data
+        self.requires_grad = requires_grad
+        self.grad: np.ndarray | None = None
+        self._entry: Entry | None = None
+
+    # -- conveniences ----------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    def numpy(self) -> np.ndarray:
+        return self.data
+
+    def item(self) -> float:
+        return self.data.item()
+
+    def detach(self) -> "Tensor":
+        return Tensor(self.data)
+
+    @property
+    def tracked(self) -> bool:
+        """True when a gradient can flow into this tensor."""
+        return self.requires_grad or self._entry is not None
+
+    def __repr__(self) -> str:
+        return f"Tensor(shape={self.shape}, dtype={self.dtype}, requires_grad={self.tracked})"
+
+    # -- backward ----------------------------------------------------------------------
+    def backward(self, grad: np.ndarray | None = None) -> None:
+        if grad is None:
+            if self.data.size != 1:
+                raise ValueError("backward() without a gradient needs a scalar tensor; "
+                                 f"this one has shape {self.shape}: pass backward(grad)")
+            grad = np.ones_like(self.data)
+        grad = np.asarray(grad, dtype=self.data.dtype)
+        if grad.shape != self.shape:
+            raise ValueError(f"gradient shape {grad.shape} does not match tensor shape {self.shape}")
+        grads: dict[int, np.ndarray] = {id(self): grad}
+        for entry in _reachable(self):
+            outs = [grads.pop(id(t), None) if t is not None else None for t in entry.outputs]
+            if all(g is None for g in outs) or entry.backward is None:
+                continue
+            result = entry.backward(outs[0] if len(outs) == 1 else tuple(outs))
+            if not isinstance(result, (tuple, list)):
+                result = (result,)
+            for t, g in zip(entry.args, result):
+                if g is None or t is None or not t.tracked:
+                    continue
+                if t._entry is None:
+                    _accumulate(t, g)
+                else:
+                    key = id(t)
+                    grads[key] = grads[key] + g if key in grads else g
+        if self._entry is None and self.requires_grad:
+            _accumulate(self, grad)
+        _release(self)
+
+
+def _accumulate(t: Tensor, g: np.ndarray) -> None:
+    g = np.asarray(g, dtype=t.data.dtype)
+    if g.shape != t.data.shape:
+        g = np.broadcast_to(g, t.data.shape)
+    t.grad = g.copy() if t.grad is None else t.grad + g
+
+
+def _reachable(root: Tensor) -> list[Entry]:
+    seen: dict[int, Entry] = {}
+    stack = [root]
+    while stack:
+        t = stack.pop()
+        e = t._entry
+        if e is None or id(e) in seen:
+            continue
+        seen[id(e)] = e
+        stack.extend(a for a in e.args if a is not None)
+    return sorted(seen.values(), key=lambda e: e.seq, reverse=True)
+
+
+def _release(root: Tensor) -> None:
+    for e in _reachable(root):
+        for t in e.outputs:
+            if t is not None:
+                t._entry = None
+        e.backward, e.args, e.outputs = None, (), []
