@@ -40,6 +40,7 @@ class Inferred:
     outputs: list[TensorType]               # one per port, in the op's port order
     params: list[ParamSpec] = field(default_factory=list)
     macs: int = 0                           # per sample (the batch dimension excluded)
+    ports: list[str] | None = None          # only for ops whose ports depend on attributes (split)
 
 
 @dataclass
