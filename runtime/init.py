@@ -34,7 +34,7 @@ def initialise(init: Init, shape: tuple[int, ...], rng: np.random.Generator, dty
     kaiming_uniform {a=0, nonlinearity=leaky_relu, fan_in?}   kaiming_normal {a=0, nonlinearity=relu}
     xavier_uniform {gain=1}   xavier_normal {gain=1}   uniform {bound} or {low, high}
     bias_uniform {fan_in}: U(±1/√fan_in), PyTorch's bias default   normal {mean=0, std=1}
-    zeros   ones   constant {value}   embedding {padding_idx?}: N(0,1) with the padding row zeroed
+    zeros   ones   constant {value}   values {values}: the given numbers, reshaped   embedding {padding_idx?}: N(0,1) with the padding row zeroed
     """
     kw = init.kw
     kind = init.kind
@@ -70,6 +70,8 @@ def initialise(init: Init, shape: tuple[int, ...], rng: np.random.Generator, dty
         out = np.ones(shape)
     elif kind == "constant":
         out = np.full(shape, kw["value"])
+    elif kind == "values":
+        out = np.asarray(kw["values"], dtype=np.float64).reshape(shape)
     elif kind == "embedding":
         out = rng.normal(0.0, 1.0, shape)
         if kw.get("padding_idx") is not None:

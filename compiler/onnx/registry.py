@@ -46,6 +46,8 @@ class Builder:
         self.scope = ""                      # the spec node being lowered
         self._names: set[str] = set()
         self._consts: dict[tuple, str] = {}
+        self.symbols: dict[str, tuple[str, int]] = {}   # symbol -> (graph input, axis) that carries it
+        self._dims: dict[str, str] = {}
 
     def fresh(self, hint: str) -> str:
         base = f"{self.scope}/{hint}" if self.scope else hint
@@ -88,6 +90,18 @@ class Builder:
 
     def ints(self, values: Sequence[int], hint: str = "shape") -> str:
         return self.const(np.asarray(list(values), dtype=np.int64), hint=hint)
+
+    def dim(self, symbol: str) -> str:
+        """An int64 [1] value holding a symbolic dimension's run-time size (read off a graph input)."""
+        if symbol not in self._dims:
+            if symbol not in self.symbols:
+                raise KeyError(f"symbol {symbol!r} is not a dimension of any graph input")
+            name, axis = self.symbols[symbol]
+            saved, self.scope = self.scope, ""
+            self._dims[symbol] = self.op("Shape", [name], start=axis, end=axis + 1,
+                                         outputs=[f"dim_{symbol}"])
+            self.scope = saved
+        return self._dims[symbol]
 
     def add_initializer(self, name: str, arr: np.ndarray) -> str:
         self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(arr), name))
