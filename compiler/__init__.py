@@ -1,0 +1,37 @@
+"""specc's compiler: YAML spec -> validated, expanded, shape-inferred IR (and ONNX)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .errors import Loc, ShapeError, SpecError
+from .ir import Graph, Node, ParamSpec, Ref, TensorType
+
+__version__ = "0.1.0"
+__all__ = ["compile_file", "compile_text", "to_onnx", "Graph", "Node", "TensorType", "ParamSpec", "Ref",
+           "SpecError", "ShapeError", "Loc", "__version__"]
+
+
+def compile_file(path: str | Path, params: dict[str, Any] | None = None) -> Graph:
+    """Load, validate, expand and shape-check a spec file. Raises SpecError with every problem found."""
+    from .expand import compile_tree
+    from .load import load_file
+    tree, text = load_file(path)
+    return compile_tree(tree, str(path), params, text, Path(path).parent)
+
+
+def compile_text(text: str, base_dir: str | Path = ".", params: dict[str, Any] | None = None,
+                 filename: str = "<string>") -> Graph:
+    """Compile a spec given as a string; imports are resolved relative to `base_dir`."""
+    from .expand import compile_tree
+    from .load import load_text
+    tree = load_text(text, filename)
+    return compile_tree(tree, str(Path(base_dir) / filename) if filename == "<string>" else filename,
+                        params, text, Path(base_dir), sources={filename: text,
+                                                                str(Path(base_dir) / filename): text})
+
+
+def to_onnx(graph: Graph, weights: Any = None, opset: int = 18, outputs: list[str] | None = None):
+    """Export the inference graph to an onnx.ModelProto (imports onnx on first use)."""
+    from .onnx.export import to_onnx as _to_onnx
+    return _to_onnx(graph, weights=weights, opset=opset, outputs=outputs)

@@ -88,3 +88,14 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     if not close:
         return None
     return "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
+
+
+class UserError(Exception):
+    """A problem with a file or flag the user gave (not a spec): printed as one message, exit `code`."""
+
+    def __init__(self, message: str, hint: str | None = None, code: int = 1):
+        super().__init__(message)
+        self.message, self.hint, self.code = message, hint, code
+
+    def render(self) -> str:
+        return f"error: {self.message}" + (f"\nhint: {self.hint}" if self.hint else "")

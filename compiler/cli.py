@@ -1,0 +1,163 @@
+"""The `specc` command line. Commands that need the runtime or onnx import it when they run,
+so `specc check` stays light (no onnx, no onnxruntime)."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .errors import SpecError, UserError
+
+
+def parse_set(items: Sequence[str] | None) -> dict[str, Any]:
+    import yaml
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set expects key=value, got '{item}'", code=2)
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
+
+
+def load_graph(path: str, sets: Sequence[str] | None = None):
+    from . import compile_file
+    if not Path(path).exists():
+        raise UserError(f"no such spec file: '{path}'", code=2)
+    return compile_file(path, params=parse_set(sets))
+
+
+# -- commands implemented here ----------------------------------------------------------------
+def cmd_check(args: argparse.Namespace) -> int:
+    from .summary import as_json
+    status, reports = 0, []
+    for path in args.spec:
+        try:
+            g = load_graph(path, args.set)
+        except SpecError as e:
+            print(e.render(), file=sys.stderr)
+            n = len(e.diagnostics)
+            print(f"{path}: {n} error{'s' if n != 1 else ''}", file=sys.stderr)
+            status = 1
+            continue
+        if args.json:
+            reports.append(as_json(g, args.batch) | {"file": path})
+        else:
+            print(g.summary(batch=args.batch))
+            if len(args.spec) > 1:
+                print()
+    if args.json:
+        print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2))
+    return status
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from .schema import json_schema
+    text = json.dumps(json_schema(), indent=2)
+    if args.output:
+        from .files import atomic_write_text
+        atomic_write_text(args.output, text + "\n")
+        print(f"wrote {args.output}")
+    else:
+        print(text)
+    return 0
+
+
+def lazy(target: str) -> Callable[[argparse.Namespace], int]:
+    """A command implemented elsewhere ('module:function'), imported only when it runs."""
+    def run(args: argparse.Namespace) -> int:
+        module, func = target.split(":")
+        return getattr(importlib.import_module(module), func)(args)
+    return run
+
+
+# -- parser -----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    p = argparse.ArgumentParser(prog="specc", description="Declarative neural-network specs: check, compile, "
+                                "train, run.")
+    p.add_argument("--version", action="version", version=f"specc {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def add(name: str, handler: Callable, help_: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.set_defaults(handler=handler)
+        return sp
+
+    def sets(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec param")
+
+    sp = add("check", cmd_check, "validate, expand and shape-check specs; print the layer table and totals")
+    sp.add_argument("spec", nargs="+")
+    sets(sp)
+    sp.add_argument("--batch", type=int, default=1, help="batch size for the training-memory estimate")
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
+
+    sp = add("compile", lazy("compiler.onnx.commands:cmd_compile"), "export the inference graph to ONNX")
+    sp.add_argument("spec")
+    sp.add_argument("-o", "--out", required=True, metavar="OUT.onnx")
+    sp.add_argument("--weights", metavar="CKPT.npz")
+    sp.add_argument("--opset", type=int, default=18)
+    sp.add_argument("--output", action="append", metavar="NAME", help="export only these outputs (repeatable)")
+    sp.add_argument("--verify", action="store_true", help="compare onnxruntime with the NumPy runtime")
+    sets(sp)
+
+    sp = add("train", lazy("runtime.commands:cmd_train"), "train with the NumPy runtime as the spec's train section says")
+    sp.add_argument("spec")
+    sp.add_argument("--data", metavar="PATH")
+    sp.add_argument("--epochs", type=int)
+    sp.add_argument("--out", default=None, metavar="DIR")
+    sp.add_argument("--resume", metavar="CKPT")
+    sets(sp)
+
+    sp = add("eval", lazy("runtime.commands:cmd_eval"), "loss and metrics of a checkpoint on a data set")
+    sp.add_argument("spec")
+    sp.add_argument("--weights", required=True, metavar="CKPT")
+    sp.add_argument("--data", metavar="PATH")
+    sets(sp)
+
+    sp = add("run", lazy("runtime.commands:cmd_run"), "inference with the NumPy runtime or onnxruntime")
+    sp.add_argument("model", metavar="SPEC|MODEL.onnx")
+    sp.add_argument("--weights", metavar="CKPT")
+    sp.add_argument("--input", action="append", metavar="NAME=FILE.npy", default=[])
+    sp.add_argument("-o", "--out", metavar="OUT.npz")
+    sp.add_argument("--backend", choices=["numpy", "onnxruntime"])
+    sets(sp)
+
+    sp = add("graph", lazy("compiler.graphviz:cmd_graph"), "draw the graph (dot, mmd, svg, png)")
+    sp.add_argument("spec")
+    sp.add_argument("-o", "--out", required=True, metavar="FILE")
+    sets(sp)
+
+    sp = add("schema", cmd_schema, "print the JSON Schema of the spec language")
+    sp.add_argument("-o", "--output", metavar="FILE")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except SpecError as e:
+        print(e.render(), file=sys.stderr)
+        return 1
+    except UserError as e:
+        print(e.render(), file=sys.stderr)
+        return e.code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Safe YAML loading into plain containers that remember where each value came from.
+
+`SMap` (a dict) and `SList` (a list) carry the location of every child value (`locs`) and, for
+maps, of every key (`key_locs`), so any value can be traced back to file:line:col through its
+parent. Only YAML's safe types are built; size, alias expansion and depth are limited.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import Loc, SpecError
+
+MAX_BYTES = 2_000_000          # a spec is text written by hand
+MAX_VALUES = 200_000           # values built, aliases expanded: stops "billion laughs"
+MAX_DEPTH = 100                # nesting of maps and lists
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")   # 1e-3: a float in YAML 1.2, a str in 1.1
+_constructor = yaml.SafeLoader("")
+
+
+class SMap(dict):
+    __slots__ = ("loc", "locs", "key_locs")
+
+    def __init__(self, loc: Loc):
+        super().__init__()
+        self.loc, self.locs, self.key_locs = loc, {}, {}
+
+    def loc_of(self, key: Any) -> Loc:
+        return self.locs.get(key, self.loc)
+
+
+class SList(list):
+    __slots__ = ("loc", "locs")
+
+    def __init__(self, loc: Loc):
+        super().__init__()
+        self.loc, self.locs = loc, []
+
+    def loc_of(self, i: int) -> Loc:
+        return self.locs[i] if 0 <= i < len(self.locs) else self.loc
+
+
+def load_file(path: str | Path) -> tuple[Any, str]:
+    """Load a spec file; returns (tree, text)."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+    except OSError as e:
+        raise SpecError(f"cannot read '{path}': {e.strerror or e}") from None
+    if size > MAX_BYTES:
+        raise SpecError(f"'{path}' is {size:,} bytes; a spec may be at most {MAX_BYTES:,} bytes")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError(f"cannot read '{path}': {e}") from None
+    return load_text(text, str(path)), text
+
+
+def load_text(text: str, filename: str = "<string>") -> Any:
+    if len(text.encode("utf-8", "replace")) > MAX_BYTES:
+        raise SpecError(f"{filename}: a spec may be at most {MAX_BYTES:,} bytes")
+    try:
+        root = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        loc = Loc(filename, mark.line + 1, mark.column + 1) if mark else None
+        raise SpecError(f"invalid YAML: {e.problem or e.context}", loc) from None
+    except yaml.YAMLError as e:
+        raise SpecError(f"{filename}: invalid YAML: {e}") from None
+    except RecursionError:
+        raise SpecError(f"{filename}: the YAML is nested too deeply (limit {MAX_DEPTH})") from None
+    if root is None:
+        raise SpecError("the spec is empty", Loc(filename, 1, 1))
+    return _Builder(filename).build(root, 0)
+
+
+class _Builder:
+    def __init__(self, filename: str):
+        self.filename = filename
+        self.count = 0
+
+    def loc(self, node: yaml.Node) -> Loc:
+        return Loc(self.filename, node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def build(self, node: yaml.Node, depth: int) -> Any:
+        self.count += 1
+        if self.count > MAX_VALUES:
+            raise SpecError(f"the document expands to more than {MAX_VALUES:,} values "
+                            "(too many aliases: a 'billion laughs' document?)", self.loc(node))
+        if depth > MAX_DEPTH:
+            raise SpecError(f"the YAML is nested more than {MAX_DEPTH} levels deep", self.loc(node))
+        if isinstance(node, yaml.MappingNode):
+            out = SMap(self.loc(node))
+            for knode, vnode in node.value:
+                if knode.tag == "tag:yaml.org,2002:merge":
+                    raise SpecError("YAML merge keys ('<<') are not supported in specs", self.loc(knode))
+                key = self.build(knode, depth + 1)
+                if isinstance(key, (list, dict)):
+                    raise SpecError("a mapping key must be a plain value", self.loc(knode))
+                if key in out:
+                    raise SpecError(f"duplicate key '{key}'", self.loc(knode),
+                                    hint=f"'{key}' is first given at line {out.key_locs[key].line}")
+                out[key] = self.build(vnode, depth + 1)
+                out.locs[key] = self.loc(vnode)
+                out.key_locs[key] = self.loc(knode)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            out = SList(self.loc(node))
+            for item in node.value:
+                out.append(self.build(item, depth + 1))
+                out.locs.append(self.loc(item))
+            return out
+        try:
+            value = _constructor.construct_object(node, deep=False)
+        except yaml.constructor.ConstructorError as e:
+            raise SpecError(f"unsupported YAML value: {e.problem}", self.loc(node)) from None
+        if isinstance(value, str) and node.style is None and _FLOAT.match(value):
+            value = float(value)
+        if not isinstance(value, (str, int, float, bool, type(None))):
+            value = str(value) if not isinstance(value, bytes) else value.decode("utf-8", "replace")
+        return value
+
+
+def locate(tree: Any, path: tuple | list) -> Loc | None:
+    """The location of the value at `path` (keys and indices) in a loaded tree, or the deepest parent's."""
+    loc = getattr(tree, "loc", None)
+    node = tree
+    for part in path:
+        if isinstance(node, SMap) and part in node:
+            loc, node = node.locs.get(part, loc), node[part]
+        elif isinstance(node, SList) and isinstance(part, int) and 0 <= part < len(node):
+            loc, node = node.locs[part], node[part]
+        else:
+            break
+    return loc

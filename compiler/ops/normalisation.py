@@ -1,0 +1,173 @@
+"""Normalisation: batch_norm, layer_norm, dropout, standardize."""
+from __future__ import annotations
+
+from ..errors import ShapeError
+from ..ir import Init, ParamSpec, TensorType
+from .registry import Attrs, Inferred, op
+from .shapes import concrete, per_sample
+
+FLOATS = ("float32", "float64")
+
+
+def _fmt(shape) -> str:
+    return "×".join(str(d) for d in shape) or "scalar"
+
+
+def expect_float(x: TensorType, what: str) -> None:
+    if x.dtype not in FLOATS:
+        raise ShapeError(f"{what} needs a floating-point input, but its input has dtype {x.dtype} (shape {x})",
+                         hint="declare the input as float32, or cast it first")
+
+
+# -- batch_norm -------------------------------------------------------------------------------
+
+class BatchNorm(Attrs):
+    eps: float = 1e-5
+    momentum: float | None = 0.1            # None: cumulative average (PyTorch's momentum=None)
+    affine: bool = True
+    num_features: int | None = None
+
+
+@op("batch_norm", BatchNorm)
+def batch_norm(a: BatchNorm, x: TensorType) -> Inferred:
+    """Batch normalisation over dim 1 (N×C, N×C×L or N×C×H×W): batch statistics and running-stat updates (unbiased variance, PyTorch's momentum) in training, running statistics in eval."""
+    if x.rank not in (2, 3, 4):
+        raise ShapeError(f"batch_norm expects a rank-2 (N×C), rank-3 (N×C×L) or rank-4 (N×C×H×W) input, "
+                         f"but its input has rank {x.rank} (shape {x})",
+                         hint="flatten or reshape so that the channels are dimension 1")
+    expect_float(x, "batch_norm")
+    c = concrete(x.shape[1], "batch_norm's channel count (dimension 1 of its input)")
+    if a.num_features is not None and a.num_features != c:
+        raise ShapeError(f"batch_norm expects {a.num_features} channels (num_features: {a.num_features}) "
+                         f"but its input gives {c} (shape {x})",
+                         hint="drop num_features to infer it", attr="num_features")
+    if a.eps < 0:
+        raise ShapeError(f"eps must be non-negative, got {a.eps}", attr="eps")
+    if a.momentum is not None and not 0.0 <= a.momentum <= 1.0:
+        raise ShapeError(f"momentum must be between 0 and 1, got {a.momentum}", attr="momentum",
+                         hint="PyTorch's default is 0.1: running = (1 - momentum)·running + momentum·batch")
+    params = []
+    if a.affine:
+        params += [ParamSpec("weight", (c,), Init.of("ones")), ParamSpec("bias", (c,), Init.of("zeros"))]
+    params += [ParamSpec("running_mean", (c,), Init.of("zeros"), buffer=True),
+               ParamSpec("running_var", (c,), Init.of("ones"), buffer=True),
+               ParamSpec("num_batches_tracked", (), Init.of("zeros"), buffer=True, dtype="int64")]
+    return Inferred([TensorType(x.shape, x.dtype)], params, macs=per_sample(x))
+
+
+# -- layer_norm -------------------------------------------------------------------------------
+
+class LayerNorm(Attrs):
+    normalized_shape: int | list[int] | None = None     # default: the last dimension
+    eps: float = 1e-5
+    elementwise_affine: bool = True
+    bias: bool = True
+
+
+@op("layer_norm", LayerNorm)
+def layer_norm(a: LayerNorm, x: TensorType) -> Inferred:
+    """Layer normalisation over the trailing `normalized_shape` dims (default: the last one), with weight and bias of that shape."""
+    expect_float(x, "layer_norm")
+    if x.rank < 1:
+        raise ShapeError("layer_norm needs an input with at least one dimension, got a scalar")
+    if a.normalized_shape is None:
+        ns = (concrete(x.shape[-1], "layer_norm's normalised size (last dimension of its input)"),)
+    else:
+        ns = (a.normalized_shape,) if isinstance(a.normalized_shape, int) else tuple(a.normalized_shape)
+        if not ns or any(d < 1 for d in ns):
+            raise ShapeError(f"normalized_shape must list positive sizes, got {a.normalized_shape}",
+                             attr="normalized_shape")
+        if len(ns) > x.rank:
+            raise ShapeError(f"layer_norm normalises the last {len(ns)} dimensions ({_fmt(ns)}) "
+                             f"but its input has only {x.rank} (shape {x})", attr="normalized_shape")
+        tail = tuple(concrete(d, "layer_norm's normalised dimensions", attr="normalized_shape")
+                     for d in x.shape[x.rank - len(ns):])
+        if tail != ns:
+            raise ShapeError(f"layer_norm expects its input to end in {_fmt(ns)} (normalized_shape: "
+                             f"{a.normalized_shape}) but its input has shape {x}",
+                             hint=f"normalized_shape must equal the trailing dimensions, here {_fmt(tail)}; "
+                                  "drop it to normalise the last dimension", attr="normalized_shape")
+    if a.eps < 0:
+        raise ShapeError(f"eps must be non-negative, got {a.eps}", attr="eps")
+    params = []
+    if a.elementwise_affine:
+        params.append(ParamSpec("weight", ns, Init.of("ones")))
+        if a.bias:
+            params.append(ParamSpec("bias", ns, Init.of("zeros")))
+    return Inferred([TensorType(x.shape, x.dtype)], params, macs=per_sample(x))
+
+
+# -- dropout ----------------------------------------------------------------------------------
+
+class Dropout(Attrs):
+    p: float = 0.5
+
+
+@op("dropout", Dropout, primary="p")
+def dropout(a: Dropout, x: TensorType) -> Inferred:
+    """Inverted dropout: in training zero each element with probability p and scale the rest by 1/(1-p); identity in eval."""
+    if not 0.0 <= a.p < 1.0:
+        raise ShapeError(f"dropout probability p must be in [0, 1), got {a.p}", attr="p",
+                         hint="p is the probability of dropping an element, e.g. p: 0.5")
+    expect_float(x, "dropout")
+    return Inferred([TensorType(x.shape, x.dtype)], macs=per_sample(x))
+
+
+# -- standardize ------------------------------------------------------------------------------
+
+class Standardize(Attrs):
+    mean: float | list[float] | None = None
+    std: float | list[float] | None = None
+    from_data: bool = False
+
+
+def _channel_values(v: float | list[float], c: int, attr: str, x: TensorType) -> list[float]:
+    vals = [float(v)] if isinstance(v, (int, float)) else [float(u) for u in v]
+    if len(vals) == 1:
+        return vals * c
+    if len(vals) != c:
+        raise ShapeError(f"standardize has {len(vals)} {attr} values but its input has {c} channels "
+                         f"(dimension 1 of shape {x})",
+                         hint=f"give one number for all channels or exactly {c} values", attr=attr)
+    return vals
+
+
+def _values_init(vals: list[float]) -> Init:
+    if all(v == vals[0] for v in vals):
+        return Init.of("constant", value=vals[0])
+    return Init.of("values", values=tuple(vals))
+
+
+@op("standardize", Standardize)
+def standardize(a: Standardize, x: TensorType) -> Inferred:
+    """Input normalisation (x − mean) / std per channel (dim 1), mean/std kept as buffers; from_data: the trainer fits them on the training set."""
+    given = [n for n in ("mean", "std") if getattr(a, n) is not None]
+    if a.from_data and given:
+        raise ShapeError("standardize takes either mean and std, or from_data: true, not both",
+                         hint="drop mean/std to fit them on the training set, or drop from_data",
+                         attr="from_data")
+    if not a.from_data and len(given) < 2:
+        if given:
+            missing = "std" if given[0] == "mean" else "mean"
+            raise ShapeError(f"standardize has {given[0]} but no {missing}",
+                             hint=f"give {missing} too (a number, or one value per channel)", attr=given[0])
+        raise ShapeError("standardize needs mean and std, or from_data: true",
+                         hint="e.g. {op: standardize, mean: [0.4914, 0.4822, 0.4465], std: [0.247, 0.243, 0.261]}, "
+                              "or from_data: true to compute them from the training set")
+    if x.rank < 2:
+        raise ShapeError(f"standardize normalises per channel (dimension 1) and needs an input of rank 2 or more, "
+                         f"but its input has shape {x}", hint="give the input a batch dimension first")
+    if x.dtype == "bool":
+        raise ShapeError(f"standardize needs a numeric input, but its input has dtype bool (shape {x})")
+    c = concrete(x.shape[1], "standardize's channel count (dimension 1 of its input)")
+    if a.from_data:
+        mean_init, std_init = Init.of("zeros"), Init.of("ones")
+    else:
+        means = _channel_values(a.mean, c, "mean", x)
+        stds = _channel_values(a.std, c, "std", x)
+        if any(s <= 0 for s in stds):
+            raise ShapeError(f"std must be positive, got {a.std}", attr="std")
+        mean_init, std_init = _values_init(means), _values_init(stds)
+    params = [ParamSpec("mean", (c,), mean_init, buffer=True), ParamSpec("std", (c,), std_init, buffer=True)]
+    out = TensorType(x.shape, x.dtype if x.dtype in FLOATS else "float32")
+    return Inferred([out], params, macs=per_sample(x))

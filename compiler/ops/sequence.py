@@ -1,0 +1,145 @@
+"""Sequence layers: embedding and the recurrent layers rnn, lstm and gru (PyTorch semantics and layouts)."""
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from ..errors import ShapeError
+from ..ir import Dim, Init, ParamSpec, TensorType
+from .registry import Attrs, Inferred, op
+from .shapes import concrete
+
+
+# -- embedding ---------------------------------------------------------------------------------------------
+
+class Embedding(Attrs):
+    num_embeddings: int
+    embedding_dim: int
+    padding_idx: int | None = None
+
+
+@op("embedding", Embedding, primary="num_embeddings")
+def embedding(a: Embedding, x: TensorType) -> Inferred:
+    """Looks up row x of a learned [num_embeddings, embedding_dim] table for each integer index x (any shape),
+    giving [..., embedding_dim]; the padding_idx row starts at zero and gets no gradient (as PyTorch)."""
+    if a.num_embeddings < 1:
+        raise ShapeError(f"num_embeddings must be positive, got {a.num_embeddings}", attr="num_embeddings")
+    if a.embedding_dim < 1:
+        raise ShapeError(f"embedding_dim must be positive, got {a.embedding_dim}", attr="embedding_dim")
+    if not x.dtype.startswith("int"):
+        raise ShapeError(f"embedding expects integer token indices (int64), but its input is {x.dtype} "
+                         f"(shape {x})", hint="feed the token ids, not their float values or one-hot vectors")
+    pad = a.padding_idx
+    if pad is not None:
+        if not -a.num_embeddings <= pad < a.num_embeddings:
+            raise ShapeError(f"padding_idx={pad} is outside the table of {a.num_embeddings} rows "
+                             f"(allowed {-a.num_embeddings}..{a.num_embeddings - 1})", attr="padding_idx")
+        pad %= a.num_embeddings
+    weight = ParamSpec("weight", (a.num_embeddings, a.embedding_dim), Init.of("embedding", padding_idx=pad))
+    return Inferred([TensorType(x.shape + (a.embedding_dim,), "float32")], [weight], macs=0)
+
+
+# -- recurrent layers ----------------------------------------------------------------------------------------
+
+class _Recurrent(Attrs):
+    hidden_size: int
+    num_layers: int = 1
+    bidirectional: bool = False
+    batch_first: bool = True
+    dropout: float = 0.0
+    bias: bool = True
+    input_size: int | None = None
+
+
+class RNN(_Recurrent):
+    nonlinearity: Literal["tanh", "relu"] = "tanh"
+
+
+class LSTM(_Recurrent):
+    pass
+
+
+class GRU(_Recurrent):
+    pass
+
+
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+def _same_dim(a: Dim, b: Dim) -> bool:
+    return a == b or (isinstance(a, int) != isinstance(b, int))
+
+
+def _recurrent(kind: str, a: _Recurrent, x: TensorType, h0: TensorType | None,
+               c0: TensorType | None = None) -> Inferred:
+    if a.hidden_size < 1:
+        raise ShapeError(f"hidden_size must be positive, got {a.hidden_size}", attr="hidden_size")
+    if a.num_layers < 1:
+        raise ShapeError(f"num_layers must be at least 1, got {a.num_layers}", attr="num_layers")
+    if not 0.0 <= a.dropout < 1.0:
+        raise ShapeError(f"dropout is a probability in [0, 1), got {a.dropout}", attr="dropout")
+    layout = "N×T×features" if a.batch_first else "T×N×features"
+    if x.rank != 3:
+        raise ShapeError(f"{kind} expects a rank-3 input ({layout}, batch_first: {str(a.batch_first).lower()}) "
+                         f"but its input has rank {x.rank} (shape {x})",
+                         hint="a single sequence needs a batch dimension: unsqueeze it"
+                         if x.rank == 2 else None)
+    if not x.dtype.startswith("float"):
+        raise ShapeError(f"{kind} expects a float input, but its input is {x.dtype} (shape {x})",
+                         hint="token indices go through an embedding first")
+    n, t = (x.shape[0], x.shape[1]) if a.batch_first else (x.shape[1], x.shape[0])
+    feat = concrete(x.shape[2], f"{kind}'s input feature size (last dimension)")
+    if a.input_size is not None and a.input_size != feat:
+        raise ShapeError(f"{kind} expects {a.input_size} input features (input_size: {a.input_size}) "
+                         f"but its input gives {feat} (shape {x})", hint="drop input_size to infer it",
+                         attr="input_size")
+    d = 2 if a.bidirectional else 1
+    hid = a.hidden_size
+    state = (a.num_layers * d, n, hid)
+    for name, s in (("h0", h0), ("c0", c0)):
+        if s is None:
+            continue
+        if s.rank != 3 or not (s.shape[0] == state[0] and _same_dim(s.shape[1], n) and s.shape[2] == hid):
+            raise ShapeError(f"{kind}'s initial state {name} must have shape num_layers·directions×N×hidden_size"
+                             f" = {state[0]}×{n}×{hid}, but it has shape {s}",
+                             hint="as PyTorch: [num_layers * (2 if bidirectional else 1), batch, hidden_size],"
+                                  " batch in the middle even when batch_first")
+    g = GATES[kind] * hid
+    init = Init.of("uniform", bound=1.0 / math.sqrt(hid))
+    params: list[ParamSpec] = []
+    macs = 0
+    for k in range(a.num_layers):
+        fan_in = feat if k == 0 else d * hid
+        for sfx in ("", "_reverse")[:d]:
+            params += [ParamSpec(f"weight_ih_l{k}{sfx}", (g, fan_in), init),
+                       ParamSpec(f"weight_hh_l{k}{sfx}", (g, hid), init)]
+            if a.bias:
+                params += [ParamSpec(f"bias_ih_l{k}{sfx}", (g,), init), ParamSpec(f"bias_hh_l{k}{sfx}", (g,), init)]
+            macs += g * (fan_in + hid)
+    steps = t if isinstance(t, int) else 1
+    out = TensorType((n, t, d * hid) if a.batch_first else (t, n, d * hid), x.dtype)
+    outs = [out, TensorType(state, x.dtype)]
+    if kind == "lstm":
+        outs.append(TensorType(state, x.dtype))
+    return Inferred(outs, params, macs=macs * steps)
+
+
+@op("rnn", RNN, inputs=("x", "h0"), optional=("h0",), ports=("out", "h"), primary="hidden_size")
+def rnn(a: RNN, x: TensorType, h0: TensorType | None = None) -> Inferred:
+    """Elman RNN, h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh) with act tanh or relu, stacked and optionally
+    bidirectional as torch.nn.RNN: port out is every step's last-layer state, h the final state of each layer."""
+    return _recurrent("rnn", a, x, h0)
+
+
+@op("lstm", LSTM, inputs=("x", "h0", "c0"), optional=("h0", "c0"), ports=("out", "h", "c"), primary="hidden_size")
+def lstm(a: LSTM, x: TensorType, h0: TensorType | None = None, c0: TensorType | None = None) -> Inferred:
+    """Long short-term memory as torch.nn.LSTM (gates i, f, g, o): port out is every step's last-layer hidden
+    state, h and c the final hidden and cell states of each layer and direction; dropout acts between layers."""
+    return _recurrent("lstm", a, x, h0, c0)
+
+
+@op("gru", GRU, inputs=("x", "h0"), optional=("h0",), ports=("out", "h"), primary="hidden_size")
+def gru(a: GRU, x: TensorType, h0: TensorType | None = None) -> Inferred:
+    """Gated recurrent unit as torch.nn.GRU (gates r, z, n; n = tanh(W_in x + b_in + r·(W_hn h + b_hn))):
+    port out is every step's last-layer state, h the final state of each layer and direction."""
+    return _recurrent("gru", a, x, h0)

@@ -1,0 +1,588 @@
+"""Tensor manipulation: arithmetic, matmul, shape changes, reductions, constants and parameters."""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Union
+
+from ..errors import ShapeError
+from ..ir import Dim, Init, ParamSpec, TensorType
+from .registry import Attrs, Inferred, NoAttrs, op
+from .shapes import broadcast, concrete, norm_dim, per_sample
+
+Number = Union[int, float]
+
+
+# --------------------------------------------------------------------------- helpers
+
+def fmt(shape: tuple[Dim, ...]) -> str:
+    return "×".join(str(d) for d in shape) or "scalar"
+
+
+def is_float(dtype: str) -> bool:
+    return dtype.startswith("float")
+
+
+def _symbol(d: object, what: str, attr: str) -> str:
+    if not (isinstance(d, str) and d.isidentifier()):
+        raise ShapeError(f"{what} entry {d!r} is neither a size nor a symbol such as N",
+                         hint="use positive integers, -1, or a dimension symbol from `inputs`", attr=attr)
+    return d
+
+
+def _dims(dim: int | list[int], rank: int, attr: str = "dim") -> list[int]:
+    """Normalise one dim or a list of dims; duplicates are an error."""
+    dims = [norm_dim(d, rank, attr) for d in ([dim] if isinstance(dim, int) else dim)]
+    if len(set(dims)) != len(dims):
+        raise ShapeError(f"{attr} {list(dim)} names the same dimension twice", attr=attr)
+    return sorted(dims)
+
+
+def _count(shape: tuple[Dim, ...]) -> tuple[int, Counter]:
+    """Element count of a shape as (product of the numbers, multiset of the symbols)."""
+    return math.prod(d for d in shape if isinstance(d, int)), Counter(d for d in shape if isinstance(d, str))
+
+
+def _count_str(n: int, syms: Counter) -> str:
+    parts = ([str(n)] if n != 1 or not syms else []) + [s for s, k in sorted(syms.items()) for _ in range(k)]
+    return "·".join(parts)
+
+
+def _merge(dims: tuple[Dim, ...], op_name: str, hint: str) -> Dim:
+    """The size of several dimensions merged into one: a number, or a lone symbol."""
+    n, syms = _count(dims)
+    if not syms:
+        return n
+    if sum(syms.values()) == 1 and n == 1:
+        return next(iter(syms))
+    raise ShapeError(f"{op_name} would merge the dimensions {fmt(dims)} into one of size {_count_str(n, syms)}, "
+                     "which is not a single number or symbol", hint=hint)
+
+
+# --------------------------------------------------------------------------- identity, arithmetic
+
+@op("identity", NoAttrs)
+def identity(a: NoAttrs, x: TensorType) -> Inferred:
+    """Returns its input unchanged."""
+    return Inferred([x])
+
+
+@op("detach", NoAttrs)
+def detach(a: NoAttrs, x: TensorType) -> Inferred:
+    """Returns its input unchanged but stops the gradient (as torch.Tensor.detach)."""
+    return Inferred([x])
+
+
+class Arith(Attrs):
+    value: Number | None = None
+
+
+def _arith(name: str, a: Arith, x: TensorType, y: TensorType | None) -> Inferred:
+    if y is None and a.value is None:
+        raise ShapeError(f"{name} needs a second input or a `value`, but got neither",
+                         hint=f"write `in: [a, b]`, or `{{op: {name}, value: 2.0}}` for a constant", attr="value")
+    if y is not None and a.value is not None:
+        raise ShapeError(f"{name} got both a second input and `value: {a.value}`; give only one",
+                         hint="drop `value`, or drop the second input", attr="value")
+    if y is None:
+        shape = x.shape
+        dts = [x.dtype]
+        value_float = isinstance(a.value, float)
+    else:
+        try:
+            shape = broadcast(x.shape, y.shape)
+        except ShapeError as e:
+            raise ShapeError(f"{name}: inputs of {e.message}",
+                             hint="broadcasting aligns shapes from the right; each pair of sizes must be "
+                                  "equal or one of them 1") from None
+        dts = [x.dtype, y.dtype]
+        value_float = False
+    floats = [d for d in dts if is_float(d)]
+    if floats:
+        dtype = "float64" if "float64" in floats else floats[0]
+    elif value_float or name == "div":
+        dtype = "float32"
+    else:
+        dtype = dts[0]
+    out = TensorType(shape, dtype)
+    return Inferred([out], macs=per_sample(out))
+
+
+@op("add", Arith, inputs=("a", "b"), optional=("b",))
+def add(a: Arith, x: TensorType, y: TensorType | None = None) -> Inferred:
+    """a + b with NumPy broadcasting, or a + value."""
+    return _arith("add", a, x, y)
+
+
+@op("sub", Arith, inputs=("a", "b"), optional=("b",))
+def sub(a: Arith, x: TensorType, y: TensorType | None = None) -> Inferred:
+    """a - b with NumPy broadcasting, or a - value."""
+    return _arith("sub", a, x, y)
+
+
+@op("mul", Arith, inputs=("a", "b"), optional=("b",))
+def mul(a: Arith, x: TensorType, y: TensorType | None = None) -> Inferred:
+    """a * b (elementwise) with NumPy broadcasting, or a * value."""
+    return _arith("mul", a, x, y)
+
+
+@op("div", Arith, inputs=("a", "b"), optional=("b",))
+def div(a: Arith, x: TensorType, y: TensorType | None = None) -> Inferred:
+    """a / b (true division, integers give float32) with NumPy broadcasting, or a / value."""
+    return _arith("div", a, x, y)
+
+
+# --------------------------------------------------------------------------- matmul
+
+@op("matmul", NoAttrs, inputs=("a", "b"))
+def matmul(a: NoAttrs, x: TensorType, y: TensorType) -> Inferred:
+    """Matrix product with NumPy/torch.matmul semantics: 1-D operands are promoted, batch dims broadcast."""
+    if x.rank == 0 or y.rank == 0:
+        raise ShapeError(f"matmul needs inputs with at least one dimension, got shapes {x} and {y}",
+                         hint="use mul to multiply by a scalar")
+    xs = (1,) + x.shape if x.rank == 1 else x.shape
+    ys = y.shape + (1,) if y.rank == 1 else y.shape
+    k1, k2 = xs[-1], ys[-2]
+    if k1 != k2:
+        raise ShapeError(f"matmul: the last dimension of a ({k1}, shape {x}) must equal the "
+                         f"{'only' if y.rank == 1 else 'second-to-last'} dimension of b ({k2}, shape {y})",
+                         hint="transpose one operand, or check which inputs are connected")
+    try:
+        batch = broadcast(xs[:-2], ys[:-2])
+    except ShapeError as e:
+        raise ShapeError(f"matmul: the batch dimensions of a (shape {x}) and b (shape {y}) do not broadcast: "
+                         f"{e.message}") from None
+    shape = batch + ((xs[-2],) if x.rank > 1 else ()) + ((ys[-1],) if y.rank > 1 else ())
+    dt = [d for d in (x.dtype, y.dtype) if is_float(d)]
+    out = TensorType(shape, dt[0] if dt else x.dtype)
+    k = k1 if isinstance(k1, int) else 1
+    macs = per_sample(out) * k if out.rank >= 2 else out.numel() * k
+    return Inferred([out], macs=macs)
+
+
+# --------------------------------------------------------------------------- concat, split
+
+class Concat(Attrs):
+    dim: int = 0
+
+
+@op("concat", Concat, inputs=("x",), variadic=True)
+def concat(a: Concat, *xs: TensorType) -> Inferred:
+    """Joins its inputs along `dim` (default 0, as torch.cat); all other dimensions must agree."""
+    if not xs:
+        raise ShapeError("concat needs at least one input")
+    first = xs[0]
+    if first.rank == 0:
+        raise ShapeError("concat cannot join scalars (rank-0 inputs)", hint="unsqueeze them first")
+    d = norm_dim(a.dim, first.rank)
+    for i, t in enumerate(xs[1:], 1):
+        if t.rank != first.rank:
+            raise ShapeError(f"concat: input {i} has rank {t.rank} (shape {t}) but input 0 has rank "
+                             f"{first.rank} (shape {first}); all inputs need the same rank")
+        for j in range(first.rank):
+            if j != d and t.shape[j] != first.shape[j]:
+                raise ShapeError(f"concat along dim {a.dim}: input {i} (shape {t}) differs from input 0 "
+                                 f"(shape {first}) in dimension {j} ({t.shape[j]} vs {first.shape[j]})",
+                                 hint="only the concatenated dimension may differ; is `dim` right?", attr="dim")
+        if t.dtype != first.dtype:
+            raise ShapeError(f"concat: input {i} is {t.dtype} but input 0 is {first.dtype}")
+    sizes = [t.shape[d] for t in xs]
+    syms = [s for s in sizes if isinstance(s, str)]
+    if syms and len(xs) > 1:
+        raise ShapeError(f"concat along dim {a.dim} joins sizes {' + '.join(map(str, sizes))}, and the "
+                         f"symbolic size '{syms[0]}' makes the result size unknown",
+                         hint="concat joins along dim 0 by default (as torch.cat); "
+                              "to join features write e.g. `dim: -1`", attr="dim")
+    total = sizes[0] if syms else sum(sizes)
+    return Inferred([TensorType(first.shape[:d] + (total,) + first.shape[d + 1:], first.dtype)])
+
+
+class Split(Attrs):
+    sections: int | list[int]
+    dim: int = 0
+
+
+def split_sizes(sections: int | list[int], size: int) -> list[int]:
+    """Chunk sizes as torch.split: an int is the chunk size (the last chunk may be smaller)."""
+    if isinstance(sections, int):
+        return [min(sections, size - i) for i in range(0, size, sections)]
+    return list(sections)
+
+
+@op("split", Split, ports=("0", "1"), primary="sections")
+def split(a: Split, x: TensorType) -> Inferred:
+    """Splits along `dim` (default 0, as torch.split) into chunks: `sections` is a chunk size or a list of sizes."""
+    if x.rank == 0:
+        raise ShapeError("split cannot split a scalar")
+    d = norm_dim(a.dim, x.rank)
+    size = concrete(x.shape[d], f"split's dimension {a.dim} (shape {x})", attr="dim")
+    if isinstance(a.sections, int):
+        if a.sections < 1:
+            raise ShapeError(f"split's chunk size must be positive, got sections: {a.sections}", attr="sections")
+    else:
+        if not a.sections or any(s < 1 for s in a.sections):
+            raise ShapeError(f"split's sections must be a list of positive sizes, got {a.sections}",
+                             attr="sections")
+        if sum(a.sections) != size:
+            raise ShapeError(f"split's sections {a.sections} add up to {sum(a.sections)}, but dimension "
+                             f"{a.dim} of the input has size {size} (shape {x})",
+                             hint=f"make the sizes add up to {size}, or give one chunk size", attr="sections")
+    sizes = split_sizes(a.sections, size)
+    outs = [TensorType(x.shape[:d] + (s,) + x.shape[d + 1:], x.dtype) for s in sizes]
+    return Inferred(outs, ports=[str(i) for i in range(len(outs))])
+
+
+# --------------------------------------------------------------------------- reshapes
+
+class Reshape(Attrs):
+    shape: list[int | str]
+
+
+@op("reshape", Reshape, primary="shape")
+def reshape(a: Reshape, x: TensorType) -> Inferred:
+    """Reshapes to `shape` (the full shape, batch included, as torch.reshape); one entry may be -1.
+
+    A symbol in `shape` (e.g. `[N, -1]`) must be a dimension of the input; `[-1, 16]` on an `N×4×4`
+    input keeps N for the -1.
+    """
+    target = list(a.shape)
+    for d in target:
+        if isinstance(d, int) and d < 1 and d != -1:
+            raise ShapeError(f"reshape's shape {target} has the size {d}; sizes are positive, or -1 for "
+                             "'whatever is left'", attr="shape")
+        if isinstance(d, str):
+            _symbol(d, "reshape's shape", "shape")
+    if target.count(-1) > 1:
+        raise ShapeError(f"reshape's shape {target} has more than one -1", attr="shape")
+    n_in, s_in = _count(x.shape)
+    n_t, s_t = _count(tuple(d for d in target if d != -1))
+    missing = s_t - s_in
+    if missing:
+        sym = next(iter(missing))
+        raise ShapeError(f"reshape's shape {target} uses the symbol '{sym}', which is not a dimension of its "
+                         f"input (shape {x})", hint="use -1 for the size that is left over", attr="shape")
+    left = s_in - s_t
+    ins = f"its input (shape {x}) has {_count_str(n_in, s_in)} elements"
+    if -1 in target:
+        if n_in % n_t:
+            raise ShapeError(f"reshape to {target}: {ins}, which is not a multiple of {_count_str(n_t, s_t)}",
+                             attr="shape")
+        rest = n_in // n_t
+        if not left:
+            fill: Dim = rest
+        elif sum(left.values()) == 1 and rest == 1:
+            fill = next(iter(left))
+        else:
+            raise ShapeError(f"reshape to {target}: the -1 would have to be {_count_str(rest, left)}, which is "
+                             "not a single number or symbol", attr="shape",
+                             hint=f"keep the symbolic dimensions in the shape, e.g. [{', '.join(left)}, -1]")
+        out = tuple(fill if d == -1 else d for d in target)
+    else:
+        if left or n_in != n_t:
+            raise ShapeError(f"reshape to {target}: {ins}, but the target has {_count_str(n_t, s_t)}",
+                             hint="the element counts must match; use -1 for the size that is left over",
+                             attr="shape")
+        out = tuple(target)
+    return Inferred([TensorType(out, x.dtype)])
+
+
+class Flatten(Attrs):
+    start_dim: int = 1
+    end_dim: int = -1
+
+
+@op("flatten", Flatten)
+def flatten(a: Flatten, x: TensorType) -> Inferred:
+    """Merges dimensions start_dim..end_dim into one (as torch.flatten; default keeps the batch dim)."""
+    if x.rank == 0:
+        return Inferred([TensorType((1,), x.dtype)])
+    s = norm_dim(a.start_dim, x.rank, "start_dim")
+    e = norm_dim(a.end_dim, x.rank, "end_dim")
+    if s > e:
+        raise ShapeError(f"flatten's start_dim ({a.start_dim}) comes after its end_dim ({a.end_dim}) "
+                         f"for an input of shape {x}", attr="start_dim")
+    merged = _merge(x.shape[s:e + 1], "flatten",
+                    hint="leave the batch dimension out of the flattened range (start_dim: 1)")
+    return Inferred([TensorType(x.shape[:s] + (merged,) + x.shape[e + 1:], x.dtype)])
+
+
+class Permute(Attrs):
+    dims: list[int]
+
+
+@op("permute", Permute, primary="dims")
+def permute(a: Permute, x: TensorType) -> Inferred:
+    """Reorders the dimensions: output dim i is input dim dims[i] (as torch.permute)."""
+    if len(a.dims) != x.rank:
+        raise ShapeError(f"permute's dims {a.dims} list {len(a.dims)} dimensions but the input has rank "
+                         f"{x.rank} (shape {x})", hint="name every dimension exactly once", attr="dims")
+    dims = [norm_dim(d, x.rank, "dims") for d in a.dims]
+    if sorted(dims) != list(range(x.rank)):
+        raise ShapeError(f"permute's dims {a.dims} is not a permutation of 0..{x.rank - 1}",
+                         hint="name every dimension exactly once", attr="dims")
+    return Inferred([TensorType(tuple(x.shape[d] for d in dims), x.dtype)])
+
+
+class Transpose(Attrs):
+    dim0: int
+    dim1: int
+
+
+@op("transpose", Transpose)
+def transpose(a: Transpose, x: TensorType) -> Inferred:
+    """Swaps dimensions dim0 and dim1."""
+    d0 = norm_dim(a.dim0, x.rank, "dim0")
+    d1 = norm_dim(a.dim1, x.rank, "dim1")
+    shape = list(x.shape)
+    shape[d0], shape[d1] = shape[d1], shape[d0]
+    return Inferred([TensorType(tuple(shape), x.dtype)])
+
+
+class Squeeze(Attrs):
+    dim: int | list[int] | None = None
+
+
+def squeeze_axes(dim: int | list[int] | None, x: TensorType) -> list[int]:
+    if dim is None:
+        return [i for i, d in enumerate(x.shape) if d == 1]
+    dims = _dims(dim, x.rank)
+    for d in dims:
+        if x.shape[d] != 1:
+            raise ShapeError(f"squeeze: dimension {d} of the input (shape {x}) has size {x.shape[d]}, not 1",
+                             hint="only size-1 dimensions can be squeezed", attr="dim")
+    return dims
+
+
+@op("squeeze", Squeeze)
+def squeeze(a: Squeeze, x: TensorType) -> Inferred:
+    """Removes size-1 dimensions: `dim` (one or a list, each must have size 1), or every size-1 dim.
+
+    Unlike torch.squeeze, a named dim that is not 1 is an error; symbolic dims are never squeezed.
+    """
+    axes = squeeze_axes(a.dim, x)
+    return Inferred([TensorType(tuple(d for i, d in enumerate(x.shape) if i not in axes), x.dtype)])
+
+
+class Unsqueeze(Attrs):
+    dim: int
+
+
+@op("unsqueeze", Unsqueeze, primary="dim")
+def unsqueeze(a: Unsqueeze, x: TensorType) -> Inferred:
+    """Inserts a size-1 dimension at `dim` (negative counts from the end of the result, as torch)."""
+    d = norm_dim(a.dim, x.rank + 1)
+    return Inferred([TensorType(x.shape[:d] + (1,) + x.shape[d:], x.dtype)])
+
+
+# --------------------------------------------------------------------------- slicing
+
+class Slice(Attrs):
+    dim: int
+    start: int = 0
+    end: int | None = None
+    step: int = 1
+
+
+def slice_len(size: Dim, start: int, end: int | None, step: int) -> Dim | None:
+    """Length of x[start:end:step] along a dim; for a symbol, a number when it does not depend on the
+    symbol's value (assuming the dimension is long enough), the symbol for the whole dim, else None."""
+    if isinstance(size, int):
+        return len(range(*slice(start, end, step).indices(size)))
+    if end is None:
+        if start == 0 and step == 1:
+            return size
+        if start < 0:
+            return -(start // step)                      # ceil(-start / step)
+        return None
+    if (start >= 0) == (end >= 0):
+        return max(0, -((start - end) // step))          # ceil((end - start) / step)
+    return None
+
+
+@op("slice", Slice)
+def slice_(a: Slice, x: TensorType) -> Inferred:
+    """x[start:end:step] along `dim`, with Python slicing semantics (negative indices count from the end).
+
+    On a symbolic dimension the result must have a known size: `start: 0, end: 1` gives 1 (assuming the
+    dimension is at least that long), `start: -3` gives 3; `start: 1` alone would give 'T-1', an error.
+    """
+    if x.rank == 0:
+        raise ShapeError("slice needs an input with at least one dimension, got a scalar")
+    d = norm_dim(a.dim, x.rank)
+    if a.step < 1:
+        raise ShapeError(f"slice's step must be positive, got {a.step}", hint="as in PyTorch, no reversed slices",
+                         attr="step")
+    n = slice_len(x.shape[d], a.start, a.end, a.step)
+    if n is None:
+        raise ShapeError(f"slice {a.start}:{'' if a.end is None else a.end}:{a.step} of dimension {a.dim} "
+                         f"(symbolic size '{x.shape[d]}', shape {x}) has a size that depends on "
+                         f"'{x.shape[d]}'", attr="end",
+                         hint="use indices of the same sign (e.g. start: 0, end: 5, or start: -5) so the "
+                              "result has a fixed size")
+    if n == 0:
+        raise ShapeError(f"slice {a.start}:{'' if a.end is None else a.end}:{a.step} of dimension {a.dim} "
+                         f"(shape {x}) is empty", attr="start")
+    return Inferred([TensorType(x.shape[:d] + (n,) + x.shape[d + 1:], x.dtype)])
+
+
+class Select(Attrs):
+    dim: int
+    index: int
+
+
+@op("select", Select)
+def select(a: Select, x: TensorType) -> Inferred:
+    """x[..., index, ...] along `dim`, removing that dimension (as torch.select; negative counts from the end)."""
+    if x.rank == 0:
+        raise ShapeError("select needs an input with at least one dimension, got a scalar")
+    d = norm_dim(a.dim, x.rank)
+    size = x.shape[d]
+    if isinstance(size, int) and not -size <= a.index < size:
+        raise ShapeError(f"select: index {a.index} is out of range for dimension {a.dim} of size {size} "
+                         f"(shape {x}); allowed {-size}..{size - 1}", attr="index")
+    return Inferred([TensorType(x.shape[:d] + x.shape[d + 1:], x.dtype)])
+
+
+# --------------------------------------------------------------------------- reductions
+
+class Reduce(Attrs):
+    dim: int | list[int] | None = None
+    keepdim: bool = False
+
+
+def reduce_axes(a: Reduce, x: TensorType) -> list[int]:
+    if a.dim is None:
+        return list(range(x.rank))
+    if x.rank == 0:
+        raise ShapeError("cannot reduce over a dimension of a scalar", attr="dim")
+    if isinstance(a.dim, list) and not a.dim:
+        raise ShapeError("dim is an empty list; leave dim out to reduce over everything", attr="dim")
+    return _dims(a.dim, x.rank)
+
+
+def _reduce(a: Reduce, x: TensorType, dtype: str) -> Inferred:
+    axes = reduce_axes(a, x)
+    if a.keepdim:
+        shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+    else:
+        shape = tuple(d for i, d in enumerate(x.shape) if i not in axes)
+    return Inferred([TensorType(shape, dtype)], macs=per_sample(x))
+
+
+@op("sum", Reduce, primary="dim")
+def reduce_sum(a: Reduce, x: TensorType) -> Inferred:
+    """Sum over `dim` (an int or a list; none = everything, giving a scalar), keeping it as size 1 if keepdim."""
+    return _reduce(a, x, x.dtype)
+
+
+@op("mean", Reduce, primary="dim")
+def reduce_mean(a: Reduce, x: TensorType) -> Inferred:
+    """Mean over `dim` (an int or a list; none = everything, giving a scalar), keeping it as size 1 if keepdim."""
+    return _reduce(a, x, x.dtype if is_float(x.dtype) else "float32")
+
+
+@op("max", Reduce, primary="dim")
+def reduce_max(a: Reduce, x: TensorType) -> Inferred:
+    """Maximum over `dim` (values only, as torch.amax: tied maxima share the gradient equally)."""
+    return _reduce(a, x, x.dtype)
+
+
+# --------------------------------------------------------------------------- expand, one_hot
+
+class Expand(Attrs):
+    shape: list[int | str]
+
+
+@op("expand", Expand, primary="shape")
+def expand(a: Expand, x: TensorType) -> Inferred:
+    """Broadcasts to `shape` (as torch.expand): -1 keeps a dim, size-1 dims grow, new dims are added in front.
+
+    A symbol such as N is bound at run time, e.g. `shape: [N, -1, -1]` repeats a `1×1×D` class token
+    over the batch.
+    """
+    t = list(a.shape)
+    for d in t:
+        if isinstance(d, str):
+            _symbol(d, "expand's shape", "shape")
+        elif d < 1 and d != -1:
+            raise ShapeError(f"expand's shape {t} has the size {d}; sizes are positive, or -1 to keep a "
+                             "dimension", attr="shape")
+    if len(t) < x.rank:
+        raise ShapeError(f"expand's shape {t} has {len(t)} dimensions, fewer than the input's {x.rank} "
+                         f"(shape {x})", attr="shape")
+    lead = len(t) - x.rank
+    out: list[Dim] = []
+    for i, d in enumerate(t):
+        if i < lead:
+            if d == -1:
+                raise ShapeError(f"expand's shape {t}: -1 at position {i} has no input dimension to keep "
+                                 f"(input shape {x})", hint="new leading dimensions need a size", attr="shape")
+            out.append(d)
+            continue
+        s = x.shape[i - lead]
+        if d == -1 or d == s:
+            out.append(s)
+        elif s == 1:
+            out.append(d)
+        else:
+            raise ShapeError(f"expand cannot grow dimension {i - lead} of the input (shape {x}) from {s} to {d}; "
+                             "only size-1 dimensions can be expanded",
+                             hint="use -1 to keep a dimension", attr="shape")
+    return Inferred([TensorType(tuple(out), x.dtype)])
+
+
+class OneHot(Attrs):
+    num_classes: int
+
+
+@op("one_hot", OneHot, primary="num_classes")
+def one_hot(a: OneHot, x: TensorType) -> Inferred:
+    """One-hot encoding of int64 class indices: adds a last dimension of size num_classes (float32 output)."""
+    if a.num_classes < 1:
+        raise ShapeError(f"num_classes must be positive, got {a.num_classes}", attr="num_classes")
+    if x.dtype not in ("int64", "int32"):
+        raise ShapeError(f"one_hot expects integer class indices, but its input is {x.dtype} (shape {x})",
+                         hint="declare the input with `dtype: int64`")
+    return Inferred([TensorType(x.shape + (a.num_classes,), "float32")])
+
+
+# --------------------------------------------------------------------------- param, constant
+
+class Param(Attrs):
+    shape: list[int]
+
+
+@op("param", Param, inputs=(), primary="shape")
+def param(a: Param) -> Inferred:
+    """A learned tensor of `shape` (e.g. a class token), initialised to zeros unless `init` says otherwise.
+
+    Its state_dict name is the node's name.
+    """
+    if any(d < 1 for d in a.shape):
+        raise ShapeError(f"param's shape {a.shape} must have positive sizes", attr="shape")
+    shape = tuple(a.shape)
+    return Inferred([TensorType(shape)], [ParamSpec("", shape, Init.of("zeros"))])
+
+
+class Constant(Attrs):
+    value: Number | list
+
+
+def constant_shape(value: object, what: str = "value") -> tuple[int, ...]:
+    if isinstance(value, bool) or not isinstance(value, (int, float, list)):
+        raise ShapeError(f"constant's {what} {value!r} is not a number or a list of numbers", attr="value")
+    if not isinstance(value, list):
+        return ()
+    if not value:
+        raise ShapeError(f"constant's {what} is an empty list", attr="value")
+    inner = [constant_shape(v, what) for v in value]
+    if any(s != inner[0] for s in inner):
+        raise ShapeError(f"constant's value is ragged: its rows have shapes {sorted(set(map(fmt, inner)))}",
+                         hint="every row of a nested list needs the same length", attr="value")
+    return (len(value),) + inner[0]
+
+
+@op("constant", Constant, inputs=())
+def constant(a: Constant) -> Inferred:
+    """A fixed float32 tensor given by a number or a nested list; not trained, not in the state_dict."""
+    return Inferred([TensorType(constant_shape(a.value))])

@@ -1,0 +1,77 @@
+"""JSON Schema of the spec language, with one branch per op so editors complete attribute names."""
+from __future__ import annotations
+
+from typing import Any
+
+from .ops import OPS
+from .spec import BlockSpec, Train
+
+EXPR = {"type": "string", "pattern": r"\$\{.*\}", "description": "an expression ${...}"}
+REF = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": ["string", "null"]}}]}
+NODE_COMMON: dict[str, Any] = {
+    "name": {"anyOf": [{"type": "string"}, {"type": "integer", "minimum": 0}]},
+    "in": REF,
+    "repeat": {"anyOf": [{"type": "integer", "minimum": 1}, EXPR]},
+    "when": {"anyOf": [{"type": "boolean"}, EXPR]},
+    "init": {"anyOf": [{"type": "string"}, {"type": "object"}]},
+}
+
+
+def _attr_schema(model: type) -> dict[str, Any]:
+    s = model.model_json_schema()
+    props = {k: {"anyOf": [v, EXPR], **({"description": v["description"]} if "description" in v else {})}
+             for k, v in s.get("properties", {}).items()}
+    return {"properties": props, "required": s.get("required", []), "defs": s.get("$defs", {})}
+
+
+def json_schema() -> dict[str, Any]:
+    defs: dict[str, Any] = {}
+    branches = []
+    for name, opdef in sorted(OPS.items()):
+        a = _attr_schema(opdef.attrs)
+        defs.update(a["defs"])
+        canonical = {"type": "object", "title": name, "description": opdef.doc,
+                     "properties": {"op": {"const": name}, **NODE_COMMON, **a["properties"]},
+                     "required": ["op", *a["required"]], "additionalProperties": False}
+        branches.append(canonical)
+        inner = {"anyOf": [{"type": "object", "properties": a["properties"], "additionalProperties": False},
+                           {"type": ["number", "string", "array", "boolean", "null"]}]}
+        branches.append({"type": "object", "title": f"{name} (shorthand)",
+                         "properties": {name: inner, **NODE_COMMON}, "required": [name],
+                         "additionalProperties": False})
+    branches.append({"type": "string", "enum": sorted(OPS), "title": "op without attributes"})
+    branches.append({"type": "object", "title": "block use", "required": ["use"],
+                     "properties": {"use": {"type": "string"}, **NODE_COMMON}, "additionalProperties": True})
+    branches.append({"type": "object", "title": "call (shared weights)", "required": ["call"],
+                     "properties": {"call": {"type": "string"}, **NODE_COMMON}, "additionalProperties": False})
+    layer = {"anyOf": branches}
+    block = BlockSpec.model_json_schema()
+    block["properties"]["layers"] = {"type": "array", "items": {"$ref": "#/$defs/layer"}}
+    train = Train.model_json_schema()
+    defs.update(train.pop("$defs", {}))
+    defs.update(block.pop("$defs", {}))
+    defs["layer"] = layer
+    shape = {"type": "array", "items": {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string"}]}}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "specc spec, version 1",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["inputs", "layers"],
+        "properties": {
+            "specc": {"const": 1},
+            "name": {"type": "string"},
+            "description": {"type": "string"},
+            "imports": {"type": "object", "additionalProperties": {"type": "string"}},
+            "params": {"type": "object"},
+            "inputs": {"type": "object", "additionalProperties": {"anyOf": [shape, {
+                "type": "object", "properties": {"shape": shape, "dtype": {"enum": ["float32", "int64", "bool"]}},
+                "required": ["shape"], "additionalProperties": False}]}},
+            "blocks": {"type": "object", "additionalProperties": block},
+            "layers": {"type": "array", "items": {"$ref": "#/$defs/layer"}},
+            "outputs": {"anyOf": [{"type": "array", "items": {"type": "string"}},
+                                  {"type": "object", "additionalProperties": {"type": "string"}}]},
+            "train": train,
+        },
+        "$defs": defs,
+    }

@@ -1,0 +1,245 @@
+"""Model: runs a compiled Graph with the NumPy kernels, with or without a tape."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from compiler.errors import UserError, did_you_mean
+from compiler.ir import Graph, Node, Ref
+
+from .init import initialise
+from .kernels import KERNELS, Ctx
+from .tensor import Entry, Tensor
+
+FLOAT = np.float32
+NP_DTYPES = {"float32": np.float32, "int64": np.int64, "bool": np.bool_}
+
+
+class StateDictError(UserError):
+    """load_state_dict found missing, unexpected or mis-shaped keys (all of them are listed)."""
+
+
+class NonFiniteError(UserError):
+    def __init__(self, node: str, op: str):
+        super().__init__(f"non-finite values (nan or inf) first appear in the output of node '{node}' ({op})",
+                         hint="lower the learning rate, clip gradients (train.grad_clip), or check the input data")
+        self.node = node
+
+
+@dataclass
+class _Plan:
+    nodes: list[Node]
+    inputs: list[str]                       # graph inputs the plan reads
+    wanted: dict[str, tuple[bool, ...]]     # node -> per-port: read by someone
+    refs: dict[str, Ref]                    # requested name -> ref
+
+
+def _init_applies(param_name: str) -> bool:
+    return param_name == "" or "weight" in param_name
+
+
+class Model:
+    """A spec's network with NumPy parameters named and laid out as PyTorch's state_dict."""
+
+    def __init__(self, graph: Graph, seed: int = 0):
+        self.graph = graph
+        self.training = True
+        self.check_finite = False
+        self.rng = np.random.default_rng(seed)
+        init_rng = np.random.default_rng(seed)
+        self._params: dict[str, Tensor] = {}
+        self._buffers: set[str] = set()
+        for name, (spec, node) in graph.params().items():
+            init = node.init if node.init is not None and _init_applies(spec.name) else spec.init
+            arr = initialise(init, spec.shape, init_rng, NP_DTYPES.get(spec.dtype, FLOAT))
+            self._params[name] = Tensor(arr, requires_grad=not spec.buffer)
+            if spec.buffer:
+                self._buffers.add(name)
+        self._plans: dict[tuple, _Plan] = {}
+        self._nodes = {n.name: n for n in graph.nodes}
+
+    # -- modes and parameters ----------------------------------------------------------------
+    def train(self, mode: bool = True) -> "Model":
+        self.training = mode
+        return self
+
+    def eval(self) -> "Model":
+        return self.train(False)
+
+    def parameters(self) -> dict[str, Tensor]:
+        """Trainable parameters (frozen ones, with requires_grad False, are left out)."""
+        return {k: t for k, t in self._params.items() if k not in self._buffers and t.requires_grad}
+
+    def named_tensors(self) -> dict[str, Tensor]:
+        return dict(self._params)
+
+    def freeze(self, names: Iterable[str], frozen: bool = True) -> None:
+        for n in names:
+            self._params[n].requires_grad = not frozen
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {k: t.data for k, t in self._params.items()}
+
+    def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> None:
+        missing = [k for k in self._params if k not in state]
+        unexpected = [k for k in state if k not in self._params]
+        bad = []
+        for k, v in state.items():
+            if k in self._params and tuple(np.shape(v)) != self._params[k].shape:
+                bad.append(f"{k}: checkpoint {list(np.shape(v))}, model {list(self._params[k].shape)}")
+        problems = []
+        if bad:
+            problems.append("mis-shaped: " + "; ".join(bad))
+        if strict and missing:
+            problems.append("missing: " + ", ".join(missing))
+        if strict and unexpected:
+            hints = [f"{k} ({h})" if (h := did_you_mean(k, missing)) else k for k in unexpected]
+            problems.append("unexpected: " + ", ".join(hints))
+        if problems:
+            raise StateDictError("the weights do not fit this model — " + " | ".join(problems),
+                                 hint="check that the checkpoint was made from this spec (same params)")
+        for k, v in state.items():
+            if k in self._params:
+                t = self._params[k]
+                t.data = np.array(v, dtype=t.data.dtype, copy=True)
+
+    def grads(self) -> dict[str, np.ndarray]:
+        return {k: t.grad for k, t in self.parameters().items() if t.grad is not None}
+
+    def zero_grad(self) -> None:
+        for t in self._params.values():
+            t.grad = None
+
+    # -- running ------------------------------------------------------------------------------
+    def __call__(self, outputs: list[str] | None = None, **inputs: Any) -> dict[str, np.ndarray]:
+        """Inference: no tape is kept. Returns {output name: ndarray}."""
+        res = self._run(inputs, outputs, grad=False)
+        return {k: v.data for k, v in res.items()}
+
+    def forward(self, outputs: list[str] | None = None, **inputs: Any) -> dict[str, Tensor]:
+        """Run with a tape, so any returned Tensor can `.backward()`."""
+        return self._run(inputs, outputs, grad=True)
+
+    def plan(self, outputs: list[str] | None = None) -> _Plan:
+        key = tuple(outputs) if outputs else ()
+        if key not in self._plans:
+            self._plans[key] = self._make_plan(outputs)
+        return self._plans[key]
+
+    def resolve(self, name: str) -> Ref:
+        g = self.graph
+        if name in g.outputs:
+            return g.outputs[name]
+        node, _, port = name.partition(":")
+        if node in g.inputs and not port:
+            return Ref(node)
+        if node not in self._nodes:
+            cands = list(g.outputs) + list(self._nodes)
+            raise UserError(f"unknown output '{name}'", hint=did_you_mean(name, cands))
+        n = self._nodes[node]
+        if port and port not in n.outputs:
+            raise UserError(f"node '{node}' has no port '{port}' (ports: {', '.join(n.outputs)})")
+        return Ref(node, port if port and port != next(iter(n.outputs)) else None)
+
+    def _make_plan(self, outputs: list[str] | None) -> _Plan:
+        refs = {name: self.resolve(name) for name in (outputs or list(self.graph.outputs))}
+        need: set[str] = set()
+        stack = [r.node for r in refs.values()]
+        while stack:
+            n = stack.pop()
+            if n in need:
+                continue
+            need.add(n)
+            if n in self._nodes:
+                stack.extend(r.node for r in self._nodes[n].inputs if r is not None)
+        nodes = [n for n in self.graph.nodes if n.name in need]
+        used: dict[str, set] = {}
+        for n in nodes:
+            for r in n.inputs:
+                if r is not None:
+                    used.setdefault(r.node, set()).add(r.port)
+        for r in refs.values():
+            used.setdefault(r.node, set()).add(r.port)
+        wanted = {}
+        for n in nodes:
+            ports = list(n.outputs)
+            u = used.get(n.name, set())
+            wanted[n.name] = tuple((p in u) or (i == 0 and None in u) for i, p in enumerate(ports))
+        inputs = [k for k in self.graph.inputs if k in need]
+        return _Plan(nodes, inputs, wanted, refs)
+
+    def _bind_inputs(self, given: Mapping[str, Any], plan: _Plan) -> tuple[dict[str, Tensor], dict[str, int]]:
+        g = self.graph
+        unknown = [k for k in given if k not in g.inputs]
+        if unknown:
+            raise UserError(f"unknown input '{unknown[0]}'", hint=did_you_mean(unknown[0], list(g.inputs)) or
+                            f"the inputs are: {', '.join(g.inputs)}")
+        missing = [k for k in plan.inputs if k not in given]
+        if missing:
+            raise UserError(f"missing input '{missing[0]}' (shape {g.inputs[missing[0]]}, "
+                            f"{g.inputs[missing[0]].dtype})")
+        symbols: dict[str, int] = {}
+        values: dict[str, Tensor] = {}
+        for name in plan.inputs:
+            t = given[name]
+            tt = g.inputs[name]
+            if isinstance(t, Tensor):
+                arr = t.data
+            else:
+                arr = np.asarray(t)
+                want = NP_DTYPES[tt.dtype]
+                if tt.dtype == "float32" and arr.dtype.kind not in "fiub":
+                    raise UserError(f"input '{name}' must be numeric, got dtype {arr.dtype}")
+                if tt.dtype == "int64" and arr.dtype.kind not in "iub":
+                    if arr.dtype.kind == "f" and np.all(np.mod(arr, 1) == 0):
+                        arr = arr.astype(np.int64)
+                    else:
+                        raise UserError(f"input '{name}' must hold integers (int64), got dtype {arr.dtype}")
+                if arr.dtype != want:
+                    arr = arr.astype(want)
+                t = Tensor(arr)
+            if arr.ndim != tt.rank:
+                raise UserError(f"input '{name}' must have shape {tt} (rank {tt.rank}), got {list(arr.shape)}")
+            for d, s in zip(tt.shape, arr.shape):
+                if isinstance(d, int):
+                    if d != s:
+                        raise UserError(f"input '{name}' must have shape {tt}, got {list(arr.shape)}")
+                elif symbols.setdefault(d, s) != s:
+                    raise UserError(f"symbol {d} is {symbols[d]} in one input but {s} in '{name}' "
+                                    f"(shape {list(arr.shape)})")
+            values[name] = t
+        return values, symbols
+
+    def _run(self, given: Mapping[str, Any], outputs: list[str] | None, grad: bool) -> dict[str, Tensor]:
+        plan = self.plan(outputs)
+        env, symbols = self._bind_inputs(given, plan)
+        vals: dict[tuple[str, str | None], Tensor | None] = {(k, None): v for k, v in env.items()}
+        for node in plan.nodes:
+            args: list[Tensor | None] = [None if r is None else vals[(r.node, r.port)] for r in node.inputs]
+            args += [self._params[node.param_name(p)] for p in node.params]
+            needs = tuple(a is not None and a.tracked for a in args) if grad else ()
+            ctx = Ctx(node.attrs, self.training, self.rng, needs, plan.wanted[node.name], symbols, node)
+            out, bwd = KERNELS[node.op](ctx, *[None if a is None else a.data for a in args])
+            ports = list(node.outputs)
+            outs = out if len(ports) > 1 else (out,)
+            tensors = [None if o is None else Tensor(o) for o in outs]
+            if grad and bwd is not None and any(needs):
+                entry = Entry(bwd, args, tensors)
+                for t in tensors:
+                    if t is not None:
+                        t._entry = entry
+            if self.check_finite:
+                for t in tensors:
+                    if t is not None and t.data.dtype.kind == "f" and not np.isfinite(t.data).all():
+                        raise NonFiniteError(node.name, node.op)
+            for i, (p, t) in enumerate(zip(ports, tensors)):
+                vals[(node.name, None if i == 0 else p)] = t
+        out = {}
+        for name, r in plan.refs.items():
+            v = vals.get((r.node, r.port))
+            if v is None:
+                raise UserError(f"output '{name}' was not computed")
+            out[name] = v
+        return out
