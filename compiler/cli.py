@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--data", metavar="PATH")
     sets(sp)
 
-    sp = add("run", lazy("runtime.commands:cmd_run"), "inference with the NumPy runtime or onnxruntime")
+    sp = add("run", lazy("runtime.inference:cmd_run"), "inference with the NumPy runtime or onnxruntime")
     sp.add_argument("model", metavar="SPEC|MODEL.onnx")
     sp.add_argument("--weights", metavar="CKPT")
     sp.add_argument("--input", action="append", metavar="NAME=FILE.npy", default=[])
