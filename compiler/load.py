@@ -21,6 +21,8 @@ MAX_DEPTH = 100                # nesting of maps and lists
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")   # 1e-3: a float in YAML 1.2, a str in 1.1
 _constructor = yaml.SafeLoader("")
+_STR = "tag:yaml.org,2002:str"
+_MAP, _SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 
 
 class SMap(dict):
@@ -94,6 +96,9 @@ class _Builder:
                             "(too many aliases: a 'billion laughs' document?)", self.loc(node))
         if depth > MAX_DEPTH:
             raise SpecError(f"the YAML is nested more than {MAX_DEPTH} levels deep", self.loc(node))
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in (_MAP, _SEQ):
+            raise SpecError(f"unsupported YAML tag '{node.tag}'", self.loc(node),
+                            "specs hold plain maps, lists and scalars only")
         if isinstance(node, yaml.MappingNode):
             out = SMap(self.loc(node))
             for knode, vnode in node.value:
@@ -119,7 +124,7 @@ class _Builder:
             value = _constructor.construct_object(node, deep=False)
         except yaml.constructor.ConstructorError as e:
             raise SpecError(f"unsupported YAML value: {e.problem}", self.loc(node)) from None
-        if isinstance(value, str) and node.style is None and _FLOAT.match(value):
+        if isinstance(value, str) and not node.style and node.tag == _STR and _FLOAT.match(value):
             value = float(value)
         if not isinstance(value, (str, int, float, bool, type(None))):
             value = str(value) if not isinstance(value, bytes) else value.decode("utf-8", "replace")
