@@ -1,19 +1,41 @@
 """Normalisation: batch_norm, layer_norm, dropout, standardize."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .registry import Ctx, kernel
 
 
-def _csum(a3: np.ndarray) -> np.ndarray:
-    """Per-channel sum of an N×C×L array (contiguous inner reduction first, then over the batch)."""
-    return a3.sum(axis=2).sum(axis=0) if a3.shape[2] > 1 else a3.sum(axis=(0, 2))
+class _Channels:
+    """Per-channel helpers for an N×C×L view (L = H·W, or 1), written so that NumPy runs long inner loops.
 
+    Broadcasting a per-channel vector over L costs one ufunc inner-loop call per (n, c) row; repeating it
+    to a C·L row instead makes each call cover a whole sample and is about twice as fast.
+    """
 
-def _cdot(a3: np.ndarray, b3: np.ndarray) -> np.ndarray:
-    """Per-channel Σ a·b of two N×C×L arrays without materialising the product."""
-    return np.einsum("ncl,ncl->c", a3, b3)
+    def __init__(self, x: np.ndarray):
+        self.n, self.c = x.shape[:2]
+        self.l = math.prod(x.shape[2:])
+        self.m = self.n * self.l
+
+    def flat(self, a: np.ndarray) -> np.ndarray:
+        return a.reshape(self.n, self.c * self.l)
+
+    def row(self, v: np.ndarray) -> np.ndarray:
+        return np.repeat(v, self.l) if self.l > 1 else v
+
+    def sum(self, a2: np.ndarray) -> np.ndarray:
+        s = a2.sum(axis=0)
+        return s.reshape(self.c, self.l).sum(axis=1) if self.l > 1 else s
+
+    def dot(self, a2: np.ndarray, b2: np.ndarray) -> np.ndarray:
+        """Σ a·b per channel, without materialising the product."""
+        if self.l >= 32:
+            return np.einsum("ncl,ncl->c", a2.reshape(self.n, self.c, self.l), b2.reshape(self.n, self.c, self.l))
+        s = np.einsum("nk,nk->k", a2, b2)
+        return s.reshape(self.c, self.l).sum(axis=1) if self.l > 1 else s
 
 
 @kernel("batch_norm")
@@ -23,9 +45,9 @@ def batch_norm(ctx: Ctx, x: np.ndarray, *p: np.ndarray):
         weight, bias, running_mean, running_var, nbt = p
     else:
         (running_mean, running_var, nbt), weight, bias = p, None, None
-    n, c = x.shape[:2]
-    x3 = x.reshape(n, c, -1)                       # a view for contiguous input
-    m = n * x3.shape[2]
+    ch = _Channels(x)
+    x2 = ch.flat(x)                                # a view for contiguous input
+    m = ch.m
     dt = x.dtype.type
     eps = dt(a.eps)
 
@@ -33,14 +55,14 @@ def batch_norm(ctx: Ctx, x: np.ndarray, *p: np.ndarray):
         if m < 2:
             raise ValueError(f"batch_norm needs more than one value per channel in training, "
                              f"got input of shape {'×'.join(map(str, x.shape))}")
-        mean = _csum(x3) / dt(m)
-        xc = x3 - mean[:, None]                    # kept for backward (x̂ = xc·inv)
-        var = _cdot(xc, xc) / dt(m)                # biased: used to normalise
+        mean = ch.sum(x2) / dt(m)
+        xc = x2 - ch.row(mean)                     # kept for backward: x̂ = xc·inv
+        var = ch.dot(xc, xc) / dt(m)               # biased: used to normalise (two-pass, accurate)
         inv = 1.0 / np.sqrt(var + eps)
         scale = inv * weight if weight is not None else inv
-        y = xc * scale[:, None]
+        y = xc * ch.row(scale)
         if bias is not None:
-            y += bias[:, None]
+            y += ch.row(bias)
         # running statistics, in place, as PyTorch: momentum (or cumulative average) and unbiased variance
         nbt += 1
         mom = a.momentum if a.momentum is not None else 1.0 / float(nbt)
@@ -50,20 +72,19 @@ def batch_norm(ctx: Ctx, x: np.ndarray, *p: np.ndarray):
         running_var += (mom * m / (m - 1)) * var
 
         def backward(gy: np.ndarray):
-            g3 = gy.reshape(n, c, -1)
-            gb = _csum(g3)
-            gxc = _cdot(g3, xc)                    # Σ gy·xc ; Σ gy·x̂ = gxc·inv
+            g2 = ch.flat(gy)
+            gb = ch.sum(g2)
+            gxc = ch.dot(g2, xc)                   # Σ gy·xc ; Σ gy·x̂ = gxc·inv
             gw = gxc * inv if weight is not None and ctx.need(1) else None
             gx = None
             if ctx.need(0):
-                # gx = s·(gy − Σgy/M − x̂·Σ(gy·x̂)/M) with s = weight·inv, written as
-                # s·gy + k·xc + h with per-channel k, h
+                # gx = s·(gy − Σgy/M − x̂·Σ(gy·x̂)/M) with s = weight·inv, as s·gy + k·xc + h
                 k = -scale * inv * inv * gxc / dt(m)
                 h = -scale * gb / dt(m)
-                gx = g3 * scale[:, None]
-                tmp = xc * k[:, None]
-                gx += tmp
-                gx += h[:, None]
+                gx = g2 * ch.row(scale)
+                t = np.multiply(xc, ch.row(k), out=xc)     # xc is not needed after this backward
+                t += ch.row(h)
+                gx += t
                 gx = gx.reshape(x.shape)
             if weight is None:
                 return (gx,) + (None,) * len(p)
@@ -73,19 +94,20 @@ def batch_norm(ctx: Ctx, x: np.ndarray, *p: np.ndarray):
 
     inv = 1.0 / np.sqrt(running_var.astype(x.dtype, copy=False) + eps)
     scale = inv * weight if weight is not None else inv
-    shift = -running_mean.astype(x.dtype, copy=False) * scale
+    rm = running_mean.astype(x.dtype, copy=False)
+    shift = -rm * scale
     if bias is not None:
         shift = shift + bias
-    y = x3 * scale[:, None]
-    y += shift[:, None]
+    y = x2 * ch.row(scale)
+    y += ch.row(shift)
 
     def backward_eval(gy: np.ndarray):
-        g3 = gy.reshape(n, c, -1)
-        gx = (g3 * scale[:, None]).reshape(x.shape) if ctx.need(0) else None
+        g2 = ch.flat(gy)
+        gx = (g2 * ch.row(scale)).reshape(x.shape) if ctx.need(0) else None
         if weight is None:
             return (gx,) + (None,) * len(p)
-        gb = _csum(g3)
-        gw = _cdot(g3, x3 - running_mean.astype(x.dtype, copy=False)[:, None]) * inv if ctx.need(1) else None
+        gb = ch.sum(g2)
+        gw = ch.dot(g2, x2 - ch.row(rm)) * inv if ctx.need(1) else None
         return (gx, gw, gb if ctx.need(2) else None) + (None,) * (len(p) - 2)
 
     return y.reshape(x.shape), backward_eval
