@@ -88,7 +88,8 @@ def prelu(ctx: Ctx, x: np.ndarray, weight: np.ndarray):
                 gw = np.asarray(np.vdot(np.ascontiguousarray(gy).reshape(-1), neg.reshape(-1)),
                                 dtype=weight.dtype).reshape(1)
             else:
-                gw = np.einsum("ij...,ij...->j", gy, neg).astype(weight.dtype, copy=False)
+                n, c = x.shape[0], x.shape[1]
+                gw = np.einsum("ncl,ncl->c", gy.reshape(n, c, -1), neg.reshape(n, c, -1))
         return gx, gw
     return y, backward
 
@@ -211,11 +212,10 @@ def _normal_cdf(x: np.ndarray) -> np.ndarray:
     np.exp(p, out=p)
     p *= t                                  # erfc(|x|/√2)
     p *= 0.5                                # h = Φ(−|x|)
-    # Φ(x) = h for x < 0 and 1 − h for x ≥ 0, i.e. 0.5 + copysign(0.5 − h, x)
-    np.subtract(0.5, p, out=p)
-    np.copysign(p, x, out=p)
-    p += 0.5
-    return p
+    # Φ(x) = h for x < 0 and 1 − h for x ≥ 0, i.e. |[x ≥ 0] − h| (exact h in the left tail)
+    s = _mask(x >= 0, x.dtype)
+    s -= p
+    return np.abs(s, out=s)
 
 
 @kernel("gelu")
