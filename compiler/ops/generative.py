@@ -1,0 +1,48 @@
+"""Generative-model helpers: the VAE reparameterisation and its KL term."""
+from __future__ import annotations
+
+from typing import Literal
+
+from ..errors import ShapeError
+from ..ir import Dim, TensorType
+from .registry import Attrs, Inferred, NoAttrs, op
+from .shapes import broadcast, per_sample
+
+
+def _mu_logvar(name: str, mu: TensorType, logvar: TensorType) -> tuple[Dim, ...]:
+    for nm, t in (("mu", mu), ("logvar", logvar)):
+        if not t.dtype.startswith("float"):
+            raise ShapeError(f"{name} expects float inputs, but {nm} is {t.dtype} (shape {t})")
+    try:
+        return broadcast(mu.shape, logvar.shape)
+    except ShapeError:
+        raise ShapeError(f"{name} pairs each mean with a log-variance, so mu and logvar need the same "
+                         f"shape, but mu is {mu} and logvar is {logvar}",
+                         hint="feed it the two heads of the encoder (e.g. enc:mu and enc:logvar), "
+                              "both with the latent size") from None
+
+
+@op("reparameterize", NoAttrs, inputs=["mu", "logvar"])
+def reparameterize(a: NoAttrs, mu: TensorType, logvar: TensorType) -> Inferred:
+    """z = mu + eps · exp(logvar / 2), eps ~ N(0, 1), in training; z = mu in eval (and in ONNX)."""
+    shape = _mu_logvar("reparameterize", mu, logvar)
+    z = TensorType(shape, mu.dtype)
+    return Inferred([z], macs=per_sample(z))
+
+
+class KlNormal(Attrs):
+    reduction: Literal["mean", "sum", "none"] = "mean"
+
+
+@op("kl_normal", KlNormal, inputs=["mu", "logvar"], primary="reduction", loss=True)
+def kl_normal(a: KlNormal, mu: TensorType, logvar: TensorType) -> Inferred:
+    """KL(N(mu, exp(logvar)) ‖ N(0, 1)) = 0.5 Σ (mu² + exp(logvar) − 1 − logvar) over all dims but the first.
+
+    Then reduced over the batch: mean (default) or sum give a scalar, none gives [N].
+    """
+    shape = _mu_logvar("kl_normal", mu, logvar)
+    if not shape:
+        raise ShapeError("kl_normal needs a batch dimension, but mu and logvar are scalars",
+                         hint="its inputs are [N, latent]")
+    out = TensorType(() if a.reduction != "none" else shape[:1], mu.dtype)
+    return Inferred([out], macs=per_sample(TensorType(shape)))
