@@ -183,7 +183,8 @@ def concat(a: Concat, *xs: TensorType) -> Inferred:
             if j != d and t.shape[j] != first.shape[j]:
                 raise ShapeError(f"concat along dim {a.dim}: input {i} (shape {t}) differs from input 0 "
                                  f"(shape {first}) in dimension {j} ({t.shape[j]} vs {first.shape[j]})",
-                                 hint="only the concatenated dimension may differ; is `dim` right?", attr="dim")
+                                 hint=f"only the concatenated dimension may differ; did you mean `dim: {j}`? "
+                                      "(concat joins along dim 0 by default, as torch.cat)", attr="dim")
         if t.dtype != first.dtype:
             raise ShapeError(f"concat: input {i} is {t.dtype} but input 0 is {first.dtype}")
     sizes = [t.shape[d] for t in xs]
@@ -215,19 +216,23 @@ def split(a: Split, x: TensorType) -> Inferred:
     if x.rank == 0:
         raise ShapeError("split cannot split a scalar")
     d = norm_dim(a.dim, x.rank)
-    size = concrete(x.shape[d], f"split's dimension {a.dim} (shape {x})", attr="dim")
+    size = concrete(x.shape[d], f"split: the dimension {a.dim} (shape {x})", attr="dim")
     if isinstance(a.sections, int):
         if a.sections < 1:
-            raise ShapeError(f"split's chunk size must be positive, got sections: {a.sections}", attr="sections")
+            raise ShapeError(f"split: the chunk size must be positive, got sections: {a.sections}", attr="sections")
     else:
         if not a.sections or any(s < 1 for s in a.sections):
-            raise ShapeError(f"split's sections must be a list of positive sizes, got {a.sections}",
+            raise ShapeError(f"split: the sections must be a list of positive sizes, got {a.sections}",
                              attr="sections")
         if sum(a.sections) != size:
-            raise ShapeError(f"split's sections {a.sections} add up to {sum(a.sections)}, but dimension "
+            raise ShapeError(f"split: the sections {a.sections} add up to {sum(a.sections)}, but dimension "
                              f"{a.dim} of the input has size {size} (shape {x})",
                              hint=f"make the sizes add up to {size}, or give one chunk size", attr="sections")
     sizes = split_sizes(a.sections, size)
+    if len(sizes) == 1:
+        raise ShapeError(f"split: sections {a.sections} of dimension {a.dim} (size {size}, shape {x}) give a single "
+                         "chunk, which is the input itself", attr="sections",
+                         hint="give a smaller chunk size or a list of sizes; to pass the input on, use identity")
     outs = [TensorType(x.shape[:d] + (s,) + x.shape[d + 1:], x.dtype) for s in sizes]
     return Inferred(outs, ports=[str(i) for i in range(len(outs))])
 
@@ -248,18 +253,18 @@ def reshape(a: Reshape, x: TensorType) -> Inferred:
     target = list(a.shape)
     for d in target:
         if isinstance(d, int) and d < 1 and d != -1:
-            raise ShapeError(f"reshape's shape {target} has the size {d}; sizes are positive, or -1 for "
+            raise ShapeError(f"reshape: the shape {target} has the size {d}; sizes are positive, or -1 for "
                              "'whatever is left'", attr="shape")
         if isinstance(d, str):
-            _symbol(d, "reshape's shape", "shape")
+            _symbol(d, "reshape: the shape's", "shape")
     if target.count(-1) > 1:
-        raise ShapeError(f"reshape's shape {target} has more than one -1", attr="shape")
+        raise ShapeError(f"reshape: the shape {target} has more than one -1", attr="shape")
     n_in, s_in = _count(x.shape)
     n_t, s_t = _count(tuple(d for d in target if d != -1))
     missing = s_t - s_in
     if missing:
         sym = next(iter(missing))
-        raise ShapeError(f"reshape's shape {target} uses the symbol '{sym}', which is not a dimension of its "
+        raise ShapeError(f"reshape: the shape {target} uses the symbol '{sym}', which is not a dimension of its "
                          f"input (shape {x})", hint="use -1 for the size that is left over", attr="shape")
     left = s_in - s_t
     ins = f"its input (shape {x}) has {_count_str(n_in, s_in)} elements"
@@ -299,7 +304,7 @@ def flatten(a: Flatten, x: TensorType) -> Inferred:
     s = norm_dim(a.start_dim, x.rank, "start_dim")
     e = norm_dim(a.end_dim, x.rank, "end_dim")
     if s > e:
-        raise ShapeError(f"flatten's start_dim ({a.start_dim}) comes after its end_dim ({a.end_dim}) "
+        raise ShapeError(f"flatten: the start_dim ({a.start_dim}) comes after its end_dim ({a.end_dim}) "
                          f"for an input of shape {x}", attr="start_dim")
     merged = _merge(x.shape[s:e + 1], "flatten",
                     hint="leave the batch dimension out of the flattened range (start_dim: 1)")
@@ -314,11 +319,11 @@ class Permute(Attrs):
 def permute(a: Permute, x: TensorType) -> Inferred:
     """Reorders the dimensions: output dim i is input dim dims[i] (as torch.permute)."""
     if len(a.dims) != x.rank:
-        raise ShapeError(f"permute's dims {a.dims} list {len(a.dims)} dimensions but the input has rank "
+        raise ShapeError(f"permute: the dims {a.dims} list {len(a.dims)} dimensions but the input has rank "
                          f"{x.rank} (shape {x})", hint="name every dimension exactly once", attr="dims")
     dims = [norm_dim(d, x.rank, "dims") for d in a.dims]
     if sorted(dims) != list(range(x.rank)):
-        raise ShapeError(f"permute's dims {a.dims} is not a permutation of 0..{x.rank - 1}",
+        raise ShapeError(f"permute: the dims {a.dims} is not a permutation of 0..{x.rank - 1}",
                          hint="name every dimension exactly once", attr="dims")
     return Inferred([TensorType(tuple(x.shape[d] for d in dims), x.dtype)])
 
@@ -410,7 +415,7 @@ def slice_(a: Slice, x: TensorType) -> Inferred:
         raise ShapeError("slice needs an input with at least one dimension, got a scalar")
     d = norm_dim(a.dim, x.rank)
     if a.step < 1:
-        raise ShapeError(f"slice's step must be positive, got {a.step}", hint="as in PyTorch, no reversed slices",
+        raise ShapeError(f"slice: the step must be positive, got {a.step}", hint="as in PyTorch, no reversed slices",
                          attr="step")
     n = slice_len(x.shape[d], a.start, a.end, a.step)
     if n is None:
@@ -503,19 +508,19 @@ def expand(a: Expand, x: TensorType) -> Inferred:
     t = list(a.shape)
     for d in t:
         if isinstance(d, str):
-            _symbol(d, "expand's shape", "shape")
+            _symbol(d, "expand: the shape's", "shape")
         elif d < 1 and d != -1:
-            raise ShapeError(f"expand's shape {t} has the size {d}; sizes are positive, or -1 to keep a "
+            raise ShapeError(f"expand: the shape {t} has the size {d}; sizes are positive, or -1 to keep a "
                              "dimension", attr="shape")
     if len(t) < x.rank:
-        raise ShapeError(f"expand's shape {t} has {len(t)} dimensions, fewer than the input's {x.rank} "
+        raise ShapeError(f"expand: the shape {t} has {len(t)} dimensions, fewer than the input's {x.rank} "
                          f"(shape {x})", attr="shape")
     lead = len(t) - x.rank
     out: list[Dim] = []
     for i, d in enumerate(t):
         if i < lead:
             if d == -1:
-                raise ShapeError(f"expand's shape {t}: -1 at position {i} has no input dimension to keep "
+                raise ShapeError(f"expand to {t}: the -1 at position {i} has no input dimension to keep "
                                  f"(input shape {x})", hint="new leading dimensions need a size", attr="shape")
             out.append(d)
             continue
@@ -525,8 +530,8 @@ def expand(a: Expand, x: TensorType) -> Inferred:
         elif s == 1:
             out.append(d)
         else:
-            raise ShapeError(f"expand cannot grow dimension {i - lead} of the input (shape {x}) from {s} to {d}; "
-                             "only size-1 dimensions can be expanded",
+            raise ShapeError(f"expand to {t}: dimension {i - lead} of the input (shape {x}) has size {s}, which "
+                             f"cannot become {d}; only size-1 dimensions can be expanded",
                              hint="use -1 to keep a dimension", attr="shape")
     return Inferred([TensorType(tuple(out), x.dtype)])
 
@@ -559,7 +564,7 @@ def param(a: Param) -> Inferred:
     Its state_dict name is the node's name.
     """
     if any(d < 1 for d in a.shape):
-        raise ShapeError(f"param's shape {a.shape} must have positive sizes", attr="shape")
+        raise ShapeError(f"param: the shape {a.shape} must have positive sizes", attr="shape")
     shape = tuple(a.shape)
     return Inferred([TensorType(shape)], [ParamSpec("", shape, Init.of("zeros"))])
 
@@ -570,14 +575,14 @@ class Constant(Attrs):
 
 def constant_shape(value: object, what: str = "value") -> tuple[int, ...]:
     if isinstance(value, bool) or not isinstance(value, (int, float, list)):
-        raise ShapeError(f"constant's {what} {value!r} is not a number or a list of numbers", attr="value")
+        raise ShapeError(f"constant: the {what} {value!r} is not a number or a list of numbers", attr="value")
     if not isinstance(value, list):
         return ()
     if not value:
-        raise ShapeError(f"constant's {what} is an empty list", attr="value")
+        raise ShapeError(f"constant: the {what} is an empty list", attr="value")
     inner = [constant_shape(v, what) for v in value]
     if any(s != inner[0] for s in inner):
-        raise ShapeError(f"constant's value is ragged: its rows have shapes {sorted(set(map(fmt, inner)))}",
+        raise ShapeError(f"constant: the value is ragged: its rows have shapes {sorted(set(map(fmt, inner)))}",
                          hint="every row of a nested list needs the same length", attr="value")
     return (len(value),) + inner[0]
 
