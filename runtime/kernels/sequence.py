@@ -1,0 +1,436 @@
+"""Sequence layers: embedding and the recurrent layers rnn, lstm and gru.
+
+The recurrent kernels work time-major ([T, N, F]) inside. Per layer and direction, one GEMM projects the
+inputs of every step; the loop over time does only the hidden-state GEMM and a few in-place elementwise
+updates into preallocated arrays. Backward through time mirrors it: everything that does not depend on the
+running gradient (the gate derivatives) is computed for all steps at once before the loop, and the weight
+gradients are single GEMMs over all steps after it.
+
+Tricks: sigmoid(z) = 0.5·tanh(z/2) + 0.5, so one tanh call covers every gate of a step once the sigmoid gates'
+weights are pre-scaled by 0.5; LSTM gates are reordered internally to (o, i, f, g) so the sigmoid gates and
+the gates driven by the cell gradient are each one contiguous block. Gradients are returned in PyTorch's order.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .registry import Ctx, kernel
+
+
+# -- embedding ---------------------------------------------------------------------------------------------
+
+@kernel("embedding")
+def embedding(ctx: Ctx, x: np.ndarray, weight: np.ndarray):
+    num, dim = weight.shape
+    idx = np.asarray(x)
+    if idx.size:
+        lo, hi = int(idx.min()), int(idx.max())
+        if lo < 0 or hi >= num:
+            raise IndexError(f"embedding: token index {lo if lo < 0 else hi} is out of range for a table of "
+                             f"{num} rows (valid indices 0..{num - 1})")
+    y = np.take(weight, idx, axis=0)
+    pad = ctx.attrs.padding_idx
+    pad = None if pad is None else pad % num
+
+    def backward(gy: np.ndarray):
+        if not ctx.need(1):
+            return None, None
+        return None, scatter_rows(idx.reshape(-1), gy.reshape(-1, dim), num, skip=pad)
+
+    return y, backward
+
+
+def scatter_rows(idx: np.ndarray, rows: np.ndarray, num: int, skip: int | None = None) -> np.ndarray:
+    """g[k] = sum of rows[j] with idx[j] == k, for a [num, dim] g (rows with idx == skip dropped).
+
+    Sort-based: the first row of each distinct index is assigned with one fancy-index store; only the
+    repeats (few, once the padding index is dropped) go through an unbuffered add on the flat array.
+    """
+    g = np.zeros((num, rows.shape[1]), rows.dtype)
+    if skip is not None:
+        keep = idx != skip
+        if not keep.all():
+            idx, rows = idx[keep], rows[keep]
+    if idx.size == 0:
+        return g
+    order = np.argsort(idx, kind="stable")
+    s = idx[order]
+    first = np.empty(s.size, bool)
+    first[0] = True
+    np.not_equal(s[1:], s[:-1], out=first[1:])
+    head = np.flatnonzero(first)
+    g[s[head]] = np.take(rows, order[head], axis=0)
+    if head.size < s.size:
+        rest = np.flatnonzero(~first)
+        dim = rows.shape[1]
+        keys = (s[rest][:, None] * dim + np.arange(dim)).reshape(-1)
+        np.add.at(g.reshape(-1), keys, np.take(rows, order[rest], axis=0).reshape(-1))
+    return g
+
+
+# -- recurrent layers ----------------------------------------------------------------------------------------
+
+class _Prep:
+    """One layer-direction's weights, rearranged for the kernels."""
+
+    __slots__ = ("wi", "wh", "wxT", "whT", "bx", "bhn", "inv")
+
+    def __init__(self, kind: str, w_ih, w_hh, b_ih, b_hh, hidden: int):
+        h = hidden
+        perm = None
+        nsig = 0
+        if kind == "lstm":
+            perm = np.r_[3 * h:4 * h, 0:3 * h]          # PyTorch i,f,g,o -> o,i,f,g
+            nsig = 3 * h
+        elif kind == "gru":
+            nsig = 2 * h                                # r, z are sigmoids; n is tanh
+        self.inv = None if perm is None else np.argsort(perm)
+        self.wi = w_ih if perm is None else w_ih[perm]  # [G, in]   for backward (unscaled)
+        self.wh = w_hh if perm is None else w_hh[perm]  # [G, H]
+        if nsig:
+            sc = np.ones(w_ih.shape[0], w_ih.dtype)
+            sc[:nsig] = 0.5
+            self.wxT = (self.wi * sc[:, None]).T
+            self.whT = np.ascontiguousarray((self.wh * sc[:, None]).T)
+        else:
+            sc = None
+            self.wxT = self.wi.T
+            self.whT = np.ascontiguousarray(self.wh.T)
+        self.bx = self.bhn = None
+        if b_ih is not None:
+            if kind == "gru":
+                bx = b_ih.copy()
+                bx[:2 * h] += b_hh[:2 * h]
+                self.bhn = b_hh[2 * h:]
+            else:
+                bx = b_ih + b_hh
+                if perm is not None:
+                    bx = bx[perm]
+            self.bx = bx * sc if sc is not None else bx
+
+    def unperm(self, g: np.ndarray) -> np.ndarray:
+        return g if self.inv is None else g[self.inv]
+
+
+def _steps(T: int, reverse: bool) -> range:
+    return range(T - 1, -1, -1) if reverse else range(T)
+
+
+# Each direction keeps its states in hs [T+1, N, H]: the forward direction at hs[0] = h0, hs[t+1] = h_t;
+# the reverse direction at hs[T] = h0, hs[t] = h_t. So h_{prev}(t) = hs[t + op], h(t) = hs[t + oc].
+
+def _offsets(reverse: bool) -> tuple[int, int]:
+    return (0, 1) if reverse else (1, 0)               # (oc, op)
+
+
+def _rnn_fwd(a, relu: bool, xw, p: _Prep, hs, reverse):
+    T, N, H = xw.shape
+    oc, op = _offsets(reverse)
+    whT = p.whT
+    z = np.empty((N, H), xw.dtype)
+    for t in _steps(T, reverse):
+        pre = xw[t]
+        np.matmul(hs[t + op], whT, out=z)
+        pre += z
+        if relu:
+            np.maximum(pre, 0, out=hs[t + oc])
+        else:
+            np.tanh(pre, out=hs[t + oc])
+    return {}
+
+
+def _rnn_bwd(a, relu: bool, xw, cache, p: _Prep, hs, dy, dhT, reverse):
+    T, N, H = xw.shape
+    oc, op = _offsets(reverse)
+    hcur = hs[oc:oc + T]
+    dz = np.empty((T, N, H), hs.dtype)                 # holds act'(pre), turned into dz in place
+    if relu:
+        np.greater(hcur, 0, out=dz, casting="unsafe")
+    else:
+        np.multiply(hcur, hcur, out=dz)
+        np.subtract(1, dz, out=dz)
+    dh = np.zeros((N, H), hs.dtype) if dhT is None else dhT.copy()
+    wh = p.wh
+    for t in _steps(T, not reverse):
+        if dy is not None:
+            dh += dy[t]
+        dzt = dz[t]
+        dzt *= dh
+        np.matmul(dzt, wh, out=dh)
+    return dz, dz, dh, None
+
+
+def _lstm_fwd(a, _, xw, p: _Prep, hs, reverse, cs):
+    T, N, G = xw.shape
+    H = G // 4
+    oc, op = _offsets(reverse)
+    tc = np.empty((T, N, H), xw.dtype)
+    whT = p.whT
+    z = np.empty((N, G), xw.dtype)
+    ig = np.empty((N, H), xw.dtype)
+    o_, i_, f_, g_, s_ = (xw[:, :, :H], xw[:, :, H:2 * H], xw[:, :, 2 * H:3 * H], xw[:, :, 3 * H:],
+                          xw[:, :, :3 * H])
+    for t in _steps(T, reverse):
+        at = xw[t]
+        np.matmul(hs[t + op], whT, out=z)
+        at += z
+        np.tanh(at, out=at)
+        s = s_[t]
+        s *= 0.5
+        s += 0.5
+        c = cs[t + oc]
+        np.multiply(f_[t], cs[t + op], out=c)
+        np.multiply(i_[t], g_[t], out=ig)
+        c += ig
+        np.tanh(c, out=tc[t])
+        np.multiply(o_[t], tc[t], out=hs[t + oc])
+    return {"tc": tc}
+
+
+def _lstm_bwd(a, _, act, cache, p: _Prep, hs, dy, dhT, reverse, cs, dcT):
+    T, N, G = act.shape
+    H = G // 4
+    oc, op = _offsets(reverse)
+    dt = act.dtype
+    tc = cache["tc"]
+    o, i, f, g = act[:, :, :H], act[:, :, H:2 * H], act[:, :, 2 * H:3 * H], act[:, :, 3 * H:]
+    # m holds, in dz's layout (o, i, f, g), what multiplies dh (gate o) or dc (gates i, f, g) to give dz;
+    # the loop turns it into dz in place.
+    m = np.empty((T, N, G), dt)
+    ms = m[:, :, :3 * H]
+    np.subtract(1, act[:, :, :3 * H], out=ms)
+    ms *= act[:, :, :3 * H]                              # sigmoid' of o, i, f
+    m[:, :, :H] *= tc
+    m[:, :, H:2 * H] *= g
+    m[:, :, 2 * H:3 * H] *= cs[op:op + T]
+    mg = m[:, :, 3 * H:]
+    np.multiply(g, g, out=mg)
+    np.subtract(1, mg, out=mg)
+    mg *= i
+    ah = np.multiply(tc, tc)                             # dc += dh * o * (1 - tanh(c)^2)
+    np.subtract(1, ah, out=ah)
+    ah *= o
+    mv = m.reshape(T, N, 4, H)
+    dh = np.zeros((N, H), dt) if dhT is None else dhT.copy()
+    dcn = np.zeros((N, H), dt) if dcT is None else dcT.copy()
+    dc = np.empty((N, H), dt)
+    dcb = dc[:, None, :]
+    wh = p.wh
+    for t in _steps(T, not reverse):
+        if dy is not None:
+            dh += dy[t]
+        mv[t, :, 0] *= dh
+        np.multiply(dh, ah[t], out=dc)
+        dc += dcn
+        mv[t, :, 1:] *= dcb
+        np.multiply(dc, f[t], out=dcn)
+        np.matmul(m[t], wh, out=dh)
+    return m, m, dh, dcn
+
+
+def _gru_fwd(a, _, xw, p: _Prep, hs, reverse):
+    T, N, G = xw.shape
+    H = G // 3
+    oc, op = _offsets(reverse)
+    dt = xw.dtype
+    hn = np.empty((T, N, H), dt)                         # W_hn h + b_hn, kept for backward
+    whT, bhn = p.whT, p.bhn
+    hh = np.empty((N, G), dt)
+    tmp = np.empty((N, H), dt)
+    rz_, r_, z_, n_ = xw[:, :, :2 * H], xw[:, :, :H], xw[:, :, H:2 * H], xw[:, :, 2 * H:]
+    hh_rz, hh_n = hh[:, :2 * H], hh[:, 2 * H:]
+    for t in _steps(T, reverse):
+        hp = hs[t + op]
+        np.matmul(hp, whT, out=hh)
+        rz = rz_[t]
+        rz += hh_rz
+        np.tanh(rz, out=rz)
+        rz *= 0.5
+        rz += 0.5
+        if bhn is not None:
+            np.add(hh_n, bhn, out=hn[t])
+        else:
+            hn[t] = hh_n
+        n = n_[t]
+        np.multiply(r_[t], hn[t], out=tmp)
+        n += tmp
+        np.tanh(n, out=n)
+        h = hs[t + oc]
+        np.subtract(hp, n, out=h)
+        h *= z_[t]
+        h += n
+    return {"hn": hn}
+
+
+def _gru_bwd(a, _, act, cache, p: _Prep, hs, dy, dhT, reverse):
+    T, N, G = act.shape
+    H = G // 3
+    oc, op = _offsets(reverse)
+    dt = act.dtype
+    hn = cache["hn"]
+    r, z, n = act[:, :, :H], act[:, :, H:2 * H], act[:, :, 2 * H:]
+    dxw = np.empty((T, N, G), dt)                      # gradient of the input-projection pre-activations
+    dhh = np.empty((T, N, G), dt)                      # ... and of the hidden GEMM's outputs (r, z, n)
+    # multipliers, stored where the loop turns them into gradients in place
+    mn, mr, mz, dhn = dxw[:, :, 2 * H:], dhh[:, :, :H], dhh[:, :, H:2 * H], dhh[:, :, 2 * H:]
+    tmp = np.subtract(1, z)
+    np.subtract(hs[op:op + T], n, out=mz)
+    mz *= z
+    mz *= tmp                                          # dz_z = dh * (h_prev - n) z (1 - z)
+    np.multiply(n, n, out=mn)
+    np.subtract(1, mn, out=mn)
+    mn *= tmp                                          # dz_n = dh * (1 - z)(1 - n^2)
+    np.subtract(1, r, out=tmp)
+    np.multiply(hn, r, out=mr)
+    mr *= tmp                                          # dz_r = dz_n * hn r (1 - r)
+    del tmp
+    dh = np.zeros((N, H), dt) if dhT is None else dhT.copy()
+    tmp = np.empty((N, H), dt)
+    wh = p.wh
+    for t in _steps(T, not reverse):
+        if dy is not None:
+            dh += dy[t]
+        dn = mn[t]
+        dn *= dh
+        mz[t] *= dh
+        mr[t] *= dn
+        np.multiply(dn, r[t], out=dhn[t])
+        np.multiply(dh, z[t], out=tmp)
+        np.matmul(dhh[t], wh, out=dh)
+        dh += tmp
+    dxw[:, :, :2 * H] = dhh[:, :, :2 * H]
+    return dxw, dhh, dh, None
+
+
+_CELLS = {"rnn": (_rnn_fwd, _rnn_bwd, 1), "lstm": (_lstm_fwd, _lstm_bwd, 4), "gru": (_gru_fwd, _gru_bwd, 3)}
+
+
+def _recurrent(kind: str, ctx: Ctx, x: np.ndarray, h0, c0, params: tuple):
+    a = ctx.attrs
+    fwd, bwd, gates = _CELLS[kind]
+    lstm = kind == "lstm"
+    relu = kind == "rnn" and a.nonlinearity == "relu"
+    L, D, H = a.num_layers, 2 if a.bidirectional else 1, a.hidden_size
+    G = gates * H
+    per = 4 if a.bias else 2
+    dt = x.dtype
+    x0 = np.ascontiguousarray(x.transpose(1, 0, 2) if a.batch_first else x)
+    T, N, _ = x0.shape
+    p_drop = a.dropout if ctx.training and L > 1 else 0.0
+    h_n = np.empty((L * D, N, H), dt)
+    c_n = np.empty((L * D, N, H), dt) if lstm else None
+    layers = []                                        # per layer: (its input, [per direction state], dropout mask)
+    inp = x0
+    y = x0
+    for l in range(L):
+        y = np.empty((T, N, D * H), dt) if D == 2 else None
+        dirs = []
+        for d in range(D):
+            k = l * D + d
+            w = params[k * per:(k + 1) * per]
+            p = _Prep(kind, w[0], w[1], w[2] if a.bias else None, w[3] if a.bias else None, H)
+            xw = inp.reshape(T * N, -1) @ p.wxT
+            if p.bx is not None:
+                xw += p.bx
+            xw = xw.reshape(T, N, G)
+            rev = d == 1
+            start = T if rev else 0
+            hs = np.empty((T + 1, N, H), dt)
+            hs[start] = 0 if h0 is None else h0[k]
+            extra = ()
+            if lstm:
+                cs = np.empty((T + 1, N, H), dt)
+                cs[start] = 0 if c0 is None else c0[k]
+                extra = (cs,)
+            cache = fwd(a, relu, xw, p, hs, rev, *extra)
+            oc = 0 if rev else 1
+            if D == 2:
+                y[:, :, d * H:(d + 1) * H] = hs[oc:oc + T]
+            else:
+                y = hs[oc:oc + T]                      # one direction: its states are the layer's output
+            h_n[k] = hs[T - start]
+            if lstm:
+                c_n[k] = cs[T - start]
+            dirs.append((p, xw, cache, hs, extra))
+        mask = None
+        nxt = y
+        if p_drop and l < L - 1:
+            mask = (ctx.rng.random(y.shape) >= p_drop).astype(dt)
+            mask *= 1.0 / (1.0 - p_drop)
+            nxt = y * mask
+        layers.append((inp, dirs, mask))
+        inp = nxt
+    want_out = len(ctx.wanted) < 1 or ctx.wanted[0]
+    out = (np.ascontiguousarray(y.transpose(1, 0, 2)) if a.batch_first else y) if want_out else None
+    nin = 3 if lstm else 2
+
+    def backward(grads):
+        gout, gh = grads[0], grads[1]
+        gc = grads[2] if lstm else None
+        dY = None if gout is None else (gout.transpose(1, 0, 2) if a.batch_first else gout)
+        pg: list = [None] * len(params)
+        need_h0 = h0 is not None and ctx.need(1)
+        need_c0 = lstm and c0 is not None and ctx.need(2)
+        dh0 = np.empty_like(h0) if need_h0 else None
+        dc0 = np.empty_like(c0) if need_c0 else None
+        dx = None
+        for l in range(L - 1, -1, -1):
+            inp_l, dirs, _ = layers[l]
+            need_dx = l > 0 or ctx.need(0)
+            dX = None
+            x2 = inp_l.reshape(T * N, -1)
+            for d, (p, act, cache, hs, extra) in enumerate(dirs):
+                k = l * D + d
+                rev = d == 1
+                dy = None if dY is None else dY[:, :, d * H:(d + 1) * H]
+                dhT = None if gh is None else gh[k]
+                more = (None if gc is None else gc[k],) if lstm else ()
+                dzx, dzh, dh_init, dc_init = bwd(a, relu, act, cache, p, hs, dy, dhT, rev, *extra, *more)
+                if need_h0:
+                    dh0[k] = dh_init
+                if need_c0:
+                    dc0[k] = dc_init
+                base = nin + k * per
+                zx = dzx.reshape(T * N, G)
+                zh = dzh.reshape(T * N, G)
+                if ctx.need(base):
+                    pg[k * per] = p.unperm(zx.T @ x2)
+                if ctx.need(base + 1):
+                    op = 1 if rev else 0
+                    pg[k * per + 1] = p.unperm(zh.T @ hs[op:op + T].reshape(T * N, H))
+                if a.bias and (ctx.need(base + 2) or ctx.need(base + 3)):
+                    bi = zx.sum(axis=0)
+                    bh = bi.copy() if zh is zx else zh.sum(axis=0)
+                    pg[k * per + 2] = p.unperm(bi) if ctx.need(base + 2) else None
+                    pg[k * per + 3] = p.unperm(bh) if ctx.need(base + 3) else None
+                if need_dx:
+                    if dX is None:
+                        dX = zx @ p.wi
+                    else:
+                        dX += zx @ p.wi
+            if l > 0:
+                dY = dX.reshape(T, N, -1)
+                below = layers[l - 1][2]                # the dropout on the layer below's output
+                if below is not None:
+                    dY *= below
+            elif need_dx:
+                dX = dX.reshape(T, N, -1)
+                dx = np.ascontiguousarray(dX.transpose(1, 0, 2)) if a.batch_first else dX
+        return (dx, dh0, dc0, *pg) if lstm else (dx, dh0, *pg)
+
+    return ((out, h_n, c_n) if lstm else (out, h_n)), backward
+
+
+@kernel("rnn")
+def rnn(ctx: Ctx, x: np.ndarray, h0: np.ndarray | None, *params: np.ndarray):
+    return _recurrent("rnn", ctx, x, h0, None, params)
+
+
+@kernel("lstm")
+def lstm(ctx: Ctx, x: np.ndarray, h0: np.ndarray | None, c0: np.ndarray | None, *params: np.ndarray):
+    return _recurrent("lstm", ctx, x, h0, c0, params)
+
+
+@kernel("gru")
+def gru(ctx: Ctx, x: np.ndarray, h0: np.ndarray | None, *params: np.ndarray):
+    return _recurrent("gru", ctx, x, h0, None, params)
