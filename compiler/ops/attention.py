@@ -1,6 +1,7 @@
 """Attention: scaled dot-product attention, multi-head attention, sinusoidal positional encoding."""
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from ..errors import ShapeError
@@ -178,6 +179,20 @@ def multi_head_attention(a: MultiHeadAttention, query: TensorType, key: TensorTy
 
 
 # --- positional_encoding -----------------------------------------------------------------------
+
+def sinusoid_table(t: int, d: int):
+    """PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(pos / 10000^(2i/d)) as float64 [t, d]
+    (shared by the kernel and the ONNX lowering)."""
+    import numpy as np
+
+    pos = np.arange(t, dtype=np.float64)[:, None]
+    even = np.arange(0, d, 2, dtype=np.float64)                 # the column index 2i
+    angle = pos * np.exp(-math.log(10000.0) * even / d)         # pos / 10000^(2i/d)
+    pe = np.empty((t, d))
+    pe[:, 0::2] = np.sin(angle)
+    pe[:, 1::2] = np.cos(angle[:, : d // 2])
+    return pe
+
 
 class PositionalEncoding(Attrs):
     kind: Literal["sinusoidal"] = "sinusoidal"

@@ -6,6 +6,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from compiler.ops.attention import sinusoid_table
+
 from .registry import Ctx, kernel, unbroadcast
 
 
@@ -17,6 +19,19 @@ def _causal(tq: int, tk: int) -> np.ndarray:
     return m
 
 
+def row_max(s: np.ndarray) -> np.ndarray:
+    """Max over the last axis (keepdims) by pairwise folding: faster than ndarray.max on short rows."""
+    m = s
+    while m.shape[-1] > 1:
+        n = m.shape[-1]
+        half = n // 2
+        t = np.maximum(m[..., :half], m[..., half:2 * half])
+        if n % 2:
+            np.maximum(t[..., :1], m[..., 2 * half:], out=t[..., :1])
+        m = t
+    return m if m is not s else m.copy()
+
+
 def masked_softmax(s: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
     """Softmax over the last axis of `s` (overwritten), True in any mask = ignored.
 
@@ -24,12 +39,12 @@ def masked_softmax(s: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
     """
     for m in masks:
         np.copyto(s, -np.inf, where=m)
-    mx = s.max(axis=-1, keepdims=True)
+    mx = row_max(s)
     if masks:
-        mx[~np.isfinite(mx)] = 0
+        mx[mx == -np.inf] = 0
     np.subtract(s, mx, out=s)
     np.exp(s, out=s)
-    tot = s.sum(axis=-1, keepdims=True)
+    tot = s @ np.ones((s.shape[-1], 1), s.dtype)            # row sums as a GEMV: faster than sum()
     if masks:
         tot[tot == 0] = 1
     s /= tot
@@ -93,43 +108,33 @@ def multi_head_attention(ctx: Ctx, query: np.ndarray, key: np.ndarray | None, va
     n, tq, e = query.shape
     h = a.num_heads
     hd = e // h
-    scale = 1.0 / math.sqrt(hd)
     dt = query.dtype
+    scale = np.asarray(1.0 / math.sqrt(hd), dt)
     k_in = query if key is None else key
     v_in = k_in if value is None else value
     tk = k_in.shape[1]
-    fused = k_in is query and v_in is query                 # self-attention: one GEMM for q, k, v
+    fused = k_in is query and v_in is query                 # self-attention: one GEMM for q, k and v
 
-    def heads(y: np.ndarray, t: int) -> np.ndarray:        # [N*T, E] -> [N, H, T, hd] (a view)
-        return y.reshape(n, t, h, hd).transpose(0, 2, 1, 3)
+    def heads(y: np.ndarray, t: int, parts: int = 1):
+        """[N*T, parts*E] -> parts views [N, H, T, hd] (no copy)."""
+        y = y.reshape(n, t, parts, h, hd).transpose(2, 0, 3, 1, 4)
+        return y if parts > 1 else y[0]
 
-    xq = query.reshape(-1, e)
-    if fused:
-        qkv = xq @ w_in.T
+    def proj(x: np.ndarray, lo: int, hi: int) -> np.ndarray:   # rows lo:hi of the stacked projection
+        y = x.reshape(-1, e) @ w_in[lo * e:hi * e].T
         if b_in is not None:
-            qkv += b_in
-        qkv = qkv.reshape(n, tq, 3, h, hd).transpose(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
-        xk = xv = xq
+            y += b_in[lo * e:hi * e]
+        return y
+
+    if fused:
+        q, k, v = heads(proj(query, 0, 3), tq, 3)
     else:
-        xk, xv = k_in.reshape(-1, e), v_in.reshape(-1, e)
-
-        def proj(x: np.ndarray, i: int) -> np.ndarray:
-            y = x @ w_in[i * e:(i + 1) * e].T
-            if b_in is not None:
-                y += b_in[i * e:(i + 1) * e]
-            return y
-
-        q = heads(proj(xq, 0), tq)
+        q = heads(proj(query, 0, 1), tq)
         if v_in is k_in:
-            kv = xk @ w_in[e:].T
-            if b_in is not None:
-                kv += b_in[e:]
-            kv = kv.reshape(n, tk, 2, h, hd).transpose(2, 0, 3, 1, 4)
-            k, v = kv[0], kv[1]
+            k, v = heads(proj(k_in, 1, 3), tk, 2)
         else:
-            k, v = heads(proj(xk, 1), tk), heads(proj(xv, 2), tk)
-    qs = q * np.asarray(scale, dt)                           # PyTorch scales q before q kᵀ
+            k, v = heads(proj(k_in, 1, 2), tk), heads(proj(v_in, 2, 3), tk)
+    qs = q * scale                                           # PyTorch scales q before q kᵀ
     s = qs @ k.transpose(0, 1, 3, 2)                         # [N, H, Tq, Tk]
     masks = []
     if a.causal:
@@ -138,95 +143,90 @@ def multi_head_attention(ctx: Ctx, query: np.ndarray, key: np.ndarray | None, va
         masks.append(np.asarray(key_padding_mask, dtype=bool)[:, None, None, :])
     p = masked_softmax(s, masks)
     drop = None
+    pd = p
     if ctx.training and a.dropout > 0:
-        keep = ctx.rng.random(p.shape, dtype=np.float32) >= a.dropout
-        drop = keep.astype(dt)
+        drop = (ctx.rng.random(p.shape, dtype=np.float32) >= a.dropout).astype(dt)
         drop *= np.asarray(1.0 / (1.0 - a.dropout), dt)
         pd = p * drop
-    else:
-        pd = p
     want_out = ctx.wanted[0] if ctx.wanted else True
     want_w = len(ctx.wanted) > 1 and ctx.wanted[1]
-    out = ctx2 = None
+    out = att = None
     if want_out:
-        ctx2 = (pd @ v).transpose(0, 2, 1, 3).reshape(n * tq, e)   # heads concatenated
-        out = ctx2 @ w_out.T
+        att = np.empty((n, tq, h, hd), dt)                   # heads side by side: [N*Tq, E]
+        np.matmul(pd, v, out=att.transpose(0, 2, 1, 3))
+        att = att.reshape(n * tq, e)
+        out = att @ w_out.T
         if b_out is not None:
             out += b_out
         out = out.reshape(n, tq, e)
     weights = pd.mean(axis=1) if want_w else None
 
+    i_wo = 6 if a.bias else 5                                # argument index of out_proj.weight
+
     def backward(g):
         g_out, g_w = g if isinstance(g, tuple) else (g, None)
-        need_in = any(ctx.need(i) for i in (0, 1, 2, 4, 5 if a.bias else 4))
         grads: list = [None] * (4 + len(params))
-        iw_out = 6 if a.bias else 5
-        gpd = None
         if g_out is not None:
             g2 = g_out.reshape(-1, e)
-            if ctx.need(iw_out):
-                grads[iw_out] = g2.T @ ctx2
+            if ctx.need(i_wo):
+                grads[i_wo] = g2.T @ att
             if a.bias and ctx.need(7):
                 grads[7] = g2.sum(axis=0)
-            if need_in:
-                gctx = heads(g2 @ w_out, tq)                  # [N, H, Tq, hd]
-                gpd = gctx @ v.transpose(0, 1, 3, 2)
-                gv = pd.transpose(0, 1, 3, 2) @ gctx          # [N, H, Tk, hd]
-        if not need_in:
+        if not any(ctx.need(i) for i in (0, 1, 2, 4, 5)):
             return tuple(grads)
-        if gpd is None:
+        # gradients of the projected q, k, v, written straight into one [N, T, parts, H, hd] buffer
+        if fused:
+            buf = np.empty((n, tq, 3, h, hd), dt)
+            gq, gk, gv = (buf[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
+        else:
+            bq, bk, bv = np.empty((n, tq, h, hd), dt), np.empty((n, tk, h, hd), dt), np.empty((n, tk, h, hd), dt)
+            gq, gk, gv = (b.transpose(0, 2, 1, 3) for b in (bq, bk, bv))
+        if g_out is not None:
+            gctx = heads(g_out.reshape(-1, e) @ w_out, tq)   # [N, H, Tq, hd]
+            np.matmul(pd.transpose(0, 1, 3, 2), gctx, out=gv)
+            gpd = gctx @ v.transpose(0, 1, 3, 2)
+        else:
+            gv[...] = 0
             gpd = np.zeros_like(p)
-            gv = np.zeros((n, h, tk, hd), dt)
         if g_w is not None:
             gpd += (g_w * np.asarray(1.0 / h, dt))[:, None]
         if drop is not None:
             gpd *= drop
-        gs = softmax_backward(p, gpd)                          # d loss / d scores
-        gq = gs @ k
-        gq *= np.asarray(scale, dt)
-        gk = gs.transpose(0, 1, 3, 2) @ qs
-
-        def flat(gh: np.ndarray, t: int) -> np.ndarray:        # [N, H, T, hd] -> [N*T, E]
-            return gh.transpose(0, 2, 1, 3).reshape(n * t, e)
-
-        gqkv = np.concatenate([flat(gq, tq), flat(gk, tk), flat(gv, tk)], axis=1) if fused else None
-        if ctx.need(4):
-            if fused:
-                grads[4] = gqkv.T @ xq
-            else:
-                grads[4] = np.concatenate([flat(gq, tq).T @ xq, flat(gk, tk).T @ xk, flat(gv, tk).T @ xv])
-        if a.bias and ctx.need(5):
-            grads[5] = (gqkv.sum(axis=0) if fused else
-                        np.concatenate([gq.sum(axis=(0, 2)).reshape(-1), gk.sum(axis=(0, 2)).reshape(-1),
-                                        gv.sum(axis=(0, 2)).reshape(-1)]))
+        gs = softmax_backward(p, gpd)                        # d loss / d scores
+        np.matmul(gs, k, out=gq)
+        gq *= scale
+        np.matmul(gs.transpose(0, 1, 3, 2), qs, out=gk)
+        if fused:
+            gqkv = buf.reshape(n * tq, 3 * e)
+            if ctx.need(4):
+                grads[4] = gqkv.T @ query.reshape(-1, e)
+            if a.bias and ctx.need(5):
+                grads[5] = gqkv.sum(axis=0)
+        else:
+            flats = [b.reshape(-1, e) for b in (bq, bk, bv)]
+            xs = [query.reshape(-1, e), k_in.reshape(-1, e), v_in.reshape(-1, e)]
+            if ctx.need(4):
+                grads[4] = np.concatenate([f.T @ x for f, x in zip(flats, xs)])
+            if a.bias and ctx.need(5):
+                grads[5] = np.concatenate([f.sum(axis=0) for f in flats])
         if fused and key is None and value is None:
             if ctx.need(0):
                 grads[0] = (gqkv @ w_in).reshape(query.shape)
-        else:
-            # an omitted key is the query and an omitted value is the key: their gradients go there
-            tgt_k = 1 if key is not None else 0
-            tgt_v = 2 if value is not None else tgt_k
-            for tgt, gh, t, i in ((0, gq, tq, 0), (tgt_k, gk, tk, 1), (tgt_v, gv, tk, 2)):
-                if ctx.need(tgt):
-                    gx = flat(gh, t) @ w_in[i * e:(i + 1) * e]
-                    grads[tgt] = gx if grads[tgt] is None else grads[tgt] + gx
-            for i, arg in enumerate((query, key, value)):
-                if grads[i] is not None:
-                    grads[i] = grads[i].reshape(arg.shape)
+            return tuple(grads)
+        # an omitted key is the query and an omitted value is the key: their gradients go there
+        tgt_k = 1 if key is not None else 0
+        tgt_v = 2 if value is not None else tgt_k
+        parts = ([gqkv[:, i * e:(i + 1) * e] for i in range(3)] if fused else flats)
+        for tgt, gp_, i in ((0, parts[0], 0), (tgt_k, parts[1], 1), (tgt_v, parts[2], 2)):
+            if ctx.need(tgt):
+                gx = gp_ @ w_in[i * e:(i + 1) * e]
+                grads[tgt] = gx if grads[tgt] is None else grads[tgt] + gx
+        for i, arg in enumerate((query, key, value)):
+            if grads[i] is not None:
+                grads[i] = grads[i].reshape(arg.shape)
         return tuple(grads)
 
     return (out, weights), backward
-
-
-def sinusoid_table(t: int, d: int) -> np.ndarray:
-    """PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(pos / 10000^(2i/d)), float64 [t, d]."""
-    pos = np.arange(t, dtype=np.float64)[:, None]
-    even = np.arange(0, d, 2, dtype=np.float64)                 # the column index 2i
-    angle = pos * np.exp(-math.log(10000.0) * even / d)         # pos / 10000^(2i/d)
-    pe = np.empty((t, d))
-    pe[:, 0::2] = np.sin(angle)
-    pe[:, 1::2] = np.cos(angle[:, : d // 2])
-    return pe
 
 
 @lru_cache(maxsize=16)
