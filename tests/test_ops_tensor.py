@@ -463,7 +463,7 @@ def test_squeeze_unsqueeze_shapes():
 
 def test_squeeze_unsqueeze_errors():
     raises("squeeze", {"dim": 2}, [T(("N", 1, 3))], "dim", "dimension 2", "3", "not 1")
-    raises("squeeze", {"dim": 0}, [T(("N", 1, 3))], "dim", "'N'"[1], "not 1")
+    raises("squeeze", {"dim": 0}, [T(("N", 1, 3))], "dim", "size N", "not 1")
     raises("squeeze", {"dim": [1, 1]}, [T(("N", 1, 3))], "dim", "twice")
     raises("unsqueeze", {"dim": 3}, [T(("N", 3))], "dim", "out of range")
 
@@ -507,11 +507,12 @@ def test_slice_shapes():
 
 
 def test_slice_errors():
-    e = raises("slice", {"dim": 1, "start": 1}, [T(("N", "T", 8))], "end", "'T'")
+    e = raises("slice", {"dim": 1, "start": 1}, [T(("N", "T", 8))], "start", "[1:]", "'T'", "N×T×8")
     assert e.hint
-    raises("slice", {"dim": 1, "start": 1, "end": -1}, [T(("N", "T"))], "end", "'T'")
+    raises("slice", {"dim": 1, "start": 1, "end": -1}, [T(("N", "T"))], "start", "[1:-1]", "'T'")
+    raises("slice", {"dim": 1, "end": -1}, [T(("N", "T"))], "end", "[0:-1]", "'T'")
     raises("slice", {"dim": 1, "step": 0}, [T(("N", 5))], "step", "positive")
-    raises("slice", {"dim": 1, "start": 4, "end": 2}, [T(("N", 5))], "start", "empty")
+    raises("slice", {"dim": 1, "start": 4, "end": 2}, [T(("N", 5))], "start", "[4:2]", "nothing")
     raises("slice", {"dim": 2}, [T(("N", 5))], "dim", "out of range")
 
 
@@ -638,7 +639,7 @@ def test_expand_errors():
     raises("expand", {"shape": [5, -1]}, [T((3, 1))], "shape", "size 3", "become 5", "3×1", "[5, -1]")
     raises("expand", {"shape": [-1, 3, 1]}, [T((3, 1))], "shape", "-1", "position 0")
     raises("expand", {"shape": [3]}, [T((3, 1))], "shape", "fewer")
-    raises("expand", {"shape": ["T", -1]}, [T(("N", 3))], "shape", "'N'"[1:2], "T")
+    raises("expand", {"shape": ["T", -1]}, [T(("N", 3))], "shape", "size N", "become T")
     raises("expand", {"shape": [0, -1]}, [T((1, 3))], "shape", "0")
 
 

@@ -117,9 +117,7 @@ def concat(b: Builder, node: Node, x: list, p: list) -> str:
 def split(b: Builder, node: Node, x: list, p: list) -> list[str]:
     t = b.ins[0]
     d = _norm(node.attrs.dim, t.rank)
-    sizes = split_sizes(node.attrs.sections, t.shape[d])
-    if len(sizes) == 1:
-        return [b.op("Identity", [x[0]])]
+    sizes = split_sizes(node.attrs.sections, t.shape[d])       # at least two (the shape rule says so)
     return list(b.op("Split", [x[0], b.ints(sizes, hint="split")], n_out=len(sizes), axis=d))
 
 

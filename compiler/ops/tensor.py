@@ -418,15 +418,14 @@ def slice_(a: Slice, x: TensorType) -> Inferred:
         raise ShapeError(f"slice: the step must be positive, got {a.step}", hint="as in PyTorch, no reversed slices",
                          attr="step")
     n = slice_len(x.shape[d], a.start, a.end, a.step)
+    span = f"[{a.start}:{'' if a.end is None else a.end}{'' if a.step == 1 else f':{a.step}'}]"
     if n is None:
-        raise ShapeError(f"slice {a.start}:{'' if a.end is None else a.end}:{a.step} of dimension {a.dim} "
-                         f"(symbolic size '{x.shape[d]}', shape {x}) has a size that depends on "
-                         f"'{x.shape[d]}'", attr="end",
+        raise ShapeError(f"slice: taking {span} of dimension {a.dim} (symbolic size '{x.shape[d]}', shape {x}) "
+                         f"gives a size that depends on '{x.shape[d]}'", attr="start" if a.start else "end",
                          hint="use indices of the same sign (e.g. start: 0, end: 5, or start: -5) so the "
                               "result has a fixed size")
     if n == 0:
-        raise ShapeError(f"slice {a.start}:{'' if a.end is None else a.end}:{a.step} of dimension {a.dim} "
-                         f"(shape {x}) is empty", attr="start")
+        raise ShapeError(f"slice: taking {span} of dimension {a.dim} (shape {x}) gives nothing", attr="start")
     return Inferred([TensorType(x.shape[:d] + (n,) + x.shape[d + 1:], x.dtype)])
 
 

@@ -114,10 +114,23 @@ def div(ctx: Ctx, a, b=None):
 
 # --------------------------------------------------------------------------- matmul
 
+def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """np.matmul, with a stack against one matrix done as a single GEMM (not one BLAS call per matrix)."""
+    if b.ndim == 2 and a.ndim > 2:
+        return (a.reshape(-1, a.shape[-1]) @ b).reshape(a.shape[:-1] + (b.shape[1],))
+    if a.ndim == 2 and b.ndim > 2:
+        k, m = b.shape[-2:]
+        batch = b.shape[:-2]
+        flat = np.moveaxis(b.reshape((-1, k, m)), 0, 1).reshape(k, -1)          # k × (B·m)
+        y = (a @ flat).reshape(a.shape[0], -1, m)                               # n × B × m
+        return np.moveaxis(y, 0, 1).reshape(batch + (a.shape[0], m))
+    return np.asarray(np.matmul(a, b))
+
+
 @kernel("matmul")
 def matmul(ctx: Ctx, a, b):
     a, b = _operands(a, b)
-    y = np.asarray(np.matmul(a, b))
+    y = _mm(a, b) if a.ndim > 1 and b.ndim > 1 else np.asarray(np.matmul(a, b))
 
     def backward(gy):
         a2 = a[None, :] if a.ndim == 1 else a
@@ -131,7 +144,7 @@ def matmul(ctx: Ctx, a, b):
                 axes = list(range(len(batch))) + [g.ndim - 1]
                 ga = np.tensordot(g, b2, axes=(axes, axes))
             else:
-                ga = unbroadcast(np.matmul(g, np.swapaxes(b2, -1, -2)), a2.shape)
+                ga = unbroadcast(_mm(g, np.swapaxes(b2, -1, -2)), a2.shape)
             ga = ga.reshape(a.shape)
         if ctx.need(1):
             if b2.ndim == 2 and a2.ndim > 2:
@@ -140,7 +153,7 @@ def matmul(ctx: Ctx, a, b):
                 ga2 = a2 if a2.shape[:-2] == batch else np.broadcast_to(a2, batch + (n, k))
                 gb = ga2.reshape(-1, k).T @ g.reshape(-1, g.shape[-1])
             else:
-                gb = unbroadcast(np.matmul(np.swapaxes(a2, -1, -2), g), b2.shape)
+                gb = unbroadcast(_mm(np.swapaxes(a2, -1, -2), g), b2.shape)
             gb = gb.reshape(b.shape)
         return ga, gb
 
