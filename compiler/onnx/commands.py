@@ -1,0 +1,251 @@
+"""`specc compile`: export a spec to ONNX, optionally verifying it against the NumPy runtime.
+
+    specc compile SPEC -o OUT.onnx [--weights CKPT.npz] [--opset N] [--output NAME]... [--verify] [--set k=v]...
+
+The runtime (weights files, the NumPy reference for --verify) and onnxruntime are imported when a
+command needs them.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from ..errors import UserError
+from ..ir import Graph, Ref
+from .export import Export, check_opset, check_weights, export, fresh_weights, ref_text
+
+RTOL, ATOL = 1e-4, 1e-5
+SIZES = {"N": 2, "B": 2, "T": 7}       # symbol sizes for verification; any other symbol is 3
+OTHER_SIZE = 3
+MAX_PROTO_BYTES = 2_000_000_000         # protobuf's limit for a single ModelProto
+
+
+# ---------------------------------------------------------------------------------- weights
+
+def load_weights(path: str, graph: Graph, quiet: bool = False) -> dict[str, np.ndarray]:
+    """A checkpoint's state_dict checked against the spec (missing, unexpected, mis-shaped keys listed)."""
+    from runtime.checkpoint import read_npz, split
+    try:
+        arrays = read_npz(path, "weights file")
+    except UserError:
+        raise
+    except Exception as e:                                     # noqa: BLE001 - e.g. a plain .npy file
+        raise UserError(f"weights file '{path}' is not a valid .npz checkpoint ({type(e).__name__}: {e})") from None
+    state, meta, _ = split(arrays)
+    state = check_weights(graph, state)
+    h = meta.get("spec_hash")
+    if h and graph.spec_hash and h != graph.spec_hash and not quiet:
+        print(f"note: '{path}' was saved from a different version of spec '{meta.get('spec_name', '?')}' "
+              "(the names and shapes fit)", file=sys.stderr)
+    return state
+
+
+# ---------------------------------------------------------------------------- random inputs
+
+def symbol_sizes(graph: Graph, sizes: dict[str, int] | None = None) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for t in graph.inputs.values():
+        for d in t.shape:
+            if isinstance(d, str):
+                out.setdefault(d, (sizes or {}).get(d, SIZES.get(d, OTHER_SIZE)))
+    return out
+
+
+def _int_high(graph: Graph, name: str) -> int:
+    """An exclusive upper bound valid for every op that reads int64 input `name` directly."""
+    highs: list[int] = []
+    for n in graph.nodes:
+        for i, r in enumerate(n.inputs):
+            if r is None or r.node != name or graph.has_node(name):
+                continue
+            if n.op == "embedding":
+                highs.append(n.attrs.num_embeddings)
+            elif n.op == "one_hot":
+                highs.append(n.attrs.num_classes)
+            elif n.op in ("cross_entropy", "nll_loss") and i == 1 and n.inputs[0] is not None:
+                t = graph.type_of(n.inputs[0])
+                c = t.shape[1] if t.rank >= 2 else None
+                if isinstance(c, int):
+                    highs.append(c)
+    return max(1, min(highs)) if highs else 2
+
+
+def random_inputs(graph: Graph, seed: int = 0, sizes: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+    """Seeded random values for every graph input: floats ~ N(0, 1); int64 in a range every consumer
+    accepts (embedding rows, one_hot classes, class labels); bool masks with the first position kept."""
+    rng = np.random.default_rng(seed)
+    sym = symbol_sizes(graph, sizes)
+    out: dict[str, np.ndarray] = {}
+    for name, t in graph.inputs.items():
+        shape = tuple(d if isinstance(d, int) else sym[d] for d in t.shape)
+        if t.dtype == "int64":
+            out[name] = rng.integers(0, _int_high(graph, name), size=shape, dtype=np.int64)
+        elif t.dtype == "bool":
+            m = rng.random(shape) < 0.25
+            if m.ndim:
+                m[..., 0] = False                      # True = ignore: never mask a whole row
+            out[name] = m
+        else:
+            out[name] = rng.standard_normal(shape).astype(np.float32)
+    return out
+
+
+# ---------------------------------------------------------------------------------- verify
+
+@dataclass
+class Verification:
+    ok: bool
+    max_diff: float
+    compared: list[str]
+    message: str
+    first_bad: str | None = None                       # spec value ("fc2", "lstm:h") that differs first
+    diffs: dict[str, float] = field(default_factory=dict)
+
+
+def _diff(a: np.ndarray, b: np.ndarray) -> tuple[bool, float, str]:
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        return False, float("inf"), f"shape {list(a.shape)} vs {list(b.shape)}"
+    if a.size == 0:
+        return True, 0.0, ""
+    if a.dtype.kind in "biu" or b.dtype.kind in "biu":
+        bad = a != b
+        return not bad.any(), float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))), ""
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    close = np.isclose(a64, b64, rtol=RTOL, atol=ATOL, equal_nan=True)
+    with np.errstate(invalid="ignore"):
+        d = np.abs(a64 - b64)
+    d = np.where(np.isnan(a64) & np.isnan(b64), 0.0, d)
+    d = np.where(np.isnan(d), np.inf, d)
+    worst = int(np.argmax(d))
+    idx = np.unravel_index(worst, a.shape)
+    where = f"at {tuple(int(i) for i in idx)}: onnxruntime {a64[idx]:.7g}, numpy {b64[idx]:.7g}"
+    return bool(close.all()), float(d.max()), where
+
+
+def verify(graph: Graph, state: dict[str, np.ndarray], opset: int = 18, outputs: Iterable[str] | None = None,
+           exported: Export | None = None, seed: int = 0) -> Verification:
+    """Run onnxruntime and the NumPy runtime (eval mode) on the same random input and compare.
+
+    When an output differs, export again with every intermediate value as an output and name the
+    first spec node (topological order) whose values differ."""
+    from runtime.model import Model
+    from runtime.onnx_session import OnnxSession
+
+    exp = exported or export(graph, state, opset, outputs)
+    feeds = random_inputs(graph, seed)
+    model = Model(graph, seed=seed)
+    model.load_state_dict(state)
+    model.eval()
+    sess = OnnxSession(exp.model)
+    got = sess.run(**{k: feeds[k] for k in sess.input_names})
+    want = model(outputs=list(exp.outputs), **feeds)
+    worst, bad, diffs = 0.0, [], {}
+    for name in exp.outputs:
+        ok, d, where = _diff(got[name], want[name])
+        diffs[name] = d
+        worst = max(worst, d)
+        if not ok:
+            bad.append((name, d, where))
+    n = len(exp.outputs)
+    if not bad:
+        return Verification(True, worst, list(exp.outputs),
+                            f"verified: {n} output{'s match' if n != 1 else ' matches'} (max abs diff {worst:.2g})",
+                            diffs=diffs)
+    lines = [f"onnxruntime and the NumPy runtime differ on output '{bad[0][0]}' (max abs diff {bad[0][1]:.3g}, "
+             f"rtol {RTOL:g}, atol {ATOL:g})" + (f" and {len(bad) - 1} more" if len(bad) > 1 else "")]
+    first = _first_difference(graph, state, opset, exp, feeds, model)
+    first_name = None
+    if first is not None:
+        first_name, node, d, where = first
+        lines.append(f"first differing value: '{first_name}' of node '{node.name}' ({node.op}), "
+                     f"max abs diff {d:.3g} {where}")
+        lines.append(f"its inputs agree, so the ONNX lowering of '{node.op}' is the likely cause")
+    return Verification(False, worst, list(exp.outputs), "\n".join(lines), first_name, diffs)
+
+
+def _first_difference(graph: Graph, state: dict[str, np.ndarray], opset: int, exp: Export,
+                      feeds: dict[str, np.ndarray], model: Any) -> tuple[str, Any, float, str] | None:
+    from runtime.onnx_session import OnnxSession
+    debug = export(graph, state, opset, list(exp.outputs), expose_all=True, check=False)
+    sess = OnnxSession(debug.model)
+    exposed = set(sess.output_names)
+    # spec values in topological order whose ONNX value is a graph output of the debug export
+    order: list[tuple[str, str, Any]] = []
+    for node in debug.nodes:
+        for i, port in enumerate(node.outputs):
+            text = node.name if i == 0 else f"{node.name}:{port}"
+            onnx_name = debug.values.get(text)
+            if onnx_name in exposed and (text not in graph.outputs or
+                                         graph.outputs[text] == Ref(node.name, None if i == 0 else port)):
+                order.append((text, onnx_name, node))
+    if not order:
+        return None
+    got = sess.run(**{k: feeds[k] for k in sess.input_names})
+    try:
+        want = model(outputs=[t for t, _, _ in order], **feeds)
+    except UserError:
+        return None
+    for text, onnx_name, node in order:
+        ok, d, where = _diff(got[onnx_name], want[text])
+        if not ok:
+            return text, node, d, where
+    return None
+
+
+# ---------------------------------------------------------------------------------- command
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    import onnx
+
+    from ..cli import load_graph
+    from ..files import atomic_write
+
+    out = Path(args.out)
+    for what, other in (("spec", args.spec), ("weights file", getattr(args, "weights", None))):
+        if other and _same_file(out, other):
+            raise UserError(f"-o '{args.out}' is the {what}; refusing to overwrite it", code=2)
+    if out.is_dir():
+        raise UserError(f"-o '{args.out}' is a directory", hint="give a file name such as net.onnx", code=2)
+    opset = check_opset(args.opset)
+    graph = load_graph(args.spec, getattr(args, "set", None))
+    state = load_weights(args.weights, graph) if args.weights else fresh_weights(graph)
+    size = sum(a.nbytes for a in state.values())
+    if size > MAX_PROTO_BYTES:
+        raise UserError(f"the weights take {size / 1e9:.1f} GB; a single .onnx file holds at most 2 GB", code=1)
+    exp = export(graph, state, opset, args.output or None)
+
+    if args.verify:
+        result = verify(graph, state, opset, args.output or None, exported=exp)
+        if not result.ok:
+            raise UserError("--verify failed: " + result.message,
+                            hint=f"'{args.out}' was not written", code=1)
+        print(result.message)
+
+    atomic_write(out, lambda tmp: onnx.save_model(exp.model, tmp))
+    g = exp.model.graph
+    n_params = sum(int(np.prod(t.dims)) for t in g.initializer if t.name in state)
+    ins = ", ".join(f"{i.name}[{_dims(i)}]" for i in g.input)
+    outs = ", ".join(f"{o.name}[{_dims(o)}]" for o in g.output)
+    print(f"wrote {out}: opset {opset}, {len(g.node)} nodes, {n_params:,} parameters; inputs {ins}; outputs {outs}")
+    return 0
+
+
+def _dims(v: Any) -> str:
+    return "×".join(d.dim_param or str(d.dim_value) for d in v.type.tensor_type.shape.dim) or "scalar"
+
+
+__all__ = ["cmd_compile", "verify", "Verification", "random_inputs", "symbol_sizes", "load_weights",
+           "ref_text"]

@@ -1,0 +1,158 @@
+"""`specc run`: inference with the NumPy runtime or onnxruntime.
+
+    specc run SPEC --weights CKPT.npz --input image=x.npy [-o out.npz] [--backend numpy|onnxruntime]
+    specc run MODEL.onnx --input image=x.npy [-o out.npz]
+
+A spec runs on the NumPy runtime by default (`--backend onnxruntime` exports it in memory first);
+an .onnx file runs on onnxruntime. `--input` also takes a bare FILE.npz whose arrays are named
+after the inputs. Without `-o` each output's name, shape, dtype and first values are printed.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compiler.errors import UserError
+
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
+def _load_array(path: str, name: str) -> np.ndarray:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"input file '{path}' (for '{name}') not found", code=2)
+    try:
+        data = np.load(p, allow_pickle=False)
+    except ValueError as e:
+        if "pickle" in str(e).lower() or "object" in str(e).lower():
+            raise UserError(f"input file '{path}' holds pickled Python objects, which specc refuses to load",
+                            hint="save plain numeric arrays with numpy.save") from None
+        raise UserError(f"input file '{path}' is not a valid .npy/.npz file: {e}") from None
+    except Exception as e:                                      # noqa: BLE001 - corrupt or foreign files
+        raise UserError(f"input file '{path}' is not a valid .npy/.npz file ({type(e).__name__}: {e})") from None
+    if isinstance(data, np.ndarray):
+        arr = data
+    else:
+        try:
+            with data as z:
+                keys = list(z.files)
+                key = name if name in keys else keys[0] if len(keys) == 1 else None
+                if key is None:
+                    raise UserError(f"input file '{path}' holds {len(keys)} arrays ({', '.join(keys[:8])}) and "
+                                    f"none is named '{name}'", code=2)
+                arr = z[key]
+        except UserError:
+            raise
+        except Exception as e:                                  # noqa: BLE001
+            raise UserError(f"input file '{path}' could not be read ({type(e).__name__}: {e})") from None
+    if arr.dtype.kind not in "fiub":
+        raise UserError(f"input file '{path}' holds a {arr.dtype} array; '{name}' needs numbers")
+    return arr
+
+
+def parse_inputs(items: list[str]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """{name: array} from NAME=FILE.npy items (or FILE.npz with arrays named after inputs), and the files."""
+    inputs: dict[str, np.ndarray] = {}
+    files: list[str] = []
+    for item in items or []:
+        name, sep, path = item.partition("=")
+        if not sep:
+            if item.endswith(".npz"):
+                from .checkpoint import read_npz
+                files.append(item)
+                for k, v in read_npz(item, "input file").items():
+                    if k in inputs:
+                        raise UserError(f"input '{k}' is given twice", code=2)
+                    inputs[k] = v
+                continue
+            raise UserError(f"--input expects NAME=FILE.npy, got '{item}'", code=2)
+        name, path = name.strip(), path.strip()
+        if not name or not path:
+            raise UserError(f"--input expects NAME=FILE.npy, got '{item}'", code=2)
+        if name in inputs:
+            raise UserError(f"input '{name}' is given twice", code=2)
+        files.append(path)
+        inputs[name] = _load_array(path, name)
+    return inputs, files
+
+
+def preview(name: str, a: np.ndarray, n: int = 6) -> str:
+    a = np.asarray(a)
+    flat = a.reshape(-1)
+    with np.printoptions(precision=4, suppress=True, threshold=n + 1, linewidth=200):
+        vals = np.array2string(flat[:n], separator=", ")
+    more = f" … ({flat.size} values)" if flat.size > n else ""
+    shape = "×".join(map(str, a.shape)) if a.ndim else "scalar"
+    return f"{name}: shape {shape} {a.dtype}  {vals}{more}"
+
+
+def run_model(path: str, inputs: dict[str, Any], backend: str | None = None, weights: str | None = None,
+              sets: list[str] | None = None) -> dict[str, np.ndarray]:
+    """What `specc run` computes, as a function: {output name: ndarray}."""
+    is_onnx = str(path).lower().endswith(".onnx")
+    if not Path(path).is_file():
+        raise UserError(f"no such {'model' if is_onnx else 'spec'} file: '{path}'", code=2)
+    backend = backend or ("onnxruntime" if is_onnx else "numpy")
+    if is_onnx:
+        if backend == "numpy":
+            raise UserError(f"the numpy backend runs a spec, not an .onnx file ('{path}')",
+                            hint="give the spec and --weights CKPT.npz, or use --backend onnxruntime", code=2)
+        if weights:
+            raise UserError("--weights applies to a spec; an .onnx file carries its own weights", code=2)
+        if sets:
+            raise UserError("--set applies to a spec, not to an .onnx file", code=2)
+        from .onnx_session import OnnxSession
+        return OnnxSession(path).run(**inputs)
+
+    from compiler.cli import load_graph
+    graph = load_graph(path, sets)
+    if not weights:
+        raise UserError(f"running spec '{path}' needs trained weights: --weights CKPT.npz",
+                        hint="train with `specc train`, or run an exported .onnx file", code=2)
+    if backend == "onnxruntime":
+        from compiler.onnx.commands import load_weights
+        from compiler.onnx.export import export
+        from .onnx_session import OnnxSession
+        state = load_weights(weights, graph)
+        return OnnxSession(export(graph, state).model).run(**inputs)
+    from .checkpoint import load
+    from .model import Model
+    model = Model(graph, seed=0)
+    load(model, weights)
+    model.eval()
+    return model(**inputs)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from compiler.files import atomic_write
+
+    inputs, files = parse_inputs(args.input)
+    if not inputs:
+        raise UserError("no inputs given", hint="pass --input NAME=FILE.npy for each of the model's inputs", code=2)
+    if args.out:
+        for f in [args.model, args.weights, *files]:
+            if f and _same_file(args.out, f):
+                raise UserError(f"-o '{args.out}' is one of the command's input files; refusing to overwrite it",
+                                code=2)
+    outputs = run_model(args.model, inputs, args.backend, args.weights, args.set)
+    if args.out:
+        arrays = {k: np.asarray(v) for k, v in outputs.items()}
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+
+        atomic_write(args.out, write)
+        print(f"wrote {args.out}: " + ", ".join(f"{k} {list(v.shape)}" for k, v in arrays.items()))
+    else:
+        for k, v in outputs.items():
+            print(preview(k, v))
+    return 0
