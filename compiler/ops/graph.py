@@ -1,0 +1,134 @@
+"""Graph layers on a dense adjacency: GCN, GAT and plain message passing (graph_aggregate).
+
+Conventions shared by the three ops: node features x are [V, F] (one graph) or [N, V, F] (a batch of
+graphs with the same node count); the adjacency is [V, V] or [N, V, V] (float weights, or bool/int 0-1),
+and a [V, V] adjacency with a batched x is shared by every graph. Row i of the adjacency lists the
+nodes that node i gathers from: j is a neighbour of i when adj[i, j] != 0 (PyG's edge_index = adj.nonzero()
+is the transposed reading; both agree on undirected, symmetric graphs). For an unbatched [V, F] input the
+MAC count is for the whole graph (the graph is the sample).
+"""
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from ..errors import ShapeError
+from ..ir import Dim, Init, ParamSpec, TensorType
+from .registry import Attrs, Inferred, op
+from .shapes import broadcast, concrete
+
+
+def _clash(a: Dim, b: Dim) -> bool:
+    return isinstance(a, int) and isinstance(b, int) and a != b
+
+
+def _count(d: Dim) -> int:
+    return d if isinstance(d, int) else 1
+
+
+def graph_inputs(name: str, x: TensorType, adj: TensorType) -> tuple[tuple[Dim, ...], Dim, int]:
+    """Check x [V, F] / [N, V, F] against adj [V, V] / [N, V, V]; return (leading dims, V, F)."""
+    if x.rank not in (2, 3):
+        raise ShapeError(f"{name} expects node features [V, F] or a batch [N, V, F], but x has shape {x}")
+    if adj.rank not in (2, 3):
+        raise ShapeError(f"{name} expects a dense adjacency [V, V] or a batch [N, V, V], but adj has shape {adj}")
+    v = x.shape[-2]
+    if _clash(adj.shape[-1], adj.shape[-2]):
+        raise ShapeError(f"{name} needs a square adjacency matrix, but adj has shape {adj}")
+    for dim in adj.shape[-2:]:
+        if _clash(dim, v):
+            raise ShapeError(f"{name}: x has {v} nodes (shape {x}) but the adjacency is {adj.shape[-1]}×"
+                             f"{adj.shape[-1]} (shape {adj})", hint="adj must be [V, V] for V nodes")
+    try:
+        lead = broadcast(x.shape[:-2], adj.shape[:-2])
+    except ShapeError:
+        raise ShapeError(f"{name}: x (shape {x}) and adj (shape {adj}) have different batch sizes") from None
+    f = concrete(x.shape[-1], f"{name}'s node feature size (the last dimension of x)")
+    return lead, v, f
+
+
+# --- gcn_conv -----------------------------------------------------------------------------------
+
+class GCNConv(Attrs):
+    out_features: int
+    bias: bool = True
+    add_self_loops: bool = True
+    normalize: bool = True
+
+
+@op("gcn_conv", GCNConv, inputs=["x", "adj"], primary="out_features")
+def gcn_conv(a: GCNConv, x: TensorType, adj: TensorType) -> Inferred:
+    """Kipf & Welling's graph convolution: D^-1/2 Â D^-1/2 X Wᵀ + b (no activation).
+
+    Â = A + I when add_self_loops (the catalogue's formula; PyG's add_remaining_self_loops instead keeps an
+    existing self-loop weight, which agrees when A has no self-loops), D_ii = Σ_j Â_ij (row sums); a node of
+    degree 0 gets 0 in D^-1/2 (not inf). Without normalize: Â X Wᵀ + b. Adjacency weights are used as given.
+    Parameters as PyG's GCNConv: weight [out, in] (glorot = xavier_uniform), bias [out] (zeros).
+    The gradient reaches x, the parameters and a float adjacency (which is usually a constant).
+    """
+    lead, v, f = graph_inputs("gcn_conv", x, adj)
+    if a.out_features < 1:
+        raise ShapeError(f"out_features must be positive, got {a.out_features}", attr="out_features")
+    params = [ParamSpec("weight", (a.out_features, f), Init.of("xavier_uniform"))]
+    if a.bias:
+        params.append(ParamSpec("bias", (a.out_features,), Init.of("zeros")))
+    cv = _count(v)
+    macs = cv * f * a.out_features + cv * cv * min(f, a.out_features)
+    return Inferred([TensorType(lead + (v, a.out_features), x.dtype)], params, macs=macs)
+
+
+# --- gat_conv -----------------------------------------------------------------------------------
+
+class GATConv(Attrs):
+    out_features: int
+    heads: int = 1
+    concat: bool = True
+    negative_slope: float = 0.2
+    bias: bool = True
+    add_self_loops: bool = True
+
+
+@op("gat_conv", GATConv, inputs=["x", "adj"], primary="out_features")
+def gat_conv(a: GATConv, x: TensorType, adj: TensorType) -> Inferred:
+    """PyG's GATConv on a dense adjacency: out_i = Σ_j α_ij W x_j per head, heads concatenated or averaged, + b.
+
+    e_ij = LeakyReLU(a_dstᵀ W x_i + a_srcᵀ W x_j) over the neighbours j of i (adj[i, j] != 0, plus i itself
+    when add_self_loops; edge weights are ignored), α = softmax over j; a node with no neighbour gets 0.
+    No attention dropout. Parameters: weight [heads·out, in] (glorot), att_src / att_dst [1, heads, out]
+    (PyG's glorot: U(±√(6 / (heads + out)))), bias [heads·out] if concat else [out] (zeros).
+    """
+    lead, v, f = graph_inputs("gat_conv", x, adj)
+    if a.out_features < 1:
+        raise ShapeError(f"out_features must be positive, got {a.out_features}", attr="out_features")
+    if a.heads < 1:
+        raise ShapeError(f"heads must be positive, got {a.heads}", attr="heads")
+    h, c = a.heads, a.out_features
+    att = Init.of("uniform", bound=math.sqrt(6.0 / (h + c)))
+    params = [ParamSpec("weight", (h * c, f), Init.of("xavier_uniform")),
+              ParamSpec("att_src", (1, h, c), att), ParamSpec("att_dst", (1, h, c), att)]
+    width = h * c if a.concat else c
+    if a.bias:
+        params.append(ParamSpec("bias", (width,), Init.of("zeros")))
+    cv = _count(v)
+    macs = cv * f * h * c + 2 * cv * h * c + cv * cv * h * c
+    return Inferred([TensorType(lead + (v, width), x.dtype)], params, macs=macs)
+
+
+# --- graph_aggregate ----------------------------------------------------------------------------
+
+class GraphAggregate(Attrs):
+    reduce: Literal["sum", "mean", "max"] = "sum"
+
+
+@op("graph_aggregate", GraphAggregate, inputs=["x", "adj"], primary="reduce")
+def graph_aggregate(a: GraphAggregate, x: TensorType, adj: TensorType) -> Inferred:
+    """Message passing without parameters: out_i = reduce over neighbours j (adj[i, j] != 0) of adj[i, j]·x_j.
+
+    The message from j to i is adj[i, j]·x_j, so a weighted adjacency weights the messages (a 0/1 one
+    passes x_j as is): sum = A @ X; mean = A @ X divided by the number of neighbours (non-zero entries of
+    row i); max = elementwise max of the messages. Isolated nodes get 0. No self-loops are added.
+    Gradients reach x and a float adjacency (for mean and max only through its non-zero entries).
+    """
+    lead, v, f = graph_inputs("graph_aggregate", x, adj)
+    cv = _count(v)
+    return Inferred([TensorType(lead + (v, f), x.dtype)], macs=cv * cv * f)

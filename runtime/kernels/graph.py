@@ -1,0 +1,239 @@
+"""Graph kernels on dense adjacency matrices ([V, V] or [N, V, V]); see compiler/ops/graph.py for semantics."""
+from __future__ import annotations
+
+import numpy as np
+
+from .attention import masked_softmax, softmax_backward
+from .registry import Ctx, kernel, unbroadcast
+
+
+def _adj(adj: np.ndarray, dtype) -> np.ndarray:
+    return adj if adj.dtype == dtype else adj.astype(dtype)
+
+
+def _t(a: np.ndarray) -> np.ndarray:
+    return np.swapaxes(a, -1, -2)
+
+
+def _float(a: np.ndarray) -> bool:
+    return a.dtype.kind == "f"
+
+
+# --- gcn_conv -----------------------------------------------------------------------------------
+
+@kernel("gcn_conv")
+def gcn_conv(ctx: Ctx, x: np.ndarray, adj: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None):
+    at = ctx.attrs
+    loops, norm = at.add_self_loops, at.normalize
+    A = _adj(adj, x.dtype)
+    s = deg = None
+    if norm:
+        deg = A @ np.ones(A.shape[-1], A.dtype)             # row sums (a GEMV: faster than sum)
+        if loops:
+            deg += 1
+        pos = deg > 0
+        s = np.zeros_like(deg)
+        np.divide(1.0, np.sqrt(deg, where=pos, out=np.ones_like(deg)), out=s, where=pos)  # deg^-1/2, 0 at 0
+        sc = s[..., None]
+
+    def prop(z: np.ndarray, transpose: bool = False) -> np.ndarray:
+        """M z with M = S Â S (or Â): without forming Â = A + I."""
+        zs = z * sc if norm else z
+        y = (_t(A) if transpose else A) @ zs
+        if loops:
+            y += zs
+        if norm:
+            y *= sc
+        return y
+
+    xw_first = weight.shape[0] < weight.shape[1]             # aggregate the narrower of X and X Wᵀ
+    if xw_first:
+        pin = x @ weight.T                                   # Z = X Wᵀ
+        y = prop(pin)
+    else:
+        pin = prop(x)                                        # U = M X
+        y = pin @ weight.T
+    if bias is not None:
+        y += bias
+
+    def backward(gy: np.ndarray):
+        out, fin = weight.shape
+        gx = gw = ga = None
+        gb = gy.reshape(-1, out).sum(axis=0) if bias is not None and ctx.need(3) else None
+        if xw_first:
+            gp = gy                                          # d/dZ of y = M Z
+            if ctx.need(0) or ctx.need(2):
+                gz = unbroadcast(prop(gy, transpose=True), x.shape[:-1] + (out,))
+                gw = gz.reshape(-1, out).T @ x.reshape(-1, fin) if ctx.need(2) else None
+                gx = gz @ weight if ctx.need(0) else None
+        else:
+            gw = gy.reshape(-1, out).T @ pin.reshape(-1, fin) if ctx.need(2) else None
+            gp = gy @ weight if ctx.need(0) or ctx.need(1) else None   # d/dU of y = U Wᵀ
+            if ctx.need(0):
+                gx = unbroadcast(prop(gp, transpose=True), x.shape)
+        if ctx.need(1) and _float(adj):
+            base = x if not xw_first else pin                # y_pre = M base
+            g = gp @ _t(base)                                # d/dM, [.., V, V]
+            if norm:
+                k = g * (A + np.eye(A.shape[-1], dtype=A.dtype) if loops else A)
+                gs = (k @ sc)[..., 0] + (_t(k) @ sc)[..., 0]
+                gdeg = np.where(pos, -0.5 * s ** 3 * gs, 0).astype(g.dtype)
+                g *= sc
+                g *= s[..., None, :]
+                g += gdeg[..., None]
+            ga = unbroadcast(g, adj.shape)
+        return gx, ga, gw, gb
+
+    return y, backward
+
+
+# --- gat_conv -----------------------------------------------------------------------------------
+
+def neighbour_mask(adj: np.ndarray, self_loops: bool) -> np.ndarray:
+    """Bool [.., V, V]: adj != 0, with the diagonal set when self_loops."""
+    m = adj != 0
+    if self_loops:
+        m = m | np.eye(adj.shape[-1], dtype=bool)
+    return m
+
+
+@kernel("gat_conv")
+def gat_conv(ctx: Ctx, x: np.ndarray, adj: np.ndarray, weight: np.ndarray, att_src: np.ndarray,
+             att_dst: np.ndarray, bias: np.ndarray | None = None):
+    at = ctx.attrs
+    h, c = at.heads, at.out_features
+    slope = at.negative_slope
+    dt = x.dtype
+    v = x.shape[-2]
+    hx = x @ weight.T                                        # [.., V, H*C]
+    hh = np.moveaxis(hx.reshape(hx.shape[:-1] + (h, c)), -2, -3)   # [.., H, V, C] (a view)
+    a_src, a_dst = att_src.reshape(h, 1, c), att_dst.reshape(h, 1, c)
+    s_src = np.einsum("...hvc,hc->...hv", hh, att_src[0])   # [.., H, V]
+    s_dst = np.einsum("...hvc,hc->...hv", hh, att_dst[0])
+    lead = np.broadcast_shapes(x.shape[:-2], adj.shape[:-2])
+    z = np.empty(lead + (h, v, v), dtype=dt)                 # [.., H, V(i), V(j)]
+    np.add(s_dst[..., :, None], s_src[..., None, :], out=z)
+    neg = z < 0
+    np.multiply(z, np.asarray(slope, dt), out=z, where=neg)  # LeakyReLU in place
+    mask = ~neighbour_mask(adj, at.add_self_loops)[..., None, :, :]    # True = not a neighbour
+    p = masked_softmax(z, [mask])                            # z is overwritten by p
+    o = p @ hh                                               # [.., H, V, C]
+    if at.concat:
+        y = np.moveaxis(o, -3, -2).reshape(o.shape[:-3] + (v, h * c))
+    else:
+        y = o.mean(axis=-3)
+    if bias is not None:
+        y += bias
+
+    def backward(gy: np.ndarray):
+        gx = gw = gas = gad = None
+        gb = gy.reshape(-1, gy.shape[-1]).sum(axis=0) if bias is not None and ctx.need(5) else None
+        if not any(ctx.need(i) for i in (0, 2, 3, 4)):
+            return gx, None, gw, gas, gad, gb
+        if at.concat:
+            go = np.moveaxis(gy.reshape(gy.shape[:-1] + (h, c)), -2, -3)   # [.., H, V, C]
+        else:
+            go = np.broadcast_to((gy * np.asarray(1.0 / h, dt))[..., None, :, :], o.shape)
+        gp = go @ _t(hh)                                     # [.., H, V, V]
+        gz = softmax_backward(p, gp)
+        np.multiply(gz, np.asarray(slope, dt), out=gz, where=neg)   # through LeakyReLU
+        g_dst = gz.sum(axis=-1)                              # [.., H, V]
+        g_src = gz.sum(axis=-2)
+        ghh = _t(p) @ go                                     # [.., H, V, C]
+        ghh += g_src[..., None] * a_src
+        ghh += g_dst[..., None] * a_dst
+        if ctx.need(3) or ctx.need(4):
+            hb = np.broadcast_to(hh, g_src.shape + (c,)).reshape(-1, h, v, c)
+            if ctx.need(3):
+                gas = np.einsum("bhv,bhvc->hc", g_src.reshape(-1, h, v), hb)[None]
+            if ctx.need(4):
+                gad = np.einsum("bhv,bhvc->hc", g_dst.reshape(-1, h, v), hb)[None]
+        ghx = np.moveaxis(ghh, -3, -2).reshape(ghh.shape[:-3] + (v, h * c))   # [.., V, H*C]
+        ghx = unbroadcast(ghx, x.shape[:-1] + (h * c,))
+        if ctx.need(2):
+            gw = ghx.reshape(-1, h * c).T @ x.reshape(-1, x.shape[-1])
+        if ctx.need(0):
+            gx = ghx @ weight
+        return gx, None, gw, gas, gad, gb                   # adj is a 0/non-0 pattern: no gradient
+
+    return y, backward
+
+
+# --- graph_aggregate ----------------------------------------------------------------------------
+
+def _segments(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For a sorted key array: start index of each run and the run id of every element."""
+    change = np.empty(keys.shape, dtype=bool)
+    change[:1] = True
+    np.not_equal(keys[1:], keys[:-1], out=change[1:])
+    starts = np.flatnonzero(change)
+    return starts, np.cumsum(change) - 1
+
+
+@kernel("graph_aggregate")
+def graph_aggregate(ctx: Ctx, x: np.ndarray, adj: np.ndarray):
+    red = ctx.attrs.reduce
+    A = _adj(adj, x.dtype)
+    if red in ("sum", "mean"):
+        y = A @ x
+        inv = None
+        if red == "mean":
+            cnt = np.count_nonzero(adj, axis=-1).astype(x.dtype)
+            inv = (1.0 / np.maximum(cnt, 1))[..., None]
+            y *= inv
+
+        def backward(gy: np.ndarray):
+            g = gy * inv if inv is not None else gy
+            gx = unbroadcast(_t(A) @ g, x.shape) if ctx.need(0) else None
+            ga = None
+            if ctx.need(1) and _float(adj):
+                ga = g @ _t(x)
+                if red == "mean":
+                    ga *= adj != 0                           # the neighbour count has no gradient
+                ga = unbroadcast(ga, adj.shape)
+            return gx, ga
+
+        return y, backward
+
+    # max: over the edge list (rows of nonzero() come sorted by target node), one reduceat
+    lead = np.broadcast_shapes(x.shape[:-2], adj.shape[:-2])
+    v, f = x.shape[-2], x.shape[-1]
+    ab = np.broadcast_to(A, lead + (v, v)).reshape(-1, v)   # [(N·)V, V]
+    rows, cols = np.nonzero(ab)                              # target (n·V + i), neighbour j
+    wts = ab[rows, cols]
+    src = cols + (rows // v) * v if x.ndim == 3 else cols   # row of x.reshape(-1, F) that sends
+    xf = x.reshape(-1, f)
+    msg = xf[src]
+    msg *= wts[:, None]                                      # [E, F]
+    y = np.zeros((ab.shape[0], f), dtype=x.dtype)
+    if rows.size:
+        starts, seg = _segments(rows)
+        mx = np.maximum.reduceat(msg, starts, axis=0)        # [targets with neighbours, F]
+        y[rows[starts]] = mx
+    y = y.reshape(lead + (v, f))
+
+    def backward(gy: np.ndarray):
+        gx = ga = None
+        want_a = ctx.need(1) and _float(adj)
+        if not rows.size:
+            return (np.zeros_like(x) if ctx.need(0) else None), (np.zeros_like(adj) if want_a else None)
+        win = (msg == mx[seg]).astype(x.dtype)               # the maximal messages; ties share the gradient
+        ties = np.add.reduceat(win, starts, axis=0)
+        win /= ties[seg]
+        gmsg = gy.reshape(-1, f)[rows]
+        gmsg *= win                                          # d loss / d message, [E, F]
+        if want_a:
+            gab = np.zeros(ab.shape, dtype=x.dtype)
+            gab[rows, cols] = np.einsum("ef,ef->e", gmsg, xf[src])
+            ga = unbroadcast(gab.reshape(lead + (v, v)), adj.shape)
+        if ctx.need(0):
+            gmsg *= wts[:, None]
+            order = np.argsort(src, kind="stable")           # scatter-add by sender via sorted runs
+            ss = src[order]
+            st, _ = _segments(ss)
+            gxf = np.zeros_like(xf)
+            gxf[ss[st]] = np.add.reduceat(gmsg[order], st, axis=0)
+            gx = gxf.reshape(x.shape)
+        return gx, ga
+
+    return y, backward
