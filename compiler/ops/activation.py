@@ -31,7 +31,7 @@ class LeakyRelu(Attrs):
     negative_slope: float = 0.01
 
 
-@op("leaky_relu", LeakyRelu, primary="negative_slope")
+@op("leaky_relu", LeakyRelu)
 def leaky_relu(a: LeakyRelu, x: TensorType) -> Inferred:
     """x where x > 0, else negative_slope · x, elementwise."""
     _float_input("leaky_relu", x)
@@ -43,7 +43,7 @@ class PRelu(Attrs):
     init_value: float = 0.25
 
 
-@op("prelu", PRelu, primary="num_parameters")
+@op("prelu", PRelu)
 def prelu(a: PRelu, x: TensorType) -> Inferred:
     """x where x > 0, else weight · x, with a learned slope `weight` [num_parameters] (init init_value).
 
@@ -109,7 +109,7 @@ class Softplus(Attrs):
     threshold: float = 20.0
 
 
-@op("softplus", Softplus, primary="beta")
+@op("softplus", Softplus)
 def softplus(a: Softplus, x: TensorType) -> Inferred:
     """log(1 + exp(beta · x)) / beta, and x itself where beta · x > threshold (as PyTorch)."""
     _float_input("softplus", x)
@@ -123,7 +123,7 @@ class Gelu(Attrs):
     approximate: Literal["none", "tanh"] = "none"
 
 
-@op("gelu", Gelu, primary="approximate")
+@op("gelu", Gelu)
 def gelu(a: Gelu, x: TensorType) -> Inferred:
     """x · Φ(x) with Φ the standard normal CDF; approximate: tanh uses PyTorch's tanh formula."""
     _float_input("gelu", x)
@@ -134,7 +134,7 @@ class Elu(Attrs):
     alpha: float = 1.0
 
 
-@op("elu", Elu, primary="alpha")
+@op("elu", Elu)
 def elu(a: Elu, x: TensorType) -> Inferred:
     """x where x > 0, else alpha · (exp(x) − 1), elementwise."""
     _float_input("elu", x)
@@ -146,7 +146,7 @@ class Softmax(Attrs):
     temperature: float = 1.0
 
 
-@op("softmax", Softmax, primary="dim")
+@op("softmax", Softmax)
 def softmax(a: Softmax, x: TensorType) -> Inferred:
     """softmax(x / temperature) along `dim`: exp normalised to sum to 1."""
     _float_input("softmax", x)
@@ -161,7 +161,7 @@ class LogSoftmax(Attrs):
     dim: int = -1
 
 
-@op("log_softmax", LogSoftmax, primary="dim")
+@op("log_softmax", LogSoftmax)
 def log_softmax(a: LogSoftmax, x: TensorType) -> Inferred:
     """log(softmax(x)) along `dim`, computed stably (x − logsumexp(x))."""
     _float_input("log_softmax", x)

@@ -34,7 +34,7 @@ class KlNormal(Attrs):
     reduction: Literal["mean", "sum", "none"] = "mean"
 
 
-@op("kl_normal", KlNormal, inputs=["mu", "logvar"], primary="reduction", loss=True)
+@op("kl_normal", KlNormal, inputs=["mu", "logvar"], loss=True)
 def kl_normal(a: KlNormal, mu: TensorType, logvar: TensorType) -> Inferred:
     """KL(N(mu, exp(logvar)) ‖ N(0, 1)) = 0.5 Σ (mu² + exp(logvar) − 1 − logvar) over all dims but the first.
 

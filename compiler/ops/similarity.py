@@ -28,7 +28,7 @@ class CosineSimilarity(Attrs):
     eps: float = 1e-8
 
 
-@op("cosine_similarity", CosineSimilarity, inputs=["x1", "x2"], primary="dim")
+@op("cosine_similarity", CosineSimilarity, inputs=["x1", "x2"])
 def cosine_similarity(a: CosineSimilarity, x1: TensorType, x2: TensorType) -> Inferred:
     """x1·x2 / (max(‖x1‖, eps) · max(‖x2‖, eps)) along `dim`, which is removed; inputs broadcast.
 
@@ -49,7 +49,7 @@ class PairwiseDistance(Attrs):
     keepdim: bool = False
 
 
-@op("pairwise_distance", PairwiseDistance, inputs=["x1", "x2"], primary="p")
+@op("pairwise_distance", PairwiseDistance, inputs=["x1", "x2"])
 def pairwise_distance(a: PairwiseDistance, x1: TensorType, x2: TensorType) -> Inferred:
     """‖x1 − x2 + eps‖_p over the last dimension (removed unless keepdim); inputs broadcast.
 
