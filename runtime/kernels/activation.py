@@ -195,27 +195,25 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2 * math.pi)
 _SQRT_2_PI = math.sqrt(2 / math.pi)
 
 
-def _normal_cdf(x: np.ndarray) -> np.ndarray:
-    """Φ(x) = erfc(−x/√2) / 2, elementwise, in x's dtype."""
-    z = np.abs(x)
-    z *= _SQRT1_2
-    t = np.multiply(z, 0.5)
+def _normal_cdf(x: np.ndarray, scratch: np.ndarray | None = None) -> np.ndarray:
+    """Φ(x) = erfc(−x/√2) / 2, elementwise, in x's dtype (`scratch`: a spare buffer of x's shape)."""
+    t = np.abs(x)
+    t *= 0.5 * _SQRT1_2
     t += 1
-    np.reciprocal(t, out=t)
+    np.reciprocal(t, out=t)                 # t = 1 / (1 + |x| / (2√2))
     p = np.multiply(t, _ERFC[-1])
     for c in _ERFC[-2:0:-1]:
         p += c
         p *= t
-    p += _ERFC[0]
-    np.multiply(z, z, out=z)
-    p -= z
+    p += _ERFC[0] + math.log(0.5)           # the final halving folded into the exponent
+    sq = np.multiply(x, x, out=scratch)
+    sq *= 0.5
+    p -= sq                                 # z² with z = |x|/√2
     np.exp(p, out=p)
-    p *= t                                  # erfc(|x|/√2)
-    p *= 0.5                                # h = Φ(−|x|)
+    p *= t                                  # h = erfc(|x|/√2) / 2 = Φ(−|x|)
     # Φ(x) = h for x < 0 and 1 − h for x ≥ 0, i.e. |[x ≥ 0] − h| (exact h in the left tail)
-    s = _mask(x >= 0, x.dtype)
-    s -= p
-    return np.abs(s, out=s)
+    np.subtract(x >= 0, p, out=p)
+    return np.abs(p, out=p)
 
 
 @kernel("gelu")
@@ -251,8 +249,9 @@ def gelu(ctx: Ctx, x: np.ndarray):
             return d
         return y, backward
 
-    cdf = _normal_cdf(x)
-    y = np.multiply(x, cdf)
+    y = np.empty_like(x)
+    cdf = _normal_cdf(x, scratch=y)
+    np.multiply(x, cdf, out=y)
 
     def backward(gy):
         if not ctx.need(0):
@@ -327,7 +326,7 @@ def softmax(ctx: Ctx, x: np.ndarray):
     z = np.divide(x, temp) if temp != 1 else x
     y = _shifted(z, axis)
     np.exp(y, out=y)
-    y /= _rowsum(y, axis)
+    y *= 1 / _rowsum(y, axis)               # one division per row, a multiply per element
 
     def backward(gy):
         if not ctx.need(0):

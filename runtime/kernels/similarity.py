@@ -61,7 +61,7 @@ def pairwise_distance(ctx: Ctx, x1: np.ndarray, x2: np.ndarray):
     p, eps, keepdim = float(ctx.attrs.p), float(ctx.attrs.eps), ctx.attrs.keepdim
     d = np.subtract(x1, x2)
     d += eps
-    ad = np.abs(d)
+    ad = np.abs(d) if p not in (2, 0) else None
     if p == 2:
         n = np.sqrt(np.einsum("...i,...i->...", d, d))
     elif p == 1:
