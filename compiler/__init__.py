@@ -1,6 +1,8 @@
 """specc's compiler: YAML spec -> validated, expanded, shape-inferred IR (and ONNX)."""
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +14,25 @@ __all__ = ["compile_file", "compile_text", "to_onnx", "Graph", "Node", "TensorTy
            "SpecError", "ShapeError", "Loc", "__version__"]
 
 
+@contextmanager
+def _no_gc():
+    """Compilation allocates many long-lived small objects; cyclic GC passes over them make it quadratic."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def compile_file(path: str | Path, params: dict[str, Any] | None = None) -> Graph:
     """Load, validate, expand and shape-check a spec file. Raises SpecError with every problem found."""
     from .expand import compile_tree
     from .load import load_file
-    tree, text = load_file(path)
-    return compile_tree(tree, str(path), params, text, Path(path).parent)
+    with _no_gc():
+        tree, text = load_file(path)
+        return compile_tree(tree, str(path), params, text, Path(path).parent)
 
 
 def compile_text(text: str, base_dir: str | Path = ".", params: dict[str, Any] | None = None,
@@ -25,10 +40,11 @@ def compile_text(text: str, base_dir: str | Path = ".", params: dict[str, Any] |
     """Compile a spec given as a string; imports are resolved relative to `base_dir`."""
     from .expand import compile_tree
     from .load import load_text
-    tree = load_text(text, filename)
-    return compile_tree(tree, str(Path(base_dir) / filename) if filename == "<string>" else filename,
-                        params, text, Path(base_dir), sources={filename: text,
-                                                                str(Path(base_dir) / filename): text})
+    with _no_gc():
+        tree = load_text(text, filename)
+        return compile_tree(tree, str(Path(base_dir) / filename) if filename == "<string>" else filename,
+                            params, text, Path(base_dir), sources={filename: text,
+                                                                    str(Path(base_dir) / filename): text})
 
 
 def to_onnx(graph: Graph, weights: Any = None, opset: int = 18, outputs: list[str] | None = None):

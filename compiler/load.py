@@ -15,7 +15,7 @@ import yaml
 from .errors import Loc, SpecError
 
 MAX_BYTES = 2_000_000          # a spec is text written by hand
-MAX_VALUES = 200_000           # values built, aliases expanded: stops "billion laughs"
+MAX_ALIASED = 100_000          # values copied by alias expansion: stops "billion laughs"
 MAX_DEPTH = 100                # nesting of maps and lists
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -84,16 +84,27 @@ def load_text(text: str, filename: str = "<string>") -> Any:
 class _Builder:
     def __init__(self, filename: str):
         self.filename = filename
-        self.count = 0
+        self.sizes: dict[int, int] = {}      # id(yaml node) -> values in its subtree, once built
+        self.aliased = 0
 
     def loc(self, node: yaml.Node) -> Loc:
         return Loc(self.filename, node.start_mark.line + 1, node.start_mark.column + 1)
 
     def build(self, node: yaml.Node, depth: int) -> Any:
-        self.count += 1
-        if self.count > MAX_VALUES:
-            raise SpecError(f"the document expands to more than {MAX_VALUES:,} values "
-                            "(too many aliases: a 'billion laughs' document?)", self.loc(node))
+        seen = self.sizes.get(id(node))
+        if seen is not None:                 # an alias: its subtree is copied again
+            self.aliased += seen
+            if self.aliased > MAX_ALIASED:
+                raise SpecError(f"aliases expand the document by more than {MAX_ALIASED:,} values "
+                                "(a 'billion laughs' document?)", self.loc(node))
+        before = self.aliased
+        value = self._build(node, depth)
+        if seen is None:
+            self.sizes[id(node)] = 1 + _size(value)
+        self.aliased = max(self.aliased, before)
+        return value
+
+    def _build(self, node: yaml.Node, depth: int) -> Any:
         if depth > MAX_DEPTH:
             raise SpecError(f"the YAML is nested more than {MAX_DEPTH} levels deep", self.loc(node))
         if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in (_MAP, _SEQ):
@@ -129,6 +140,14 @@ class _Builder:
         if not isinstance(value, (str, int, float, bool, type(None))):
             value = str(value) if not isinstance(value, bytes) else value.decode("utf-8", "replace")
         return value
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, dict):
+        return sum(1 + _size(v) for v in value.values())
+    if isinstance(value, list):
+        return sum(1 + _size(v) for v in value)
+    return 0
 
 
 def locate(tree: Any, path: tuple | list) -> Loc | None:
