@@ -1,0 +1,405 @@
+"""Convolution and pooling: conv1d, conv2d, conv_transpose2d, max/avg/adaptive/global pooling, upsample.
+
+The geometry helpers at the top (padding resolution, pooling windows, output_padding from
+output_size) are shared with runtime/kernels/convolution.py and compiler/onnx/convolution.py so
+that shape rule, kernel and lowering agree on every size.
+"""
+from __future__ import annotations
+
+import math
+from typing import Literal, Optional, Union
+
+from pydantic import field_validator
+
+from ..errors import ShapeError
+from ..ir import Init, ParamSpec, TensorType
+from .registry import Attrs, Inferred, op
+from .shapes import concrete, per_sample
+
+Int1 = Union[int, tuple[int]]
+Int2 = Union[int, tuple[int, int]]
+Pad1 = Union[int, tuple[int], Literal["same", "valid"]]
+Pad2 = Union[int, tuple[int, int], Literal["same", "valid"]]
+
+_DIMS = {1: ("length",), 2: ("height", "width")}
+
+
+def _fmt(shape) -> str:
+    return "×".join(str(d) for d in shape) or "scalar"
+
+
+def tup(v, n: int) -> tuple:
+    """An int (or None) repeated n times; a sequence as a tuple."""
+    if v is None or isinstance(v, int):
+        return (v,) * n
+    return tuple(v)
+
+
+def _show(v) -> str:
+    return str(list(v)) if isinstance(v, tuple) else str(v)
+
+
+class _NoBool(Attrs):
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_int(cls, v, info):
+        # pydantic turns `true` into 1 for an int field; a size given as a boolean is a mistake
+        if isinstance(v, bool) and info.field_name not in ("bias", "ceil_mode", "count_include_pad"):
+            raise ValueError("expected an integer, got a boolean")
+        return v
+
+
+# -- geometry shared with the kernels and lowerings ------------------------------------------------
+
+def conv_pads(padding, kernel: tuple[int, ...], dilation: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    """(before, after) padding per spatial dim; `same` puts the odd extra on the after side (PyTorch)."""
+    n = len(kernel)
+    if padding == "valid":
+        return ((0, 0),) * n
+    if padding == "same":
+        tot = [d * (k - 1) for k, d in zip(kernel, dilation)]
+        return tuple((t // 2, t - t // 2) for t in tot)
+    return tuple((p, p) for p in tup(padding, n))
+
+
+def conv_out(i: int, k: int, s: int, d: int, lo: int, hi: int) -> int:
+    return (i + lo + hi - d * (k - 1) - 1) // s + 1
+
+
+def pool_out(i: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
+    """PyTorch's pooling output size: with ceil_mode the last window must start inside the input or the left padding."""
+    num = i + 2 * p - d * (k - 1) - 1
+    o = (-(-num // s) if ceil_mode else num // s) + 1
+    if ceil_mode and (o - 1) * s >= i + p:
+        o -= 1
+    return o
+
+
+def transpose_base(i: int, k: int, s: int, p: int, d: int) -> int:
+    """conv_transpose output size before output_padding."""
+    return (i - 1) * s - 2 * p + d * (k - 1) + 1
+
+
+def transpose_output_padding(a, in_sp: tuple[int, ...]) -> tuple[int, ...]:
+    """output_padding per dim: from `output_size` when given, else the attribute."""
+    n = len(in_sp)
+    if a.output_size is None:
+        return tup(a.output_padding, n)
+    ks, st, pd, dl = tup(a.kernel_size, n), tup(a.stride, n), tup(a.padding, n), tup(a.dilation, n)
+    want = tup(a.output_size, n)
+    out = []
+    for ax, (i, k, s, p, d, w) in enumerate(zip(in_sp, ks, st, pd, dl, want)):
+        base = transpose_base(i, k, s, p, d)
+        top = max(s, d)
+        if not base <= w < base + top:
+            reach = ", ".join(str(base + j) for j in range(top) if base + j >= 1) or "none"
+            raise ShapeError(f"conv_transpose2d cannot produce {_DIMS[n][ax]} {w} (output_size: {_show(a.output_size)}) "
+                             f"from input {_DIMS[n][ax]} {i}: with kernel_size {k}, stride {s}, padding {p} and "
+                             f"dilation {d} the reachable sizes are {reach}",
+                             hint="pick one of the reachable sizes, or change stride/padding", attr="output_size")
+        out.append(w - base)
+    return tuple(out)
+
+
+def adaptive_windows(i: int, o: int) -> list[tuple[int, int]]:
+    """PyTorch's adaptive pooling windows: [floor(j·i/o), ceil((j+1)·i/o))."""
+    return [((j * i) // o, -(-((j + 1) * i) // o)) for j in range(o)]
+
+
+# -- shared checks ----------------------------------------------------------------------------------
+
+def _expect_rank(name: str, x: TensorType, nd: int) -> None:
+    if x.rank != nd + 2:
+        layout = "N×C×L" if nd == 1 else "N×C×H×W"
+        hint = {1: "conv1d takes [N, C, L]; for images use conv2d",
+                2: "2-d ops take [N, C, H, W]; add a channel dimension with unsqueeze, or use conv1d for sequences"}[nd]
+        raise ShapeError(f"{name} expects a rank-{nd + 2} input ({layout}), but its input has rank {x.rank} "
+                         f"(shape {x})", hint=hint)
+    if x.dtype not in ("float32", "float64"):
+        raise ShapeError(f"{name} needs a floating-point input, but its input has dtype {x.dtype} (shape {x})",
+                         hint="declare the input as float32")
+
+
+def _positive(name: str, attr: str, vals: tuple, minimum: int = 1) -> None:
+    if any(v < minimum for v in vals):
+        what = "positive" if minimum == 1 else "non-negative"
+        raise ShapeError(f"{name}'s {attr} must be {what}, got {_show(vals if len(vals) > 1 else vals[0])}",
+                         attr=attr)
+
+
+def _channels(name: str, x: TensorType, a, out_channels: int) -> int:
+    c = concrete(x.shape[1], f"{name}'s input channels (dimension 1 of its input)")
+    if a.in_channels is not None and a.in_channels != c:
+        raise ShapeError(f"{name} expects {a.in_channels} input channels (in_channels: {a.in_channels}) "
+                         f"but its input gives {c} (shape {x})", hint="drop in_channels to infer it",
+                         attr="in_channels")
+    if out_channels < 1:
+        raise ShapeError(f"{name}'s out_channels must be positive, got {out_channels}", attr="out_channels")
+    if a.groups < 1:
+        raise ShapeError(f"{name}'s groups must be positive, got {a.groups}", attr="groups")
+    if c % a.groups:
+        raise ShapeError(f"{name} with groups: {a.groups} needs input channels divisible by {a.groups}, "
+                         f"but its input gives {c} (shape {x})",
+                         hint="choose groups dividing both channel counts", attr="groups")
+    if out_channels % a.groups:
+        raise ShapeError(f"{name} with groups: {a.groups} needs out_channels divisible by {a.groups}, "
+                         f"but out_channels is {out_channels}",
+                         hint="choose groups dividing both channel counts", attr="groups")
+    return c
+
+
+def _spatial(x: TensorType, nd: int) -> tuple:
+    return tuple(x.shape[2:2 + nd])
+
+
+# -- conv1d / conv2d --------------------------------------------------------------------------------
+
+class Conv1d(_NoBool):
+    out_channels: int
+    kernel_size: Int1
+    stride: Int1 = 1
+    padding: Pad1 = 0
+    dilation: Int1 = 1
+    groups: int = 1
+    bias: bool = True
+    in_channels: Optional[int] = None
+
+
+class Conv2d(_NoBool):
+    out_channels: int
+    kernel_size: Int2
+    stride: Int2 = 1
+    padding: Pad2 = 0
+    dilation: Int2 = 1
+    groups: int = 1
+    bias: bool = True
+    in_channels: Optional[int] = None
+
+
+def _conv(name: str, nd: int, a, x: TensorType) -> Inferred:
+    _expect_rank(name, x, nd)
+    ks, st, dl = tup(a.kernel_size, nd), tup(a.stride, nd), tup(a.dilation, nd)
+    _positive(name, "kernel_size", ks)
+    _positive(name, "stride", st)
+    _positive(name, "dilation", dl)
+    if isinstance(a.padding, str):
+        if a.padding == "same" and any(s != 1 for s in st):
+            raise ShapeError(f"{name} with padding 'same' needs stride 1 (as in PyTorch), got stride {_show(a.stride)}",
+                             hint="give the padding as a number, e.g. padding: (kernel_size - 1) // 2",
+                             attr="padding")
+    else:
+        _positive(name, "padding", tup(a.padding, nd), minimum=0)
+    c = _channels(name, x, a, a.out_channels)
+    pads = conv_pads(a.padding, ks, dl)
+    out = []
+    for ax, (i, k, s, d, (lo, hi)) in enumerate(zip(_spatial(x, nd), ks, st, dl, pads)):
+        if not isinstance(i, int) and s == 1 and lo + hi == d * (k - 1):
+            out.append(i)                   # size-preserving: a symbolic size flows through
+            continue
+        i = concrete(i, f"{name}'s input {_DIMS[nd][ax]}")
+        o = conv_out(i, k, s, d, lo, hi)
+        if o < 1:
+            span = d * (k - 1) + 1
+            raise ShapeError(f"{name}'s input is too small for its kernel: input {_DIMS[nd][ax]} {i} with padding "
+                             f"{lo + hi} in total is smaller than the kernel's span {span} (kernel_size {k}"
+                             f"{f', dilation {d}' if d > 1 else ''}) (input shape {x})",
+                             hint="use a smaller kernel_size, add padding, or feed a larger input",
+                             attr="kernel_size")
+        out.append(o)
+    cg = c // a.groups
+    area = math.prod(ks)
+    params = [ParamSpec("weight", (a.out_channels, cg) + ks, Init.of("kaiming_uniform", a=5 ** 0.5))]
+    if a.bias:
+        params.append(ParamSpec("bias", (a.out_channels,), Init.of("bias_uniform", fan_in=cg * area)))
+    y = TensorType((x.shape[0], a.out_channels) + tuple(out), x.dtype)
+    return Inferred([y], params, macs=per_sample(y) * cg * area)
+
+
+@op("conv1d", Conv1d, primary="out_channels")
+def conv1d(a: Conv1d, x: TensorType) -> Inferred:
+    """1-d cross-correlation over [N, C, L] as torch.nn.Conv1d (weight [out, in/groups, k]); padding 'same' needs stride 1 and puts an odd extra pad on the right."""
+    return _conv("conv1d", 1, a, x)
+
+
+@op("conv2d", Conv2d, primary="out_channels")
+def conv2d(a: Conv2d, x: TensorType) -> Inferred:
+    """2-d cross-correlation over [N, C, H, W] as torch.nn.Conv2d (weight [out, in/groups, kh, kw]); padding 'same' needs stride 1 and puts an odd extra pad on the bottom/right."""
+    return _conv("conv2d", 2, a, x)
+
+
+# -- conv_transpose2d ----------------------------------------------------------------------------------
+
+class ConvTranspose2d(_NoBool):
+    out_channels: int
+    kernel_size: Int2
+    stride: Int2 = 1
+    padding: Int2 = 0
+    output_padding: Int2 = 0
+    dilation: Int2 = 1
+    groups: int = 1
+    bias: bool = True
+    output_size: Optional[Int2] = None
+    in_channels: Optional[int] = None
+
+
+@op("conv_transpose2d", ConvTranspose2d, primary="out_channels")
+def conv_transpose2d(a: ConvTranspose2d, x: TensorType) -> Inferred:
+    """Transposed 2-d convolution (the gradient of conv2d with respect to its input) as torch.nn.ConvTranspose2d: weight [in, out/groups, kh, kw], output (i−1)·s − 2p + d·(k−1) + output_padding + 1; `output_size` [H, W] picks output_padding (and wins over it, as in PyTorch's forward(output_size=...))."""
+    name, nd = "conv_transpose2d", 2
+    _expect_rank(name, x, nd)
+    ks, st, dl, pd = tup(a.kernel_size, nd), tup(a.stride, nd), tup(a.dilation, nd), tup(a.padding, nd)
+    _positive(name, "kernel_size", ks)
+    _positive(name, "stride", st)
+    _positive(name, "dilation", dl)
+    _positive(name, "padding", pd, minimum=0)
+    op_ = tup(a.output_padding, nd)
+    _positive(name, "output_padding", op_, minimum=0)
+    if any(o >= max(s, d) for o, s, d in zip(op_, st, dl)):
+        raise ShapeError(f"{name}'s output_padding {_show(a.output_padding)} must be smaller than stride or dilation "
+                         f"(stride {_show(a.stride)}, dilation {_show(a.dilation)})",
+                         hint="output_padding only resolves the ambiguity of a strided output size",
+                         attr="output_padding")
+    if a.output_size is not None:
+        _positive(name, "output_size", tup(a.output_size, nd))
+    c = _channels(name, x, a, a.out_channels)
+    sp = _spatial(x, nd)
+    if a.output_size is not None:
+        op_ = transpose_output_padding(a, tuple(concrete(i, f"{name}'s input {_DIMS[nd][ax]}")
+                                                for ax, i in enumerate(sp)))
+        if any(o != 0 for o in tup(a.output_padding, nd)) and op_ != tup(a.output_padding, nd):
+            raise ShapeError(f"{name}'s output_size {_show(a.output_size)} needs output_padding {list(op_)}, "
+                             f"but output_padding is {_show(a.output_padding)}",
+                             hint="give output_size or output_padding, not both", attr="output_padding")
+    out = []
+    for ax, (i, k, s, p, d, o_) in enumerate(zip(sp, ks, st, pd, dl, op_)):
+        if not isinstance(i, int) and s == 1 and 2 * p == d * (k - 1) + o_:
+            out.append(i)
+            continue
+        i = concrete(i, f"{name}'s input {_DIMS[nd][ax]}")
+        o = transpose_base(i, k, s, p, d) + o_
+        if o < 1:
+            raise ShapeError(f"{name}'s output {_DIMS[nd][ax]} would be {o} (input {i}, kernel_size {k}, stride {s}, "
+                             f"padding {p}, dilation {d}): the padding removes more than the kernel adds "
+                             f"(input shape {x})", hint="reduce padding", attr="padding")
+        out.append(o)
+    og = a.out_channels // a.groups
+    area = math.prod(ks)
+    params = [ParamSpec("weight", (c, og) + ks, Init.of("kaiming_uniform", a=5 ** 0.5))]
+    if a.bias:
+        params.append(ParamSpec("bias", (a.out_channels,), Init.of("bias_uniform", fan_in=og * area)))
+    y = TensorType((x.shape[0], a.out_channels) + tuple(out), x.dtype)
+    return Inferred([y], params, macs=per_sample(x) * og * area)
+
+
+# -- pooling ------------------------------------------------------------------------------------------------
+
+class MaxPool2d(_NoBool):
+    kernel_size: Int2
+    stride: Optional[Int2] = None           # None: kernel_size
+    padding: Int2 = 0
+    dilation: Int2 = 1
+    ceil_mode: bool = False
+
+
+class AvgPool2d(_NoBool):
+    kernel_size: Int2
+    stride: Optional[Int2] = None           # None: kernel_size
+    padding: Int2 = 0
+    ceil_mode: bool = False
+    count_include_pad: bool = True
+
+
+def pool_geometry(a, in_sp: tuple[int, int]):
+    """(kernel, stride, padding, dilation, output size) per dim of a max/avg pool."""
+    ks = tup(a.kernel_size, 2)
+    st = ks if a.stride is None else tup(a.stride, 2)
+    pd = tup(a.padding, 2)
+    dl = tup(getattr(a, "dilation", 1), 2)
+    out = tuple(pool_out(i, k, s, p, d, a.ceil_mode) for i, k, s, p, d in zip(in_sp, ks, st, pd, dl))
+    return ks, st, pd, dl, out
+
+
+def _pool(name: str, a, x: TensorType) -> Inferred:
+    _expect_rank(name, x, 2)
+    ks = tup(a.kernel_size, 2)
+    _positive(name, "kernel_size", ks)
+    if a.stride is not None:
+        _positive(name, "stride", tup(a.stride, 2))
+    _positive(name, "padding", tup(a.padding, 2), minimum=0)
+    if hasattr(a, "dilation"):
+        _positive(name, "dilation", tup(a.dilation, 2))
+    pd = tup(a.padding, 2)
+    if any(p > k // 2 for p, k in zip(pd, ks)):
+        raise ShapeError(f"{name}'s padding {_show(a.padding)} is more than half its kernel_size "
+                         f"{_show(a.kernel_size)} (PyTorch allows at most kernel_size // 2 = "
+                         f"{_show(tuple(k // 2 for k in ks) if not isinstance(a.kernel_size, int) else ks[0] // 2)})",
+                         hint="reduce padding or enlarge kernel_size", attr="padding")
+    sp = tuple(concrete(i, f"{name}'s input {d}") for i, d in zip(_spatial(x, 2), _DIMS[2]))
+    ks, st, pd, dl, out = pool_geometry(a, sp)
+    for ax in range(2):
+        if out[ax] < 1:
+            raise ShapeError(f"{name}'s input is too small for its kernel: input {_DIMS[2][ax]} {sp[ax]} with padding "
+                             f"{pd[ax]} gives no complete window of size {dl[ax] * (ks[ax] - 1) + 1} "
+                             f"(input shape {x})", hint="use a smaller kernel_size or feed a larger input",
+                             attr="kernel_size")
+    y = TensorType(tuple(x.shape[:2]) + out, x.dtype)
+    return Inferred([y], [], macs=per_sample(y) * ks[0] * ks[1])
+
+
+@op("max_pool2d", MaxPool2d, primary="kernel_size")
+def max_pool2d(a: MaxPool2d, x: TensorType) -> Inferred:
+    """Maximum over k×k windows of [N, C, H, W] as torch.nn.MaxPool2d (stride defaults to kernel_size; padding counts as −∞; ceil_mode keeps a last partial window only if it starts inside the input or left padding). Counts one comparison per window element."""
+    return _pool("max_pool2d", a, x)
+
+
+@op("avg_pool2d", AvgPool2d, primary="kernel_size")
+def avg_pool2d(a: AvgPool2d, x: TensorType) -> Inferred:
+    """Mean over k×k windows of [N, C, H, W] as torch.nn.AvgPool2d (stride defaults to kernel_size; count_include_pad divides by the window size clipped to the padded input, else by the number of input elements). Counts one add per window element."""
+    return _pool("avg_pool2d", a, x)
+
+
+class AdaptiveAvgPool2d(_NoBool):
+    output_size: Union[int, tuple[Optional[int], Optional[int]]]
+
+
+@op("adaptive_avg_pool2d", AdaptiveAvgPool2d, primary="output_size")
+def adaptive_avg_pool2d(a: AdaptiveAvgPool2d, x: TensorType) -> Inferred:
+    """Mean over the adaptive windows [floor(i·H/Oh), ceil((i+1)·H/Oh)) of [N, C, H, W] as torch.nn.AdaptiveAvgPool2d; keeps rank 4; a null size keeps that input size."""
+    name = "adaptive_avg_pool2d"
+    _expect_rank(name, x, 2)
+    sp = _spatial(x, 2)
+    want = tup(a.output_size, 2)
+    _positive(name, "output_size", tuple(1 if w is None else w for w in want))
+    out = tuple(i if w is None else w for i, w in zip(sp, want))
+    c = x.shape[1] if isinstance(x.shape[1], int) else 1
+    if all(isinstance(i, int) for i in sp):
+        reads = math.prod(sum(e - s for s, e in adaptive_windows(i, o)) for i, o in zip(sp, out))
+        macs = c * reads
+    else:
+        macs = per_sample(x)
+    return Inferred([TensorType(tuple(x.shape[:2]) + out, x.dtype)], [], macs=macs)
+
+
+@op("global_avg_pool2d", family="convolution")
+def global_avg_pool2d(a, x: TensorType) -> Inferred:
+    """Mean over H and W of [N, C, H, W], giving [N, C] (adaptive_avg_pool2d(1) followed by flatten)."""
+    _expect_rank("global_avg_pool2d", x, 2)
+    return Inferred([TensorType(tuple(x.shape[:2]), x.dtype)], [], macs=per_sample(x))
+
+
+class Upsample(_NoBool):
+    scale_factor: Int2
+    mode: Literal["nearest", "bilinear"] = "nearest"
+
+
+@op("upsample", Upsample, primary="scale_factor")
+def upsample(a: Upsample, x: TensorType) -> Inferred:
+    """Enlarge H and W of [N, C, H, W] by integer factors as torch.nn.Upsample: nearest copies pixels (no MACs), bilinear interpolates with align_corners=false (4 MACs per output element)."""
+    name = "upsample"
+    _expect_rank(name, x, 2)
+    sf = tup(a.scale_factor, 2)
+    _positive(name, "scale_factor", sf)
+    out = tuple(i if f == 1 else concrete(i, f"upsample's input {d}") * f
+                for i, f, d in zip(_spatial(x, 2), sf, _DIMS[2]))
+    y = TensorType(tuple(x.shape[:2]) + out, x.dtype)
+    return Inferred([y], [], macs=0 if a.mode == "nearest" else 4 * per_sample(y))
