@@ -12,7 +12,8 @@ class _Channels:
     """Per-channel helpers for an N×C×L view (L = H·W, or 1), written so that NumPy runs long inner loops.
 
     Broadcasting a per-channel vector over L costs one ufunc inner-loop call per (n, c) row; repeating it
-    to a C·L row instead makes each call cover a whole sample and is about twice as fast.
+    to a C·L row instead makes each call cover a whole sample and is about twice as fast. Sums avoid
+    BLAS (a threaded GEMV with a vector of ones is fast alone but stalls badly on a busy machine).
     """
 
     def __init__(self, x: np.ndarray):
@@ -28,12 +29,12 @@ class _Channels:
 
     def sum(self, a2: np.ndarray) -> np.ndarray:
         s = a2.sum(axis=0)
-        return s.reshape(self.c, self.l).sum(axis=1) if self.l > 1 else s
+        return np.einsum("cl->c", s.reshape(self.c, self.l)) if self.l > 1 else s
 
     def dot(self, a2: np.ndarray, b2: np.ndarray) -> np.ndarray:
         """Σ a·b per channel, without materialising the product."""
-        if self.l >= 32:
-            return np.einsum("ncl,ncl->c", a2.reshape(self.n, self.c, self.l), b2.reshape(self.n, self.c, self.l))
+        if self.l >= 64:
+            return np.vecdot(a2.reshape(self.n, self.c, self.l), b2.reshape(self.n, self.c, self.l)).sum(axis=0)
         s = np.einsum("nk,nk->k", a2, b2)
         return s.reshape(self.c, self.l).sum(axis=1) if self.l > 1 else s
 
@@ -118,12 +119,12 @@ def layer_norm(ctx: Ctx, x: np.ndarray, weight: np.ndarray | None = None, bias: 
     a = ctx.attrs
     ns = a.normalized_shape
     k = 1 if ns is None or isinstance(ns, int) else len(ns)
-    d = int(np.prod(x.shape[x.ndim - k:]))
+    d = math.prod(x.shape[x.ndim - k:])
     x2 = x.reshape(-1, d)
     dt = x.dtype.type
-    mean = x2.sum(axis=1) / dt(d)
+    mean = np.einsum("ij->i", x2) / dt(d)         # einsum's row sums are ~3x faster than ndarray.sum
     xhat = x2 - mean[:, None]
-    var = np.einsum("ij,ij->i", xhat, xhat) / dt(d)
+    var = np.vecdot(xhat, xhat) / dt(d)           # two-pass variance (accurate)
     inv = 1.0 / np.sqrt(var + dt(a.eps))
     xhat *= inv[:, None]
     w = weight.reshape(-1) if weight is not None else None
@@ -136,6 +137,7 @@ def layer_norm(ctx: Ctx, x: np.ndarray, weight: np.ndarray | None = None, bias: 
         y = xhat.copy()
 
     def backward(gy: np.ndarray):
+        # consumes xhat (its buffer becomes gx): the tape calls backward once
         g2 = gy.reshape(-1, d)
         gx = gw = gb = None
         if w is not None and ctx.need(1):
@@ -143,13 +145,16 @@ def layer_norm(ctx: Ctx, x: np.ndarray, weight: np.ndarray | None = None, bias: 
         if b is not None and ctx.need(2):
             gb = g2.sum(axis=0).reshape(bias.shape)
         if ctx.need(0):
-            gxh = g2 * w if w is not None else g2.copy()
-            c1 = gxh.sum(axis=1) / dt(d)
-            c2 = np.einsum("ij,ij->i", gxh, xhat) / dt(d)
-            gxh -= c1[:, None]
-            gxh -= xhat * c2[:, None]
-            gxh *= inv[:, None]
-            gx = gxh.reshape(x.shape)
+            # gx = inv·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with ĝ = gy·weight
+            gxh = g2 * w if w is not None else g2
+            c1 = np.einsum("ij->i", gxh) / dt(d)
+            c2 = np.vecdot(gxh, xhat) / dt(d)
+            gx = xhat
+            gx *= -c2[:, None]
+            gx -= c1[:, None]
+            gx += gxh
+            gx *= inv[:, None]
+            gx = gx.reshape(x.shape)
         return gx, gw, gb
 
     return y.reshape(x.shape), backward
