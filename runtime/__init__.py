@@ -7,6 +7,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
+from .memory import tune_allocator
 from .model import Model, NonFiniteError, StateDictError
 from .tensor import Tensor
 
@@ -17,6 +18,8 @@ _LAZY = {
     "load": ("runtime.checkpoint", "load"),
     "optim": ("runtime.optim", None),
 }
+
+tune_allocator()
 
 __all__ = ["Model", "Tensor", "StateDictError", "NonFiniteError", *_LAZY]
 
