@@ -261,9 +261,17 @@ def _gat_params(attrs, x, adj):
     return params
 
 
+@pytest.fixture(params=["dense", "edges"])
+def gat_path(request, monkeypatch):
+    """Run gat_conv's kernel on its dense [.., H, V, V] path or on its edge-list path."""
+    import runtime.kernels.graph as kg
+    monkeypatch.setattr(kg, "GAT_EDGE_DENSITY", -1.0 if request.param == "dense" else 1.0)
+    return request.param
+
+
 @pytest.mark.parametrize("attrs", GAT_ATTRS)
 @pytest.mark.parametrize("xs,As", SHAPES)
-def test_gat_matches_loop_reference(attrs, xs, As):
+def test_gat_matches_loop_reference(attrs, xs, As, gat_path):
     x, adj = rand(*xs), graph(*As, ring=False, seed=3)
     params = _gat_params(attrs, x, adj)
     (y,), _, _ = run("gat_conv", attrs, [x, adj], params)
@@ -276,12 +284,12 @@ def test_gat_matches_loop_reference(attrs, xs, As):
 
 @pytest.mark.parametrize("attrs", GAT_ATTRS)
 @pytest.mark.parametrize("xs,As", SHAPES[1:])
-def test_gat_gradcheck(attrs, xs, As):
+def test_gat_gradcheck(attrs, xs, As, gat_path):
     # adj only selects neighbours (adj != 0): it gets no gradient, so it is skipped
     gradcheck("gat_conv", attrs, [rand(*xs), graph(*As, ring=False, seed=5)], skip=(1,))
 
 
-def test_gat_isolated_node_gets_bias_only():
+def test_gat_isolated_node_gets_bias_only(gat_path):
     adj = np.zeros((4, 4))
     adj[0, 1] = adj[1, 0] = 1
     x = rand(4, 3)
@@ -290,6 +298,32 @@ def test_gat_isolated_node_gets_bias_only():
     (y,), bwd, _ = run("gat_conv", attrs, [x, adj], params)
     assert np.all(np.isfinite(y)) and np.allclose(y[2:], params[3])
     assert all(np.all(np.isfinite(g)) for g in bwd(rand(4, 4)) if g is not None)
+
+
+def test_gat_no_edges_at_all(gat_path):
+    x = rand(2, 4, 3)
+    attrs = {"out_features": 2, "heads": 2, "add_self_loops": False}
+    params = _gat_params(attrs, x, np.zeros((4, 4)))
+    (y,), bwd, _ = run("gat_conv", attrs, [x, np.zeros((4, 4))], params)
+    assert np.allclose(y, params[3])
+    gx, _, gw, gas, gad, gb = bwd(rand(2, 4, 4))
+    assert np.all(gx == 0) and np.all(gw == 0) and np.all(gas == 0) and gb.shape == (4,)
+
+
+def test_gat_paths_agree_on_a_sparse_graph(monkeypatch):
+    import runtime.kernels.graph as kg
+    x, adj = rand(2, 30, 5), graph(2, 30, 30, p=0.05, ring=False, seed=11)
+    attrs = {"out_features": 3, "heads": 2}
+    params = _gat_params(attrs, x, adj)
+    res = []
+    for density in (-1.0, 1.0):
+        monkeypatch.setattr(kg, "GAT_EDGE_DENSITY", density)
+        (y,), bwd, _ = run("gat_conv", attrs, [x, adj], params)
+        res.append((y, bwd(np.cos(y))))
+    np.testing.assert_allclose(res[0][0], res[1][0], rtol=1e-12, atol=1e-12)
+    for a, b in zip(res[0][1], res[1][1]):
+        if a is not None:
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("attrs", GAT_ATTRS)

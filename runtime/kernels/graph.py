@@ -1,4 +1,8 @@
-"""Graph kernels on dense adjacency matrices ([V, V] or [N, V, V]); see compiler/ops/graph.py for semantics."""
+"""Graph kernels on dense adjacency matrices ([V, V] or [N, V, V]); see compiler/ops/graph.py for semantics.
+
+gat_conv runs its masked softmax densely over [.., H, V, V] or, when at most GAT_EDGE_DENSITY of the
+(i, j) pairs are connected (citation graphs), on the edge list with reduceat: same results, O(E·H·C).
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -89,12 +93,87 @@ def gcn_conv(ctx: Ctx, x: np.ndarray, adj: np.ndarray, weight: np.ndarray, bias:
 
 # --- gat_conv -----------------------------------------------------------------------------------
 
+GAT_EDGE_DENSITY = 0.1      # at most this fraction of (i, j) pairs connected: work on the edge list
+
+
 def neighbour_mask(adj: np.ndarray, self_loops: bool) -> np.ndarray:
     """Bool [.., V, V]: adj != 0, with the diagonal set when self_loops."""
     m = adj != 0
     if self_loops:
-        m = m | np.eye(adj.shape[-1], dtype=bool)
+        m |= np.eye(adj.shape[-1], dtype=bool)
     return m
+
+
+def scatter_add(values: np.ndarray, index: np.ndarray, size: int) -> np.ndarray:
+    """out[k] = Σ values[e] over e with index[e] == k (a stable sort and one reduceat, no np.add.at)."""
+    out = np.zeros((size,) + values.shape[1:], dtype=values.dtype)
+    if index.size:
+        order = np.argsort(index, kind="stable")
+        si = index[order]
+        st, _ = _segments(si)
+        out[si[st]] = np.add.reduceat(values[order], st, axis=0)
+    return out
+
+
+def _gat_dense(nb, hx3, ss, sd, slope, lead):
+    """Masked softmax over [.., H, V, V]. hx3 [.., V, H, C], ss/sd [.., V, H] (node-major)."""
+    dt = hx3.dtype
+    h, v = hx3.shape[-2], hx3.shape[-3]
+    hh = np.moveaxis(hx3, -2, -3)                            # [.., H, V, C] (a view)
+    z = np.empty(lead + (h, v, v), dtype=dt)                 # [.., H, V(i), V(j)]
+    np.add(np.moveaxis(sd, -1, -2)[..., :, None], np.moveaxis(ss, -1, -2)[..., None, :], out=z)
+    neg = z < 0
+    np.multiply(z, np.asarray(slope, dt), out=z, where=neg)  # LeakyReLU in place
+    p = masked_softmax(z, [~nb[..., None, :, :]])            # z is overwritten by p
+    o = np.moveaxis(p @ hh, -3, -2)                          # [.., V, H, C]
+
+    def backward(go):
+        goh = np.moveaxis(go, -2, -3)
+        gz = softmax_backward(p, goh @ _t(hh))               # [.., H, V, V]
+        np.multiply(gz, np.asarray(slope, dt), out=gz, where=neg)
+        g_sd = np.moveaxis(gz.sum(axis=-1), -1, -2)          # [.., V, H]
+        g_ss = np.moveaxis(gz.sum(axis=-2), -1, -2)
+        return np.moveaxis(_t(p) @ goh, -3, -2), g_ss, g_sd
+
+    return o, backward
+
+
+def _gat_edges(nb, hx3, ss, sd, slope, lead):
+    """The same on the edge list: segment softmax with reduceat over edges sorted by target."""
+    dt = hx3.dtype
+    v, h, c = hx3.shape[-3:]
+    nbf = np.broadcast_to(nb, lead + (v, v)).reshape(-1, v)
+    rows, cols = np.nonzero(nbf)                             # target row (n·V + i), neighbour j
+    batched_x = hx3.ndim == 4
+    src = (rows - rows % v) + cols if batched_x else cols    # rows of hx3.reshape(-1, H, C)
+    dst = rows if batched_x else rows % v
+    hxf, ssf, sdf = hx3.reshape(-1, h, c), ss.reshape(-1, h), sd.reshape(-1, h)
+    n_x, n_out = hxf.shape[0], nbf.shape[0]
+    o = np.zeros((n_out, h, c), dtype=dt)
+    if not rows.size:
+        return o.reshape(lead + (v, h, c)), lambda go: (np.zeros_like(hx3), np.zeros_like(ss), np.zeros_like(sd))
+    e = sdf[dst] + ssf[src]                                  # [E, H]
+    neg = e < 0
+    np.multiply(e, np.asarray(slope, dt), out=e, where=neg)
+    starts, seg = _segments(rows)
+    e -= np.maximum.reduceat(e, starts, axis=0)[seg]
+    np.exp(e, out=e)
+    alpha = e
+    alpha /= np.add.reduceat(e, starts, axis=0)[seg]
+    hs = hxf[src]                                            # [E, H, C]
+    o[rows[starts]] = np.add.reduceat(alpha[..., None] * hs, starts, axis=0)
+
+    def backward(go):
+        gt = go.reshape(-1, h, c)[rows]                      # [E, H, C]
+        galpha = np.einsum("ehc,ehc->eh", gt, hs)
+        ghx = scatter_add(alpha[..., None] * gt, src, n_x)
+        galpha -= np.add.reduceat(alpha * galpha, starts, axis=0)[seg]
+        galpha *= alpha                                      # d loss / d e
+        np.multiply(galpha, np.asarray(slope, dt), out=galpha, where=neg)
+        return (ghx.reshape(hx3.shape), scatter_add(galpha, src, n_x).reshape(ss.shape),
+                scatter_add(galpha, dst, n_x).reshape(sd.shape))
+
+    return o.reshape(lead + (v, h, c)), backward
 
 
 @kernel("gat_conv")
@@ -102,26 +181,16 @@ def gat_conv(ctx: Ctx, x: np.ndarray, adj: np.ndarray, weight: np.ndarray, att_s
              att_dst: np.ndarray, bias: np.ndarray | None = None):
     at = ctx.attrs
     h, c = at.heads, at.out_features
-    slope = at.negative_slope
     dt = x.dtype
     v = x.shape[-2]
-    hx = x @ weight.T                                        # [.., V, H*C]
-    hh = np.moveaxis(hx.reshape(hx.shape[:-1] + (h, c)), -2, -3)   # [.., H, V, C] (a view)
-    a_src, a_dst = att_src.reshape(h, 1, c), att_dst.reshape(h, 1, c)
-    s_src = np.einsum("...hvc,hc->...hv", hh, att_src[0])   # [.., H, V]
-    s_dst = np.einsum("...hvc,hc->...hv", hh, att_dst[0])
+    hx3 = (x @ weight.T).reshape(x.shape[:-1] + (h, c))      # [.., V, H, C]
+    ss = np.einsum("...vhc,hc->...vh", hx3, att_src[0])      # a_srcᵀ W x_j, [.., V, H]
+    sd = np.einsum("...vhc,hc->...vh", hx3, att_dst[0])      # a_dstᵀ W x_i
     lead = np.broadcast_shapes(x.shape[:-2], adj.shape[:-2])
-    z = np.empty(lead + (h, v, v), dtype=dt)                 # [.., H, V(i), V(j)]
-    np.add(s_dst[..., :, None], s_src[..., None, :], out=z)
-    neg = z < 0
-    np.multiply(z, np.asarray(slope, dt), out=z, where=neg)  # LeakyReLU in place
-    mask = ~neighbour_mask(adj, at.add_self_loops)[..., None, :, :]    # True = not a neighbour
-    p = masked_softmax(z, [mask])                            # z is overwritten by p
-    o = p @ hh                                               # [.., H, V, C]
-    if at.concat:
-        y = np.moveaxis(o, -3, -2).reshape(o.shape[:-3] + (v, h * c))
-    else:
-        y = o.mean(axis=-3)
+    nb = neighbour_mask(adj, at.add_self_loops)
+    sparse = np.count_nonzero(nb) <= GAT_EDGE_DENSITY * nb.size
+    o, core_backward = (_gat_edges if sparse else _gat_dense)(nb, hx3, ss, sd, at.negative_slope, lead)
+    y = o.reshape(lead + (v, h * c)) if at.concat else o.mean(axis=-2)
     if bias is not None:
         y += bias
 
@@ -131,25 +200,19 @@ def gat_conv(ctx: Ctx, x: np.ndarray, adj: np.ndarray, weight: np.ndarray, att_s
         if not any(ctx.need(i) for i in (0, 2, 3, 4)):
             return gx, None, gw, gas, gad, gb
         if at.concat:
-            go = np.moveaxis(gy.reshape(gy.shape[:-1] + (h, c)), -2, -3)   # [.., H, V, C]
+            go = gy.reshape(gy.shape[:-1] + (h, c))
         else:
-            go = np.broadcast_to((gy * np.asarray(1.0 / h, dt))[..., None, :, :], o.shape)
-        gp = go @ _t(hh)                                     # [.., H, V, V]
-        gz = softmax_backward(p, gp)
-        np.multiply(gz, np.asarray(slope, dt), out=gz, where=neg)   # through LeakyReLU
-        g_dst = gz.sum(axis=-1)                              # [.., H, V]
-        g_src = gz.sum(axis=-2)
-        ghh = _t(p) @ go                                     # [.., H, V, C]
-        ghh += g_src[..., None] * a_src
-        ghh += g_dst[..., None] * a_dst
-        if ctx.need(3) or ctx.need(4):
-            hb = np.broadcast_to(hh, g_src.shape + (c,)).reshape(-1, h, v, c)
-            if ctx.need(3):
-                gas = np.einsum("bhv,bhvc->hc", g_src.reshape(-1, h, v), hb)[None]
-            if ctx.need(4):
-                gad = np.einsum("bhv,bhvc->hc", g_dst.reshape(-1, h, v), hb)[None]
-        ghx = np.moveaxis(ghh, -3, -2).reshape(ghh.shape[:-3] + (v, h * c))   # [.., V, H*C]
-        ghx = unbroadcast(ghx, x.shape[:-1] + (h * c,))
+            go = np.broadcast_to((gy * np.asarray(1.0 / h, dt))[..., None, :], o.shape)
+        ghx, g_ss, g_sd = core_backward(go)
+        ghx = unbroadcast(ghx, hx3.shape)
+        g_ss, g_sd = unbroadcast(g_ss, ss.shape), unbroadcast(g_sd, sd.shape)
+        if ctx.need(3):
+            gas = (g_ss.reshape(-1, h)[..., None] * hx3.reshape(-1, h, c)).sum(axis=0)[None]
+        if ctx.need(4):
+            gad = (g_sd.reshape(-1, h)[..., None] * hx3.reshape(-1, h, c)).sum(axis=0)[None]
+        ghx += g_ss[..., None] * att_src[0]
+        ghx += g_sd[..., None] * att_dst[0]
+        ghx = ghx.reshape(x.shape[:-1] + (h * c,))
         if ctx.need(2):
             gw = ghx.reshape(-1, h * c).T @ x.reshape(-1, x.shape[-1])
         if ctx.need(0):
