@@ -1,0 +1,357 @@
+"""ONNX export: pruning, graph hygiene, shape-inference agreement and onnxruntime parity."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import shape_inference
+
+import compiler
+import runtime
+from compiler.errors import UserError
+from compiler.onnx import LOWERINGS
+from compiler.onnx.commands import random_inputs, verify
+from compiler.onnx.export import (ExportError, NoLoweringError, WeightsError, export, max_opset,
+                                  to_onnx)
+from runtime.onnx_session import OnnxSession
+
+RTOL, ATOL = 1e-4, 1e-5
+SPECS = sorted((Path(__file__).resolve().parent.parent / "specs").glob("*.yaml"))
+
+MLP = """
+name: mlp
+inputs:
+  x: [N, 5, 4]
+  y: {shape: [N], dtype: int64}
+layers:
+  - {linear: 8}
+  - relu
+  - {op: dropout, p: 0.3}
+  - {op: split, sections: 4, dim: -1, name: sp}
+  - {op: concat, in: ["sp:1", "sp:0"], dim: -1, name: cat}
+  - {op: transpose, dim0: 1, dim1: 2}
+  - {op: flatten, name: flat}
+  - {op: linear, name: logits, out_features: 3}
+  - {op: softmax, name: probs}
+  - {op: cross_entropy, name: loss, in: [logits, y]}
+outputs: [logits, probs, loss]
+train:
+  objective: loss
+  seed: 3
+"""
+
+# two heads on a shared trunk; a second input only the decoder reads; reparameterize = mu in eval
+VAE = """
+name: tiny_vae
+inputs:
+  x: [N, 6]
+  cond: [N, 2]
+layers:
+  - {op: linear, name: enc, out_features: 8}
+  - {op: tanh, name: h}
+  - {op: linear, name: mu, in: h, out_features: 3}
+  - {op: linear, name: logvar, in: h, out_features: 3}
+  - {op: reparameterize, name: z, in: [mu, logvar]}
+  - {op: concat, name: zc, in: [z, cond], dim: -1}
+  - {op: linear, name: dec, out_features: 6}
+  - {op: sigmoid, name: recon}
+  - {op: kl_normal, name: kl, in: [mu, logvar]}
+  - {op: mse_loss, name: rec_loss, in: [recon, x]}
+outputs: {recon: recon, mu: mu}
+train:
+  objective: {rec_loss: 1.0, kl: 0.1}
+"""
+
+
+def ort_run(model: onnx.ModelProto, feeds: dict) -> dict:
+    sess = OnnxSession(model)
+    return sess.run(**{k: feeds[k] for k in sess.input_names})
+
+
+def onnx_types(model: onnx.ModelProto) -> dict[str, tuple[int, list]]:
+    """ONNX's own shape inference (strict) on a copy without specc's value_info: name -> (elem type, dims)."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    del m.graph.value_info[:]
+    m = shape_inference.infer_shapes(m, check_type=True, strict_mode=True, data_prop=True)
+    out = {}
+    for v in list(m.graph.value_info) + list(m.graph.output) + list(m.graph.input):
+        t = v.type.tensor_type
+        dims = None if not t.HasField("shape") else [
+            d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
+        out[v.name] = (t.elem_type, dims)
+    return out
+
+
+def shape_disagreements(exp, strict: bool = True) -> list[str]:
+    """Every spec value whose ONNX-inferred type contradicts specc's (or is unknown, when strict)."""
+    from compiler.onnx.registry import DTYPES
+    inferred = onnx_types(exp.model)
+    problems = []
+    for text, name in exp.values.items():
+        t = exp.types[text]
+        if name not in inferred:
+            if strict:
+                problems.append(f"{text}: ONNX inferred nothing for '{name}'")
+            continue
+        elem, dims = inferred[name]
+        if elem != DTYPES[t.dtype]:
+            problems.append(f"{text}: dtype {elem} vs {t.dtype}")
+        if dims is None:
+            if strict:
+                problems.append(f"{text}: ONNX has no shape")
+            continue
+        if len(dims) != t.rank:
+            problems.append(f"{text}: rank {len(dims)} vs {t.rank}")
+            continue
+        for i, (od, sd) in enumerate(zip(dims, t.shape)):
+            if od is None or (isinstance(od, str) and od.startswith("unk__")):
+                if strict:
+                    problems.append(f"{text}: dim {i} unknown to ONNX (specc {sd})")
+            elif od != sd:
+                problems.append(f"{text}: dim {i} is {od} for ONNX, {sd} for specc")
+    return problems
+
+
+def assert_parity(exp, model, feeds) -> None:
+    got = ort_run(exp.model, feeds)
+    want = model(outputs=list(exp.outputs), **feeds)
+    assert set(got) == set(exp.outputs)
+    for k in exp.outputs:
+        np.testing.assert_allclose(got[k], want[k], rtol=RTOL, atol=ATOL, err_msg=k)
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    return compiler.compile_text(MLP)
+
+
+@pytest.fixture(scope="module")
+def vae():
+    return compiler.compile_text(VAE)
+
+
+# ------------------------------------------------------------------------------ hygiene
+
+def test_graph_hygiene(mlp):
+    exp = export(mlp)
+    m = exp.model
+    onnx.checker.check_model(m, full_check=True)
+    g = m.graph
+    # loss pruned, and with it the label input
+    assert [i.name for i in g.input] == ["x"]
+    assert [o.name for o in g.output] == ["logits", "probs"]
+    dims = g.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param == "N" and [d.dim_value for d in dims[1:]] == [5, 4]
+    assert g.output[0].type.tensor_type.shape.dim[0].dim_param == "N"
+    # initialisers named as the state_dict
+    state = runtime.Model(mlp).state_dict()
+    params = {t.name for t in g.initializer if t.name in state}
+    assert params == set(state)
+    # lean: no Identity (dropout is nothing), node names from spec names, values named after spec nodes
+    assert not [n for n in g.node if n.op_type == "Identity"]
+    spec_names = {n.name for n in mlp.nodes}
+    assert all(n.name.split("/")[0] in spec_names | {""} or n.op_type == "Shape" for n in g.node)
+    produced = {o for n in g.node for o in n.output}
+    assert {"linear_1", "relu_1", "cat", "flat", "logits", "probs"} <= produced
+    meta = {p.key: p.value for p in m.metadata_props}
+    assert meta == {"spec_name": "mlp", "specc_version": compiler.__version__, "spec_sha256": mlp.spec_hash}
+    assert m.producer_name == "specc" and m.opset_import[0].version == 18
+    assert m.ir_version <= onnx.IR_VERSION
+
+
+def test_onnx_shape_inference_agrees_with_specc(mlp, vae):
+    for g in (mlp, vae):
+        exp = export(g)
+        assert len(exp.values) > 5
+        assert shape_disagreements(exp) == []
+
+
+def test_api_default_weights_are_the_runtime_seeded_init(mlp):
+    proto = compiler.to_onnx(mlp)                 # fresh weights from train.seed (3)
+    model = runtime.Model(mlp, seed=3).eval()
+    feeds = random_inputs(mlp, seed=1)
+    got = ort_run(proto, feeds)
+    np.testing.assert_allclose(got["logits"], model(**feeds)["logits"], rtol=RTOL, atol=ATOL)
+
+
+# ------------------------------------------------------------------------------ parity
+
+def test_parity_fresh_and_trained(mlp):
+    model = runtime.Model(mlp, seed=0)
+    feeds = random_inputs(mlp, seed=0)
+    assert_parity(export(mlp, model), model.eval(), feeds)
+    train_steps(model, mlp, feeds)
+    assert_parity(export(mlp, model.state_dict()), model.eval(), feeds)
+
+
+def test_weights_refused_with_every_key_named(mlp):
+    state = runtime.Model(mlp).state_dict()
+    bad = dict(state)
+    del bad["logits.bias"]
+    bad["logits.weight"] = np.zeros((3, 7), np.float32)
+    bad["logits.bais"] = np.zeros(3, np.float32)
+    with pytest.raises(WeightsError) as e:
+        to_onnx(mlp, bad)
+    msg = e.value.message
+    assert "missing: logits.bias" in msg and "logits.bais" in msg and "did you mean 'logits.bias'" in msg
+    assert "logits.weight: weights [3, 7], spec [3, 40]" in msg
+    bad = dict(state, **{"logits.bias": np.array([object(), 1, 2], dtype=object)})
+    with pytest.raises(WeightsError, match="not numeric: logits.bias"):
+        to_onnx(mlp, bad)
+
+
+# ------------------------------------------------------------------------------ outputs
+
+def test_output_selects_a_subgraph(vae):
+    full = export(vae)
+    enc = export(vae, outputs=["mu"])
+    assert [i.name for i in full.model.graph.input] == ["x", "cond"]
+    assert [i.name for i in enc.model.graph.input] == ["x"]
+    assert [o.name for o in enc.model.graph.output] == ["mu"]
+    assert len(enc.model.graph.node) < len(full.model.graph.node)
+    assert {t.name for t in enc.model.graph.initializer} == {"enc.weight", "enc.bias", "mu.weight", "mu.bias"}
+    # node references work too, ports and all; logvar is pruned: reparameterize is mu in eval
+    assert "logvar.weight" not in {t.name for t in full.model.graph.initializer}
+    h = export(vae, outputs=["h", "zc"])
+    assert [o.name for o in h.model.graph.output] == ["h", "zc"]
+    model = runtime.Model(vae, seed=0).eval()
+    feeds = random_inputs(vae)
+    for e in (full, enc, h):
+        assert_parity(e, model, feeds)
+
+
+def test_outputs_needing_a_loss_or_unknown_are_refused(mlp, vae):
+    with pytest.raises(ExportError, match="needs node 'loss' \\(cross_entropy\\), a loss") as e:
+        export(mlp, outputs=["loss"])
+    assert e.value.code == 2
+    with pytest.raises(ExportError, match="unknown output 'logitz'.*") as e:
+        export(mlp, outputs=["logitz"])
+    assert "logits" in (e.value.hint or "")
+    with pytest.raises(ExportError, match="no port"):
+        export(mlp, outputs=["sp:9"])
+
+
+def test_same_value_twice_and_input_passthrough():
+    g = compiler.compile_text("""
+name: twice
+inputs: {x: [N, 3]}
+layers:
+  - {op: relu, name: r}
+  - {op: dropout, name: d, p: 0.5, in: x}
+outputs: {a: r, b: r, c: d, x_again: x}
+""")
+    exp = export(g)
+    onnx.checker.check_model(exp.model, full_check=True)
+    assert [o.name for o in exp.model.graph.output] == ["a", "b", "c", "x_again"]
+    feeds = random_inputs(g)
+    got = ort_run(exp.model, feeds)
+    np.testing.assert_array_equal(got["a"], np.maximum(feeds["x"], 0))
+    np.testing.assert_array_equal(got["b"], got["a"])
+    np.testing.assert_array_equal(got["c"], feeds["x"])
+    np.testing.assert_array_equal(got["x_again"], feeds["x"])
+
+
+# ------------------------------------------------------------------------------ opsets
+
+@pytest.mark.parametrize("opset", [17, "max"])
+def test_opsets(mlp, opset):
+    opset = max_opset() if opset == "max" else opset
+    exp = export(mlp, opset=opset)
+    onnx.checker.check_model(exp.model, full_check=True)
+    assert exp.model.opset_import[0].version == opset
+    model = runtime.Model(mlp, seed=3).eval()
+    assert_parity(exp, model, random_inputs(mlp))
+
+
+@pytest.mark.parametrize("opset", [16, 99, max_opset() + 1])
+def test_opset_out_of_range(mlp, opset):
+    with pytest.raises(UserError, match=f"opset {opset} is not supported") as e:
+        to_onnx(mlp, opset=opset)
+    assert e.value.code == 2
+
+
+# ------------------------------------------------------------------------------ verify
+
+def test_verify_names_the_first_differing_node(mlp, monkeypatch):
+    state = runtime.Model(mlp, seed=0).state_dict()
+    ok = verify(mlp, state)
+    assert ok.ok and ok.message.startswith("verified: 2 outputs match")
+
+    def wrong_relu(b, node, x, p):                      # a broken lowering: Sigmoid for Relu
+        return b.op("Sigmoid", [x[0]])
+
+    monkeypatch.setitem(LOWERINGS, "relu", wrong_relu)
+    bad = verify(mlp, state)
+    assert not bad.ok
+    assert bad.first_bad == "relu_1"
+    assert "node 'relu_1' (relu)" in bad.message and "lowering of 'relu'" in bad.message
+
+
+def test_missing_lowering_is_named(mlp, monkeypatch):
+    monkeypatch.delitem(LOWERINGS, "softmax")
+    with pytest.raises(NoLoweringError, match="op 'softmax' \\(node 'probs'\\) has no ONNX lowering"):
+        export(mlp)
+    assert [o.name for o in export(mlp, outputs=["logits"]).model.graph.output] == ["logits"]
+
+
+# ------------------------------------------------------------------------------ every spec
+
+def objectives(graph) -> dict[str, float]:
+    tr = graph.train
+    if tr is None:
+        return {}
+    if tr.objective is not None:
+        return {tr.objective: 1.0} if isinstance(tr.objective, str) else dict(tr.objective)
+    out: dict[str, float] = {}
+    for ph in tr.phases or []:
+        obj = ph.objective
+        out.update({obj: 1.0} if isinstance(obj, str) else obj)
+    return out
+
+
+def train_steps(model, graph, feeds, steps: int = 2, lr: float = 0.01) -> None:
+    """A few plain SGD steps on the spec's objective (w -= lr * grad)."""
+    objs = objectives(graph)
+    model.train()
+    for _ in range(steps):
+        model.zero_grad()
+        out = model.forward(outputs=list(objs), **feeds)
+        for k, w in objs.items():
+            out[k].backward(np.asarray(w, dtype=out[k].data.dtype))
+        for p in model.parameters().values():
+            if p.grad is not None:
+                p.data -= lr * p.grad
+    model.eval()
+
+
+def _no_lowering(graph) -> list[str]:
+    from compiler.onnx.export import select_outputs
+    chosen = select_outputs(graph, None)
+    need, stack = set(), [r.node for r in chosen.values()]
+    while stack:
+        n = stack.pop()
+        if n not in need and graph.has_node(n):
+            need.add(n)
+            stack.extend(r.node for r in graph.node(n).inputs if r is not None)
+    return sorted({graph.node(n).op for n in need} - set(LOWERINGS)
+                  - {"identity", "detach", "dropout", "reparameterize"})
+
+
+@pytest.mark.parametrize("path", SPECS or [pytest.param(None, marks=pytest.mark.skip("no specs/*.yaml yet"))],
+                         ids=[p.stem for p in SPECS] or ["none"])
+def test_every_spec_matches_numpy(path):
+    graph = compiler.compile_file(path)
+    missing = _no_lowering(graph)
+    if missing:
+        pytest.skip(f"{path.name}: no ONNX lowering yet for {', '.join(missing)}")
+    model = runtime.Model(graph, seed=0)
+    feeds = random_inputs(graph, seed=0)
+    exp = export(graph, model)
+    assert shape_disagreements(exp, strict=False) == []
+    assert_parity(exp, model.eval(), feeds)
+    if objectives(graph):
+        train_steps(model, graph, feeds)
+        assert_parity(export(graph, model), model, feeds)
