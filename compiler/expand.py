@@ -530,7 +530,8 @@ class Expander:
                 raise Poisoned
         refs = [None if v is None else v.default[0] for v in inputs]
         types = [None if v is None else v.default[1] for v in inputs]
-        if not opdef.variadic:
+        if not opdef.variadic:          # omitted trailing optional inputs are None, for kernels and lowerings
+            refs += [None] * (len(opdef.inputs) - len(refs))
             types += [None] * (len(opdef.inputs) - len(types))
         try:
             inferred = opdef.infer(attrs, types)
