@@ -1,0 +1,109 @@
+"""`specc train` and `specc eval`.
+
+    specc train SPEC [--data PATH] [--epochs E] [--out DIR] [--resume CKPT] [--set k=v]...
+    specc eval  SPEC --weights CKPT [--data PATH] [--set k=v]...
+
+`--data` replaces `train.data.train` (train) or the test set (eval); it is a path relative to the current
+directory or a built-in source such as `builtin:digits`. Paths inside the spec are relative to the spec's
+folder. `--out` defaults to `runs/<spec name>`; the run's own files there (best.npz, last.npz,
+history.csv, curves.png) are replaced, nothing else is touched, and an `--out` naming an existing file
+that is not a folder is refused. Without a test set in the spec, `specc eval` needs `--data`.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+
+from compiler.cli import load_graph
+from compiler.errors import UserError
+
+from . import data as D
+from .checkpoint import load as load_checkpoint
+from .model import Model
+from .train import evaluate, fit, make_plan, summary_lines
+
+
+def _out_dir(args: argparse.Namespace, name: str) -> Path:
+    if args.out:
+        out = Path(args.out)
+    else:
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "model"
+        out = Path("runs") / safe
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out '{out}' is an existing file, not a folder; specc will not overwrite it",
+                        hint="choose another --out folder", code=2)
+    return out
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    g = load_graph(args.spec, args.set)
+    cfg = g.train
+    if cfg is None:
+        raise UserError(f"'{args.spec}' has no train section",
+                        hint="add train: {objective: <loss node>, optimizer: {type: adam}, data: {train: ...}}")
+    if args.epochs is not None and args.epochs < 0:
+        raise UserError("--epochs must be 0 or more", code=2)
+    if args.resume is not None and not Path(args.resume).is_file():
+        raise UserError(f"checkpoint '{args.resume}' not found", hint="resume from a run's last.npz", code=2)
+    out = _out_dir(args, g.name)
+    model = Model(g, seed=cfg.seed)
+    plan = make_plan(model, cfg)
+    base = Path(args.spec).parent
+    if args.data is None and cfg.data.train is None:
+        raise UserError("no training data: give --data PATH.npz or train.data.train in the spec",
+                        hint="a data set is an .npz with arrays named after the inputs "
+                             f"({', '.join(plan.needed)}), or builtin:digits", code=2)
+    splits = D.load_splits(g, cfg.data, base, plan.needed, train=args.data, seed=cfg.seed)
+    t0 = time.perf_counter()
+    try:
+        fit(model, splits.train, splits.val, epochs=args.epochs, out_dir=out, resume=args.resume)
+    except KeyboardInterrupt:
+        last = out / "last.npz"
+        print(f"\ninterrupted" + (f"; continue with: specc train {args.spec} --resume {last}"
+                                  if last.exists() else ""), file=sys.stderr)
+        return 130
+    wall = time.perf_counter() - t0
+    print(f"done in {wall:.1f}s; wrote {out / 'best.npz'}, {out / 'last.npz'}, {out / 'history.csv'}"
+          + (f", {out / 'curves.png'}" if (out / "curves.png").exists() else ""))
+    if splits.test is not None:
+        res = evaluate(model, splits.test, config=cfg, plan=plan)
+        print(f"test set {splits.test.source} ({res['samples']} samples), "
+              f"{'best' if cfg.early_stopping and cfg.early_stopping.restore_best else 'final'} weights:")
+        lines = summary_lines(res)
+        if "confusion_matrix" not in cfg.metrics:
+            lines = [ln for ln in lines if not ln.startswith("confusion")]
+        for line in lines:
+            print("  " + line.replace("\n", "\n  "))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    g = load_graph(args.spec, args.set)
+    model = Model(g, seed=g.train.seed if g.train else 0)
+    if not Path(args.weights).is_file():
+        raise UserError(f"checkpoint '{args.weights}' not found", code=2)
+    meta = load_checkpoint(model, args.weights)
+    if meta.get("spec_hash") and meta["spec_hash"] != g.spec_hash:
+        print(f"warning: '{args.weights}' was made from a different version of this spec (or other --set "
+              "params); its weights fit, but results may differ", file=sys.stderr)
+    from compiler.spec import Train
+    cfg = g.train or Train()
+    plan = make_plan(model, cfg)
+    if args.data is not None:
+        ds = D.load(g, args.data, plan.needed, role="test")
+    else:
+        splits = D.load_splits(g, cfg.data, Path(args.spec).parent, plan.needed, seed=cfg.seed, want=("test",))
+        ds = splits.test
+        if ds is None:
+            raise UserError("no evaluation data: give --data PATH.npz (or builtin:digits), or train.data.test "
+                            "in the spec", code=2)
+    res = evaluate(model, ds, config=cfg, plan=plan)
+    epoch = meta.get("epoch")
+    print(f"{g.name}: weights {args.weights}" + (f" (epoch {epoch})" if epoch else "") +
+          f", data {ds.source} ({res['samples']} samples)")
+    for line in summary_lines(res):
+        print(line)
+    return 0
