@@ -221,7 +221,10 @@ class Model:
             args += [self._params[node.param_name(p)] for p in node.params]
             needs = tuple(a is not None and a.tracked for a in args) if grad else ()
             ctx = Ctx(node.attrs, self.training, self.rng, needs, plan.wanted[node.name], symbols, node)
-            out, bwd = KERNELS[node.op](ctx, *[None if a is None else a.data for a in args])
+            try:
+                out, bwd = KERNELS[node.op](ctx, *[None if a is None else a.data for a in args])
+            except (ValueError, IndexError) as e:         # bad data reaching a kernel, e.g. a label out of range
+                raise UserError(f"node '{node.name}' ({node.op}): {e}") from None
             ports = list(node.outputs)
             outs = out if len(ports) > 1 else (out,)
             tensors = [None if o is None else Tensor(o) for o in outs]

@@ -42,7 +42,7 @@ def infer(name: str, attrs: dict, inputs: list):
 def make_params(name: str, attrs: dict, inputs: list, seed: int = 0, dtype=np.float64) -> list[np.ndarray]:
     _, _, inf = infer(name, attrs, inputs)
     r = np.random.default_rng(seed)
-    return [initialise(p.init, p.shape, r, dtype) for p in inf.params]
+    return [initialise(p.init, p.shape, r, dtype if p.dtype == "float32" else np.dtype(p.dtype)) for p in inf.params]
 
 
 def run(name: str, attrs: dict, inputs: list, params: list | None = None, training: bool = False,
