@@ -537,7 +537,7 @@ class Expander:
             inferred = opdef.infer(attrs, types)
         except ShapeError as e:
             where = locs.get(e.attr, None) if e.attr else None
-            msg = e.message
+            msg = _name_inputs(e.message, opdef, inputs)
             if not msg.startswith(opdef.name):
                 msg = f"{opdef.name} '{name}': {msg}"
             elif f"'{name}'" not in msg:
@@ -696,6 +696,22 @@ class Expander:
                 if n.param_prefix.endswith(suffix):
                     return n.param_prefix[: len(n.param_prefix) - len(suffix)]
         return full
+
+
+def _name_inputs(message: str, opdef: Any, inputs: list[Value | None]) -> str:
+    """Shape rules say "its input" / "its target"; name the node that feeds it instead."""
+    def ref_text(v: Value) -> str:
+        ref = v.default[0]
+        return f"'{ref.node}'" if ref.port is None else f"'{ref.node}:{ref.port}'"
+    names = list(opdef.inputs)
+    for i, v in enumerate(inputs):
+        if v is None:
+            continue
+        if i < len(names):
+            message = re.sub(rf"\bits {re.escape(names[i])}\b", ref_text(v), message)
+    if inputs and inputs[0] is not None and sum(v is not None for v in inputs) == 1:
+        message = re.sub(r"\bits input\b", ref_text(inputs[0]), message)
+    return message
 
 
 # --------------------------------------------------------------------------------------------
