@@ -257,15 +257,20 @@ def _losses(plan: Plan, out: dict[str, Any]) -> dict[str, float]:
         terms = plan.phases[0].terms
         res["loss"] = sum(w * val(r) for r, w in terms.items())
         if len(terms) > 1:
-            res.update({r: val(r) for r in terms})
+            res.update({part_key(r): val(r) for r in terms})
     else:
         total = 0.0
         for p in plan.phases:
             v = sum(w * val(r) for r, w in p.terms.items())
-            res[p.label] = v
+            res[part_key(p.label)] = v
             total += v
         res["loss"] = total
     return res
+
+
+def part_key(name: str) -> str:
+    """History key of an objective term or phase; 'loss' is the total, so a term called loss is loss_term."""
+    return "loss_term" if name == "loss" else name
 
 
 # -- helpers for fit ------------------------------------------------------------------------------------
@@ -435,8 +440,9 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
     sched = S.make(cfg.schedule, optimizers, epochs)
 
     # monitors
-    keys = ["loss"] + ([*plan.phases[0].terms] if len(plan.phases) == 1 and len(plan.phases[0].terms) > 1
-                       else [p.label for p in plan.phases] if len(plan.phases) > 1 else []) + plan.metrics
+    parts = ([*plan.phases[0].terms] if len(plan.phases) == 1 and len(plan.phases[0].terms) > 1
+             else [p.label for p in plan.phases] if len(plan.phases) > 1 else [])
+    keys = ["loss"] + [part_key(k) for k in parts] + plan.metrics
     es = cfg.early_stopping
 
     def monitor_key(m: str, what: str) -> str:
@@ -590,6 +596,7 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
         if out is not None and history:
             plot_curves(out / "curves.png", history, log)
 
+    model.zero_grad()
     if es is not None and es.restore_best and best_state is not None:
         model.load_state_dict(best_state)
         say(f"restored the best weights (epoch {best_epoch}, {monitor} {best_value:.4f})")
