@@ -400,3 +400,12 @@ def test_pe_onnx(d):
 def test_pe_onnx_symbolic_length():
     model = onnx_symbolic("positional_encoding", {"max_len": 50}, [rand(2, 9, 6)], [("N", "T", 6)])
     assert any(n.op_type == "Slice" for n in model.graph.node)
+
+
+@pytest.mark.parametrize("opset", [17, 21])
+def test_attention_onnx_opset_range(opset):
+    onnx_parity("scaled_dot_product_attention", {"causal": True},
+                [rand(2, 3, 4), rand(2, 5, 4), rand(2, 5, 3), bmask(2, 5)], opset=opset)
+    onnx_parity("multi_head_attention", {"num_heads": 2}, _mha_inputs((2, 3, 4), (2, 5, 4), None, (2, 5)),
+                opset=opset)
+    onnx_symbolic("positional_encoding", {}, [rand(2, 5, 6)], [("N", "T", 6)], opset=opset)

@@ -413,3 +413,12 @@ def test_aggregate_onnx(reduce, xs, As, opset):
 @pytest.mark.parametrize("reduce", ["mean", "max"])
 def test_aggregate_onnx_bool_adjacency(reduce):
     onnx_parity("graph_aggregate", {"reduce": reduce}, [rand(2, 5, 3), graph(2, 5, 5, ring=False) > 0])
+
+
+@pytest.mark.parametrize("opset", [17, 21])
+def test_graph_onnx_opset_range(opset):
+    onnx_parity("gcn_conv", {"out_features": 3}, [rand(2, 5, 4), graph(5, 5) > 0], opset=opset)
+    onnx_parity("gat_conv", {"out_features": 3, "heads": 2, "concat": False}, [rand(2, 5, 4), graph(5, 5, ring=False)],
+                opset=opset)
+    onnx_parity("graph_aggregate", {"reduce": "max"}, [rand(2, 5, 3), graph(2, 5, 5, weighted=True, ring=False)],
+                opset=opset)

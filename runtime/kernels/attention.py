@@ -172,7 +172,7 @@ def multi_head_attention(ctx: Ctx, query: np.ndarray, key: np.ndarray | None, va
                 grads[i_wo] = g2.T @ att
             if a.bias and ctx.need(7):
                 grads[7] = g2.sum(axis=0)
-        if not any(ctx.need(i) for i in (0, 1, 2, 4, 5)):
+        if not any(ctx.need(i) for i in ((0, 1, 2, 4, 5) if a.bias else (0, 1, 2, 4))):
             return tuple(grads)
         # gradients of the projected q, k, v, written straight into one [N, T, parts, H, hd] buffer
         if fused:
