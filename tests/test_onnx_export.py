@@ -1,6 +1,7 @@
 """ONNX export: pruning, graph hygiene, shape-inference agreement and onnxruntime parity."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import compiler
 import runtime
 from compiler.errors import UserError
 from compiler.onnx import LOWERINGS
-from compiler.onnx.commands import random_inputs, verify
+from compiler.onnx.commands import compare, random_inputs, verify
 from compiler.onnx.export import (ExportError, NoLoweringError, WeightsError, export, max_opset,
                                   to_onnx)
 from runtime.onnx_session import OnnxSession
@@ -120,7 +121,8 @@ def assert_parity(exp, model, feeds) -> None:
     want = model(outputs=list(exp.outputs), **feeds)
     assert set(got) == set(exp.outputs)
     for k in exp.outputs:
-        np.testing.assert_allclose(got[k], want[k], rtol=RTOL, atol=ATOL, err_msg=k)
+        ok, diff, where = compare(got[k], want[k], RTOL, ATOL)
+        assert ok, f"output '{k}': max abs diff {diff:.3g} {where}"
 
 
 @pytest.fixture(scope="module")
@@ -340,18 +342,54 @@ def _no_lowering(graph) -> list[str]:
                   - {"identity", "detach", "dropout", "reparameterize"})
 
 
-@pytest.mark.parametrize("path", SPECS or [pytest.param(None, marks=pytest.mark.skip("no specs/*.yaml yet"))],
+# Test-time sizes for specs' size params (only those a spec declares), so every spec runs in seconds.
+# A spec still heavy after that (VGG-16: 138M parameters at 224x224) runs at batch 1 with fresh weights
+# only; SPECC_SLOW=1 runs every spec as written, with real training steps for all.
+SLOW = os.environ.get("SPECC_SLOW") == "1"
+SMALLER = {"size": 64, "image_size": 32, "patch_size": 8, "hidden_dim": 64, "mlp_dim": 128, "num_heads": 4,
+           "nodes": 40, "features": 24, "labelled": 10, "vocab": 300, "src_vocab": 300, "tgt_vocab": 300,
+           "hidden": 32, "embed": 32, "d_model": 32, "ff": 64}
+HEAVY_MACS = 200_000_000                   # per sample: perturb the weights instead of training
+HUGE_PARAMS = 50_000_000                   # fresh weights only, batch 1
+
+
+def perturbed(model) -> dict:
+    """A stand-in for a trained checkpoint: every float parameter and buffer moved off its initial value."""
+    state = {}
+    for k, v in model.state_dict().items():
+        if v.dtype.kind != "f":
+            state[k] = v
+        elif k.endswith("running_var"):
+            state[k] = v * np.linspace(0.5, 1.5, v.size, dtype=v.dtype).reshape(v.shape)
+        else:
+            scale = max(float(np.abs(v).mean()), 0.01)
+            state[k] = 0.9 * np.roll(v, 1) + scale * np.linspace(-0.3, 0.3, v.size, dtype=v.dtype).reshape(v.shape)
+    return state
+
+
+@pytest.mark.parametrize("path", SPECS or [pytest.param(None, marks=pytest.mark.skip(reason="no specs/*.yaml yet"))],
                          ids=[p.stem for p in SPECS] or ["none"])
 def test_every_spec_matches_numpy(path):
-    graph = compiler.compile_file(path)
+    import yaml
+    declared = (yaml.safe_load(path.read_text()) or {}).get("params") or {}
+    small = {} if SLOW else {k: v for k, v in SMALLER.items()         # only shrink, only plain numbers
+                             if type(declared.get(k)) is int and declared[k] > v}
+    graph = compiler.compile_file(path, params=small)
     missing = _no_lowering(graph)
     if missing:
         pytest.skip(f"{path.name}: no ONNX lowering yet for {', '.join(missing)}")
+    n_params = sum(int(np.prod(p.shape)) for p, _ in graph.params().values())
+    huge = n_params > HUGE_PARAMS and not SLOW
+    heavy = sum(n.macs for n in graph.nodes) > HEAVY_MACS and not SLOW
     model = runtime.Model(graph, seed=0)
-    feeds = random_inputs(graph, seed=0)
+    feeds = random_inputs(graph, seed=0, sizes={"N": 1} if heavy else None)
     exp = export(graph, model)
     assert shape_disagreements(exp, strict=False) == []
     assert_parity(exp, model.eval(), feeds)
-    if objectives(graph):
+    if huge:
+        return
+    if objectives(graph) and not heavy:
         train_steps(model, graph, feeds)
-        assert_parity(export(graph, model), model, feeds)
+    else:
+        model.load_state_dict(perturbed(model))
+    assert_parity(export(graph, model, check=False), model.eval(), feeds)
