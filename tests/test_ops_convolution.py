@@ -330,6 +330,17 @@ def test_max_pool2d_ties_go_to_first_maximum():
     assert gx.tolist() == [[[[1.0, 0.0], [0.0, 0.0]]]]
 
 
+@pytest.mark.parametrize("attrs", [{"kernel_size": 2}, {"kernel_size": 3, "stride": 2, "padding": 1},
+                                   {"kernel_size": [2, 3], "stride": 1, "dilation": [2, 1]}])
+def test_max_pool2d_ties_as_torch(attrs):
+    """Many ties (small integers): the gradient goes to the first maximum in row-major order."""
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(0).integers(0, 3, (2, 3, 9, 8)).astype(np.float64)
+    a = {"stride": None, "padding": 0, "dilation": 1, **attrs}
+    torch_parity("max_pool2d", attrs, x, lambda t: torch.nn.functional.max_pool2d(
+        t, _t(a["kernel_size"]), _t(a["stride"]), _t(a["padding"]), _t(a["dilation"])))
+
+
 def test_conv2d_known_values():
     # a 2×2 all-ones kernel sums each window: independent of any reference implementation
     x = np.arange(16, dtype=np.float64).reshape(1, 1, 4, 4)
@@ -347,6 +358,36 @@ def test_gradient_inputs_not_modified():
     keep = x.copy()
     bwd(gy)
     np.testing.assert_array_equal(x, keep)
+
+
+@pytest.mark.parametrize("wide", [0.0, 100.0])
+@pytest.mark.parametrize("name,attrs,cin", [
+    ("conv2d", {"out_channels": 4, "kernel_size": 3, "padding": 1}, 4),
+    ("conv2d", {"out_channels": 12, "kernel_size": [3, 2], "padding": [2, 1], "dilation": [1, 2]}, 2),  # col2im
+    ("conv2d", {"out_channels": 6, "kernel_size": 3, "stride": 2, "groups": 3}, 3),
+    ("conv2d", {"out_channels": 4, "kernel_size": 1}, 4),
+    ("conv_transpose2d", {"out_channels": 4, "kernel_size": 3, "stride": 2, "padding": 1}, 4),
+    ("conv_transpose2d", {"out_channels": 4, "kernel_size": 3, "padding": 1, "groups": 2}, 6),
+])
+def test_conv_blocks_and_column_layouts(monkeypatch, name, attrs, cin, wide):
+    """One sample per im2col block, and both column layouts (over the padded width or exact)."""
+    import runtime.kernels.convolution as K
+    monkeypatch.setattr(K, "_BLOCK", 1)
+    monkeypatch.setattr(K, "_MIN_COLS", 1)
+    monkeypatch.setattr(K, "_WIDE", wide)
+    monkeypatch.setattr(K, "_WIDE_ROWS", wide)
+    x = rand(3, cin, 7, 6)
+    if wide == 0.0:
+        gradcheck(name, attrs, [x], max_points=10)
+    F = pytest.importorskip("torch").nn.functional
+    a = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, **attrs}
+    if name == "conv2d":
+        fn = lambda x, w, b: F.conv2d(x, w, b, _t(a["stride"]), _t(a["padding"]), _t(a["dilation"]),  # noqa: E731
+                                      a["groups"])
+    else:
+        fn = lambda x, w, b: F.conv_transpose2d(x, w, b, _t(a["stride"]), _t(a["padding"]), 0,  # noqa: E731
+                                                a["groups"], _t(a["dilation"]))
+    torch_parity(name, attrs, x, fn)
 
 
 # -- ONNX parity ----------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from compiler.ops.convolution import (adaptive_windows, conv_out, conv_pads, poo
 
 from .registry import Ctx, kernel
 
-_BLOCK = 8 << 20            # bytes of im2col columns per block of samples
+_BLOCK = 1 << 20            # bytes of im2col columns per block of samples (about an L2 cache)
 
 
 # -- primitives -------------------------------------------------------------------------------------
@@ -55,29 +55,75 @@ def _windows(xp: np.ndarray, k, s, d, out) -> np.ndarray:
                       (sn, sc, sh * d[0], sw * d[1], sh * s[0], sw * s[1]), writeable=False)
 
 
-def _blocks(n: int, per_sample: int):
-    nb = max(1, min(n, _BLOCK // max(per_sample, 1)))
-    return [(i, min(n, i + nb)) for i in range(0, n, nb)], nb
+_MIN_COLS = 512             # GEMM columns per block, at least (small images: several samples per block)
+_WIDE = 1.1                 # stride-1 columns run over the padded width while it wastes at most 10%
+_WIDE_ROWS = 256            # ... or while the column matrix has at most this many rows
 
 
-def _columns(win: np.ndarray, dtype):
-    """Yield (n0, n1, cols) with cols [C·kh·kw, (n1−n0)·oh·ow] copied from the window view, block by block."""
-    n, c, kh, kw, oh, ow = win.shape
-    per = c * kh * kw * oh * ow
-    blocks, nb = _blocks(n, per * np.dtype(dtype).itemsize)
-    buf = np.empty(per * nb, dtype)
-    for n0, n1 in blocks:
-        cols = buf[:per * (n1 - n0)].reshape(c, kh, kw, n1 - n0, oh, ow)
-        np.copyto(cols, win[n0:n1].transpose(1, 2, 3, 0, 4, 5))
-        yield n0, n1, cols.reshape(c * kh * kw, -1)
+def _blocks(n: int, per_sample: int, cols: int = _MIN_COLS):
+    nb = max(1, min(n, max(_BLOCK // max(per_sample, 1), -(-_MIN_COLS // max(cols, 1)))))
+    return [(i, min(n, i + nb)) for i in range(0, n, nb)]
 
 
 def _is_plain_gemm(k, s, xp_sp, out) -> bool:
     return tuple(k) == (1, 1) and tuple(s) == (1, 1) and tuple(xp_sp) == tuple(out)
 
 
-def _corr(xp: np.ndarray, w: np.ndarray, s, d, groups: int, out) -> np.ndarray:
-    """Cross-correlation of padded xp [N, C, Hp, Wp] with w [O, C/g, kh, kw]: y [N, O, *out]."""
+class _Columns:
+    """im2col of a padded NCHW input, block by block of samples: cols [C·kh·kw, samples·R].
+
+    With stride 1 the columns run over the padded width (R = oh·Wp, position p·Wp + q; q >= ow are
+    junk positions that the caller drops) so that every (channel, kernel offset) row of a sample is one
+    contiguous run of the input: a fast copy. With a larger stride they run over [oh, ow] (R = oh·ow).
+    """
+
+    def __init__(self, xp: np.ndarray, k, s, d, out, dtype):
+        n, c = xp.shape[:2]
+        oh, ow = out
+        c_k = c * k[0] * k[1]
+        # wide columns copy faster (long runs) but compute the junk positions too: worth it while the
+        # junk is small, or while the GEMM is cheap anyway (few rows)
+        self.wide = tuple(s) == (1, 1) and (xp.shape[3] <= _WIDE * ow or c_k <= _WIDE_ROWS)
+        if self.wide:
+            if xp.strides[3] != xp.itemsize or xp.strides[2] != xp.shape[3] * xp.itemsize:
+                xp = np.ascontiguousarray(xp)
+            wp = xp.shape[3]
+            self.grid = (oh, wp)
+            self.t = (oh - 1) * wp + ow                # positions read: all inside the sample's buffer
+            sn, sc, sh, sw = xp.strides
+            self.win = as_strided(xp, (n, c, k[0], k[1], self.t), (sn, sc, sh * d[0], sw * d[1], sw),
+                                  writeable=False)
+        else:
+            self.grid = (oh, ow)
+            self.win = _windows(xp, k, s, d, out)
+        self.shape = (c, k[0], k[1])
+        self.rows = c * k[0] * k[1]
+        self.r = self.grid[0] * self.grid[1]
+        self.dtype = dtype
+        self.blocks = _blocks(n, self.rows * self.r * np.dtype(dtype).itemsize, self.r)
+        self.kept: np.ndarray | None = None
+
+    def __iter__(self):
+        buf = None
+        for n0, n1 in self.blocks:
+            m = n1 - n0
+            if buf is None or buf.shape[3] != m:
+                # the junk tail of each wide row is never written: zero it once per buffer
+                buf = (np.zeros if self.wide else np.empty)(self.shape + (m, self.r), self.dtype)
+            if self.wide:
+                np.copyto(buf[..., :self.t], self.win[n0:n1].transpose(1, 2, 3, 0, 4))
+            else:
+                np.copyto(buf.reshape(self.shape + (m,) + self.grid), self.win[n0:n1].transpose(1, 2, 3, 0, 4, 5))
+            yield n0, n1, buf.reshape(self.rows, m * self.r)
+
+    def single(self) -> np.ndarray | None:
+        """The columns of the whole batch when it is one block (kept for the weight gradient)."""
+        return next(iter(self))[2] if len(self.blocks) == 1 else None
+
+
+def _corr(xp: np.ndarray, w: np.ndarray, s, d, groups: int, out, keep: bool = False):
+    """Cross-correlation of padded xp [N, C, Hp, Wp] with w [O, C/g, kh, kw]: y [N, O, *out].
+    With keep, also returns the columns when the batch is one block (else None) for _wgrad."""
     n, c = xp.shape[:2]
     o, cg, kh, kw = w.shape
     g, og = groups, o // groups
@@ -85,16 +131,21 @@ def _corr(xp: np.ndarray, w: np.ndarray, s, d, groups: int, out) -> np.ndarray:
     dt = np.result_type(xp.dtype, w.dtype)
     wm = w.reshape(g, og, cg * kh * kw)
     if _is_plain_gemm((kh, kw), s, xp.shape[2:], out):
-        return np.matmul(wm, xp.reshape(n, g, cg, oh * ow)).reshape(n, o, oh, ow)
+        y = np.matmul(wm, xp.reshape(n, g, cg, oh * ow)).reshape(n, o, oh, ow)
+        return (y, None) if keep else y
     y = np.empty((n, o, oh, ow), dt)
-    for n0, n1, cols in _columns(_windows(xp, (kh, kw), s, d, out), dt):
-        yc = np.matmul(wm, cols.reshape(g, cg * kh * kw, -1))            # [g, og, nb·L]
-        y[n0:n1] = yc.reshape(o, n1 - n0, oh, ow).transpose(1, 0, 2, 3)
+    cols = _Columns(xp, (kh, kw), s, d, out, dt)
+    last = None
+    for n0, n1, last in cols:
+        yc = np.matmul(wm, last.reshape(g, cg * kh * kw, -1))            # [g, og, nb·R]
+        y[n0:n1] = yc.reshape((o, n1 - n0) + cols.grid)[..., :ow].transpose(1, 0, 2, 3)
+    if keep:
+        return y, (last if len(cols.blocks) == 1 else None)
     return y
 
 
-def _wgrad(xp: np.ndarray, gy: np.ndarray, k, s, d, groups: int) -> np.ndarray:
-    """Gradient of _corr's weight: [O, C/g, kh, kw]."""
+def _wgrad(xp: np.ndarray, gy: np.ndarray, k, s, d, groups: int, kept: np.ndarray | None = None) -> np.ndarray:
+    """Gradient of _corr's weight: [O, C/g, kh, kw]; `kept` are _corr's columns if it kept them."""
     n, c = xp.shape[:2]
     o, (oh, ow) = gy.shape[1], gy.shape[2:]
     g, og, cg = groups, o // groups, c // groups
@@ -103,10 +154,20 @@ def _wgrad(xp: np.ndarray, gy: np.ndarray, k, s, d, groups: int) -> np.ndarray:
     if _is_plain_gemm(k, s, xp.shape[2:], (oh, ow)):
         gw = np.matmul(gy.reshape(n, g, og, oh * ow), xp.reshape(n, g, cg, oh * ow).swapaxes(-1, -2)).sum(0)
         return gw.reshape(o, cg, *k)
+    cols = _Columns(xp, k, s, d, (oh, ow), dt)
     gw = np.zeros((g, og, kk), dt)
-    for n0, n1, cols in _columns(_windows(xp, k, s, d, (oh, ow)), dt):
-        gyc = gy[n0:n1].reshape(n1 - n0, g, og, oh * ow).transpose(1, 2, 0, 3).reshape(g, og, -1)
-        gw += np.matmul(gyc, cols.reshape(g, kk, -1).swapaxes(-1, -2))
+    gyc = None
+    blocks = [(0, n, kept)] if kept is not None else cols
+    for n0, n1, cm in blocks:
+        m = n1 - n0
+        if cols.wide and cols.grid[1] != ow:
+            if gyc is None or gyc.shape[1] != m:
+                gyc = np.zeros((o, m) + cols.grid, dt)          # junk positions stay zero
+            gyc[..., :ow] = gy[n0:n1].transpose(1, 0, 2, 3)
+            g2 = gyc.reshape(g, og, -1)
+        else:
+            g2 = gy[n0:n1].transpose(1, 0, 2, 3).reshape(g, og, -1)
+        gw += np.matmul(g2, cm.reshape(g, kk, -1).swapaxes(-1, -2))
     return gw.reshape(o, cg, *k)
 
 
@@ -116,8 +177,9 @@ def _igrad(gy: np.ndarray, w: np.ndarray, s, d, groups: int, full, lo, out) -> n
     _, cg, kh, kw = w.shape
     g, og = groups, o // groups
     c = g * cg
-    if tuple(s) == (1, 1):
+    if tuple(s) == (1, 1) and o * out[0] * (out[1] + d[1] * (kw - 1)) <= 3 * c * oh * ow:
         # correlation of the padded output gradient with the flipped, in/out-swapped kernel
+        # (cheaper than GEMM + col2im unless the gradient has many more channels than the input)
         wf = w.reshape(g, og, cg, kh, kw).transpose(0, 2, 1, 3, 4).reshape(c, og, kh, kw)[:, :, ::-1, ::-1]
         pads = []
         for k_, d_, l_, o_, m in zip((kh, kw), d, lo, out, (oh, ow)):
@@ -128,7 +190,7 @@ def _igrad(gy: np.ndarray, w: np.ndarray, s, d, groups: int, full, lo, out) -> n
     size = [max(f, l_ + o_) for f, l_, o_ in zip(full, lo, out)]
     gxp = np.zeros((n, c) + tuple(size), dt)
     wt = w.reshape(g, og, cg * kh * kw).swapaxes(1, 2)                   # [g, C/g·kh·kw, O/g]
-    blocks, _ = _blocks(n, c * kh * kw * oh * ow * np.dtype(dt).itemsize)
+    blocks = _blocks(n, c * kh * kw * oh * ow * np.dtype(dt).itemsize, oh * ow)
     ends = (s[0] * (oh - 1) + 1, s[1] * (ow - 1) + 1)
     for n0, n1 in blocks:
         gyc = gy[n0:n1].reshape(n1 - n0, g, og, oh * ow).transpose(1, 2, 0, 3).reshape(g, og, -1)
@@ -152,7 +214,7 @@ def _conv(ctx: Ctx, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, 
         k, st, dl, pads = (1,) + k, (1,) + st, (1,) + dl, ((0, 0),) + pads
     xp = _pad(x4, pads)
     out = tuple(conv_out(i, k_, s, d, lo, hi) for i, k_, s, d, (lo, hi) in zip(x4.shape[2:], k, st, dl, pads))
-    y = _corr(xp, w4, st, dl, a.groups, out)
+    y, kept = _corr(xp, w4, st, dl, a.groups, out, keep=ctx.need(1))
     if bias is not None:
         y += bias.reshape(-1, 1, 1)
     saved = xp if ctx.need(1) else None
@@ -164,7 +226,7 @@ def _conv(ctx: Ctx, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, 
             gx = _igrad(g4, w4, st, dl, a.groups, xp.shape[2:], tuple(lo for lo, _ in pads), x4.shape[2:])
             gx = gx[:, :, 0] if nd == 1 else gx
         if ctx.need(1):
-            gw = _wgrad(saved, g4, k, st, dl, a.groups).reshape(weight.shape)
+            gw = _wgrad(saved, g4, k, st, dl, a.groups, kept).reshape(weight.shape)
         if bias is None:
             return gx, gw
         if ctx.need(2):
@@ -211,47 +273,70 @@ def conv_transpose2d(ctx: Ctx, x: np.ndarray, weight: np.ndarray, bias: np.ndarr
 # -- pooling -------------------------------------------------------------------------------------------
 
 def _pool_setup(a, x: np.ndarray, value: float):
-    ks, st, pd, dl, out = pool_geometry(a, x.shape[2:])
+    """Pooling geometry and the input padded so that every kept window lies inside it."""
+    geo = pool_geometry(a, x.shape[2:])
+    ks, st, pd, dl, out = geo
     pads = tuple((p, max(0, (o - 1) * s + d * (k - 1) + 1 - i - p))
                  for i, k, s, p, d, o in zip(x.shape[2:], ks, st, pd, dl, out))
-    xp = _pad(x, pads, value)
-    offsets = [(i * dl[0], j * dl[1]) for i in range(ks[0]) for j in range(ks[1])]
-    span = (st[0] * (out[0] - 1) + 1, st[1] * (out[1] - 1) + 1)
-
-    def view(arr, off):
-        return arr[:, :, off[0]:off[0] + span[0]:st[0], off[1]:off[1] + span[1]:st[1]]
-
-    return xp, pads, offsets, view, (ks, st, pd, dl, out)
+    return _pad(x, pads, value), pads, geo
 
 
-def _crop(gxp: np.ndarray, pads, shape) -> np.ndarray:
-    return gxp[:, :, pads[0][0]:pads[0][0] + shape[2], pads[1][0]:pads[1][0] + shape[3]]
+def _taps(a: np.ndarray, axis: int, k: int, s: int, d: int, o: int):
+    """The k strided views of `a` along `axis` (2 or 3) that a window of size k, stride s, dilation d reads."""
+    pre = (slice(None),) * axis
+    span = s * (o - 1) + 1
+    return [a[pre + (slice(j * d, j * d + span, s),)] for j in range(k)]
+
+
+def _max_along(a: np.ndarray, axis: int, k: int, s: int, d: int, o: int, track: bool):
+    """Running max along one axis; with track, also the index of the first maximum in each window."""
+    taps = _taps(a, axis, k, s, d, o)
+    m = taps[0].copy()
+    for v in taps[1:]:
+        np.maximum(m, v, out=m)
+    idx = None
+    if track and k > 1:
+        # index of the first maximum = number of leading taps below the maximum (branch-free: masked
+        # stores are slow on random masks)
+        below = taps[0] != m
+        idx = below.view(np.uint8).copy()
+        for v in taps[1:-1]:
+            below &= v != m
+            idx += below.view(np.uint8)
+    return m, idx
+
+
+def _scatter_along(g: np.ndarray, idx, axis: int, k: int, s: int, d: int, shape) -> np.ndarray:
+    """Adjoint of _max_along (idx given) or of a window sum (idx None) along one axis."""
+    out = np.zeros(shape, g.dtype)
+    for j, v in enumerate(_taps(out, axis, k, s, d, g.shape[axis])):
+        if idx is None:
+            v += g
+        else:
+            v += g * (idx == j)
+    return out
 
 
 @kernel("max_pool2d")
 def max_pool2d(ctx: Ctx, x: np.ndarray):
-    xp, pads, offsets, view, _ = _pool_setup(ctx.attrs, x, -np.inf)
-    y = view(xp, offsets[0]).copy()
-    track = ctx.need(0) and len(offsets) > 1
-    idx = np.zeros(y.shape, np.uint8 if len(offsets) < 256 else np.int32) if track else None
-    for k, off in enumerate(offsets[1:], 1):
-        v = view(xp, off)
-        if track:
-            np.copyto(idx, k, where=v > y)         # strict: the first maximum wins, as in PyTorch
-        np.maximum(y, v, out=y)
+    xp, pads, (ks, st, pd, dl, out) = _pool_setup(ctx.attrs, x, -np.inf)
+    track = ctx.need(0)
+    # separable: max along W, then along H; the first maximum in row-major order wins, as in PyTorch
+    r, iw = _max_along(xp, 3, ks[1], st[1], dl[1], out[1], track)
+    y, ih = _max_along(r, 2, ks[0], st[0], dl[0], out[0], track)
 
     def backward(gy: np.ndarray):
         if not ctx.need(0):
             return None
-        gxp = np.zeros(xp.shape, gy.dtype)
-        if not track:
-            view(gxp, offsets[0])[...] = gy
-        else:
-            for k, off in enumerate(offsets):
-                view(gxp, off)[...] += np.where(idx == k, gy, 0)
+        g1 = _scatter_along(gy, ih, 2, ks[0], st[0], dl[0], r.shape)     # idx None: a 1-wide window
+        gxp = _scatter_along(g1, iw, 3, ks[1], st[1], dl[1], xp.shape)
         return _crop(gxp, pads, x.shape)
 
     return y, backward
+
+
+def _crop(gxp: np.ndarray, pads, shape) -> np.ndarray:
+    return gxp[:, :, pads[0][0]:pads[0][0] + shape[2], pads[1][0]:pads[1][0] + shape[3]]
 
 
 def _avg_divisor(a, x: np.ndarray, geo, dtype) -> np.ndarray:
@@ -269,18 +354,23 @@ def _avg_divisor(a, x: np.ndarray, geo, dtype) -> np.ndarray:
 
 @kernel("avg_pool2d")
 def avg_pool2d(ctx: Ctx, x: np.ndarray):
-    xp, pads, offsets, view, geo = _pool_setup(ctx.attrs, x, 0.0)
-    y = view(xp, offsets[0]).copy()
-    for off in offsets[1:]:
-        y += view(xp, off)
+    xp, pads, geo = _pool_setup(ctx.attrs, x, 0.0)
+    ks, st, pd, dl, out = geo
+    # separable window sums: along H first (contiguous rows), then along W
+    taps = _taps(xp, 2, ks[0], st[0], 1, out[0])
+    r = taps[0].copy()
+    for v in taps[1:]:
+        r += v
+    taps = _taps(r, 3, ks[1], st[1], 1, out[1])
+    y = taps[0].copy()
+    for v in taps[1:]:
+        y += v
     div = _avg_divisor(ctx.attrs, x, geo, y.dtype)
     y /= div
 
     def backward(gy: np.ndarray):
-        g = gy / div
-        gxp = np.zeros(xp.shape, g.dtype)
-        for off in offsets:
-            view(gxp, off)[...] += g
+        g1 = _scatter_along(gy / div, None, 3, ks[1], st[1], 1, r.shape)
+        gxp = _scatter_along(g1, None, 2, ks[0], st[0], 1, xp.shape)
         return _crop(gxp, pads, x.shape)
 
     return y, backward
@@ -367,10 +457,23 @@ def upsample(ctx: Ctx, x: np.ndarray):
     sh, sw = tup(ctx.attrs.scale_factor, 2)
     n, c, h, w = x.shape
     if ctx.attrs.mode == "nearest":
-        y = np.broadcast_to(x[:, :, :, None, :, None], (n, c, h, sh, w, sw)).reshape(n, c, h * sh, w * sw)
+        y = np.empty((n, c, h, sh, w, sw), x.dtype)
+        for j in range(sw):
+            y[:, :, :, 0, :, j] = x
+        for i in range(1, sh):
+            y[:, :, :, i] = y[:, :, :, 0]
+        y = y.reshape(n, c, h * sh, w * sw)
 
         def backward(gy: np.ndarray):
-            return gy.reshape(n, c, h, sh, w, sw).sum(axis=(3, 5))
+            g = gy.reshape(n, c, h, sh, w * sw)            # sum the sh row copies, then the sw column copies
+            rows = g[:, :, :, 0].copy()
+            for i in range(1, sh):
+                rows += g[:, :, :, i]
+            rows = rows.reshape(n, c, h, w, sw)
+            gx = rows[..., 0].copy()
+            for j in range(1, sw):
+                gx += rows[..., j]
+            return gx
 
         return y, backward
     y = x
