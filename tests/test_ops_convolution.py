@@ -311,7 +311,7 @@ def test_pool_gradcheck(name, attrs):
 # -- kernels: behaviour --------------------------------------------------------------------------------
 
 def test_conv2d_float32_preserved_and_needs_respected():
-    x = rand(2, 3, 8, 8).astype(np.float32)
+    x = rand(3, 3, 8, 8).astype(np.float32)
     attrs = {"out_channels": 4, "kernel_size": 3, "padding": 1}
     params = make_params("conv2d", attrs, [x], dtype=np.float32)
     (y,), bwd, _ = run("conv2d", attrs, [x], params, needs=(False, True, True))
@@ -321,6 +321,14 @@ def test_conv2d_float32_preserved_and_needs_respected():
     (_,), bwd, _ = run("conv2d", attrs, [x], params, needs=(True, False, False))
     gx, gw, gb = bwd(np.ones_like(y))
     assert gx.shape == x.shape and gx.dtype == np.float32 and gw is None and gb is None
+    for name, a in [("conv2d", attrs), ("conv1d", {"out_channels": 4, "kernel_size": 3}),
+                    ("conv_transpose2d", {"out_channels": 4, "kernel_size": 3, "stride": 2})]:
+        xi = x[:, :, 0] if name == "conv1d" else x
+        p = make_params(name, a, [xi], dtype=np.float32)
+        for needs in [(False, False, False), (True, False, False), (False, True, False), (False, False, True)]:
+            (y,), bwd, _ = run(name, a, [xi], p, needs=needs)
+            grads = bwd(np.ones_like(y))
+            assert [g is not None for g in grads] == list(needs), (name, needs)
 
 
 def test_max_pool2d_ties_go_to_first_maximum():

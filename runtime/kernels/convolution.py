@@ -214,7 +214,8 @@ def _conv(ctx: Ctx, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, 
         k, st, dl, pads = (1,) + k, (1,) + st, (1,) + dl, ((0, 0),) + pads
     xp = _pad(x4, pads)
     out = tuple(conv_out(i, k_, s, d, lo, hi) for i, k_, s, d, (lo, hi) in zip(x4.shape[2:], k, st, dl, pads))
-    y, kept = _corr(xp, w4, st, dl, a.groups, out, keep=ctx.need(1))
+    y, kept = _corr(xp, w4, st, dl, a.groups, out, keep=True)
+    kept = kept if ctx.need(1) else None
     if bias is not None:
         y += bias.reshape(-1, 1, 1)
     saved = xp if ctx.need(1) else None
