@@ -101,6 +101,14 @@ def test_compile_with_weights_and_verify(spec, ckpt, tmp_path, capsys):
         np.testing.assert_array_equal(init[k], state[k])
 
 
+def test_compile_optimize(spec, ckpt, tmp_path, capsys):
+    plain, opt = tmp_path / "plain.onnx", tmp_path / "opt.onnx"
+    assert specc("compile", spec, "-o", plain, "--weights", ckpt, capsys=capsys)[0] == 0
+    code, stdout, err = specc("compile", spec, "-o", opt, "--weights", ckpt, "--optimize", "--verify", capsys=capsys)
+    assert code == 0 and "verified" in stdout, err
+    assert len(onnx.load(opt).graph.node) <= len(onnx.load(plain).graph.node)
+
+
 def test_verify_failure_names_node_and_writes_nothing(spec, tmp_path, capsys, monkeypatch):
     out = tmp_path / "net.onnx"
     out.write_bytes(b"old")

@@ -168,7 +168,7 @@ def compare(got: Any, want: Any, rtol: float = RTOL, atol: float = ATOL) -> tupl
 
 
 def verify(graph: Graph, state: dict[str, np.ndarray], opset: int = 18, outputs: Iterable[str] | None = None,
-           exported: Export | None = None, seed: int = 0) -> Verification:
+           exported: Export | None = None, seed: int = 0, optimize: bool = False) -> Verification:
     """Run onnxruntime and the NumPy runtime (eval mode) on the same random input and compare.
 
     When an output differs, export again with every intermediate value as an output and name the
@@ -176,7 +176,7 @@ def verify(graph: Graph, state: dict[str, np.ndarray], opset: int = 18, outputs:
     from runtime.model import Model
     from runtime.onnx_session import OnnxSession
 
-    exp = exported or export(graph, state, opset, outputs)
+    exp = exported or export(graph, state, opset, outputs, optimize=optimize)
     feeds = random_inputs(graph, seed)
     model = Model(graph, seed=seed)
     model.load_state_dict(state)
@@ -198,8 +198,13 @@ def verify(graph: Graph, state: dict[str, np.ndarray], opset: int = 18, outputs:
                             diffs=diffs)
     lines = [f"onnxruntime and the NumPy runtime differ on output '{bad[0][0]}' (max abs diff {bad[0][1]:.3g}, "
              f"rtol {RTOL:g}, atol {ATOL:g})" + (f" and {len(bad) - 1} more" if len(bad) > 1 else "")]
-    first = _first_difference(graph, state, opset, exp, feeds, model)
+    first = _first_difference(graph, state, opset, exp, feeds, model, optimize)
     first_name = None
+    if first is None and optimize:
+        lines.append("no intermediate value differs when every one is exposed, which blocks batch-norm fusion: "
+                     "suspect the --optimize fusion")
+    elif first is None:
+        lines.append("no single intermediate value differs beyond the tolerance; the error accumulates")
     if first is not None:
         first_name, node, d, where = first
         lines.append(f"first differing value: '{first_name}' of node '{node.name}' ({node.op}), "
@@ -209,9 +214,10 @@ def verify(graph: Graph, state: dict[str, np.ndarray], opset: int = 18, outputs:
 
 
 def _first_difference(graph: Graph, state: dict[str, np.ndarray], opset: int, exp: Export,
-                      feeds: dict[str, np.ndarray], model: Any) -> tuple[str, Any, float, str] | None:
+                      feeds: dict[str, np.ndarray], model: Any, optimize: bool = False
+                      ) -> tuple[str, Any, float, str] | None:
     from runtime.onnx_session import OnnxSession
-    debug = export(graph, state, opset, list(exp.outputs), expose_all=True, check=False)
+    debug = export(graph, state, opset, list(exp.outputs), expose_all=True, check=False, optimize=optimize)
     sess = OnnxSession(debug.model)
     exposed = set(sess.output_names)
     # spec values in topological order whose ONNX value is a graph output of the debug export
@@ -264,10 +270,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
     size = sum(a.nbytes for a in state.values())
     if size > MAX_PROTO_BYTES:
         raise UserError(f"the weights take {size / 1e9:.1f} GB; a single .onnx file holds at most 2 GB", code=1)
-    exp = export(graph, state, opset, args.output or None)
+    optimize = bool(getattr(args, "optimize", False))
+    exp = export(graph, state, opset, args.output or None, optimize=optimize)
 
     if args.verify:
-        result = verify(graph, state, opset, args.output or None, exported=exp)
+        result = verify(graph, state, opset, args.output or None, exported=exp, optimize=optimize)
         if not result.ok:
             raise UserError("--verify failed: " + result.message,
                             hint=f"'{args.out}' was not written", code=1)
@@ -275,7 +282,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     atomic_write(out, lambda tmp: onnx.save_model(exp.model, tmp))
     g = exp.model.graph
-    n_params = sum(int(np.prod(t.dims)) for t in g.initializer if t.name in state)
+    specs = graph.params()
+    n_params = sum(int(np.prod(t.dims)) for t in g.initializer if t.name in specs and not specs[t.name][0].buffer)
     ins = ", ".join(f"{i.name}[{_dims(i)}]" for i in g.input)
     outs = ", ".join(f"{o.name}[{_dims(o)}]" for o in g.output)
     print(f"wrote {out}: opset {opset}, {len(g.node)} nodes, {n_params:,} parameters; inputs {ins}; outputs {outs}")

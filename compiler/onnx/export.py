@@ -249,17 +249,21 @@ class Export:
 
 
 def to_onnx(graph: Graph, weights: Any = None, opset: int = DEFAULT_OPSET,
-            outputs: list[str] | None = None) -> onnx.ModelProto:
+            outputs: list[str] | None = None, optimize: bool = False) -> onnx.ModelProto:
     """Export the inference graph to an onnx.ModelProto (see the module docstring)."""
-    return export(graph, weights, opset, outputs).model
+    return export(graph, weights, opset, outputs, optimize=optimize).model
 
 
 def export(graph: Graph, weights: Any = None, opset: int = DEFAULT_OPSET, outputs: Iterable[str] | None = None,
-           *, expose_all: bool = False, check: bool = True) -> Export:
+           *, expose_all: bool = False, check: bool = True, optimize: bool = False) -> Export:
     """The ModelProto and the map from spec values to ONNX value names.
 
     expose_all: every value a spec node computes becomes a graph output too (for finding the first
     node whose values differ between onnxruntime and the NumPy runtime).
+    optimize: fold what depends on parameters only (weight transposes, gate reordering) into
+    initialisers and batch norms into the Conv/Gemm before them, as torch.onnx.export does. Fewer
+    nodes; the folded tensors are then derived values, no longer state_dict entries (a fused conv
+    weight is named `conv1.weight+bn1`, a folded value keeps its value name).
     """
     opset = check_opset(opset)
     chosen = select_outputs(graph, list(outputs) if outputs else None)
@@ -343,6 +347,8 @@ def export(graph: Graph, weights: Any = None, opset: int = DEFAULT_OPSET, output
         publics.append((name, k))
 
     model, names = _assemble(graph, b, inputs, values, types, publics, opset, expose_all)
+    if optimize:
+        optimize_graph(model)
     if check:
         try:
             onnx.checker.check_model(model, full_check=True)
@@ -486,3 +492,150 @@ def _assemble(graph: Graph, b: Builder, inputs: dict[str, TensorType], values: d
     helper.set_model_props(model, {"spec_name": graph.name, "specc_version": __version__,
                                    "spec_sha256": graph.spec_hash})
     return model, names
+
+
+# ------------------------------------------------------------------------------------ optimize
+
+NONDETERMINISTIC = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Bernoulli",
+                    "Multinomial", "Dropout"}
+FOLD_GROWTH = 1 << 16                  # a folded value may exceed its inputs by this many bytes at most
+
+
+def _evaluate(node: onnx.NodeProto, args: list[np.ndarray | None], opset: int) -> list[np.ndarray]:
+    from onnx.reference import ReferenceEvaluator
+    names = [i for i in node.input if i]
+    inputs = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape)
+              for n, a in zip(names, [a for a in args if a is not None])]
+    outs = [helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None) for o in node.output if o]
+    m = helper.make_model(helper.make_graph([node], "fold", inputs, outs),
+                          opset_imports=[helper.make_opsetid("", opset)])
+    feeds = {n: a for n, a in zip(names, [a for a in args if a is not None])}
+    return [np.asarray(r) for r in ReferenceEvaluator(m).run(None, feeds)]
+
+
+def optimize_graph(model: onnx.ModelProto) -> None:
+    """Constant folding and batch-norm fusion, in place (see export's `optimize`)."""
+    from onnx import numpy_helper
+    g = model.graph
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    arrays: dict[str, np.ndarray] = {}
+    protos = {t.name: t for t in g.initializer}
+    graph_outputs = {o.name for o in g.output}
+
+    def value(name: str) -> np.ndarray:
+        if name not in arrays:
+            arrays[name] = numpy_helper.to_array(protos[name])
+        return arrays[name]
+
+    def is_const(name: str) -> bool:
+        return name in protos or name in arrays
+
+    # 1. fold every node whose inputs are all constants
+    kept: list[onnx.NodeProto] = []
+    for nd in g.node:
+        ins = [i for i in nd.input if i]
+        if (ins and all(is_const(i) for i in ins) and nd.domain in ("", "ai.onnx") and nd.op_type not in
+                NONDETERMINISTIC and not any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+                                             for a in nd.attribute)
+                and not any(o in graph_outputs for o in nd.output)):
+            args = [value(i) if i else None for i in nd.input]
+            try:
+                res = _evaluate(nd, args, opset)
+            except Exception:                                       # noqa: BLE001 - leave it to onnxruntime
+                res = None
+            in_bytes = sum(a.nbytes for a in args if a is not None)
+            if res is not None and sum(r.nbytes for r in res) <= in_bytes + FOLD_GROWTH:
+                for o, r in zip([o for o in nd.output if o], res):
+                    arrays[o] = r
+                continue
+        kept.append(nd)
+
+    # 2. fuse BatchNormalization into the Conv / ConvTranspose / Gemm that alone feeds it
+    consumers: dict[str, int] = {}
+    for nd in kept:
+        for i in nd.input:
+            consumers[i] = consumers.get(i, 0) + 1
+    producer = {o: nd for nd in kept for o in nd.output}
+    fused: set[int] = set()
+    for nd in kept:
+        if nd.op_type != "BatchNormalization" or len([o for o in nd.output if o]) != 1 or len(nd.input) != 5:
+            continue
+        x, scale, bias, mean, var = nd.input
+        p = producer.get(x)
+        if (p is None or consumers.get(x) != 1 or x in graph_outputs or id(p) in fused
+                or not all(is_const(n) for n in (scale, bias, mean, var))):
+            continue
+        new = _fold_bn(p, nd, value, is_const)
+        if new is None:
+            continue
+        w, b = new
+        wname = _unique(f"{p.input[1]}+{nd.output[0]}", protos, arrays)
+        arrays[wname] = w
+        bname = _unique(f"{p.input[2] if len(p.input) > 2 and p.input[2] else p.input[1]}+{nd.output[0]}:bias",
+                        protos, arrays)
+        arrays[bname] = b
+        ins = list(p.input) + [""] * (3 - len(p.input))
+        ins[1], ins[2] = wname, bname
+        del p.input[:]
+        p.input.extend(ins)
+        del p.output[:]
+        p.output.append(nd.output[0])
+        fused.add(id(nd))
+        fused.add(id(p))
+    kept = [nd for nd in kept if not (nd.op_type == "BatchNormalization" and id(nd) in fused)]
+
+    # 3. rebuild initialisers (only those still read) and drop value_info of values that are gone
+    used = {i for nd in kept for i in nd.input if i} | graph_outputs
+    for nd in kept:
+        used.update(_subgraph_inputs(nd))
+    inits = [protos[n] if n in protos and n not in arrays else numpy_helper.from_array(np.ascontiguousarray(arrays[n]), n)
+             for n in list(protos) + [a for a in arrays if a not in protos] if n in used]
+    del g.initializer[:]
+    g.initializer.extend(inits)
+    del g.node[:]
+    g.node.extend(kept)
+    made = {o for nd in kept for o in nd.output}
+    vi = [v for v in g.value_info if v.name in made]
+    del g.value_info[:]
+    g.value_info.extend(vi)
+
+
+def _unique(name: str, *taken: Any) -> str:
+    out, k = name, 1
+    while any(out in t for t in taken):
+        k += 1
+        out = f"{name}_{k}"
+    return out
+
+
+def _fold_bn(p: onnx.NodeProto, bn: onnx.NodeProto, value: Any, is_const: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """Weight and bias of `p` with the batch norm `bn` applied after it, or None when not fusable."""
+    attrs = {a.name: helper.get_attribute_value(a) for a in p.attribute}
+    if len(p.input) < 2 or not is_const(p.input[1]) or (len(p.input) > 2 and p.input[2] and not is_const(p.input[2])):
+        return None
+    w = value(p.input[1]).astype(np.float64)
+    if w.dtype.kind != "f":
+        return None
+    eps = next((helper.get_attribute_value(a) for a in bn.attribute if a.name == "epsilon"), 1e-5)
+    gamma, beta, mean, var = (value(n).astype(np.float64) for n in bn.input[1:])
+    s = gamma / np.sqrt(var + eps)
+    if p.op_type == "Conv":
+        axis = 0
+    elif p.op_type == "ConvTranspose" and attrs.get("group", 1) == 1:
+        axis = 1
+    elif (p.op_type == "Gemm" and attrs.get("alpha", 1.0) == 1.0 and attrs.get("beta", 1.0) == 1.0
+          and not attrs.get("transA", 0)):
+        axis = 0 if attrs.get("transB", 0) else 1
+    else:
+        return None
+    out_ch = w.shape[axis]
+    if s.shape != (out_ch,):
+        return None
+    b = value(p.input[2]).astype(np.float64) if len(p.input) > 2 and p.input[2] else np.zeros(out_ch)
+    if b.shape != (out_ch,):
+        return None
+    shape = [1] * w.ndim
+    shape[axis] = out_ch
+    w2 = (w * s.reshape(shape)).astype(np.float32)
+    b2 = ((b - mean) * s + beta).astype(np.float32)
+    return w2, b2
