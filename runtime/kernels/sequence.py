@@ -1,14 +1,15 @@
 """Sequence layers: embedding and the recurrent layers rnn, lstm and gru.
 
-The recurrent kernels work time-major ([T, N, F]) inside. Per layer and direction, one GEMM projects the
-inputs of every step; the loop over time does only the hidden-state GEMM and a few in-place elementwise
-updates into preallocated arrays. Backward through time mirrors it: everything that does not depend on the
-running gradient (the gate derivatives) is computed for all steps at once before the loop, and the weight
-gradients are single GEMMs over all steps after it.
+The recurrent kernels work time-major and gate-major inside: the gate pre-activations of a layer-direction
+live in one array [gates, T, N, H], so every per-step operand (a gate's [N, H] block) is contiguous. Per
+layer and direction one (batched) GEMM projects the inputs of every step; the loop over time does only the
+hidden-state GEMM and a few in-place elementwise updates into preallocated arrays. Backward through time
+mirrors it: what does not depend on the running gradient (the gate derivatives) is computed for all steps at
+once before the loop, and the weight gradients are GEMMs over all steps after it.
 
 Tricks: sigmoid(z) = 0.5·tanh(z/2) + 0.5, so one tanh call covers every gate of a step once the sigmoid gates'
 weights are pre-scaled by 0.5; LSTM gates are reordered internally to (o, i, f, g) so the sigmoid gates and
-the gates driven by the cell gradient are each one contiguous block. Gradients are returned in PyTorch's order.
+the gates driven by the cell gradient are each one block. Gradients are returned in PyTorch's layout.
 """
 from __future__ import annotations
 
@@ -71,31 +72,31 @@ def scatter_rows(idx: np.ndarray, rows: np.ndarray, num: int, skip: int | None =
 # -- recurrent layers ----------------------------------------------------------------------------------------
 
 class _Prep:
-    """One layer-direction's weights, rearranged for the kernels."""
+    """One layer-direction's weights as [gates, H, ·] blocks in the kernels' gate order."""
 
     __slots__ = ("wi", "wh", "wxT", "whT", "bx", "bhn", "inv")
 
     def __init__(self, kind: str, w_ih, w_hh, b_ih, b_hh, hidden: int):
         h = hidden
+        ng = w_ih.shape[0] // h
         perm = None
         nsig = 0
         if kind == "lstm":
             perm = np.r_[3 * h:4 * h, 0:3 * h]          # PyTorch i,f,g,o -> o,i,f,g
-            nsig = 3 * h
+            nsig = 3
         elif kind == "gru":
-            nsig = 2 * h                                # r, z are sigmoids; n is tanh
+            nsig = 2                                    # r, z are sigmoids; n is tanh
         self.inv = None if perm is None else np.argsort(perm)
-        self.wi = w_ih if perm is None else w_ih[perm]  # [G, in]   for backward (unscaled)
-        self.wh = w_hh if perm is None else w_hh[perm]  # [G, H]
+        wi = w_ih if perm is None else w_ih[perm]
+        wh = w_hh if perm is None else w_hh[perm]
+        self.wi = wi.reshape(ng, h, -1)                 # [gates, H, in]  unscaled, for backward
+        self.wh = wh.reshape(ng, h, h)                  # [gates, H, H]
+        sc = None
         if nsig:
-            sc = np.ones(w_ih.shape[0], w_ih.dtype)
+            sc = np.ones((ng, 1, 1), w_ih.dtype)
             sc[:nsig] = 0.5
-            self.wxT = (self.wi * sc[:, None]).T
-            self.whT = np.ascontiguousarray((self.wh * sc[:, None]).T)
-        else:
-            sc = None
-            self.wxT = self.wi.T
-            self.whT = np.ascontiguousarray(self.wh.T)
+        self.wxT = (self.wi * sc if sc is not None else self.wi).transpose(0, 2, 1)          # [gates, in, H]
+        self.whT = np.ascontiguousarray((self.wh * sc if sc is not None else self.wh).transpose(0, 2, 1))
         self.bx = self.bhn = None
         if b_ih is not None:
             if kind == "gru":
@@ -106,9 +107,12 @@ class _Prep:
                 bx = b_ih + b_hh
                 if perm is not None:
                     bx = bx[perm]
+            bx = bx.reshape(ng, 1, h)
             self.bx = bx * sc if sc is not None else bx
 
     def unperm(self, g: np.ndarray) -> np.ndarray:
+        """A gradient in the kernels' [gates, H, ...] layout back to PyTorch's [gates·H, ...] rows."""
+        g = g.reshape((-1,) + g.shape[2:])
         return g if self.inv is None else g[self.inv]
 
 
@@ -117,65 +121,66 @@ def _steps(T: int, reverse: bool) -> range:
 
 
 # Each direction keeps its states in hs [T+1, N, H]: the forward direction at hs[0] = h0, hs[t+1] = h_t;
-# the reverse direction at hs[T] = h0, hs[t] = h_t. So h_{prev}(t) = hs[t + op], h(t) = hs[t + oc].
+# the reverse direction at hs[T] = h0, hs[t] = h_t. So h_prev(t) = hs[t + op], h(t) = hs[t + oc].
 
 def _offsets(reverse: bool) -> tuple[int, int]:
     return (0, 1) if reverse else (1, 0)               # (oc, op)
 
 
-def _rnn_fwd(a, relu: bool, xw, p: _Prep, hs, reverse):
-    T, N, H = xw.shape
+def _rnn_fwd(a, relu: bool, A, p: _Prep, hs, reverse):
+    T, N, H = A.shape[1:]
     oc, op = _offsets(reverse)
-    whT = p.whT
-    z = np.empty((N, H), xw.dtype)
+    pre_, whT = A[0], p.whT[0]
+    z = np.empty((N, H), A.dtype)
     for t in _steps(T, reverse):
-        pre = xw[t]
+        pre = pre_[t]
         np.matmul(hs[t + op], whT, out=z)
         pre += z
         if relu:
             np.maximum(pre, 0, out=hs[t + oc])
         else:
             np.tanh(pre, out=hs[t + oc])
-    return {}
+    return None
 
 
-def _rnn_bwd(a, relu: bool, xw, cache, p: _Prep, hs, dy, dhT, reverse):
-    T, N, H = xw.shape
+def _rnn_bwd(a, relu: bool, A, cache, p: _Prep, hs, dy, dhT, reverse):
+    T, N, H = A.shape[1:]
     oc, op = _offsets(reverse)
     hcur = hs[oc:oc + T]
-    dz = np.empty((T, N, H), hs.dtype)                 # holds act'(pre), turned into dz in place
+    dz = np.empty_like(A)                              # holds act'(pre), turned into dz in place
+    d = dz[0]
     if relu:
-        np.greater(hcur, 0, out=dz, casting="unsafe")
+        np.greater(hcur, 0, out=d, casting="unsafe")
     else:
-        np.multiply(hcur, hcur, out=dz)
-        np.subtract(1, dz, out=dz)
-    dh = np.zeros((N, H), hs.dtype) if dhT is None else dhT.copy()
-    wh = p.wh
+        np.multiply(hcur, hcur, out=d)
+        np.subtract(1, d, out=d)
+    dh = np.zeros((N, H), A.dtype) if dhT is None else dhT.copy()
+    wh = p.wh[0]
     for t in _steps(T, not reverse):
         if dy is not None:
             dh += dy[t]
-        dzt = dz[t]
+        dzt = d[t]
         dzt *= dh
         np.matmul(dzt, wh, out=dh)
     return dz, dz, dh, None
 
 
-def _lstm_fwd(a, _, xw, p: _Prep, hs, reverse, cs):
-    T, N, G = xw.shape
-    H = G // 4
+def _lstm_fwd(a, _, A, p: _Prep, hs, reverse, cs):
+    T, N, H = A.shape[1:]
     oc, op = _offsets(reverse)
-    tc = np.empty((T, N, H), xw.dtype)
+    dt = A.dtype
+    tc = np.empty((T, N, H), dt)                       # tanh(c_t)
     whT = p.whT
-    z = np.empty((N, G), xw.dtype)
-    ig = np.empty((N, H), xw.dtype)
-    o_, i_, f_, g_, s_ = (xw[:, :, :H], xw[:, :, H:2 * H], xw[:, :, 2 * H:3 * H], xw[:, :, 3 * H:],
-                          xw[:, :, :3 * H])
+    z = np.empty((4, N, H), dt)
+    ig = np.empty((N, H), dt)
+    o_, i_, f_, g_ = A
+    s_ = A[:3]
     for t in _steps(T, reverse):
-        at = xw[t]
         np.matmul(hs[t + op], whT, out=z)
+        at = A[:, t]
         at += z
         np.tanh(at, out=at)
-        s = s_[t]
+        s = s_[:, t]
         s *= 0.5
         s += 0.5
         c = cs[t + oc]
@@ -184,65 +189,65 @@ def _lstm_fwd(a, _, xw, p: _Prep, hs, reverse, cs):
         c += ig
         np.tanh(c, out=tc[t])
         np.multiply(o_[t], tc[t], out=hs[t + oc])
-    return {"tc": tc}
+    return tc
 
 
-def _lstm_bwd(a, _, act, cache, p: _Prep, hs, dy, dhT, reverse, cs, dcT):
-    T, N, G = act.shape
-    H = G // 4
+def _lstm_bwd(a, _, A, tc, p: _Prep, hs, dy, dhT, reverse, cs, dcT):
+    T, N, H = A.shape[1:]
     oc, op = _offsets(reverse)
-    dt = act.dtype
-    tc = cache["tc"]
-    o, i, f, g = act[:, :, :H], act[:, :, H:2 * H], act[:, :, 2 * H:3 * H], act[:, :, 3 * H:]
+    dt = A.dtype
+    o, i, f, g = A
     # m holds, in dz's layout (o, i, f, g), what multiplies dh (gate o) or dc (gates i, f, g) to give dz;
     # the loop turns it into dz in place.
-    m = np.empty((T, N, G), dt)
-    ms = m[:, :, :3 * H]
-    np.subtract(1, act[:, :, :3 * H], out=ms)
-    ms *= act[:, :, :3 * H]                              # sigmoid' of o, i, f
-    m[:, :, :H] *= tc
-    m[:, :, H:2 * H] *= g
-    m[:, :, 2 * H:3 * H] *= cs[op:op + T]
-    mg = m[:, :, 3 * H:]
+    m = np.empty_like(A)
+    ms = m[:3]
+    np.subtract(1, A[:3], out=ms)
+    ms *= A[:3]                                          # sigmoid' of o, i, f
+    m[0] *= tc
+    m[1] *= g
+    m[2] *= cs[op:op + T]
+    mg = m[3]
     np.multiply(g, g, out=mg)
     np.subtract(1, mg, out=mg)
     mg *= i
     ah = np.multiply(tc, tc)                             # dc += dh * o * (1 - tanh(c)^2)
     np.subtract(1, ah, out=ah)
     ah *= o
-    mv = m.reshape(T, N, 4, H)
     dh = np.zeros((N, H), dt) if dhT is None else dhT.copy()
     dcn = np.zeros((N, H), dt) if dcT is None else dcT.copy()
     dc = np.empty((N, H), dt)
-    dcb = dc[:, None, :]
+    z = np.empty((4, N, H), dt)
+    m_o, m_ifg = m[0], m[1:]
     wh = p.wh
     for t in _steps(T, not reverse):
         if dy is not None:
             dh += dy[t]
-        mv[t, :, 0] *= dh
+        m_o[t] *= dh
         np.multiply(dh, ah[t], out=dc)
         dc += dcn
-        mv[t, :, 1:] *= dcb
+        mt = m_ifg[:, t]
+        mt *= dc
         np.multiply(dc, f[t], out=dcn)
-        np.matmul(m[t], wh, out=dh)
+        np.matmul(m[:, t], wh, out=z)
+        np.add.reduce(z, axis=0, out=dh)
     return m, m, dh, dcn
 
 
-def _gru_fwd(a, _, xw, p: _Prep, hs, reverse):
-    T, N, G = xw.shape
-    H = G // 3
+def _gru_fwd(a, _, A, p: _Prep, hs, reverse):
+    T, N, H = A.shape[1:]
     oc, op = _offsets(reverse)
-    dt = xw.dtype
-    hn = np.empty((T, N, H), dt)                         # W_hn h + b_hn, kept for backward
+    dt = A.dtype
+    hn = np.empty((T, N, H), dt)                       # W_hn h + b_hn, kept for backward
     whT, bhn = p.whT, p.bhn
-    hh = np.empty((N, G), dt)
+    hh = np.empty((3, N, H), dt)
     tmp = np.empty((N, H), dt)
-    rz_, r_, z_, n_ = xw[:, :, :2 * H], xw[:, :, :H], xw[:, :, H:2 * H], xw[:, :, 2 * H:]
-    hh_rz, hh_n = hh[:, :2 * H], hh[:, 2 * H:]
+    r_, z_, n_ = A
+    rz_ = A[:2]
+    hh_rz, hh_n = hh[:2], hh[2]
     for t in _steps(T, reverse):
         hp = hs[t + op]
         np.matmul(hp, whT, out=hh)
-        rz = rz_[t]
+        rz = rz_[:, t]
         rz += hh_rz
         np.tanh(rz, out=rz)
         rz *= 0.5
@@ -259,20 +264,18 @@ def _gru_fwd(a, _, xw, p: _Prep, hs, reverse):
         np.subtract(hp, n, out=h)
         h *= z_[t]
         h += n
-    return {"hn": hn}
+    return hn
 
 
-def _gru_bwd(a, _, act, cache, p: _Prep, hs, dy, dhT, reverse):
-    T, N, G = act.shape
-    H = G // 3
+def _gru_bwd(a, _, A, hn, p: _Prep, hs, dy, dhT, reverse):
+    T, N, H = A.shape[1:]
     oc, op = _offsets(reverse)
-    dt = act.dtype
-    hn = cache["hn"]
-    r, z, n = act[:, :, :H], act[:, :, H:2 * H], act[:, :, 2 * H:]
-    dxw = np.empty((T, N, G), dt)                      # gradient of the input-projection pre-activations
-    dhh = np.empty((T, N, G), dt)                      # ... and of the hidden GEMM's outputs (r, z, n)
+    dt = A.dtype
+    r, z, n = A
+    dxw = np.empty_like(A)                             # gradient of the input-projection pre-activations
+    dhh = np.empty_like(A)                             # ... and of the hidden GEMM's outputs (r, z, n)
     # multipliers, stored where the loop turns them into gradients in place
-    mn, mr, mz, dhn = dxw[:, :, 2 * H:], dhh[:, :, :H], dhh[:, :, H:2 * H], dhh[:, :, 2 * H:]
+    mn, mr, mz, dhn = dxw[2], dhh[0], dhh[1], dhh[2]
     tmp = np.subtract(1, z)
     np.subtract(hs[op:op + T], n, out=mz)
     mz *= z
@@ -286,6 +289,7 @@ def _gru_bwd(a, _, act, cache, p: _Prep, hs, dy, dhT, reverse):
     del tmp
     dh = np.zeros((N, H), dt) if dhT is None else dhT.copy()
     tmp = np.empty((N, H), dt)
+    z3 = np.empty((3, N, H), dt)
     wh = p.wh
     for t in _steps(T, not reverse):
         if dy is not None:
@@ -296,9 +300,10 @@ def _gru_bwd(a, _, act, cache, p: _Prep, hs, dy, dhT, reverse):
         mr[t] *= dn
         np.multiply(dn, r[t], out=dhn[t])
         np.multiply(dh, z[t], out=tmp)
-        np.matmul(dhh[t], wh, out=dh)
+        np.matmul(dhh[:, t], wh, out=z3)
+        np.add.reduce(z3, axis=0, out=dh)
         dh += tmp
-    dxw[:, :, :2 * H] = dhh[:, :, :2 * H]
+    dxw[:2] = dhh[:2]
     return dxw, dhh, dh, None
 
 
@@ -307,11 +312,10 @@ _CELLS = {"rnn": (_rnn_fwd, _rnn_bwd, 1), "lstm": (_lstm_fwd, _lstm_bwd, 4), "gr
 
 def _recurrent(kind: str, ctx: Ctx, x: np.ndarray, h0, c0, params: tuple):
     a = ctx.attrs
-    fwd, bwd, gates = _CELLS[kind]
+    fwd, bwd, ng = _CELLS[kind]
     lstm = kind == "lstm"
     relu = kind == "rnn" and a.nonlinearity == "relu"
     L, D, H = a.num_layers, 2 if a.bidirectional else 1, a.hidden_size
-    G = gates * H
     per = 4 if a.bias else 2
     dt = x.dtype
     x0 = np.ascontiguousarray(x.transpose(1, 0, 2) if a.batch_first else x)
@@ -329,10 +333,10 @@ def _recurrent(kind: str, ctx: Ctx, x: np.ndarray, h0, c0, params: tuple):
             k = l * D + d
             w = params[k * per:(k + 1) * per]
             p = _Prep(kind, w[0], w[1], w[2] if a.bias else None, w[3] if a.bias else None, H)
-            xw = inp.reshape(T * N, -1) @ p.wxT
+            A = np.matmul(inp.reshape(T * N, -1), p.wxT)   # [gates, T·N, H]: every step's input projection
             if p.bx is not None:
-                xw += p.bx
-            xw = xw.reshape(T, N, G)
+                A += p.bx
+            A = A.reshape(ng, T, N, H)
             rev = d == 1
             start = T if rev else 0
             hs = np.empty((T + 1, N, H), dt)
@@ -342,7 +346,7 @@ def _recurrent(kind: str, ctx: Ctx, x: np.ndarray, h0, c0, params: tuple):
                 cs = np.empty((T + 1, N, H), dt)
                 cs[start] = 0 if c0 is None else c0[k]
                 extra = (cs,)
-            cache = fwd(a, relu, xw, p, hs, rev, *extra)
+            cache = fwd(a, relu, A, p, hs, rev, *extra)
             oc = 0 if rev else 1
             if D == 2:
                 y[:, :, d * H:(d + 1) * H] = hs[oc:oc + T]
@@ -351,7 +355,7 @@ def _recurrent(kind: str, ctx: Ctx, x: np.ndarray, h0, c0, params: tuple):
             h_n[k] = hs[T - start]
             if lstm:
                 c_n[k] = cs[T - start]
-            dirs.append((p, xw, cache, hs, extra))
+            dirs.append((p, A, cache, hs, extra))
         mask = None
         nxt = y
         if p_drop and l < L - 1:
@@ -379,35 +383,36 @@ def _recurrent(kind: str, ctx: Ctx, x: np.ndarray, h0, c0, params: tuple):
             need_dx = l > 0 or ctx.need(0)
             dX = None
             x2 = inp_l.reshape(T * N, -1)
-            for d, (p, act, cache, hs, extra) in enumerate(dirs):
+            for d, (p, A, cache, hs, extra) in enumerate(dirs):
                 k = l * D + d
                 rev = d == 1
                 dy = None if dY is None else dY[:, :, d * H:(d + 1) * H]
                 dhT = None if gh is None else gh[k]
                 more = (None if gc is None else gc[k],) if lstm else ()
-                dzx, dzh, dh_init, dc_init = bwd(a, relu, act, cache, p, hs, dy, dhT, rev, *extra, *more)
+                dzx, dzh, dh_init, dc_init = bwd(a, relu, A, cache, p, hs, dy, dhT, rev, *extra, *more)
                 if need_h0:
                     dh0[k] = dh_init
                 if need_c0:
                     dc0[k] = dc_init
                 base = nin + k * per
-                zx = dzx.reshape(T * N, G)
-                zh = dzh.reshape(T * N, G)
+                zx = dzx.reshape(ng, T * N, H)
+                zh = dzh.reshape(ng, T * N, H)
                 if ctx.need(base):
-                    pg[k * per] = p.unperm(zx.T @ x2)
+                    pg[k * per] = p.unperm(np.matmul(zx.transpose(0, 2, 1), x2))
                 if ctx.need(base + 1):
                     op = 1 if rev else 0
-                    pg[k * per + 1] = p.unperm(zh.T @ hs[op:op + T].reshape(T * N, H))
+                    pg[k * per + 1] = p.unperm(np.matmul(zh.transpose(0, 2, 1), hs[op:op + T].reshape(T * N, H)))
                 if a.bias and (ctx.need(base + 2) or ctx.need(base + 3)):
-                    bi = zx.sum(axis=0)
-                    bh = bi.copy() if zh is zx else zh.sum(axis=0)
+                    bi = zx.sum(axis=1)
+                    bh = bi.copy() if zh is zx else zh.sum(axis=1)
                     pg[k * per + 2] = p.unperm(bi) if ctx.need(base + 2) else None
                     pg[k * per + 3] = p.unperm(bh) if ctx.need(base + 3) else None
                 if need_dx:
-                    if dX is None:
-                        dX = zx @ p.wi
-                    else:
-                        dX += zx @ p.wi
+                    for j in range(ng):
+                        if dX is None:
+                            dX = zx[j] @ p.wi[j]
+                        else:
+                            dX += zx[j] @ p.wi[j]
             if l > 0:
                 dY = dX.reshape(T, N, -1)
                 below = layers[l - 1][2]                # the dropout on the layer below's output
