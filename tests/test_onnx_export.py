@@ -83,26 +83,27 @@ def onnx_types(model: onnx.ModelProto) -> dict[str, tuple[int, list]]:
         dims = None if not t.HasField("shape") else [
             d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.shape.dim]
         out[v.name] = (t.elem_type, dims)
+    for init in m.graph.initializer:
+        out.setdefault(init.name, (init.data_type, list(init.dims)))
     return out
 
 
 def shape_disagreements(exp, strict: bool = True) -> list[str]:
-    """Every spec value whose ONNX-inferred type contradicts specc's (or is unknown, when strict)."""
+    """Every spec value in the graph whose ONNX-inferred type is missing or contradicts specc's; when
+    strict, also every dimension ONNX could not infer (strict=False allows those)."""
     from compiler.onnx.registry import DTYPES
     inferred = onnx_types(exp.model)
     problems = []
     for text, name in exp.values.items():
         t = exp.types[text]
         if name not in inferred:
-            if strict:
-                problems.append(f"{text}: ONNX inferred nothing for '{name}'")
+            problems.append(f"{text}: ONNX inferred nothing for '{name}'")
             continue
         elem, dims = inferred[name]
         if elem != DTYPES[t.dtype]:
             problems.append(f"{text}: dtype {elem} vs {t.dtype}")
         if dims is None:
-            if strict:
-                problems.append(f"{text}: ONNX has no shape")
+            problems.append(f"{text}: ONNX inferred no shape")
             continue
         if len(dims) != t.rank:
             problems.append(f"{text}: rank {len(dims)} vs {t.rank}")

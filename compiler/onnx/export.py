@@ -360,8 +360,12 @@ def export(graph: Graph, weights: Any = None, opset: int = DEFAULT_OPSET, output
     if expose_all:
         out_refs.update({names[k]: Ref(k[0], k[1]) for k in values if k[0] not in inputs and names[k] in
                          {o.name for o in model.graph.output} and names[k] not in out_refs})
-    return Export(model, out_refs, {ref_text(k): names[k] for k in values if k in names},
-                  {ref_text(k): t for k, t in types.items()}, nodes)
+    mg = model.graph
+    present = ({o for nd in mg.node for o in nd.output} | {i.name for i in mg.input}
+               | {t.name for t in mg.initializer})
+    kept = {k: names[k] for k in values if names[k] in present}       # values the final graph holds
+    return Export(model, out_refs, {ref_text(k): v for k, v in kept.items()},
+                  {ref_text(k): types[k] for k in kept}, nodes)
 
 
 def _subgraph_inputs(node: onnx.NodeProto) -> Iterable[str]:
