@@ -26,6 +26,16 @@ def parse_set(items: Sequence[str] | None) -> dict[str, Any]:
     return out
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def load_graph(path: str, sets: Sequence[str] | None = None):
     from . import compile_file
     if not Path(path).exists():
@@ -97,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("check", cmd_check, "validate, expand and shape-check specs; print the layer table and totals")
     sp.add_argument("spec", nargs="+")
     sets(sp)
-    sp.add_argument("--batch", type=int, default=1, help="batch size for the training-memory estimate")
+    sp.add_argument("--batch", type=positive_int, default=1, help="batch size for the training-memory estimate")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
 
     sp = add("compile", lazy("compiler.onnx.commands:cmd_compile"), "export the inference graph to ONNX")
@@ -114,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("train", lazy("runtime.commands:cmd_train"), "train with the NumPy runtime as the spec's train section says")
     sp.add_argument("spec")
     sp.add_argument("--data", metavar="PATH")
-    sp.add_argument("--epochs", type=int)
+    sp.add_argument("--epochs", type=positive_int)
     sp.add_argument("--out", default=None, metavar="DIR")
     sp.add_argument("--resume", metavar="CKPT")
     sets(sp)

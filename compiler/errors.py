@@ -84,7 +84,8 @@ class ShapeError(Exception):
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     """A 'did you mean' suffix for a misspelt name, or None when nothing is close."""
-    close = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=3, cutoff=0.6)
+    unique = list(dict.fromkeys(str(c) for c in candidates if str(c) != str(word)))
+    close = difflib.get_close_matches(str(word), unique, n=3, cutoff=0.6)
     if not close:
         return None
     return "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"

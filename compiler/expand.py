@@ -45,6 +45,7 @@ class Module:
     spec: Spec | Library
     root: Path
     imports: dict[str, "Module"] = field(default_factory=dict)
+    failed: set[str] = field(default_factory=set)      # imports that failed (already reported)
 
     def block(self, name: str) -> tuple[BlockSpec, "Module", SMap] | None:
         if "." in name:
@@ -93,6 +94,8 @@ class Compiler:
             sub = self.import_file(alias, target, mod, loc, stack)
             if sub is not None:
                 mod.imports[alias] = sub
+            else:
+                mod.failed.add(alias)
         return mod
 
     def import_file(self, alias: str, target: str, mod: Module, loc: Loc, stack: tuple[str, ...]) -> Module | None:
@@ -134,7 +137,13 @@ class Compiler:
         try:
             return model.model_validate(tree)
         except ValidationError as e:
-            for err in e.errors():
+            errors = _dedupe(e.errors())
+            extra = {(tuple(er["loc"][:-1]), str(er["loc"][-1])) for er in errors if er["type"] == "extra_forbidden"}
+            for err in errors:
+                if err["type"] == "missing" and any(
+                        parent == tuple(err["loc"][:-1]) and did_you_mean(key, [str(err["loc"][-1])])
+                        for parent, key in extra):
+                    continue                # `layer:` misspelt: the "unknown key" error says it all
                 self.pydantic_error(err, tree, prefix, model)
             return None
 
@@ -158,6 +167,41 @@ class Compiler:
                                                                 if prefix + path[:-1] else ""), loc)
         else:
             self.error(f"{where}: {err['msg']} (found {err.get('input')!r})", loc)
+
+
+def _dedupe(errors: list[dict]) -> list[dict]:
+    """One error per location: a value failing every branch of a union is one mistake."""
+    seen: dict[tuple, dict] = {}
+    for err in errors:
+        loc = tuple(p for p in err["loc"] if isinstance(p, (int, str)) and not _is_branch(p))
+        if loc not in seen:
+            seen[loc] = dict(err, loc=loc)
+        elif err["type"] != seen[loc]["type"]:
+            seen[loc]["union"] = True
+    return list(seen.values())
+
+
+def _is_branch(part: Any) -> bool:
+    """pydantic names union branches in error locations ('int', 'tuple[int, int]', 'function-after[...]')."""
+    return isinstance(part, str) and (part in ("int", "float", "str", "bool", "list", "dict", "none")
+                                      or "[" in part or part.startswith(("function-", "lax-", "is-instance")))
+
+
+def type_text(annotation: Any) -> str:
+    """A readable form of an attribute's type for error messages: int | [int, int]."""
+    import types
+    import typing
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(type_text(a) for a in typing.get_args(annotation) if a is not type(None))
+    if origin in (tuple, list):
+        args = typing.get_args(annotation)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return "[" + ", ".join(type_text(a) for a in args) + "]"
+        return f"a list of {type_text(args[0])}" if args else "a list"
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in typing.get_args(annotation))
+    return getattr(annotation, "__name__", str(annotation))
 
 
 def _has(container: Any, key: Any) -> bool:
@@ -206,6 +250,8 @@ class Scope:
     last: Value | None = None
     use_sites: list[Loc] = field(default_factory=list)
     block_stack: tuple[str, ...] = ()         # recursion guard
+    declared: dict[str, Loc] = field(default_factory=dict)   # names given in this scope's layers
+    built: list[tuple[str, Value, bool]] = field(default_factory=list)   # (name, value, is a loss) in order
 
 
 class Expander:
@@ -228,6 +274,12 @@ class Expander:
         value = scope.names.get(name)
         if value is None:
             value = self.all.get(scope.prefix + name)
+        if value is None and name in scope.declared:
+            later = scope.declared[name]
+            self.c.error(f"'{name}' is referenced before it is defined (it is defined later, at line {later.line})",
+                         loc, "a reference must name an input or an earlier node: reorder the layers",
+                         use_sites=scope.use_sites)
+            raise Poisoned
         if value is None:
             cands = list(scope.names) + [k[len(scope.prefix):] for k in self.all if k.startswith(scope.prefix)]
             self.c.error(f"unknown reference '{text}'", loc,
@@ -269,6 +321,9 @@ class Expander:
     # -- layers -------------------------------------------------------------------------------
     def expand_layers(self, layers: SList, scope: Scope) -> None:
         for i, raw in enumerate(layers):
+            if isinstance(raw, SMap) and isinstance(raw.get("name"), (str, int)) and not is_template(raw["name"]):
+                scope.declared.setdefault(str(raw["name"]), raw.loc_of("name"))
+        for i, raw in enumerate(layers):
             loc = layers.loc_of(i)
             try:
                 self.expand_item(raw, loc, scope)
@@ -290,6 +345,11 @@ class Expander:
         plain = [k for k in raw if k not in RESERVED]
         if len(plain) == 1 and not any(k in raw for k in ("op", "use", "call")):
             key = plain[0]
+            if any(k in raw for k in RESERVED) and key not in OPS and key not in scope.module.block_names():
+                self.c.error("a layer needs one of op, use or call", loc,
+                             f"write {{op: <operator>, ...}}; '{key}' looks like an attribute",
+                             use_sites=scope.use_sites)
+                raise Poisoned
             if True:
                 if key not in OPS:
                     blocks = scope.module.block_names()
@@ -411,6 +471,7 @@ class Expander:
         scope.last = value
         if value.poisoned:
             raise Poisoned
+        scope.built.append((name, value, kind == "op" and OPS[target].loss))
 
     def node_inputs(self, fields: dict, locs: dict, loc: Loc, scope: Scope, kind: str, target: str) -> list[Value]:
         if "in" in fields:
@@ -474,7 +535,7 @@ class Expander:
             return opdef.attrs.model_validate(attrs_in)
         except ValidationError as e:
             allowed = list(opdef.attrs.model_fields)
-            for err in e.errors():
+            for err in _dedupe(e.errors()):
                 if only_extra and err["type"] != "extra_forbidden":
                     continue
                 key = err["loc"][0] if err["loc"] else None
@@ -489,6 +550,10 @@ class Expander:
                                  f"add {key}: <value>" + (f" (its primary attribute: {{{opdef.name}: <{key}>}})"
                                                           if opdef.primary == key else ""),
                                  use_sites=scope.use_sites)
+                elif err.get("union") and key in opdef.attrs.model_fields:
+                    want = type_text(opdef.attrs.model_fields[key].annotation)
+                    self.c.error(f"{opdef.name} attribute '{key}' must be {want}, found {err.get('input')!r}",
+                                 locs.get(key, loc), use_sites=scope.use_sites)
                 else:
                     self.c.error(f"{opdef.name} attribute '{key}': {err['msg'].lower()} "
                                  f"(found {err.get('input')!r})", locs.get(key, loc), use_sites=scope.use_sites)
@@ -538,7 +603,9 @@ class Expander:
         except ShapeError as e:
             where = locs.get(e.attr, None) if e.attr else None
             msg = _name_inputs(e.message, opdef, inputs)
-            if not msg.startswith(opdef.name):
+            if msg.startswith(opdef.name + "'s "):
+                msg = f"{opdef.name} '{name}': its {msg[len(opdef.name) + 3:]}"
+            elif not msg.startswith(opdef.name):
                 msg = f"{opdef.name} '{name}': {msg}"
             elif f"'{name}'" not in msg:
                 msg = msg.replace(opdef.name, f"{opdef.name} '{name}'", 1)
@@ -583,6 +650,8 @@ class Expander:
                   inputs: list[Value | None], env: dict, param_prefix: str | None = None,
                   given: dict | None = None) -> Value:
         found = scope.module.block(block_name)
+        if found is None and block_name.split(".", 1)[0] in scope.module.failed:
+            raise Poisoned
         if found is None:
             cands = scope.module.block_names()
             hint = (f"'{block_name}' is an op: write op: {block_name}" if block_name in OPS else
@@ -766,39 +835,11 @@ def build_inputs(c: Compiler, ex: Expander, tree: SMap, spec: Spec, top: Scope) 
     out: dict[str, TensorType] = {}
     itree = tree["inputs"]
     for name, decl in spec.inputs.items():
-        loc = itree.loc_of(name)
-        if not NAME_RE.match(str(name)):
-            c.error(f"invalid input name '{name}'", itree.key_locs.get(name, loc))
+        t = _input_type(c, ex, itree, name, decl, top)
+        if t is None:
+            top.names[str(name)] = POISON
+            top.first_input = top.first_input or POISON
             continue
-        shape, dtype = decl, "float32"
-        if isinstance(decl, dict):
-            extra = [k for k in decl if k not in ("shape", "dtype")]
-            if extra or "shape" not in decl:
-                c.error(f"input '{name}' must be a shape list or {{shape, dtype}}" +
-                        (f"; unknown key '{extra[0]}'" if extra else ""), loc,
-                        did_you_mean(extra[0], ["shape", "dtype"]) if extra else None)
-                continue
-            shape, dtype = decl["shape"], decl.get("dtype", "float32")
-            if dtype not in ("float32", "int64", "bool"):
-                c.error(f"input '{name}': dtype must be float32, int64 or bool, found {dtype!r}", decl.loc_of("dtype"),
-                        did_you_mean(str(dtype), ["float32", "int64", "bool"]))
-                continue
-        try:
-            shape = ex.evaluate(shape, top, loc)
-        except Poisoned:
-            continue
-        if not isinstance(shape, list):
-            c.error(f"input '{name}': a shape is a list of sizes and symbols, found {shape!r}", loc)
-            continue
-        dims, ok = [], True
-        for d in shape:
-            if isinstance(d, bool) or not (isinstance(d, int) and d > 0 or isinstance(d, str) and SYMBOL_RE.match(d)):
-                c.error(f"input '{name}': dimension {d!r} must be a positive integer or a symbol such as N", loc)
-                ok = False
-            dims.append(d)
-        if not ok:
-            continue
-        t = TensorType(tuple(dims), dtype)
         out[name] = t
         v = Value({"out": (Ref(name), t)}, kind="input", owner=name)
         top.names[name] = v
@@ -808,12 +849,48 @@ def build_inputs(c: Compiler, ex: Expander, tree: SMap, spec: Spec, top: Scope) 
     return out
 
 
+def _input_type(c: Compiler, ex: Expander, itree: SMap, name: str, decl: Any, top: Scope) -> TensorType | None:
+    loc = itree.loc_of(name)
+    if not NAME_RE.match(str(name)):
+        c.error(f"invalid input name '{name}'", itree.key_locs.get(name, loc))
+        return None
+    shape, dtype = decl, "float32"
+    if isinstance(decl, dict):
+        extra = [k for k in decl if k not in ("shape", "dtype")]
+        if extra or "shape" not in decl:
+            c.error(f"input '{name}' must be a shape list or {{shape, dtype}}" +
+                    (f"; unknown key '{extra[0]}'" if extra else ""), loc,
+                    did_you_mean(extra[0], ["shape", "dtype"]) if extra else None)
+            return None
+        shape, dtype = decl["shape"], decl.get("dtype", "float32")
+        if dtype not in ("float32", "int64", "bool"):
+            c.error(f"input '{name}': dtype must be float32, int64 or bool, found {dtype!r}", decl.loc_of("dtype"),
+                    did_you_mean(str(dtype), ["float32", "int64", "bool"]))
+            return None
+    try:
+        shape = ex.evaluate(shape, top, loc)
+    except Poisoned:
+        return None
+    if not isinstance(shape, list):
+        c.error(f"input '{name}': a shape is a list of sizes and symbols, found {shape!r}", loc)
+        return None
+    dims, ok = [], True
+    for d in shape:
+        if isinstance(d, bool) or not (isinstance(d, int) and d > 0 or isinstance(d, str) and SYMBOL_RE.match(d)):
+            c.error(f"input '{name}': dimension {d!r} must be a positive integer or a symbol such as N", loc)
+            ok = False
+        dims.append(d)
+    if not ok:
+        return None
+    return TensorType(tuple(dims), dtype)
+
+
 def build_outputs(c: Compiler, ex: Expander, tree: SMap, spec: Spec, top: Scope) -> dict[str, Ref]:
     outs: dict[str, Ref] = {}
-    if spec.outputs is None:
-        for n in reversed(ex.nodes):
-            if not OPS[n.op].loss and n.block is None:
-                return {n.name: Ref(n.name)}
+    if spec.outputs is None:                 # default: the last top-level layer that is not a loss
+        for name, value, is_loss in reversed(top.built):
+            if not is_loss and value.kind != "alias":
+                return {name: value.default[0]}
         return outs
     otree = tree["outputs"]
     items = list(spec.outputs.items()) if isinstance(spec.outputs, dict) else [(r, r) for r in spec.outputs]

@@ -174,6 +174,9 @@ class _Eval:
                 raise ExprError(f"cannot index in {ast.unparse(node)}: {e}") from None
         if isinstance(node, ast.Call):
             if not isinstance(node.func, ast.Name) or node.keywords:
+                if isinstance(node.func, ast.Attribute):
+                    raise ExprError(f"'{ast.unparse(node.func)}' is not allowed: no attribute access or method "
+                                    "calls in expressions")
                 raise ExprError(f"only calls of {', '.join(sorted(_FUNCS) + ['shape'])} are allowed, "
                                 f"with positional arguments")
             fname = node.func.id
@@ -195,6 +198,8 @@ class _Eval:
                 return _FUNCS[fname](*args)
             except (TypeError, ValueError) as e:
                 raise ExprError(f"cannot compute {ast.unparse(node)}: {e}") from None
+        if isinstance(node, ast.Attribute):
+            raise ExprError(f"'{ast.unparse(node)}' is not allowed: no attribute access in expressions")
         raise ExprError(f"'{ast.unparse(node)}' is not allowed in an expression "
                         "(only literals, params, arithmetic, comparisons, and/or/not, if-else, indexing, "
                         "lists and min max abs round int float len shape)")

@@ -70,8 +70,12 @@ def load_text(text: str, filename: str = "<string>") -> Any:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
+        at_end = mark is not None and mark.line >= len(text.splitlines()) - (0 if text.endswith("\n") else 1)
+        if e.context_mark is not None and (at_end or e.problem_mark is None):
+            mark = e.context_mark           # "expected '}'" at the end of the file: point at the opening '{'
         loc = Loc(filename, mark.line + 1, mark.column + 1) if mark else None
-        raise SpecError(f"invalid YAML: {e.problem or e.context}", loc) from None
+        what = f"{e.context}: {e.problem}" if e.context and e.problem else (e.problem or e.context)
+        raise SpecError(f"invalid YAML: {what}", loc) from None
     except yaml.YAMLError as e:
         raise SpecError(f"{filename}: invalid YAML: {e}") from None
     except RecursionError:

@@ -139,8 +139,6 @@ def test_check_exit_codes(argv, code):
         assert "no such spec file" in err
 
 
-@pytest.mark.xfail(strict=True, reason="compiler/cli.py accepts --batch 0 (and negative sizes) and prints a "
-                                       "memory estimate 'at batch 0' instead of a usage error")
 def test_check_rejects_a_non_positive_batch():
     assert run("check", LENET, "--batch", "0")[0] == 2
 
