@@ -249,8 +249,10 @@ def test_run_both_backends_agree(spec, ckpt, x_file, tmp_path, capsys):
     onnx_path = tmp_path / "net.onnx"
     assert specc("compile", spec, "-o", onnx_path, "--weights", ckpt, capsys=capsys)[0] == 0
     results = {}
-    for name, argv in {"numpy": [spec, "--weights", ckpt],
-                       "ort_spec": [spec, "--weights", ckpt, "--backend", "onnxruntime"],
+    y_file = tmp_path / "y.npy"
+    np.save(y_file, np.zeros(4, np.int64))
+    for name, argv in {"numpy": [spec, "--weights", ckpt, "--input", f"y={y_file}"],
+                       "ort_spec": [spec, "--weights", ckpt, "--backend", "onnxruntime", "--input", f"y={y_file}"],
                        "ort_file": [onnx_path]}.items():
         out = tmp_path / f"{name}.npz"
         code, stdout, err = specc("run", *argv, "--input", f"x={x_file}", "-o", out, capsys=capsys)
