@@ -42,25 +42,42 @@ DIGITS_TEST_FRACTION = 0.2
 
 @dataclass
 class Dataset:
-    """Named arrays with a common first dimension (the samples)."""
+    """Named arrays; those in `batched` share a first dimension (the samples) and are cut into mini-batches.
+
+    Arrays whose input has a fixed first size (a graph's adjacency matrix, a lookup table: `static`) are
+    passed whole with every batch. With no batched array at all the data set is one sample: one batch."""
 
     arrays: dict[str, np.ndarray]
     source: str = "<arrays>"
     meta: dict[str, Any] = field(default_factory=dict)
+    static: frozenset = frozenset()
+
+    @property
+    def batched(self) -> list[str]:
+        return [k for k in self.arrays if k not in self.static]
 
     def __len__(self) -> int:
-        return len(next(iter(self.arrays.values()))) if self.arrays else 0
+        b = self.batched
+        return len(self.arrays[b[0]]) if b else (1 if self.arrays else 0)
 
     def subset(self, idx: np.ndarray, source: str | None = None) -> "Dataset":
-        return Dataset({k: v[idx] for k, v in self.arrays.items()}, source or self.source, dict(self.meta))
+        return Dataset({k: v if k in self.static else v[idx] for k, v in self.arrays.items()},
+                       source or self.source, dict(self.meta), self.static)
 
     def batches(self, batch_size: int, rng: np.random.Generator | None = None) -> Iterator[dict[str, np.ndarray]]:
         """Mini-batches in order, or in a fresh random order drawn from `rng` (one permutation per call)."""
+        if not self.batched:
+            yield dict(self.arrays)
+            return
         n = len(self)
         order = rng.permutation(n) if rng is not None else None
         for s in range(0, n, batch_size):
             idx = order[s:s + batch_size] if order is not None else slice(s, s + batch_size)
-            yield {k: v[idx] for k, v in self.arrays.items()}
+            yield {k: v if k in self.static else v[idx] for k, v in self.arrays.items()}
+
+    def batch_len(self, batch: Mapping[str, np.ndarray]) -> int:
+        b = self.batched
+        return len(batch[b[0]]) if b else 1
 
     def num_batches(self, batch_size: int) -> int:
         return -(-len(self) // batch_size)
@@ -191,10 +208,10 @@ def check(graph: Graph, arrays: Mapping[str, np.ndarray], source: str, needed: l
                                     hint="every array must hold the same samples in the same order")
                 symbols.setdefault(d, (s, name))
         out[name] = _convert(name, arr, t.dtype, want, source)
-    n = len(next(iter(out.values()))) if out else 0
-    if out and n == 0:
+    static = frozenset(k for k in out if not (graph.inputs[k].rank and isinstance(graph.inputs[k].shape[0], str)))
+    ds = Dataset(out, source, static=static)
+    if out and len(ds) == 0:
         raise UserError(f"data set {source} holds no samples (its arrays have length 0)")
-    ds = Dataset(out, source)
     check_ranges(graph, ds)
     return ds
 
@@ -303,6 +320,10 @@ def as_dataset(graph: Graph, data: Any, needed: list[str] | None = None, role: s
 
 def split(ds: Dataset, fraction: float, seed: int, what: str = "val") -> tuple[Dataset, Dataset]:
     """(rest, held out): a seeded random `fraction` of the samples held out."""
+    if not ds.batched:
+        raise UserError(f"cannot hold out a {what} fraction of {ds.source}: no input has a sample dimension "
+                        "(a symbolic first size such as N), so the data set is one sample",
+                        hint=f"give the {what} data as a file instead")
     if not 0 < fraction < 1:
         raise UserError(f"a {what} fraction must be between 0 and 1 (exclusive), got {fraction}")
     n = len(ds)

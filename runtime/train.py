@@ -229,7 +229,7 @@ def evaluate(model: Model, data: Any, *, config: Train | None = None, batch_size
     n_total = 0
     try:
         for batch in ds.batches(bs):
-            n = len(next(iter(batch.values())))
+            n = ds.batch_len(batch)
             out = model(outputs=plan.refs, **{k: batch[k] for k in plan.needed})
             for key, val in _losses(plan, out).items():
                 sums[key] = sums.get(key, 0.0) + val * n
@@ -398,6 +398,17 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
                         hint="add train: {objective: <loss node>, optimizer: {type: adam, lr: 1.0e-3}}")
     say = log or (lambda *a, **k: None)
     seed = cfg.seed if seed is None else seed
+    ckpt = None
+    if resume is not None:
+        ckpt = split(read_npz(resume, "checkpoint"))
+        if ckpt[1].get("kind") != STATE_KIND:
+            raise UserError(f"'{resume}' holds weights only, not a training state to resume from",
+                            hint="resume from the run's last.npz")
+        if ckpt[1].get("spec_hash") and ckpt[1]["spec_hash"] != g.spec_hash:
+            raise UserError(f"'{resume}' was made from a different spec (or different --set params)",
+                            hint="resume with the same spec and params, or start a new run")
+        if epochs is None:                  # continue to the interrupted run's goal
+            epochs = int(ckpt[1].get("epochs", cfg.epochs))
     epochs = cfg.epochs if epochs is None else epochs
     plan = make_plan(model, cfg)
 
@@ -485,20 +496,17 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
                             hint="choose another --out")
         out.mkdir(parents=True, exist_ok=True)
 
-    if resume is not None:
-        state, meta, opt_state = split(read_npz(resume, "checkpoint"))
-        if meta.get("kind") != STATE_KIND:
-            raise UserError(f"'{resume}' holds weights only, not a training state to resume from",
-                            hint="resume from the run's last.npz")
-        if meta.get("spec_hash") and meta["spec_hash"] != g.spec_hash:
-            raise UserError(f"'{resume}' was made from a different spec (or different --set params)",
-                            hint="resume with the same spec and params, or start a new run")
+    if ckpt is not None:
+        state, meta, opt_state = ckpt
         model.load_state_dict(state)
         for i, p in enumerate(plan.phases):
             pre = f"p{i}."
             p.optimizer.load_state_dict({k[len(pre):]: v for k, v in opt_state.items() if k.startswith(pre)})
         if sched is not None and meta.get("scheduler") is not None:
             sched.load_state_dict(meta["scheduler"])
+            if not sched.needs_metric:      # closed-form schedules: the lr follows this run's epochs
+                for grp in sched.groups:
+                    grp["lr"] = sched._lr(grp["initial_lr"], grp["lr"])
         _set_rng(shuffle_rng, meta["rng"]["shuffle"])
         _set_rng(aug_rng, meta["rng"]["augment"])
         _set_rng(model.rng, meta["rng"]["model"])
@@ -507,7 +515,8 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
         best_value, best_epoch, wait = meta.get("best_value"), int(meta.get("best_epoch", 0)), int(meta.get("wait", 0))
         best = {k[5:]: v for k, v in opt_state.items() if k.startswith("best.")}
         best_state = best or None
-        say(f"resuming from '{resume}' after epoch {start}")
+        say(f"resuming from '{resume}' after epoch {start}" +
+            (f"; it had already trained for {start} of {epochs} epochs" if start >= epochs else ""))
         if meta.get("stopped_early"):
             say("note: that run had stopped early; training continues from its last epoch")
     else:
@@ -533,7 +542,7 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
             for bi, batch in enumerate(train_ds.batches(cfg.batch_size, shuffle_rng), 1):
                 if augment is not None:
                     batch = augment(batch, aug_rng)
-                n = len(next(iter(batch.values())))
+                n = train_ds.batch_len(batch)
                 feed = {k: batch[k] for k in plan.needed}
                 step_losses: dict[str, float] = {}
                 for ph in plan.phases:
@@ -574,7 +583,7 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
                 wait += 1
             if sched is not None:
                 sched.step(rec.get(plateau_key) if sched.needs_metric else None)
-            if es is not None and wait >= es.patience and epoch < epochs:
+            if es is not None and wait >= max(1, es.patience) and epoch < epochs:
                 stopped_early = True
 
             mark = " *" if improved else ""

@@ -520,3 +520,25 @@ def test_progress_bar_on_a_terminal_only():
     p.update(1, 10, 0.5)
     p.end_epoch()
     assert plain.text == ""
+
+
+def test_inputs_without_a_sample_dimension_are_passed_whole():
+    # a whole-graph problem (as gcn.yaml): fixed sizes, no N; the data set is one sample, one batch per epoch
+    g = make_spec({"epochs": 3, "batch_size": 2, "metrics": []}, drop=("predict", "target"),
+                  inputs={"image": [6, 1, 4, 4], "label": {"shape": [6], "dtype": "int64"}})
+    data = blobs(6)
+    ds = D.as_dataset(g, data)
+    assert len(ds) == 1 and ds.batched == [] and len(list(ds.batches(2, np.random.default_rng(0)))) == 1
+    m = Model(g)
+    h = fit(m, data, log=quiet, progress=False)
+    assert len(h) == 3 and h[-1]["train.loss"] < h[0]["train.loss"]
+    with pytest.raises(UserError, match="no input has a sample dimension"):
+        D.split(ds, 0.2, seed=0)
+    # mixed: a fixed-size input rides along whole with each mini-batch of the N-sized ones
+    g2 = make_spec({"epochs": 1}, inputs={"image": ["N", 1, 4, 4], "label": {"shape": ["N"], "dtype": "int64"},
+                                          "table": [3, 2]})
+    ds2 = D.as_dataset(g2, {**blobs(10), "table": np.ones((3, 2), np.float32)})
+    assert ds2.static == {"table"} and len(ds2) == 10
+    for b in ds2.batches(4, np.random.default_rng(0)):
+        assert b["table"].shape == (3, 2) and len(b["label"]) <= 4
+    assert len(ds2.subset(np.arange(5)).arrays["table"]) == 3
