@@ -542,3 +542,19 @@ def test_inputs_without_a_sample_dimension_are_passed_whole():
     for b in ds2.batches(4, np.random.default_rng(0)):
         assert b["table"].shape == (3, 2) and len(b["label"]) <= 4
     assert len(ds2.subset(np.arange(5)).arrays["table"]) == 3
+
+
+def test_load_splits_files_and_fractions(tmp_path):
+    from compiler.spec import Data
+    g = make_spec()
+    _save(tmp_path / "train.npz", **blobs(100, 1))
+    _save(tmp_path / "val.npz", **blobs(30, 2))
+    s = D.load_splits(g, Data(train="train.npz", val="val.npz", test=0.2), tmp_path, seed=0)
+    assert (len(s.train), len(s.val), len(s.test)) == (80, 30, 20)
+    again = D.load_splits(g, Data(train="train.npz", val=0.25, test=0.2), tmp_path, seed=0)
+    assert (len(again.train), len(again.val)) == (60, 20)
+    assert np.array_equal(again.test.arrays["image"], s.test.arrays["image"])   # the same test samples
+    only = D.load_splits(g, Data(train="train.npz", val=0.25, test=0.2), tmp_path, seed=0, want=("test",))
+    assert only.val is None and np.array_equal(only.test.arrays["label"], s.test.arrays["label"])
+    with pytest.raises(UserError, match="overlap"):
+        D.load_splits(g, Data(train="train.npz", val="builtin:digits"), tmp_path)
