@@ -325,7 +325,6 @@ def _recurrent(kind: str, ctx: Ctx, x: np.ndarray, h0, c0, params: tuple):
     c_n = np.empty((L * D, N, H), dt) if lstm else None
     layers = []                                        # per layer: (its input, [per direction state], dropout mask)
     inp = x0
-    y = x0
     for l in range(L):
         y = np.empty((T, N, D * H), dt) if D == 2 else None
         dirs = []
