@@ -558,3 +558,16 @@ def test_load_splits_files_and_fractions(tmp_path):
     assert only.val is None and np.array_equal(only.test.arrays["label"], s.test.arrays["label"])
     with pytest.raises(UserError, match="overlap"):
         D.load_splits(g, Data(train="train.npz", val="builtin:digits"), tmp_path)
+
+
+def test_curves_skipped_with_a_note_without_matplotlib(tmp_path, monkeypatch):
+    import sys
+    from runtime.train import plot_curves, write_history
+    hist = [{"epoch": 1, "train.loss": 1.0, "val.loss": 1.2, "lr": 0.1}, {"epoch": 2, "train.loss": 0.5, "lr": 0.1}]
+    write_history(tmp_path / "history.csv", hist)
+    assert (tmp_path / "history.csv").read_text().splitlines() == ["epoch,train.loss,val.loss,lr", "1,1,1.2,0.1",
+                                                                   "2,0.5,,0.1"]
+    monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)
+    notes = []
+    assert plot_curves(tmp_path / "curves.png", hist, notes.append) is False
+    assert "matplotlib" in notes[0] and not (tmp_path / "curves.png").exists()
