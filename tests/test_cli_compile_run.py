@@ -103,8 +103,8 @@ def test_compile_with_weights_and_verify(spec, ckpt, tmp_path, capsys):
 
 def test_compile_optimize(spec, ckpt, tmp_path, capsys):
     plain, opt = tmp_path / "plain.onnx", tmp_path / "opt.onnx"
-    assert specc("compile", spec, "-o", plain, "--weights", ckpt, capsys=capsys)[0] == 0
-    code, stdout, err = specc("compile", spec, "-o", opt, "--weights", ckpt, "--optimize", "--verify", capsys=capsys)
+    assert specc("compile", spec, "-o", plain, "--weights", ckpt, "--no-optimize", "--verify", capsys=capsys)[0] == 0
+    code, stdout, err = specc("compile", spec, "-o", opt, "--weights", ckpt, "--verify", capsys=capsys)
     assert code == 0 and "verified" in stdout, err
     assert len(onnx.load(opt).graph.node) <= len(onnx.load(plain).graph.node)
 

@@ -168,7 +168,7 @@ def compare(got: Any, want: Any, rtol: float = RTOL, atol: float = ATOL) -> tupl
 
 
 def verify(graph: Graph, state: dict[str, np.ndarray], opset: int = 18, outputs: Iterable[str] | None = None,
-           exported: Export | None = None, seed: int = 0, optimize: bool = False) -> Verification:
+           exported: Export | None = None, seed: int = 0, optimize: bool = True) -> Verification:
     """Run onnxruntime and the NumPy runtime (eval mode) on the same random input and compare.
 
     When an output differs, export again with every intermediate value as an output and name the
@@ -202,7 +202,7 @@ def verify(graph: Graph, state: dict[str, np.ndarray], opset: int = 18, outputs:
     first_name = None
     if first is None and optimize:
         lines.append("no intermediate value differs when every one is exposed, which blocks batch-norm fusion: "
-                     "suspect the --optimize fusion")
+                     "suspect the batch-norm fusion (compare with --no-optimize)")
     elif first is None:
         lines.append("no single intermediate value differs beyond the tolerance; the error accumulates")
     if first is not None:
@@ -214,7 +214,7 @@ def verify(graph: Graph, state: dict[str, np.ndarray], opset: int = 18, outputs:
 
 
 def _first_difference(graph: Graph, state: dict[str, np.ndarray], opset: int, exp: Export,
-                      feeds: dict[str, np.ndarray], model: Any, optimize: bool = False
+                      feeds: dict[str, np.ndarray], model: Any, optimize: bool = True
                       ) -> tuple[str, Any, float, str] | None:
     from runtime.onnx_session import OnnxSession
     debug = export(graph, state, opset, list(exp.outputs), expose_all=True, check=False, optimize=optimize)
@@ -270,7 +270,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     size = sum(a.nbytes for a in state.values())
     if size > MAX_PROTO_BYTES:
         raise UserError(f"the weights take {size / 1e9:.1f} GB; a single .onnx file holds at most 2 GB", code=1)
-    optimize = bool(getattr(args, "optimize", False))
+    optimize = bool(getattr(args, "optimize", True))
     exp = export(graph, state, opset, args.output or None, optimize=optimize)
 
     if args.verify:

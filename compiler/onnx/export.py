@@ -249,21 +249,22 @@ class Export:
 
 
 def to_onnx(graph: Graph, weights: Any = None, opset: int = DEFAULT_OPSET,
-            outputs: list[str] | None = None, optimize: bool = False) -> onnx.ModelProto:
+            outputs: list[str] | None = None, optimize: bool = True) -> onnx.ModelProto:
     """Export the inference graph to an onnx.ModelProto (see the module docstring)."""
     return export(graph, weights, opset, outputs, optimize=optimize).model
 
 
 def export(graph: Graph, weights: Any = None, opset: int = DEFAULT_OPSET, outputs: Iterable[str] | None = None,
-           *, expose_all: bool = False, check: bool = True, optimize: bool = False) -> Export:
+           *, expose_all: bool = False, check: bool = True, optimize: bool = True) -> Export:
     """The ModelProto and the map from spec values to ONNX value names.
 
     expose_all: every value a spec node computes becomes a graph output too (for finding the first
     node whose values differ between onnxruntime and the NumPy runtime).
-    optimize: fold what depends on parameters only (weight transposes, gate reordering) into
-    initialisers and batch norms into the Conv/Gemm before them, as torch.onnx.export does. Fewer
-    nodes; the folded tensors are then derived values, no longer state_dict entries (a fused conv
-    weight is named `conv1.weight+bn1`, a folded value keeps its value name).
+    optimize (default): fold what depends on parameters only (weight transposes, RNN gate
+    reordering) into initialisers, and batch norms into the Conv/ConvTranspose/Gemm before them, as
+    torch.onnx.export does: no node computes on weights at run time. A parameter used as it is keeps
+    its state_dict name; a derived tensor is named after its sources (`fc.weight:Transpose`,
+    `conv1.weight+bn1`). optimize=False keeps every parameter as its state_dict tensor.
     """
     opset = check_opset(opset)
     chosen = select_outputs(graph, list(outputs) if outputs else None)
@@ -348,7 +349,7 @@ def export(graph: Graph, weights: Any = None, opset: int = DEFAULT_OPSET, output
 
     model, names = _assemble(graph, b, inputs, values, types, publics, opset, expose_all)
     if optimize:
-        optimize_graph(model)
+        optimize_graph(model, set(graph.params()))
     if check:
         try:
             onnx.checker.check_model(model, full_check=True)
@@ -386,6 +387,28 @@ def _rename_inputs(node: onnx.NodeProto, sub: Any) -> None:
                   list(a.graphs) if a.type == onnx.AttributeProto.GRAPHS else []):
             for inner in g.node:
                 _rename_inputs(inner, sub)
+
+
+def _drop_unread_outputs(node: onnx.NodeProto, live: set[str], opset: int) -> None:
+    """Blank the optional outputs nobody reads (an LSTM's Y when only Y_h is used), so onnxruntime
+    need not compute or store them."""
+    if len(node.output) < 2 or node.domain not in ("", "ai.onnx"):
+        return
+    try:
+        schema = onnx.defs.get_schema(node.op_type, opset)
+    except Exception:                                                # noqa: BLE001 - unknown op: leave it
+        return
+    formal = list(schema.outputs)
+    optional = onnx.defs.OpSchema.FormalParameterOption.Optional
+    outs = list(node.output)
+    for i, o in enumerate(outs):
+        if o and o not in live and i < len(formal) and formal[i].option == optional:
+            outs[i] = ""
+    while outs and outs[-1] == "":
+        outs.pop()
+    if outs != list(node.output) and any(outs):
+        del node.output[:]
+        node.output.extend(outs)
 
 
 def _value_info(name: str, t: TensorType) -> onnx.ValueInfoProto:
@@ -476,6 +499,8 @@ def _assemble(graph: Graph, b: Builder, inputs: dict[str, TensorType], values: d
             live.update(_subgraph_inputs(nd))
     alive.reverse()
     initializers = [t for t in b.initializers if t.name in live]
+    for nd in alive:
+        _drop_unread_outputs(nd, live, opset)
 
     # 5. value_info from specc's shapes, for every named intermediate value
     outputs_set = {o.name for o in graph_outputs}
@@ -517,8 +542,9 @@ def _evaluate(node: onnx.NodeProto, args: list[np.ndarray | None], opset: int) -
     return [np.asarray(r) for r in ReferenceEvaluator(m).run(None, feeds)]
 
 
-def optimize_graph(model: onnx.ModelProto) -> None:
-    """Constant folding and batch-norm fusion, in place (see export's `optimize`)."""
+def optimize_graph(model: onnx.ModelProto, params: set[str] | None = None) -> None:
+    """Constant folding and batch-norm fusion, in place (see export's `optimize`). `params`: the
+    state_dict names, after which folded tensors are named."""
     from onnx import numpy_helper
     g = model.graph
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
@@ -533,6 +559,9 @@ def optimize_graph(model: onnx.ModelProto) -> None:
 
     def is_const(name: str) -> bool:
         return name in protos or name in arrays
+
+    sources: dict[str, tuple[str, ...]] = {n: (n,) for n in protos if params and n in params}
+    folded_by: dict[str, str] = {}
 
     # 1. fold every node whose inputs are all constants
     kept: list[onnx.NodeProto] = []
@@ -549,8 +578,11 @@ def optimize_graph(model: onnx.ModelProto) -> None:
                 res = None
             in_bytes = sum(a.nbytes for a in args if a is not None)
             if res is not None and sum(r.nbytes for r in res) <= in_bytes + FOLD_GROWTH:
+                src = tuple(dict.fromkeys(x for i in ins for x in sources.get(i, ())))
                 for o, r in zip([o for o in nd.output if o], res):
                     arrays[o] = r
+                    sources[o] = src
+                    folded_by[o] = nd.op_type
                 continue
         kept.append(nd)
 
@@ -587,6 +619,19 @@ def optimize_graph(model: onnx.ModelProto) -> None:
         fused.add(id(nd))
         fused.add(id(p))
     kept = [nd for nd in kept if not (nd.op_type == "BatchNormalization" and id(nd) in fused)]
+
+    # folded tensors that survive are named after the parameters they derive from
+    read = {i for nd in kept for i in nd.input if i}
+    rename: dict[str, str] = {}
+    for name in [n for n in arrays if n in folded_by and n in read]:
+        if sources.get(name):
+            new = _unique(f"{'+'.join(sources[name])}:{folded_by[name]}", protos, arrays, set(rename.values()))
+            rename[name] = new
+    if rename:
+        for name, new in rename.items():
+            arrays[new] = arrays.pop(name)
+        for nd in kept:
+            _rename_inputs(nd, lambda v: rename.get(v, v))
 
     # 3. rebuild initialisers (only those still read) and drop value_info of values that are gone
     used = {i for nd in kept for i in nd.input if i} | graph_outputs
