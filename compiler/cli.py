@@ -117,8 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--opset", type=int, default=18)
     sp.add_argument("--output", action="append", metavar="NAME", help="export only these outputs (repeatable)")
     sp.add_argument("--verify", action="store_true", help="compare onnxruntime with the NumPy runtime")
-    sp.add_argument("--optimize", action="store_true", help="fold weight transforms and batch norms into "
-                    "initialisers, as torch.onnx.export does (fewer nodes; folded tensors lose state_dict names)")
+    sp.add_argument("--no-optimize", dest="optimize", action="store_false",
+                    help="keep every parameter as its state_dict tensor: no folding of weight transforms, "
+                    "no batch-norm fusion (by default they are folded, as torch.onnx.export does)")
     sets(sp)
 
     sp = add("train", lazy("runtime.commands:cmd_train"), "train with the NumPy runtime as the spec's train section says")
