@@ -337,8 +337,10 @@ def write_history(path: Path, history: list[dict[str, Any]]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def plot_curves(path: Path, history: list[dict[str, Any]], log: Callable | None = None) -> bool:
-    """curves.png: one panel for the loss and one per metric, train and validation per epoch."""
+def plot_curves(path: Path, history: list[dict[str, Any]], log: Callable | None = None,
+                best_epoch: int | None = None) -> bool:
+    """curves.png: one panel for the loss and one per metric, train and validation per epoch; a dashed line
+    marks the best epoch."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -367,6 +369,8 @@ def plot_curves(path: Path, history: list[dict[str, Any]], log: Callable | None 
             ys = [r.get(f"{split_}.{q}") for r in history]
             if any(y is not None for y in ys):
                 ax.plot(epochs, [np.nan if y is None else y for y in ys], style, markersize=3, label=split_)
+        if best_epoch:
+            ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=0.8, label=f"best ({best_epoch})")
         ax.set_title(q)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
@@ -603,7 +607,7 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
     finally:
         prog.end_epoch()
         if out is not None and history:
-            plot_curves(out / "curves.png", history, log)
+            plot_curves(out / "curves.png", history, log, best_epoch or None)
 
     model.zero_grad()
     if es is not None and es.restore_best and best_state is not None:
