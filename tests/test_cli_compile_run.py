@@ -333,3 +333,14 @@ def test_cli_subprocess_has_no_traceback(spec, tmp_path):
     r = subprocess.run([sys.executable, "-m", "compiler.cli", "compile", str(spec), "-o", str(tmp_path / "n.onnx"),
                         "--opset", "3"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert r.returncode == 2 and "opset 3 is not supported" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_export_with_weights_does_not_import_the_runtime(tmp_path):
+    code = ("import sys, numpy as np, compiler\n"
+            "g = compiler.compile_text('inputs: {x: [N, 3]}\\nlayers: [{linear: 2}]\\n')\n"
+            "w = {k: np.zeros(p.shape, np.float32) for k, (p, _) in g.params().items()}\n"
+            "compiler.to_onnx(g, weights=w)\n"
+            "assert 'runtime' not in sys.modules, 'compiler imported runtime'\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
