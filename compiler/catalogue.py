@@ -19,3 +19,11 @@ CATALOGUE: dict[str, tuple[str, ...]] = {
 }
 
 ALL_OPS: tuple[str, ...] = tuple(op for ops in CATALOGUE.values() for op in ops)
+
+
+def import_families(package: str, exclude: tuple[str, ...] = ()) -> None:
+    """Import `<package>.<family>` for every family, registering its ops, kernels or lowerings."""
+    from importlib import import_module
+    for family in CATALOGUE:
+        if family not in exclude:
+            import_module(f"{package}.{family}")
