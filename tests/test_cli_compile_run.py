@@ -271,6 +271,14 @@ def test_run_prints_a_preview(spec, ckpt, x_file, capsys):
     assert "logits: shape 4×3 float32" in out and "probs: shape 4×3 float32" in out
 
 
+def test_run_takes_a_bare_npz_of_inputs(spec, ckpt, tmp_path, capsys):
+    data = tmp_path / "batch.npz"
+    _save(data, x=np.ones((2, 6), np.float32), y=np.zeros(2, np.int64))
+    code, out, err = specc("run", spec, "--weights", ckpt, "--input", data, capsys=capsys)
+    assert code == 0, err
+    assert "logits: shape 2×3 float32" in out
+
+
 def test_run_errors(spec, ckpt, x_file, tmp_path, capsys):
     onnx_path = tmp_path / "net.onnx"
     specc("compile", spec, "-o", onnx_path, capsys=capsys)
