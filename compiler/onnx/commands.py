@@ -272,6 +272,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
         raise UserError(f"the weights take {size / 1e9:.1f} GB; a single .onnx file holds at most 2 GB", code=1)
     optimize = bool(getattr(args, "optimize", True))
     exp = export(graph, state, opset, args.output or None, optimize=optimize)
+    left_out = [k for k in graph.outputs if not args.output and k not in exp.outputs]
+    if left_out:
+        print(f"note: left out output{'s' if len(left_out) > 1 else ''} {', '.join(repr(k) for k in left_out)}: "
+              "losses and training-only nodes are not exported", file=sys.stderr)
 
     if args.verify:
         result = verify(graph, state, opset, args.output or None, exported=exp, optimize=optimize)
@@ -282,8 +286,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     atomic_write(out, lambda tmp: onnx.save_model(exp.model, tmp))
     g = exp.model.graph
-    specs = graph.params()
-    n_params = sum(int(np.prod(t.dims)) for t in g.initializer if t.name in specs and not specs[t.name][0].buffer)
+    used = {n.param_name(p): p for n in exp.nodes for p in n.params if not p.buffer}
+    n_params = sum(int(np.prod(p.shape)) for p in used.values())
     ins = ", ".join(f"{i.name}[{_dims(i)}]" for i in g.input)
     outs = ", ".join(f"{o.name}[{_dims(o)}]" for o in g.output)
     print(f"wrote {out}: opset {opset}, {len(g.node)} nodes, {n_params:,} parameters; inputs {ins}; outputs {outs}")
