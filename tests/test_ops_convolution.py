@@ -368,7 +368,7 @@ def test_gradient_inputs_not_modified():
     np.testing.assert_array_equal(x, keep)
 
 
-@pytest.mark.parametrize("wide", [0.0, 100.0])
+@pytest.mark.parametrize("wide,per_sample", [(0.0, False), (100.0, False), (0.0, True), (100.0, True)])
 @pytest.mark.parametrize("name,attrs,cin", [
     ("conv2d", {"out_channels": 4, "kernel_size": 3, "padding": 1}, 4),
     ("conv2d", {"out_channels": 12, "kernel_size": [3, 2], "padding": [2, 1], "dilation": [1, 2]}, 2),  # col2im
@@ -377,15 +377,16 @@ def test_gradient_inputs_not_modified():
     ("conv_transpose2d", {"out_channels": 4, "kernel_size": 3, "stride": 2, "padding": 1}, 4),
     ("conv_transpose2d", {"out_channels": 4, "kernel_size": 3, "padding": 1, "groups": 2}, 6),
 ])
-def test_conv_blocks_and_column_layouts(monkeypatch, name, attrs, cin, wide):
-    """One sample per im2col block, and both column layouts (over the padded width or exact)."""
+def test_conv_blocks_and_column_layouts(monkeypatch, name, attrs, cin, wide, per_sample):
+    """One sample per im2col block; columns over the padded width or exact; per sample or folded."""
     import runtime.kernels.convolution as K
     monkeypatch.setattr(K, "_BLOCK", 1)
     monkeypatch.setattr(K, "_MIN_COLS", 1)
     monkeypatch.setattr(K, "_WIDE", wide)
     monkeypatch.setattr(K, "_WIDE_ROWS", wide)
+    monkeypatch.setattr(K, "_SAMPLE_COLS", 1 if per_sample else 10 ** 9)
     x = rand(3, cin, 7, 6)
-    if wide == 0.0:
+    if wide == 0.0 and not per_sample:
         gradcheck(name, attrs, [x], max_points=10)
     F = pytest.importorskip("torch").nn.functional
     a = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, **attrs}

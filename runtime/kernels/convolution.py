@@ -22,7 +22,7 @@ from compiler.ops.convolution import (adaptive_windows, conv_out, conv_pads, poo
 
 from .registry import Ctx, kernel
 
-_BLOCK = 1 << 20            # bytes of im2col columns per block of samples (about an L2 cache)
+_BLOCK = 4 << 20            # bytes of im2col columns per block of samples (cache-sized, yet big 2-thread GEMMs)
 
 
 # -- primitives -------------------------------------------------------------------------------------
@@ -56,6 +56,7 @@ def _windows(xp: np.ndarray, k, s, d, out) -> np.ndarray:
 
 
 _MIN_COLS = 512             # GEMM columns per block, at least (small images: several samples per block)
+_SAMPLE_COLS = 1024         # from this many columns per sample, one GEMM per sample (no output transpose)
 _WIDE = 1.1                 # stride-1 columns run over the padded width while it wastes at most 10%
 _WIDE_ROWS = 256            # ... or while the column matrix has at most this many rows
 
@@ -70,20 +71,23 @@ def _is_plain_gemm(k, s, xp_sp, out) -> bool:
 
 
 class _Columns:
-    """im2col of a padded NCHW input, block by block of samples: cols [C·kh·kw, samples·R].
+    """im2col of a padded NCHW input, block by block of samples.
 
-    With stride 1 the columns run over the padded width (R = oh·Wp, position p·Wp + q; q >= ow are
-    junk positions that the caller drops) so that every (channel, kernel offset) row of a sample is one
-    contiguous run of the input: a fast copy. With a larger stride they run over [oh, ow] (R = oh·ow).
+    Layout: per sample (cols [m, C·kh·kw, R], one GEMM per sample whose output is already NCHW) when
+    a sample has many columns, else folded over the block's samples (cols [C·kh·kw, m·R], one GEMM per
+    block, output transposed back). With stride 1 the columns run over the padded width (R = oh·Wp,
+    position p·Wp + q; q >= ow are junk positions the caller drops) so that every (channel, kernel
+    offset) row of a sample is one contiguous run of the input; otherwise over [oh, ow] (R = oh·ow).
     """
 
     def __init__(self, xp: np.ndarray, k, s, d, out, dtype):
         n, c = xp.shape[:2]
         oh, ow = out
-        c_k = c * k[0] * k[1]
+        self.shape = (c, k[0], k[1])
+        self.rows = c * k[0] * k[1]
         # wide columns copy faster (long runs) but compute the junk positions too: worth it while the
         # junk is small, or while the GEMM is cheap anyway (few rows)
-        self.wide = tuple(s) == (1, 1) and (xp.shape[3] <= _WIDE * ow or c_k <= _WIDE_ROWS)
+        self.wide = tuple(s) == (1, 1) and (xp.shape[3] <= _WIDE * ow or self.rows <= _WIDE_ROWS)
         if self.wide:
             if xp.strides[3] != xp.itemsize or xp.strides[2] != xp.shape[3] * xp.itemsize:
                 xp = np.ascontiguousarray(xp)
@@ -96,29 +100,28 @@ class _Columns:
         else:
             self.grid = (oh, ow)
             self.win = _windows(xp, k, s, d, out)
-        self.shape = (c, k[0], k[1])
-        self.rows = c * k[0] * k[1]
         self.r = self.grid[0] * self.grid[1]
+        self.per_sample = self.r >= _SAMPLE_COLS
         self.dtype = dtype
         self.blocks = _blocks(n, self.rows * self.r * np.dtype(dtype).itemsize, self.r)
-        self.kept: np.ndarray | None = None
 
     def __iter__(self):
+        """Yield (n0, n1, cols): [m, C·kh·kw, R] per sample, or [C·kh·kw, m·R] folded (m = n1 − n0)."""
         buf = None
         for n0, n1 in self.blocks:
             m = n1 - n0
-            if buf is None or buf.shape[3] != m:
+            shape = (m,) + self.shape + (self.r,) if self.per_sample else self.shape + (m, self.r)
+            if buf is None or buf.shape != shape:
                 # the junk tail of each wide row is never written: zero it once per buffer
-                buf = (np.zeros if self.wide else np.empty)(self.shape + (m, self.r), self.dtype)
+                buf = (np.zeros if self.wide else np.empty)(shape, self.dtype)
+            src = self.win[n0:n1]
+            if not self.per_sample:
+                src = src.transpose((1, 2, 3, 0) + tuple(range(4, src.ndim)))
             if self.wide:
-                np.copyto(buf[..., :self.t], self.win[n0:n1].transpose(1, 2, 3, 0, 4))
+                np.copyto(buf[..., :self.t], src)
             else:
-                np.copyto(buf.reshape(self.shape + (m,) + self.grid), self.win[n0:n1].transpose(1, 2, 3, 0, 4, 5))
-            yield n0, n1, buf.reshape(self.rows, m * self.r)
-
-    def single(self) -> np.ndarray | None:
-        """The columns of the whole batch when it is one block (kept for the weight gradient)."""
-        return next(iter(self))[2] if len(self.blocks) == 1 else None
+                np.copyto(buf.reshape(buf.shape[:-1] + self.grid), src)
+            yield n0, n1, buf.reshape((m, self.rows, self.r) if self.per_sample else (self.rows, m * self.r))
 
 
 def _corr(xp: np.ndarray, w: np.ndarray, s, d, groups: int, out, keep: bool = False):
@@ -127,9 +130,10 @@ def _corr(xp: np.ndarray, w: np.ndarray, s, d, groups: int, out, keep: bool = Fa
     n, c = xp.shape[:2]
     o, cg, kh, kw = w.shape
     g, og = groups, o // groups
+    kk = cg * kh * kw
     oh, ow = out
     dt = np.result_type(xp.dtype, w.dtype)
-    wm = w.reshape(g, og, cg * kh * kw)
+    wm = w.reshape(g, og, kk)
     if _is_plain_gemm((kh, kw), s, xp.shape[2:], out):
         y = np.matmul(wm, xp.reshape(n, g, cg, oh * ow)).reshape(n, o, oh, ow)
         return (y, None) if keep else y
@@ -137,8 +141,15 @@ def _corr(xp: np.ndarray, w: np.ndarray, s, d, groups: int, out, keep: bool = Fa
     cols = _Columns(xp, (kh, kw), s, d, out, dt)
     last = None
     for n0, n1, last in cols:
-        yc = np.matmul(wm, last.reshape(g, cg * kh * kw, -1))            # [g, og, nb·R]
-        y[n0:n1] = yc.reshape((o, n1 - n0) + cols.grid)[..., :ow].transpose(1, 0, 2, 3)
+        m = n1 - n0
+        if not cols.per_sample:
+            yc = np.matmul(wm, last.reshape(g, kk, -1))                      # [g, og, m·R]
+            y[n0:n1] = yc.reshape((o, m) + cols.grid)[..., :ow].transpose(1, 0, 2, 3)
+        elif cols.wide and cols.grid[1] != ow:
+            yc = np.matmul(wm, last.reshape(m, g, kk, -1))                   # [m, g, og, R]
+            y[n0:n1] = yc.reshape((m, o) + cols.grid)[..., :ow]
+        else:
+            np.matmul(wm, last.reshape(m, g, kk, -1), out=y[n0:n1].reshape(m, g, og, -1))
     if keep:
         return y, (last if len(cols.blocks) == 1 else None)
     return y
@@ -157,17 +168,20 @@ def _wgrad(xp: np.ndarray, gy: np.ndarray, k, s, d, groups: int, kept: np.ndarra
     cols = _Columns(xp, k, s, d, (oh, ow), dt)
     gw = np.zeros((g, og, kk), dt)
     gyc = None
-    blocks = [(0, n, kept)] if kept is not None else cols
-    for n0, n1, cm in blocks:
+    for n0, n1, cm in ([(0, n, kept)] if kept is not None else cols):
         m = n1 - n0
-        if cols.wide and cols.grid[1] != ow:
-            if gyc is None or gyc.shape[1] != m:
-                gyc = np.zeros((o, m) + cols.grid, dt)          # junk positions stay zero
-            gyc[..., :ow] = gy[n0:n1].transpose(1, 0, 2, 3)
-            g2 = gyc.reshape(g, og, -1)
+        if cols.grid[1] != ow:                                  # wide columns: zero gradient at junk positions
+            shape = (m, o) + cols.grid if cols.per_sample else (o, m) + cols.grid
+            if gyc is None or gyc.shape != shape:
+                gyc = np.zeros(shape, dt)
+            gyc[..., :ow] = gy[n0:n1] if cols.per_sample else gy[n0:n1].transpose(1, 0, 2, 3)
+            g2 = gyc
         else:
-            g2 = gy[n0:n1].transpose(1, 0, 2, 3).reshape(g, og, -1)
-        gw += np.matmul(g2, cm.reshape(g, kk, -1).swapaxes(-1, -2))
+            g2 = gy[n0:n1] if cols.per_sample else gy[n0:n1].transpose(1, 0, 2, 3)
+        if cols.per_sample:
+            gw += np.matmul(g2.reshape(m, g, og, -1), cm.reshape(m, g, kk, -1).swapaxes(-1, -2)).sum(0)
+        else:
+            gw += np.matmul(g2.reshape(g, og, -1), cm.reshape(g, kk, -1).swapaxes(-1, -2))
     return gw.reshape(o, cg, *k)
 
 
