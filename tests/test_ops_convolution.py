@@ -349,6 +349,27 @@ def test_max_pool2d_ties_as_torch(attrs):
         t, _t(a["kernel_size"]), _t(a["stride"]), _t(a["padding"]), _t(a["dilation"])))
 
 
+@pytest.mark.parametrize("name,attrs", [("conv1d", {"out_channels": 3, "kernel_size": 3}),
+                                        ("conv1d", {"out_channels": 3, "kernel_size": 2, "stride": 2}),
+                                        ("conv2d", {"out_channels": 3, "kernel_size": 3}),
+                                        ("conv2d", {"out_channels": 3, "kernel_size": 1}),
+                                        ("max_pool2d", {"kernel_size": 2}),
+                                        ("upsample", {"scale_factor": 2, "mode": "bilinear"})])
+def test_non_contiguous_inputs(name, attrs):
+    """Inputs that are transposed views (e.g. after permute) give the same results as their copies."""
+    x = rand(2, 6, 5, 4) if name != "conv1d" else rand(2, 9, 4)
+    xt = np.swapaxes(x, 1, -1)                                 # a view with channels last in memory
+    params = make_params(name, attrs, [xt])
+    (y1,), b1, _ = run(name, attrs, [xt], params)
+    (y2,), b2, _ = run(name, attrs, [np.ascontiguousarray(xt)], params)
+    np.testing.assert_allclose(y1, y2, rtol=1e-12, atol=1e-12)
+    gy = np.swapaxes(rand(*np.swapaxes(y1, 1, -1).shape), 1, -1)   # a non-contiguous gradient too
+    def grads(r):
+        return r if isinstance(r, tuple) else (r,)
+    for g1, g2 in zip(grads(b1(gy)), grads(b2(np.ascontiguousarray(gy))), strict=True):
+        np.testing.assert_allclose(g1, g2, rtol=1e-12, atol=1e-12)
+
+
 def test_conv2d_known_values():
     # a 2×2 all-ones kernel sums each window: independent of any reference implementation
     x = np.arange(16, dtype=np.float64).reshape(1, 1, 4, 4)

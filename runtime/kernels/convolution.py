@@ -1,16 +1,18 @@
 """Convolution and pooling kernels.
 
 Every convolution runs on three primitives over NCHW arrays (conv1d is conv2d with H = 1):
-  _corr   the forward correlation: im2col as a strided window view, copied block by block into
-          a [C·kh·kw, samples·L] column matrix, and one GEMM per block (a 1×1 stride-1 conv is a
-          plain GEMM on the input itself);
-  _wgrad  the weight gradient: the same columns (recomputed per block) times the output gradient;
+  _corr   the forward correlation: im2col as a strided window view, copied block by block of samples
+          into a column matrix (_Columns), and one GEMM per block or per sample; a 1×1 stride-1 conv
+          is a plain GEMM on the input itself;
+  _wgrad  the weight gradient: the same columns (kept from the forward pass when the batch is one
+          block, else rebuilt block by block) times the output gradient;
   _igrad  the input gradient: for stride 1 a correlation of the padded output gradient with the
-          flipped kernel, otherwise a GEMM to columns and a col2im that loops over the kh·kw kernel
-          offsets only.
-conv_transpose2d is conv2d with forward and input gradient swapped. Blocks of samples keep each
-column matrix around _BLOCK bytes so that it is still in cache when the GEMM reads it.
-Pooling loops over the kernel offsets only; bilinear upsampling over the scale phases only.
+          flipped kernel, otherwise (or when the output has many more channels than the input) a
+          GEMM to columns and a col2im that loops over the kh·kw kernel offsets only.
+conv_transpose2d is conv2d with forward and input gradient swapped. Blocks keep each column matrix
+around _BLOCK bytes, so that it is still in cache when the GEMM reads it.
+Pooling is separable (rows, then columns) and loops over the kernel offsets only; bilinear
+upsampling loops over the scale phases only.
 """
 from __future__ import annotations
 
@@ -89,8 +91,8 @@ class _Columns:
         # junk is small, or while the GEMM is cheap anyway (few rows)
         self.wide = tuple(s) == (1, 1) and (xp.shape[3] <= _WIDE * ow or self.rows <= _WIDE_ROWS)
         if self.wide:
-            if xp.strides[3] != xp.itemsize or xp.strides[2] != xp.shape[3] * xp.itemsize:
-                xp = np.ascontiguousarray(xp)
+            if xp.strides[3] != xp.itemsize or (xp.shape[2] > 1 and xp.strides[2] != xp.shape[3] * xp.itemsize):
+                xp = np.ascontiguousarray(xp)           # rows must follow each other in memory
             wp = xp.shape[3]
             self.grid = (oh, wp)
             self.t = (oh - 1) * wp + ow                # positions read: all inside the sample's buffer
