@@ -394,6 +394,9 @@ def test_gradient_inputs_not_modified():
     ("conv2d", {"out_channels": 4, "kernel_size": 3, "padding": 1}, 4),
     ("conv2d", {"out_channels": 12, "kernel_size": [3, 2], "padding": [2, 1], "dilation": [1, 2]}, 2),  # col2im
     ("conv2d", {"out_channels": 6, "kernel_size": 3, "stride": 2, "groups": 3}, 3),
+    ("conv2d", {"out_channels": 4, "kernel_size": [2, 5], "stride": [3, 2], "padding": [1, 2]}, 3),   # phases
+    ("conv2d", {"out_channels": 4, "kernel_size": 3, "stride": 2, "dilation": 2, "padding": 2}, 2),
+    ("conv2d", {"out_channels": 4, "kernel_size": 1, "stride": 2}, 4),
     ("conv2d", {"out_channels": 4, "kernel_size": 1}, 4),
     ("conv_transpose2d", {"out_channels": 4, "kernel_size": 3, "stride": 2, "padding": 1}, 4),
     ("conv_transpose2d", {"out_channels": 4, "kernel_size": 3, "padding": 1, "groups": 2}, 6),

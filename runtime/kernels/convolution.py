@@ -77,31 +77,57 @@ class _Columns:
 
     Layout: per sample (cols [m, C·kh·kw, R], one GEMM per sample whose output is already NCHW) when
     a sample has many columns, else folded over the block's samples (cols [C·kh·kw, m·R], one GEMM per
-    block, output transposed back). With stride 1 the columns run over the padded width (R = oh·Wp,
-    position p·Wp + q; q >= ow are junk positions the caller drops) so that every (channel, kernel
-    offset) row of a sample is one contiguous run of the input; otherwise over [oh, ow] (R = oh·ow).
+    block, output transposed back).
+    Wide columns run over whole rows of the input (R = oh·Wq, position p·Wq + q; q >= ow are junk
+    positions the caller drops), so that every (channel, kernel offset) row of a sample is one
+    contiguous run of memory: a fast copy. With stride 1 the rows are the padded input's (Wq = Wp);
+    with a larger stride (and dilation 1) the input is first split into its stride phases
+    xp[:, :, a::sh, b::sw] (one pass), and a kernel offset (i, j) reads phase (i mod sh, j mod sw)
+    from row i // sh, column j // sw with stride 1 (Wq = ⌈Wp / sw⌉). Exact columns (R = oh·ow,
+    strided gathers) are used when the junk would cost more than the fast copy saves.
     """
 
     def __init__(self, xp: np.ndarray, k, s, d, out, dtype):
         n, c = xp.shape[:2]
         oh, ow = out
+        s, d = tuple(s), tuple(d)
         self.shape = (c, k[0], k[1])
         self.rows = c * k[0] * k[1]
-        # wide columns copy faster (long runs) but compute the junk positions too: worth it while the
-        # junk is small, or while the GEMM is cheap anyway (few rows)
-        self.wide = tuple(s) == (1, 1) and (xp.shape[3] <= _WIDE * ow or self.rows <= _WIDE_ROWS)
-        if self.wide:
-            if xp.strides[3] != xp.itemsize or (xp.shape[2] > 1 and xp.strides[2] != xp.shape[3] * xp.itemsize):
-                xp = np.ascontiguousarray(xp)           # rows must follow each other in memory
-            wp = xp.shape[3]
-            self.grid = (oh, wp)
-            self.t = (oh - 1) * wp + ow                # positions read: all inside the sample's buffer
-            sn, sc, sh, sw = xp.strides
-            self.win = as_strided(xp, (n, c, k[0], k[1], self.t), (sn, sc, sh * d[0], sw * d[1], sw),
-                                  writeable=False)
+        if s == (1, 1):
+            wq = xp.shape[3]
+        elif d == (1, 1):
+            wq = -(-xp.shape[3] // s[1])
         else:
+            wq = None
+        # wide columns also compute the junk positions: worth it while the junk is small, or while
+        # the GEMM is cheap anyway (few rows)
+        self.wide = wq is not None and (wq <= _WIDE * ow or self.rows <= _WIDE_ROWS)
+        self.parts = []                                # (kernel rows, kernel cols, source view)
+        if not self.wide:
             self.grid = (oh, ow)
-            self.win = _windows(xp, k, s, d, out)
+            self.parts.append((slice(None), slice(None), _windows(xp, k, s, d, out)))
+        else:
+            self.grid = (oh, wq)
+            self.t = (oh - 1) * wq + ow                # positions read: all inside each image's buffer
+            if s == (1, 1):
+                if xp.strides[3] != xp.itemsize or (xp.shape[2] > 1 and xp.strides[2] != wq * xp.itemsize):
+                    xp = np.ascontiguousarray(xp)       # rows must follow each other in memory
+                sn, sc, sh, sw = xp.strides
+                self.parts.append((slice(None), slice(None), as_strided(
+                    xp, (n, c, k[0], k[1], self.t), (sn, sc, sh * d[0], sw * d[1], sw), writeable=False)))
+            else:
+                hq = -(-xp.shape[2] // s[0])
+                pa, pb = min(s[0], k[0]), min(s[1], k[1])          # the phases some kernel offset reads
+                phases = np.zeros((pa, pb, n, c, hq, wq), xp.dtype)
+                for a in range(pa):
+                    for b in range(pb):
+                        src = xp[:, :, a::s[0], b::s[1]]
+                        ph = phases[a, b]
+                        ph[:, :, :src.shape[2], :src.shape[3]] = src
+                        sn, sc, sh, sw = ph.strides
+                        ka, kb = len(range(a, k[0], s[0])), len(range(b, k[1], s[1]))
+                        self.parts.append((slice(a, None, s[0]), slice(b, None, s[1]), as_strided(
+                            ph, (n, c, ka, kb, self.t), (sn, sc, sh, sw, sw), writeable=False)))
         self.r = self.grid[0] * self.grid[1]
         self.per_sample = self.r >= _SAMPLE_COLS
         self.dtype = dtype
@@ -116,13 +142,17 @@ class _Columns:
             if buf is None or buf.shape != shape:
                 # the junk tail of each wide row is never written: zero it once per buffer
                 buf = (np.zeros if self.wide else np.empty)(shape, self.dtype)
-            src = self.win[n0:n1]
-            if not self.per_sample:
-                src = src.transpose((1, 2, 3, 0) + tuple(range(4, src.ndim)))
-            if self.wide:
-                np.copyto(buf[..., :self.t], src)
-            else:
-                np.copyto(buf.reshape(buf.shape[:-1] + self.grid), src)
+            for si, sj, view in self.parts:
+                src = view[n0:n1]
+                if self.per_sample:
+                    dst = buf[:, :, si, sj]
+                else:
+                    dst = buf[:, si, sj]
+                    src = src.transpose((1, 2, 3, 0) + tuple(range(4, src.ndim)))
+                if self.wide:
+                    np.copyto(dst[..., :self.t], src)
+                else:
+                    np.copyto(dst.reshape(dst.shape[:-1] + self.grid), src)
             yield n0, n1, buf.reshape((m, self.rows, self.r) if self.per_sample else (self.rows, m * self.r))
 
 
