@@ -102,39 +102,49 @@ class _Columns:
         # wide columns also compute the junk positions: worth it while the junk is small, or while
         # the GEMM is cheap anyway (few rows)
         self.wide = wq is not None and (wq <= _WIDE * ow or self.rows <= _WIDE_ROWS)
-        self.parts = []                                # (kernel rows, kernel cols, source view)
-        if not self.wide:
-            self.grid = (oh, ow)
-            self.parts.append((slice(None), slice(None), _windows(xp, k, s, d, out)))
-        else:
-            self.grid = (oh, wq)
-            self.t = (oh - 1) * wq + ow                # positions read: all inside each image's buffer
-            if s == (1, 1):
-                if xp.strides[3] != xp.itemsize or (xp.shape[2] > 1 and xp.strides[2] != wq * xp.itemsize):
-                    xp = np.ascontiguousarray(xp)       # rows must follow each other in memory
-                sn, sc, sh, sw = xp.strides
-                self.parts.append((slice(None), slice(None), as_strided(
-                    xp, (n, c, k[0], k[1], self.t), (sn, sc, sh * d[0], sw * d[1], sw), writeable=False)))
-            else:
-                hq = -(-xp.shape[2] // s[0])
-                pa, pb = min(s[0], k[0]), min(s[1], k[1])          # the phases some kernel offset reads
-                phases = np.zeros((pa, pb, n, c, hq, wq), xp.dtype)
-                for a in range(pa):
-                    for b in range(pb):
-                        src = xp[:, :, a::s[0], b::s[1]]
-                        ph = phases[a, b]
-                        ph[:, :, :src.shape[2], :src.shape[3]] = src
-                        sn, sc, sh, sw = ph.strides
-                        ka, kb = len(range(a, k[0], s[0])), len(range(b, k[1], s[1]))
-                        self.parts.append((slice(a, None, s[0]), slice(b, None, s[1]), as_strided(
-                            ph, (n, c, ka, kb, self.t), (sn, sc, sh, sw, sw), writeable=False)))
+        self._src = (xp, tuple(k), s, d, out)
+        self._parts: list | None = None
+        self.grid = (oh, wq) if self.wide else (oh, ow)
+        self.t = (oh - 1) * wq + ow if self.wide else oh * ow     # wide: positions read, all in bounds
         self.r = self.grid[0] * self.grid[1]
         self.per_sample = self.r >= _SAMPLE_COLS
         self.dtype = dtype
         self.blocks = _blocks(n, self.rows * self.r * np.dtype(dtype).itemsize, self.r)
 
+    def parts(self) -> list:
+        """(kernel rows, kernel columns, source view) triples to copy; built on first use."""
+        if self._parts is not None:
+            return self._parts
+        xp, k, s, d, out = self._src
+        n, c = xp.shape[:2]
+        parts = []
+        if not self.wide:
+            parts.append((slice(None), slice(None), _windows(xp, k, s, d, out)))
+        elif s == (1, 1):
+            if xp.strides[3] != xp.itemsize or (xp.shape[2] > 1 and xp.strides[2] != xp.shape[3] * xp.itemsize):
+                xp = np.ascontiguousarray(xp)           # rows must follow each other in memory
+            sn, sc, sh, sw = xp.strides
+            parts.append((slice(None), slice(None), as_strided(
+                xp, (n, c, k[0], k[1], self.t), (sn, sc, sh * d[0], sw * d[1], sw), writeable=False)))
+        else:
+            hq, wq = -(-xp.shape[2] // s[0]), self.grid[1]
+            pa, pb = min(s[0], k[0]), min(s[1], k[1])              # the phases some kernel offset reads
+            phases = np.zeros((pa, pb, n, c, hq, wq), xp.dtype)
+            for a in range(pa):
+                for b in range(pb):
+                    src = xp[:, :, a::s[0], b::s[1]]
+                    ph = phases[a, b]
+                    ph[:, :, :src.shape[2], :src.shape[3]] = src
+                    sn, sc, sh, sw = ph.strides
+                    ka, kb = len(range(a, k[0], s[0])), len(range(b, k[1], s[1]))
+                    parts.append((slice(a, None, s[0]), slice(b, None, s[1]), as_strided(
+                        ph, (n, c, ka, kb, self.t), (sn, sc, sh, sw, sw), writeable=False)))
+        self._parts = parts
+        return parts
+
     def __iter__(self):
         """Yield (n0, n1, cols): [m, C·kh·kw, R] per sample, or [C·kh·kw, m·R] folded (m = n1 − n0)."""
+        parts = self.parts()
         buf = None
         for n0, n1 in self.blocks:
             m = n1 - n0
@@ -142,7 +152,7 @@ class _Columns:
             if buf is None or buf.shape != shape:
                 # the junk tail of each wide row is never written: zero it once per buffer
                 buf = (np.zeros if self.wide else np.empty)(shape, self.dtype)
-            for si, sj, view in self.parts:
+            for si, sj, view in parts:
                 src = view[n0:n1]
                 if self.per_sample:
                     dst = buf[:, :, si, sj]
