@@ -55,9 +55,14 @@ def cmd_check(args: argparse.Namespace) -> int:
             n = len(e.diagnostics)
             print(f"{path}: {n} error{'s' if n != 1 else ''}", file=sys.stderr)
             status = 1
+            if args.json:
+                reports.append({"file": path, "status": "error", "errors": [
+                    {"file": d.loc.file if d.loc else path, "line": d.loc.line if d.loc else None,
+                     "col": d.loc.col if d.loc else None, "message": d.message, "hint": d.hint}
+                    for d in e.diagnostics]})
             continue
         if args.json:
-            reports.append(as_json(g, args.batch) | {"file": path})
+            reports.append(as_json(g, args.batch) | {"file": path, "status": "ok", "errors": []})
         else:
             print(g.summary(batch=args.batch))
             if len(args.spec) > 1:
@@ -108,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("spec", nargs="+")
     sets(sp)
     sp.add_argument("--batch", type=positive_int, default=1, help="batch size for the training-memory estimate")
-    sp.add_argument("--json", action="store_true", help="machine-readable output")
+    sp.add_argument("--json", action="store_true",
+                    help="machine-readable output: an object per spec (a list when several are given)")
 
     sp = add("compile", lazy("compiler.onnx.commands:cmd_compile"), "export the inference graph to ONNX")
     sp.add_argument("spec")

@@ -23,7 +23,7 @@ from .errors import Diagnostic, Loc, ShapeError, SpecError, did_you_mean
 from .expr import ExprError, is_template, render
 from .ir import Graph, Init, Node, Ref, TensorType
 from .load import SList, SMap, load_file, locate
-from .spec import RESERVED, BlockSpec, Library, Spec
+from .spec import RESERVED, BlockSpec, Library, Spec, Train
 from .values import POISON, Poisoned, Value
 
 OPS = ops_pkg.OPS
@@ -343,6 +343,9 @@ class Expander:
             self.c.error("empty layer", loc, use_sites=scope.use_sites)
             raise Poisoned
         plain = [k for k in raw if k not in RESERVED]
+        op_keys = [k for k in plain if k in OPS]
+        if len(plain) > 1 and len(op_keys) == 1 and not any(k in raw for k in ("op", "use", "call")):
+            plain = op_keys                   # {conv2d: 16, kernel_size: 3}: the op key, plus attributes
         if len(plain) == 1 and not any(k in raw for k in ("op", "use", "call")):
             key = plain[0]
             if any(k in raw for k in RESERVED) and key not in OPS and key not in scope.module.block_names():
@@ -431,6 +434,7 @@ class Expander:
             inputs = self.node_inputs(fields, locs, loc, scope, kind, target)
         except Poisoned:
             scope.last = POISON
+            self.check_expressions(fields, locs, loc, scope)
             raise
         if len(self.c.diags) > n_errors:
             raise Poisoned
@@ -478,13 +482,15 @@ class Expander:
             raw = fields["in"]
             items = raw if isinstance(raw, list) else [raw]
             item_locs = (raw.locs if isinstance(raw, SList) else [locs["in"]] * len(items))
-            out = []
+            out, failed = [], False
             for it, il in zip(items, item_locs):
-                it = self.evaluate(it, scope, il)
-                if it is None:
-                    out.append(None)
-                    continue
-                out.append(self.resolve(it, scope, il))
+                try:
+                    it = self.evaluate(it, scope, il)
+                    out.append(None if it is None else self.resolve(it, scope, il))
+                except Poisoned:
+                    failed = True
+            if failed:
+                raise Poisoned
             return out
         if kind == "op" and target in OPS and not OPS[target].inputs:
             return []
@@ -496,6 +502,16 @@ class Expander:
         if prev.poisoned:
             raise Poisoned
         return [prev]
+
+    def check_expressions(self, fields: dict, locs: dict, loc: Loc, scope: Scope) -> None:
+        """Evaluate attribute expressions of a node that cannot be built, so their own errors show."""
+        env = dict(scope.env, index=0) if "repeat" in fields else scope.env
+        for k, v in fields.items():
+            if k not in ("op", "use", "call", "in"):
+                try:
+                    self.evaluate(v, scope, locs.get(k, loc), env)
+                except Poisoned:
+                    pass
 
     # -- ops ----------------------------------------------------------------------------------
     def precheck_op(self, op: str, fields: dict, locs: dict, loc: Loc, scope: Scope) -> None:
@@ -801,7 +817,9 @@ def compile_tree(tree: Any, path: str, params: dict[str, Any] | None, text: str,
     if tree.get("layers") is not None:
         ex.expand_layers(tree["layers"], top)
     outputs = build_outputs(c, ex, tree, spec, top)
-    train = spec.train
+    train = None
+    if spec.train is not None:
+        train = c.validate_model(Train, tree["train"], path, prefix=("train",))
     if train is not None and not c.diags:
         check_train(c, ex, tree, train, top)
     if c.diags:

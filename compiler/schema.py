@@ -17,9 +17,25 @@ NODE_COMMON: dict[str, Any] = {
 }
 
 
+def _allow_expr(schema: Any) -> Any:
+    """Any value, at any depth (list items included), may be an expression string."""
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    for key in ("items", "additionalProperties"):
+        if isinstance(out.get(key), dict):
+            out[key] = _allow_expr(out[key])
+    if isinstance(out.get("prefixItems"), list):
+        out["prefixItems"] = [_allow_expr(x) for x in out["prefixItems"]]
+    for key in ("anyOf", "oneOf"):
+        if key in out:
+            out[key] = [_allow_expr(x) for x in out[key]]
+    return {"anyOf": [out, EXPR]}
+
+
 def _attr_schema(model: type) -> dict[str, Any]:
     s = model.model_json_schema()
-    props = {k: {"anyOf": [v, EXPR], **({"description": v["description"]} if "description" in v else {})}
+    props = {k: {**_allow_expr(v), **({"description": v["description"]} if "description" in v else {})}
              for k, v in s.get("properties", {}).items()}
     return {"properties": props, "required": s.get("required", []), "defs": s.get("$defs", {})}
 
@@ -40,6 +56,8 @@ def json_schema() -> dict[str, Any]:
                          "properties": {name: inner, **NODE_COMMON}, "required": [name],
                          "additionalProperties": False})
     branches.append({"type": "string", "enum": sorted(OPS), "title": "op without attributes"})
+    branches.append({"type": "object", "title": "op chosen by an expression", "required": ["op"],
+                     "properties": {"op": EXPR, **NODE_COMMON}, "additionalProperties": True})
     branches.append({"type": "object", "title": "block use", "required": ["use"],
                      "properties": {"use": {"type": "string"}, **NODE_COMMON}, "additionalProperties": True})
     branches.append({"type": "object", "title": "call (shared weights)", "required": ["call"],
@@ -56,8 +74,7 @@ def json_schema() -> dict[str, Any]:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "specc spec, version 1",
         "type": "object",
-        "additionalProperties": False,
-        "required": ["inputs", "layers"],
+        "additionalProperties": False,          # inputs and layers are optional: a library file has only blocks
         "properties": {
             "specc": {"const": 1},
             "name": {"type": "string"},

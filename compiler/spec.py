@@ -143,7 +143,7 @@ class Spec(Strict):
     blocks: dict[str, BlockSpec] = Field(default_factory=dict)
     layers: list[Any]
     outputs: Union[list[str], dict[str, str], None] = None
-    train: Train | None = None
+    train: Any = None                     # validated on its own (Train), so its errors don't hide the layers'
 
 
 class Library(Strict):

@@ -158,7 +158,7 @@ def test_schema_is_json_with_one_branch_per_op(tmp_path: Path):
     code, out, _ = run("schema")
     assert code == 0
     schema = json.loads(out)
-    assert schema["type"] == "object" and {"inputs", "layers"} <= set(schema["required"])
+    assert schema["type"] == "object" and "required" not in schema     # library files hold only blocks
     assert {"name", "inputs", "layers", "outputs", "train", "blocks", "imports", "params"} <= set(schema["properties"])
     branches = schema["$defs"]["layer"]["anyOf"]
     consts = [b["properties"]["op"]["const"] for b in branches
@@ -248,3 +248,16 @@ def test_shape_check_usage_errors(args):
     r = shape_check(*args)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
+
+
+def test_schema_accepts_every_shipped_spec():
+    jsonschema = pytest.importorskip("jsonschema")
+    import yaml
+
+    from compiler.schema import json_schema
+    validator = jsonschema.Draft202012Validator(json_schema())
+    for path in sorted(Path("specs").rglob("*.yaml")):
+        errors = list(validator.iter_errors(yaml.safe_load(path.read_text())))
+        assert not errors, f"{path}: {errors[0].message[:200]}"
+    bad = yaml.safe_load("inputs: {x: [N, 4]}\nlayers: [{op: linear, out_featurs: 3}]\n")
+    assert list(validator.iter_errors(bad)), "a misspelt attribute must not validate"
