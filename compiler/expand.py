@@ -625,7 +625,7 @@ class Expander:
                 msg = f"{opdef.name} '{name}': {msg}"
             elif f"'{name}'" not in msg:
                 msg = msg.replace(opdef.name, f"{opdef.name} '{name}'", 1)
-            self.c.error(msg, where or locs.get("__node__", loc), e.hint,
+            self.c.error(msg, where or locs.get("__node__", loc), self.producer_hint(e, attrs, inputs),
                          use_sites=scope.use_sites)
             raise Poisoned from None
         ports = inferred.ports or list(opdef.ports)
@@ -640,6 +640,23 @@ class Expander:
         self.node_by_name[full] = node
         return Value({p: (Ref(full, None if i == 0 else p), t) for i, (p, t) in enumerate(node.outputs.items())},
                      kind="node", owner=full)
+
+    def producer_hint(self, e: ShapeError, attrs: Any, inputs: list[Value | None]) -> str | None:
+        """For a declared in_channels/in_features that disagrees, also name the layer that sets the size."""
+        want = {"in_channels": "out_channels", "in_features": "out_features"}.get(e.attr or "")
+        if want is None or not inputs or inputs[0] is None:
+            return e.hint
+        node = self.node_by_name.get(inputs[0].default[0].node)
+        for _ in range(50):
+            if node is None:
+                return e.hint
+            if hasattr(node.attrs, want):
+                short = node.name[len(node.block) + 1:] if node.block else node.name
+                return f"{e.hint or ''}{', or ' if e.hint else ''}change {short}'s {want} to {getattr(attrs, e.attr)}"
+            if not node.inputs or node.inputs[0] is None or node.params:
+                return e.hint
+            node = self.node_by_name.get(node.inputs[0].node)
+        return e.hint
 
     def check_shared_params(self, node: Node, loc: Loc, scope: Scope) -> None:
         shared = node.param_prefix != node.name
