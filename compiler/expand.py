@@ -353,32 +353,32 @@ class Expander:
                              f"write {{op: <operator>, ...}}; '{key}' looks like an attribute",
                              use_sites=scope.use_sites)
                 raise Poisoned
-            if True:
-                if key not in OPS:
-                    blocks = scope.module.block_names()
-                    hint = (f"'{key}' is a block: write {{use: {key}, ...}}" if key in blocks else
-                            did_you_mean(key, list(OPS)) or "see `specc schema` or docs/ops.md for the catalogue")
-                    self.c.error(f"unknown op '{key}'", raw.key_locs[key], hint, use_sites=scope.use_sites)
+            if key not in OPS:
+                blocks = scope.module.block_names()
+                hint = (f"'{key}' is a block: write {{use: {key}, ...}}" if key in blocks else
+                        did_you_mean(key, list(OPS)) or "see `specc schema` or docs/ops.md for the catalogue")
+                self.c.error(f"unknown op '{key}'", raw.key_locs[key], hint, use_sites=scope.use_sites)
+                raise Poisoned
+            inner = raw[key]
+            fields, locs = {"op": key}, {"op": raw.key_locs[key]}
+            if isinstance(inner, SMap):
+                fields.update(inner)
+                locs.update({k: inner.loc_of(k) for k in inner})
+                locs.update({f"key:{k}": inner.key_locs[k] for k in inner})
+            elif inner is not None:
+                primary = OPS[key].primary
+                if primary is None:
+                    self.c.error(f"op '{key}' has no primary attribute, so '{{{key}: {inner}}}' is ambiguous",
+                                 raw.loc_of(key), f"write {{op: {key}, <attribute>: {inner}}}",
+                                 use_sites=scope.use_sites)
                     raise Poisoned
-                inner = raw[key]
-                fields, locs = {"op": key}, {"op": raw.key_locs[key]}
-                if isinstance(inner, SMap):
-                    fields.update(inner)
-                    locs.update({k: inner.loc_of(k) for k in inner})
-                elif inner is not None:
-                    primary = OPS[key].primary
-                    if primary is None:
-                        self.c.error(f"op '{key}' has no primary attribute, so '{{{key}: {inner}}}' is ambiguous",
-                                     raw.loc_of(key), f"write {{op: {key}, <attribute>: {inner}}}",
-                                     use_sites=scope.use_sites)
-                        raise Poisoned
-                    fields[primary] = inner
-                    locs[primary] = raw.loc_of(key)
-                for k in raw:
-                    if k != key:
-                        fields[k], locs[k], locs[f"key:{k}"] = raw[k], raw.loc_of(k), raw.key_locs[k]
-                locs["__node__"] = loc
-                return fields, locs
+                fields[primary] = inner
+                locs[primary] = raw.loc_of(key)
+            for k in raw:
+                if k != key:
+                    fields[k], locs[k], locs[f"key:{k}"] = raw[k], raw.loc_of(k), raw.key_locs[k]
+            locs["__node__"] = loc
+            return fields, locs
         fields = dict(raw)
         locs = {k: raw.loc_of(k) for k in raw}
         locs["__node__"] = loc
