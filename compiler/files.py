@@ -1,26 +1,85 @@
-"""Writing files atomically: a temporary file beside the target, then a rename."""
+"""Writing files atomically: a temporary file beside the target, then a rename.
+
+Every failure is a UserError ("cannot write '<path>': <reason>", exit 1) rather than an OSError, and a
+user's files are never lost: a folder is never a target, a symlink's target file is replaced (the link
+stays), and a special file (a device, a fifo) is written in place instead of being replaced.
+"""
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Callable
 
+from .errors import UserError
 
-def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
-    """Call write(tmp_path) then move tmp_path over `path`; the old file survives any failure."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+
+def _reason(e: OSError) -> str:
+    return e.strerror or str(e) or type(e).__name__
+
+
+def _check_parent(shown: Path, target: Path, make_parents: bool) -> None:
+    parent = target.parent
+    if parent.is_dir():
+        return
+    # the nearest existing ancestor: a file there means no folder can be made
+    p = parent
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if p.exists() and not p.is_dir():
+        raise UserError(f"cannot write '{shown}': '{p}' is a file, not a folder")
+    if not make_parents:
+        raise UserError(f"cannot write '{shown}': folder '{parent}' does not exist",
+                        hint="create the folder first, or choose another output path")
     try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())          # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot write '{shown}': cannot create folder '{parent}': {_reason(e)}") from None
+
+
+def atomic_write(path: str | Path, write: Callable[[str], None], make_parents: bool = False) -> None:
+    """Call write(tmp_path) then move tmp_path over `path`; the old file survives any failure.
+
+    A missing parent folder is an error unless `make_parents`. A symlink is followed (its target file
+    is replaced atomically); a device or fifo is written directly (no rename). OSErrors become
+    UserError("cannot write '<path>': <reason>")."""
+    shown = Path(path)
+    target = shown
+    try:
+        if target.is_symlink():
+            target = Path(os.path.realpath(target))
+        if target.is_dir():
+            raise UserError(f"cannot write '{shown}': it is a folder",
+                            hint="give a file name inside it, e.g. " + str(shown / ("out" + (shown.suffix or ""))))
+        try:
+            st = os.stat(target)
+        except FileNotFoundError:
+            st = None
+        except NotADirectoryError:
+            st = None
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            write(str(target))                       # /dev/null, /dev/stdout, a fifo: write in place
+            return
+        _check_parent(shown, target, make_parents)
+        mode = stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~_umask()
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        try:
+            write(tmp)
+            os.chmod(tmp, mode)                       # mkstemp makes 0600; give the file the usual mode
+            os.replace(tmp, target)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+    except UserError:
         raise
+    except OSError as e:
+        if e.errno == errno.ENOTDIR:
+            raise UserError(f"cannot write '{shown}': a part of the path is a file, not a folder") from None
+        raise UserError(f"cannot write '{shown}': {_reason(e)}") from None
 
 
 def _umask() -> int:
@@ -29,9 +88,9 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+def atomic_write_text(path: str | Path, text: str, make_parents: bool = False) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), make_parents)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+def atomic_write_bytes(path: str | Path, data: bytes, make_parents: bool = False) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data), make_parents)

@@ -53,8 +53,20 @@ def to_mermaid(g: Graph) -> str:
     lines = ["flowchart TD"]
     for name, t in g.inputs.items():
         lines.append(f'  {_id(name)}(["{name} {t}"])')
+    clusters: dict[str, list[str]] = {}
     for n in g.nodes:
-        lines.append(f'  {_id(n.name)}["{n.name}: {n.op}"]')
+        key = ".".join(n.name.split(".")[:-1]) if n.block else ""
+        clusters.setdefault(key, []).append(f'{_id(n.name)}["{n.name}: {n.op}"]')
+    for key, stmts in clusters.items():
+        if key:
+            lines.append(f'  subgraph {_id("cluster_" + key)}["{key}"]')
+            lines += [f"    {s}" for s in stmts]
+            lines.append("  end")
+        else:
+            lines += [f"  {s}" for s in stmts]
+    for public, r in g.outputs.items():
+        lines.append(f'  {_id("out_" + public)}(["{public} {g.type_of(r)}"])')
+        lines.append(f'  {_id(r.node)} --> {_id("out_" + public)}')
     for r, n, label in _label_edges(g):
         lines.append(f'  {_id(r.node)} -->|"{label}"| {_id(n.name)}')
     return "\n".join(lines) + "\n"
@@ -65,6 +77,12 @@ def cmd_graph(args: argparse.Namespace) -> int:
     g = load_graph(args.spec, args.set)
     out = Path(args.out)
     fmt = out.suffix.lower().lstrip(".")
+    if out.is_dir():
+        raise UserError(f"cannot write '{out}': it is a folder",
+                        hint=f"give a file with a .dot, .mmd, .svg or .png suffix, e.g. {out / (g.name + '.svg')}")
+    if fmt not in ("dot", "mmd", "svg", "png"):
+        what = f"unknown picture format '.{fmt}'" if fmt else f"'{out}' has no suffix to tell the picture format"
+        raise UserError(what, hint="give the file a .dot, .mmd, .svg or .png suffix", code=2)
     if fmt == "dot":
         atomic_write_text(out, to_dot(g))
     elif fmt == "mmd":

@@ -32,6 +32,7 @@ from runtime.data import digits  # noqa: E402
 def write(out_dir: str | Path = "data") -> list[Path]:
     """Write digits_train.npz and digits_test.npz into out_dir; returns their paths."""
     out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)           # atomic_write does not create missing folders
     paths = []
     for part in ("train", "test"):
         arrays = digits(part)
