@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from compiler import SpecError, compile_file  # noqa: E402
 from compiler.cli import parse_set  # noqa: E402
-from compiler.errors import UserError  # noqa: E402
+from compiler.errors import UserError, did_you_mean  # noqa: E402
 from compiler.load import SMap, load_file  # noqa: E402
 from compiler.summary import human, totals  # noqa: E402
 
@@ -113,6 +113,16 @@ def check_one(path: Path, params: dict[str, Any]) -> Row:
     return row
 
 
+def _declared(path: Path) -> set[str]:
+    """The params a spec declares (none when it does not load)."""
+    try:
+        tree, _ = load_file(path)
+    except (SpecError, UserError, OSError, ValueError):
+        return set()
+    declared = tree.get("params") if isinstance(tree, SMap) else None
+    return {str(k) for k in declared} if isinstance(declared, dict) else set()
+
+
 def _applicable(path: Path, params: dict[str, Any]) -> dict[str, Any] | None:
     """--set values for the params this spec declares (a folder's specs have different params)."""
     if not params:
@@ -178,6 +188,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as e:
         print(e.render(), file=sys.stderr)
         return 2
+    if params:
+        declared: set[str] = set()
+        for f, _ in files:
+            if not is_library(f):
+                declared |= _declared(f)
+        unknown = [k for k in params if k not in declared]
+        if unknown:
+            hint = did_you_mean(unknown[0], declared) or (
+                f"the checked specs declare: {', '.join(sorted(declared))}" if declared
+                else "none of the checked specs declares params")
+            print(f"error: --set {unknown[0]}: no checked spec declares a param '{unknown[0]}'\nhint: {hint}",
+                  file=sys.stderr)
+            return 2
     rows: list[Row] = []
     for f, explicit in files:
         if is_library(f):
