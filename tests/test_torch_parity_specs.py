@@ -236,3 +236,9 @@ def test_parity(key, path):
     ref = TorchRef(g, model.state_dict())
     check_forward(key, g, model, ref)
     check_gradients(key, g, model, ref)
+
+
+def test_reference_covers_the_catalogue():
+    from compiler.catalogue import ALL_OPS
+    from tools.torch_ref import OPS
+    assert set(ALL_OPS) <= set(OPS), sorted(set(ALL_OPS) - set(OPS))

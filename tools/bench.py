@@ -531,10 +531,10 @@ text = open(PATH).read()
 out = []
 for _ in range(REPEATS):
     gc.collect()
+    gc.disable()                  # as compiler.compile_file / compile_text run (their _no_gc)
     t0 = time.perf_counter()
     tree = load_text(text, PATH)
     t1 = time.perf_counter()
-    gc.disable()
     g = compile_tree(tree, PATH, None, text, Path(ROOT))
     t2 = time.perf_counter()
     gc.enable()
@@ -663,7 +663,7 @@ def profile_step(key: str, steps: int = 10, top: int = 12) -> dict:
             s.torch_train()
     avg = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:top]
     torch_rows = [(e.key, e.self_cpu_time_total / 1e6 / steps, e.count // steps) for e in avg]
-    res = dict(key=key, specc_step=statistics.median(totals), torch_step=t_torch, steps=steps,
+    res = dict(key=key, specc_step=statistics.median(totals), torch_step=t_torch, steps=steps, threads=THREADS,
                specc=[dict(op=o, fwd=f, bwd=b_, calls=c) for o, f, b_, c in specc_rows],
                torch=[dict(op=o, self=t, calls=c) for o, t, c in torch_rows],
                nodes=[dict(node=n, fwd=f, bwd=b_, what=w) for n, f, b_, w in node_rows[:top]])
@@ -811,13 +811,16 @@ def render_compiler(res: dict) -> str:
 
 def render_profile(p: dict, top: int = 8) -> str:
     tot = sum(r["fwd"] + r["bwd"] for r in p["specc"]) or 1.0
-    out = [f"`{p['key']}`: specc step {p['specc_step'] * 1e3:.1f} ms (with kernel timers), "
-           f"torch step {p['torch_step'] * 1e3:.1f} ms.", "",
+    out = [f"`{p['key']}` at {p.get('threads', 2)} thread(s): specc step {p['specc_step'] * 1e3:.1f} ms (with kernel "
+           f"timers), PyTorch step {p['torch_step'] * 1e3:.1f} ms.", "",
            "| specc op | forward ms | backward ms | share | calls |", "|---|---:|---:|---:|---:|"]
     for r in p["specc"][:top]:
         out.append(f"| {r['op']} | {r['fwd'] * 1e3:.2f} | {r['bwd'] * 1e3:.2f} | "
                    f"{(r['fwd'] + r['bwd']) / tot:.0%} | {r['calls']} |")
-    out += ["", "| torch aten op (self CPU) | ms | calls |", "|---|---:|---:|"]
+    out += ["", "| slowest specc nodes | forward ms | backward ms | op and argument shapes |", "|---|---:|---:|---|"]
+    for r in p.get("nodes", [])[:6]:
+        out.append(f"| {r['node']} | {r['fwd'] * 1e3:.2f} | {r['bwd'] * 1e3:.2f} | {r['what']} |")
+    out += ["", "| PyTorch aten op (self CPU) | ms | calls |", "|---|---:|---:|"]
     for r in p["torch"][:top]:
         out.append(f"| {r['op']} | {r['self'] * 1e3:.2f} | {r['calls']} |")
     return "\n".join(out)
@@ -859,7 +862,8 @@ def write_doc(results: dict, argv: list[str]) -> None:
         doc = _replace_section(doc, "compiler-env", "\n".join(env))
         doc = _replace_section(doc, "compiler", render_compiler(results["compiler"]))
     for key, p in results.get("profiles", {}).items():
-        doc = _replace_section(doc, f"profile-{key}", render_profile(p))
+        tag = f"profile-{key}" if THREADS == 2 else f"profile-{key}-t{THREADS}"
+        doc = _replace_section(doc, tag, render_profile(p))
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text(doc)
     raw = DOC.with_suffix(".json")
