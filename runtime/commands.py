@@ -35,7 +35,36 @@ def _out_dir(args: argparse.Namespace, name: str) -> Path:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out '{out}' is an existing file, not a folder; specc will not overwrite it",
                         hint="choose another --out folder", code=2)
+    p = out.parent
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if p.exists() and not p.is_dir():
+        raise UserError(f"--out '{out}' cannot be a folder: '{p}' is a file", hint="choose another --out folder")
     return out
+
+
+RUN_FILES = ("best.npz", "last.npz")
+
+
+def _check_previous_run(out: Path, spec_hash: str | None, resume: str | None) -> None:
+    """Refuse to replace a run of a different spec; say so when replacing a run of the same spec."""
+    from .checkpoint import read_meta
+    found = [out / f for f in RUN_FILES if (out / f).is_file()]
+    if not found:
+        return
+    for f in found:
+        meta = read_meta(f)
+        if meta is None:
+            raise UserError(f"'{f}' is not a specc checkpoint; specc will not overwrite it",
+                            hint="use --out DIR for a new run, or delete the old one")
+        old = meta.get("spec_hash")
+        if old and spec_hash and old != spec_hash:
+            raise UserError(f"'{out}' holds a run of a different spec (or different --set params): "
+                            f"{meta.get('spec_name', '?')}, in '{f}'",
+                            hint="use --out DIR for a new run, or delete the old one")
+    if resume is not None and Path(resume).resolve().parent == out.resolve():
+        return
+    print(f"replacing the previous run in {out}", file=sys.stderr)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -47,15 +76,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.epochs is not None and args.epochs < 0:
         raise UserError("--epochs must be 0 or more", code=2)
     if args.resume is not None and not Path(args.resume).is_file():
-        raise UserError(f"checkpoint '{args.resume}' not found", hint="resume from a run's last.npz", code=2)
+        raise UserError(f"checkpoint '{args.resume}' not found", hint="resume from a run's last.npz", code=1)
     out = _out_dir(args, g.name)
+    _check_previous_run(out, g.spec_hash, args.resume)
     model = Model(g, seed=cfg.seed)
     plan = make_plan(model, cfg)
     base = Path(args.spec).parent
     if args.data is None and cfg.data.train is None:
         raise UserError("no training data: give --data PATH.npz or train.data.train in the spec",
                         hint="a data set is an .npz with arrays named after the inputs "
-                             f"({', '.join(plan.needed)}), or builtin:digits", code=2)
+                             f"({', '.join(plan.needed)})"
+                             + (", or builtin:digits" if D.digits_fit(g, plan.needed) is None else ""), code=2)
     splits = D.load_splits(g, cfg.data, base, plan.needed, train=args.data, seed=cfg.seed)
     t0 = time.perf_counter()
     try:
@@ -84,8 +115,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     g = load_graph(args.spec, args.set)
     model = Model(g, seed=g.train.seed if g.train else 0)
     if not Path(args.weights).is_file():
-        raise UserError(f"checkpoint '{args.weights}' not found", code=2)
+        raise UserError(f"checkpoint '{args.weights}' not found", code=1)
     meta = load_checkpoint(model, args.weights)
+    from .checkpoint import warn_nonfinite
+    warn_nonfinite(model.state_dict(), args.weights)
     if meta.get("spec_hash") and meta["spec_hash"] != g.spec_hash:
         print(f"warning: '{args.weights}' was made from a different version of this spec (or other --set "
               "params); its weights fit, but results may differ", file=sys.stderr)
@@ -98,8 +131,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         splits = D.load_splits(g, cfg.data, Path(args.spec).parent, plan.needed, seed=cfg.seed, want=("test",))
         ds = splits.test
         if ds is None:
-            raise UserError("no evaluation data: give --data PATH.npz (or builtin:digits), or train.data.test "
-                            "in the spec", code=2)
+            raise UserError("no evaluation data: give --data PATH.npz"
+                            + (" (or builtin:digits)" if D.digits_fit(g, plan.needed) is None else "")
+                            + ", or train.data.test in the spec", code=2)
     res = evaluate(model, ds, config=cfg, plan=plan)
     epoch = meta.get("epoch")
     print(f"{g.name}: weights {args.weights}" + (f" (epoch {epoch})" if epoch else "") +

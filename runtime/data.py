@@ -196,6 +196,12 @@ def check(graph: Graph, arrays: Mapping[str, np.ndarray], source: str, needed: l
         arr = np.asarray(arrays[name])
         want = "[" + ", ".join(map(str, t.shape)) + "]"
         if arr.ndim != t.rank or any(isinstance(d, int) and d != s for d, s in zip(t.shape, arr.shape)):
+            if builtin and arr.dtype.kind == "f" and arr.shape[1:] == (1, 8, 8):
+                per = "×".join(map(str, t.shape[1:])) or "a scalar"
+                raise UserError(f"the built-in digits are 1×8×8 images (64 values), but input '{name}' "
+                                f"expects {per} per sample ({want})",
+                                hint="use a data set of the spec's image size, or change the spec's input to "
+                                     "[N, 1, 8, 8]")
             raise UserError(f"array '{name}' in {source} has shape {list(arr.shape)}, but input '{name}' "
                             f"expects {want} ({t.dtype})",
                             hint="the first dimension is the samples; reshape the array to match the input")
@@ -242,6 +248,24 @@ def _convert(name: str, arr: np.ndarray, dtype: str, want: str, source: str) -> 
         return arr.astype(bool)
     raise UserError(f"{where} has dtype {arr.dtype}, but input '{name}' expects bool {want}",
                     hint="store a boolean array (or 0/1 integers)")
+
+
+def digits_fit(graph: Graph, needed: list[str]) -> str | None:
+    """None when builtin:digits fits the inputs `needed` (one float image of 64 values per sample, at most
+    one int64 label per sample); otherwise why not."""
+    floats = [k for k in needed if graph.inputs[k].dtype == "float32"]
+    ints = [k for k in needed if graph.inputs[k].dtype == "int64"]
+    others = [k for k in needed if k not in floats and k not in ints]
+    if len(floats) != 1 or len(ints) > 1 or others:
+        return "the built-in digits hold one float image array and one int64 label array"
+    t = graph.inputs[floats[0]]
+    dims = list(t.shape[1:])
+    if not t.rank or not all(isinstance(d, int) for d in dims) or \
+            (dims != [1, 8, 8] and int(np.prod(dims)) != 64):
+        return f"the built-in digits are 1×8×8 images; input '{floats[0]}' is {t}"
+    if ints and graph.inputs[ints[0]].rank != 1:
+        return f"the built-in digits have one label per image; input '{ints[0]}' is {graph.inputs[ints[0]]}"
+    return None
 
 
 def _fit_builtin(graph: Graph, arrays: dict[str, np.ndarray], needed: list[str]) -> dict[str, np.ndarray]:

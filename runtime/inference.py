@@ -27,8 +27,21 @@ def _same_file(a: str | Path, b: str | Path) -> bool:
 
 def _load_array(path: str, name: str) -> np.ndarray:
     p = Path(path)
+    if p.is_dir():
+        raise UserError(f"input file '{path}' (for '{name}') is a folder, not an .npy file")
     if not p.is_file():
-        raise UserError(f"input file '{path}' (for '{name}') not found", code=2)
+        raise UserError(f"input file '{path}' (for '{name}') not found")
+    try:
+        with open(p, "rb") as f:
+            head = f.read(6)
+    except OSError as e:
+        raise UserError(f"cannot read input file '{path}': {e.strerror or e}") from None
+    if not head.startswith((b"\x93NUMPY", b"PK\x03\x04", b"PK\x05\x06")):
+        if head[:1] == b"\x80":
+            raise UserError(f"input file '{path}' holds pickled Python objects, which specc refuses to load",
+                            hint="save plain numeric arrays with numpy.save")
+        raise UserError(f"input file '{path}' is not a valid .npy/.npz file",
+                        hint="save the array with numpy.save(path, array)")
     try:
         data = np.load(p, allow_pickle=False)
     except ValueError as e:
@@ -94,12 +107,36 @@ def preview(name: str, a: np.ndarray, n: int = 6) -> str:
     return f"{name}: shape {shape} {a.dtype}  {vals}{more}"
 
 
+def _check_spec_file(path: str) -> None:
+    """A spec must be YAML text: refuse arrays, checkpoints and other binary files by name."""
+    suffix = Path(path).suffix.lower()
+    hint = "give a spec .yaml (with --weights CKPT.npz) or an exported .onnx file"
+    if suffix in (".npy", ".npz"):
+        raise UserError(f"'{path}' is a {suffix} array file, but specc run expects a spec .yaml or a .onnx file",
+                        hint=hint + "; arrays go to --input NAME=FILE.npy, weights to --weights", code=2)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError as e:
+        raise UserError(f"cannot read '{path}': {e.strerror or e}") from None
+    try:
+        head.decode("utf-8")
+        binary = b"\x00" in head
+    except UnicodeDecodeError as e:
+        binary = e.start < len(head) - 4            # a multi-byte character cut at the end is fine
+    if binary:
+        raise UserError(f"'{path}' is not a text file, but specc run expects a spec .yaml or a .onnx file",
+                        hint=hint, code=2)
+
+
 def run_model(path: str, inputs: dict[str, Any], backend: str | None = None, weights: str | None = None,
               sets: list[str] | None = None) -> dict[str, np.ndarray]:
     """What `specc run` computes, as a function: {output name: ndarray}."""
     is_onnx = str(path).lower().endswith(".onnx")
     if not Path(path).is_file():
-        raise UserError(f"no such {'model' if is_onnx else 'spec'} file: '{path}'", code=2)
+        raise UserError(f"no such {'model' if is_onnx else 'spec'} file: '{path}'", code=1)
+    if not is_onnx:
+        _check_spec_file(path)
     backend = backend or ("onnxruntime" if is_onnx else "numpy")
     if is_onnx:
         if backend == "numpy":
@@ -121,14 +158,17 @@ def run_model(path: str, inputs: dict[str, Any], backend: str | None = None, wei
         from compiler.onnx.commands import load_weights
         from compiler.onnx.export import export
         from .onnx_session import OnnxSession
+        from .checkpoint import warn_nonfinite
         state = load_weights(weights, graph)
+        warn_nonfinite(state, weights)
         sess = OnnxSession(export(graph, state).model)
         # as the NumPy runtime does, accept spec inputs that only pruned nodes read (labels)
         return sess.run(**{k: v for k, v in inputs.items() if k in sess.input_names or k not in graph.inputs})
-    from .checkpoint import load
+    from .checkpoint import load, warn_nonfinite
     from .model import Model
     model = Model(graph, seed=0)
     load(model, weights)
+    warn_nonfinite(model.state_dict(), weights)
     model.eval()
     return model(**inputs)
 

@@ -35,8 +35,11 @@ class OnnxSession:
             import onnx
         except ImportError:                          # pragma: no cover - onnx is a dependency
             onnx = None
+        ort.set_default_logger_severity(3)          # no raw (ANSI-coloured) ORT log lines before our errors
         self.path: str | None = None
+        proto: Any = None
         if onnx is not None and isinstance(model, onnx.ModelProto):
+            proto = model
             source: Any = model.SerializeToString()
             what = f"ONNX model '{model.graph.name}'"
         elif isinstance(model, (bytes, bytearray)):
@@ -44,7 +47,9 @@ class OnnxSession:
         elif isinstance(model, (str, Path)):
             p = Path(model)
             if not p.is_file():
-                raise UserError(f"ONNX model '{model}' not found", code=2)
+                raise UserError(f"ONNX model '{model}' not found")
+            if p.is_dir():
+                raise UserError(f"ONNX model '{model}' is a folder, not an .onnx file")
             source, what, self.path = str(p), f"'{model}'", str(p)
         else:
             raise UserError(f"OnnxSession needs an onnx.ModelProto, bytes or a path, got {type(model).__name__}")
@@ -58,6 +63,7 @@ class OnnxSession:
             raise UserError(f"{what} is not a valid ONNX model onnxruntime can load: {_first_line(e)}",
                             hint="re-export it with `specc compile`") from None
         self._inputs = {i.name: i for i in self._sess.get_inputs()}
+        self._rows = _index_bounds(proto if proto is not None else source, set(self._inputs))
         self._outputs = [o.name for o in self._sess.get_outputs()]
 
     @property
@@ -108,6 +114,15 @@ class OnnxSession:
                     if symbols.setdefault(d, s) != s:
                         raise UserError(f"symbol {d} is {symbols[d]} in one input but {s} in '{name}' "
                                         f"(shape {list(arr.shape)})")
+        for name, (rows, node) in self._rows.items():
+            arr = feeds[name]
+            if arr.dtype.kind in "iu" and arr.size:
+                lo, hi = int(arr.min()), int(arr.max())
+                if lo < 0 or hi >= rows:
+                    bad = lo if lo < 0 else hi
+                    raise UserError(f"input '{name}' holds {bad}, outside 0..{rows - 1}: it indexes the "
+                                    f"{rows} rows of '{node}' (an embedding table)",
+                                    hint="indices must be 0..num_embeddings-1")
         names = list(outputs) if outputs is not None else self._outputs
         try:
             values = self._sess.run(names, feeds)
@@ -116,6 +131,33 @@ class OnnxSession:
         return dict(zip(names, values))
 
     __call__ = run
+
+
+def _index_bounds(source: Any, inputs: set[str]) -> dict[str, tuple[int, str]]:
+    """{graph input: (rows, table)} for inputs that index a constant table directly (Gather axis 0 of an
+    initializer: an embedding), whose negative indices onnxruntime would silently accept."""
+    try:
+        import onnx
+        if isinstance(source, (bytes, str)):
+            source = onnx.load_model_from_string(source) if isinstance(source, bytes) else \
+                onnx.load(source, load_external_data=False)
+        g = source.graph
+    except Exception:                                       # noqa: BLE001 - checking is best effort
+        return {}
+    tables = {t.name: list(t.dims) for t in g.initializer}
+    out: dict[str, tuple[int, str]] = {}
+    for n in g.node:
+        if n.op_type != "Gather" or len(n.input) < 2 or n.input[1] not in inputs or n.input[0] not in tables:
+            continue
+        axis = next((a.i for a in n.attribute if a.name == "axis"), 0)
+        dims = tables[n.input[0]]
+        if axis != 0 or not dims:
+            continue
+        rows = int(dims[0])
+        prev = out.get(n.input[1])
+        if prev is None or rows < prev[0]:
+            out[n.input[1]] = (rows, n.input[0])
+    return out
 
 
 def _fmt(shape: list[Any]) -> str:

@@ -55,7 +55,7 @@ from . import metrics as M
 from . import optim
 from . import schedule as S
 from .augment import Augmenter
-from .checkpoint import read_npz, save, split
+from .checkpoint import check_numeric, read_npz, save, split
 from .model import Model, NonFiniteError
 from .progress import Progress
 from .tensor import Entry, Tensor
@@ -405,6 +405,7 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
     ckpt = None
     if resume is not None:
         ckpt = split(read_npz(resume, "checkpoint"))
+        check_numeric(ckpt[0], resume)
         if ckpt[1].get("kind") != STATE_KIND:
             raise UserError(f"'{resume}' holds weights only, not a training state to resume from",
                             hint="resume from the run's last.npz")
@@ -498,7 +499,13 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
         if out.exists() and not out.is_dir():
             raise UserError(f"the output folder '{out}' exists and is not a folder", code=2,
                             hint="choose another --out")
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"cannot create the output folder '{out}': "
+                            + ("a part of the path is a file, not a folder"
+                               if isinstance(e, (NotADirectoryError, FileExistsError)) else (e.strerror or str(e))),
+                            hint="choose another --out") from None
 
     if ckpt is not None:
         state, meta, opt_state = ckpt
@@ -530,7 +537,7 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
     prog = progress if isinstance(progress, Progress) else Progress(epochs, n_batches,
                                                                    enabled=None if progress is None else progress)
     say(f"training {g.name}: {len(train_ds)} samples" + (f", validating on {len(val_ds)}" if val_ds else "") +
-        f", {n_batches} batches of {cfg.batch_size}, epochs {start + 1}..{epochs}, "
+        f", {n_batches} batch{'es' if n_batches != 1 else ''} of {cfg.batch_size}, epochs {start + 1}..{epochs}, "
         f"{sum(t.data.size for t in trainable.values()):,} trainable parameters")
 
     stopped_early = False

@@ -223,8 +223,8 @@ def test_existing_output_replaced_atomically(spec, tmp_path, capsys, monkeypatch
         raise OSError("disk full")
 
     monkeypatch.setattr(onnx, "save_model", broken_save)
-    with pytest.raises(OSError):
-        specc("compile", spec, "-o", out)
+    code, _, err = specc("compile", spec, "-o", out, capsys=capsys)
+    assert code == 1 and "cannot write" in err and "disk full" in err
     assert out.read_bytes() == first
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clf.yaml", "net.onnx"]
 
@@ -285,12 +285,12 @@ def test_run_errors(spec, ckpt, x_file, tmp_path, capsys):
     cases = [
         (["run", onnx_path, "--input", f"x={x_file}", "--backend", "numpy"], 2, "numpy backend runs a spec"),
         (["run", onnx_path, "--input", f"x={x_file}", "-o", x_file], 2, "refusing to overwrite"),
-        (["run", onnx_path, "--input", f"x={tmp_path / 'nope.npy'}"], 2, "not found"),
+        (["run", onnx_path, "--input", f"x={tmp_path / 'nope.npy'}"], 1, "not found"),
         (["run", onnx_path, "--input", f"z={x_file}"], 1, "unknown input 'z'"),
         (["run", onnx_path, "--input", "x"], 2, "NAME=FILE.npy"),
         (["run", spec, "--input", f"x={x_file}"], 2, "--weights"),
         (["run", spec, "--weights", ckpt, "--input", f"z={x_file}"], 1, "unknown input 'z'"),
-        (["run", tmp_path / "missing.onnx", "--input", f"x={x_file}"], 2, "no such model file"),
+        (["run", tmp_path / "missing.onnx", "--input", f"x={x_file}"], 1, "no such model file"),
     ]
     for argv, want_code, want in cases:
         code, _, err = specc(*argv, capsys=capsys)

@@ -116,8 +116,8 @@ def test_train_refusals(project, capsys):
     assert main(["train", "specs/blobs.yaml", "--data", "labels.npz"]) == 1
     assert "outside 0..2" in capsys.readouterr().err
 
-    assert main(["train", "specs/blobs.yaml", "--resume", "nope.npz"]) == 2
-    assert main(["eval", "specs/blobs.yaml", "--weights", "nope.npz"]) == 2
+    assert main(["train", "specs/blobs.yaml", "--resume", "nope.npz"]) == 1
+    assert main(["eval", "specs/blobs.yaml", "--weights", "nope.npz"]) == 1
     capsys.readouterr()
     (project / "weights.npz").write_bytes(b"junk")
     assert main(["eval", "specs/blobs.yaml", "--weights", "weights.npz"]) == 1
@@ -129,7 +129,8 @@ def test_train_without_data_or_train_section(project, capsys):
         "  data: {train: data/train.npz, val: 0.2, test: data/test.npz}\n", ""))
     assert main(["train", "specs/nodata.yaml"]) == 2
     assert "no training data" in capsys.readouterr().err
-    assert main(["eval", "specs/nodata.yaml", "--weights", "x.npz"]) == 2
+    assert main(["eval", "specs/nodata.yaml", "--weights", "x.npz"]) == 1      # a missing file
+    assert "not found" in capsys.readouterr().err
     (project / "specs" / "notrain.yaml").write_text(SPEC.split("train:\n")[0])
     assert main(["train", "specs/notrain.yaml"]) == 1
     assert "no train section" in capsys.readouterr().err

@@ -29,7 +29,7 @@ MAX_PROTO_BYTES = 2_000_000_000         # protobuf's limit for a single ModelPro
 
 def load_weights(path: str, graph: Graph, quiet: bool = False) -> dict[str, np.ndarray]:
     """A checkpoint's state_dict checked against the spec (missing, unexpected, mis-shaped keys listed)."""
-    from runtime.checkpoint import read_npz, split
+    from runtime.checkpoint import check_numeric, read_npz, split
     try:
         arrays = read_npz(path, "weights file")
     except UserError:
@@ -37,6 +37,7 @@ def load_weights(path: str, graph: Graph, quiet: bool = False) -> dict[str, np.n
     except Exception as e:                                     # noqa: BLE001 - e.g. a plain .npy file
         raise UserError(f"weights file '{path}' is not a valid .npz checkpoint ({type(e).__name__}: {e})") from None
     state, meta, _ = split(arrays)
+    check_numeric(state, path, "weights file")
     state = check_weights(graph, state)
     h = meta.get("spec_hash")
     if h and graph.spec_hash and h != graph.spec_hash and not quiet:
@@ -184,6 +185,14 @@ def verify(graph: Graph, state: dict[str, np.ndarray], opset: int = 18, outputs:
     sess = OnnxSession(exp.model)
     got = sess.run(**{k: feeds[k] for k in sess.input_names})
     want = model(outputs=list(exp.outputs), **feeds)
+    nonfinite = [name for name in exp.outputs
+                 for v in (np.asarray(got[name]), np.asarray(want[name]))
+                 if v.dtype.kind == "f" and not np.isfinite(v).all()]
+    if nonfinite:
+        names = ", ".join(f"'{k}'" for k in dict.fromkeys(nonfinite))
+        return Verification(False, float("nan"), list(exp.outputs),
+                            f"outputs contain NaN/inf: the weights or inputs are not finite (output {names})",
+                            first_bad=nonfinite[0])
     worst, bad, diffs = 0.0, [], {}
     for name in exp.outputs:
         ok, d, where = compare(got[name], want[name])
@@ -263,7 +272,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         if other and _same_file(out, other):
             raise UserError(f"-o '{args.out}' is the {what}; refusing to overwrite it", code=2)
     if out.is_dir():
-        raise UserError(f"-o '{args.out}' is a directory", hint="give a file name such as net.onnx", code=2)
+        raise UserError(f"cannot write '{args.out}': it is a folder", hint="give a file name such as net.onnx")
     opset = check_opset(args.opset)
     graph = load_graph(args.spec, getattr(args, "set", None))
     state = load_weights(args.weights, graph) if args.weights else fresh_weights(graph)
