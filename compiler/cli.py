@@ -38,9 +38,10 @@ def positive_int(text: str) -> int:
 
 def load_graph(path: str, sets: Sequence[str] | None = None):
     from . import compile_file
+    params = parse_set(sets)                # a malformed --set is a usage error (2), whatever the file
     if not Path(path).exists():
-        raise UserError(f"no such spec file: '{path}'", code=2)
-    return compile_file(path, params=parse_set(sets))
+        raise UserError(f"no such spec file: '{path}'")
+    return compile_file(path, params=params)
 
 
 # -- commands implemented here ----------------------------------------------------------------
@@ -60,6 +61,15 @@ def cmd_check(args: argparse.Namespace) -> int:
                     {"file": d.loc.file if d.loc else path, "line": d.loc.line if d.loc else None,
                      "col": d.loc.col if d.loc else None, "message": d.message, "hint": d.hint}
                     for d in e.diagnostics]})
+            continue
+        except UserError as e:
+            if e.code != 1:                 # a usage error (a malformed --set) is the same for every spec
+                raise
+            print(e.render(), file=sys.stderr)     # a missing file: the other specs are still checked
+            status = 1
+            if args.json:
+                reports.append({"file": path, "status": "error", "errors": [
+                    {"file": path, "line": None, "col": None, "message": e.message, "hint": e.hint}]})
             continue
         if args.json:
             reports.append(as_json(g, args.batch) | {"file": path, "status": "ok", "errors": []})

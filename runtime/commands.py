@@ -34,7 +34,7 @@ def _out_dir(args: argparse.Namespace, name: str) -> Path:
         out = Path("runs") / safe
     if out.exists() and not out.is_dir():
         raise UserError(f"--out '{out}' is an existing file, not a folder; specc will not overwrite it",
-                        hint="choose another --out folder", code=2)
+                        hint="choose another --out folder")
     p = out.parent
     while not p.exists() and p != p.parent:
         p = p.parent

@@ -60,7 +60,7 @@ def _load_array(path: str, name: str) -> np.ndarray:
                 key = name if name in keys else keys[0] if len(keys) == 1 else None
                 if key is None:
                     raise UserError(f"input file '{path}' holds {len(keys)} arrays ({', '.join(keys[:8])}) and "
-                                    f"none is named '{name}'", code=2)
+                                    f"none is named '{name}'")
                 arr = z[key]
         except UserError:
             raise
@@ -113,7 +113,7 @@ def _check_spec_file(path: str) -> None:
     hint = "give a spec .yaml (with --weights CKPT.npz) or an exported .onnx file"
     if suffix in (".npy", ".npz"):
         raise UserError(f"'{path}' is a {suffix} array file, but specc run expects a spec .yaml or a .onnx file",
-                        hint=hint + "; arrays go to --input NAME=FILE.npy, weights to --weights", code=2)
+                        hint=hint + "; arrays go to --input NAME=FILE.npy, weights to --weights")
     try:
         with open(path, "rb") as f:
             head = f.read(4096)
@@ -126,7 +126,7 @@ def _check_spec_file(path: str) -> None:
         binary = e.start < len(head) - 4            # a multi-byte character cut at the end is fine
     if binary:
         raise UserError(f"'{path}' is not a text file, but specc run expects a spec .yaml or a .onnx file",
-                        hint=hint, code=2)
+                        hint=hint)
 
 
 def run_model(path: str, inputs: dict[str, Any], backend: str | None = None, weights: str | None = None,

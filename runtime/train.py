@@ -497,7 +497,7 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         if out.exists() and not out.is_dir():
-            raise UserError(f"the output folder '{out}' exists and is not a folder", code=2,
+            raise UserError(f"the output folder '{out}' exists and is not a folder",
                             hint="choose another --out")
         try:
             out.mkdir(parents=True, exist_ok=True)

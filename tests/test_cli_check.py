@@ -124,7 +124,7 @@ def test_check_several_specs_one_bad_reports_both():
 @pytest.mark.parametrize("argv,code", [
     (["check", LENET], 0),
     (["check", str(BAD / "several_errors.yaml")], 1),
-    (["check", str(ROOT / "specs" / "no_such_spec.yaml")], 2),       # a missing file is a usage error
+    (["check", str(ROOT / "specs" / "no_such_spec.yaml")], 1),       # a missing file, as everywhere
     (["check", LENET, "--set", "classes"], 2),                       # --set without '='
     (["check", LENET, "--batch", "many"], 2),
     (["check"], 2),                                                  # no spec
@@ -135,8 +135,22 @@ def test_check_exit_codes(argv, code):
     got, out, err = run(*argv)
     assert got == code, (out, err)
     assert "Traceback" not in out + err
-    if code == 2 and argv[:1] == ["check"] and len(argv) > 1 and "no_such" in argv[1]:
+    if argv[:1] == ["check"] and len(argv) > 1 and "no_such" in argv[1]:
         assert "no such spec file" in err
+
+
+def test_check_a_missing_spec_among_others_checks_the_others():
+    missing = str(ROOT / "specs" / "no_such_spec.yaml")
+    code, out, err = run("check", LENET, missing, PERCEPTRON)
+    assert code == 1 and "Traceback" not in err
+    assert "lenet5: 13 nodes" in out and "perceptron: 4 nodes" in out
+    assert f"error: no such spec file: '{missing}'" in err
+    code, out, err = run("check", LENET, missing, "--json")
+    assert code == 1
+    reports = json.loads(out)
+    assert [(r["file"], r["status"]) for r in reports] == [(LENET, "ok"), (missing, "error")]
+    assert "no such spec file" in reports[1]["errors"][0]["message"]
+    assert run("check", missing, "--set", "classes")[0] == 2          # a usage error stays one
 
 
 def test_check_rejects_a_non_positive_batch():
@@ -243,10 +257,17 @@ def test_shape_check_set_applies_where_declared():
     assert "7,005,832" in r.stdout and "61,706" in r.stdout
 
 
-@pytest.mark.parametrize("args", [["specs/no_such_folder"], [], ["specs/lib"]])
+@pytest.mark.parametrize("args", [[], ["specs/lib"], ["specs/lenet5.yaml", "--set", "classes"]])
 def test_shape_check_usage_errors(args):
     r = shape_check(*args)
     assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("args", [["specs/no_such_folder"], ["specs/lenet5.yaml", "specs/no_such.yaml"]])
+def test_shape_check_missing_paths_exit_1(args):
+    r = shape_check(*args)
+    assert r.returncode == 1 and "no such file or folder" in r.stderr
     assert "Traceback" not in r.stderr
 
 

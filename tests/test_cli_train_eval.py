@@ -100,7 +100,7 @@ def test_train_options_and_resume(project, capsys):
 
 def test_train_refusals(project, capsys):
     (project / "afile").write_text("mine")
-    assert main(["train", "specs/blobs.yaml", "--out", "afile"]) == 2
+    assert main(["train", "specs/blobs.yaml", "--out", "afile"]) == 1
     assert "not a folder" in capsys.readouterr().err and (project / "afile").read_text() == "mine"
 
     assert main(["train", "specs/blobs.yaml", "--data", "missing.npz"]) == 1

@@ -231,10 +231,22 @@ def test_missing_files_exit_1(project, capsys):
 
 def test_run_with_an_array_as_the_model(project, capsys):
     code, _, err = specc("run", "x.npy", "--input", "image=x.npy", capsys=capsys)
-    assert code == 2 and "expects a spec .yaml or a .onnx file" in err
+    assert code == 1 and "expects a spec .yaml or a .onnx file" in err
     (project / "blob.yaml").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe")
     code, _, err = specc("run", "blob.yaml", "--weights", "w.npz", "--input", "image=x.npy", capsys=capsys)
-    assert code == 2 and "not a text file" in err
+    assert code == 1 and "not a text file" in err
+
+
+def test_bad_files_and_spec_problems_exit_1_malformed_flags_2(project, capsys):
+    np.savez("two.npz", a=np.zeros((2, 1, 4, 4), np.float32), b=np.zeros((2, 1, 4, 4), np.float32))
+    code, _, err = specc("run", "specs/blobs.yaml", "--weights", "w.npz", "--input", "image=two.npz",
+                         capsys=capsys)
+    assert code == 1 and "none is named 'image'" in err                     # the file lacks the array
+    (project / "specs" / "clash.yaml").write_text(SPEC.replace("outputs: [logits]", "outputs: {image: logits}"))
+    code, _, err = specc("compile", "specs/clash.yaml", "-o", "c.onnx", capsys=capsys)
+    assert code == 1 and "also the name of a graph input" in err            # fixed in the spec
+    assert specc("run", "specs/blobs.yaml", "--weights", "w.npz", "--input", "image=x.npy", "--input",
+                 "image=x.npy", capsys=capsys)[0] == 2                   # a flag given twice
 
 
 # ------------------------------------------------------------------------------ runs

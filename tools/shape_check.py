@@ -10,8 +10,8 @@ shape-inferred), and one row per spec is printed: file, name, status (ok, or FAI
 errors), parameters, multiply-adds per sample and output shapes. The errors of the failing specs
 follow the table, as `specc check` prints them.
 
-Exit status: 0 when every spec is clean, 1 when any fails, 2 for a usage error (a path that does not
-exist, or no spec found).
+Exit status: 0 when every spec is clean, 1 when any fails or a path does not exist (as `specc check`
+on a missing file), 2 for a usage error (bad flags, or no spec found).
 """
 from __future__ import annotations
 
@@ -182,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing:
         for m in missing:
             print(f"error: no such file or folder: '{m}'", file=sys.stderr)
-        return 2
+        return 1
     try:
         params = parse_set(args.set)
     except UserError as e:

@@ -452,7 +452,7 @@ def _assemble(graph: Graph, b: Builder, inputs: dict[str, TensorType], values: d
         else:
             if name in taken:
                 raise ExportError(f"output name '{name}' is also the name of a graph input or parameter",
-                                  hint="rename the output in the spec's outputs mapping", code=2)
+                                  hint="rename the output in the spec's outputs mapping")
             extra.append(helper.make_node("Identity", [v], [name], name=f"{name}/Identity"))
             taken.add(name)
         out_names.append((name, types[k]))
