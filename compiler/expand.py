@@ -841,7 +841,7 @@ def compile_tree(tree: Any, path: str, params: dict[str, Any] | None, text: str,
         check_train(c, ex, tree, train, top)
     if c.diags:
         raise c.fail()
-    g = Graph(name=spec.name, inputs=graph_inputs, outputs=outputs, nodes=ex.nodes, train=train,
+    g = Graph(name=spec.name, inputs=graph_inputs, output_refs=outputs, nodes=ex.nodes, train=train,
               source=path)
     g.spec_hash = spec_hash(g)
     return g
@@ -994,7 +994,7 @@ def spec_hash(g: Graph) -> str:
     payload = {
         "name": g.name,
         "inputs": {k: [list(map(str, t.shape)), t.dtype] for k, t in g.inputs.items()},
-        "outputs": {k: str(r) for k, r in g.outputs.items()},
+        "outputs": {k: str(r) for k, r in g.output_refs.items()},
         "nodes": [[n.name, n.op, n.attrs.model_dump(mode="json"), [str(r) for r in n.inputs], n.param_prefix]
                   for n in g.nodes],
     }

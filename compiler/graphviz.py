@@ -40,7 +40,7 @@ def to_dot(g: Graph) -> str:
             lines.append("  }")
         else:
             lines += [f"  {s}" for s in stmts]
-    for public, r in g.outputs.items():
+    for public, r in g.output_refs.items():
         lines.append(f'  {_id("out_" + public)} [label="{public}\\n{g.type_of(r)}", shape=ellipse];')
         lines.append(f'  {_id(r.node)} -> {_id("out_" + public)};')
     for r, n, label in _label_edges(g):
@@ -64,7 +64,7 @@ def to_mermaid(g: Graph) -> str:
             lines.append("  end")
         else:
             lines += [f"  {s}" for s in stmts]
-    for public, r in g.outputs.items():
+    for public, r in g.output_refs.items():
         lines.append(f'  {_id("out_" + public)}(["{public} {g.type_of(r)}"])')
         lines.append(f'  {_id(r.node)} --> {_id("out_" + public)}')
     for r, n, label in _label_edges(g):

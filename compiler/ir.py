@@ -93,11 +93,15 @@ class Node:
 
 @dataclass
 class Graph:
-    """A typed, topologically ordered dataflow graph."""
+    """A typed, topologically ordered dataflow graph.
+
+    `inputs` and `outputs` map public names to TensorTypes (the contract of interfaces.md);
+    `output_refs` maps each public output name to the node port that computes it.
+    """
 
     name: str
     inputs: dict[str, TensorType]
-    outputs: dict[str, Ref]                 # public name -> reference
+    output_refs: dict[str, Ref]             # public name -> reference, in the spec's order
     nodes: list[Node]
     train: Any = None                       # the validated `train` section (compiler.spec.Train) or None
     spec_hash: str = ""
@@ -126,8 +130,9 @@ class Graph:
         return node.outputs[ref.port] if ref.port else node.out
 
     @property
-    def output_types(self) -> dict[str, TensorType]:
-        return {k: self.type_of(r) for k, r in self.outputs.items()}
+    def outputs(self) -> dict[str, TensorType]:
+        """{public output name: TensorType}, in the spec's order (a fresh dict: read-only)."""
+        return {k: self.type_of(r) for k, r in self.output_refs.items()}
 
     def params(self) -> dict[str, tuple[ParamSpec, Node]]:
         """Every distinct parameter/buffer by state_dict name (shared weights appear once)."""

@@ -74,7 +74,7 @@ def render_table(g: Graph, batch: int = 1, frozen: list[str] | None = None) -> s
     out = [f"{g.name}: {len(g.nodes)} nodes", line(head), "  ".join("-" * w for w in widths)]
     out += [line(b) for b in body]
     ins = ", ".join(f"{k} {v}" + (f" {v.dtype}" if v.dtype != "float32" else "") for k, v in g.inputs.items())
-    outs = ", ".join(f"{k} {v}" for k, v in g.output_types.items())
+    outs = ", ".join(f"{k} {v}" for k, v in g.outputs.items())
     out += ["",
             f"inputs:  {ins}",
             f"outputs: {outs}",
@@ -89,7 +89,7 @@ def render_table(g: Graph, batch: int = 1, frozen: list[str] | None = None) -> s
 def as_json(g: Graph, batch: int = 1) -> dict[str, Any]:
     return {"name": g.name,
             "inputs": {k: {"shape": list(v.shape), "dtype": v.dtype} for k, v in g.inputs.items()},
-            "outputs": {k: {"shape": list(v.shape), "dtype": v.dtype} for k, v in g.output_types.items()},
+            "outputs": {k: {"shape": list(v.shape), "dtype": v.dtype} for k, v in g.outputs.items()},
             "nodes": rs if (rs := rows(g)) else [],
             "totals": totals(g, batch),
             "spec_hash": g.spec_hash}

@@ -161,7 +161,7 @@ def read(source: str, role: str = "train") -> tuple[dict[str, np.ndarray], str]:
 
 def needed_inputs(graph: Graph, refs: list[str]) -> list[str]:
     """The graph inputs that computing `refs` (node references or output names) reads."""
-    stack = [graph.outputs[r].node if r in graph.outputs else r.partition(":")[0] for r in refs]
+    stack = [graph.output_refs[r].node if r in graph.output_refs else r.partition(":")[0] for r in refs]
     seen: set[str] = set()
     while stack:
         n = stack.pop()

@@ -130,13 +130,13 @@ class Model:
 
     def resolve(self, name: str) -> Ref:
         g = self.graph
-        if name in g.outputs:
-            return g.outputs[name]
+        if name in g.output_refs:
+            return g.output_refs[name]
         node, _, port = name.partition(":")
         if node in g.inputs and not port:
             return Ref(node)
         if node not in self._nodes:
-            cands = list(g.outputs) + list(self._nodes)
+            cands = list(g.output_refs) + list(self._nodes)
             raise UserError(f"unknown output '{name}'", hint=did_you_mean(name, cands))
         n = self._nodes[node]
         if port and port not in n.outputs:
@@ -144,7 +144,7 @@ class Model:
         return Ref(node, port if port and port != next(iter(n.outputs)) else None)
 
     def _make_plan(self, outputs: list[str] | None) -> _Plan:
-        refs = {name: self.resolve(name) for name in (outputs or list(self.graph.outputs))}
+        refs = {name: self.resolve(name) for name in (outputs or list(self.graph.output_refs))}
         need: set[str] = set()
         stack = [r.node for r in refs.values()]
         while stack:

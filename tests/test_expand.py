@@ -47,7 +47,7 @@ def test_blocks_repeat_when_ports_and_hierarchical_names():
     assert g.node("plain.fc2").out.shape == ("N", 8)
     assert set(g.params()) >= {"layer1.0.fc1.weight", "layer1.1.fc2.bias", "enc.mu.weight", "probe.weight"}
     assert g.node("probe").inputs[0].node == "layer1.0.fc1"
-    assert g.output_types["z"].shape == ("N", 3)
+    assert g.outputs["z"].shape == ("N", 3)
     assert list(g.outputs) == ["z", "mu"]
 
 
@@ -64,7 +64,7 @@ layers:
 """)
     assert [(n.name, n.out.shape[-1]) for n in g.nodes] == [("fc.0", 4), ("fc.1", 8), ("fc.2", 12)]
     assert g.node("fc.1").inputs[0].node == "fc.0"
-    assert list(g.output_types.values())[0].shape == ("N", 12)
+    assert list(g.outputs.values())[0].shape == ("N", 12)
 
 
 def test_call_shares_parameters():

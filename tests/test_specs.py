@@ -43,7 +43,7 @@ def test_examples_found():
 def test_example_compiles(path: Path):
     g = compiler.compile_file(path)
     assert g.nodes and g.outputs
-    for name, t in g.output_types.items():
+    for name, t in g.outputs.items():
         assert t.rank >= 0, name
     if g.train is not None and g.train.objective is not None:
         objective = g.train.objective
@@ -317,7 +317,7 @@ def test_transformer_classifier_masks_every_layer():
     g = graph("transformer_classifier.yaml")
     for i in (0, 1):
         assert str(g.node(f"encoder.{i}.self_attn").inputs[3]) == "padding_mask"
-    assert g.output_types["logits"].shape == ("N", 4)
+    assert g.outputs["logits"].shape == ("N", 4)
 
 
 # --------------------------------------------------------------------------------------------
@@ -325,7 +325,7 @@ def test_transformer_classifier_masks_every_layer():
 # --------------------------------------------------------------------------------------------
 def test_conv_autoencoder_reconstructs_the_input_shape():
     g = graph("conv_autoencoder.yaml")
-    assert g.output_types["reconstruction"] == g.inputs["image"]
+    assert g.outputs["reconstruction"] == g.inputs["image"]
     runtime = pytest.importorskip("runtime")
     x = np.random.default_rng(0).random((2, 1, 28, 28), dtype=np.float32)
     out = runtime.Model(g).eval()(image=x)["reconstruction"]
@@ -335,8 +335,8 @@ def test_conv_autoencoder_reconstructs_the_input_shape():
 def test_autoencoder_and_vae_reconstruct_the_input_shape():
     for spec in ("autoencoder.yaml", "vae.yaml"):
         g = graph(spec)
-        assert g.output_types["reconstruction"] == g.inputs["image"], spec
-    assert graph("vae.yaml").output_types["mu"].shape == ("N", 20)
+        assert g.outputs["reconstruction"] == g.inputs["image"], spec
+    assert graph("vae.yaml").outputs["mu"].shape == ("N", 20)
 
 
 def test_dcgan_shares_the_discriminator_and_splits_the_phases():
@@ -344,7 +344,7 @@ def test_dcgan_shares_the_discriminator_and_splits_the_phases():
     params = set(g.params())
     assert all(k.startswith(("gen.", "disc.")) for k in params)
     assert g.node("disc_fake.0").param_prefix == "disc.0" and g.node("disc_gen.11").param_prefix == "disc.11"
-    assert g.output_types["fake"] == g.inputs["real"]
+    assert g.outputs["fake"] == g.inputs["real"]
     assert [p.update for p in g.train.phases] == [["disc.*"], ["gen.*"]]
     assert str(g.node("disc_fake.0").inputs[0]) == "fake_detached"
 
@@ -356,14 +356,14 @@ def test_seq2seq_decoder_starts_from_the_encoder_states():
 
 def test_recurrent_classifiers_read_the_last_state():
     assert graph("lstm_classifier.yaml").node("h_last").out.shape == ("N", 256)
-    assert graph("gru_classifier.yaml").output_types["hidden"].shape == (1, "N", 128)
+    assert graph("gru_classifier.yaml").outputs["hidden"].shape == (1, "N", 128)
     assert graph("rnn_classifier.yaml").node("last").out.shape == ("N", 128)
 
 
 def test_word2vec_predicts_over_the_vocabulary():
     for spec in ("word2vec_skipgram.yaml", "word2vec_cbow.yaml"):
         g = graph(spec)
-        assert g.output_types["logits"].shape == ("N", 10_000)
+        assert g.outputs["logits"].shape == ("N", 10_000)
         assert g.params()["embeddings.weight"][0].shape == (10_000, 128)
 
 
@@ -389,4 +389,4 @@ def test_graph_examples_are_cora_sized():
     for spec in ("gcn.yaml", "gat.yaml"):
         g = graph(spec)
         assert g.inputs["x"].shape == (2708, 1433) and g.inputs["adj"].shape == (2708, 2708)
-        assert g.output_types["logits"].shape == (2708, 7)
+        assert g.outputs["logits"].shape == (2708, 7)

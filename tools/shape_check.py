@@ -109,7 +109,7 @@ def check_one(path: Path, params: dict[str, Any]) -> Row:
         return row
     t = totals(g)
     row.name, row.params, row.macs = g.name, t["params"], t["macs"]
-    row.outputs = {k: str(v) for k, v in g.output_types.items()}
+    row.outputs = {k: str(v) for k, v in g.outputs.items()}
     return row
 
 

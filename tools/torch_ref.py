@@ -654,8 +654,8 @@ class TorchRef(nn.Module):
     # -- planning: only the nodes the requested outputs need -----------------------------------
     def _resolve(self, name: str) -> tuple[str, str | None]:
         g = self._graph
-        if name in g.outputs:
-            r = g.outputs[name]
+        if name in g.output_refs:
+            r = g.output_refs[name]
             return self._key(r)
         node, _, port = name.partition(":")
         if node in g.inputs and not port:
@@ -672,7 +672,7 @@ class TorchRef(nn.Module):
         if key in self._plans:
             return self._plans[key]
         g = self._graph
-        refs = {n: self._resolve(n) for n in (outputs or list(g.outputs))}
+        refs = {n: self._resolve(n) for n in (outputs or list(g.output_refs))}
         need: set[str] = set()
         stack = [r[0] for r in refs.values()]
         while stack:

@@ -235,8 +235,8 @@ def _first_difference(graph: Graph, state: dict[str, np.ndarray], opset: int, ex
         for i, port in enumerate(node.outputs):
             text = node.name if i == 0 else f"{node.name}:{port}"
             onnx_name = debug.values.get(text)
-            if onnx_name in exposed and (text not in graph.outputs or
-                                         graph.outputs[text] == Ref(node.name, None if i == 0 else port)):
+            if onnx_name in exposed and (text not in graph.output_refs or
+                                         graph.output_refs[text] == Ref(node.name, None if i == 0 else port)):
                 order.append((text, onnx_name, node))
     if not order:
         return None
@@ -281,7 +281,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         raise UserError(f"the weights take {size / 1e9:.1f} GB; a single .onnx file holds at most 2 GB", code=1)
     optimize = bool(getattr(args, "optimize", True))
     exp = export(graph, state, opset, args.output or None, optimize=optimize)
-    left_out = [k for k in graph.outputs if not args.output and k not in exp.outputs]
+    left_out = [k for k in graph.output_refs if not args.output and k not in exp.outputs]
     if left_out:
         print(f"note: left out output{'s' if len(left_out) > 1 else ''} {', '.join(repr(k) for k in left_out)}: "
               "losses and training-only nodes are not exported", file=sys.stderr)

@@ -125,15 +125,15 @@ def ref_text(key: Key) -> str:
 
 def resolve(graph: Graph, name: str) -> Ref:
     """A public output name, a graph input, or a node reference (`node`, `node:port`)."""
-    if name in graph.outputs:
-        return graph.outputs[name]
+    if name in graph.output_refs:
+        return graph.output_refs[name]
     node, _, port = name.partition(":")
     if node in graph.inputs and not graph.has_node(node) and not port:
         return Ref(node)
     if not graph.has_node(node):
         raise ExportError(f"unknown output '{name}'",
-                          hint=did_you_mean(name, list(graph.outputs) + [n.name for n in graph.nodes])
-                          or f"the spec's outputs are: {', '.join(graph.outputs)}", code=2)
+                          hint=did_you_mean(name, list(graph.output_refs) + [n.name for n in graph.nodes])
+                          or f"the spec's outputs are: {', '.join(graph.output_refs)}", code=2)
     n = graph.node(node)
     if port and port not in n.outputs:
         raise ExportError(f"node '{node}' has no port '{port}' (ports: {', '.join(n.outputs)})", code=2)
@@ -178,7 +178,7 @@ def select_outputs(graph: Graph, outputs: Iterable[str] | None) -> dict[str, Ref
                                   hint="losses are computed by `specc train`/`specc eval`", code=2)
             chosen.setdefault(name, ref)
         return chosen
-    chosen = {k: r for k, r in graph.outputs.items() if _pruned_by(graph, r) is None}
+    chosen = {k: r for k, r in graph.output_refs.items() if _pruned_by(graph, r) is None}
     if not chosen:
         raise ExportError(f"nothing to export: every output of '{graph.name}' needs a loss or a "
                           "training-only node", hint="name an inference node with --output", code=2)
