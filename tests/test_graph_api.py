@@ -2,6 +2,8 @@
 topologically ordered nodes, summary() and nx."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,3 +68,36 @@ def test_summary_is_what_specc_check_prints(capsys):
     path = str(ROOT / "specs" / "lenet5.yaml")
     assert main(["check", path]) == 0
     assert capsys.readouterr().out.rstrip("\n") == compiler.compile_file(path).summary().rstrip("\n")
+
+
+def test_nx_is_the_dataflow_digraph():
+    nx = pytest.importorskip("networkx")
+    g = compiler.compile_file(ROOT / "specs" / "resnet18.yaml")
+    d = g.nx
+    assert isinstance(d, nx.DiGraph)
+    assert g.nx is d                                         # built once
+    assert list(d.nodes) == [n.name for n in g.nodes]        # graph inputs are not vertices
+    assert all(d.nodes[n.name]["node"] is n for n in g.nodes)
+    want = {(r.node, n.name) for n in g.nodes for r in n.inputs if r is not None and g.has_node(r.node)}
+    assert set(d.edges) == want
+    assert nx.is_directed_acyclic_graph(d)
+    order = {name: i for i, name in enumerate(nx.topological_sort(d))}
+    assert all(order[a] < order[b] for a, b in d.edges)
+    assert set(nx.ancestors(d, "fc")) >= {"conv1", "layer4.1.conv2"}
+    # ports: an edge from a multi-port node records which port is read
+    gru = compiler.compile_file(ROOT / "specs" / "gru_classifier.yaml")
+    ports = {(a, b): p for a, b, p in gru.nx.edges(data="port")}
+    want = {(r.node, n.name): r.port for n in gru.nodes for r in n.inputs if r is not None and gru.has_node(r.node)}
+    assert ports == want
+
+
+def test_networkx_is_imported_only_when_nx_is_read():
+    code = ("import sys, compiler\n"
+            "g = compiler.compile_file('specs/lenet5.yaml')\n"
+            "g.summary(); g.outputs; g.params()\n"
+            "before = 'networkx' in sys.modules\n"
+            "n = g.nx.number_of_nodes()\n"
+            "print(before, 'networkx' in sys.modules, n == len(g.nodes))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["False", "True", "True"]
