@@ -838,7 +838,7 @@ def compile_tree(tree: Any, path: str, params: dict[str, Any] | None, text: str,
     if spec.train is not None:
         train = c.validate_model(Train, tree["train"], path, prefix=("train",))
     if train is not None and not c.diags:
-        check_train(c, ex, tree, train, top)
+        check_train(c, ex, tree, train, top, graph_inputs)
     if c.diags:
         raise c.fail()
     g = Graph(name=spec.name, inputs=graph_inputs, output_refs=outputs, nodes=ex.nodes, train=train,
@@ -939,7 +939,8 @@ def build_outputs(c: Compiler, ex: Expander, tree: SMap, spec: Spec, top: Scope)
     return outs
 
 
-def check_train(c: Compiler, ex: Expander, tree: SMap, train: Any, top: Scope) -> None:
+def check_train(c: Compiler, ex: Expander, tree: SMap, train: Any, top: Scope,
+                inputs: dict[str, TensorType]) -> None:
     ttree = tree["train"]
 
     def scalar_ref(ref: str, path: tuple) -> None:
@@ -988,6 +989,18 @@ def check_train(c: Compiler, ex: Expander, tree: SMap, train: Any, top: Scope) -
     if train.augment is not None and train.augment.input not in top.names:
         c.error(f"augment: unknown input '{train.augment.input}'", locate(ttree, ("augment", "input")),
                 did_you_mean(train.augment.input, list(top.names)))
+    ntree = ttree.get("noise")
+    for name in train.noise:
+        loc = ntree.key_locs.get(name, ntree.loc) if isinstance(ntree, SMap) else locate(ttree, ("noise",))
+        t = inputs.get(name)
+        if t is None:
+            c.error(f"noise: '{name}' is not an input of the spec", loc,
+                    did_you_mean(name, list(inputs)) or f"its inputs are: {', '.join(inputs)}")
+        elif not t.dtype.startswith("float"):
+            c.error(f"noise: input '{name}' is {t.dtype}; noise is drawn for float inputs only", loc)
+        elif not (t.rank and isinstance(t.shape[0], str) and all(isinstance(d, int) for d in t.shape[1:])):
+            c.error(f"noise: input '{name}' has shape {t}; a noise input needs a symbolic batch size first "
+                    "and fixed sizes after it", loc, f"declare it as [N, ...], e.g. {name}: [N, 100]")
 
 
 def spec_hash(g: Graph) -> str:

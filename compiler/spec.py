@@ -115,6 +115,7 @@ class Train(Strict):
     augment: Augment | None = None
     data: Data = Field(default_factory=Data)
     phases: list[Phase] | None = None
+    noise: dict[str, Literal["normal", "uniform"]] = Field(default_factory=dict)   # inputs drawn per batch
 
     @field_validator("schedule", mode="before")
     @classmethod

@@ -84,7 +84,8 @@ class Plan:
     target: str | None
     probabilities: bool
     metrics: list[str]
-    needed: list[str]
+    needed: list[str]                       # inputs read from the data
+    noise: dict[str, str] = field(default_factory=dict)   # inputs drawn per batch instead (train.noise)
 
     @property
     def refs(self) -> list[str]:
@@ -145,8 +146,20 @@ def make_plan(model: Model, cfg: Train) -> Plan:
     if not cfg.metrics and predict and target:
         metrics = ["accuracy"]
     plan = Plan(phases, predict, target, probabilities, metrics, [])
-    plan.needed = D.needed_inputs(g, plan.refs)
+    read = D.needed_inputs(g, plan.refs)
+    plan.noise = {k: v for k, v in cfg.noise.items() if k in read}
+    plan.needed = [k for k in read if k not in plan.noise]
     return plan
+
+
+def draw_noise(plan: Plan, graph: Any, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The train.noise inputs for a batch of n samples: N(0, 1) ("normal") or U[0, 1) ("uniform"), float32."""
+    out = {}
+    for name, kind in plan.noise.items():
+        shape = (n,) + tuple(graph.inputs[name].shape[1:])
+        x = rng.standard_normal(shape, np.float32) if kind == "normal" else rng.random(shape, np.float32)
+        out[name] = x.astype(graph.inputs[name].dtype, copy=False)
+    return out
 
 
 def _loss_ops() -> set[str]:
@@ -227,10 +240,13 @@ def evaluate(model: Model, data: Any, *, config: Train | None = None, batch_size
     sums: dict[str, float] = {}
     acc = M.Accumulator(plan.probabilities) if plan.predict and plan.target else None
     n_total = 0
+    noise_rng = np.random.default_rng([cfg.seed, 4])       # the same noise at every evaluation
     try:
         for batch in ds.batches(bs):
             n = ds.batch_len(batch)
-            out = model(outputs=plan.refs, **{k: batch[k] for k in plan.needed})
+            feed = {k: batch[k] for k in plan.needed}
+            feed.update(draw_noise(plan, model.graph, n, noise_rng))
+            out = model(outputs=plan.refs, **feed)
             for key, val in _losses(plan, out).items():
                 sums[key] = sums.get(key, 0.0) + val * n
             if acc is not None:
@@ -488,6 +504,7 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
     shuffle_rng = np.random.default_rng([seed, 0])
     aug_rng = np.random.default_rng([seed, 1])
     model.rng = np.random.default_rng([seed, 2])
+    noise_rng = np.random.default_rng([seed, 3])
     history: list[dict[str, Any]] = []
     best_value: float | None = None
     best_epoch = 0
@@ -521,6 +538,8 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
         _set_rng(shuffle_rng, meta["rng"]["shuffle"])
         _set_rng(aug_rng, meta["rng"]["augment"])
         _set_rng(model.rng, meta["rng"]["model"])
+        if "noise" in meta["rng"]:
+            _set_rng(noise_rng, meta["rng"]["noise"])
         history = list(meta.get("history", []))
         start = int(meta["epoch"])
         best_value, best_epoch, wait = meta.get("best_value"), int(meta.get("best_epoch", 0)), int(meta.get("wait", 0))
@@ -539,6 +558,9 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
     say(f"training {g.name}: {len(train_ds)} samples" + (f", validating on {len(val_ds)}" if val_ds else "") +
         f", {n_batches} batch{'es' if n_batches != 1 else ''} of {cfg.batch_size}, epochs {start + 1}..{epochs}, "
         f"{sum(t.data.size for t in trainable.values()):,} trainable parameters")
+    if plan.noise:
+        say("noise drawn per batch: " + ", ".join(
+            f"{k} ~ {'N(0, 1)' if v == 'normal' else 'U[0, 1)'}" for k, v in plan.noise.items()))
 
     stopped_early = False
     metrics_phase = plan.phases[0]
@@ -555,6 +577,7 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
                     batch = augment(batch, aug_rng)
                 n = train_ds.batch_len(batch)
                 feed = {k: batch[k] for k in plan.needed}
+                feed.update(draw_noise(plan, g, n, noise_rng))
                 step_losses: dict[str, float] = {}
                 for ph in plan.phases:
                     for s in range(ph.steps):
@@ -602,7 +625,7 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
                 f"{rec['time']:.1f}s, {rate:,.0f} samples/s{mark}")
             if out is not None:
                 _save_state(model, out / "last.npz", plan, sched, epoch, epochs, history,
-                            (shuffle_rng, aug_rng, model.rng), best_value, best_epoch, wait, best_state,
+                            (shuffle_rng, aug_rng, model.rng, noise_rng), best_value, best_epoch, wait, best_state,
                             stopped_early, monitor)
                 write_history(out / "history.csv", history)
             if callback is not None and callback(epoch, rec) is False:
@@ -692,7 +715,8 @@ def _save_state(model: Model, path: Path, plan: Plan, sched: Any, epoch: int, ep
     if best_state is not None:
         opt_state.update({f"best.{k}": v for k, v in best_state.items()})
     meta = {"kind": STATE_KIND, "epoch": epoch, "epochs": epochs, "history": history,
-            "rng": {"shuffle": _rng_state(rngs[0]), "augment": _rng_state(rngs[1]), "model": _rng_state(rngs[2])},
+            "rng": {"shuffle": _rng_state(rngs[0]), "augment": _rng_state(rngs[1]), "model": _rng_state(rngs[2]),
+                    "noise": _rng_state(rngs[3])},
             "scheduler": sched.state_dict() if sched is not None else None,
             "best_value": best_value, "best_epoch": best_epoch, "wait": wait, "monitor": monitor,
             "stopped_early": stopped_early}

@@ -241,6 +241,72 @@ def test_phases_alternate_over_parameter_subsets(tmp_path):
     assert "p0.state.disc.fc1.weight.exp_avg" in opt and "p1.state.gen.weight.momentum_buffer" in opt
 
 
+def noise_gan(**train):
+    spec = copy.deepcopy(GAN)
+    spec["train"].update({"noise": {"z": "normal"}, **train})
+    return compiler.compile_text(yaml.safe_dump(spec, sort_keys=False))
+
+
+def test_noise_inputs_are_drawn_per_batch_not_read(tmp_path):
+    g = noise_gan()
+    data = {k: v for k, v in gan_data().items() if k != "z"}          # the data holds no noise
+    seen = []
+    m = Model(g, seed=0)
+    real_forward = m.forward
+
+    def spy(outputs=None, **feed):
+        seen.append(feed["z"].copy())
+        return real_forward(outputs=outputs, **feed)
+
+    m.forward = spy
+    h = fit(m, data, log=quiet, progress=False, out_dir=tmp_path)
+    assert len(h) == 3 and np.isfinite(h[-1]["train.g_loss"])
+    # 3 epochs x 4 batches x (2 + 1 phase steps), each batch's z fresh, shaped [batch, 2], N(0, 1)
+    assert len(seen) == 3 * 4 * 3 and all(z.shape == (32, 2) and z.dtype == np.float32 for z in seen)
+    per_batch = seen[::3]
+    assert all(np.array_equal(seen[i], seen[i + 1]) for i in range(0, len(seen), 3))   # one draw per batch
+    assert len({z.tobytes() for z in per_batch}) == len(per_batch)
+    allz = np.concatenate(per_batch)
+    assert abs(allz.mean()) < 0.15 and abs(allz.std() - 1) < 0.15
+    # an array named like the noise input in the data is ignored, not fed
+    m2 = Model(g, seed=0)
+    h2 = fit(m2, gan_data(), log=quiet, progress=False)
+    assert [r["train.loss"] for r in h2] == [r["train.loss"] for r in h]
+    # uniform noise lies in [0, 1)
+    m3 = Model(noise_gan(noise={"z": "uniform"}), seed=0)
+    drawn = []
+    f3 = m3.forward
+    m3.forward = lambda outputs=None, **feed: (drawn.append(feed["z"]), f3(outputs=outputs, **feed))[1]
+    fit(m3, data, epochs=1, log=quiet, progress=False)
+    u = np.concatenate(drawn)
+    assert u.min() >= 0 and u.max() < 1 and abs(u.mean() - 0.5) < 0.1
+
+
+def test_noise_runs_are_reproducible_and_resume_exactly(tmp_path):
+    g = noise_gan(epochs=4)
+    data = {k: v for k, v in gan_data().items() if k != "z"}
+    full = Model(g, seed=1)
+    h_full = fit(full, data, val_data=data, out_dir=tmp_path / "a", log=quiet, progress=False)
+    again = Model(g, seed=1)
+    fit(again, data, val_data=data, log=quiet, progress=False)
+    assert same(weights(full), weights(again))
+
+    def interrupt(epoch, rec):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(Model(g, seed=1), data, val_data=data, out_dir=tmp_path / "b", log=quiet, progress=False,
+            callback=interrupt)
+    resumed = Model(g, seed=7)
+    h_res = fit(resumed, data, val_data=data, out_dir=tmp_path / "b", resume=tmp_path / "b" / "last.npz",
+                log=quiet, progress=False)
+    assert same(weights(full), weights(resumed))
+    assert [r["val.loss"] for r in h_full] == [r["val.loss"] for r in h_res]
+    # evaluation draws the same noise each time: the same weights give the same loss
+    assert evaluate(full, data)["loss"] == evaluate(full, data)["loss"]
+
+
 def test_augmentation_only_on_training_batches():
     layers = [x for x in BASE["layers"] if not (isinstance(x, dict) and x.get("op") == "dropout")]
     data = blobs()
