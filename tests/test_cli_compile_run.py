@@ -101,6 +101,38 @@ def test_compile_with_weights_and_verify(spec, ckpt, tmp_path, capsys):
         np.testing.assert_array_equal(init[k], state[k])
 
 
+BN_SPEC = """
+name: bn
+inputs: {x: [N, 3, 8, 8]}
+layers:
+  - {op: conv2d, name: conv, out_channels: 4, kernel_size: 3, bias: false}
+  - {op: batch_norm, name: bn}
+  - {op: relu}
+  - {op: global_avg_pool2d, name: pooled}
+"""
+
+
+def test_compile_and_run_with_a_batch_norm_checkpoint(tmp_path, capsys):
+    """A saved checkpoint keeps num_batches_tracked 0-d; compile and run must take it as saved."""
+    spec = tmp_path / "bn.yaml"
+    spec.write_text(BN_SPEC)
+    model = runtime.Model(compiler.compile_file(spec), seed=1)
+    model.train()
+    model.forward(x=np.random.default_rng(0).standard_normal((5, 3, 8, 8)).astype(np.float32))  # moves the stats
+    ckpt = tmp_path / "bn.npz"
+    runtime.save(model, ckpt)
+    assert split(read_npz(ckpt))[0]["bn.num_batches_tracked"].shape == ()
+    for flags in ((), ("--no-optimize",)):
+        out = tmp_path / f"bn{len(flags)}.onnx"
+        code, stdout, err = specc("compile", spec, "-o", out, "--weights", ckpt, "--verify", *flags, capsys=capsys)
+        assert code == 0 and "verified" in stdout, err
+    x = tmp_path / "x.npy"
+    np.save(x, np.ones((2, 3, 8, 8), np.float32))
+    code, stdout, err = specc("run", spec, "--weights", ckpt, "--backend", "onnxruntime", "--input", f"x={x}",
+                              capsys=capsys)
+    assert code == 0 and "pooled" in stdout, err
+
+
 def test_compile_optimize(spec, ckpt, tmp_path, capsys):
     plain, opt = tmp_path / "plain.onnx", tmp_path / "opt.onnx"
     assert specc("compile", spec, "-o", plain, "--weights", ckpt, "--no-optimize", "--verify", capsys=capsys)[0] == 0

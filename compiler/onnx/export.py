@@ -220,7 +220,7 @@ def check_weights(graph: Graph, weights: Any) -> dict[str, np.ndarray]:
         if tuple(arr.shape) != tuple(spec.shape):
             bad_shape.append(f"{k}: weights {list(arr.shape)}, spec {list(spec.shape)}")
             continue
-        out[k] = np.ascontiguousarray(arr, dtype=NP_DTYPES.get(spec.dtype, np.float32))
+        out[k] = np.asarray(arr, dtype=NP_DTYPES.get(spec.dtype, np.float32), order="C")   # keeps 0-d
     problems = []
     if missing:
         problems.append("missing: " + ", ".join(missing))
@@ -637,7 +637,7 @@ def optimize_graph(model: onnx.ModelProto, params: set[str] | None = None) -> No
     used = {i for nd in kept for i in nd.input if i} | graph_outputs
     for nd in kept:
         used.update(_subgraph_inputs(nd))
-    inits = [protos[n] if n in protos and n not in arrays else numpy_helper.from_array(np.ascontiguousarray(arrays[n]), n)
+    inits = [protos[n] if n in protos and n not in arrays else numpy_helper.from_array(np.asarray(arrays[n], order="C"), n)
              for n in list(protos) + [a for a in arrays if a not in protos] if n in used]
     del g.initializer[:]
     g.initializer.extend(inits)

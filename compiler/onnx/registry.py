@@ -104,6 +104,6 @@ class Builder:
         return self._dims[symbol]
 
     def add_initializer(self, name: str, arr: np.ndarray) -> str:
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(arr), name))
+        self.initializers.append(numpy_helper.from_array(np.asarray(arr, order="C"), name))
         self._names.add(name)
         return name
