@@ -86,7 +86,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
     from .schema import json_schema
     text = json.dumps(json_schema(), indent=2)
     if args.output:
-        from .files import atomic_write_text
+        from .files import atomic_write_text, guard_output
+        guard_output(args.output, ".json")
         atomic_write_text(args.output, text + "\n")
         print(f"wrote {args.output}")
     else:

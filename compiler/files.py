@@ -94,3 +94,29 @@ def atomic_write_text(path: str | Path, text: str, make_parents: bool = False) -
 
 def atomic_write_bytes(path: str | Path, data: bytes, make_parents: bool = False) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(data), make_parents)
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
+def guard_output(path: str | Path, suffix: str, reads: tuple = ()) -> None:
+    """Refuse an -o that would replace a file the command reads, a folder, or an existing file of another
+    kind (a spec, a checkpoint, ...: `specc compile -o specs/lib/resnet.yaml` must not destroy the library);
+    a new file with another suffix only gets a note."""
+    p = Path(path)
+    for f in reads:
+        if f and same_file(p, f):
+            raise UserError(f"-o '{path}' is one of the command's input files; refusing to overwrite it", code=2)
+    if p.is_dir():
+        raise UserError(f"cannot write '{path}': it is a folder", hint=f"give a file name ending in {suffix}")
+    if p.suffix.lower() != suffix:
+        if p.is_file():                                     # devices and fifos (/dev/stdout) are fine
+            raise UserError(f"'{path}' exists and is not a {suffix} file; refusing to replace it",
+                            hint=f"choose a path ending in {suffix}, or remove that file first")
+        if not p.exists():
+            import sys
+            print(f"note: '{path}' does not end in {suffix}", file=sys.stderr)

@@ -18,13 +18,6 @@ import numpy as np
 from compiler.errors import UserError
 
 
-def _same_file(a: str | Path, b: str | Path) -> bool:
-    try:
-        return Path(a).resolve() == Path(b).resolve()
-    except OSError:
-        return False
-
-
 def _load_array(path: str, name: str) -> np.ndarray:
     p = Path(path)
     if p.is_dir():
@@ -174,16 +167,13 @@ def run_model(path: str, inputs: dict[str, Any], backend: str | None = None, wei
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from compiler.files import atomic_write
+    from compiler.files import atomic_write, guard_output
 
     inputs, files = parse_inputs(args.input)
     if not inputs:
         raise UserError("no inputs given", hint="pass --input NAME=FILE.npy for each of the model's inputs", code=2)
     if args.out:
-        for f in [args.model, args.weights, *files]:
-            if f and _same_file(args.out, f):
-                raise UserError(f"-o '{args.out}' is one of the command's input files; refusing to overwrite it",
-                                code=2)
+        guard_output(args.out, ".npz", (args.model, args.weights, *files))
     outputs = run_model(args.model, inputs, args.backend, args.weights, args.set)
     if args.out:
         arrays = {k: np.asarray(v) for k, v in outputs.items()}

@@ -322,3 +322,24 @@ def test_shape_check_unknown_set_key():
                         "--set", "clases=3"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and "no checked spec declares a param 'clases'" in r.stderr
     assert "did you mean 'classes'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_outputs_never_replace_files_of_another_kind(tmp_path, capsys):
+    """compile/run/schema -o refuse an existing file that is not of their kind (a spec, a library, a
+    checkpoint), leaving it untouched; a new file with another suffix is written with a note."""
+    spec = tmp_path / "net.yaml"
+    spec.write_text("inputs: {x: [N, 4]}\nlayers:\n  - {op: linear, name: fc, out_features: 2}\n")
+    other = tmp_path / "lib.yaml"
+    other.write_text("blocks: {}\n")
+    ckpt = tmp_path / "w.npz"
+    ckpt.write_bytes(b"PK-not-really")
+    x = tmp_path / "x.npy"
+    np.save(x, np.ones((2, 4), np.float32))
+    cases = [("compile", spec, "-o", other), ("compile", spec, "-o", ckpt), ("schema", "-o", other),
+             ("run", spec, "--backend", "onnxruntime", "--input", f"x={x}", "-o", other)]
+    for argv in cases:
+        code, _, err = specc(*argv, capsys=capsys)
+        assert code == 1 and "refusing to replace it" in err, (argv, err)
+    assert other.read_text() == "blocks: {}\n" and ckpt.read_bytes() == b"PK-not-really"
+    code, _, err = specc("compile", spec, "-o", tmp_path / "net.txt", capsys=capsys)
+    assert code == 0 and "does not end in .onnx" in err and (tmp_path / "net.txt").stat().st_size > 0

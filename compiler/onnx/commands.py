@@ -254,25 +254,14 @@ def _first_difference(graph: Graph, state: dict[str, np.ndarray], opset: int, ex
 
 # ---------------------------------------------------------------------------------- command
 
-def _same_file(a: str | Path, b: str | Path) -> bool:
-    try:
-        return Path(a).resolve() == Path(b).resolve()
-    except OSError:
-        return False
-
-
 def cmd_compile(args: argparse.Namespace) -> int:
     import onnx
 
     from ..cli import load_graph
-    from ..files import atomic_write
+    from ..files import atomic_write, guard_output
 
     out = Path(args.out)
-    for what, other in (("spec", args.spec), ("weights file", getattr(args, "weights", None))):
-        if other and _same_file(out, other):
-            raise UserError(f"-o '{args.out}' is the {what}; refusing to overwrite it", code=2)
-    if out.is_dir():
-        raise UserError(f"cannot write '{args.out}': it is a folder", hint="give a file name such as net.onnx")
+    guard_output(out, ".onnx", (args.spec, getattr(args, "weights", None)))
     opset = check_opset(args.opset)
     graph = load_graph(args.spec, getattr(args, "set", None))
     state = load_weights(args.weights, graph) if args.weights else fresh_weights(graph)
