@@ -16,6 +16,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from compiler.cli import load_graph
 from compiler.errors import UserError
@@ -46,25 +47,42 @@ def _out_dir(args: argparse.Namespace, name: str) -> Path:
 RUN_FILES = ("best.npz", "last.npz")
 
 
-def _check_previous_run(out: Path, spec_hash: str | None, resume: str | None) -> None:
-    """Refuse to replace a run of a different spec; say so when replacing a run of the same spec."""
+def _check_previous_run(out: Path, graph: Any, resume: str | None) -> bool:
+    """Refuse to replace a run of a different spec; True when a run of this spec will be replaced.
+    Resuming a run in its own folder replaces nothing (fit checks that the checkpoint fits the spec)."""
     from .checkpoint import read_meta
     found = [out / f for f in RUN_FILES if (out / f).is_file()]
-    if not found:
-        return
+    if not found or resume is not None and Path(resume).resolve().parent == out.resolve():
+        return False
     for f in found:
         meta = read_meta(f)
         if meta is None:
             raise UserError(f"'{f}' is not a specc checkpoint; specc will not overwrite it",
                             hint="use --out DIR for a new run, or delete the old one")
         old = meta.get("spec_hash")
-        if old and spec_hash and old != spec_hash:
-            raise UserError(f"'{out}' holds a run of a different spec (or different --set params): "
-                            f"{meta.get('spec_name', '?')}, in '{f}'",
-                            hint="use --out DIR for a new run, or delete the old one")
-    if resume is not None and Path(resume).resolve().parent == out.resolve():
-        return
-    print(f"replacing the previous run in {out}", file=sys.stderr)
+        if old and graph.spec_hash and old != graph.spec_hash:
+            name = meta.get("spec_name", "?")
+            what = (f"a run of {name} made with other --set params or an earlier version of the spec"
+                    if name == graph.name else f"a run of a different spec, {name}")
+            raise UserError(f"'{out}' holds {what} ('{f}'); specc will not replace it",
+                            hint="use --out DIR for this run, or delete the old one")
+    return True
+
+
+def _finished(resume: str, epochs: int | None, graph: Any) -> str | None:
+    """The note to print when a resumed run has nothing left to train, else None (fit then checks the
+    checkpoint: kind, spec)."""
+    from .checkpoint import read_meta
+    from .train import STATE_KIND
+    meta = read_meta(resume) or {}
+    if meta.get("kind") != STATE_KIND or meta.get("spec_hash") != graph.spec_hash:
+        return None
+    done, goal = meta.get("epoch"), epochs if epochs is not None else meta.get("epochs")
+    if isinstance(done, int) and isinstance(goal, int) and done >= goal:
+        return (f"nothing to do: '{resume}' has already trained {done} epoch{'s' if done != 1 else ''}"
+                f"{f' of {goal}' if goal != done else ''}; nothing was written "
+                f"(pass --epochs {done + 10}, say, to train further)")
+    return None
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -78,7 +96,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume is not None and not Path(args.resume).is_file():
         raise UserError(f"checkpoint '{args.resume}' not found", hint="resume from a run's last.npz", code=1)
     out = _out_dir(args, g.name)
-    _check_previous_run(out, g.spec_hash, args.resume)
+    replacing = _check_previous_run(out, g, args.resume)
     model = Model(g, seed=cfg.seed)
     plan = make_plan(model, cfg)
     base = Path(args.spec).parent
@@ -88,6 +106,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                              f"({', '.join(plan.needed)})"
                              + (", or builtin:digits" if D.digits_fit(g, plan.needed) is None else ""), code=2)
     splits = D.load_splits(g, cfg.data, base, plan.needed, train=args.data, seed=cfg.seed)
+    if args.resume is not None and (note := _finished(args.resume, args.epochs, g)) is not None:
+        print(note)
+        return 0
+    if replacing:
+        print(f"replacing the previous run in {out}", file=sys.stderr)
     t0 = time.perf_counter()
     try:
         fit(model, splits.train, splits.val, epochs=args.epochs, out_dir=out, resume=args.resume)

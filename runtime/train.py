@@ -545,8 +545,10 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
         best_value, best_epoch, wait = meta.get("best_value"), int(meta.get("best_epoch", 0)), int(meta.get("wait", 0))
         best = {k[5:]: v for k, v in opt_state.items() if k.startswith("best.")}
         best_state = best or None
-        say(f"resuming from '{resume}' after epoch {start}" +
-            (f"; it had already trained for {start} of {epochs} epochs" if start >= epochs else ""))
+        if start >= epochs:
+            say(f"nothing to do: '{resume}' has already trained {start} epochs (goal {epochs}); nothing was written")
+            return history
+        say(f"resuming from '{resume}' after epoch {start}")
         if meta.get("stopped_early"):
             say("note: that run had stopped early; training continues from its last epoch")
     else:
@@ -556,7 +558,8 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
     prog = progress if isinstance(progress, Progress) else Progress(epochs, n_batches,
                                                                    enabled=None if progress is None else progress)
     say(f"training {g.name}: {len(train_ds)} samples" + (f", validating on {len(val_ds)}" if val_ds else "") +
-        f", {n_batches} batch{'es' if n_batches != 1 else ''} of {cfg.batch_size}, epochs {start + 1}..{epochs}, "
+        f", {n_batches} batch{'es' if n_batches != 1 else ''} of {min(cfg.batch_size, len(train_ds))}, "
+        f"epochs {start + 1}..{epochs}, "
         f"{sum(t.data.size for t in trainable.values()):,} trainable parameters")
     if plan.noise:
         say("noise drawn per batch: " + ", ".join(

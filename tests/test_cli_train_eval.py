@@ -98,6 +98,35 @@ def test_train_options_and_resume(project, capsys):
     assert "training blobs: 40 samples, validating on 10" in capsys.readouterr().out
 
 
+def test_train_replacing_resuming_and_finished_runs(project, capsys):
+    assert main(["train", "specs/blobs.yaml", "--epochs", "2", "--out", "r"]) == 0
+    capsys.readouterr()
+    before = {f: (project / "r" / f).read_bytes() for f in ("best.npz", "last.npz", "history.csv")}
+    # a failing run announces nothing and touches nothing
+    assert main(["train", "specs/blobs.yaml", "--epochs", "1", "--out", "r", "--data", "missing.npz"]) == 1
+    assert "replacing" not in capsys.readouterr().err
+    # a finished run resumed: nothing to do, nothing written
+    assert main(["train", "specs/blobs.yaml", "--out", "r", "--resume", "r/last.npz", "--epochs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "nothing to do" in out and "already trained 2 epochs" in out and "wrote" not in out
+    assert before == {f: (project / "r" / f).read_bytes() for f in before}
+    # the same spec with other params: said as such, the old run kept
+    spec2 = (project / "specs" / "blobs.yaml").read_text().replace("out_features: 8", "out_features: 9")
+    (project / "specs" / "blobs.yaml").write_text(spec2)
+    assert main(["train", "specs/blobs.yaml", "--epochs", "1", "--out", "r"]) == 1
+    err = capsys.readouterr().err
+    assert "a run of blobs made with other --set params or an earlier version of the spec" in err
+    assert before == {f: (project / "r" / f).read_bytes() for f in before}
+    # resuming it with the changed spec: the checkpoint's own message, not --out advice
+    assert main(["train", "specs/blobs.yaml", "--out", "r", "--resume", "r/last.npz", "--epochs", "3"]) == 1
+    err = capsys.readouterr().err
+    assert "different spec" in err and "--out" not in err
+    # a run of the unchanged spec replaced: said once training starts
+    (project / "specs" / "blobs.yaml").write_text(SPEC)
+    assert main(["train", "specs/blobs.yaml", "--epochs", "1", "--out", "r"]) == 0
+    assert "replacing the previous run in r" in capsys.readouterr().err
+
+
 def test_train_refusals(project, capsys):
     (project / "afile").write_text("mine")
     assert main(["train", "specs/blobs.yaml", "--out", "afile"]) == 1

@@ -254,7 +254,7 @@ def test_bad_files_and_spec_problems_exit_1_malformed_flags_2(project, capsys):
 def test_train_refuses_to_replace_a_run_of_another_spec(project, capsys):
     spec = project / "specs" / "blobs.yaml"
     code, out, err = specc("train", spec, capsys=capsys)
-    assert code == 0 and "replacing" not in err and "1 batch of 100" in out
+    assert code == 0 and "replacing" not in err and "1 batch of 40" in out     # 40 samples, batch_size 100
     best = project / "runs" / "blobs" / "best.npz"
     before = best.read_bytes()
     code, _, err = specc("train", spec, capsys=capsys)                      # the same spec: replaced
@@ -262,7 +262,7 @@ def test_train_refuses_to_replace_a_run_of_another_spec(project, capsys):
     spec.write_text(SPEC.replace("out_features: 8", "out_features: 9"))
     before = best.read_bytes()
     code, _, err = specc("train", spec, capsys=capsys)
-    assert code == 1 and "different spec" in err and "use --out DIR for a new run, or delete the old one" in err
+    assert code == 1 and "other --set params or an earlier version" in err and "use --out DIR" in err
     assert best.read_bytes() == before
     assert specc("train", spec, "--out", "runs/other", capsys=capsys)[0] == 0
 
