@@ -41,6 +41,9 @@ def load_graph(path: str, sets: Sequence[str] | None = None):
     params = parse_set(sets)                # a malformed --set is a usage error (2), whatever the file
     if not Path(path).exists():
         raise UserError(f"no such spec file: '{path}'")
+    if Path(path).is_dir():
+        raise UserError(f"'{path}' is a folder, not a spec file",
+                        hint=f"check every spec in it with: python tools/shape_check.py {path}")
     return compile_file(path, params=params)
 
 

@@ -823,6 +823,14 @@ def compile_tree(tree: Any, path: str, params: dict[str, Any] | None, text: str,
                  sources: dict[str, str] | None = None) -> Graph:
     c = Compiler(sources if sources is not None else {path: text})
     c.sources.setdefault(path, text)
+    if isinstance(tree, SMap) and "blocks" in tree and "inputs" not in tree and "layers" not in tree:
+        stem = Path(path).stem
+        std = Path(path).resolve().parent == STD_LIB.resolve()
+        c.error(f"'{path}' is a block library (blocks, but no inputs or layers): it is imported, not compiled",
+                tree.key_locs.get("blocks", tree.loc),
+                f"import it from a spec: imports: {{{stem}: \"{'std:' + stem if std else Path(path).name}\"}}, "
+                f"then use: {stem}.<block>")
+        raise c.fail()
     mod = c.load_module(tree, path, base_dir.resolve(), Spec, (str(Path(path).resolve()),))
     if mod is None:
         raise c.fail()

@@ -290,6 +290,7 @@ def test_shape_check_missing_paths_exit_1(args):
     r = shape_check(*args)
     assert r.returncode == 1 and "no such file or folder" in r.stderr
     assert "Traceback" not in r.stderr
+    assert ("lenet5" in r.stdout) == ("specs/lenet5.yaml" in args)     # the other paths are still checked
 
 
 def test_schema_accepts_every_shipped_spec():
@@ -303,3 +304,11 @@ def test_schema_accepts_every_shipped_spec():
         assert not errors, f"{path}: {errors[0].message[:200]}"
     bad = yaml.safe_load("inputs: {x: [N, 4]}\nlayers: [{op: linear, out_featurs: 3}]\n")
     assert list(validator.iter_errors(bad)), "a misspelt attribute must not validate"
+
+
+def test_check_a_library_or_a_folder_says_what_to_do_instead():
+    code, _, err = run("check", str(ROOT / "specs" / "lib" / "resnet.yaml"))
+    assert code == 1 and err.count("error:") == 1 and "is a block library" in err
+    assert 'imports: {resnet: "std:resnet"}' in err
+    code, _, err = run("check", str(ROOT / "specs"))
+    assert code == 1 and "is a folder, not a spec file" in err and "tools/shape_check.py" in err

@@ -179,9 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:
         return 2 if e.code else 0
     files, missing = collect(args.paths)
-    if missing:
-        for m in missing:
-            print(f"error: no such file or folder: '{m}'", file=sys.stderr)
+    for m in missing:                       # reported, and the other paths still checked (as specc check)
+        print(f"error: no such file or folder: '{m}'", file=sys.stderr)
+    if missing and not files:
         return 1
     try:
         params = parse_set(args.set)
@@ -216,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report(rows, args.json)
     except BrokenPipeError:                 # `| head`
         sys.stderr.close()
-    return 1 if any(r.failed for r in rows) else 0
+    return 1 if missing or any(r.failed for r in rows) else 0
 
 
 def report(rows: list[Row], as_json: bool) -> None:
