@@ -285,6 +285,8 @@ POOL = [
     ("max_pool2d", {"kernel_size": 2}),
     ("max_pool2d", {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}),
     ("max_pool2d", {"kernel_size": [3, 2], "stride": [2, 1], "padding": 1, "dilation": 2}),
+    ("max_pool2d", {"kernel_size": 3, "stride": 2, "padding": 1}),
+    ("max_pool2d", {"kernel_size": 2, "stride": 3}),
     ("avg_pool2d", {"kernel_size": 2}),
     ("avg_pool2d", {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}),
     ("avg_pool2d", {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True, "count_include_pad": False}),
@@ -339,14 +341,27 @@ def test_max_pool2d_ties_go_to_first_maximum():
 
 
 @pytest.mark.parametrize("attrs", [{"kernel_size": 2}, {"kernel_size": 3, "stride": 2, "padding": 1},
-                                   {"kernel_size": [2, 3], "stride": 1, "dilation": [2, 1]}])
-def test_max_pool2d_ties_as_torch(attrs):
-    """Many ties (small integers): the gradient goes to the first maximum in row-major order."""
+                                   {"kernel_size": [2, 3], "stride": 1, "dilation": [2, 1]},
+                                   {"kernel_size": 3, "stride": 1, "padding": 1},
+                                   {"kernel_size": 2, "stride": 3, "padding": 1},
+                                   {"kernel_size": [1, 3], "stride": [2, 2]},
+                                   {"kernel_size": [3, 2], "stride": [2, 1], "padding": 1, "dilation": 2},
+                                   {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_max_pool2d_ties_as_torch(attrs, threads, monkeypatch):
+    """Many ties (small integers): the gradient goes to the first maximum in row-major order; also with
+    the planes cut into one-plane pieces over two threads."""
     torch = pytest.importorskip("torch")
+    if threads > 1:
+        import runtime.kernels.convolution as K
+        from runtime import parallel
+        monkeypatch.setattr(parallel, "THREADS", threads)
+        monkeypatch.setattr(parallel, "MIN_BYTES", 0)
+        monkeypatch.setattr(K, "_POOL_BLOCK", 1)
     x = np.random.default_rng(0).integers(0, 3, (2, 3, 9, 8)).astype(np.float64)
     a = {"stride": None, "padding": 0, "dilation": 1, **attrs}
     torch_parity("max_pool2d", attrs, x, lambda t: torch.nn.functional.max_pool2d(
-        t, _t(a["kernel_size"]), _t(a["stride"]), _t(a["padding"]), _t(a["dilation"])))
+        t, _t(a["kernel_size"]), _t(a["stride"]), _t(a["padding"]), _t(a["dilation"]), a.get("ceil_mode", False)))
 
 
 @pytest.mark.parametrize("name,attrs", [("conv1d", {"out_channels": 3, "kernel_size": 3}),

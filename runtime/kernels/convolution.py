@@ -11,8 +11,12 @@ Every convolution runs on three primitives over NCHW arrays (conv1d is conv2d wi
           GEMM to columns and a col2im that loops over the kh·kw kernel offsets only.
 conv_transpose2d is conv2d with forward and input gradient swapped. Blocks keep each column matrix
 around _BLOCK bytes, so that it is still in cache when the GEMM reads it.
-Pooling is separable (rows, then columns) and loops over the kernel offsets only; bilinear
-upsampling loops over the scale phases only.
+Pooling is separable (max along W, then H, as PyTorch's row-major tie rule needs) and loops over the
+kernel offsets only, plane by plane in cache-sized pieces (_pool_run); its backward works by stride
+phase on zero-padded flat arrays, so every input position is assigned by its first tap and added to
+only where windows overlap (_phase_scatter). Bilinear upsampling loops over the scale phases only.
+Elementwise work (padding, im2col copies, col2im, pooling) goes through runtime.parallel: one thread
+by default, split over the samples or channels when SPECC_NUM_THREADS asks for more.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from numpy.lib.stride_tricks import as_strided
 from compiler.ops.convolution import (adaptive_windows, conv_out, conv_pads, pool_geometry,
                                       transpose_base, transpose_output_padding, tup)
 
+from .. import parallel
 from .registry import Ctx, kernel
 
 _BLOCK = 4 << 20            # bytes of im2col columns per block of samples (cache-sized, yet big 2-thread GEMMs)
@@ -45,9 +50,36 @@ def _pad(x: np.ndarray, pads, value: float = 0.0) -> np.ndarray:
         dst.append(slice(max(0, lo), size - max(0, hi)))
     if all(lo <= 0 and hi <= 0 for lo, hi in pads):
         return x[tuple(src)]
-    out = np.full(shape, value, x.dtype) if value else np.zeros(shape, x.dtype)
-    out[tuple(dst)] = x[tuple(src)]
+    if lead == 0:
+        out = np.full(shape, value, x.dtype)
+        out[tuple(dst)] = x[tuple(src)]
+        return out
+    out = np.empty(shape, x.dtype)
+    src, dst = tuple(src[1:]), tuple(dst[1:])                    # split over the first (batch) dim
+    # the border, by the first padded dim: dims before it inside, dims after it whole
+    borders = []
+    for k in range(lead, x.ndim):
+        inner, d = dst[:k - 1], dst[k - 1]
+        for sl in (slice(0, d.start), slice(d.stop, shape[k])):
+            if sl.stop > sl.start:
+                borders.append(inner + (sl,))
+
+    def part(n0: int, n1: int):
+        o = out[n0:n1]
+        for b in borders:
+            o[(slice(None),) + b] = value
+        o[(slice(None),) + dst] = x[n0:n1][(slice(None),) + src]
+
+    parallel.run(part, shape[0], 2 * out.nbytes)
     return out
+
+
+def _pcopy(dst: np.ndarray, src) -> None:
+    """np.copyto(dst, src), split over the threads along dst's axis 1 (channels)."""
+    def part(c0: int, c1: int):
+        np.copyto(dst[:, c0:c1], src[:, c0:c1])
+
+    parallel.run(part, dst.shape[1], 2 * dst.nbytes)
 
 
 def _windows(xp: np.ndarray, k, s, d, out) -> np.ndarray:
@@ -130,11 +162,17 @@ class _Columns:
             hq, wq = -(-xp.shape[2] // s[0]), self.grid[1]
             pa, pb = min(s[0], k[0]), min(s[1], k[1])              # the phases some kernel offset reads
             phases = np.zeros((pa, pb, n, c, hq, wq), xp.dtype)
+
+            def split(n0: int, n1: int):
+                for a in range(pa):
+                    for b in range(pb):
+                        src = xp[n0:n1, :, a::s[0], b::s[1]]
+                        phases[a, b, n0:n1, :, :src.shape[2], :src.shape[3]] = src
+
+            parallel.run(split, n, 2 * phases.nbytes)
             for a in range(pa):
                 for b in range(pb):
-                    src = xp[:, :, a::s[0], b::s[1]]
                     ph = phases[a, b]
-                    ph[:, :, :src.shape[2], :src.shape[3]] = src
                     sn, sc, sh, sw = ph.strides
                     ka, kb = len(range(a, k[0], s[0])), len(range(b, k[1], s[1]))
                     parts.append((slice(a, None, s[0]), slice(b, None, s[1]), as_strided(
@@ -152,18 +190,25 @@ class _Columns:
             if buf is None or buf.shape != shape:
                 # the junk tail of each wide row is never written: zero it once per buffer
                 buf = (np.zeros if self.wide else np.empty)(shape, self.dtype)
+            self._fill(buf, parts, n0, n1)
+            yield n0, n1, buf.reshape((m, self.rows, self.r) if self.per_sample else (self.rows, m * self.r))
+
+    def _fill(self, buf: np.ndarray, parts, n0: int, n1: int) -> None:
+        """Copy samples n0:n1 into buf, split over the threads by input channels (whole rows each)."""
+        def channels(c0: int, c1: int):
             for si, sj, view in parts:
-                src = view[n0:n1]
+                src = view[n0:n1, c0:c1]
                 if self.per_sample:
-                    dst = buf[:, :, si, sj]
+                    dst = buf[:, c0:c1, si, sj]
                 else:
-                    dst = buf[:, si, sj]
+                    dst = buf[c0:c1, si, sj]
                     src = src.transpose((1, 2, 3, 0) + tuple(range(4, src.ndim)))
                 if self.wide:
                     np.copyto(dst[..., :self.t], src)
                 else:
                     np.copyto(dst.reshape(dst.shape[:-1] + self.grid), src)
-            yield n0, n1, buf.reshape((m, self.rows, self.r) if self.per_sample else (self.rows, m * self.r))
+
+        parallel.run(channels, self.shape[0], 2 * buf.nbytes)
 
 
 def _corr(xp: np.ndarray, w: np.ndarray, s, d, groups: int, out, keep: bool = False):
@@ -186,10 +231,10 @@ def _corr(xp: np.ndarray, w: np.ndarray, s, d, groups: int, out, keep: bool = Fa
         m = n1 - n0
         if not cols.per_sample:
             yc = np.matmul(wm, last.reshape(g, kk, -1))                      # [g, og, m·R]
-            y[n0:n1] = yc.reshape((o, m) + cols.grid)[..., :ow].transpose(1, 0, 2, 3)
+            _pcopy(y[n0:n1], yc.reshape((o, m) + cols.grid)[..., :ow].transpose(1, 0, 2, 3))
         elif cols.wide and cols.grid[1] != ow:
             yc = np.matmul(wm, last.reshape(m, g, kk, -1))                   # [m, g, og, R]
-            y[n0:n1] = yc.reshape((m, o) + cols.grid)[..., :ow]
+            _pcopy(y[n0:n1], yc.reshape((m, o) + cols.grid)[..., :ow])
         else:
             np.matmul(wm, last.reshape(m, g, kk, -1), out=y[n0:n1].reshape(m, g, og, -1))
     if keep:
@@ -216,7 +261,10 @@ def _wgrad(xp: np.ndarray, gy: np.ndarray, k, s, d, groups: int, kept: np.ndarra
             shape = (m, o) + cols.grid if cols.per_sample else (o, m) + cols.grid
             if gyc is None or gyc.shape != shape:
                 gyc = np.zeros(shape, dt)
-            gyc[..., :ow] = gy[n0:n1] if cols.per_sample else gy[n0:n1].transpose(1, 0, 2, 3)
+            if cols.per_sample:
+                _pcopy(gyc[..., :ow], gy[n0:n1])
+            else:
+                _pcopy(gyc[..., :ow].transpose(1, 0, 2, 3), gy[n0:n1])
             g2 = gyc
         else:
             g2 = gy[n0:n1] if cols.per_sample else gy[n0:n1].transpose(1, 0, 2, 3)
@@ -252,9 +300,14 @@ def _igrad(gy: np.ndarray, w: np.ndarray, s, d, groups: int, full, lo, out) -> n
         gyc = gy[n0:n1].reshape(n1 - n0, g, og, oh * ow).transpose(1, 2, 0, 3).reshape(g, og, -1)
         cols = np.matmul(wt, gyc).reshape(c, kh, kw, n1 - n0, oh, ow)
         dst = gxp[n0:n1].transpose(1, 0, 2, 3)                          # [C, nb, H, W]
-        for i in range(kh):
-            for j in range(kw):
-                dst[:, :, i * d[0]:i * d[0] + ends[0]:s[0], j * d[1]:j * d[1] + ends[1]:s[1]] += cols[:, i, j]
+
+        def col2im(c0: int, c1: int):
+            for i in range(kh):
+                for j in range(kw):
+                    dst[c0:c1, :, i * d[0]:i * d[0] + ends[0]:s[0], j * d[1]:j * d[1] + ends[1]:s[1]] += \
+                        cols[c0:c1, i, j]
+
+        parallel.run(col2im, c, 2 * cols.nbytes)
     return gxp[:, :, lo[0]:lo[0] + out[0], lo[1]:lo[1] + out[1]]
 
 
@@ -329,13 +382,24 @@ def conv_transpose2d(ctx: Ctx, x: np.ndarray, weight: np.ndarray, bias: np.ndarr
 
 # -- pooling -------------------------------------------------------------------------------------------
 
-def _pool_setup(a, x: np.ndarray, value: float):
-    """Pooling geometry and the input padded so that every kept window lies inside it."""
-    geo = pool_geometry(a, x.shape[2:])
+_POOL_BLOCK = 2 << 20       # bytes of padded input per piece of pooling work (stays in cache between passes)
+
+
+def _pool_pads(x_sp, geo):
+    """(before, after) padding per spatial dim such that every kept window lies inside the padded input."""
     ks, st, pd, dl, out = geo
-    pads = tuple((p, max(0, (o - 1) * s + d * (k - 1) + 1 - i - p))
-                 for i, k, s, p, d, o in zip(x.shape[2:], ks, st, pd, dl, out))
-    return _pad(x, pads, value), pads, geo
+    return tuple((p, max(0, (o - 1) * s + d * (k - 1) + 1 - i - p))
+                 for i, k, s, p, d, o in zip(x_sp, ks, st, pd, dl, out))
+
+
+def _planes(a: np.ndarray) -> np.ndarray:
+    """[N, C, H, W] as [N·C, 1, H, W] (a view when possible): pooling works plane by plane."""
+    return a.reshape((-1, 1) + a.shape[2:])
+
+
+def _pool_run(fn, planes: int, plane_bytes: int) -> None:
+    """fn(lo, hi) over the planes, in cache-sized pieces, split over the threads."""
+    parallel.run(fn, planes, planes * plane_bytes, step=max(1, _POOL_BLOCK // max(plane_bytes, 1)))
 
 
 def _taps(a: np.ndarray, axis: int, k: int, s: int, d: int, o: int):
@@ -345,55 +409,137 @@ def _taps(a: np.ndarray, axis: int, k: int, s: int, d: int, o: int):
     return [a[pre + (slice(j * d, j * d + span, s),)] for j in range(k)]
 
 
-def _max_along(a: np.ndarray, axis: int, k: int, s: int, d: int, o: int, track: bool):
-    """Running max along one axis; with track, also the index of the first maximum in each window."""
-    taps = _taps(a, axis, k, s, d, o)
-    m = taps[0].copy()
-    for v in taps[1:]:
+def _max_along(a: np.ndarray, axis: int, k: int, s: int, d: int, m: np.ndarray, idx: np.ndarray | None) -> None:
+    """Running max along one axis into m; into idx (uint8) the index of the first maximum in each window."""
+    taps = _taps(a, axis, k, s, d, m.shape[axis])
+    if k == 1:
+        np.copyto(m, taps[0])
+    else:
+        np.maximum(taps[0], taps[1], out=m)
+    for v in taps[2:]:
         np.maximum(m, v, out=m)
-    idx = None
-    if track and k > 1:
+    if idx is not None:
         # index of the first maximum = number of leading taps below the maximum (branch-free: masked
         # stores are slow on random masks)
-        below = taps[0] != m
-        idx = below.view(np.uint8).copy()
-        for v in taps[1:-1]:
-            below &= v != m
-            idx += below.view(np.uint8)
-    return m, idx
+        below = np.not_equal(taps[0], m)
+        np.copyto(idx, below.view(np.uint8))
+        if k > 2:
+            t = np.empty_like(below)
+            for v in taps[1:-1]:
+                below &= np.not_equal(v, m, out=t)
+                idx += below.view(np.uint8)
 
 
-def _scatter_along(g: np.ndarray, idx, axis: int, k: int, s: int, d: int, shape) -> np.ndarray:
-    """Adjoint of _max_along (idx given) or of a window sum (idx None) along one axis."""
-    out = np.zeros(shape, g.dtype)
-    for j, v in enumerate(_taps(out, axis, k, s, d, g.shape[axis])):
-        if idx is None:
-            v += g
+def _phase_scatter(gf: np.ndarray, mf: np.ndarray | None, k: int, s: int, d: int, inner: int) -> np.ndarray:
+    """Adjoint of a strided window max (mf given: tap j gets the gradient where mf == j) or window sum
+    (mf None) along one axis, on flat arrays: returns ph [s, gf.size], the gradient by phase.
+
+    gf (and mf) are flattened arrays whose scattered axis has inner size `inner` and is padded with
+    zeros (mf: with a value no tap has) to lq ≥ o + (k−1)·d // s entries. Position p = s·q + r of that
+    axis receives tap j = (a·s + r) / d of window q − a, so the taps of phase r are the gradient
+    shifted by a·inner along the flat array: the padding supplies the zeros at the start of each row.
+    Per position the taps are summed in the order j = 0, 1, …; the first one is assigned (no zero fill).
+    """
+    n = gf.size
+    ph = np.empty((s, n), gf.dtype)
+    written = [False] * s
+    tmp = None
+    for j in range(k):
+        a, r = divmod(j * d, s)
+        sh = a * inner
+        src = gf[:n - sh]
+        if written[r]:
+            if mf is not None:
+                if tmp is None:
+                    tmp = np.empty(n, gf.dtype)
+                src = np.multiply(src, np.equal(mf[:n - sh], j), out=tmp[:n - sh])
+            ph[r, sh:] += src
+            ph[r, :sh] += 0                # what the zero padding adds elsewhere (-0.0 + 0 → 0.0): the
+            continue                       # same bits wherever a piece of planes starts
+        ph[r, :sh] = 0
+        if mf is None:
+            np.copyto(ph[r, sh:], src)
         else:
-            v += g * (idx == j)
-    return out
+            np.multiply(src, np.equal(mf[:n - sh], j), out=ph[r, sh:])
+        written[r] = True
+    for r in range(s):
+        if not written[r]:
+            ph[r] = 0
+    return ph
+
+
+def _pool_grad(g: np.ndarray, ih, iw, geo, pads, gx: np.ndarray) -> None:
+    """Adjoint of the separable pooling (W, then H) of a block of planes g [m, 1, oh, ow] into gx
+    [m, 1, H, W]: ih [m, 1, oh, ow] and iw [m, 1, Hp, ow] are the tap indices of a max (None: sums).
+
+    Works on zero-padded flat arrays and by phase (see _phase_scatter): along H into rows
+    (phase rh, q) of the padded input, then along W, then one strided copy per phase pair into gx."""
+    ks, st, _, dl, (oh, ow) = geo
+    m, h, w = g.shape[0], gx.shape[2], gx.shape[3]
+    hp, wp = h + sum(pads[0]), w + sum(pads[1])
+    (sh, sw), (lh, lw) = st, (-(-hp // st[0]), -(-wp // st[1]))
+    gp = np.zeros((m, lh, lw), g.dtype)
+    gp[:, :oh, :ow] = g[:, 0]
+    mh = None
+    if ih is not None:
+        mh = np.full((m, lh, lw), 255, np.uint8)
+        mh[:, :oh, :ow] = ih[:, 0]
+    g1 = _phase_scatter(gp.reshape(-1), None if mh is None else mh.reshape(-1), ks[0], sh, dl[0], lw)
+    mw = None
+    if iw is not None:                          # the W indices of the rows, in g1's (phase, plane, q) order
+        mw = np.full((sh, m, lh, lw), 255, np.uint8)
+        for rh in range(sh):
+            rows = iw[:, 0, rh::sh]
+            mw[rh, :, :rows.shape[1], :ow] = rows
+    g2 = _phase_scatter(g1.reshape(-1), None if mw is None else mw.reshape(-1), ks[1], sw, dl[1], 1)
+    g2 = g2.reshape(sw, sh, m, lh, lw)
+    (top, _), (left, _) = pads
+    for rh in range(sh):
+        y0 = (rh - top) % sh                    # first row of gx in phase rh, and its q
+        ny, qh = len(range(y0, h, sh)), (y0 + top) // sh
+        for rw in range(sw):
+            x0 = (rw - left) % sw
+            nx, qw = len(range(x0, w, sw)), (x0 + left) // sw
+            gx[:, 0, y0::sh, x0::sw] = g2[rw, rh, :, qh:qh + ny, qw:qw + nx]
 
 
 @kernel("max_pool2d")
 def max_pool2d(ctx: Ctx, x: np.ndarray):
-    xp, pads, (ks, st, pd, dl, out) = _pool_setup(ctx.attrs, x, -np.inf)
+    geo = pool_geometry(ctx.attrs, x.shape[2:])
+    ks, st, pd, dl, out = geo
+    pads = _pool_pads(x.shape[2:], geo)
+    hp, wp = (i + lo + hi for i, (lo, hi) in zip(x.shape[2:], pads))
+    xs = _planes(x)
+    n = xs.shape[0]
     track = ctx.need(0)
+    y = np.empty((n, 1) + tuple(out), x.dtype)
     # separable: max along W, then along H; the first maximum in row-major order wins, as in PyTorch
-    r, iw = _max_along(xp, 3, ks[1], st[1], dl[1], out[1], track)
-    y, ih = _max_along(r, 2, ks[0], st[0], dl[0], out[0], track)
+    iw = np.empty((n, 1, hp, out[1]), np.uint8) if track and ks[1] > 1 else None
+    ih = np.empty((n, 1) + tuple(out), np.uint8) if track and ks[0] > 1 else None
+
+    def part(lo: int, hi: int):
+        xp = _pad(xs[lo:hi], pads, -np.inf)
+        r = np.empty((hi - lo, 1, hp, out[1]), x.dtype)
+        _max_along(xp, 3, ks[1], st[1], dl[1], r, None if iw is None else iw[lo:hi])
+        _max_along(r, 2, ks[0], st[0], dl[0], y[lo:hi], None if ih is None else ih[lo:hi])
+
+    _pool_run(part, n, hp * wp * x.itemsize)
 
     def backward(gy: np.ndarray):
         if not ctx.need(0):
             return None
-        g1 = _scatter_along(gy, ih, 2, ks[0], st[0], dl[0], r.shape)     # idx None: a 1-wide window
-        gxp = _scatter_along(g1, iw, 3, ks[1], st[1], dl[1], xp.shape)
-        return _crop(gxp, pads, x.shape)
+        gys = _planes(gy)
+        gx = np.empty(x.shape, gy.dtype)
+        gxs = _planes(gx)
 
-    return y, backward
+        def part_back(lo: int, hi: int):
+            _pool_grad(gys[lo:hi], None if ih is None else ih[lo:hi], None if iw is None else iw[lo:hi],
+                       geo, pads, gxs[lo:hi])
 
+        _pool_run(part_back, n, hp * wp * gy.itemsize)
+        return gx
 
-def _crop(gxp: np.ndarray, pads, shape) -> np.ndarray:
-    return gxp[:, :, pads[0][0]:pads[0][0] + shape[2], pads[1][0]:pads[1][0] + shape[3]]
+    return y.reshape(x.shape[:2] + tuple(out)), backward
 
 
 def _avg_divisor(a, x: np.ndarray, geo, dtype) -> np.ndarray:
@@ -411,26 +557,43 @@ def _avg_divisor(a, x: np.ndarray, geo, dtype) -> np.ndarray:
 
 @kernel("avg_pool2d")
 def avg_pool2d(ctx: Ctx, x: np.ndarray):
-    xp, pads, geo = _pool_setup(ctx.attrs, x, 0.0)
+    geo = pool_geometry(ctx.attrs, x.shape[2:])
     ks, st, pd, dl, out = geo
-    # separable window sums: along H first (contiguous rows), then along W
-    taps = _taps(xp, 2, ks[0], st[0], 1, out[0])
-    r = taps[0].copy()
-    for v in taps[1:]:
-        r += v
-    taps = _taps(r, 3, ks[1], st[1], 1, out[1])
-    y = taps[0].copy()
-    for v in taps[1:]:
-        y += v
+    pads = _pool_pads(x.shape[2:], geo)
+    hp, wp = (i + lo + hi for i, (lo, hi) in zip(x.shape[2:], pads))
+    xs = _planes(x)
+    n = xs.shape[0]
+    y = np.empty((n, 1) + tuple(out), x.dtype)
     div = _avg_divisor(ctx.attrs, x, geo, y.dtype)
-    y /= div
+
+    def part(lo: int, hi: int):
+        # separable window sums: along H first (contiguous rows), then along W
+        xp = _pad(xs[lo:hi], pads, 0.0)
+        taps = _taps(xp, 2, ks[0], st[0], 1, out[0])
+        r = taps[0].copy()
+        for v in taps[1:]:
+            r += v
+        taps = _taps(r, 3, ks[1], st[1], 1, out[1])
+        yb = y[lo:hi]
+        np.copyto(yb, taps[0])
+        for v in taps[1:]:
+            yb += v
+        yb /= div
+
+    _pool_run(part, n, hp * wp * x.itemsize)
 
     def backward(gy: np.ndarray):
-        g1 = _scatter_along(gy / div, None, 3, ks[1], st[1], 1, r.shape)
-        gxp = _scatter_along(g1, None, 2, ks[0], st[0], 1, xp.shape)
-        return _crop(gxp, pads, x.shape)
+        gys = _planes(gy)
+        gx = np.empty(x.shape, gy.dtype)
+        gxs = _planes(gx)
 
-    return y, backward
+        def part_back(lo: int, hi: int):
+            _pool_grad(gys[lo:hi] / div, None, None, geo, pads, gxs[lo:hi])
+
+        _pool_run(part_back, n, hp * wp * gy.itemsize)
+        return gx
+
+    return y.reshape(x.shape[:2] + tuple(out)), backward
 
 
 def _adaptive_matrix(i: int, o: int, dtype) -> np.ndarray:

@@ -1,0 +1,170 @@
+"""Elementwise NumPy work split over a few threads (off unless SPECC_NUM_THREADS asks for it).
+
+NumPy's ufuncs and copies release the GIL on large arrays, so the kernels that are not a GEMM (im2col
+copies, padding, col2im, batch norm, ReLU, pooling) can run parts of a batch on several cores at once:
+
+    def part(lo, hi):
+        np.maximum(x[lo:hi], 0, out=y[lo:hi])
+    parallel.run(part, len(x), x.nbytes)
+
+`run` cuts range(n) into pieces of `step` items, and the calling thread and the pool's workers take
+pieces until none is left (dynamic scheduling: a worker that wakes late or shares its core simply takes
+fewer). Work under MIN_BYTES, a single thread, or a call from inside a worker runs the pieces on the
+calling thread. Pieces only decide *which thread* computes an item, never *how*: a kernel that writes
+each item from that item's inputs alone gives the same bits at any thread count (reductions across
+items must be split along another axis, or stay outside the parallel part). The kernels also use the
+pieces on one thread, for cache blocking.
+
+Threads: SPECC_NUM_THREADS=N uses N; SPECC_NUM_THREADS=auto uses OMP_NUM_THREADS / OPENBLAS_NUM_THREADS
+if set (the cap given to BLAS), else the CPUs this process may run on (os.sched_getaffinity); unset, 1.
+One thread is the default because splitting was slower on the machine the benchmarks run on (2 vCPUs,
+docs/benchmarks.md): there one core already draws most of the memory bandwidth (a 64 MB float32
+multiply: 42 GB/s on one core, 48 GB/s on two), and after every GEMM OpenBLAS's idle threads spin on
+the cores for ~0.1 s, competing with the pool's worker; a ResNet-18 training step took 631 ms with the
+pool against 558 ms without (567 ms splitting only work over 16 MiB). Only compute-heavy kernels (the
+pooling passes over cache-sized pieces) got faster. When the pool has one worker per allowed CPU,
+each worker is pinned to its own CPU (unpinned, a worker woken after a GEMM tends to be queued on the
+calling thread's core). The kernels call `run` between GEMMs, never during one.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import threading
+from typing import Callable
+
+MIN_BYTES = 256 << 10       # below this, waking another thread costs more than it saves
+PIECE_BYTES = 1 << 20       # default piece size: a few passes over it stay in the 1-2 MiB L2 cache
+
+
+def _cpus() -> list[int]:
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return list(range(os.cpu_count() or 1))
+
+
+def _env_int(env, name: str) -> int | None:
+    v = env.get(name, "").strip().split(",")[0]        # OMP_NUM_THREADS may be a list per nesting level
+    try:
+        n = int(v)
+    except ValueError:
+        return None
+    return n if n >= 1 else None
+
+
+def threads_from_env(env=None) -> int:
+    """The number of threads the runtime's elementwise work may use (see the module docstring)."""
+    env = os.environ if env is None else env
+    if env.get("SPECC_NUM_THREADS", "").strip().lower() != "auto":
+        return _env_int(env, "SPECC_NUM_THREADS") or 1
+    cpus = len(_cpus())
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        n = _env_int(env, name)
+        if n is not None:
+            return min(n, cpus)
+    return cpus
+
+
+THREADS = threads_from_env()
+
+_local = threading.local()
+
+
+class _Job:
+    __slots__ = ("fn", "n", "step", "next", "done", "error")
+
+    def __init__(self, fn: Callable[[int, int], None], n: int, step: int):
+        self.fn, self.n, self.step = fn, n, step
+        self.next = itertools.count()               # next() is atomic under the GIL
+        self.done: queue.SimpleQueue = queue.SimpleQueue()
+        self.error: BaseException | None = None
+
+    def drain(self) -> None:
+        """Take pieces until none is left (or a piece failed)."""
+        while self.error is None:
+            lo = next(self.next) * self.step
+            if lo >= self.n:
+                return
+            try:
+                self.fn(lo, min(self.n, lo + self.step))
+            except BaseException as e:              # noqa: BLE001 - handed to the caller of run()
+                if self.error is None:
+                    self.error = e
+                return
+
+
+class _Pool:
+    def __init__(self, workers: int):
+        cpus = _cpus()
+        pin = workers == len(cpus) and workers > 1
+        self.queues: list[queue.SimpleQueue] = []
+        for i in range(workers):
+            q: queue.SimpleQueue = queue.SimpleQueue()
+            self.queues.append(q)
+            threading.Thread(target=self._loop, args=(q, cpus[i] if pin else None),
+                             name=f"specc-parallel-{i}", daemon=True).start()
+
+    @staticmethod
+    def _loop(q: queue.SimpleQueue, cpu: int | None) -> None:
+        _local.worker = True
+        if cpu is not None:
+            try:
+                os.sched_setaffinity(0, {cpu})          # this thread only
+            except OSError:
+                pass
+        while True:
+            job = q.get()
+            job.drain()
+            job.done.put(None)
+
+
+_lock = threading.Lock()
+_pool: _Pool | None = None
+_pool_key: tuple[int, int] | None = None        # (pid, workers): a forked child starts its own workers
+
+
+def _get_pool(workers: int) -> _Pool:
+    global _pool, _pool_key
+    key = (os.getpid(), workers)
+    if _pool_key != key:
+        with _lock:
+            if _pool_key != key:
+                _pool = _Pool(workers)          # an old pool's idle workers just stay blocked
+                _pool_key = key
+    return _pool
+
+
+def run(fn: Callable[[int, int], None], n: int, nbytes: int, step: int | None = None) -> None:
+    """Call fn(lo, hi) for contiguous slices that cover range(n) exactly once, on up to THREADS threads.
+
+    nbytes: the memory the whole job touches (decides whether splitting pays, and the default piece
+    size); step: items per piece (None: one call when not split, else pieces of about PIECE_BYTES).
+    fn must write only what belongs to its items, and compute each item the same way whatever the
+    slice it comes in. Returns when every piece is done; an exception raised by a piece is re-raised.
+    """
+    if n <= 0:
+        return
+    if THREADS <= 1 or nbytes < MIN_BYTES or getattr(_local, "worker", False):
+        step = n if step is None else max(1, int(step))
+        for lo in range(0, n, step):
+            fn(lo, min(n, lo + step))
+        return
+    if step is None:
+        step = -(-n // max(THREADS, nbytes // PIECE_BYTES))
+    job = _Job(fn, n, max(1, int(step)))
+    workers = min(THREADS, -(-n // job.step) - 1)
+    if workers < 1:
+        job.drain()
+    else:
+        pool = _get_pool(THREADS)
+        for q in pool.queues[:workers]:
+            q.put(job)
+        try:
+            job.drain()
+        finally:
+            for _ in range(workers):
+                job.done.get()
+    if job.error is not None:
+        raise job.error
