@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from .. import parallel
 from .registry import Ctx, kernel
 
 
@@ -32,12 +33,41 @@ def _mask(cond: np.ndarray, dtype) -> np.ndarray:
     return cond.astype(dtype)
 
 
+def _split_flat(f, out: np.ndarray, *ins: np.ndarray) -> bool:
+    """f(*input pieces, output piece) over pieces of the flattened arrays, split over the threads
+    (parallel.run). Only for C-contiguous arrays of out's shape: False (nothing done) otherwise."""
+    if not out.flags.c_contiguous or not all(a.shape == out.shape and a.flags.c_contiguous for a in ins):
+        return False
+    flat, of = [a.reshape(-1) for a in ins], out.reshape(-1)
+
+    def part(lo: int, hi: int):
+        f(*(a[lo:hi] for a in flat), of[lo:hi])
+
+    parallel.run(part, of.size, of.nbytes + sum(a.nbytes for a in ins))
+    return True
+
+
+def _relu_fwd(x: np.ndarray, y: np.ndarray) -> None:
+    np.maximum(x, 0, out=y)
+
+
+def _relu_bwd(gy: np.ndarray, y: np.ndarray, gx: np.ndarray) -> None:
+    np.multiply(gy, y > 0, out=gx)
+
+
 @kernel("relu")
 def relu(ctx: Ctx, x: np.ndarray):
-    y = np.maximum(x, 0)
+    y = np.empty_like(x) if x.dtype.kind == "f" else None
+    if y is None or not _split_flat(_relu_fwd, y, x):
+        y = np.maximum(x, 0)
 
     def backward(gy):
-        return np.multiply(gy, y > 0) if ctx.need(0) else None
+        if not ctx.need(0):
+            return None
+        gx = np.empty(y.shape, gy.dtype) if gy.dtype.kind == "f" else None
+        if gx is None or not _split_flat(_relu_bwd, gx, gy, y):
+            gx = np.multiply(gy, y > 0)
+        return gx
     return y, backward
 
 

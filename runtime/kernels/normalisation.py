@@ -5,37 +5,107 @@ import math
 
 import numpy as np
 
+from .. import parallel
 from .registry import Ctx, kernel
 
 
+_PIECE = 2 << 20            # bytes per array and piece of batch-norm work: passes over a piece stay in cache
+
+
 class _Channels:
-    """Per-channel helpers for an N×C×L view (L = H·W, or 1), written so that NumPy runs long inner loops.
+    """Per-channel helpers for an N×C×L view (L = H·W, or 1), written so that NumPy runs long inner loops,
+    each large array crosses memory as few times as possible, and the work can split over threads
+    (runtime.parallel) without changing a bit.
 
     Broadcasting a per-channel vector over L costs one ufunc inner-loop call per (n, c) row; repeating it
     to a C·L row instead makes each call cover a whole sample and is about twice as fast. Sums avoid
     BLAS (a threaded GEMV with a vector of ones is fast alone but stalls badly on a busy machine).
+
+    Elementwise work runs in cache-sized pieces (`each`): several whole samples, or when a sample is
+    large, a run of whole channels of one sample, so that the passes of one step (centre, then square
+    and sum) read a piece from cache. With L ≥ 64 the per-channel sums are per (sample, channel) sums
+    (einsum, vecdot over L contiguous values) added over the samples afterwards: each computed the same
+    way whichever piece or thread computes it. With small L they are sums over the samples of whole
+    columns (`columns`), split over the columns.
     """
 
     def __init__(self, x: np.ndarray):
         self.n, self.c = x.shape[:2]
         self.l = math.prod(x.shape[2:])
         self.m = self.n * self.l
+        self.cl = self.c * self.l
+        self.item = x.dtype.itemsize
+        sample = self.cl * self.item
+        if sample > _PIECE and self.c > 1:
+            self.width = self.l * max(1, _PIECE // (self.l * self.item))               # whole channels
+        else:
+            self.width = self.cl
+        self.blocks = -(-self.cl // self.width)
+        self.per_row = self.l >= 64
 
     def flat(self, a: np.ndarray) -> np.ndarray:
-        return a.reshape(self.n, self.c * self.l)
+        return a.reshape(self.n, self.cl)
 
     def row(self, v: np.ndarray) -> np.ndarray:
         return np.repeat(v, self.l) if self.l > 1 else v
 
+    def each(self, fn, arrays: int) -> None:
+        """fn(r0, r1, c0, c1) over pieces [r0:r1, c0:c1] of the [N, C·L] arrays (c0, c1 on channel
+        boundaries), in parallel; `arrays`: how many such arrays fn reads or writes."""
+        nbytes = arrays * self.n * self.cl * self.item
+        if self.blocks == 1:
+            def rows(lo: int, hi: int):
+                fn(lo, hi, 0, self.cl)
+
+            parallel.run(rows, self.n, nbytes, max(1, _PIECE // max(1, self.cl * self.item)))
+            return
+
+        def blocks(lo: int, hi: int):
+            for t in range(lo, hi):
+                i, j = divmod(t, self.blocks)
+                fn(i, i + 1, j * self.width, min(self.cl, (j + 1) * self.width))
+
+        parallel.run(blocks, self.n * self.blocks, nbytes, 1)
+
+    def columns(self, fn, arrays: int) -> None:
+        """fn(c0, c1) over pieces of the C·L columns, in parallel (each piece reads all N rows)."""
+        pieces = -(-self.cl // max(64, _PIECE // max(1, self.n * self.item)))
+        parallel.run(fn, self.cl, arrays * self.n * self.cl * self.item, -(-self.cl // pieces))
+
+    def piece_sums(self, out: np.ndarray, r0, r1, c0, c1, a2, b2=None) -> None:
+        """out[r0:r1, channels of c0:c1] = Σ over L of a (b None) or of a·b, per (sample, channel)."""
+        shape, dst = (r1 - r0, (c1 - c0) // self.l, self.l), out[r0:r1, c0 // self.l:c1 // self.l]
+        a3 = a2[r0:r1, c0:c1].reshape(shape)
+        if b2 is None:
+            np.einsum("rcl->rc", a3, out=dst)
+        else:
+            np.vecdot(a3, b2[r0:r1, c0:c1].reshape(shape), out=dst)
+
     def sum(self, a2: np.ndarray) -> np.ndarray:
-        s = a2.sum(axis=0)
+        """Σ a per channel: over the samples column by column, then over L."""
+        s = np.empty(self.cl, a2.dtype)
+
+        def part(c0: int, c1: int):
+            np.sum(a2[:, c0:c1], axis=0, out=s[c0:c1])
+
+        self.columns(part, 1)
         return np.einsum("cl->c", s.reshape(self.c, self.l)) if self.l > 1 else s
 
     def dot(self, a2: np.ndarray, b2: np.ndarray) -> np.ndarray:
-        """Σ a·b per channel, without materialising the product."""
-        if self.l >= 64:
-            return np.vecdot(a2.reshape(self.n, self.c, self.l), b2.reshape(self.n, self.c, self.l)).sum(axis=0)
-        s = np.einsum("nk,nk->k", a2, b2)
+        """Σ a·b per channel (no pieces: for the rarely used gradients in eval mode)."""
+        if self.per_row:
+            shape = (self.n, self.c, self.l)
+            return np.vecdot(a2.reshape(shape), b2.reshape(shape)).sum(axis=0)
+        return self.dot_columns(a2, b2)
+
+    def dot_columns(self, a2: np.ndarray, b2: np.ndarray) -> np.ndarray:
+        """Σ a·b per channel, for small L: over the samples column by column, then over L."""
+        s = np.empty(self.cl, np.result_type(a2.dtype, b2.dtype))
+
+        def cols(c0: int, c1: int):
+            np.einsum("nk,nk->k", a2[:, c0:c1], b2[:, c0:c1], out=s[c0:c1])
+
+        self.columns(cols, 2)
         return s.reshape(self.c, self.l).sum(axis=1) if self.l > 1 else s
 
 
@@ -57,13 +127,30 @@ def batch_norm(ctx: Ctx, x: np.ndarray, *p: np.ndarray):
             raise ValueError(f"batch_norm needs more than one value per channel in training, "
                              f"got input of shape {'×'.join(map(str, x.shape))}")
         mean = ch.sum(x2) / dt(m)
-        xc = x2 - ch.row(mean)                     # kept for backward: x̂ = xc·inv
-        var = ch.dot(xc, xc) / dt(m)               # biased: used to normalise (two-pass, accurate)
+        mrow = ch.row(mean)
+        xc = np.empty(x2.shape, np.result_type(x2.dtype, mrow.dtype))     # kept for backward: x̂ = xc·inv
+        sq = np.empty((ch.n, ch.c), xc.dtype) if ch.per_row else None
+
+        def centre(r0, r1, c0, c1):                # and Σ xc² per (sample, channel) while in cache
+            np.subtract(x2[r0:r1, c0:c1], mrow[c0:c1], out=xc[r0:r1, c0:c1])
+            if sq is not None:
+                ch.piece_sums(sq, r0, r1, c0, c1, xc, xc)
+
+        ch.each(centre, 2)
+        # biased: used to normalise (two-pass, accurate)
+        var = (sq.sum(axis=0) if sq is not None else ch.dot_columns(xc, xc)) / dt(m)
         inv = 1.0 / np.sqrt(var + eps)
         scale = inv * weight if weight is not None else inv
-        y = xc * ch.row(scale)
-        if bias is not None:
-            y += ch.row(bias)
+        srow = ch.row(scale)
+        brow = ch.row(bias) if bias is not None else None
+        y = np.empty(xc.shape, np.result_type(xc.dtype, srow.dtype))
+
+        def normalise(r0, r1, c0, c1):
+            yb = np.multiply(xc[r0:r1, c0:c1], srow[c0:c1], out=y[r0:r1, c0:c1])
+            if brow is not None:
+                yb += brow[c0:c1]
+
+        ch.each(normalise, 2)
         # running statistics, in place, as PyTorch: momentum (or cumulative average) and unbiased variance
         nbt += 1
         mom = a.momentum if a.momentum is not None else 1.0 / float(nbt)
@@ -74,18 +161,34 @@ def batch_norm(ctx: Ctx, x: np.ndarray, *p: np.ndarray):
 
         def backward(gy: np.ndarray):
             g2 = ch.flat(gy)
-            gb = ch.sum(g2)
-            gxc = ch.dot(g2, xc)                   # Σ gy·xc ; Σ gy·x̂ = gxc·inv
+            if ch.per_row:                         # Σ gy and Σ gy·xc in one pass over gy and xc
+                sums = np.empty((2, ch.n, ch.c), np.result_type(g2.dtype, xc.dtype))
+
+                def stats(r0, r1, c0, c1):
+                    ch.piece_sums(sums[0], r0, r1, c0, c1, g2)
+                    ch.piece_sums(sums[1], r0, r1, c0, c1, g2, xc)
+
+                ch.each(stats, 2)
+                gb, gxc = sums.sum(axis=1)
+            else:
+                gb, gxc = ch.sum(g2), ch.dot_columns(g2, xc)
+            # gxc = Σ gy·xc ; Σ gy·x̂ = gxc·inv
             gw = gxc * inv if weight is not None and ctx.need(1) else None
             gx = None
             if ctx.need(0):
                 # gx = s·(gy − Σgy/M − x̂·Σ(gy·x̂)/M) with s = weight·inv, as s·gy + k·xc + h
-                k = -scale * inv * inv * gxc / dt(m)
-                h = -scale * gb / dt(m)
-                gx = g2 * ch.row(scale)
-                t = np.multiply(xc, ch.row(k), out=xc)     # xc is not needed after this backward
-                t += ch.row(h)
-                gx += t
+                krow = ch.row(-scale * inv * inv * gxc / dt(m))
+                hrow = ch.row(-scale * gb / dt(m))
+                gx = np.empty(g2.shape, np.result_type(g2.dtype, srow.dtype))
+
+                def grad(r0, r1, c0, c1):
+                    gxb = np.multiply(g2[r0:r1, c0:c1], srow[c0:c1], out=gx[r0:r1, c0:c1])
+                    t = xc[r0:r1, c0:c1]           # xc is not needed after this backward
+                    t *= krow[c0:c1]
+                    t += hrow[c0:c1]
+                    gxb += t
+
+                ch.each(grad, 3)
                 gx = gx.reshape(x.shape)
             if weight is None:
                 return (gx,) + (None,) * len(p)
@@ -99,8 +202,14 @@ def batch_norm(ctx: Ctx, x: np.ndarray, *p: np.ndarray):
     shift = -rm * scale
     if bias is not None:
         shift = shift + bias
-    y = x2 * ch.row(scale)
-    y += ch.row(shift)
+    srow, hrow = ch.row(scale), ch.row(shift)
+    y = np.empty(x2.shape, np.result_type(x2.dtype, srow.dtype))
+
+    def affine(r0, r1, c0, c1):
+        yb = np.multiply(x2[r0:r1, c0:c1], srow[c0:c1], out=y[r0:r1, c0:c1])
+        yb += hrow[c0:c1]
+
+    ch.each(affine, 2)
 
     def backward_eval(gy: np.ndarray):
         g2 = ch.flat(gy)
