@@ -47,7 +47,9 @@ def compile_text(text: str, base_dir: str | Path = ".", params: dict[str, Any] |
                                                                     str(Path(base_dir) / filename): text})
 
 
-def to_onnx(graph: Graph, weights: Any = None, opset: int = 18, outputs: list[str] | None = None):
-    """Export the inference graph to an onnx.ModelProto (imports onnx on first use)."""
+def to_onnx(graph: Graph, weights: Any = None, opset: int = 18, outputs: list[str] | None = None,
+            optimize: bool = True):
+    """Export the inference graph to an onnx.ModelProto (imports onnx on first use). optimize=False keeps
+    every parameter as its state_dict tensor (docs/onnx.md)."""
     from .onnx.export import to_onnx as _to_onnx
-    return _to_onnx(graph, weights=weights, opset=opset, outputs=outputs)
+    return _to_onnx(graph, weights=weights, opset=opset, outputs=outputs, optimize=optimize)

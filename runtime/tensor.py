@@ -25,13 +25,14 @@ class Entry:
 
 
 class Tensor:
-    __slots__ = ("data", "requires_grad", "grad", "_entry", "__weakref__")
+    __slots__ = ("data", "requires_grad", "grad", "_entry", "_freed", "__weakref__")
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
         self.data = np.asarray(data, dtype=dtype) if dtype is not None or not isinstance(data, np.ndarray) else data
         self.requires_grad = requires_grad
         self.grad: np.ndarray | None = None
         self._entry: Entry | None = None
+        self._freed = False                 # computed on a tape that a backward() has since released
 
     # -- conveniences ----------------------------------------------------------------
     @property
@@ -79,6 +80,11 @@ class Tensor:
                 result = (result,)
             for t, g in zip(entry.args, result):
                 if g is None or t is None or not t.tracked:
+                    if t is not None and t._freed and g is not None:
+                        raise RuntimeError(
+                            "backward() reached a value whose tape an earlier backward() already released "
+                            "(two losses of one forward pass share layers): add the losses and call backward() "
+                            "once on the sum, or run forward again")
                     continue
                 if t._entry is None:
                     _accumulate(t, g)
@@ -115,4 +121,5 @@ def _release(root: Tensor) -> None:
         for t in e.outputs:
             if t is not None:
                 t._entry = None
+                t._freed = True
         e.backward, e.args, e.outputs = None, (), []

@@ -167,7 +167,7 @@ def _loss_ops() -> set[str]:
     return {k for k, v in OPS.items() if getattr(v, "loss", False)}
 
 
-def _weighted(outs: dict[str, Tensor], terms: dict[str, float]) -> Tensor:
+def weighted_sum(outs: dict[str, Tensor], terms: dict[str, float]) -> Tensor:
     """The weighted sum of scalar terms as one Tensor on the tape."""
     if len(terms) == 1 and next(iter(terms.values())) == 1.0:
         return outs[next(iter(terms))]
@@ -658,7 +658,7 @@ def _train_step(model: Model, ph: Phase, refs: list[str], feed: dict[str, np.nda
         t.requires_grad = False
     try:
         outs = model.forward(outputs=refs, **feed)
-        total = _weighted(outs, ph.terms)
+        total = weighted_sum(outs, ph.terms)
         if not np.isfinite(total.data).all():
             _diverged(model, refs, feed, epoch, batch_no, out)
         total.backward()

@@ -11,6 +11,7 @@ from onnx import shape_inference
 
 import compiler
 import runtime
+from runtime.train import weighted_sum
 from compiler.errors import UserError
 from compiler.onnx import LOWERINGS
 from compiler.onnx.commands import compare, random_inputs, verify
@@ -317,6 +318,9 @@ def test_optimize_folds_weights_and_fuses_batch_norm():
     feeds = random_inputs(g)
     assert_parity(opt, model.eval(), feeds)
     assert verify(g, state).ok
+    # the public API takes the same switch: every parameter and buffer under its state_dict name
+    kept = {t.name for t in compiler.to_onnx(g, model, optimize=False).graph.initializer}
+    assert {"conv.weight", "bn.running_mean", "fc.weight"} <= kept and "conv.weight+bn" not in kept
 
 
 # ------------------------------------------------------------------------------ verify
@@ -365,8 +369,7 @@ def train_steps(model, graph, feeds, steps: int = 2, lr: float = 0.01) -> None:
     for _ in range(steps):
         model.zero_grad()
         out = model.forward(outputs=list(objs), **feeds)
-        for k, w in objs.items():
-            out[k].backward(np.asarray(w, dtype=out[k].data.dtype))
+        weighted_sum(out, objs).backward()          # one backward: the terms share layers
         for p in model.parameters().values():
             if p.grad is not None:
                 p.data -= lr * p.grad

@@ -16,7 +16,7 @@ from runtime import data as D
 from runtime import metrics as M
 from runtime.checkpoint import read_npz, split
 from runtime.progress import Progress
-from runtime.train import evaluate, fit
+from runtime.train import evaluate, fit, weighted_sum
 
 BASE = {
     "name": "tiny",
@@ -369,12 +369,12 @@ def test_weighted_objective_sums_terms():
     res = evaluate(m, blobs(), config=g.train)
     assert res["loss"] == pytest.approx(res["loss_term"] + 0.3 * res["aux"], rel=1e-6)
     # gradient of the weighted sum = sum of weighted gradients
-    from runtime.train import _weighted
+    from runtime.train import weighted_sum
     batch = blobs(8)
     m.eval()                                      # no dropout: the three passes see the same network
     m.zero_grad()
     outs = m.forward(outputs=["loss", "aux"], **batch)
-    _weighted(outs, {"loss": 1.0, "aux": 0.3}).backward()
+    weighted_sum(outs, {"loss": 1.0, "aux": 0.3}).backward()
     g_total = {k: v.copy() for k, v in m.grads().items()}
     m.zero_grad()
     m.forward(outputs=["loss"], **batch)["loss"].backward()
@@ -637,3 +637,32 @@ def test_curves_skipped_with_a_note_without_matplotlib(tmp_path, monkeypatch):
     notes = []
     assert plot_curves(tmp_path / "curves.png", hist, notes.append) is False
     assert "matplotlib" in notes[0] and not (tmp_path / "curves.png").exists()
+
+
+def test_a_second_backward_through_a_released_tape_is_refused():
+    """Two losses of one forward pass share layers: the first backward() releases the shared tape, so a
+    second one would silently lose the shared gradient. It raises instead (as PyTorch does), and the sum
+    of the losses gives the full gradient."""
+    g = compiler.compile_text(yaml.safe_dump({
+        "name": "two_heads", "inputs": {"x": ["N", 3], "y": ["N", 2]},
+        "layers": [{"op": "linear", "name": "shared", "in": "x", "out_features": 4},
+                   {"op": "linear", "name": "a", "in": "shared", "out_features": 2},
+                   {"op": "linear", "name": "b", "in": "shared", "out_features": 2},
+                   {"op": "mse_loss", "name": "la", "in": ["a", "y"]},
+                   {"op": "mse_loss", "name": "lb", "in": ["b", "y"]}]}, sort_keys=False))
+    m = Model(g, seed=0)
+    feed = {"x": np.ones((2, 3), np.float32), "y": np.zeros((2, 2), np.float32)}
+    out = m.forward(outputs=["la", "lb"], **feed)
+    out["la"].backward()
+    with pytest.raises(RuntimeError, match="already released"):
+        out["lb"].backward()
+    m.zero_grad()
+    out = m.forward(outputs=["la", "lb"], **feed)
+    weighted_sum(out, {"la": 1.0, "lb": 1.0}).backward()
+    total = m.grads()["shared.weight"].copy()
+    parts = []
+    for k in ("la", "lb"):
+        m.zero_grad()
+        m.forward(outputs=[k], **feed)[k].backward()
+        parts.append(m.grads()["shared.weight"].copy())
+    np.testing.assert_allclose(total, parts[0] + parts[1], rtol=1e-6)
