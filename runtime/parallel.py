@@ -136,6 +136,11 @@ def _get_pool(workers: int) -> _Pool:
     return _pool
 
 
+def splits(nbytes: int) -> bool:
+    """Would `run` hand work of this size to other threads (from this thread)?"""
+    return THREADS > 1 and nbytes >= MIN_BYTES and not getattr(_local, "worker", False)
+
+
 def run(fn: Callable[[int, int], None], n: int, nbytes: int, step: int | None = None) -> None:
     """Call fn(lo, hi) for contiguous slices that cover range(n) exactly once, on up to THREADS threads.
 
@@ -146,7 +151,7 @@ def run(fn: Callable[[int, int], None], n: int, nbytes: int, step: int | None = 
     """
     if n <= 0:
         return
-    if THREADS <= 1 or nbytes < MIN_BYTES or getattr(_local, "worker", False):
+    if not splits(nbytes):
         step = n if step is None else max(1, int(step))
         for lo in range(0, n, step):
             fn(lo, min(n, lo + step))

@@ -38,6 +38,9 @@ def _split_flat(f, out: np.ndarray, *ins: np.ndarray) -> bool:
     (parallel.run). Only for C-contiguous arrays of out's shape: False (nothing done) otherwise."""
     if not out.flags.c_contiguous or not all(a.shape == out.shape and a.flags.c_contiguous for a in ins):
         return False
+    if not parallel.splits(out.nbytes + sum(a.nbytes for a in ins)):
+        f(*ins, out)
+        return True
     flat, of = [a.reshape(-1) for a in ins], out.reshape(-1)
 
     def part(lo: int, hi: int):

@@ -20,6 +20,8 @@ by default, split over the samples or channels when SPECC_NUM_THREADS asks for m
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
@@ -50,25 +52,17 @@ def _pad(x: np.ndarray, pads, value: float = 0.0) -> np.ndarray:
         dst.append(slice(max(0, lo), size - max(0, hi)))
     if all(lo <= 0 and hi <= 0 for lo, hi in pads):
         return x[tuple(src)]
-    if lead == 0:
-        out = np.full(shape, value, x.dtype)
+    if lead == 0 or not parallel.splits(2 * math.prod(shape) * x.itemsize):
+        out = np.full(shape, value, x.dtype) if value else np.zeros(shape, x.dtype)
         out[tuple(dst)] = x[tuple(src)]
         return out
     out = np.empty(shape, x.dtype)
-    src, dst = tuple(src[1:]), tuple(dst[1:])                    # split over the first (batch) dim
-    # the border, by the first padded dim: dims before it inside, dims after it whole
-    borders = []
-    for k in range(lead, x.ndim):
-        inner, d = dst[:k - 1], dst[k - 1]
-        for sl in (slice(0, d.start), slice(d.stop, shape[k])):
-            if sl.stop > sl.start:
-                borders.append(inner + (sl,))
+    src, dst = (slice(None),) + tuple(src[1:]), (slice(None),) + tuple(dst[1:])
 
-    def part(n0: int, n1: int):
+    def part(n0: int, n1: int):                # split over the first (batch) dim
         o = out[n0:n1]
-        for b in borders:
-            o[(slice(None),) + b] = value
-        o[(slice(None),) + dst] = x[n0:n1][(slice(None),) + src]
+        o.fill(value)                          # a fast fill: strided border writes are slower
+        o[dst] = x[n0:n1][src]
 
     parallel.run(part, shape[0], 2 * out.nbytes)
     return out
@@ -76,6 +70,10 @@ def _pad(x: np.ndarray, pads, value: float = 0.0) -> np.ndarray:
 
 def _pcopy(dst: np.ndarray, src) -> None:
     """np.copyto(dst, src), split over the threads along dst's axis 1 (channels)."""
+    if not parallel.splits(2 * dst.nbytes):
+        np.copyto(dst, src)
+        return
+
     def part(c0: int, c1: int):
         np.copyto(dst[:, c0:c1], src[:, c0:c1])
 
@@ -382,7 +380,7 @@ def conv_transpose2d(ctx: Ctx, x: np.ndarray, weight: np.ndarray, bias: np.ndarr
 
 # -- pooling -------------------------------------------------------------------------------------------
 
-_POOL_BLOCK = 2 << 20       # bytes of padded input per piece of pooling work (stays in cache between passes)
+_POOL_BLOCK = 4 << 20       # bytes of padded input per piece of pooling work (stays in cache between passes)
 
 
 def _pool_pads(x_sp, geo):

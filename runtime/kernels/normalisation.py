@@ -9,7 +9,7 @@ from .. import parallel
 from .registry import Ctx, kernel
 
 
-_PIECE = 2 << 20            # bytes per array and piece of batch-norm work: passes over a piece stay in cache
+_PIECE = 8 << 20            # bytes per array and piece of batch-norm work (passes over a piece stay in the L3)
 
 
 class _Channels:
