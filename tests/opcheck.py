@@ -18,6 +18,10 @@ from runtime.init import initialise
 
 rng = np.random.default_rng(1234)
 
+# The ops whose gradcheck / onnx_parity ran to completion in this process (at least one element compared),
+# read by tests/test_registry.py::test_every_op_is_gradchecked_and_onnx_checked.
+CHECKED: dict[str, set[str]] = {"gradcheck": set(), "onnx_parity": set()}
+
 
 def rand(*shape, low=-1.0, high=1.0) -> np.ndarray:
     return rng.uniform(low, high, shape)
@@ -91,6 +95,7 @@ def gradcheck(name: str, attrs: dict, inputs: list, params: list | None = None, 
         o2, _, _ = run(name, attrs, vals[:len(inputs)], vals[len(inputs):], training=training)
         return sum(float(np.sum(c * np.asarray(o))) for c, o in zip(cots, o2) if c is not None)
 
+    compared = 0
     for i, v in enumerate(args):
         if not _float(v) or i in skip:
             continue
@@ -109,6 +114,9 @@ def gradcheck(name: str, attrs: dict, inputs: list, params: list | None = None, 
             ana = g.reshape(-1)[j]
             assert abs(num - ana) <= atol + rtol * max(abs(num), abs(ana)), \
                 f"{name}: d/d(arg {i})[{j}] analytic {ana:.8g} vs numeric {num:.8g}"
+            compared += 1
+    if compared:
+        CHECKED["gradcheck"].add(name)
 
 
 def onnx_parity(name: str, attrs: dict, inputs: list, params: list | None = None, *, opset: int = 18,
@@ -165,3 +173,5 @@ def onnx_parity(name: str, attrs: dict, inputs: list, params: list | None = None
     got = sess.run([c[0] for c in checks], feeds)
     for (nm, w), g in zip(checks, got):
         np.testing.assert_allclose(g, np.asarray(w), rtol=rtol, atol=atol, err_msg=f"{name} output {nm}")
+    if checks:
+        CHECKED["onnx_parity"].add(name)
