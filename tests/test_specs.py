@@ -82,12 +82,15 @@ def test_googlenet_k5_changes_only_the_third_branch():
     assert a["inception3a.branch3.1.conv.weight"] == (32, 16, 3, 3)
 
 
-def test_compiling_resnet50_is_fast():
-    import time
-    compiler.compile_file(SPECS / "resnet50.yaml")        # warm caches (imports, std lib)
-    t = time.perf_counter()
-    compiler.compile_file(SPECS / "resnet50.yaml")
-    assert time.perf_counter() - t < 1.0
+def test_compiling_resnet50_again_gives_the_same_graph():
+    """A second compile (warm caches: imports, the parsed std lib) builds the same graph as the first.
+    How fast it compiles is measured by tools/bench.py, not asserted here."""
+    first = graph("resnet50.yaml")
+    again = compiler.compile_file(SPECS / "resnet50.yaml")
+    assert again is not first and again.spec_hash == first.spec_hash
+    assert [(n.name, n.op, [str(t) for t in n.outputs.values()]) for n in again.nodes] == \
+           [(n.name, n.op, [str(t) for t in n.outputs.values()]) for n in first.nodes]
+    assert state_dict_shapes(again) == state_dict_shapes(first)
 
 
 # --------------------------------------------------------------------------------------------
@@ -226,23 +229,11 @@ outputs: [layer]
 """
 
 
-def runtime_or_xfail():
-    """The runtime, or an xfail while nodes that omit trailing optional inputs (an LSTM without h0/c0,
-    attention with only a query) get their parameters in the optional inputs' places."""
-    runtime = pytest.importorskip("runtime")
-    g = compiler.compile_text("inputs: {x: [N, T, 3]}\nlayers: [{lstm: 2}]\n")
-    try:
-        runtime.Model(g)(x=np.zeros((1, 2, 3), np.float32))
-    except Exception as e:                                  # noqa: BLE001 - any failure is the known bug
-        pytest.xfail(f"runtime cannot run a node whose trailing optional inputs are omitted: {e!r}")
-    return runtime
-
-
 @pytest.mark.parametrize("block,norm_first,act", [("encoder_layer_nomask", False, "relu"),
                                                   ("encoder_layer_prenorm", True, "gelu")])
 def test_transformer_encoder_layer_matches_torch(block, norm_first, act):
     torch = pytest.importorskip("torch")
-    runtime = runtime_or_xfail()
+    import runtime
     torch.manual_seed(0)
     ref = torch.nn.TransformerEncoderLayer(32, 4, 64, batch_first=True, norm_first=norm_first,
                                            activation=act).eval()
@@ -263,7 +254,7 @@ def test_vit_block_matches_torchvision_encoder_block():
     """std:transformer vit_block against torchvision's EncoderBlock, re-stated here in torch
     (torchvision.models.vision_transformer.EncoderBlock: pre-norm, GELU MLP, layer-norm eps 1e-6)."""
     torch = pytest.importorskip("torch")
-    runtime = runtime_or_xfail()
+    import runtime
     nn = torch.nn
 
     class EncoderBlock(nn.Module):
