@@ -112,7 +112,9 @@ def torch_check(name, attrs, inputs, fn, rtol=1e-5, atol=1e-6):
     ref = ref if isinstance(ref, (tuple, list)) else (ref,)
     r = np.random.default_rng(3)
     cots = [r.standard_normal(o.shape) for o in outs]
+    assert len(outs) == len(ref)
     for o, t in zip(outs, ref):
+        assert np.shape(o) == tuple(t.shape), f"{name}: shape {np.shape(o)}, torch {tuple(t.shape)}"
         np.testing.assert_allclose(o, t.detach().numpy(), rtol=rtol, atol=atol)
     grads = bwd(cots[0] if len(outs) == 1 else tuple(cots))
     grads = grads if isinstance(grads, (tuple, list)) else (grads,)
@@ -134,6 +136,11 @@ def test_identity_and_detach_shapes():
 def test_identity_gradcheck_and_onnx():
     gradcheck("identity", {}, [rand(3, 4)])
     onnx_parity("identity", {}, [rand(2, 3, 4)])
+
+
+def test_identity_matches_torch():
+    torch = pytest.importorskip("torch")
+    torch_check("identity", {}, [rand(2, 3, 4)], torch.nn.Identity())
 
 
 def test_detach_blocks_gradient():
@@ -477,6 +484,22 @@ def test_squeeze_unsqueeze_errors():
 def test_squeeze_unsqueeze_gradcheck_onnx(name, attrs, shape):
     gradcheck(name, attrs, [rand(*shape)])
     onnx_parity(name, attrs, [rand(*shape)])
+
+
+@pytest.mark.parametrize("name,attrs,shape,fn", [
+    ("squeeze", {}, (2, 1, 3, 1), lambda t: t.squeeze()),
+    ("squeeze", {}, (1, 1, 3), lambda t: t.squeeze()),                # concrete sizes: every 1 goes, as torch
+    ("squeeze", {}, (2, 3), lambda t: t.squeeze()),
+    ("squeeze", {"dim": 1}, (2, 1, 3, 1), lambda t: t.squeeze(1)),
+    ("squeeze", {"dim": -1}, (2, 1, 3, 1), lambda t: t.squeeze(-1)),
+    ("squeeze", {"dim": [3, 1]}, (2, 1, 3, 1), lambda t: t.squeeze((3, 1))),
+    ("unsqueeze", {"dim": 0}, (2, 3), lambda t: t.unsqueeze(0)),
+    ("unsqueeze", {"dim": 1}, (2, 3), lambda t: t.unsqueeze(1)),
+    ("unsqueeze", {"dim": -1}, (2, 3), lambda t: t.unsqueeze(-1)),
+    ("unsqueeze", {"dim": -2}, (2, 3, 4), lambda t: t.unsqueeze(-2)),
+    ("unsqueeze", {"dim": 0}, (), lambda t: t.unsqueeze(0))])
+def test_squeeze_unsqueeze_match_torch(name, attrs, shape, fn):
+    torch_check(name, attrs, [rand(*shape)], fn)
 
 
 def test_squeeze_keeps_a_batch_of_one():
