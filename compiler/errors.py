@@ -82,10 +82,10 @@ class ShapeError(Exception):
         self.message, self.hint, self.attr = message, hint, attr
 
 
-def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
-    """A 'did you mean' suffix for a misspelt name, or None when nothing is close."""
+def did_you_mean(word: str, candidates: Iterable[str], n: int = 3) -> str | None:
+    """A 'did you mean' suffix for a misspelt name, or None when nothing is close (n: at most n names)."""
     unique = list(dict.fromkeys(str(c) for c in candidates if str(c) != str(word)))
-    close = difflib.get_close_matches(str(word), unique, n=3, cutoff=0.6)
+    close = difflib.get_close_matches(str(word), unique, n=n, cutoff=0.6)
     if not close:
         return None
     return "did you mean " + " or ".join(f"'{c}'" for c in close) + "?"

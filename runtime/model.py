@@ -95,10 +95,10 @@ class Model:
         if strict and missing:
             problems.append("missing: " + ", ".join(missing))
         if strict and unexpected:
-            hints = [f"{k} ({h})" if (h := did_you_mean(k, missing)) else k for k in unexpected]
+            hints = [f"{k} ({h})" if (h := did_you_mean(k, missing, n=1)) else k for k in unexpected]
             problems.append("unexpected: " + ", ".join(hints))
         if problems:
-            raise StateDictError("the weights do not fit this model — " + " | ".join(problems),
+            raise StateDictError(f"the weights do not fit model '{self.graph.name}':\n  " + "\n  ".join(problems),
                                  hint="check that the checkpoint was made from this spec (same params)")
         for k, v in state.items():
             if k in self._params:

@@ -226,7 +226,7 @@ def check_weights(graph: Graph, weights: Any) -> dict[str, np.ndarray]:
         problems.append("missing: " + ", ".join(missing))
     if unexpected:
         problems.append("unexpected: " + ", ".join(
-            f"{k} ({h})" if (h := did_you_mean(k, missing)) else k for k in unexpected))
+            f"{k} ({h})" if (h := did_you_mean(k, missing, n=1)) else k for k in unexpected))
     if bad_shape:
         problems.append("mis-shaped: " + "; ".join(bad_shape))
     if bad_type:
