@@ -32,7 +32,6 @@ from runtime.data import digits  # noqa: E402
 def write(out_dir: str | Path = "data") -> list[Path]:
     """Write digits_train.npz and digits_test.npz into out_dir; returns their paths."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)           # atomic_write does not create missing folders
     paths = []
     for part in ("train", "test"):
         arrays = digits(part)
@@ -42,7 +41,7 @@ def write(out_dir: str | Path = "data") -> list[Path]:
             with open(tmp, "wb") as f:
                 np.savez_compressed(f, **arrays)
 
-        atomic_write(path, save)
+        atomic_write(path, save, make_parents=True)    # folder errors: a message, no traceback
         paths.append(path)
     return paths
 
