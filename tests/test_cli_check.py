@@ -86,6 +86,52 @@ def test_check_json_is_valid_and_complete():
     assert json.loads(out1)["totals"]["train_memory_bytes"] < data["totals"]["train_memory_bytes"]
 
 
+FROZEN_SPEC = """specc: 1
+name: frozen_demo
+inputs:
+  image: [N, 1, 8, 8]
+  label: {shape: [N], dtype: int64}
+layers:
+  - {conv2d: {out_channels: 4, kernel_size: 3}, name: conv1}   # 4*1*3*3 + 4 = 40
+  - {batch_norm: {}, name: bn1}                               # weight, bias 4 + 4; buffers 4 + 4 + 1
+  - relu
+  - flatten
+  - {linear: 10, name: fc}                                    # 144*10 + 10 = 1,450
+  - {op: cross_entropy, name: loss, in: [fc, label]}
+outputs: [fc]
+train:
+  objective: loss
+  optimizer: {type: adam, lr: 1.0e-3}
+FREEZE"""
+
+
+def test_check_totals_with_frozen_parameters(tmp_path):
+    """train.freeze globs move parameters from trainable to frozen (buffers they match stay buffers), and
+    frozen parameters need no gradient or Adam state in the memory estimate; text and --json agree."""
+    frozen = tmp_path / "frozen.yaml"
+    frozen.write_text(FROZEN_SPEC.replace("FREEZE", '  freeze: ["conv1.*", "bn1.*"]\n'))
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(FROZEN_SPEC.replace("FREEZE", ""))
+    code, out, err = run("check", str(frozen))
+    assert code == 0 and err == ""
+    assert "parameters: 1,498 (1,450 trainable, 48 frozen); buffers: 9" in out
+    # 4 bytes x (1,498 params + 9 buffers + 1,450 x (gradient + 2 Adam moments) + 586 activations x batch 1)
+    assert "estimated training memory at batch 1: 25.77kB" in out
+    code, out, _ = run("check", str(plain))
+    assert code == 0 and "parameters: 1,498 (1,498 trainable, 0 frozen); buffers: 9" in out
+
+    code, out, _ = run("check", str(frozen), "--json", "--batch", "4")
+    assert code == 0
+    t = json.loads(out)["totals"]
+    assert {k: t[k] for k in ("params", "trainable", "frozen", "buffers", "activations_per_sample", "batch")} == \
+        {"params": 1498, "trainable": 1450, "frozen": 48, "buffers": 9, "activations_per_sample": 586, "batch": 4}
+    assert t["train_memory_bytes"] == 4 * (1498 + 9 + 1450 * 3 + 586 * 4)
+    code, out, _ = run("check", str(plain), "--json", "--batch", "4")
+    t0 = json.loads(out)["totals"]
+    assert (t0["trainable"], t0["frozen"]) == (1498, 0)
+    assert t0["train_memory_bytes"] - t["train_memory_bytes"] == 4 * 48 * 3
+
+
 def test_check_set_overrides_params():
     code, out, _ = run("check", LENET, "--set", "classes=26")
     assert code == 0
