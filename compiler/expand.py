@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -32,7 +33,43 @@ NAME_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*|[0-9]+)$")
 SYMBOL_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 USER_INITS = ("kaiming_uniform", "kaiming_normal", "xavier_uniform", "xavier_normal", "normal", "zeros", "ones",
               "uniform", "constant")
+# the arguments each `init:` takes (runtime.init's meaning): "number", "non-negative" or "nonlinearity"
+INIT_ARGS: dict[str, dict[str, str]] = {
+    "kaiming_uniform": {"a": "non-negative", "nonlinearity": "nonlinearity"},
+    "kaiming_normal": {"a": "non-negative", "nonlinearity": "nonlinearity"},
+    "xavier_uniform": {"gain": "non-negative"}, "xavier_normal": {"gain": "non-negative"},
+    "normal": {"mean": "number", "std": "non-negative"},
+    "uniform": {"bound": "non-negative", "low": "number", "high": "number"},
+    "constant": {"value": "number"}, "zeros": {}, "ones": {},
+}
+NONLINEARITIES = ("linear", "conv1d", "conv2d", "conv_transpose2d", "sigmoid", "tanh", "relu", "leaky_relu", "selu")
 TYPE_NAMES = {"int": int, "float": (int, float), "bool": bool, "str": str, "list": list}
+
+
+def init_args_problem(kind: str, args: dict) -> tuple[str, str | None] | None:
+    """(message, hint) when a node's `init: {kind: args}` cannot be drawn as written, else None."""
+    allowed = INIT_ARGS[kind]
+    for key, value in args.items():
+        if key not in allowed:
+            return (f"unknown argument '{key}'", did_you_mean(str(key), allowed) or
+                    (f"its arguments are: {', '.join(allowed)}" if allowed else f"{kind} takes no arguments"))
+        want = allowed[key]
+        if want == "nonlinearity":
+            if value not in NONLINEARITIES:
+                return (f"nonlinearity must be one of {', '.join(NONLINEARITIES)}, found {value!r}",
+                        did_you_mean(str(value), NONLINEARITIES))
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return f"'{key}' must be a finite number, found {value!r}", None
+        elif want == "non-negative" and value < 0:
+            return f"'{key}' must not be negative, found {value!r}", None
+    if kind == "constant" and "value" not in args:
+        return "needs a value", "write constant: {value: 0.1}"
+    if kind == "uniform":
+        if "bound" in args and ("low" in args or "high" in args):
+            return "give either bound or low and high, not both", None
+        if args.get("low", 0.0) > args.get("high", 1.0):
+            return f"low ({args.get('low', 0.0)}) is above high ({args.get('high', 1.0)})", None
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -585,6 +622,10 @@ class Expander:
             self.c.error(f"unknown initialiser {raw!r}", locs["init"],
                          did_you_mean(str(kind), USER_INITS) or f"choose one of: {', '.join(USER_INITS)}",
                          use_sites=scope.use_sites)
+            raise Poisoned
+        problem = init_args_problem(kind, args)
+        if problem:
+            self.c.error(f"initialiser {kind}: {problem[0]}", locs["init"], problem[1], use_sites=scope.use_sites)
             raise Poisoned
         return Init.of(kind, **args)
 

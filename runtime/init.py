@@ -25,7 +25,9 @@ def _gain(nonlinearity: str, a: float = 0.0) -> float:
         return math.sqrt(2.0)
     if nonlinearity == "tanh":
         return 5.0 / 3
-    return 1.0
+    if nonlinearity == "selu":
+        return 0.75
+    return 1.0                  # linear, conv*, sigmoid: torch.nn.init.calculate_gain
 
 
 def initialise(init: Init, shape: tuple[int, ...], rng: np.random.Generator, dtype: Any = np.float32) -> np.ndarray:
@@ -79,6 +81,3 @@ def initialise(init: Init, shape: tuple[int, ...], rng: np.random.Generator, dty
     else:
         raise ValueError(f"unknown initialiser {kind!r}")
     return np.asarray(out, dtype=dtype)
-
-
-USER_INITS = ("kaiming_uniform", "kaiming_normal", "xavier_uniform", "xavier_normal", "normal", "zeros", "ones")
