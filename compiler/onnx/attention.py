@@ -132,11 +132,19 @@ def multi_head_attention(b: Builder, node: Node, x: list, p: list) -> list:
 
 @lowering("positional_encoding")
 def positional_encoding(b: Builder, node: Node, x: list, p: list) -> str:
+    """x + PE[:T]: one constant [T, d] when T is known. For a symbolic T, rows 0..T-1 gathered from the
+    constant [max_len, d] table (values exactly the table's), the indices counted along x's own T axis so
+    that ONNX shape inference keeps T and N (a Shape -> Slice of the table gives a dimension it cannot name)."""
     xt = b.ins[0]
     t, d = xt.shape[1], xt.shape[2]
     if isinstance(t, int):
         return b.op("Add", [x[0], b.const(sinusoid_table(t, d).astype(np.float32), hint="pe")])
     table = b.const(sinusoid_table(node.attrs.max_len, d).astype(np.float32), hint="pe_table")
-    tt = b.op("Shape", [x[0]], start=1, end=2)
-    pe = b.op("Slice", [table, b.ints([0]), tt, b.ints([0])])
+    one = b.const(np.array(1, np.int64), hint="one")
+    col = b.op("Slice", [x[0], b.ints([0]), b.ints([1]), b.ints([2])])     # [N, T, 1]
+    zeros = b.op("ArgMax", [col], axis=2, keepdims=0)           # [N, T] int64 0 (a 1-long axis: NaN-proof)
+    zeros = b.op("ReduceSum", [zeros, b.ints([0])], keepdims=0)  # [T] (0 for N = 0 too)
+    axis0 = b.const(np.array(0, np.int64), hint="axis")
+    pos = b.op("CumSum", [b.op("Add", [zeros, one]), axis0], exclusive=1)   # 0, 1, .., T-1
+    pe = b.op("Gather", [table, pos], axis=0)                   # [T, d]; T > max_len: onnxruntime refuses
     return b.op("Add", [x[0], pe])
