@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, NamedTuple
 
 import numpy as np
 
@@ -19,6 +19,13 @@ NP_DTYPES = {"float32": np.float32, "int64": np.int64, "bool": np.bool_}
 
 class StateDictError(UserError):
     """load_state_dict found missing, unexpected or mis-shaped keys (all of them are listed)."""
+
+
+class IncompatibleKeys(NamedTuple):
+    """What load_state_dict skipped (strict=False), as PyTorch's load_state_dict returns it."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
 
 
 class NonFiniteError(UserError):
@@ -82,7 +89,9 @@ class Model:
     def state_dict(self) -> dict[str, np.ndarray]:
         return {k: t.data for k, t in self._params.items()}
 
-    def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> None:
+    def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
+        """Copy the arrays in. Mis-shaped keys are always an error (nothing is loaded then); missing and
+        unexpected keys too unless strict=False, which skips them and returns their names."""
         missing = [k for k in self._params if k not in state]
         unexpected = [k for k in state if k not in self._params]
         bad = []
@@ -104,6 +113,7 @@ class Model:
             if k in self._params:
                 t = self._params[k]
                 t.data = np.array(v, dtype=t.data.dtype, copy=True)
+        return IncompatibleKeys(missing, unexpected)
 
     def grads(self) -> dict[str, np.ndarray]:
         return {k: t.grad for k, t in self.parameters().items() if t.grad is not None}
