@@ -62,6 +62,8 @@ class Tensor:
 
     # -- backward ----------------------------------------------------------------------
     def backward(self, grad: np.ndarray | None = None) -> None:
+        if self._freed:
+            raise RuntimeError(_RELEASED)
         if grad is None:
             if self.data.size != 1:
                 raise ValueError("backward() without a gradient needs a scalar tensor; "
@@ -81,10 +83,7 @@ class Tensor:
             for t, g in zip(entry.args, result):
                 if g is None or t is None or not t.tracked:
                     if t is not None and t._freed and g is not None:
-                        raise RuntimeError(
-                            "backward() reached a value whose tape an earlier backward() already released "
-                            "(two losses of one forward pass share layers): add the losses and call backward() "
-                            "once on the sum, or run forward again")
+                        raise RuntimeError(_RELEASED)
                     continue
                 if t._entry is None:
                     _accumulate(t, g)
@@ -94,6 +93,11 @@ class Tensor:
         if self._entry is None and self.requires_grad:
             _accumulate(self, grad)
         _release(self)
+
+
+_RELEASED = ("backward() reached a value whose tape an earlier backward() already released (a second "
+             "backward() of the same output, or two losses of one forward pass that share layers): add the "
+             "losses and call backward() once on the sum, or run forward again")
 
 
 def _accumulate(t: Tensor, g: np.ndarray) -> None:

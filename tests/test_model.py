@@ -253,6 +253,23 @@ def test_backward_checks_its_gradient(mlp):
     assert set(model.grads()) == {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
 
 
+def test_a_second_backward_of_a_released_tape_raises(mlp):
+    """backward() releases the tape it walked: a second backward() of the same output, or of another
+    output whose tape went with it, raises as in PyTorch (it silently did nothing: the gradient was lost)."""
+    model = runtime.Model(mlp, seed=0)
+    x, y = data()
+    out = model.forward(x=x, label=y)
+    out["loss"].backward()
+    first = {k: v.copy() for k, v in model.grads().items()}
+    with pytest.raises(RuntimeError, match="already released"):
+        out["loss"].backward()
+    with pytest.raises(RuntimeError, match="already released"):
+        out["fc2"].backward(np.ones((5, 3), np.float32))
+    assert_same(model.grads(), first)
+    model.forward(x=x, label=y)["loss"].backward()                         # a new forward is fine
+    np.testing.assert_allclose(model.grads()["fc1.weight"], 2 * first["fc1.weight"], rtol=1e-6)
+
+
 def test_gradients_accumulate_and_grads_names_only_trainable_parameters(cnn):
     model = runtime.Model(cnn, seed=0).train()
     x = np.random.default_rng(0).standard_normal((4, 3, 6, 6)).astype(np.float32)
