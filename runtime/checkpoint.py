@@ -92,12 +92,20 @@ def warn_nonfinite(state: dict[str, np.ndarray], path: str | Path) -> None:
               file=sys.stderr)
 
 
+def _plain(v: Any) -> Any:
+    """NumPy scalars and arrays in metadata as the Python numbers and lists they hold."""
+    if isinstance(v, (np.generic, np.ndarray)):
+        return v.tolist()
+    raise TypeError(f"checkpoint metadata must be JSON data (numbers, strings, lists, dicts), "
+                    f"not {type(v).__name__}")
+
+
 def save(model: Any, path: str | Path, meta: dict[str, Any] | None = None,
          optimizer_state: dict[str, np.ndarray] | None = None) -> None:
     """Write model.state_dict() (+ metadata, + optimiser state) to `path` atomically."""
     arrays: dict[str, np.ndarray] = dict(model.state_dict())
     info = {"spec_hash": model.graph.spec_hash, "spec_name": model.graph.name, **(meta or {})}
-    arrays[META] = np.asarray(json.dumps(info))
+    arrays[META] = np.asarray(json.dumps(info, default=_plain))
     for k, v in (optimizer_state or {}).items():
         arrays[OPT + k] = np.asarray(v)
 

@@ -144,6 +144,21 @@ def test_save_load_round_trip_is_bit_exact_with_buffers_and_metadata(cnn, tmp_pa
     np.testing.assert_array_equal(other.eval()(image=x)["4"], model.eval()(image=x)["4"])
 
 
+def test_save_metadata_may_hold_numpy_numbers(mlp, tmp_path):
+    """NumPy scalars and arrays (an epoch counter, a loss) are stored as the numbers they hold; they
+    were a TypeError ('float32 is not JSON serializable'). Other objects are still refused, and the
+    existing checkpoint survives the failed save."""
+    model = runtime.Model(mlp)
+    path = tmp_path / "m.npz"
+    runtime.save(model, path, meta={"epoch": np.int64(3), "loss": np.float32(0.5), "curve": np.arange(3.0)})
+    meta = runtime.load(model, path)
+    assert meta["epoch"] == 3 and type(meta["epoch"]) is int
+    assert meta["loss"] == 0.5 and meta["curve"] == [0.0, 1.0, 2.0]
+    with pytest.raises(TypeError, match="metadata must be JSON data .*not object"):
+        runtime.save(model, path, meta={"bad": object()})
+    assert runtime.load(model, path)["epoch"] == 3
+
+
 def test_load_refuses_another_models_checkpoint(cnn, mlp, tmp_path):
     runtime.save(runtime.Model(mlp), tmp_path / "mlp.npz")
     model = runtime.Model(cnn)
