@@ -195,6 +195,12 @@ class Model:
         for name in plan.inputs:
             t = given[name]
             tt = g.inputs[name]
+            if isinstance(t, Tensor) and t.data.dtype != NP_DTYPES[tt.dtype]:
+                if t.tracked:                   # converting would cut the gradient's way back to t
+                    raise UserError(f"input '{name}' is a {t.data.dtype} Tensor that needs a gradient, but the "
+                                    f"spec declares {tt.dtype}",
+                                    hint=f"pass runtime.Tensor(x.astype(np.{tt.dtype}), requires_grad=True)")
+                t = t.data                      # a constant: converted as an array is
             if isinstance(t, Tensor):
                 arr = t.data
             else:

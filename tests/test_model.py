@@ -11,6 +11,7 @@ import pytest
 import compiler
 import runtime
 from compiler.errors import UserError
+from runtime import Model, Tensor
 from runtime.model import KERNELS
 
 MLP = """
@@ -394,3 +395,16 @@ def test_a_pytorch_state_dict_saved_as_npz_loads_unchanged_and_matches_torch(cnn
     with torch.no_grad():
         want = net(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(ours, want, rtol=1e-5, atol=1e-6)
+
+
+def test_tensor_inputs_of_another_dtype():
+    """A constant Tensor is converted like an array; one that needs a gradient must already have the
+    declared dtype (converting it would cut the gradient's way back)."""
+    g = compiler.compile_text("inputs: {x: [N, 3]}\nlayers:\n  - {op: linear, name: fc, out_features: 2}\n")
+    m = Model(g, seed=0)
+    x = np.arange(6, dtype=np.float64).reshape(2, 3)
+    out = m.forward(x=Tensor(x))["fc"]
+    assert out.data.dtype == np.float32
+    np.testing.assert_array_equal(out.data, m(x=x.astype(np.float32))["fc"])
+    with pytest.raises(UserError, match="float64 Tensor that needs a gradient"):
+        m.forward(x=Tensor(x, requires_grad=True))
