@@ -501,13 +501,18 @@ def _pool_grad(g: np.ndarray, ih, iw, geo, pads, gx: np.ndarray) -> None:
             gx[:, 0, y0::sh, x0::sw] = g2[rw, rh, :, qh:qh + ny, qw:qw + nx]
 
 
+def _pool_setup(a, x: np.ndarray):
+    """Pooling geometry, the padding that keeps every window inside, the padded size, and x as planes."""
+    geo = pool_geometry(a, x.shape[2:])
+    pads = _pool_pads(x.shape[2:], geo)
+    padded = tuple(i + lo + hi for i, (lo, hi) in zip(x.shape[2:], pads))
+    return geo, pads, padded, _planes(x)
+
+
 @kernel("max_pool2d")
 def max_pool2d(ctx: Ctx, x: np.ndarray):
-    geo = pool_geometry(ctx.attrs, x.shape[2:])
+    geo, pads, (hp, wp), xs = _pool_setup(ctx.attrs, x)
     ks, st, pd, dl, out = geo
-    pads = _pool_pads(x.shape[2:], geo)
-    hp, wp = (i + lo + hi for i, (lo, hi) in zip(x.shape[2:], pads))
-    xs = _planes(x)
     n = xs.shape[0]
     track = ctx.need(0)
     y = np.empty((n, 1) + tuple(out), x.dtype)
@@ -555,11 +560,8 @@ def _avg_divisor(a, x: np.ndarray, geo, dtype) -> np.ndarray:
 
 @kernel("avg_pool2d")
 def avg_pool2d(ctx: Ctx, x: np.ndarray):
-    geo = pool_geometry(ctx.attrs, x.shape[2:])
+    geo, pads, (hp, wp), xs = _pool_setup(ctx.attrs, x)
     ks, st, pd, dl, out = geo
-    pads = _pool_pads(x.shape[2:], geo)
-    hp, wp = (i + lo + hi for i, (lo, hi) in zip(x.shape[2:], pads))
-    xs = _planes(x)
     n = xs.shape[0]
     y = np.empty((n, 1) + tuple(out), x.dtype)
     div = _avg_divisor(ctx.attrs, x, geo, y.dtype)
