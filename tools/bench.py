@@ -1,8 +1,10 @@
-"""Benchmarks: specc's NumPy runtime, its ONNX export and its compiler, side by side with PyTorch.
+"""Benchmarks: specc's NumPy runtime, its ONNX export, its compiler and a whole training run, side by side
+with PyTorch.
 
     python tools/bench.py --runtime            # training step and inference, specc vs torch, 8 models
     python tools/bench.py --onnx               # onnxruntime: specc's export vs torch.onnx.export's
     python tools/bench.py --compiler           # `specc check` start-up, expansion+inference scaling
+    python tools/bench.py --digits             # the whole specs/digits_cnn.yaml training run, specc vs torch
     python tools/bench.py --all --write        # everything, and update docs/benchmarks.md
     python tools/bench.py --runtime --quick --models lenet5,mlp
     python tools/bench.py --profile resnet18   # where a training step's time goes, per op
@@ -24,6 +26,11 @@ imports, model, optimiser and data are set up and garbage-collected, the kernel'
 reset (writing 5 to /proc/self/clear_refs), five training steps run, and the peak RSS (VmHWM) minus
 the RSS at the reset is the step's peak memory: activations, gradients, optimiser state, temporaries
 and whatever the allocator keeps, for NumPy and for torch's CPU allocator alike.
+
+The digits run (--digits) times a whole training run of specs/digits_cnn.yaml, not a step: runtime.fit
+against a plain PyTorch loop, the spec's 20 epochs on both sides (early stopping off), same initial
+weights, standardize statistics, mini-batch order, Adam + cosine schedule and per-epoch validation (see
+DigitsRun); repetitions alternate, medians reported; plus the wall time of `specc train` as a user runs it.
 """
 from __future__ import annotations
 
@@ -593,6 +600,201 @@ def run_compiler(quick: bool) -> dict:
     return res
 
 
+# ----------------------------------------------------------------------------------------------- digits
+
+DIGITS_SPEC = "specs/digits_cnn.yaml"
+
+
+class DigitsRun:
+    """The whole training run of specs/digits_cnn.yaml on both sides, as the spec's train section says.
+
+    Data: builtin:digits, the fixed 80 % train / 20 % test split, 10 % of train held out for validation
+    (runtime.data.load_splits, as `specc train` loads it). Both sides train the spec's `epochs` with early
+    stopping off (so both do the same work), from the same initial weights (runtime.Model(graph, seed)
+    after runtime's fit_standardize on the training split, copied into tools/torch_ref.py's module), with
+    the same mini-batch order (the permutation fit() draws per epoch from its shuffle generator
+    default_rng([seed, 0]), drawn the same way for torch), Adam with the spec's settings, the cosine
+    schedule stepped per epoch (runtime's CosineAnnealingLR / torch's), and a validation pass after every
+    epoch (eval mode, batches of max(batch_size, 256), loss and accuracy).
+
+    specc: runtime.fit(model, train, val, config=<spec's train without early_stopping>, log=None,
+    progress=False, out_dir=None): what `specc train` runs, minus the checkpoint, history and plot files
+    (a plain PyTorch loop writes none either; the CLI line measures them). fit() also re-fits the
+    standardize statistics (same values), tracks the training loss and metrics per batch and computes
+    precision/recall/F1/confusion matrix on the validation split. torch: a plain loop (zero_grad,
+    forward to loss and logits, backward, Adam step; running loss and accuracy via .item()), validation
+    under inference_mode, scheduler.step() per epoch. The test accuracy of the final weights of each is
+    measured afterwards, outside the timing."""
+
+    def __init__(self) -> None:
+        import compiler
+        import runtime
+        from runtime import data as D
+        from runtime.train import fit_standardize, make_plan
+
+        self.g = compiler.compile_file(ROOT / DIGITS_SPEC)
+        self.cfg = self.g.train
+        self.seed = self.cfg.seed
+        self.epochs = self.cfg.epochs
+        self.fit_cfg = self.cfg.model_copy(update={"early_stopping": None})
+        self.plan = make_plan(runtime.Model(self.g, seed=self.seed), self.cfg)
+        s = D.load_splits(self.g, self.cfg.data, (ROOT / DIGITS_SPEC).parent, self.plan.needed, seed=self.seed)
+        self.train, self.val, self.test = s.train, s.val, s.test
+        m0 = runtime.Model(self.g, seed=self.seed)
+        fit_standardize(m0, self.train)
+        self.init_state = {k: v.copy() for k, v in m0.state_dict().items()}
+        self.loss = self.cfg.objective if isinstance(self.cfg.objective, str) else "loss"
+        self.predict, self.target = self.plan.predict, self.plan.target
+        self.image = next(k for k in self.plan.needed if k != self.target)
+
+    def specc_run(self) -> dict:
+        import runtime
+        from runtime.train import evaluate
+        model = runtime.Model(self.g, seed=self.seed)
+        gc.collect()
+        time.sleep(GAP)
+        c0, t0 = time.process_time(), time.perf_counter()
+        hist = runtime.fit(model, self.train, self.val, config=self.fit_cfg, log=None, progress=False)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        res = evaluate(model, self.test, config=self.cfg, plan=self.plan)
+        return dict(wall=wall, cpu=cpu, epochs=len(hist), test_acc=float(res["accuracy"]),
+                    val_acc=float(hist[-1]["val.accuracy"]), val_loss=float(hist[-1]["val.loss"]))
+
+    def torch_run(self) -> dict:
+        import torch
+
+        from tools.torch_ref import TorchRef
+        torch.set_num_threads(THREADS)
+        torch.manual_seed(self.seed)
+        ref = TorchRef(self.g, self.init_state)
+        o, sc = self.cfg.optimizer, self.cfg.schedule
+        opt = torch.optim.Adam(ref.parameters(), lr=o.lr, betas=tuple(o.betas), eps=o.eps,
+                               weight_decay=o.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=sc.t_max or self.epochs, eta_min=sc.eta_min)
+        x = torch.from_numpy(self.train.arrays[self.image])
+        y = torch.from_numpy(self.train.arrays[self.target])
+        vx = torch.from_numpy(self.val.arrays[self.image])
+        vy = torch.from_numpy(self.val.arrays[self.target])
+        n, bs, vbs = len(y), self.cfg.batch_size, max(self.cfg.batch_size, 256)
+        names = [self.loss, self.predict]
+        shuffle = np.random.default_rng([self.seed, 0])          # fit()'s shuffle generator
+        gc.collect()
+        time.sleep(GAP)
+        c0, t0 = time.process_time(), time.perf_counter()
+        for _epoch in range(self.epochs):
+            ref.train()
+            order = torch.from_numpy(shuffle.permutation(n))
+            tot, correct = 0.0, 0
+            for s in range(0, n, bs):
+                idx = order[s:s + bs]
+                xb, yb = x[idx], y[idx]
+                opt.zero_grad(set_to_none=True)
+                out = ref(outputs=names, **{self.image: xb, self.target: yb})
+                out[self.loss].backward()
+                opt.step()
+                tot += out[self.loss].item() * len(idx)
+                correct += int((out[self.predict].argmax(1) == yb).sum())
+            ref.eval()
+            vloss, vcorrect = 0.0, 0
+            with torch.inference_mode():
+                for s in range(0, len(vy), vbs):
+                    xb, yb = vx[s:s + vbs], vy[s:s + vbs]
+                    out = ref(outputs=names, **{self.image: xb, self.target: yb})
+                    vloss += out[self.loss].item() * len(yb)
+                    vcorrect += int((out[self.predict].argmax(1) == yb).sum())
+            sched.step()
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        ref.eval()
+        with torch.inference_mode():
+            logits = ref(outputs=[self.predict], **{self.image: torch.from_numpy(self.test.arrays[self.image])})
+        test_acc = float((logits[self.predict].argmax(1).numpy() == self.test.arrays[self.target]).mean())
+        return dict(wall=wall, cpu=cpu, epochs=self.epochs, test_acc=test_acc, val_acc=vcorrect / len(vy),
+                    val_loss=vloss / len(vy))
+
+
+def specc_cli_train() -> dict:
+    """`specc train specs/digits_cnn.yaml --out <temp>` as a user runs it (early stopping on, checkpoints,
+    history and plot written; interpreter start-up and imports included), in a subprocess."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "digits_cnn"
+        time.sleep(GAP)
+        c0 = os.times()
+        t0 = time.perf_counter()
+        p = subprocess.run(_specc_cmd() + ["train", DIGITS_SPEC, "--out", str(out)], cwd=ROOT,
+                           capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        c1 = os.times()
+        if p.returncode != 0:
+            raise RuntimeError(f"specc train {DIGITS_SPEC} failed:\n{p.stderr[-2000:]}")
+        with open(out / "history.csv") as f:
+            epochs = sum(1 for _ in f) - 1
+    done = next((ln for ln in p.stdout.splitlines() if ln.startswith("done in ")), "")
+    acc = next((ln for ln in p.stdout.splitlines() if ln.strip().startswith("accuracy")), "")
+    fit_s = float(done.split()[2].rstrip("s;")) if done else float("nan")
+    test_acc = float(acc.split()[1]) if acc else float("nan")
+    return dict(wall=wall, fit=fit_s, epochs=epochs, test_acc=test_acc,
+                child_cpu=(c1.children_user + c1.children_system) - (c0.children_user + c0.children_system))
+
+
+_OPT_NAMES = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}
+DISTURBED = 0.3     # cores used by other processes during a digits run above which it is re-run (with --wait-quiet)
+
+
+def run_digits(quick: bool) -> dict:
+    """Repetitions of the whole training run: specc and torch alternating (the order flips every repetition),
+    then the CLI; medians. Each run records the cores other processes used meanwhile; with --wait-quiet a
+    run they disturbed (over DISTURBED cores) is run again, at most twice."""
+    import torch
+    torch.set_num_threads(THREADS)
+    d = DigitsRun()
+    reps = 1 if quick else 3
+    runs: dict[str, list[dict]] = {"specc": [], "torch": [], "cli": []}
+    fns = {"specc": d.specc_run, "torch": d.torch_run, "cli": specc_cli_train}
+    for i in range(reps):
+        for which in (("specc", "torch") if i % 2 == 0 else ("torch", "specc")) + ("cli",):
+            for attempt in range(3):
+                _quiet()
+                b0, s0, t0 = *_busy(), time.perf_counter()
+                r = fns[which]()
+                b1, s1, t1 = *_busy(), time.perf_counter()
+                r["others"] = max(0.0, ((b1 - b0) - (s1 - s0)) / (t1 - t0))
+                r["attempt"] = attempt + 1
+                if which == "cli":             # the child's CPU time is not this process's: count it out
+                    r["others"] = max(0.0, r["others"] - r.get("child_cpu", 0.0) / (t1 - t0))
+                if QUIET is None or r["others"] <= DISTURBED or attempt == 2:
+                    break
+                print(f"  ({which}: {r['wall']:.2f} s, but other processes used {r['others']:.1f} cores meanwhile; "
+                      "running it again)", flush=True)
+            runs[which].append(r)
+            fit = f" (fit {r['fit']:.1f} s)" if which == "cli" else f" (cpu {r['cpu']:.2f} s)"
+            print(f"  {which:5s} {r['epochs']} epochs {r['wall']:7.2f} s{fit}, test accuracy {r['test_acc']:.2%}, "
+                  f"others busy {r['others']:.1f} cores", flush=True)
+    med = lambda k, key: statistics.median(r[key] for r in runs[k])      # noqa: E731
+    n_train = len(d.train)
+    opt_name = _OPT_NAMES.get(d.cfg.optimizer.type, d.cfg.optimizer.type)
+    res = dict(spec=DIGITS_SPEC, epochs=d.epochs, repeats=reps, threads=THREADS,
+               train_samples=n_train, val_samples=len(d.val), test_samples=len(d.test),
+               batch_size=d.cfg.batch_size, seed=d.seed, optimizer=f"{opt_name} lr {d.cfg.optimizer.lr:g}",
+               schedule=d.cfg.schedule.type,
+               specc=med("specc", "wall"), torch=med("torch", "wall"),
+               specc_cpu=med("specc", "cpu"), torch_cpu=med("torch", "cpu"),
+               ratio=statistics.median(a["wall"] / b["wall"] for a, b in zip(runs["specc"], runs["torch"])),
+               specc_test_acc=med("specc", "test_acc"), torch_test_acc=med("torch", "test_acc"),
+               specc_val_acc=med("specc", "val_acc"), torch_val_acc=med("torch", "val_acc"),
+               cli=med("cli", "wall"), cli_fit=med("cli", "fit"), cli_epochs=med("cli", "epochs"),
+               cli_test_acc=med("cli", "test_acc"),
+               others=max(r["others"] for r in runs["specc"] + runs["torch"]),
+               cli_others=max(r["others"] for r in runs["cli"]),
+               runs=runs)
+    res["specc_rate"] = n_train * d.epochs / res["specc"]
+    res["torch_rate"] = n_train * d.epochs / res["torch"]
+    print(f"digits_cnn, {d.epochs} epochs: specc {res['specc']:.2f} s vs torch {res['torch']:.2f} s  "
+          f"x{res['ratio']:.2f}  ({res['specc_rate']:,.0f} vs {res['torch_rate']:,.0f} samples/s; test accuracy "
+          f"{res['specc_test_acc']:.2%} vs {res['torch_test_acc']:.2%}); specc train CLI {res['cli']:.2f} s "
+          f"({res['cli_epochs']:g} epochs), others busy at most {res['others']:.1f} cores")
+    return res
+
+
 # ----------------------------------------------------------------------------------------------- profile
 
 def profile_step(key: str, steps: int = 10, top: int = 12) -> dict:
@@ -809,6 +1011,43 @@ def render_compiler(res: dict) -> str:
     return "\n".join(out)
 
 
+def render_digits(res: dict) -> str:
+    n = res["train_samples"]
+    out = [f"Whole training run of `{res['spec']}` on builtin:digits: {n:,} training samples (the 80 % train "
+           f"split of {n + res['val_samples']:,} less the {res['val_samples']} held out for validation), batch "
+           f"{res['batch_size']}, {res['epochs']} epochs on both sides (early stopping off), validation after "
+           f"every epoch, test on the held-out 20 % ({res['test_samples']} images), {res.get('threads', 2)} "
+           f"thread(s); median of {res['repeats']} repetitions, specc and PyTorch alternating.", "",
+           "| | epochs | wall s | CPU s | samples/s | test accuracy (final weights) |",
+           "|---|---:|---:|---:|---:|---:|",
+           f"| specc (`runtime.fit`) | {res['epochs']} | {res['specc']:.2f} | {res['specc_cpu']:.2f} | "
+           f"{res['specc_rate']:,.0f} | {res['specc_test_acc']:.2%} |",
+           f"| PyTorch (plain loop, tools/torch_ref.py module) | {res['epochs']} | {res['torch']:.2f} | "
+           f"{res['torch_cpu']:.2f} | {res['torch_rate']:,.0f} | {res['torch_test_acc']:.2%} |",
+           f"| ratio specc / PyTorch | | {res['ratio']:.2f}× | {res['specc_cpu'] / res['torch_cpu']:.2f}× "
+           f"| | |", "",
+           f"- `specc train {res['spec']}` as a user runs it (subprocess, early stopping on, checkpoints, "
+           f"history and curves written to a temporary folder, interpreter start-up and imports included): "
+           f"**{res['cli']:.2f} s** wall for {res['cli_epochs']:g} epochs"
+           + (" (early stopping did not trigger)" if res["cli_epochs"] == res["epochs"] else "")
+           + f"; of this, `fit` itself {res['cli_fit']:.1f} s as the CLI reports it (training, checkpoints "
+           f"and curves.png); "
+           f"test accuracy of the restored best weights "
+           f"{res['cli_test_acc']:.2%}; median of {res['repeats']} (others busy at most "
+           f"{res.get('cli_others', float('nan')):.1f} cores).",
+           f"- *ratio*: median over the repetitions of specc wall time / PyTorch wall time; *samples/s*: "
+           f"{n:,} × {res['epochs']} training samples / wall time (validation included in the time); "
+           f"*others busy*: the most cores other processes used during any of the paired runs: "
+           f"{res['others']:.1f} (of 2; a run they disturbed by more than {DISTURBED} is run again).",
+           f"- Same initial weights (`runtime.Model(graph, seed={res.get('seed', 0)})` after `fit_standardize` "
+           "on the training split, copied into the torch module), same standardize statistics, same mini-batch "
+           f"order (fit()'s per-epoch permutation), {res.get('optimizer', 'adam')} with a "
+           f"{res.get('schedule', 'cosine')} schedule stepped per epoch on both sides (runtime.optim / "
+           "torch.optim); the dropout masks differ (each library's own generator). specc runs without "
+           "`out_dir` (no checkpoint files, as the PyTorch loop writes none); the CLI line includes them."]
+    return "\n".join(out)
+
+
 def render_profile(p: dict, top: int = 8) -> str:
     tot = sum(r["fwd"] + r["bwd"] for r in p["specc"]) or 1.0
     out = [f"`{p['key']}` at {p.get('threads', 2)} thread(s): specc step {p['specc_step'] * 1e3:.1f} ms (with kernel "
@@ -861,6 +1100,10 @@ def write_doc(results: dict, argv: list[str]) -> None:
     if "compiler" in results:
         doc = _replace_section(doc, "compiler-env", "\n".join(env))
         doc = _replace_section(doc, "compiler", render_compiler(results["compiler"]))
+    if "digits" in results:
+        tag = "digits" if THREADS == 2 else f"digits-t{THREADS}"
+        doc = _replace_section(doc, f"{tag}-env", "\n".join(env))
+        doc = _replace_section(doc, tag, render_digits(results["digits"]))
     for key, p in results.get("profiles", {}).items():
         tag = f"profile-{key}" if THREADS == 2 else f"profile-{key}-t{THREADS}"
         doc = _replace_section(doc, tag, render_profile(p))
@@ -869,7 +1112,7 @@ def write_doc(results: dict, argv: list[str]) -> None:
     raw = DOC.with_suffix(".json")
     old = json.loads(raw.read_text()) if raw.exists() else {}
     for k, v in results.items():
-        key = f"{k}-t{THREADS}" if k in ("runtime", "memory") and THREADS != 2 else k
+        key = f"{k}-t{THREADS}" if k in ("runtime", "memory", "digits") and THREADS != 2 else k
         old[key] = v
     old["machine"] = info
     raw.write_text(json.dumps(old, indent=1, default=float) + "\n")
@@ -888,7 +1131,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runtime", action="store_true", help="training step and inference vs PyTorch, peak memory")
     ap.add_argument("--onnx", action="store_true", help="onnxruntime: specc's export vs torch.onnx.export's")
     ap.add_argument("--compiler", action="store_true", help="specc check start-up; generated spec scaling")
-    ap.add_argument("--all", action="store_true", help="all three sections")
+    ap.add_argument("--digits", action="store_true",
+                    help="whole training run of specs/digits_cnn.yaml (20 epochs, early stopping off) vs a "
+                         "PyTorch loop with the same weights, batches and schedule; plus `specc train` wall time")
+    ap.add_argument("--all", action="store_true", help="all four sections (runtime, onnx, compiler, digits)")
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
     ap.add_argument("--write", action="store_true", help="update docs/benchmarks.md (and docs/benchmarks.json)")
     ap.add_argument("--models", default="", help="comma-separated subset: " + ",".join(BY_KEY))
@@ -901,8 +1147,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     global QUIET
     QUIET = (0.3, a.wait_quiet) if a.wait_quiet > 0 else None
-    if not (a.runtime or a.onnx or a.compiler or a.all or a.profile):
-        ap.error("choose --runtime, --onnx, --compiler, --all or --profile")
+    if not (a.runtime or a.onnx or a.compiler or a.digits or a.all or a.profile):
+        ap.error("choose --runtime, --onnx, --compiler, --digits, --all or --profile")
     models = [BY_KEY[k] for k in a.models.split(",")] if a.models else MODELS
     results: dict[str, Any] = {}
     if a.runtime or a.all:
@@ -916,6 +1162,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.compiler or a.all:
         print("== compiler", flush=True)
         results["compiler"] = run_compiler(a.quick)
+    if a.digits or a.all:
+        print("== digits: whole training run of specs/digits_cnn.yaml, specc vs PyTorch", flush=True)
+        results["digits"] = run_digits(a.quick)
     if a.profile:
         keys = a.profile.split(",")
         if keys == ["misses"]:
