@@ -169,6 +169,27 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--out", required=True, metavar="FILE")
     sets(sp)
 
+    sp = add("generate", lazy("runtime.use.generate:cmd_generate"),
+             "decode token sequences from a trained seq2seq or decoder-only model (the spec's generate: section)")
+    sp.add_argument("spec")
+    sp.add_argument("--weights", required=True, metavar="CKPT", help="trained weights (a run's best.npz)")
+    sp.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy|NAME=1,5,7",
+                    help="an encoder input as an array file, or one sequence of token ids; the feed input given "
+                    "this way is a prompt to continue (repeatable)")
+    sp.add_argument("--strategy", choices=["greedy", "beam", "sample"], default="greedy",
+                    help="greedy: the most likely token each step; beam: beam search; sample: draw from the "
+                    "softmax (default greedy)")
+    sp.add_argument("--beam", type=positive_int, default=4, metavar="K", help="beam width (default 4)")
+    sp.add_argument("--temperature", type=float, default=1.0, metavar="T",
+                    help="sample: divide the logits by T (below 1: surer, above 1: more varied)")
+    sp.add_argument("--top-k", type=positive_int, metavar="K", help="sample: only from the K most likely tokens")
+    sp.add_argument("--max-len", type=positive_int, metavar="L",
+                    help="at most L generated tokens (default generate.max_len)")
+    sp.add_argument("--seed", type=int, default=0, metavar="S", help="random seed for sampling (default 0)")
+    sp.add_argument("--vocab", metavar="FILE", help="print words: a file with one word per line (line i = id i)")
+    sp.add_argument("-o", "--out", metavar="OUT.npz", help="save tokens [N, L] (padded), lengths, scores")
+    sets(sp)
+
     sp = add("schema", cmd_schema, "print the JSON Schema of the spec language")
     sp.add_argument("-o", "--output", metavar="FILE")
     return p
