@@ -82,26 +82,27 @@ def figure(path: str | Path, arrays_path: str | Path, draw: Callable[[Any], None
     except ImportError:
         print(NO_MATPLOTLIB.format(path, arrays_path), file=sys.stderr)
         return False
-    fig = Figure(figsize=size, dpi=100)
+    fig = Figure(figsize=size, dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     draw(fig)
-    fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
     return True
 
 
-def heat_overlays(images: np.ndarray | None, heats: np.ndarray, titles: list[str]) -> Callable[[Any], None]:
-    """One panel per example: the image in grey with the heat map over it (or the heat map alone)."""
+def heat_maps(images: np.ndarray | None, heats: np.ndarray, titles: list[str]) -> Callable[[Any], None]:
+    """One column per example: the image (grey) above its heat map; one colour scale for all maps."""
     def draw(fig: Any) -> None:
-        n = len(heats)
+        n, rows = len(heats), 1 if images is None else 2
+        top = float(max(heats.max(), 1e-12))
+        im = None
         for i in range(n):
-            ax = fig.add_subplot(1, n, i + 1)
             if images is not None:
-                ax.imshow(images[i], cmap="gray" if images[i].ndim == 2 else None)
-                im = ax.imshow(heats[i], cmap="jet", alpha=0.5)
-            else:
-                im = ax.imshow(heats[i], cmap="hot")
-            ax.set_title(titles[i], fontsize=9)
+                ax = fig.add_subplot(rows, n, i + 1)
+                ax.imshow(images[i], cmap="gray" if images[i].ndim == 2 else None, vmin=0, vmax=1)
+                ax.set_title(titles[i], fontsize=9)
+                ax.axis("off")
+            ax = fig.add_subplot(rows, n, (rows - 1) * n + i + 1)
+            im = ax.imshow(heats[i], cmap="hot", vmin=0, vmax=top)
             ax.axis("off")
         fig.colorbar(im, ax=fig.axes, shrink=0.8)
     return draw

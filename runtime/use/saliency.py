@@ -18,7 +18,7 @@ from ..model import Model
 from ..tensor import Tensor
 from .common import (beside, check_inputs, classifier, guard, image_input, input_files, load_model, parse_values,
                      save_npy)
-from .plots import figure, heat_overlays, to_images
+from .plots import figure, heat_maps, to_images
 
 
 def input_gradient(model: Model, inputs: dict[str, np.ndarray], name: str, output: str,
@@ -66,14 +66,15 @@ def cmd_saliency(args: argparse.Namespace) -> int:
     npy = beside(args.out, ".npy")
     save_npy(npy, maps)
     for i, c in enumerate(classes[:16]):
-        print(f"{i}: class {c}, saliency max {maps[i].max():.4g} at {np.unravel_index(maps[i].argmax(), maps[i].shape)}")
+        at = tuple(int(j) for j in np.unravel_index(maps[i].argmax(), maps[i].shape))
+        print(f"{i}: class {int(c)}, saliency max {maps[i].max():.4g} at {at}")
     shown = min(len(maps), 8)
     heats = maps[:shown] if maps.ndim == 3 else None
     if heats is None:
         print(f"note: the input is not an image ({list(inputs[name].shape)}); wrote {npy} only")
         return 0
     images = to_images(inputs[name][:shown])
-    if figure(args.out, npy, heat_overlays(images, heats, [f"class {c}" for c in classes[:shown]]),
-              size=(2.6 * shown + 1, 2.8)):
+    if figure(args.out, npy, heat_maps(images, heats, [f"class {c}" for c in classes[:shown]]),
+              size=(1.8 * shown + 1, 4.0)):
         print(f"wrote {args.out} and {npy}")
     return 0
