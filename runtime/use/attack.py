@@ -23,7 +23,7 @@ from compiler.errors import UserError
 
 from ..model import Model
 from ..tensor import Tensor
-from .common import beside, classifier, guard, image_input, load_data, load_model, save_npz, softmax
+from .common import beside, classifier, guard_picture, image_input, load_data, load_model, save_npz, softmax
 from .plots import figure, to_images
 
 
@@ -120,8 +120,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     if clip is not None and (len(clip) != 2 or clip[0] >= clip[1]):
         raise UserError("--clip expects LO,HI with LO < HI", code=2)
     if args.out:
-        guard(args.out, ".png", (args.spec, args.weights, args.data))
-        guard(str(beside(args.out, ".npz")), ".npz", (args.spec, args.weights, args.data))
+        guard_picture(args.out, ".npz", (args.spec, args.weights, args.data))
     model = load_model(args.spec, args.weights, args.set)
     output, label = classifier(model, args.output)
     if label is None:

@@ -16,7 +16,7 @@ import numpy as np
 from compiler.errors import UserError, did_you_mean
 
 from ..model import Model
-from .common import beside, check_inputs, guard, input_files, load_model, parse_values, save_npy
+from .common import beside, check_inputs, guard_picture, input_files, load_model, parse_values, save_npy
 from .generate import read_vocab
 from .plots import figure
 
@@ -42,8 +42,7 @@ def attention_weights(model: Model, inputs: dict[str, np.ndarray], node: str) ->
 
 
 def cmd_attention(args: argparse.Namespace) -> int:
-    guard(args.out, ".png", (args.spec, args.weights, *input_files(args.input)))
-    guard(str(beside(args.out, ".npy")), ".npy", (args.spec, args.weights, *input_files(args.input)))
+    guard_picture(args.out, ".npy", (args.spec, args.weights, *input_files(args.input)))
     vocab = read_vocab(args.vocab) if args.vocab else None
     model = load_model(args.spec, args.weights, args.set)
     inputs = parse_values(args.input)

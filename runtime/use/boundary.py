@@ -15,7 +15,7 @@ import numpy as np
 from compiler.errors import UserError
 
 from ..model import Model
-from .common import beside, classifier, guard, image_input, load_data, load_model, save_npz
+from .common import beside, classifier, guard_picture, image_input, load_data, load_model, save_npz
 from .plots import figure
 
 
@@ -49,8 +49,7 @@ def region_grid(model: Model, name: str, output: str, points: np.ndarray,
 
 
 def cmd_boundary(args: argparse.Namespace) -> int:
-    guard(args.out, ".png", (args.spec, args.weights, args.data))
-    guard(str(beside(args.out, ".npz")), ".npz", (args.spec, args.weights, args.data))
+    guard_picture(args.out, ".npz", (args.spec, args.weights, args.data))
     model = load_model(args.spec, args.weights, args.set)
     output, label = classifier(model, args.output)
     name = image_input(model, args.input_name)

@@ -128,6 +128,19 @@ def guard(path: str, suffix: str, reads: tuple = ()) -> None:
     guard_output(path, suffix, reads)
 
 
+def guard_picture(path: str, side: str, reads: tuple = ()) -> Path:
+    """Check -o OUT.png and the arrays file written beside it (OUT.npz / OUT.npy); returns the latter."""
+    from compiler.files import same_file
+    guard(path, ".png", reads)
+    arrays = beside(path, side)
+    for f in reads:
+        if f and same_file(arrays, f):
+            raise UserError(f"-o '{path}' would write its arrays to '{arrays}', which is one of the command's "
+                            "input files; refusing to overwrite it", hint="choose another -o name", code=2)
+    guard(str(arrays), side, ())
+    return arrays
+
+
 def save_npz(path: str | Path, arrays: dict[str, Any]) -> None:
     from compiler.files import atomic_write
 

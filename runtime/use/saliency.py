@@ -16,7 +16,7 @@ from compiler.errors import UserError
 
 from ..model import Model
 from ..tensor import Tensor
-from .common import (beside, check_inputs, classifier, guard, image_input, input_files, load_model, parse_values,
+from .common import (beside, check_inputs, classifier, guard_picture, image_input, input_files, load_model, parse_values,
                      save_npy)
 from .plots import figure, heat_maps, to_images
 
@@ -51,8 +51,7 @@ def saliency(model: Model, inputs: dict[str, np.ndarray], name: str, output: str
 
 
 def cmd_saliency(args: argparse.Namespace) -> int:
-    guard(args.out, ".png", (args.spec, args.weights, *input_files(args.input)))
-    guard(str(beside(args.out, ".npy")), ".npy", (args.spec, args.weights, *input_files(args.input)))
+    guard_picture(args.out, ".npy", (args.spec, args.weights, *input_files(args.input)))
     model = load_model(args.spec, args.weights, args.set)
     inputs = parse_values(args.input)
     check_inputs(model, inputs)

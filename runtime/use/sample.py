@@ -22,7 +22,7 @@ import numpy as np
 from compiler.errors import UserError
 
 from ..model import Model
-from .common import beside, check_inputs, guard, input_files, load_model, parse_values, save_npz
+from .common import beside, check_inputs, guard_picture, input_files, load_model, parse_values, save_npz
 from .plots import to_images, write_grid
 from .runner import Key, Runner
 
@@ -120,9 +120,8 @@ def write_outputs(path: str, images: np.ndarray, cols: int, arrays: dict[str, np
 
 
 def prepare(args: argparse.Namespace) -> tuple[Model, Runner, Key, Key, list[str]]:
-    guard(args.out, ".png", (args.spec, args.weights, *input_files(getattr(args, "input", None)),
-                             *input_files(getattr(args, "input2", None))))
-    guard(str(beside(args.out, ".npz")), ".npz", (args.spec, args.weights))
+    guard_picture(args.out, ".npz", (args.spec, args.weights, *input_files(getattr(args, "input", None)),
+                                     *input_files(getattr(args, "input2", None))))
     model = load_model(args.spec, args.weights, args.set)
     r = Runner(model)
     latent = latent_key(r, args.latent)
