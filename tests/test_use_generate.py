@@ -173,3 +173,34 @@ def test_generate_section_errors_have_positions(section, message):
     import re
     assert re.search(message, e.value.render())
     assert e.value.diagnostics[0].loc is not None and e.value.diagnostics[0].loc.line == text.count("\n")
+
+
+LM = """\
+name: tiny_lm
+inputs:
+  tokens: {shape: [N, T], dtype: int64}
+  next: {shape: [N, T], dtype: int64}
+layers:
+  - {op: embedding, name: emb, in: tokens, num_embeddings: 6, embedding_dim: 16}
+  - {op: positional_encoding, name: pos}
+  - {op: multi_head_attention, name: attn, num_heads: 2, causal: true}
+  - {op: add, name: res, in: [pos, attn]}
+  - {op: linear, name: head, out_features: 6}
+  - {op: permute, name: nct, dims: [0, 2, 1]}
+  - {op: cross_entropy, name: loss, in: [nct, next]}
+train: {objective: loss, optimizer: {type: adam, lr: 0.02}, batch_size: 32, epochs: 15}
+generate: {feed: tokens, logits: head, bos: 1, max_len: 5}
+"""
+
+
+def test_decoder_only_continues_a_prompt_by_rerunning_the_prefix():
+    """A causal transformer (no state to carry: each step re-runs the prefix) learns the cycle 3 4 5."""
+    rng = np.random.default_rng(0)
+    phase = rng.integers(0, 3, 200)
+    seq = 3 + (phase[:, None] + np.arange(7)[None]) % 3
+    seq = np.concatenate([np.ones((200, 1), int), seq], 1)
+    m = Model(compile_text(LM))
+    fit(m, {"tokens": seq[:, :-1], "next": seq[:, 1:]}, log=None, progress=False)
+    m.eval()
+    res = decode(m, {"tokens": np.array([[1, 4], [1, 5]])})
+    assert res.tokens == [[5, 3, 4, 5, 3], [3, 4, 5, 3, 4]]
