@@ -129,3 +129,31 @@ def test_cli_attack_prints_the_table(digits, capsys):
     assert main(["attack", str(d / "digits.yaml"), "--weights", str(d / "w.npz"), "--eps", "0.1,x"]) == 2
     assert main(["attack", str(d / "digits.yaml"), "--weights", str(d / "w.npz"), "--target", "10"]) == 2
     assert "out of range" in capsys.readouterr().err
+
+
+def test_predict_naming_a_block_instance(tmp_path):
+    """train.predict may name a block instance (as specs/vgg16.yaml's `classifier` does)."""
+    spec = """\
+name: blocky
+inputs:
+  image: [N, 2, 3, 3]
+  label: {shape: [N], dtype: int64}
+blocks:
+  head:
+    layers:
+      - flatten
+      - {op: linear, name: fc, out_features: 4}
+layers:
+  - {use: head, name: classifier, in: image}
+  - {op: cross_entropy, name: loss, in: [classifier, label]}
+outputs: {logits: classifier}
+train: {objective: loss, predict: classifier, target: label}
+"""
+    (tmp_path / "b.yaml").write_text(spec)
+    m = Model(compile_text(spec))
+    save(m, tmp_path / "b.npz")
+    np.save(tmp_path / "x.npy", np.ones((1, 2, 3, 3), np.float32))
+    assert main(["saliency", str(tmp_path / "b.yaml"), "--weights", str(tmp_path / "b.npz"), "--input",
+                 f"image={tmp_path / 'x.npy'}", "--class", "1", "-o", str(tmp_path / "s.png")]) == 0
+    w = m.state_dict()["classifier.fc.weight"]
+    assert np.allclose(np.load(tmp_path / "s.npy")[0], np.abs(w[1].reshape(2, 3, 3)).max(0), atol=1e-6)

@@ -38,6 +38,8 @@ class Runner:
         node, _, port = ref.partition(":")
         if node in g.inputs and node not in self.nodes and not port:
             return (node, None)
+        if node not in self.nodes and (public := block_output(g, ref)) is not None:
+            return self.key(public)
         if node not in self.nodes:
             raise UserError(f"unknown node or output '{ref}'",
                             hint=did_you_mean(ref, list(g.output_refs) + list(self.nodes) + list(g.inputs)))
@@ -133,6 +135,13 @@ class Runner:
         for node, port in wanted:
             used.setdefault(node, set()).add(port)
         return used
+
+
+def block_output(graph: Any, name: str) -> str | None:
+    """The public output computed inside block instance `name` (VGG's `classifier`), when exactly one is.
+    A local stand-in until the runtime's own name lookup knows block instances."""
+    inside = [k for k, r in graph.output_refs.items() if r.node.startswith(name + ".")]
+    return inside[0] if len(inside) == 1 else None
 
 
 def batch_axis(t: TensorType, symbol: str) -> int | None:
