@@ -204,3 +204,20 @@ def test_decoder_only_continues_a_prompt_by_rerunning_the_prefix():
     m.eval()
     res = decode(m, {"tokens": np.array([[1, 4], [1, 5]])})
     assert res.tokens == [[5, 3, 4, 5, 3], [3, 4, 5, 3, 4]]
+
+
+def test_shipped_seq2seq_spec_carries_two_layer_state():
+    """specs/seq2seq.yaml (2-layer LSTMs: h and c are [2, N, H], batch on axis 1): carrying the state gives
+    what re-running the prefix gives, for greedy and beam search."""
+    from pathlib import Path
+    small = {"src_vocab": 9, "tgt_vocab": 9, "embed": 6, "hidden": 5}
+    path = Path(__file__).parent.parent / "specs" / "seq2seq.yaml"
+    from compiler import compile_file
+    carried = Model(compile_file(path, params=small), seed=3).eval()
+    text = "\n".join(ln for ln in path.read_text().splitlines() if not ln.strip().startswith("state:"))
+    rerun = Model(compile_text(text, params=small), seed=3).eval()
+    src = np.random.default_rng(0).integers(3, 9, (4, 5))
+    for kw in ({}, {"strategy": "beam", "beam": 3}):
+        a = decode(carried, {"src": src}, max_len=6, **kw)
+        b = decode(rerun, {"src": src}, max_len=6, **kw)
+        assert a.tokens == b.tokens and np.allclose(a.scores, b.scores, atol=1e-4)

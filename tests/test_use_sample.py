@@ -142,3 +142,24 @@ def test_sample_errors(vae, tmp_path, capsys):
     assert "--latent" in capsys.readouterr().err
     assert main(["sample", str(tmp_path / "ae.yaml"), "--weights", str(tmp_path / "ae.npz"), "--latent", "z",
                  "-o", str(tmp_path / "x.png")]) == 0
+
+
+def test_interpolate_gan_noise_codes(tmp_path):
+    """A GAN's code is its noise input: the ends of the line are the two noise arrays themselves."""
+    m = Model(compile_text(CGAN), seed=2)
+    (tmp_path / "g.yaml").write_text(CGAN)
+    save(m, tmp_path / "w.npz")
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "a.npy", rng.standard_normal((1, 4)).astype(np.float32))
+    np.save(tmp_path / "b.npy", rng.standard_normal((1, 4)).astype(np.float32))
+    np.save(tmp_path / "y.npy", np.array([1]))
+    assert main(["interpolate", str(tmp_path / "g.yaml"), "--weights", str(tmp_path / "w.npz"),
+                 "--input", f"noise={tmp_path / 'a.npy'}", "--input", f"label={tmp_path / 'y.npy'}",
+                 "--input2", f"noise={tmp_path / 'b.npy'}", "--input2", f"label={tmp_path / 'y.npy'}",
+                 "--steps", "3", "-o", str(tmp_path / "i.png")]) == 0
+    with np.load(tmp_path / "i.npz") as z:
+        codes, images = z["codes"], z["images"]
+    a, b = np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy")
+    assert np.allclose(codes, [a[0], (a[0] + b[0]) / 2, b[0]])
+    want = m(outputs=["fake"], noise=codes, label=np.array([1, 1, 1]))["fake"]
+    assert np.allclose(images, want, atol=1e-6)
