@@ -894,7 +894,7 @@ def compile_tree(tree: Any, path: str, params: dict[str, Any] | None, text: str,
         from .spec import Generate
         generate = c.validate_model(Generate, tree["generate"], path, prefix=("generate",))
         if generate is not None and not c.diags:
-            generate = check_generate(c, ex, tree, generate, top, graph_inputs)
+            generate = check_generate(c, ex, tree, generate, top, graph_inputs, outputs)
     if c.diags:
         raise c.fail()
     g = Graph(name=spec.name, inputs=graph_inputs, output_refs=outputs, nodes=ex.nodes, train=train,

@@ -44,13 +44,16 @@ def upstream(ref_node: str, nodes: dict[str, Node]) -> set[str]:
     return seen
 
 
-def check_generate(c: Any, ex: Any, tree: SMap, gen: Any, top: Any, inputs: dict[str, TensorType]) -> Any:
+def check_generate(c: Any, ex: Any, tree: SMap, gen: Any, top: Any, inputs: dict[str, TensorType],
+                   outputs: dict[str, Ref] | None = None) -> Any:
     """The section with canonical references, or None after reporting errors through `c`."""
     gtree = tree["generate"]
     nodes = {n.name: n for n in ex.nodes}
     before = len(c.diags)
 
     def resolve(text: str, path: tuple) -> tuple[Ref, TensorType] | None:
+        if outputs and text in outputs and text not in top.names:       # a public output name
+            text = str(outputs[text])
         try:
             return ex.resolve(text, top, locate(gtree, path)).default
         except Poisoned:

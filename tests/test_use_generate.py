@@ -221,3 +221,12 @@ def test_shipped_seq2seq_spec_carries_two_layer_state():
         a = decode(carried, {"src": src}, max_len=6, **kw)
         b = decode(rerun, {"src": src}, max_len=6, **kw)
         assert a.tokens == b.tokens and np.allclose(a.scores, b.scores, atol=1e-4)
+
+
+def test_generate_section_is_made_canonical():
+    text = SPEC.replace("EPOCHS", "1").replace("STATE", STATE).replace("  logits: proj", "  logits: logits")
+    g = compile_text(text)                   # `logits` names the public output; stored as its node
+    assert g.generate.logits == "proj" and g.generate.state == {"enc:h": "dec:h", "enc:c": "dec:c"}
+    assert g.generate.encoder == ["src"]
+    g = compile_text(text.replace("  encoder: [src]\n", ""))
+    assert g.generate.encoder == ["src"]     # the default: every input the logits read besides feed
