@@ -74,7 +74,7 @@ class Decoder:
             if n.name in dyn and n.name in need:
                 for x in n.inputs:
                     if x is not None and x.node not in dyn:
-                        k = r._norm(x.node, x.port)
+                        k = r.norm(x.node, x.port)
                         if k not in keys:
                             keys.append(k)
         return keys

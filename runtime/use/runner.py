@@ -34,7 +34,7 @@ class Runner:
         g = self.graph
         if ref in g.output_refs:
             r = g.output_refs[ref]
-            return self._norm(r.node, r.port)
+            return self.norm(r.node, r.port)
         node, _, port = ref.partition(":")
         if node in g.inputs and node not in self.nodes and not port:
             return (node, None)
@@ -45,9 +45,9 @@ class Runner:
                             hint=did_you_mean(ref, list(g.output_refs) + list(self.nodes) + list(g.inputs)))
         if port and port not in self.nodes[node].outputs:
             raise UserError(f"node '{node}' has no port '{port}' (ports: {', '.join(self.nodes[node].outputs)})")
-        return self._norm(node, port or None)
+        return self.norm(node, port or None)
 
-    def _norm(self, node: str, port: str | None) -> Key:
+    def norm(self, node: str, port: str | None) -> Key:
         n = self.nodes.get(node)
         if n is None or port is None or port == next(iter(n.outputs)):
             return (node, None)
@@ -70,7 +70,7 @@ class Runner:
                 continue
             seen.add(k[0])
             if k[0] in self.nodes:
-                stack.extend(self._norm(r.node, r.port) for r in self.nodes[k[0]].inputs if r is not None)
+                stack.extend(self.norm(r.node, r.port) for r in self.nodes[k[0]].inputs if r is not None)
         return seen
 
     # -- running ------------------------------------------------------------------------------
@@ -99,9 +99,10 @@ class Runner:
             self._bind(symbols, self.type_of(k), np.shape(arr))
         used = self._used_ports(nodes, wanted)
         m = self.model
+        params = m.named_tensors()
         for node in nodes:
-            args = [None if r is None else vals[self._norm(r.node, r.port)] for r in node.inputs]
-            args += [m._params[node.param_name(p)].data for p in node.params]
+            args = [None if r is None else vals[self.norm(r.node, r.port)] for r in node.inputs]
+            args += [params[node.param_name(p)].data for p in node.params]
             ports = list(node.outputs)
             wanted_ports = tuple(p in used.get(node.name, ()) or (i == 0 and None in used.get(node.name, ()))
                                  for i, p in enumerate(ports))
@@ -130,7 +131,7 @@ class Runner:
         for n in nodes:
             for r in n.inputs:
                 if r is not None:
-                    node, port = self._norm(r.node, r.port)
+                    node, port = self.norm(r.node, r.port)
                     used.setdefault(node, set()).add(port)
         for node, port in wanted:
             used.setdefault(node, set()).add(port)
