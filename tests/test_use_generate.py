@@ -230,3 +230,19 @@ def test_generate_section_is_made_canonical():
     assert g.generate.encoder == ["src"]
     g = compile_text(text.replace("  encoder: [src]\n", ""))
     assert g.generate.encoder == ["src"]     # the default: every input the logits read besides feed
+
+
+def test_bad_inputs_are_refused_clearly(model, tmp_path, capsys):
+    spec = tmp_path / "s2s.yaml"
+    spec.write_text(SPEC.replace("EPOCHS", "1").replace("STATE", STATE))
+    save(model, tmp_path / "w.npz")
+    np.save(tmp_path / "f.npy", np.full((1, 3), 3.5))
+    np.save(tmp_path / "r3.npy", np.full((1, 3, 1), 3))
+    for bad, message in (("f.npy", "must hold integers"), ("r3.npy", "must have shape N×S")):
+        assert main(["generate", str(spec), "--weights", str(tmp_path / "w.npz"),
+                     "--input", f"src={tmp_path / bad}"]) == 1
+        assert message in capsys.readouterr().err
+    assert main(["generate", str(spec), "--weights", str(tmp_path / "w.npz"), "--input", "src=3,4,99"]) == 1
+    assert "node 'enc_emb'" in capsys.readouterr().err                  # a token id beyond the vocabulary
+    assert main(["generate", str(spec), "--weights", str(tmp_path / "w.npz")]) == 2
+    assert "missing input 'src'" in capsys.readouterr().err

@@ -92,7 +92,7 @@ class Runner:
         for name, arr in inputs.items():
             if name in need and name in self.graph.inputs:
                 t = self.graph.inputs[name]
-                vals[(name, None)] = np.asarray(arr, dtype=NP_DTYPES[t.dtype])
+                vals[(name, None)] = checked_input(name, arr, t)
                 self._bind(symbols, t, vals[(name, None)].shape)
         for k, arr in fixed.items():
             vals[k] = arr
@@ -136,6 +136,19 @@ class Runner:
         for node, port in wanted:
             used.setdefault(node, set()).add(port)
         return used
+
+
+def checked_input(name: str, arr: Any, t: TensorType) -> np.ndarray:
+    """An input array in the spec's dtype, refused with a clear message when its rank, a fixed size or its
+    kind (integers for int64 inputs) does not fit."""
+    a = np.asarray(arr)
+    if a.dtype.kind not in "fiub":
+        raise UserError(f"input '{name}' must be numeric, got dtype {a.dtype}")
+    if t.dtype == "int64" and a.dtype.kind == "f" and not np.all(np.mod(a, 1) == 0):
+        raise UserError(f"input '{name}' must hold integers (int64), got dtype {a.dtype}")
+    if a.ndim != t.rank or any(isinstance(d, int) and d != s for d, s in zip(t.shape, a.shape)):
+        raise UserError(f"input '{name}' must have shape {t}, got {list(a.shape)}")
+    return a.astype(NP_DTYPES[t.dtype], copy=False)
 
 
 def block_output(graph: Any, name: str) -> str | None:
