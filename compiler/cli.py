@@ -169,6 +169,129 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--out", required=True, metavar="FILE")
     sets(sp)
 
+    sp = add("generate", lazy("runtime.use.generate:cmd_generate"),
+             "decode token sequences from a trained seq2seq or decoder-only model (the spec's generate: section)")
+    sp.add_argument("spec")
+    sp.add_argument("--weights", required=True, metavar="CKPT", help="trained weights (a run's best.npz)")
+    sp.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy|NAME=1,5,7",
+                    help="an encoder input as an array file, or one sequence of token ids; the feed input given "
+                    "this way is a prompt to continue (repeatable)")
+    sp.add_argument("--strategy", choices=["greedy", "beam", "sample"], default="greedy",
+                    help="greedy: the most likely token each step; beam: beam search; sample: draw from the "
+                    "softmax (default greedy)")
+    sp.add_argument("--beam", type=positive_int, default=4, metavar="K", help="beam width (default 4)")
+    sp.add_argument("--temperature", type=float, default=1.0, metavar="T",
+                    help="sample: divide the logits by T (below 1: surer, above 1: more varied)")
+    sp.add_argument("--top-k", type=positive_int, metavar="K", help="sample: only from the K most likely tokens")
+    sp.add_argument("--max-len", type=positive_int, metavar="L",
+                    help="at most L generated tokens (default generate.max_len)")
+    sp.add_argument("--seed", type=int, default=0, metavar="S", help="random seed for sampling (default 0)")
+    sp.add_argument("--vocab", metavar="FILE", help="print words: a file with one word per line (line i = id i)")
+    sp.add_argument("-o", "--out", metavar="OUT.npz", help="save tokens [N, L] (padded), lengths, scores")
+    sets(sp)
+
+    for name, what in (("sample", "decode latent codes drawn from N(0, I): a VAE's decoder, a GAN's generator "
+                                  "(class-conditional with --class); a PNG grid and the arrays"),
+                       ("interpolate", "decode the codes on the line between two inputs' codes; a PNG grid and "
+                                       "the arrays")):
+        sp = add(name, lazy(f"runtime.use.sample:cmd_{name}"), what)
+        sp.add_argument("spec")
+        sp.add_argument("--weights", required=True, metavar="CKPT", help="trained weights (a run's best.npz)")
+        if name == "sample":
+            sp.add_argument("--n", type=positive_int, default=16, help="how many samples (default 16)")
+            sp.add_argument("--seed", type=int, default=0, metavar="S", help="random seed of the codes (default 0)")
+        else:
+            sp.add_argument("--input", action="append", required=True, metavar="NAME=a.npy",
+                            help="one end: the input(s) encoded to the first code (a batch gives one row each)")
+            sp.add_argument("--input2", action="append", required=True, metavar="NAME=b.npy",
+                            help="the other end, the same inputs")
+            sp.add_argument("--steps", type=positive_int, default=8, help="codes per row, ends included (default 8)")
+        sp.add_argument("--class", dest="cls", type=int, metavar="K",
+                        help="a class-conditional generator's class (sample default: every class in turn)")
+        sp.add_argument("--latent", metavar="NODE|INPUT", help="the latent code (default: the only train.noise "
+                        "input, or the only reparameterize node)")
+        sp.add_argument("--output", metavar="NAME", help="what to draw (default: the first output that depends "
+                        "on the code)")
+        sp.add_argument("-o", "--out", required=True, metavar="OUT.png", help="the grid; OUT.npz is written beside it")
+        sets(sp)
+
+    sp = add("saliency", lazy("runtime.use.saliency:cmd_saliency"),
+             "saliency map: max over channels of |d class score / d input|, a heat map over each image")
+    sp.add_argument("spec")
+    sp.add_argument("--weights", required=True, metavar="CKPT", help="trained weights (a run's best.npz)")
+    sp.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy",
+                    help="the image(s) [N, C, H, W], and any other input the scores need (repeatable)")
+    sp.add_argument("--class", dest="cls", type=int, metavar="K", help="the class whose score is explained "
+                    "(default: each image's predicted class)")
+    sp.add_argument("--output", metavar="NAME", help="the class scores (default train.predict, else the first output)")
+    sp.add_argument("--input-name", metavar="NAME", help="the input to explain (default: the only float input)")
+    sp.add_argument("-o", "--out", required=True, metavar="OUT.png", help="the heat maps; OUT.npy beside it holds "
+                    "the maps [N, H, W]")
+    sets(sp)
+
+    sp = add("attack", lazy("runtime.use.attack:cmd_attack"),
+             "FGSM/PGD adversarial examples: accuracy and success rate per epsilon, a before/after picture")
+    sp.add_argument("spec")
+    sp.add_argument("--weights", required=True, metavar="CKPT", help="trained weights (a run's best.npz)")
+    sp.add_argument("--data", metavar="SRC", help="the examples to attack: an .npz or builtin:NAME (default: the "
+                    "spec's test set, else its training data)")
+    sp.add_argument("--method", choices=["fgsm", "pgd"], default="fgsm", help="one signed-gradient step (fgsm) or "
+                    "--steps projected steps (pgd); default fgsm")
+    sp.add_argument("--eps", default="0.05,0.1,0.2", metavar="E1,E2,...",
+                    help="L-infinity bounds, comma separated (default 0.05,0.1,0.2)")
+    sp.add_argument("--steps", type=positive_int, default=10, help="pgd: steps (default 10)")
+    sp.add_argument("--alpha", type=float, metavar="A", help="pgd: step size (default 2.5 * eps / steps)")
+    sp.add_argument("--target", type=int, metavar="K", help="targeted: push every input towards class K")
+    sp.add_argument("--clip", metavar="LO,HI", help="valid input range (default: the data's min and max)")
+    sp.add_argument("--limit", type=positive_int, default=500, metavar="N", help="attack the first N examples "
+                    "(default 500)")
+    sp.add_argument("--output", metavar="NAME", help="the class scores (default train.predict, else the first output)")
+    sp.add_argument("--input-name", metavar="NAME", help="the input to perturb (default: the only float input)")
+    sp.add_argument("-o", "--out", metavar="OUT.png", help="before/after picture; OUT.npz beside it holds the table "
+                    "and the attacked examples")
+    sets(sp)
+
+    sp = add("neighbors", lazy("runtime.use.neighbors:cmd_neighbors"),
+             "nearest neighbours and analogies (a - b + c) in a trained embedding table")
+    sp.add_argument("spec")
+    sp.add_argument("--weights", required=True, metavar="CKPT", help="trained weights (a run's best.npz)")
+    sp.add_argument("--table", metavar="NODE", help="the embedding node (default: the spec's only one) or a "
+                    "parameter name")
+    sp.add_argument("--vocab", metavar="FILE", help="one word per line: line i names token i")
+    sp.add_argument("--word", metavar="W", help="the query word (needs --vocab) or token id")
+    sp.add_argument("--index", type=int, metavar="I", help="the query token id")
+    sp.add_argument("--analogy", metavar="A,B,C", help="the words nearest to A - B + C (king,man,woman)")
+    sp.add_argument("--k", type=positive_int, default=10, help="how many neighbours (default 10)")
+    sp.add_argument("--metric", choices=["cosine", "euclidean"], default="cosine",
+                    help="cosine similarity or Euclidean distance (default cosine)")
+    sets(sp)
+
+    sp = add("attention", lazy("runtime.use.attention:cmd_attention"),
+             "heat map of a transformer/ViT attention layer's weights (query x key positions)")
+    sp.add_argument("spec")
+    sp.add_argument("--weights", required=True, metavar="CKPT", help="trained weights (a run's best.npz)")
+    sp.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy|NAME=1,5,7",
+                    help="the model's inputs (repeatable)")
+    sp.add_argument("--node", metavar="NAME", help="a multi_head_attention node or a block holding one "
+                    "(default: the first)")
+    sp.add_argument("--vocab", metavar="FILE", help="label the axes with words (one per line)")
+    sp.add_argument("-o", "--out", required=True, metavar="OUT.png", help="the heat map; OUT.npy beside it holds "
+                    "the weights [N, Tq, Tk]")
+    sets(sp)
+
+    sp = add("boundary", lazy("runtime.use.boundary:cmd_boundary"),
+             "decision regions of a classifier of 2-D points, with the data on top")
+    sp.add_argument("spec")
+    sp.add_argument("--weights", required=True, metavar="CKPT", help="trained weights (a run's best.npz)")
+    sp.add_argument("--data", metavar="SRC", help="the points to draw: an .npz or builtin:NAME (default: the "
+                    "spec's test set, else its training data)")
+    sp.add_argument("--resolution", type=positive_int, default=200, help="grid points per axis (default 200)")
+    sp.add_argument("--output", metavar="NAME", help="the class scores (default train.predict, else the first output)")
+    sp.add_argument("--input-name", metavar="NAME", help="the 2-D input (default: the only float input)")
+    sp.add_argument("-o", "--out", required=True, metavar="OUT.png", help="the picture; OUT.npz beside it holds "
+                    "the grid and the points")
+    sets(sp)
+
     sp = add("schema", cmd_schema, "print the JSON Schema of the spec language")
     sp.add_argument("-o", "--output", metavar="FILE")
     return p

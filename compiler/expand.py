@@ -888,11 +888,19 @@ def compile_tree(tree: Any, path: str, params: dict[str, Any] | None, text: str,
         train = c.validate_model(Train, tree["train"], path, prefix=("train",))
     if train is not None and not c.diags:
         check_train(c, ex, tree, train, top, graph_inputs)
+    generate = None
+    if spec.generate is not None:
+        from .generate_check import check_generate
+        from .spec import Generate
+        generate = c.validate_model(Generate, tree["generate"], path, prefix=("generate",))
+        if generate is not None and not c.diags:
+            generate = check_generate(c, ex, tree, generate, top, graph_inputs, outputs)
     if c.diags:
         raise c.fail()
     g = Graph(name=spec.name, inputs=graph_inputs, output_refs=outputs, nodes=ex.nodes, train=train,
               source=path)
     g.spec_hash = spec_hash(g)
+    g.generate = generate
     return g
 
 

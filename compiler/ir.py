@@ -111,6 +111,7 @@ class Graph:
     output_refs: dict[str, Ref]             # public name -> reference, in the spec's order
     nodes: list[Node]
     train: Any = None                       # the validated `train` section (compiler.spec.Train) or None
+    generate: Any = None                    # the checked `generate` section (compiler.spec.Generate) or None
     spec_hash: str = ""
     source: str = ""
 

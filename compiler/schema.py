@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from .ops import OPS
-from .spec import BlockSpec, Train
+from .spec import BlockSpec, Generate, Train
 
 EXPR = {"type": "string", "pattern": r"\$\{.*\}", "description": "an expression ${...}"}
 REF = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": ["string", "null"]}}]}
@@ -89,6 +89,7 @@ def json_schema() -> dict[str, Any]:
             "outputs": {"anyOf": [{"type": "array", "items": {"type": "string"}},
                                   {"type": "object", "additionalProperties": {"type": "string"}}]},
             "train": train,
+            "generate": Generate.model_json_schema(),
         },
         "$defs": defs,
     }

@@ -134,6 +134,20 @@ class Train(Strict):
         return self
 
 
+class Generate(Strict):
+    """Autoregressive decoding (`specc generate`): which input is fed back, which output gives the logits.
+    References are checked (with positions) in compiler/generate_check.py."""
+
+    feed: str                             # an int64 input [N, T]: the tokens so far, starting with bos
+    logits: str                           # an output or node [N, T, V] (the last position is read) or [N, V]
+    bos: int = Field(ge=0)
+    eos: int | None = Field(None, ge=0)   # None: always generate max_len tokens
+    pad: int = Field(0, ge=0)             # fills a sequence after its eos in the saved array
+    max_len: int = Field(50, ge=1)
+    encoder: list[str] | None = None      # inputs given by the user and read once (default: all but feed)
+    state: dict[str, str] = Field(default_factory=dict)   # ref read as initial state -> ref of the next state
+
+
 class Spec(Strict):
     specc: Literal[1] = 1
     name: str = "model"
@@ -145,6 +159,7 @@ class Spec(Strict):
     layers: list[Any]
     outputs: Union[list[str], dict[str, str], None] = None
     train: Any = None                     # validated on its own (Train), so its errors don't hide the layers'
+    generate: Any = None                  # validated on its own (Generate), as train
 
 
 class Library(Strict):
@@ -160,3 +175,4 @@ class Library(Strict):
     layers: list[Any] = Field(default_factory=list)
     outputs: Union[list[str], dict[str, str], None] = None
     train: Any = None
+    generate: Any = None

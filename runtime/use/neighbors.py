@@ -1,0 +1,103 @@
+"""`specc neighbors`: nearest neighbours and analogies in a trained embedding table (word2vec, GloVe).
+
+    specc neighbors SPEC --weights CKPT [--table NODE] [--vocab FILE] (--word W | --index I | --analogy a,b,c)
+                    [--k 10] [--metric cosine|euclidean]
+
+The table is an embedding node's weight [V, D] (`--table`, by default the spec's only embedding node).
+Row i is token i; `--vocab` (one word per line, line i = token i) names the rows. Cosine similarity
+(higher is closer) or Euclidean distance (lower is closer); the query itself is left out. `--analogy
+a,b,c` looks for the words nearest to a − b + c (king − man + woman ≈ queen), leaving out a, b and c.
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from compiler.errors import UserError, did_you_mean
+
+from ..model import Model
+from .common import load_model
+from .generate import read_vocab
+
+
+def table_of(model: Model, name: str | None) -> tuple[str, np.ndarray]:
+    g = model.graph
+    state = model.state_dict()
+    if name is None:
+        tables = [n.name for n in g.nodes if n.op == "embedding"]
+        if len(tables) != 1:
+            raise UserError(f"'{g.name}' has {len(tables)} embedding nodes" +
+                            (f" ({', '.join(tables)})" if tables else "") + "; say which table to search",
+                            hint="pass --table NODE (an embedding node, or a parameter such as fc.weight)", code=2)
+        name = tables[0]
+    key = name if name in state else f"{name}.weight"
+    if key not in state:
+        raise UserError(f"no embedding table '{name}'", hint=did_you_mean(name, [k.rsplit('.', 1)[0] for k in state]
+                                                                         + list(state)), code=2)
+    w = np.asarray(state[key], dtype=np.float64)
+    if w.ndim != 2:
+        raise UserError(f"'{key}' has shape {list(w.shape)}; an embedding table is [tokens, dims]", code=2)
+    return key, w
+
+
+def neighbours(table: np.ndarray, query: np.ndarray, k: int, metric: str, exclude: list[int]) -> list[tuple[int, float]]:
+    """The k rows nearest `query`: (row, cosine similarity or Euclidean distance), best first."""
+    if metric == "cosine":
+        norms = np.linalg.norm(table, axis=1) * max(np.linalg.norm(query), 1e-12)
+        score = table @ query / np.maximum(norms, 1e-12)
+        order = np.argsort(-score, kind="stable")
+    else:
+        score = np.linalg.norm(table - query[None], axis=1)
+        order = np.argsort(score, kind="stable")
+    skip = set(exclude)
+    return [(int(i), float(score[i])) for i in order if int(i) not in skip][:k]
+
+
+def token_id(text: str, vocab: list[str] | None, size: int) -> int:
+    if vocab is not None and text in vocab:
+        return vocab.index(text)
+    if text.lstrip("-").isdigit():
+        i = int(text)
+        if not 0 <= i < size:
+            raise UserError(f"token id {i} is out of range: the table has {size} rows", code=2)
+        return i
+    if vocab is None:
+        raise UserError(f"'{text}' is not a token id; to look words up give --vocab FILE", code=2)
+    raise UserError(f"'{text}' is not in the vocabulary", hint=did_you_mean(text, vocab), code=2)
+
+
+def cmd_neighbors(args: argparse.Namespace) -> int:
+    given = [x is not None for x in (args.word, args.index, args.analogy)]
+    if sum(given) != 1:
+        raise UserError("give one of --word W, --index I or --analogy a,b,c", code=2)
+    vocab = read_vocab(args.vocab) if args.vocab else None
+    model = load_model(args.spec, args.weights, args.set)
+    key, table = table_of(model, args.table)
+    if vocab is not None and len(vocab) < len(table):
+        print(f"note: the vocabulary has {len(vocab)} words but the table {len(table)} rows; "
+              "rows without a word show their id")
+
+    def word(i: int) -> str:
+        return vocab[i] if vocab is not None and i < len(vocab) else str(i)
+
+    if args.analogy is not None:
+        parts = [p.strip() for p in args.analogy.split(",")]
+        if len(parts) != 3 or not all(parts):
+            raise UserError("--analogy expects three words a,b,c (a - b + c)", code=2)
+        ids = [token_id(p, vocab, len(table)) for p in parts]
+        query = table[ids[0]] - table[ids[1]] + table[ids[2]]
+        what = f"{word(ids[0])} - {word(ids[1])} + {word(ids[2])}"
+        exclude = ids
+    else:
+        i = args.index if args.index is not None else token_id(args.word, vocab, len(table))
+        if not 0 <= i < len(table):
+            raise UserError(f"--index {i} is out of range: the table has {len(table)} rows", code=2)
+        query, what, exclude = table[i], f"{word(i)} (id {i})", [i]
+    rows = neighbours(table, query, args.k, args.metric, exclude)
+    label = "cosine" if args.metric == "cosine" else "distance"
+    print(f"nearest to {what} in {key} [{table.shape[0]}×{table.shape[1]}], by {args.metric}:")
+    print(f"{'rank':>4}  {'id':>6}  {label:>9}  word")
+    for r, (i, s) in enumerate(rows, 1):
+        print(f"{r:>4}  {i:>6}  {s:>9.4f}  {word(i)}")
+    return 0
