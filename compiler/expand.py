@@ -25,7 +25,7 @@ from .expr import ExprError, is_template, render
 from .ir import Graph, Init, Node, Ref, TensorType
 from .load import SList, SMap, load_file, locate
 from .spec import RESERVED, BlockSpec, Library, Spec, Train
-from .values import POISON, Poisoned, Value
+from .values import POISON, Poisoned, Value, public_aliases
 
 OPS = ops_pkg.OPS
 STD_LIB = Path(__file__).resolve().parent.parent / "specs" / "lib"
@@ -893,6 +893,7 @@ def compile_tree(tree: Any, path: str, params: dict[str, Any] | None, text: str,
     g = Graph(name=spec.name, inputs=graph_inputs, output_refs=outputs, nodes=ex.nodes, train=train,
               source=path)
     g.spec_hash = spec_hash(g)
+    g.aliases = public_aliases(ex.all, {n.name for n in ex.nodes}, graph_inputs)
     return g
 
 

@@ -666,3 +666,67 @@ def test_a_second_backward_through_a_released_tape_is_refused():
         m.forward(outputs=[k], **feed)[k].backward()
         parts.append(m.grads()["shared.weight"].copy())
     np.testing.assert_allclose(total, parts[0] + parts[1], rtol=1e-6)
+
+
+BLOCK_SPEC = """
+name: blocky
+inputs:
+  image: [N, 1, 4, 4]
+  label: {shape: [N], dtype: int64}
+blocks:
+  head:
+    params: {classes: int}
+    layers:
+      - {op: linear, name: fc, out_features: "${classes}"}
+      - {op: softmax, name: probs, dim: 1, in: fc}
+    outputs: {logits: fc, probs: probs}
+layers:
+  - flatten
+  - {use: head, name: classifier, classes: 3}
+  - {op: cross_entropy, name: loss, in: ["classifier:logits", label]}
+outputs: [loss]
+train: {objective: loss, predict: classifier, target: label, epochs: 1, batch_size: 32}
+"""
+
+
+def test_block_instances_are_names_at_run_time():
+    """A block instance means its first output (as in the spec language) for train.predict, Model outputs
+    and `specc compile --output` alike (vgg16/vit's `predict: classifier`/`heads` used to fail)."""
+    g = compiler.compile_text(BLOCK_SPEC)
+    m = Model(g)
+    x = blobs(8)["image"]
+    out = m(outputs=["classifier", "classifier:probs"], image=x)
+    assert out["classifier"].shape == (8, 3)
+    np.testing.assert_allclose(out["classifier:probs"].sum(1), 1, rtol=1e-5)
+    e = np.exp(out["classifier"] - out["classifier"].max(1, keepdims=True))
+    np.testing.assert_allclose(out["classifier:probs"], e / e.sum(1, keepdims=True), rtol=1e-5)
+    h = fit(m, blobs(), log=quiet, progress=False)
+    assert "train.accuracy" in h[0]
+    with pytest.raises(UserError, match="no output port 'nope'"):
+        m(outputs=["classifier:nope"], image=x)
+    with pytest.raises(UserError, match="unknown output 'clasifier'") as e:
+        m(outputs=["clasifier"], image=x)
+    assert "classifier" in (e.value.hint or "")
+    from compiler.onnx.export import ExportError, select_outputs
+    assert select_outputs(g, ["classifier"]) == {"classifier": g.ref_of("classifier:logits")}
+    with pytest.raises(ExportError) as e:
+        select_outputs(g, ["nothing"])
+    assert e.value.code == 2
+    for spec, predict in (("specs/vgg16.yaml", "classifier"), ("specs/vit.yaml", "heads"),
+                          ("specs/vae.yaml", "enc")):
+        big = compiler.compile_file(spec)
+        if predict != "enc":
+            assert big.train.predict == predict
+        ref = big.ref_of(predict)
+        assert big.has_node(ref.node) and big.type_of(ref).rank == 2
+
+
+def test_compile_a_block_instance_output(tmp_path):
+    """docs/onnx.md's example: `specc compile specs/vae.yaml --output enc` exported the encoder's mean."""
+    pytest.importorskip("onnx")
+    from compiler.cli import main
+    assert main(["compile", "specs/vae.yaml", "--output", "enc", "-o", str(tmp_path / "enc.onnx")]) == 0
+    import onnx
+    proto = onnx.load(str(tmp_path / "enc.onnx"))
+    assert [o.name for o in proto.graph.output] == ["enc"]
+    assert main(["compile", "specs/vae.yaml", "--output", "enc:nope", "-o", str(tmp_path / "x.onnx")]) == 2
