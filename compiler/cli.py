@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .errors import SpecError, UserError
+
+
+FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
 def parse_set(items: Sequence[str] | None) -> dict[str, Any]:
@@ -23,6 +27,8 @@ def parse_set(items: Sequence[str] | None) -> dict[str, Any]:
             out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
         except yaml.YAMLError:
             out[key.strip()] = value
+        if isinstance(out[key.strip()], str) and FLOAT_RE.match(out[key.strip()]):
+            out[key.strip()] = float(out[key.strip()])     # 3e-4 is a number, as in a spec (YAML 1.2)
     return out
 
 

@@ -730,3 +730,51 @@ def test_compile_a_block_instance_output(tmp_path):
     proto = onnx.load(str(tmp_path / "enc.onnx"))
     assert [o.name for o in proto.graph.output] == ["enc"]
     assert main(["compile", "specs/vae.yaml", "--output", "enc:nope", "-o", str(tmp_path / "x.onnx")]) == 2
+
+
+TRAIN_EXPR_SPEC = """
+name: t
+params: {width: 8, base_lr: 0.01}
+inputs:
+  x: [N, 4]
+  y: {shape: [N], dtype: int64}
+layers:
+  - {op: linear, name: fc, in: x, out_features: "${width}"}
+  - {op: cross_entropy, name: loss, in: [fc, y]}
+train:
+  objective: loss
+  optimizer: adam
+  batch_size: "${width * 2}"
+  epochs: "${int(1 / base_lr) // 50}"
+  data: {train: "data/w${width}.npz"}
+"""
+
+
+def test_train_section_expressions_and_set_overrides():
+    g = compiler.compile_text(TRAIN_EXPR_SPEC)
+    assert (g.train.batch_size, g.train.epochs, g.train.data.train) == (16, 2, "data/w8.npz")
+    g = compiler.compile_text(TRAIN_EXPR_SPEC, params={"width": 16, "train.optimizer.lr": 3e-4,
+                                                       "train.early_stopping.patience": 2,
+                                                       "train.epochs": "${width + 1}"})
+    assert (g.train.batch_size, g.train.epochs, g.train.optimizer.type, g.train.optimizer.lr) == (32, 17, "adam", 3e-4)
+    assert g.train.early_stopping.patience == 2
+    from compiler.cli import parse_set
+    assert parse_set(["train.optimizer.lr=3e-4"]) == {"train.optimizer.lr": 3e-4}
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("train.optimizer.lrr", 1, r"--set train.optimizer.lrr=1: unknown key 'lrr' in train.optimizer"),
+    ("train.optimizer.lr", "abc", r"--set train.optimizer.lr=abc: Input should be a valid number"),
+    ("train.batch_size", 0, r"--set train.batch_size=0: .*greater than or equal to 1"),
+    ("train.epochs.x", 1, r"train.epochs is a value"),
+    ("train.batch_size", "${nope}", r"train.batch_size: unknown name 'nope'"),
+])
+def test_bad_train_overrides_name_the_key(key, value, message):
+    with pytest.raises(SpecError, match=message):
+        compiler.compile_text(TRAIN_EXPR_SPEC, params={key: value})
+
+
+def test_train_override_without_a_train_section():
+    text = TRAIN_EXPR_SPEC.split("train:")[0]
+    with pytest.raises(SpecError, match="no train section"):
+        compiler.compile_text(text, params={"train.epochs": 3})
