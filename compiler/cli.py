@@ -154,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--epochs", type=positive_int)
     sp.add_argument("--out", default=None, metavar="DIR")
     sp.add_argument("--resume", metavar="CKPT")
+    sp.add_argument("--init", metavar="CKPT", help="start from the matching weights of another run (any spec)")
+    sp.add_argument("--init-map", action="append", default=[], metavar="OLD=NEW",
+                    help="rename checkpoint weights for --init (globs: backbone.*=features.*; repeatable)")
     sets(sp)
 
     sp = add("eval", lazy("runtime.commands:cmd_eval"), "loss and metrics of a checkpoint on a data set")

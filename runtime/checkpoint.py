@@ -144,6 +144,7 @@ def load(model: Any, path: str | Path, strict: bool = True) -> dict[str, Any]:
                         hint=f"its weights look like {', '.join(list(state)[:3])}; the model's like "
                              f"{', '.join(names[:3])} (specc train --init CKPT --init-map OLD=NEW renames them)")
     skipped = model.load_state_dict(state, strict=strict)
+    model.pretrained |= {k for k in state if k in model.state_dict()}
     if opt:
         meta["optimizer"] = opt
     if not strict:

@@ -65,6 +65,7 @@ class Model:
             if spec.buffer:
                 self._buffers.add(name)
         self._plans: dict[tuple, _Plan] = {}
+        self.pretrained: set[str] = set()   # names whose values were loaded from another run (fit keeps them)
         self._nodes = {n.name: n for n in graph.nodes}
 
     # -- modes and parameters ----------------------------------------------------------------
