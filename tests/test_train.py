@@ -778,3 +778,52 @@ def test_train_override_without_a_train_section():
     text = TRAIN_EXPR_SPEC.split("train:")[0]
     with pytest.raises(SpecError, match="no train section"):
         compiler.compile_text(text, params={"train.epochs": 3})
+
+
+def _best_epoch(path):
+    return split(read_npz(path))[1]["epoch"]
+
+
+def test_checkpoint_monitor_chooses_best_npz(tmp_path):
+    # a GAN (phases): best.npz is the last epoch unless train.checkpoint says otherwise
+    g = compiler.compile_text(yaml.safe_dump(GAN, sort_keys=False))
+    h = fit(Model(g), gan_data(), log=quiet, progress=False, out_dir=tmp_path / "gan")
+    assert _best_epoch(tmp_path / "gan" / "best.npz") == len(h)
+    assert split(read_npz(tmp_path / "gan" / "best.npz"))[1]["monitor"] == "last"
+    cfg = g.train.model_copy(update={"checkpoint": compiler.spec.CheckpointPolicy(monitor="train.g_loss",
+                                                                                   mode="max")})
+    h = fit(Model(g), gan_data(), config=cfg, log=quiet, progress=False, out_dir=tmp_path / "gan2")
+    g_losses = [r["train.g_loss"] for r in h]
+    assert _best_epoch(tmp_path / "gan2" / "best.npz") == 1 + int(np.argmax(g_losses))
+    # a classifier: early stopping stops on val.loss while best.npz follows val.accuracy
+    g = make_spec({"epochs": 6, "early_stopping": {"monitor": "val.loss", "patience": 20, "restore_best": True},
+                   "checkpoint": {"monitor": "val.accuracy"}})
+    m = Model(g, seed=3)
+    h = fit(m, blobs(), val_data=0.25, log=quiet, progress=False, out_dir=tmp_path / "clf")
+    accs = [r["val.accuracy"] for r in h]
+    best = 1 + int(np.argmax(accs))                          # mode auto: accuracy is maximised, first best kept
+    assert _best_epoch(tmp_path / "clf" / "best.npz") == best
+    np.testing.assert_array_equal(m.state_dict()["fc1.weight"],            # restore_best follows it too
+                                  split(read_npz(tmp_path / "clf" / "best.npz"))[0]["fc1.weight"])
+    with pytest.raises(UserError, match="train.checkpoint monitors 'val.acuracy'"):
+        fit(Model(make_spec({"checkpoint": {"monitor": "val.acuracy"}})), blobs(), val_data=0.25, log=quiet,
+            progress=False)
+
+
+def test_sum_losses_are_reported_per_sample():
+    """reduction: sum grows with the batch; train (batch 16) and val (batch ≥ 256) report it per sample."""
+    layers = BASE["layers"][:-1] + [{"op": "cross_entropy", "name": "loss", "in": ["fc2", "label"],
+                                     "reduction": "sum"}]
+    g = make_spec({"epochs": 1, "optimizer": {"type": "sgd", "lr": 0.0}}, layers=layers)
+    data = blobs(200)
+    m = Model(g)
+    h = fit(m, data, val_data=data, log=quiet, progress=False)
+    res = evaluate(m, data, config=g.train)
+    m.eval()
+    logits = m(outputs=["fc2"], image=data["image"])["fc2"].astype(np.float64)
+    logp = logits - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True)) \
+        - logits.max(1, keepdims=True)
+    per_sample = -logp[np.arange(200), data["label"]].mean()
+    assert res["loss"] == pytest.approx(per_sample, rel=1e-5)
+    assert h[0]["val.loss"] == pytest.approx(per_sample, rel=1e-5)
+    assert h[0]["train.loss"] == pytest.approx(per_sample, rel=0.2)      # dropout in training: near, not equal
