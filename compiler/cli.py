@@ -159,6 +159,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help="rename checkpoint weights for --init (globs: backbone.*=features.*; repeatable)")
     sets(sp)
 
+    sp = add("sweep", lazy("runtime.sweep:cmd_sweep"), "train once per combination of --grid values; a table "
+             "of results sorted by the monitored metric")
+    sp.add_argument("spec")
+    sp.add_argument("--grid", action="append", metavar="KEY=V1,V2", help="a spec param or train.KEY and its "
+                    "values (repeatable: every combination is trained)")
+    sp.add_argument("--out", default=None, metavar="DIR", help="default runs/<spec name>-sweep")
+    sp.add_argument("--epochs", type=positive_int)
+    sp.add_argument("--data", metavar="PATH")
+    sets(sp)
+
     sp = add("eval", lazy("runtime.commands:cmd_eval"), "loss and metrics of a checkpoint on a data set")
     sp.add_argument("spec")
     sp.add_argument("--weights", required=True, metavar="CKPT")

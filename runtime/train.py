@@ -675,7 +675,8 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
                     best_state = {k: v.copy() for k, v in model.state_dict().items()}
                 if out is not None:
                     save(model, out / "best.npz", meta={"kind": "specc.weights", "epoch": epoch,
-                                                        "monitor": best.monitor, "value": best.value})
+                                                        "monitor": best.monitor, "value": best.value,
+                                                        "mode": best.mode})
             if stop is not None:
                 wait = 0 if stop.update(rec, epoch) else wait + 1
             if sched is not None:
