@@ -9,7 +9,7 @@ objective is one phase over all trainable parameters) and each of its `steps`: f
 weighted sum of the objective's terms, backward, gradient clipping (by global norm, as
 torch.nn.utils.clip_grad_norm_, or by value), one optimiser step over the phase's parameters. Then the
 validation split is evaluated (eval mode, no tape), the schedule steps (per epoch; plateau on its monitored
-value), the best weights are tracked on the early-stopping monitor, and the checkpoints and history are
+value), the best weights are tracked on the checkpoint monitor, and the checkpoints and history are
 written.
 
 Choices, where the spec language leaves room:
@@ -17,8 +17,11 @@ Choices, where the spec language leaves room:
   objective, one per phase objective with phases (`train.loss` is then their sum), the metrics
   (`train.accuracy` — measured on the training batches as they are trained, in training mode, as Keras
   does — and `val.accuracy`, ...), `lr` (the first optimiser's first group, before lr_scale) and `time`.
-- Without `early_stopping`, the best checkpoint follows `val.loss` (or `train.loss` without validation
-  data). A `val.*` monitor without validation data falls back to `train.*`, with a note.
+- best.npz follows `train.checkpoint.monitor`; without it, early stopping's monitor; without that, the last
+  epoch for a spec with phases (a GAN), else `val.loss` (or `train.loss` without validation data). A
+  `val.*` monitor without validation data falls back to `train.*`, with a note.
+- A term with `reduction: sum` is reported per sample (divided by its batch's size), since training and
+  evaluation batches differ in size.
 - `restore_best: true` loads the best weights when training ends, whether it stopped early or not.
 - `lr_scale`: the first glob (in the order written) that matches a parameter sets its scale.
 - `predict`/`target` default to the logits and target of the objective when it is a single
