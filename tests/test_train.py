@@ -861,3 +861,14 @@ def test_word2vec_defaults_train_visibly():
     np.fill_diagonal(sims, -2)
     nearest = np.argmax(sims[frequent.ravel() - 20], 1)
     assert np.mean(nearest // 50 == (frequent.ravel() - 20) // 50) >= 0.8      # chance: 0.1
+
+
+def test_json_schema_accepts_train_expressions_and_checkpoint():
+    jsonschema = pytest.importorskip("jsonschema")
+    from compiler.schema import json_schema
+    validator = jsonschema.Draft202012Validator(json_schema())
+    doc = yaml.safe_load(TRAIN_EXPR_SPEC)
+    doc["train"].update(optimizer={"type": "adam", "lr": "${base_lr}"}, checkpoint={"monitor": "val.loss"})
+    assert not list(validator.iter_errors(doc))
+    doc["train"]["checkpoint"] = {"monitr": "val.loss"}
+    assert list(validator.iter_errors(doc))

@@ -130,3 +130,17 @@ def test_load_not_strict_reports_skipped_keys(project):
         runtime.load(model, "unrelated.npz", strict=False)
     with pytest.raises(UserError, match="none of its 1 weights"):
         init_from(model, "unrelated.npz")
+
+
+def test_fit_keeps_standardize_loaded_with_runtime_load(project):
+    src = split(read_npz(project / "runs/source/best.npz"))[0]
+    g = compiler.compile_file("source.yaml")
+    fresh = runtime.Model(g)
+    runtime.fit(fresh, dict(np.load("target.npz")), epochs=1, log=None, progress=False)
+    assert not np.allclose(fresh.state_dict()["norm.mean"], src["norm.mean"])    # fitted on the new data
+    model = runtime.Model(g)
+    runtime.load(model, project / "runs/source/best.npz")
+    lines = []
+    runtime.fit(model, dict(np.load("target.npz")), epochs=1, log=lines.append, progress=False)
+    np.testing.assert_array_equal(model.state_dict()["norm.mean"], src["norm.mean"])
+    assert any("keeping the statistics" in ln for ln in lines)
