@@ -205,6 +205,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', g.name)}-sweep"
     if out.exists() and not out.is_dir():
         raise UserError(f"--out '{out}' is an existing file, not a folder", hint="choose another --out folder")
+    results = out / RESULTS
+    if results.exists() and (not results.is_file() or not results.read_text(errors="replace").startswith("rank,")):
+        raise UserError(f"'{results}' exists and is not a specc sweep's table; specc will not overwrite it",
+                        hint="choose another --out folder")
     n = math.prod(len(v) for v in grid.values())
     print(f"sweep of {g.name}: {n} run{'s' if n != 1 else ''} in {out}")
     try:

@@ -69,6 +69,10 @@ def test_sweep_refusals(project, capsys):
     assert main(["sweep", "sw.yaml", "--grid", "nope=1,2", "--out", "x"]) == 1        # every run fails
     assert "no param 'nope'" in capsys.readouterr().out
     assert main(["sweep", "missing.yaml", "--grid", "width=1"]) == 1
+    (project / "mine").mkdir()
+    (project / "mine" / "results.csv").write_text("my own numbers\n")
+    assert main(["sweep", "sw.yaml", "--grid", "width=1", "--out", "mine"]) == 1
+    assert (project / "mine" / "results.csv").read_text() == "my own numbers\n"
 
 
 def test_grid_parsing_and_names():
