@@ -42,6 +42,7 @@ def build_train(c: Any, tree: SMap, env: Mapping[str, Any], params: Mapping[str,
     ttree = tree["train"]
     if not isinstance(ttree, SMap):
         return c.validate_model(Train, ttree, path, prefix=("train",))
+    ttree = _copy(ttree)                     # the loaded tree stays as written (it may be compiled again)
     for key, value in sets.items():
         _set(c, ttree, key, value)
     _render(c, ttree, env, ttree)
@@ -61,6 +62,21 @@ def _blame_sets(diags: list, sets: Mapping[str, Any]) -> None:
                 d.message = f"--set {dotted}={value}: " + d.message.removeprefix(dotted + ": ")
                 d.loc = None
                 break
+
+
+def _copy(node: Any) -> Any:
+    """A deep copy of a loaded subtree that keeps every location."""
+    if isinstance(node, SMap):
+        out = SMap(node.loc)
+        out.locs, out.key_locs = dict(node.locs), dict(node.key_locs)
+        out.update({k: _copy(v) for k, v in node.items()})
+        return out
+    if isinstance(node, SList):
+        out_l = SList(node.loc)
+        out_l.locs = list(node.locs)
+        out_l.extend(_copy(v) for v in node)
+        return out_l
+    return node
 
 
 def _set(c: Any, ttree: SMap, key: str, value: Any) -> None:
