@@ -203,7 +203,7 @@ def fit_standardize(model: Model, ds: D.Dataset, batch_size: int = 512, log: Cal
     tensors = model.named_tensors()
     was_training = model.training
     model.eval()
-    kept = [n for n in nodes if {n.param_name(p) for p in n.params} <= model.pretrained]
+    kept = [n for n in nodes if n.params and {n.param_name(p) for p in n.params} <= model.pretrained]
     if kept and log:
         log(f"standardize {', '.join(repr(n.name) for n in kept)}: keeping the statistics of the loaded weights")
     nodes = [n for n in nodes if n.name not in {k.name for k in kept}]
