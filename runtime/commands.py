@@ -1,13 +1,16 @@
 """`specc train` and `specc eval`.
 
-    specc train SPEC [--data PATH] [--epochs E] [--out DIR] [--resume CKPT] [--set k=v]...
+    specc train SPEC [--data PATH] [--epochs E] [--out DIR] [--resume CKPT] [--init CKPT [--init-map OLD=NEW]...]
+                     [--set k=v]...
     specc eval  SPEC --weights CKPT [--data PATH] [--set k=v]...
 
 `--data` replaces `train.data.train` (train) or the test set (eval); it is a path relative to the current
 directory or a built-in source such as `builtin:digits`. Paths inside the spec are relative to the spec's
 folder. `--out` defaults to `runs/<spec name>`; the run's own files there (best.npz, last.npz,
 history.csv, curves.png) are replaced, nothing else is touched, and an `--out` naming an existing file
-that is not a folder is refused. Without a test set in the spec, `specc eval` needs `--data`.
+that is not a folder is refused; a resumed run without `--out` continues in its checkpoint's folder.
+`--init` loads the matching weights of another run first (runtime/transfer.py). Without a test set in the
+spec, `specc eval` needs `--data`.
 """
 from __future__ import annotations
 
@@ -103,6 +106,17 @@ def _resume_command(args: argparse.Namespace, last: Path) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
+def _init_flags(args: argparse.Namespace) -> tuple[str | None, list[str]]:
+    """--init CKPT and its --init-map renames, checked against --resume."""
+    init, init_map = getattr(args, "init", None), getattr(args, "init_map", None) or []
+    if init is not None and args.resume is not None:
+        raise UserError("--init starts a new run from other weights; --resume continues one: give only one",
+                        code=2)
+    if init_map and init is None:
+        raise UserError("--init-map renames the weights of --init CKPT, which is missing", code=2)
+    return init, init_map
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     g = load_graph(args.spec, args.set)
     cfg = g.train
@@ -113,13 +127,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UserError("--epochs must be 0 or more", code=2)
     if args.resume is not None and not Path(args.resume).is_file():
         raise UserError(f"checkpoint '{args.resume}' not found", hint="resume from a run's last.npz", code=1)
-    init_map = getattr(args, "init_map", None) or []
-    init = getattr(args, "init", None)
-    if init is not None and args.resume is not None:
-        raise UserError("--init starts a new run from other weights; --resume continues one: give only one",
-                        code=2)
-    if init_map and init is None:
-        raise UserError("--init-map renames the weights of --init CKPT, which is missing", code=2)
+    init, init_map = _init_flags(args)
     out = _out_dir(args, g.name)
     replacing = _check_previous_run(out, g, args.resume)
     model = Model(g, seed=cfg.seed)
