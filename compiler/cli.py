@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     def sets(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec param")
+        sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec param, or any train key as train.KEY (dotted: train.optimizer.lr=3e-4)")
 
     sp = add("check", cmd_check, "validate, expand and shape-check specs; print the layer table and totals")
     sp.add_argument("spec", nargs="+")
