@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .errors import SpecError, UserError
+
+
+FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
 def parse_set(items: Sequence[str] | None) -> dict[str, Any]:
@@ -23,6 +27,8 @@ def parse_set(items: Sequence[str] | None) -> dict[str, Any]:
             out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
         except yaml.YAMLError:
             out[key.strip()] = value
+        if isinstance(out[key.strip()], str) and FLOAT_RE.match(out[key.strip()]):
+            out[key.strip()] = float(out[key.strip()])     # 3e-4 is a number, as in a spec (YAML 1.2)
     return out
 
 
@@ -121,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     def sets(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec param")
+        sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec param, or any train key as train.KEY (dotted: train.optimizer.lr=3e-4)")
 
     sp = add("check", cmd_check, "validate, expand and shape-check specs; print the layer table and totals")
     sp.add_argument("spec", nargs="+")
@@ -148,6 +154,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--epochs", type=positive_int)
     sp.add_argument("--out", default=None, metavar="DIR")
     sp.add_argument("--resume", metavar="CKPT")
+    sp.add_argument("--init", metavar="CKPT", help="start from the matching weights of another run (any spec)")
+    sp.add_argument("--init-map", action="append", default=[], metavar="OLD=NEW",
+                    help="rename checkpoint weights for --init (globs: backbone.*=features.*; repeatable)")
+    sets(sp)
+
+    sp = add("sweep", lazy("runtime.sweep:cmd_sweep"), "train once per combination of --grid values; a table "
+             "of results sorted by the monitored metric")
+    sp.add_argument("spec")
+    sp.add_argument("--grid", action="append", metavar="KEY=V1,V2", help="a spec param or train.KEY and its "
+                    "values (repeatable: every combination is trained)")
+    sp.add_argument("--out", default=None, metavar="DIR", help="default runs/<spec name>-sweep")
+    sp.add_argument("--epochs", type=positive_int)
+    sp.add_argument("--data", metavar="PATH")
     sets(sp)
 
     sp = add("eval", lazy("runtime.commands:cmd_eval"), "loss and metrics of a checkpoint on a data set")

@@ -24,8 +24,9 @@ from .errors import Diagnostic, Loc, ShapeError, SpecError, did_you_mean
 from .expr import ExprError, is_template, render
 from .ir import Graph, Init, Node, Ref, TensorType
 from .load import SList, SMap, load_file, locate
-from .spec import RESERVED, BlockSpec, Library, Spec, Train
-from .values import POISON, Poisoned, Value
+from .spec import RESERVED, BlockSpec, Library, Spec
+from .train_section import build_train, is_train_key
+from .values import POISON, Poisoned, Value, public_aliases
 
 OPS = ops_pkg.OPS
 STD_LIB = Path(__file__).resolve().parent.parent / "specs" / "lib"
@@ -883,9 +884,7 @@ def compile_tree(tree: Any, path: str, params: dict[str, Any] | None, text: str,
     if tree.get("layers") is not None:
         ex.expand_layers(tree["layers"], top)
     outputs = build_outputs(c, ex, tree, spec, top)
-    train = None
-    if spec.train is not None:
-        train = c.validate_model(Train, tree["train"], path, prefix=("train",))
+    train = build_train(c, tree, env, params or {}, path)
     if train is not None and not c.diags:
         check_train(c, ex, tree, train, top, graph_inputs)
     generate = None
@@ -901,12 +900,15 @@ def compile_tree(tree: Any, path: str, params: dict[str, Any] | None, text: str,
               source=path)
     g.spec_hash = spec_hash(g)
     g.generate = generate
+    g.aliases = public_aliases(ex.all, {n.name for n in ex.nodes}, graph_inputs)
     return g
 
 
 def apply_overrides(c: Compiler, spec: Spec, tree: SMap, params: dict[str, Any]) -> dict[str, Any]:
     env = dict(spec.params)
     for k, v in params.items():
+        if is_train_key(k):                  # --set train.KEY: applied to the train section (train_section.py)
+            continue
         if k not in env:
             c.error(f"--set/params: the spec has no param '{k}'", tree.loc_of("params") if "params" in tree else None,
                     did_you_mean(k, list(env)) or (f"its params are: {', '.join(env)}" if env else

@@ -114,6 +114,9 @@ class Graph:
     generate: Any = None                    # the checked `generate` section (compiler.spec.Generate) or None
     spec_hash: str = ""
     source: str = ""
+    # names that are neither nodes nor inputs (block instances, `when`-disabled aliases): port -> Ref,
+    # the first port being what the bare name means, as in the spec language
+    aliases: dict[str, dict[str, Ref]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._by_name = {n.name: n for n in self.nodes}
@@ -137,6 +140,31 @@ class Graph:
 
     def has_node(self, name: str) -> bool:
         return name in self._by_name
+
+    def ref_of(self, name: str, error: type[Exception] | None = None, code: int = 1) -> Ref:
+        """What a name given from outside the spec means (`--output`, `train.predict`, Model outputs): a public
+        output, a graph input, a node (`node`, `node:port`) or a block instance (`enc` is its first output,
+        `enc:mu` a named one). Anything else raises `error` (default UserError) with a did-you-mean hint."""
+        from .errors import UserError, did_you_mean
+        error = error or UserError
+        if name in self.output_refs:
+            return self.output_refs[name]
+        node, _, port = name.partition(":")
+        if node in self.inputs and node not in self._by_name and not port:
+            return Ref(node)
+        if node in self._by_name:
+            n = self._by_name[node]
+            if port and port not in n.outputs:
+                raise error(f"node '{node}' has no port '{port}' (ports: {', '.join(n.outputs)})", code=code)
+            return Ref(node, port if port and port != next(iter(n.outputs)) else None)
+        if node in self.aliases:
+            ports = self.aliases[node]
+            if port and port not in ports:
+                raise error(f"'{node}' has no output port '{port}' (ports: {', '.join(ports)})", code=code)
+            return ports[port] if port else next(iter(ports.values()))
+        cands = list(self.output_refs) + list(self.inputs) + list(self.aliases) + list(self._by_name)
+        raise error(f"unknown output '{name}'", code=code, hint=did_you_mean(name, cands)
+                    or f"the spec's outputs are: {', '.join(self.output_refs)}")
 
     def type_of(self, ref: Ref) -> TensorType:
         if ref.node in self.inputs and ref.node not in self._by_name:

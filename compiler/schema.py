@@ -33,6 +33,14 @@ def _allow_expr(schema: Any) -> Any:
     return {"anyOf": [out, EXPR]}
 
 
+def _expressions_in_train(schema: dict[str, Any]) -> dict[str, Any]:
+    """Every value of the train section, nested ones too, may be a ${...} expression (train_section.py)."""
+    for part in [schema, *schema.get("$defs", {}).values()]:
+        if "properties" in part:
+            part["properties"] = {k: _allow_expr(v) for k, v in part["properties"].items()}
+    return schema
+
+
 def _attr_schema(model: type) -> dict[str, Any]:
     s = model.model_json_schema()
     props = {k: {**_allow_expr(v), **({"description": v["description"]} if "description" in v else {})}
@@ -65,7 +73,7 @@ def json_schema() -> dict[str, Any]:
     layer = {"anyOf": branches}
     block = BlockSpec.model_json_schema()
     block["properties"]["layers"] = {"type": "array", "items": {"$ref": "#/$defs/layer"}}
-    train = Train.model_json_schema()
+    train = _expressions_in_train(Train.model_json_schema())
     defs.update(train.pop("$defs", {}))
     defs.update(block.pop("$defs", {}))
     defs["layer"] = layer

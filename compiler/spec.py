@@ -77,6 +77,13 @@ class EarlyStopping(Strict):
     mode: Literal["auto", "min", "max"] = "auto"
 
 
+class CheckpointPolicy(Strict):
+    """What best.npz holds: the epoch best on `monitor` (`val.loss`, `train.accuracy`, a term or phase
+    name...), or `last`, the last epoch's weights."""
+    monitor: str | None = None
+    mode: Literal["auto", "min", "max"] = "auto"
+
+
 class Augment(Strict):
     input: str
     ops: list[Any]
@@ -116,6 +123,7 @@ class Train(Strict):
     data: Data = Field(default_factory=Data)
     phases: list[Phase] | None = None
     noise: dict[str, Literal["normal", "uniform"]] = Field(default_factory=dict)   # inputs drawn per batch
+    checkpoint: CheckpointPolicy | None = None     # what best.npz means (default: see docs/training.md)
 
     @field_validator("schedule", mode="before")
     @classmethod

@@ -30,3 +30,10 @@ POISON = Value(poisoned=True)
 
 class Poisoned(Exception):
     """A node depends on one that already failed; its error has been reported."""
+
+
+def public_aliases(values: dict[str, Value], nodes: set[str], inputs: dict) -> dict[str, dict[str, Ref]]:
+    """The names a graph keeps besides its nodes and inputs (block instances, disabled `when` layers), so a
+    block instance can be named from outside the spec as inside it (Graph.ref_of)."""
+    return {name: {p: r for p, (r, _) in v.ports.items()} for name, v in values.items()
+            if not v.poisoned and v.ports and name not in nodes and name not in inputs}

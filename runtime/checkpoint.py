@@ -130,10 +130,23 @@ def split(arrays: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[st
 
 
 def load(model: Any, path: str | Path, strict: bool = True) -> dict[str, Any]:
-    """Load weights into `model`; returns the checkpoint's metadata (with optimiser state under 'optimizer')."""
+    """Load weights into `model`; returns the checkpoint's metadata (with optimiser state under 'optimizer').
+
+    With strict=False the keys that were skipped are in the result too, as PyTorch reports them:
+    'missing_keys' (the model's, left as they were) and 'unexpected_keys' (the checkpoint's, unused). A
+    checkpoint none of whose weights fit the model is refused: loading it would change nothing."""
     state, meta, opt = split(read_npz(path, "checkpoint"))
     check_numeric(state, path)
-    model.load_state_dict(state, strict=strict)
+    if not strict and state and not any(k in model.state_dict() for k in state):
+        names = list(model.state_dict())
+        raise UserError(f"none of the {len(state)} weights in '{path}' has a name the model "
+                        f"'{model.graph.name}' uses, so nothing would be loaded",
+                        hint=f"its weights look like {', '.join(list(state)[:3])}; the model's like "
+                             f"{', '.join(names[:3])} (specc train --init CKPT --init-map OLD=NEW renames them)")
+    skipped = model.load_state_dict(state, strict=strict)
+    model.pretrained |= {k for k in state if k in model.state_dict()}
     if opt:
         meta["optimizer"] = opt
+    if not strict:
+        meta["missing_keys"], meta["unexpected_keys"] = list(skipped.missing_keys), list(skipped.unexpected_keys)
     return meta

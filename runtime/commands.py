@@ -1,18 +1,22 @@
 """`specc train` and `specc eval`.
 
-    specc train SPEC [--data PATH] [--epochs E] [--out DIR] [--resume CKPT] [--set k=v]...
+    specc train SPEC [--data PATH] [--epochs E] [--out DIR] [--resume CKPT] [--init CKPT [--init-map OLD=NEW]...]
+                     [--set k=v]...
     specc eval  SPEC --weights CKPT [--data PATH] [--set k=v]...
 
 `--data` replaces `train.data.train` (train) or the test set (eval); it is a path relative to the current
 directory or a built-in source such as `builtin:digits`. Paths inside the spec are relative to the spec's
 folder. `--out` defaults to `runs/<spec name>`; the run's own files there (best.npz, last.npz,
 history.csv, curves.png) are replaced, nothing else is touched, and an `--out` naming an existing file
-that is not a folder is refused. Without a test set in the spec, `specc eval` needs `--data`.
+that is not a folder is refused; a resumed run without `--out` continues in its checkpoint's folder.
+`--init` loads the matching weights of another run first (runtime/transfer.py). Without a test set in the
+spec, `specc eval` needs `--data`.
 """
 from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -30,6 +34,8 @@ from .train import evaluate, fit, make_plan, summary_lines
 def _out_dir(args: argparse.Namespace, name: str) -> Path:
     if args.out:
         out = Path(args.out)
+    elif getattr(args, "resume", None):
+        out = Path(args.resume).parent          # a resumed run continues in its own folder
     else:
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "model"
         out = Path("runs") / safe
@@ -85,6 +91,32 @@ def _finished(resume: str, epochs: int | None, graph: Any) -> str | None:
     return None
 
 
+def _resume_command(args: argparse.Namespace, last: Path) -> str:
+    """The command that continues an interrupted run: same spec, data, --set and --epochs, its --out."""
+    words = ["specc", "train", args.spec]
+    if args.data:
+        words += ["--data", args.data]
+    if args.epochs is not None:
+        words += ["--epochs", str(args.epochs)]
+    for item in args.set or []:
+        words += ["--set", item]
+    words += ["--resume", str(last)]
+    if args.out:
+        words += ["--out", args.out]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def _init_flags(args: argparse.Namespace) -> tuple[str | None, list[str]]:
+    """--init CKPT and its --init-map renames, checked against --resume."""
+    init, init_map = getattr(args, "init", None), getattr(args, "init_map", None) or []
+    if init is not None and args.resume is not None:
+        raise UserError("--init starts a new run from other weights; --resume continues one: give only one",
+                        code=2)
+    if init_map and init is None:
+        raise UserError("--init-map renames the weights of --init CKPT, which is missing", code=2)
+    return init, init_map
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     g = load_graph(args.spec, args.set)
     cfg = g.train
@@ -95,9 +127,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UserError("--epochs must be 0 or more", code=2)
     if args.resume is not None and not Path(args.resume).is_file():
         raise UserError(f"checkpoint '{args.resume}' not found", hint="resume from a run's last.npz", code=1)
+    init, init_map = _init_flags(args)
     out = _out_dir(args, g.name)
     replacing = _check_previous_run(out, g, args.resume)
     model = Model(g, seed=cfg.seed)
+    if init is not None:
+        from .transfer import init_from
+        print(init_from(model, init, init_map).table())
     plan = make_plan(model, cfg)
     base = Path(args.spec).parent
     if args.data is None and cfg.data.train is None:
@@ -116,8 +152,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         fit(model, splits.train, splits.val, epochs=args.epochs, out_dir=out, resume=args.resume)
     except KeyboardInterrupt:
         last = out / "last.npz"
-        print(f"\ninterrupted" + (f"; continue with: specc train {args.spec} --resume {last}"
-                                  if last.exists() else ""), file=sys.stderr)
+        print("\ninterrupted" + (f"; continue with: {_resume_command(args, last)}" if last.exists() else ""),
+              file=sys.stderr)
         return 130
     wall = time.perf_counter() - t0
     print(f"done in {wall:.1f}s; wrote {out / 'best.npz'}, {out / 'last.npz'}, {out / 'history.csv'}"

@@ -65,6 +65,7 @@ class Model:
             if spec.buffer:
                 self._buffers.add(name)
         self._plans: dict[tuple, _Plan] = {}
+        self.pretrained: set[str] = set()   # names whose values were loaded from another run (fit keeps them)
         self._nodes = {n.name: n for n in graph.nodes}
 
     # -- modes and parameters ----------------------------------------------------------------
@@ -139,19 +140,8 @@ class Model:
         return self._plans[key]
 
     def resolve(self, name: str) -> Ref:
-        g = self.graph
-        if name in g.output_refs:
-            return g.output_refs[name]
-        node, _, port = name.partition(":")
-        if node in g.inputs and not port:
-            return Ref(node)
-        if node not in self._nodes:
-            cands = list(g.output_refs) + list(self._nodes)
-            raise UserError(f"unknown output '{name}'", hint=did_you_mean(name, cands))
-        n = self._nodes[node]
-        if port and port not in n.outputs:
-            raise UserError(f"node '{node}' has no port '{port}' (ports: {', '.join(n.outputs)})")
-        return Ref(node, port if port and port != next(iter(n.outputs)) else None)
+        """An output name, input, node[:port] or block instance[:port] (Graph.ref_of)."""
+        return self.graph.ref_of(name)
 
     def _make_plan(self, outputs: list[str] | None) -> _Plan:
         refs = {name: self.resolve(name) for name in (outputs or list(self.graph.output_refs))}

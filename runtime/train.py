@@ -9,7 +9,7 @@ objective is one phase over all trainable parameters) and each of its `steps`: f
 weighted sum of the objective's terms, backward, gradient clipping (by global norm, as
 torch.nn.utils.clip_grad_norm_, or by value), one optimiser step over the phase's parameters. Then the
 validation split is evaluated (eval mode, no tape), the schedule steps (per epoch; plateau on its monitored
-value), the best weights are tracked on the early-stopping monitor, and the checkpoints and history are
+value), the best weights are tracked on the checkpoint monitor, and the checkpoints and history are
 written.
 
 Choices, where the spec language leaves room:
@@ -17,8 +17,11 @@ Choices, where the spec language leaves room:
   objective, one per phase objective with phases (`train.loss` is then their sum), the metrics
   (`train.accuracy` — measured on the training batches as they are trained, in training mode, as Keras
   does — and `val.accuracy`, ...), `lr` (the first optimiser's first group, before lr_scale) and `time`.
-- Without `early_stopping`, the best checkpoint follows `val.loss` (or `train.loss` without validation
-  data). A `val.*` monitor without validation data falls back to `train.*`, with a note.
+- best.npz follows `train.checkpoint.monitor`; without it, early stopping's monitor; without that, the last
+  epoch for a spec with phases (a GAN), else `val.loss` (or `train.loss` without validation data). A
+  `val.*` monitor without validation data falls back to `train.*`, with a note.
+- A term with `reduction: sum` is reported per sample (divided by its batch's size), since training and
+  evaluation batches differ in size.
 - `restore_best: true` loads the best weights when training ends, whether it stopped early or not.
 - `lr_scale`: the first glob (in the order written) that matches a parameter sets its scale.
 - `predict`/`target` default to the logits and target of the objective when it is a single
@@ -86,6 +89,7 @@ class Plan:
     metrics: list[str]
     needed: list[str]                       # inputs read from the data
     noise: dict[str, str] = field(default_factory=dict)   # inputs drawn per batch instead (train.noise)
+    per_sample: set[str] = field(default_factory=set)     # terms summed over the batch: reported / samples
 
     @property
     def refs(self) -> list[str]:
@@ -146,10 +150,18 @@ def make_plan(model: Model, cfg: Train) -> Plan:
     if not cfg.metrics and predict and target:
         metrics = ["accuracy"]
     plan = Plan(phases, predict, target, probabilities, metrics, [])
+    plan.per_sample = {r for p in phases for r in p.terms if _sums_over_batch(model, r)}
     read = D.needed_inputs(g, plan.refs)
     plan.noise = {k: v for k, v in cfg.noise.items() if k in read}
     plan.needed = [k for k in read if k not in plan.noise]
     return plan
+
+
+def _sums_over_batch(model: Model, ref: str) -> bool:
+    """A loss with reduction: sum grows with the batch; its history value is divided by the batch size."""
+    r = model.resolve(ref)
+    g = model.graph
+    return g.has_node(r.node) and getattr(g.node(r.node).attrs, "reduction", None) == "sum"
 
 
 def draw_noise(plan: Plan, graph: Any, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -183,12 +195,18 @@ def weighted_sum(outs: dict[str, Tensor], terms: dict[str, float]) -> Tensor:
 
 # -- standardize from data -----------------------------------------------------------------------------
 def fit_standardize(model: Model, ds: D.Dataset, batch_size: int = 512, log: Callable | None = None) -> list[str]:
-    """Fit every `standardize: {from_data: true}` node's mean/std on `ds`; returns the nodes fitted."""
+    """Fit every `standardize: {from_data: true}` node's mean/std on `ds`; returns the nodes fitted. A node
+    whose mean and std were loaded from another run (model.pretrained: runtime.load, --init) keeps them: a
+    pretrained network expects its inputs scaled as in the data it was trained on."""
     g = model.graph
     nodes = [n for n in g.nodes if n.op == "standardize" and getattr(n.attrs, "from_data", False)]
     tensors = model.named_tensors()
     was_training = model.training
     model.eval()
+    kept = [n for n in nodes if n.params and {n.param_name(p) for p in n.params} <= model.pretrained]
+    if kept and log:
+        log(f"standardize {', '.join(repr(n.name) for n in kept)}: keeping the statistics of the loaded weights")
+    nodes = [n for n in nodes if n.name not in {k.name for k in kept}]
     try:
         for node in nodes:
             ref = str(node.inputs[0])
@@ -247,7 +265,7 @@ def evaluate(model: Model, data: Any, *, config: Train | None = None, batch_size
             feed = {k: batch[k] for k in plan.needed}
             feed.update(draw_noise(plan, model.graph, n, noise_rng))
             out = model(outputs=plan.refs, **feed)
-            for key, val in _losses(plan, out).items():
+            for key, val in _losses(plan, out, n).items():
                 sums[key] = sums.get(key, 0.0) + val * n
             if acc is not None:
                 acc.update(out[plan.predict], out[plan.target])
@@ -262,11 +280,14 @@ def evaluate(model: Model, data: Any, *, config: Train | None = None, batch_size
     return res
 
 
-def _losses(plan: Plan, out: dict[str, Any]) -> dict[str, float]:
-    """History entries of one batch: 'loss' and the per-term / per-phase values."""
+def _losses(plan: Plan, out: dict[str, Any], n: int) -> dict[str, float]:
+    """History entries of one batch of n samples: 'loss' and the per-term / per-phase values. A term with
+    reduction: sum is divided by n (a per-sample value), so the training and evaluation batch sizes, which
+    differ, do not show in the numbers."""
     def val(ref: str) -> float:
         v = out[ref]
-        return float(v.data if isinstance(v, Tensor) else v)
+        v = float(v.data if isinstance(v, Tensor) else v)
+        return v / max(n, 1) if ref in plan.per_sample else v
 
     res: dict[str, float] = {}
     if len(plan.phases) == 1:
@@ -311,6 +332,52 @@ def _better(value: float, best: float | None, mode: str, min_delta: float = 0.0)
     if best is None:
         return True
     return value < best - min_delta if mode == "min" else value > best + min_delta
+
+
+LAST = "last"
+
+
+@dataclass
+class Tracker:
+    """The best epoch on one monitored history key; `last` makes every epoch the best."""
+
+    monitor: str
+    mode: str = "auto"
+    min_delta: float = 0.0
+    value: float | None = None
+    epoch: int = 0
+
+    def __post_init__(self) -> None:
+        if self.monitor != LAST:
+            self.mode = _mode(self.monitor, self.mode)
+
+    def update(self, rec: dict[str, Any], epoch: int) -> bool:
+        """Record an epoch; True when it is the new best."""
+        if self.monitor == LAST:
+            self.epoch = epoch
+            return True
+        if not _better(rec.get(self.monitor), self.value, self.mode, self.min_delta):
+            return False
+        self.value, self.epoch = float(rec[self.monitor]), epoch
+        return True
+
+
+def _checkpoint_tracker(cfg: Train, stop: Tracker | None, has_val: bool, monitor_key: Callable) -> Tracker:
+    """What best.npz follows: train.checkpoint.monitor; else early stopping's monitor; else the last epoch
+    for a spec with phases (a GAN's summed losses say nothing about its samples); else val.loss."""
+    ck = cfg.checkpoint
+    if ck is not None and ck.monitor is not None:
+        if ck.monitor == LAST:
+            return Tracker(LAST)
+        m = monitor_key(ck.monitor, "train.checkpoint")
+        same = stop is not None and stop.monitor == m
+        return Tracker(m, ck.mode, stop.min_delta if same else 0.0)
+    if stop is not None:
+        return Tracker(stop.monitor, stop.mode, stop.min_delta)
+    if cfg.phases:
+        return Tracker(LAST)
+    return Tracker(monitor_key("val.loss" if has_val else "train.loss", "the best checkpoint"),
+                   ck.mode if ck is not None else "auto")
 
 
 def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
@@ -488,9 +555,8 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
             return f"train.{q}"
         return m
 
-    monitor = monitor_key(es.monitor if es else ("val.loss" if val_ds is not None else "train.loss"),
-                          "early_stopping" if es else "the best checkpoint")
-    mode = _mode(monitor, es.mode if es else "auto")
+    stop = Tracker(monitor_key(es.monitor, "early_stopping"), es.mode, es.min_delta) if es else None
+    best = _checkpoint_tracker(cfg, stop, val_ds is not None, monitor_key)
     plateau_key = monitor_key(cfg.schedule.monitor, "the plateau schedule") if cfg.schedule.type == "plateau" else None
 
     augment = None
@@ -506,8 +572,6 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
     model.rng = np.random.default_rng([seed, 2])
     noise_rng = np.random.default_rng([seed, 3])
     history: list[dict[str, Any]] = []
-    best_value: float | None = None
-    best_epoch = 0
     best_state: dict[str, np.ndarray] | None = None
     wait = 0
     start = 0
@@ -542,9 +606,10 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
             _set_rng(noise_rng, meta["rng"]["noise"])
         history = list(meta.get("history", []))
         start = int(meta["epoch"])
-        best_value, best_epoch, wait = meta.get("best_value"), int(meta.get("best_epoch", 0)), int(meta.get("wait", 0))
-        best = {k[5:]: v for k, v in opt_state.items() if k.startswith("best.")}
-        best_state = best or None
+        best.value, best.epoch, wait = meta.get("best_value"), int(meta.get("best_epoch", 0)), int(meta.get("wait", 0))
+        if stop is not None:
+            stop.value, stop.epoch = meta.get("stop_value", best.value), int(meta.get("stop_epoch", best.epoch))
+        best_state = {k[5:]: v for k, v in opt_state.items() if k.startswith("best.")} or None
         if start >= epochs:
             say(f"nothing to do: '{resume}' has already trained {start} epochs (goal {epochs}); nothing was written")
             return history
@@ -591,7 +656,7 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
                             acc.update(outs[plan.predict].data, outs[plan.target].data)
                         if s == 0:
                             step_losses.update({r: float(outs[r].data) for r in ph.terms})
-                for key, v in _losses(plan, step_losses).items():
+                for key, v in _losses(plan, step_losses, n).items():
                     sums[key] = sums.get(key, 0.0) + v * n
                 seen += n
                 prog.update(bi, seen, sums["loss"] / seen)
@@ -607,17 +672,16 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
             rec["time"] = round(time.perf_counter() - t0, 3)
             history.append(rec)
 
-            value = rec.get(monitor)
-            improved = _better(value, best_value, mode, es.min_delta if es else 0.0)
+            improved = best.update(rec, epoch)
             if improved:
-                best_value, best_epoch, wait = float(value), epoch, 0
                 if es is not None and es.restore_best:
                     best_state = {k: v.copy() for k, v in model.state_dict().items()}
                 if out is not None:
                     save(model, out / "best.npz", meta={"kind": "specc.weights", "epoch": epoch,
-                                                        "monitor": monitor, "value": best_value})
-            else:
-                wait += 1
+                                                        "monitor": best.monitor, "value": best.value,
+                                                        "mode": best.mode})
+            if stop is not None:
+                wait = 0 if stop.update(rec, epoch) else wait + 1
             if sched is not None:
                 sched.step(rec.get(plateau_key) if sched.needs_metric else None)
             if es is not None and wait >= max(1, es.patience) and epoch < epochs:
@@ -628,24 +692,25 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
                 f"{rec['time']:.1f}s, {rate:,.0f} samples/s{mark}")
             if out is not None:
                 _save_state(model, out / "last.npz", plan, sched, epoch, epochs, history,
-                            (shuffle_rng, aug_rng, model.rng, noise_rng), best_value, best_epoch, wait, best_state,
-                            stopped_early, monitor)
+                            (shuffle_rng, aug_rng, model.rng, noise_rng), best, stop, wait, best_state,
+                            stopped_early)
                 write_history(out / "history.csv", history)
             if callback is not None and callback(epoch, rec) is False:
                 break
             if stopped_early:
-                say(f"early stopping: {monitor} has not improved for {wait} epochs "
-                    f"(best {best_value:.4f} at epoch {best_epoch})")
+                say(f"early stopping: {stop.monitor} has not improved for {wait} epochs "
+                    f"(best {stop.value:.4f} at epoch {stop.epoch})")
                 break
     finally:
         prog.end_epoch()
         if out is not None and history:
-            plot_curves(out / "curves.png", history, log, best_epoch or None)
+            plot_curves(out / "curves.png", history, log, best.epoch or None)
 
     model.zero_grad()
     if es is not None and es.restore_best and best_state is not None:
         model.load_state_dict(best_state)
-        say(f"restored the best weights (epoch {best_epoch}, {monitor} {best_value:.4f})")
+        say(f"restored the best weights (epoch {best.epoch}" +
+            (f", {best.monitor} {best.value:.4f})" if best.value is not None else ")"))
     return history
 
 
@@ -710,8 +775,8 @@ def _diverged(model: Model, refs: list[str], feed: dict[str, np.ndarray], epoch:
 
 
 def _save_state(model: Model, path: Path, plan: Plan, sched: Any, epoch: int, epochs: int,
-                history: list[dict[str, Any]], rngs: tuple, best_value: float | None, best_epoch: int,
-                wait: int, best_state: dict[str, np.ndarray] | None, stopped_early: bool, monitor: str) -> None:
+                history: list[dict[str, Any]], rngs: tuple, best: "Tracker", stop: "Tracker | None",
+                wait: int, best_state: dict[str, np.ndarray] | None, stopped_early: bool) -> None:
     opt_state: dict[str, np.ndarray] = {}
     for i, p in enumerate(plan.phases):
         opt_state.update({f"p{i}.{k}": v for k, v in p.optimizer.state_dict().items()})
@@ -721,7 +786,8 @@ def _save_state(model: Model, path: Path, plan: Plan, sched: Any, epoch: int, ep
             "rng": {"shuffle": _rng_state(rngs[0]), "augment": _rng_state(rngs[1]), "model": _rng_state(rngs[2]),
                     "noise": _rng_state(rngs[3])},
             "scheduler": sched.state_dict() if sched is not None else None,
-            "best_value": best_value, "best_epoch": best_epoch, "wait": wait, "monitor": monitor,
+            "best_value": best.value, "best_epoch": best.epoch, "wait": wait, "monitor": best.monitor,
+            "stop_value": stop.value if stop else None, "stop_epoch": stop.epoch if stop else 0,
             "stopped_early": stopped_early}
     save(model, path, meta=meta, optimizer_state=opt_state)
 

@@ -180,3 +180,31 @@ def test_builtin_digits_source_and_missing_digits_files(project, capsys):
     assert "builtin:digits/test" in out
     assert main(["eval", "specs/b.yaml", "--weights", "rd/best.npz", "--data", "builtin:digits"]) == 0
     assert "builtin:digits/test" in capsys.readouterr().out
+
+
+def test_interrupted_run_resumes_in_its_out_folder(project, capsys, monkeypatch):
+    import runtime.commands as C
+    real_fit = C.fit
+
+    def interrupted_fit(*a, **k):
+        def stop(epoch, rec):
+            if epoch == 2:
+                raise KeyboardInterrupt
+        return real_fit(*a, callback=stop, **k)
+
+    monkeypatch.setattr(C, "fit", interrupted_fit)
+    assert main(["train", "specs/blobs.yaml", "--out", "my run", "--set", "train.optimizer.lr=0.01",
+                 "--epochs", "4"]) == 130
+    err = capsys.readouterr().err
+    command = err.split("continue with: ")[1].strip()
+    assert command == ("specc train specs/blobs.yaml --epochs 4 --set train.optimizer.lr=0.01 "
+                       "--resume 'my run/last.npz' --out 'my run'")
+    monkeypatch.setattr(C, "fit", real_fit)
+    import shlex
+    args = shlex.split(command)[2:]
+    args.remove("--out"), args.remove("my run")                # without --out: continues in the same folder
+    assert main(["train"] + args) == 0
+    assert "resuming from" in capsys.readouterr().out
+    rows = list(csv.DictReader((project / "my run" / "history.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3", "4"]
+    assert not (project / "runs").exists()

@@ -666,3 +666,209 @@ def test_a_second_backward_through_a_released_tape_is_refused():
         m.forward(outputs=[k], **feed)[k].backward()
         parts.append(m.grads()["shared.weight"].copy())
     np.testing.assert_allclose(total, parts[0] + parts[1], rtol=1e-6)
+
+
+BLOCK_SPEC = """
+name: blocky
+inputs:
+  image: [N, 1, 4, 4]
+  label: {shape: [N], dtype: int64}
+blocks:
+  head:
+    params: {classes: int}
+    layers:
+      - {op: linear, name: fc, out_features: "${classes}"}
+      - {op: softmax, name: probs, dim: 1, in: fc}
+    outputs: {logits: fc, probs: probs}
+layers:
+  - flatten
+  - {use: head, name: classifier, classes: 3}
+  - {op: cross_entropy, name: loss, in: ["classifier:logits", label]}
+outputs: [loss]
+train: {objective: loss, predict: classifier, target: label, epochs: 1, batch_size: 32}
+"""
+
+
+def test_block_instances_are_names_at_run_time():
+    """A block instance means its first output (as in the spec language) for train.predict, Model outputs
+    and `specc compile --output` alike (vgg16/vit's `predict: classifier`/`heads` used to fail)."""
+    g = compiler.compile_text(BLOCK_SPEC)
+    m = Model(g)
+    x = blobs(8)["image"]
+    out = m(outputs=["classifier", "classifier:probs"], image=x)
+    assert out["classifier"].shape == (8, 3)
+    np.testing.assert_allclose(out["classifier:probs"].sum(1), 1, rtol=1e-5)
+    e = np.exp(out["classifier"] - out["classifier"].max(1, keepdims=True))
+    np.testing.assert_allclose(out["classifier:probs"], e / e.sum(1, keepdims=True), rtol=1e-5)
+    h = fit(m, blobs(), log=quiet, progress=False)
+    assert "train.accuracy" in h[0]
+    with pytest.raises(UserError, match="no output port 'nope'"):
+        m(outputs=["classifier:nope"], image=x)
+    with pytest.raises(UserError, match="unknown output 'clasifier'") as e:
+        m(outputs=["clasifier"], image=x)
+    assert "classifier" in (e.value.hint or "")
+    from compiler.onnx.export import ExportError, select_outputs
+    assert select_outputs(g, ["classifier"]) == {"classifier": g.ref_of("classifier:logits")}
+    with pytest.raises(ExportError) as e:
+        select_outputs(g, ["nothing"])
+    assert e.value.code == 2
+    for spec, predict in (("specs/vgg16.yaml", "classifier"), ("specs/vit.yaml", "heads"),
+                          ("specs/vae.yaml", "enc")):
+        big = compiler.compile_file(spec)
+        if predict != "enc":
+            assert big.train.predict == predict
+        ref = big.ref_of(predict)
+        assert big.has_node(ref.node) and big.type_of(ref).rank == 2
+
+
+def test_compile_a_block_instance_output(tmp_path):
+    """docs/onnx.md's example: `specc compile specs/vae.yaml --output enc` exported the encoder's mean."""
+    pytest.importorskip("onnx")
+    from compiler.cli import main
+    assert main(["compile", "specs/vae.yaml", "--output", "enc", "-o", str(tmp_path / "enc.onnx")]) == 0
+    import onnx
+    proto = onnx.load(str(tmp_path / "enc.onnx"))
+    assert [o.name for o in proto.graph.output] == ["enc"]
+    assert main(["compile", "specs/vae.yaml", "--output", "enc:nope", "-o", str(tmp_path / "x.onnx")]) == 2
+
+
+TRAIN_EXPR_SPEC = """
+name: t
+params: {width: 8, base_lr: 0.01}
+inputs:
+  x: [N, 4]
+  y: {shape: [N], dtype: int64}
+layers:
+  - {op: linear, name: fc, in: x, out_features: "${width}"}
+  - {op: cross_entropy, name: loss, in: [fc, y]}
+train:
+  objective: loss
+  optimizer: adam
+  batch_size: "${width * 2}"
+  epochs: "${int(1 / base_lr) // 50}"
+  data: {train: "data/w${width}.npz"}
+"""
+
+
+def test_train_section_expressions_and_set_overrides():
+    g = compiler.compile_text(TRAIN_EXPR_SPEC)
+    assert (g.train.batch_size, g.train.epochs, g.train.data.train) == (16, 2, "data/w8.npz")
+    g = compiler.compile_text(TRAIN_EXPR_SPEC, params={"width": 16, "train.optimizer.lr": 3e-4,
+                                                       "train.early_stopping.patience": 2,
+                                                       "train.epochs": "${width + 1}"})
+    assert (g.train.batch_size, g.train.epochs, g.train.optimizer.type, g.train.optimizer.lr) == (32, 17, "adam", 3e-4)
+    assert g.train.early_stopping.patience == 2
+    from compiler.cli import parse_set
+    assert parse_set(["train.optimizer.lr=3e-4"]) == {"train.optimizer.lr": 3e-4}
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("train.optimizer.lrr", 1, r"--set train.optimizer.lrr=1: unknown key 'lrr' in train.optimizer"),
+    ("train.optimizer.lr", "abc", r"--set train.optimizer.lr=abc: Input should be a valid number"),
+    ("train.batch_size", 0, r"--set train.batch_size=0: .*greater than or equal to 1"),
+    ("train.epochs.x", 1, r"train.epochs is a value"),
+    ("train.batch_size", "${nope}", r"train.batch_size: unknown name 'nope'"),
+])
+def test_bad_train_overrides_name_the_key(key, value, message):
+    with pytest.raises(SpecError, match=message):
+        compiler.compile_text(TRAIN_EXPR_SPEC, params={key: value})
+
+
+def test_train_override_without_a_train_section():
+    text = TRAIN_EXPR_SPEC.split("train:")[0]
+    with pytest.raises(SpecError, match="no train section"):
+        compiler.compile_text(text, params={"train.epochs": 3})
+
+
+def _best_epoch(path):
+    return split(read_npz(path))[1]["epoch"]
+
+
+def test_checkpoint_monitor_chooses_best_npz(tmp_path):
+    # a GAN (phases): best.npz is the last epoch unless train.checkpoint says otherwise
+    g = compiler.compile_text(yaml.safe_dump(GAN, sort_keys=False))
+    h = fit(Model(g), gan_data(), log=quiet, progress=False, out_dir=tmp_path / "gan")
+    assert _best_epoch(tmp_path / "gan" / "best.npz") == len(h)
+    assert split(read_npz(tmp_path / "gan" / "best.npz"))[1]["monitor"] == "last"
+    cfg = g.train.model_copy(update={"checkpoint": compiler.spec.CheckpointPolicy(monitor="train.g_loss",
+                                                                                   mode="max")})
+    h = fit(Model(g), gan_data(), config=cfg, log=quiet, progress=False, out_dir=tmp_path / "gan2")
+    g_losses = [r["train.g_loss"] for r in h]
+    assert _best_epoch(tmp_path / "gan2" / "best.npz") == 1 + int(np.argmax(g_losses))
+    # a classifier: early stopping stops on val.loss while best.npz follows val.accuracy
+    g = make_spec({"epochs": 6, "early_stopping": {"monitor": "val.loss", "patience": 20, "restore_best": True},
+                   "checkpoint": {"monitor": "val.accuracy"}})
+    m = Model(g, seed=3)
+    h = fit(m, blobs(), val_data=0.25, log=quiet, progress=False, out_dir=tmp_path / "clf")
+    accs = [r["val.accuracy"] for r in h]
+    best = 1 + int(np.argmax(accs))                          # mode auto: accuracy is maximised, first best kept
+    assert _best_epoch(tmp_path / "clf" / "best.npz") == best
+    np.testing.assert_array_equal(m.state_dict()["fc1.weight"],            # restore_best follows it too
+                                  split(read_npz(tmp_path / "clf" / "best.npz"))[0]["fc1.weight"])
+    with pytest.raises(UserError, match="train.checkpoint monitors 'val.acuracy'"):
+        fit(Model(make_spec({"checkpoint": {"monitor": "val.acuracy"}})), blobs(), val_data=0.25, log=quiet,
+            progress=False)
+
+
+def test_sum_losses_are_reported_per_sample():
+    """reduction: sum grows with the batch; train (batch 16) and val (batch ≥ 256) report it per sample."""
+    layers = BASE["layers"][:-1] + [{"op": "cross_entropy", "name": "loss", "in": ["fc2", "label"],
+                                     "reduction": "sum"}]
+    g = make_spec({"epochs": 1, "optimizer": {"type": "sgd", "lr": 0.0}}, layers=layers)
+    data = blobs(200)
+    m = Model(g)
+    h = fit(m, data, val_data=data, log=quiet, progress=False)
+    res = evaluate(m, data, config=g.train)
+    m.eval()
+    logits = m(outputs=["fc2"], image=data["image"])["fc2"].astype(np.float64)
+    logp = logits - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True)) \
+        - logits.max(1, keepdims=True)
+    per_sample = -logp[np.arange(200), data["label"]].mean()
+    assert res["loss"] == pytest.approx(per_sample, rel=1e-5)
+    assert h[0]["val.loss"] == pytest.approx(per_sample, rel=1e-5)
+    assert h[0]["train.loss"] == pytest.approx(per_sample, rel=0.2)      # dropout in training: near, not equal
+
+
+def topic_corpus(n_sentences, topics=10, per_topic=50, function=20, seed=0):
+    """Token ids of a toy corpus: 8-word sentences, each about one topic (its words Zipf-distributed), 30%
+    function words shared by all topics. Words of a topic share contexts, so embeddings should cluster."""
+    rng = np.random.default_rng(seed)
+    zipf = 1.0 / np.arange(1, per_topic + 1)
+    zipf /= zipf.sum()
+    topic = np.repeat(rng.integers(topics, size=n_sentences), 8)
+    words = function + topic * per_topic + rng.choice(per_topic, size=topic.size, p=zipf)
+    tokens = np.where(rng.random(topic.size) < 0.3, rng.integers(function, size=topic.size), words)
+    return tokens.astype(np.int64), function + topics * per_topic
+
+
+def test_word2vec_defaults_train_visibly():
+    """The example's defaults (embedding init N(0, 0.1²), Adam lr 1e-2, 5 epochs) move the word vectors away
+    from their initial values and group a topic's words; with PyTorch's N(0, 1) init and lr 1e-3 a short
+    run left them at cosine 0.98-0.99 to where they started."""
+    tokens, vocab = topic_corpus(500)
+    idx = np.arange(2, len(tokens) - 2)
+    data = {"context": np.stack([tokens[idx + o] for o in (-2, -1, 1, 2)], 1), "center": tokens[idx]}
+    g = compiler.compile_file("specs/word2vec_cbow.yaml", params={"vocab": vocab, "dim": 32})
+    m = Model(g, seed=g.train.seed)
+    w0 = m.state_dict()["embeddings.weight"].copy()
+    fit(m, data, log=quiet, progress=False)
+    w1 = m.state_dict()["embeddings.weight"]
+    cos = (w0 * w1).sum(1) / np.linalg.norm(w0, axis=1) / np.linalg.norm(w1, axis=1)
+    assert cos.mean() < 0.8
+    frequent = np.arange(20, 520, 50)[:, None] + np.arange(3)                   # each topic's 3 commonest words
+    w = w1[20:] / np.linalg.norm(w1[20:], axis=1, keepdims=True)
+    sims = w @ w.T
+    np.fill_diagonal(sims, -2)
+    nearest = np.argmax(sims[frequent.ravel() - 20], 1)
+    assert np.mean(nearest // 50 == (frequent.ravel() - 20) // 50) >= 0.8      # chance: 0.1
+
+
+def test_json_schema_accepts_train_expressions_and_checkpoint():
+    jsonschema = pytest.importorskip("jsonschema")
+    from compiler.schema import json_schema
+    validator = jsonschema.Draft202012Validator(json_schema())
+    doc = yaml.safe_load(TRAIN_EXPR_SPEC)
+    doc["train"].update(optimizer={"type": "adam", "lr": "${base_lr}"}, checkpoint={"monitor": "val.loss"})
+    assert not list(validator.iter_errors(doc))
+    doc["train"]["checkpoint"] = {"monitr": "val.loss"}
+    assert list(validator.iter_errors(doc))

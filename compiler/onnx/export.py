@@ -124,20 +124,8 @@ def ref_text(key: Key) -> str:
 
 
 def resolve(graph: Graph, name: str) -> Ref:
-    """A public output name, a graph input, or a node reference (`node`, `node:port`)."""
-    if name in graph.output_refs:
-        return graph.output_refs[name]
-    node, _, port = name.partition(":")
-    if node in graph.inputs and not graph.has_node(node) and not port:
-        return Ref(node)
-    if not graph.has_node(node):
-        raise ExportError(f"unknown output '{name}'",
-                          hint=did_you_mean(name, list(graph.output_refs) + [n.name for n in graph.nodes])
-                          or f"the spec's outputs are: {', '.join(graph.output_refs)}", code=2)
-    n = graph.node(node)
-    if port and port not in n.outputs:
-        raise ExportError(f"node '{node}' has no port '{port}' (ports: {', '.join(n.outputs)})", code=2)
-    return Ref(node, port or None)
+    """A public output name, a graph input, a node reference (`node`, `node:port`) or a block instance."""
+    return graph.ref_of(name, ExportError, code=2)
 
 
 def _pruned_by(graph: Graph, ref: Ref) -> Node | None:
