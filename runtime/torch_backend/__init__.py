@@ -1,2 +1,35 @@
 """specc on PyTorch: `specc export-torch` (codegen: a readable standalone file) and `--backend torch`
-(build: the same source executed in memory). codegen imports nothing from torch."""
+(build: the same source executed in memory). Only build.py imports torch."""
+from __future__ import annotations
+
+from typing import Any
+
+TORCH_HINT = "install the extra: pip install 'specc[torch]' (or pip install torch)"
+
+
+def require_torch() -> None:
+    """A clear message (exit 1) instead of an ImportError when torch is missing."""
+    import importlib.util
+
+    from compiler.errors import UserError
+    if importlib.util.find_spec("torch") is None:
+        raise UserError("--backend torch needs PyTorch, which is not installed", hint=TORCH_HINT)
+
+
+def load_state(graph: Any, weights: str) -> dict:
+    """A checkpoint's state_dict arrays, checked as the NumPy runtime checks them."""
+    from runtime.checkpoint import check_numeric, read_npz, split, warn_nonfinite
+    state, meta, _opt = split(read_npz(weights, "checkpoint"))
+    check_numeric(state, weights)
+    warn_nonfinite(state, weights)
+    return state
+
+
+def run_torch(graph: Any, weights: str, inputs: dict[str, Any], device: str = "cpu") -> dict[str, Any]:
+    """`specc run --backend torch`: the spec's outputs as NumPy arrays."""
+    require_torch()
+    from .build import TorchModel
+    model = TorchModel(graph, device)
+    model.load_numpy(load_state(graph, weights))
+    model.eval()
+    return model(**{k: v for k, v in inputs.items() if k in model.export.inputs or k not in graph.inputs})

@@ -105,9 +105,9 @@ class Generator:
                             code)
 
     # -- the model -------------------------------------------------------------------------------
-    def model_class(self) -> str:
+    def model_class(self, outputs: dict[str, Ref]) -> str:
         g = self.g
-        w = ScopeWriter(g, "", [(k, Ref(k)) for k in g.inputs], list(g.output_refs.values()), self.child_call,
+        w = ScopeWriter(g, "", [(k, Ref(k)) for k in g.inputs], list(outputs.values()), self.child_call,
                         f"spec '{g.name}'")
         code = w.write()
         self.helpers |= code.helpers
@@ -115,9 +115,9 @@ class Generator:
         used = [(k, a) for k, a in zip(g.inputs, code.args) if _uses(text, a)]
         code.args = [a for _, a in used]
         self.model_inputs = [k for k, _ in used]
-        outs = _safe(", ".join(g.output_refs))
+        outs = _safe(", ".join(outputs))
         doc = (f"The spec '{_safe(g.name)}': forward({', '.join(code.args)}) returns {outs}"
-               f"{' (a tuple, in this order)' if len(g.output_refs) > 1 else ''}.")
+               f"{' (a tuple, in this order)' if len(outputs) > 1 else ''}.")
         name = self.class_name(camel(g.name))
         self.model_name = name
         return render_class(name, "nn.Module", doc, [], code)
@@ -264,11 +264,12 @@ class Export:
     outputs: list[str]              # spec outputs forward() returns, in order (a tuple when several)
 
 
-def generate(g: Graph, source: str = "") -> Export:
-    """The generated file for `g`. Raises layers.Unsupported with the reason when an op or a structure has
-    no PyTorch form."""
+def generate(g: Graph, source: str = "", outputs: dict[str, Ref] | None = None) -> Export:
+    """The generated file for `g`, whose forward returns `outputs` (default: the spec's outputs). Raises
+    layers.Unsupported with the reason when an op or a structure has no PyTorch form."""
+    outputs = dict(g.output_refs) if outputs is None else outputs
     gen = Generator(g)
-    model = gen.model_class()
+    model = gen.model_class(outputs)
     helpers = [HELPERS[h][0] for h in closure(gen.helpers)]
     body = "\n\n".join(helpers + gen.classes + [model])
     head = _header(g, gen.model_name, source)
@@ -277,7 +278,7 @@ def generate(g: Graph, source: str = "") -> Export:
         imports.append("import math")
     if "OrderedDict(" in body:
         imports.append("from collections import OrderedDict")
-    imports += ["", "import torch"]
+    imports += [""] + (["import torch"] if "torch." in body else [])
     if "F." in body:
         imports.append("import torch.nn.functional as F")
     imports.append("from torch import nn")
@@ -285,7 +286,7 @@ def generate(g: Graph, source: str = "") -> Export:
         imports = imports[1:]
     text = head + "\n".join(imports) + "\n\n\n" + body.replace("\n\n\n", "\n\n").replace("\nclass ", "\n\nclass ") \
         .replace("\ndef ", "\n\ndef ")
-    return Export(text, gen.model_name, gen.model_inputs, list(g.output_refs))
+    return Export(text, gen.model_name, gen.model_inputs, list(outputs))
 
 
 def _safe(text: str) -> str:

@@ -171,6 +171,8 @@ class ScopeWriter:
     def write(self) -> ScopeCode:
         need = self.needed()
         readers = self.readers()
+        if self.whole_sequential(need, readers):
+            return self.code
         done: set[str] = set()
         for u in self.units:
             if u.key in done:
@@ -268,8 +270,26 @@ class ScopeWriter:
             self.code.members.append(Member(name, "module", call("nn.ModuleDict", ("modules", Call("{}", tuple(
                 (k, v, True, NO_DEFAULT) for k, v in mods))))))
 
-    def chain(self, members: list[Unit], need: set[str], readers: dict) -> bool:
-        if [u.child for u in members] != [str(i) for i in range(len(members))] or members[-1].key not in need:
+    def whole_sequential(self, need: set[str], readers: dict) -> bool:
+        """A block whose layers have numbers for names and simply chain is an nn.Sequential subclass."""
+        us = self.units
+        if not self.prefix or not us or any(u.group or u.shared for u in us) or \
+                all(u.child.isidentifier() for u in us) or len(self.args) != 1 or len(self.outputs) != 1:
+            return False
+        if not self.chain(us, need, readers, numbered=False) or us[0].inputs[0] is None or \
+                self.var(us[0].inputs[0]) != self.args[0] or \
+                key_of(self.g, us[-1].out_refs()[0]) != key_of(self.g, self.outputs[0]):
+            return False
+        mods = self.chain_modules(us)
+        if mods is None:
+            return False
+        self.code.members = [Member(u.child, "module", m) for u, m in zip(us, mods)]
+        self.code.sequential = True
+        return True
+
+    def chain(self, members: list[Unit], need: set[str], readers: dict, numbered: bool = True) -> bool:
+        if numbered and [u.child for u in members] != [str(i) for i in range(len(members))] or \
+                members[-1].key not in need:
             return False
         prev: Key | None = None
         rest0 = None
@@ -290,9 +310,8 @@ class ScopeWriter:
                 return False
         return True
 
-    def sequential(self, name: str, members: list[Unit]) -> bool:
-        """Write a chain of units as an nn.Sequential (or a ModuleList run in a loop); False if one of them
-        has no module form."""
+    def chain_modules(self, members: list[Unit]) -> list[Call] | None:
+        """The modules of a chain, or None when a unit has no module form."""
         mods = []
         for u in members:
             if u.use is not None:
@@ -302,9 +321,17 @@ class ScopeWriter:
             e = emit(Cx(n, ["x"] + [None] * (len(n.inputs) - 1), [None if r is None else self.g.type_of(r)
                                                                     for r in n.inputs], (True,), self.symbols))
             if e.module is None and e.modform is None or "{m}(x)" not in e.expr and e.module is not None:
-                return False
+                return None
             self.code.helpers.update(e.helpers)
             mods.append(e.module or e.modform)
+        return mods
+
+    def sequential(self, name: str, members: list[Unit]) -> bool:
+        """Write a chain of units as an nn.Sequential (or a ModuleList run in a loop); False if one of them
+        has no module form."""
+        mods = self.chain_modules(members)
+        if mods is None:
+            return False
         first = members[0]
         x = self.var(first.inputs[0])
         extra = [self.var(r) for r in first.inputs[1:]]

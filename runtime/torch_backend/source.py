@@ -87,7 +87,7 @@ def render_call(c: Call, indent: str = "") -> str:
     return f"{fn}{opener}{body}\n{indent}{closer}"
 
 
-RESERVED = {"self", "torch", "nn", "F", "math", "x", "layer", "OrderedDict"}
+RESERVED = {"self", "torch", "nn", "F", "math", "layer", "OrderedDict"}
 
 
 def ident(name: str, taken: set[str] | None = None) -> str:
