@@ -16,12 +16,13 @@ def require_torch() -> None:
         raise UserError("--backend torch needs PyTorch, which is not installed", hint=TORCH_HINT)
 
 
-def load_state(graph: Any, weights: str) -> dict:
+def load_state(graph: Any, weights: str, warn: bool = True) -> dict:
     """A checkpoint's state_dict arrays, checked as the NumPy runtime checks them."""
     from runtime.checkpoint import check_numeric, read_npz, split, warn_nonfinite
     state, meta, _opt = split(read_npz(weights, "checkpoint"))
     check_numeric(state, weights)
-    warn_nonfinite(state, weights)
+    if warn:
+        warn_nonfinite(state, weights)
     return state
 
 
@@ -33,3 +34,13 @@ def run_torch(graph: Any, weights: str, inputs: dict[str, Any], device: str = "c
     model.load_numpy(load_state(graph, weights))
     model.eval()
     return model(**{k: v for k, v in inputs.items() if k in model.export.inputs or k not in graph.inputs})
+
+
+def load_torch_model(graph: Any, weights: str, device: str = "cpu") -> tuple[Any, dict]:
+    """`specc eval --backend torch`: a TorchModel with the checkpoint's weights, and its metadata."""
+    require_torch()
+    from runtime.checkpoint import read_meta
+    from .build import TorchModel
+    model = TorchModel(graph, device)
+    model.load_numpy(load_state(graph, weights, warn=False))       # specc eval warns itself
+    return model, read_meta(weights) or {}

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from compiler.errors import UserError
-from compiler.ir import Graph
+from compiler.ir import Graph, Ref
 
 from .codegen import Export, generate
 from .layers import Unsupported
@@ -45,11 +45,35 @@ class TorchModel:
 
     def __init__(self, graph: Graph, device: str = "cpu"):
         self.graph = graph
-        self.export = export(graph)
-        ns: dict[str, Any] = {"__name__": f"specc_torch.{self.export.class_name}"}
-        exec(compile(self.export.source, f"<specc export-torch {graph.name}>", "exec"), ns)
         self.device = pick_device(device)
-        self.module: torch.nn.Module = ns[self.export.class_name]().to(self.device)
+        self.export, self.module = self._build(None)
+        self._other: dict[tuple[str, ...], tuple[Export, torch.nn.Module]] = {}
+
+    def _build(self, outputs: list[str] | None) -> tuple[Export, torch.nn.Module]:
+        refs = None if outputs is None else {k: self.resolve(k) for k in outputs}
+        try:
+            exp = generate(self.graph, outputs=refs)
+        except Unsupported as e:
+            raise UserError(f"cannot run '{self.graph.name}' on PyTorch: {e}") from None
+        ns: dict[str, Any] = {"__name__": f"specc_torch.{exp.class_name}"}
+        exec(compile(exp.source, f"<specc export-torch {self.graph.name}>", "exec"), ns)
+        return exp, ns[exp.class_name]().to(self.device)
+
+    def resolve(self, name: str) -> Ref:
+        """An output name, node name, node:port or input name -> Ref (as runtime.Model.resolve)."""
+        g = self.graph
+        if name in g.output_refs:
+            return g.output_refs[name]
+        node, _, port = name.partition(":")
+        if node in g.inputs and not port:
+            return Ref(node)
+        if not g.has_node(node) or (port and port not in g.node(node).outputs):
+            raise UserError(f"unknown output '{name}'")
+        return Ref(node, port if port and port != next(iter(g.node(node).outputs)) else None)
+
+    @property
+    def training(self) -> bool:
+        return self.module.training
 
     def load_numpy(self, state: Mapping[str, np.ndarray]) -> None:
         """Load a specc state_dict (names -> arrays) with strict=True."""
@@ -68,6 +92,9 @@ class TorchModel:
             tensors[k] = torch.from_numpy(np.ascontiguousarray(v)).to(t.dtype)
         self.module.load_state_dict(tensors, strict=True)
 
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return self.numpy_state()
+
     def numpy_state(self) -> dict[str, np.ndarray]:
         return {k: v.detach().cpu().numpy() for k, v in self.module.state_dict().items()}
 
@@ -82,15 +109,30 @@ class TorchModel:
         t = self.graph.inputs[name]
         return torch.as_tensor(np.asarray(value)).to(device=self.device, dtype=DTYPES.get(t.dtype, torch.float32))
 
-    def forward(self, **inputs: Any) -> dict[str, torch.Tensor]:
-        missing = [k for k in self.export.inputs if k not in inputs]
+    def module_for(self, outputs: list[str] | None) -> tuple[Export, torch.nn.Module]:
+        """The module whose forward returns `outputs` (None: the spec's); other output sets (a loss for
+        specc eval) get a module of their own, with this one's weights and mode."""
+        if outputs is None or list(outputs) == self.export.outputs:
+            return self.export, self.module
+        key = tuple(outputs)
+        if key not in self._other:
+            exp, mod = self._build(list(outputs))
+            mod.load_state_dict(self.module.state_dict(), strict=True)
+            self._other[key] = (exp, mod)
+        exp, mod = self._other[key]
+        mod.train(self.module.training)
+        return exp, mod
+
+    def forward(self, outputs: list[str] | None = None, **inputs: Any) -> dict[str, torch.Tensor]:
+        exp, mod = self.module_for(outputs)
+        missing = [k for k in exp.inputs if k not in inputs]
         if missing:
             raise UserError(f"'{self.graph.name}' needs input(s) {', '.join(missing)}")
-        args = [self.tensor(k, inputs[k]) for k in self.export.inputs]
-        out = self.module(*args)
-        outs = out if len(self.export.outputs) > 1 else (out,)
-        return dict(zip(self.export.outputs, outs))
+        args = [self.tensor(k, inputs[k]) for k in exp.inputs]
+        out = mod(*args)
+        outs = out if len(exp.outputs) > 1 else (out,)
+        return dict(zip(exp.outputs, outs))
 
-    def __call__(self, **inputs: Any) -> dict[str, np.ndarray]:
+    def __call__(self, outputs: list[str] | None = None, **inputs: Any) -> dict[str, np.ndarray]:
         with torch.no_grad():
-            return {k: v.detach().cpu().numpy() for k, v in self.forward(**inputs).items()}
+            return {k: v.detach().cpu().numpy() for k, v in self.forward(outputs, **inputs).items()}
