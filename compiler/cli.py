@@ -171,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
              "write the spec as a standalone, readable PyTorch file (nn.Module classes, specc's state_dict names)")
     sp.add_argument("spec")
     sp.add_argument("-o", "--out", required=True, metavar="MODEL.py")
+    sp.add_argument("--output", action="append", metavar="NAME",
+                    help="forward returns these (a spec output, node, node:port or loss; repeatable)")
     sets(sp)
 
     sp = add("graph", lazy("compiler.graphviz:cmd_graph"), "draw the graph (dot, mmd, svg, png)")

@@ -33,7 +33,7 @@ def _checkpoint(tmp_path, spec: str, sets: dict | None = None):
 def test_run_torch_matches_numpy(tmp_path, spec, sets):
     g, m, w = _checkpoint(tmp_path, spec, sets)
     rng = np.random.default_rng(0)
-    args = ["--set", f"vocab=50", "--set", "d_model=16", "--set", "ff=32"] if sets else []
+    args = ["--set", "vocab=50", "--set", "d_model=16", "--set", "ff=32"] if sets else []
     feeds = {}
     for name, t in g.inputs.items():
         shape = [2 if d == "N" else 6 if isinstance(d, str) else d for d in t.shape]

@@ -17,7 +17,7 @@ import torch
 from compiler.errors import UserError
 from compiler.ir import Graph, Ref
 
-from .codegen import Export, generate
+from .codegen import Export, generate, resolve
 from .layers import Unsupported
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64, "int32": torch.int32,
@@ -60,16 +60,7 @@ class TorchModel:
         return exp, ns[exp.class_name]().to(self.device)
 
     def resolve(self, name: str) -> Ref:
-        """An output name, node name, node:port or input name -> Ref (as runtime.Model.resolve)."""
-        g = self.graph
-        if name in g.output_refs:
-            return g.output_refs[name]
-        node, _, port = name.partition(":")
-        if node in g.inputs and not port:
-            return Ref(node)
-        if not g.has_node(node) or (port and port not in g.node(node).outputs):
-            raise UserError(f"unknown output '{name}'")
-        return Ref(node, port if port and port != next(iter(g.node(node).outputs)) else None)
+        return resolve(self.graph, name)
 
     @property
     def training(self) -> bool:

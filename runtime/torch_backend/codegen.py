@@ -264,6 +264,23 @@ class Export:
     outputs: list[str]              # spec outputs forward() returns, in order (a tuple when several)
 
 
+def resolve(g: Graph, name: str) -> Ref:
+    """An output name, node name, node:port or input name -> Ref (as runtime.Model.resolve)."""
+    from compiler.errors import UserError, did_you_mean
+    if name in g.output_refs:
+        return g.output_refs[name]
+    node, _, port = name.partition(":")
+    if node in g.inputs and not port:
+        return Ref(node)
+    if not g.has_node(node):
+        raise UserError(f"unknown output '{name}'", hint=did_you_mean(name, list(g.output_refs) +
+                                                                      [n.name for n in g.nodes]), code=2)
+    outs = g.node(node).outputs
+    if port and port not in outs:
+        raise UserError(f"node '{node}' has no port '{port}' (ports: {', '.join(outs)})", code=2)
+    return Ref(node, port if port and port != next(iter(outs)) else None)
+
+
 def generate(g: Graph, source: str = "", outputs: dict[str, Ref] | None = None) -> Export:
     """The generated file for `g`, whose forward returns `outputs` (default: the spec's outputs). Raises
     layers.Unsupported with the reason when an op or a structure has no PyTorch form."""

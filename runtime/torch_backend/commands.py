@@ -1,4 +1,6 @@
-"""`specc export-torch SPEC -o model.py`: write the spec as a standalone PyTorch file (torch not needed)."""
+"""`specc export-torch SPEC -o model.py [--output NAME]...`: write the spec as a standalone PyTorch file
+(torch is not needed to write it). forward returns the spec's outputs, or the --output names (a loss node
+too: forward then also takes the target)."""
 from __future__ import annotations
 
 import argparse
@@ -10,13 +12,14 @@ def cmd_export_torch(args: argparse.Namespace) -> int:
     from compiler.cli import load_graph
     from compiler.files import atomic_write_text, guard_output
 
-    from .codegen import generate
+    from .codegen import generate, resolve
     from .layers import Unsupported
 
     guard_output(args.out, ".py", (args.spec,))
     g = load_graph(args.spec, args.set)
     try:
-        exp = generate(g, args.spec)
+        outputs = {k: resolve(g, k) for k in args.output} if args.output else None
+        exp = generate(g, args.spec, outputs)
     except Unsupported as e:
         raise UserError(f"cannot write '{g.name}' as PyTorch code: {e}") from None
     atomic_write_text(args.out, exp.source)

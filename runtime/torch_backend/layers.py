@@ -80,7 +80,8 @@ def emits(*names: str):
 
 
 def _axes(a: Any) -> str:
-    return lit(a.dim) if isinstance(a.dim, int) else lit(tuple(a.dim))
+    dims = [a.dim] if isinstance(a.dim, int) else list(a.dim)
+    return lit(dims[0]) if len(dims) == 1 else lit(tuple(dims))
 
 
 def _rank(cx: Cx, i: int = 0) -> int:
@@ -158,7 +159,9 @@ def _squeeze(cx: Cx) -> Emit:
     else:
         dims = [cx.a.dim] if isinstance(cx.a.dim, int) else list(cx.a.dim)
         axes = sorted(d % t.rank for d in dims)
-    return Emit(f"{cx.x}.squeeze({lit(tuple(axes))})" if axes else cx.x)
+    if not axes:
+        return Emit(cx.x)
+    return Emit(f"{cx.x}.squeeze({axes[0] if len(axes) == 1 else lit(tuple(axes))})")
 
 
 @emits("unsqueeze")
@@ -187,11 +190,13 @@ def _reduce(cx: Cx) -> Emit:
     x = cx.x
     if cx.node.op == "mean" and cx.in_types[0].dtype not in ("float32", "float64"):
         x = f"{x}.float()"
+    keep = ", keepdim=True" if cx.a.keepdim else ""
     if cx.a.dim is None:
+        if not keep and cx.node.op != "max":
+            return Emit(f"{fn}({x})")
         dim = lit(tuple(range(_rank(cx))))
     else:
         dim = _axes(cx.a)
-    keep = ", keepdim=True" if cx.a.keepdim else ""
     return Emit(f"{fn}({x}, dim={dim}{keep})")
 
 
@@ -486,7 +491,8 @@ def _mha(cx: Cx) -> Emit:
 def _sdpa(cx: Cx) -> Emit:
     q, k, v = cx.ins[:3]
     mask = cx.ins[3] if len(cx.ins) > 3 and cx.ins[3] is not None else "None"
-    return Emit(f"attention({q}, {k}, {v}, {mask}, causal={cx.a.causal}, scale={lit(cx.a.scale)})",
+    extra = (", causal=True" if cx.a.causal else "") + ("" if cx.a.scale is None else f", scale={lit(cx.a.scale)}")
+    return Emit(f"attention({q}, {k}, {v}, {mask}{extra})",
                 helpers=("attention",))
 
 

@@ -229,9 +229,11 @@ class ScopeWriter:
     def line(self, u: Unit, expr: str, lhs: str | None, simple: bool, first: str | None) -> None:
         refs = u.out_refs()
         wanted = self.wanted(u)
+        ports = list(u.node.outputs) if u.node else list(u.use.outputs)
         names = []
         for i, r in enumerate(refs):
-            name = ident(u.key if i == 0 else f"{u.key}_{r.port}", self.taken)
+            several = u.use is not None and len(refs) > 1
+            name = ident(u.key if i == 0 and not several else f"{u.key}_{ports[i]}", self.taken)
             names.append(name if wanted[i] or len(refs) == 1 else "_")
             self.env[key_of(self.g, r)] = name
         target = (lhs or ", ".join("{%d}" % i for i in range(len(names)))).format(*names)
