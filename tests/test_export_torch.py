@@ -24,9 +24,9 @@ from tests.test_torch_parity_specs import SMALL, make_inputs  # noqa: E402
 
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
 OP_SPECS = sorted((ROOT / "tests" / "specs" / "ops_torch").glob("*.yaml"))   # the ops specs/ does not use
-# small sizes keep the file fast; vgg16 keeps its layers (the 224x224 input is fixed) with fewer classes
+# small sizes keep the file fast; vgg16 keeps its layers (and its 25088-input classifier) at 32x32
 SIZES = {k: v for k, v in SMALL.items() if isinstance(v, dict)}
-SIZES["vgg16"] = {"classes": 10}
+SIZES["vgg16"] = {"classes": 10, "__text__": ("image: [N, 3, 224, 224]", "image: [N, 3, 32, 32]")}
 BATCH = {"vgg16": 1, "resnet50": 1}
 
 
