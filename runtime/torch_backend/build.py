@@ -4,8 +4,9 @@ The module is built by executing the very source `specc export-torch` writes (in
 rather than by a second constructor: what runs is exactly what a user exports, and the export's parity
 tests cover the backend. The source is specc's own output: names are turned into identifiers, attribute
 values into literals (repr), and docstrings are stripped of quotes, so no spec text runs as code.
-A training backend can reuse `TorchModel`: `module` is a plain nn.Module with specc's parameter names
-(optimisers, DDP and torch.compile take it as is); `forward` gives named outputs.
+A training backend can reuse `TorchModel(graph, device, outputs=[objective terms, predict, target])`:
+`module` is then a plain nn.Module whose forward returns what a training step needs, with specc's
+parameter names (optimisers, DDP and torch.compile take it as is); `forward` gives named tensors.
 """
 from __future__ import annotations
 
@@ -43,10 +44,10 @@ def export(graph: Graph, source: str = "") -> Export:
 class TorchModel:
     """A spec's generated nn.Module with runtime.Model's call shape: model(**inputs) -> {output: ndarray}."""
 
-    def __init__(self, graph: Graph, device: str = "cpu"):
+    def __init__(self, graph: Graph, device: str = "cpu", outputs: list[str] | None = None):
         self.graph = graph
         self.device = pick_device(device)
-        self.export, self.module = self._build(None)
+        self.export, self.module = self._build(outputs)
         self._other: dict[tuple[str, ...], tuple[Export, torch.nn.Module]] = {}
 
     def _build(self, outputs: list[str] | None) -> tuple[Export, torch.nn.Module]:

@@ -92,7 +92,7 @@ class Generator:
                 flag = namer.flag(m.attr, [v is not ABSENT for v in vals])
                 idx, var, inp = full.line_of[m.attr]
                 forward[idx] += f" if self.{m.attr} is not None else {inp}"
-            members.append(Member(m.attr, m.how, value, flag))
+            members.append(Member(m.attr, m.how, value, flag, m.inits))
         for j, i in enumerate(insts):
             self.inst_class[i] = name
             self.inst_kwargs[i] = {p: vec[j] for p, vec in namer.vectors.items()}
@@ -138,7 +138,7 @@ def _fits(full: ScopeCode, c: ScopeCode) -> bool:
         return False
     for m in c.members:
         fm = mine[m.attr]
-        if fm.how != m.how or (fm.value.skeleton() if isinstance(fm.value, Call) else fm.value) != \
+        if fm.how != m.how or fm.inits != m.inits or (fm.value.skeleton() if isinstance(fm.value, Call) else fm.value) != \
                 (m.value.skeleton() if isinstance(m.value, Call) else m.value):
             return False
     missing = [m.attr for m in full.members if m.attr not in attrs]
@@ -225,10 +225,16 @@ def render_class(name: str, base: str, doc: str, params: list[tuple[str, str]], 
     out = [f"class {name}({base}):", f'    """{doc}"""', "", f"    def __init__(self{sig}):"]
     if code.sequential:
         out += _sequential_init(code.members)
+        out += ["        " + ln.replace("{m}", f"self[{i}]") for i, m in enumerate(code.members) for ln in m.inits]
         return "\n".join(out) + "\n"
     out.append("        super().__init__()")
     for m in code.members:
         out.append("        " + _member_line(m))
+        acc = f"self.{m.attr}" if m.attr.isidentifier() else f"getattr(self, {m.attr!r})"
+        ind = "            " if m.flag else "        "
+        if m.inits and m.flag:
+            out.append(f"        if {m.flag}:")
+        out += [ind + ln.replace("{m}", acc) for ln in m.inits]
     out += ["", f"    def forward(self, {', '.join(code.args)}):"]
     out += ["        " + ln for ln in code.forward]
     out.append(f"        return {', '.join(code.returns)}")

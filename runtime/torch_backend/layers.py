@@ -212,12 +212,8 @@ def _one_hot(cx: Cx) -> Emit:
 
 @emits("param")
 def _param(cx: Cx) -> Emit:
-    shape = lit(tuple(cx.a.shape))
-    init = cx.node.init
-    kind = getattr(init, "kind", None) if init is not None else None
-    std = (init.kw.get("std", 1.0) if kind == "normal" else None)
-    src = f"torch.randn({shape}) * {lit(float(std))}" if std is not None else f"torch.zeros({shape})"
-    return Emit("{m}", parameter=f"nn.Parameter({src})")
+    shape = ", ".join(map(str, cx.a.shape))
+    return Emit("{m}", parameter=f"nn.Parameter(torch.zeros({shape}))")
 
 
 @emits("constant")
@@ -576,6 +572,41 @@ def _loss(cx: Cx) -> Emit:
     if getattr(a, "label_smoothing", 0.0):
         extra += f", label_smoothing={lit(a.label_smoothing)}"
     return Emit(f"{LOSSES[cx.node.op]}({i}, {t}{extra})")
+
+
+def _init_call(init: Any, target: str) -> str:
+    """torch.nn.init's call for a node's `init:` override (runtime/init.py's kinds)."""
+    kw, kind = init.kw, init.kind
+    if kind in ("kaiming_uniform", "kaiming_normal"):
+        if kw.get("fan_in"):
+            raise Unsupported(f"init {kind} with an explicit fan_in has no torch.nn.init form")
+        nl = kw.get("nonlinearity", "leaky_relu" if kind == "kaiming_uniform" else "relu")
+        a = kw.get("a", 0.0)
+        return f"nn.init.{kind}_({target}{', a=' + lit(float(a)) if a else ''}, nonlinearity={nl!r})"
+    if kind in ("xavier_uniform", "xavier_normal"):
+        gain = kw.get("gain", 1.0)
+        return f"nn.init.{kind}_({target}{'' if gain == 1.0 else ', gain=' + lit(float(gain))})"
+    if kind == "uniform":
+        lo, hi = (-kw["bound"], kw["bound"]) if "bound" in kw else (kw.get("low", 0.0), kw.get("high", 1.0))
+        return f"nn.init.uniform_({target}, {lit(float(lo))}, {lit(float(hi))})"
+    if kind == "normal":
+        mean = kw.get('mean', 0.0)
+        return f"nn.init.normal_({target}{', mean=' + lit(float(mean)) if mean else ''}, std={lit(float(kw.get('std', 1.0)))})"
+    if kind in ("zeros", "ones"):
+        return f"nn.init.{kind}_({target})"
+    if kind == "constant":
+        return f"nn.init.constant_({target}, {lit(float(kw['value']))})"
+    raise Unsupported(f"init {kind} has no torch.nn.init form")
+
+
+def init_lines(node: Node) -> list[str]:
+    """The node's `init:` override as torch.nn.init calls on "{m}" (its module or parameter): every weight
+    (a parameter whose name contains 'weight'), as runtime.Model applies it."""
+    if node.init is None:
+        return []
+    if node.op == "param":
+        return [_init_call(node.init, "{m}")]
+    return [_init_call(node.init, "{m}." + p.name) for p in node.params if "weight" in p.name]
 
 
 def emit(cx: Cx) -> Emit:

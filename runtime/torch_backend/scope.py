@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from compiler.ir import BlockUse, Graph, Node, Ref
 
-from .layers import Cx, Unsupported, emit
+from .layers import Cx, Unsupported, emit, init_lines
 from .source import NO_DEFAULT, Call, call, ident
 
 Key = tuple[str, "str | None"]
@@ -25,6 +25,7 @@ class Member:
     how: str                        # module | parameter | buffer
     value: Any                      # a Call (module) or source text (parameter, buffer)
     flag: str | None = None         # merged classes: built only when this constructor flag is true
+    inits: list[str] = field(default_factory=list)   # torch.nn.init calls on "{m}" (the member)
 
 
 @dataclass
@@ -39,7 +40,7 @@ class ScopeCode:
 
     def skeleton(self) -> tuple:
         return (self.sequential, tuple(self.args), tuple(self.returns), tuple(self.forward),
-                tuple((m.attr, m.how, m.value.skeleton() if isinstance(m.value, Call) else m.value)
+                tuple((m.attr, m.how, m.value.skeleton() if isinstance(m.value, Call) else m.value, tuple(m.inits))
                       for m in self.members))
 
 
@@ -214,10 +215,12 @@ class ScopeWriter:
         member = None
         if not u.shared and (e.module or e.parameter or e.buffer):
             how = "module" if e.module else "parameter" if e.parameter else "buffer"
-            member = Member(u.child, how, e.module or e.parameter or e.buffer)
+            member = Member(u.child, how, e.module or e.parameter or e.buffer, inits=init_lines(n))
         if member is not None and where is None:
             self.code.members.append(member)
-        if needed:
+        if needed and e.expr == "{m}":               # a parameter or constant: read it where it is used
+            self.env[key_of(self.g, u.out_refs()[0])] = acc
+        elif needed:
             self.line(u, e.expr.replace("{m}", acc), e.lhs, e.module is not None and not u.shared,
                       ins[0] if ins else None)
         return member
@@ -261,16 +264,17 @@ class ScopeWriter:
             raise Unsupported(f"'{self.prefix}{name}' mixes shared and own weights")
         if self.chain(members, need, readers) and self.sequential(name, members):
             return
-        mods = []
+        mods, inits = [], []
         for u in members:
             m = self.unit(u, u.key in need, (name, repr(u.child)))
             if m is not None:
                 if m.how != "module":
                     raise Unsupported(f"'{self.prefix}{u.key}' is a parameter inside a container")
                 mods.append((u.child, m.value))
+                inits += [ln.replace("{m}", "{m}[%r]" % u.child) for ln in m.inits]
         if mods:
             self.code.members.append(Member(name, "module", call("nn.ModuleDict", ("modules", Call("{}", tuple(
-                (k, v, True, NO_DEFAULT) for k, v in mods))))))
+                (k, v, True, NO_DEFAULT) for k, v in mods)))), inits=inits))
 
     def whole_sequential(self, need: set[str], readers: dict) -> bool:
         """A block whose layers have numbers for names and simply chain is an nn.Sequential subclass."""
@@ -285,7 +289,7 @@ class ScopeWriter:
         mods = self.chain_modules(us)
         if mods is None:
             return False
-        self.code.members = [Member(u.child, "module", m) for u, m in zip(us, mods)]
+        self.code.members = [Member(u.child, "module", m, inits=ini) for u, (m, ini) in zip(us, mods)]
         self.code.sequential = True
         return True
 
@@ -312,12 +316,12 @@ class ScopeWriter:
                 return False
         return True
 
-    def chain_modules(self, members: list[Unit]) -> list[Call] | None:
-        """The modules of a chain, or None when a unit has no module form."""
+    def chain_modules(self, members: list[Unit]) -> list[tuple[Call, list[str]]] | None:
+        """The modules of a chain with their init calls, or None when a unit has no module form."""
         mods = []
         for u in members:
             if u.use is not None:
-                mods.append(self.child_call(u.inst))
+                mods.append((self.child_call(u.inst), []))
                 continue
             n = u.node
             e = emit(Cx(n, ["x"] + [None] * (len(n.inputs) - 1), [None if r is None else self.g.type_of(r)
@@ -325,27 +329,29 @@ class ScopeWriter:
             if e.module is None and e.modform is None or "{m}(x)" not in e.expr and e.module is not None:
                 return None
             self.code.helpers.update(e.helpers)
-            mods.append(e.module or e.modform)
+            mods.append((e.module or e.modform, init_lines(n)))
         return mods
 
     def sequential(self, name: str, members: list[Unit]) -> bool:
         """Write a chain of units as an nn.Sequential (or a ModuleList run in a loop); False if one of them
         has no module form."""
-        mods = self.chain_modules(members)
-        if mods is None:
+        chained = self.chain_modules(members)
+        if chained is None:
             return False
+        mods = [m for m, _ in chained]
+        inits = [ln.replace("{m}", "{m}[%d]" % i) for i, (_, lines) in enumerate(chained) for ln in lines]
         first = members[0]
         x = self.var(first.inputs[0])
         extra = [self.var(r) for r in first.inputs[1:]]
         out = ident(name, self.taken)
         if extra:
             self.code.members.append(Member(name, "module", call("nn.ModuleList", ("modules", Call("[]", tuple(
-                (str(i), m, True, NO_DEFAULT) for i, m in enumerate(mods)))))))
+                (str(i), m, True, NO_DEFAULT) for i, m in enumerate(mods))))), inits=inits))
             self.code.forward += [f"{out} = {x}", f"for layer in self.{name}:",
                                   f"    {out} = layer({', '.join([out] + extra)})"]
         else:
             self.code.members.append(Member(name, "module", Call("nn.Sequential", tuple(
-                (str(i), m, True, NO_DEFAULT) for i, m in enumerate(mods)))))
+                (str(i), m, True, NO_DEFAULT) for i, m in enumerate(mods))), inits=inits))
             self.code.line_of[name] = (len(self.code.forward), out, x)
             self.code.forward.append(f"{out} = self.{name}({x})")
         self.env[key_of(self.g, members[-1].out_refs()[0])] = out
