@@ -118,8 +118,10 @@ class GATConv(nn.Module):
         self.att_dst = nn.Parameter(torch.empty(1, heads, out_features))
         width = heads * out_features if concat else out_features
         self.bias = nn.Parameter(torch.zeros(width)) if bias else None
-        for p in (self.weight, self.att_src, self.att_dst):
-            nn.init.xavier_uniform_(p)
+        nn.init.xavier_uniform_(self.weight)
+        bound = math.sqrt(6.0 / (heads + out_features))                   # as PyG's glorot on [1, H, C]
+        nn.init.uniform_(self.att_src, -bound, bound)
+        nn.init.uniform_(self.att_dst, -bound, bound)
 
     def forward(self, x: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
         h = F.linear(x, self.weight)
