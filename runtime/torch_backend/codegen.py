@@ -17,7 +17,7 @@ from compiler.ir import Graph, Ref
 from .helpers import HELPERS, closure
 from .layers import Unsupported
 from .scope import Member, ScopeCode, ScopeWriter, sub_var
-from .source import NO_DEFAULT, Call, Param, camel, ident, render_call
+from .source import NO_DEFAULT, RESERVED, Call, Param, camel, ident, render_call
 
 ABSENT = object()
 
@@ -33,7 +33,7 @@ class Generator:
         self.inst_kwargs: dict[str, dict[str, Any]] = {}
         self.classes: list[str] = []
         self.helpers: set[str] = set()
-        self.names: set[str] = set()
+        self.names: set[str] = set(HELPERS) | RESERVED
 
     # -- block classes ---------------------------------------------------------------------------
     def child_call(self, inst: str) -> Call:

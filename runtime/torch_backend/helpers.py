@@ -166,6 +166,14 @@ def kl_normal(mu: torch.Tensor, logvar: torch.Tensor, reduction: str = "mean") -
 ''')
 
 
+def _reserve() -> None:
+    from .source import RESERVED
+    RESERVED.update(HELPERS)
+
+
+_reserve()
+
+
 def closure(names: set[str]) -> list[str]:
     """The helpers `names` need, dependencies first, in a stable order."""
     out: list[str] = []

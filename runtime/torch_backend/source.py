@@ -87,7 +87,8 @@ def render_call(c: Call, indent: str = "") -> str:
     return f"{fn}{opener}{body}\n{indent}{closer}"
 
 
-RESERVED = {"self", "torch", "nn", "F", "math", "layer", "OrderedDict"}
+# names the generated code itself uses (plus the helpers', added by codegen): never a variable or class
+RESERVED = {"self", "torch", "nn", "F", "math", "layer", "OrderedDict", "getattr", "super", "None", "True", "False"}
 
 
 def ident(name: str, taken: set[str] | None = None) -> str:
