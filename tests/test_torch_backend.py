@@ -83,3 +83,20 @@ def test_missing_torch_is_a_clear_error(tmp_path, capsys, monkeypatch):
                  "--backend", "torch"])
     err = capsys.readouterr().err
     assert code == 1 and "specc[torch]" in err
+
+
+def test_torch_backend_runs_specs_not_onnx_files(tmp_path, capsys):
+    onnx_file = tmp_path / "m.onnx"
+    onnx_file.write_bytes(b"not really")
+    np.save(tmp_path / "x.npy", np.zeros((1, 1, 28, 28), np.float32))
+    code = main(["run", str(onnx_file), "--input", f"image={tmp_path / 'x.npy'}", "--backend", "torch"])
+    assert code == 2 and "the torch backend runs a spec" in capsys.readouterr().err
+
+
+def test_checkpoint_that_does_not_fit_is_a_clear_error(tmp_path, capsys):
+    _g, _m, w = _checkpoint(tmp_path, "lenet5.yaml", {"classes": 7})
+    np.save(tmp_path / "x.npy", np.zeros((1, 1, 28, 28), np.float32))
+    code = main(["run", str(ROOT / "specs/lenet5.yaml"), "--weights", str(w), "--input", f"image={tmp_path / 'x.npy'}",
+                 "--backend", "torch"])
+    err = capsys.readouterr().err
+    assert code == 1 and "logits.weight" in err and "[7, 84]" in err

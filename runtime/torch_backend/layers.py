@@ -486,9 +486,9 @@ def _mha(cx: Cx) -> Emit:
 @emits("scaled_dot_product_attention")
 def _sdpa(cx: Cx) -> Emit:
     q, k, v = cx.ins[:3]
-    mask = cx.ins[3] if len(cx.ins) > 3 and cx.ins[3] is not None else "None"
+    mask = f", {cx.ins[3]}" if len(cx.ins) > 3 and cx.ins[3] is not None else ""
     extra = (", causal=True" if cx.a.causal else "") + ("" if cx.a.scale is None else f", scale={lit(cx.a.scale)}")
-    return Emit(f"attention({q}, {k}, {v}, {mask}{extra})",
+    return Emit(f"attention({q}, {k}, {v}{mask}{extra})",
                 helpers=("attention",))
 
 
