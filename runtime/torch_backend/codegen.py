@@ -17,7 +17,7 @@ from compiler.ir import Graph, Ref
 from .helpers import HELPERS, closure
 from .layers import Unsupported
 from .scope import Member, ScopeCode, ScopeWriter, sub_var
-from .source import NO_DEFAULT, RESERVED, Call, Param, camel, ident, render_call
+from .source import NO_DEFAULT, RESERVED, Call, Param, camel, ident, render_call, wrap
 
 ABSENT = object()
 
@@ -222,7 +222,11 @@ def _hoist(vals: list[Any], namer: _Namer, arg: str, attr: str) -> Any:
 # -- rendering ------------------------------------------------------------------------------------
 def render_class(name: str, base: str, doc: str, params: list[tuple[str, str]], code: ScopeCode) -> str:
     sig = "".join(f", {k}: {h}" if h else f", {k}" for k, h in params)
-    out = [f"class {name}({base}):", f'    """{doc}"""', "", f"    def __init__(self{sig}):"]
+    head = f"    def __init__(self{sig}):"
+    if len(head) > 100:
+        head = "    def __init__(" + wrap(["self"] + [f"{k}: {h}" if h else k for k, h in params], " " * 8)[:-1] + \
+            "\n    ):"
+    out = [f"class {name}({base}):", f'    """{doc}"""', "", head]
     if code.sequential:
         out += _sequential_init(code.members)
         out += ["        " + ln.replace("{m}", f"self[{i}]") for i, m in enumerate(code.members) for ln in m.inits]

@@ -79,8 +79,10 @@ def render_call(c: Call, indent: str = "") -> str:
             parts = [f"{n!r}: {lit(v)}" for n, v, _, _ in shown]
     fn = "" if c.fn in ("[]", "{}") else c.fn
     one = f"{fn}{opener}{', '.join(parts)}{closer}"
-    if len(one) + len(indent) <= 100 or not any(isinstance(v, Call) for _, v, _, _ in shown):
+    if len(one) + len(indent) <= 100:
         return one
+    if not any(isinstance(v, Call) for _, v, _, _ in shown):
+        return f"{fn}{opener}{wrap(parts, indent + '    ')}\n{indent}{closer}"
     inner = indent + "    "
     body = "".join(f"\n{inner}{p if not isinstance(v, Call) else (p[:-len(lit(v))] + render_call(v, inner))},"
                    for (_, v, _, _), p in zip(shown, parts))
@@ -88,6 +90,18 @@ def render_call(c: Call, indent: str = "") -> str:
 
 
 # names the generated code itself uses (plus the helpers', added by codegen): never a variable or class
+def wrap(parts: list[str], indent: str, width: int = 100) -> str:
+    """Comma-separated parts on continuation lines of at most `width` characters (each line starts with
+    a newline and `indent`)."""
+    lines: list[str] = []
+    for p in parts:
+        if lines and len(lines[-1]) + len(p) + 2 <= width:
+            lines[-1] += f" {p},"
+        else:
+            lines.append(f"{indent}{p},")
+    return "".join("\n" + ln for ln in lines)
+
+
 RESERVED = {"self", "torch", "nn", "F", "math", "layer", "OrderedDict", "getattr", "super", "None", "True", "False"}
 
 
