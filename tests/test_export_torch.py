@@ -168,3 +168,17 @@ def test_init_overrides_become_torch_init_calls(tmp_path):
         t = fresh[k].numpy()
         assert abs(t.mean()) < 0.3 * ours[k].std() + 1e-3, k
         assert 0.75 < t.std() / ours[k].std() < 1.33, (k, t.std(), ours[k].std())
+
+
+def test_a_structure_without_a_pytorch_form_is_a_clear_error(tmp_path, capsys):
+    """A block that calls a layer of the enclosing model shares weights across a class boundary: refused
+    with the reason, exit 1, nothing written."""
+    spec = tmp_path / "m.yaml"
+    spec.write_text("specc: 1\nname: m\ninputs: {x: [N, 4]}\n"
+                    "blocks:\n  b:\n    inputs: [y]\n    layers:\n      - {call: fc, name: again}\n"
+                    "layers:\n  - {op: linear, name: fc, out_features: 4}\n  - {use: b, name: b1}\noutputs: [b1]\n")
+    out = tmp_path / "m.py"
+    assert main(["export-torch", str(spec), "-o", str(out)]) == 1
+    assert "cannot write 'm' as PyTorch code: 'fc' is shared from outside the block that uses it" in \
+        capsys.readouterr().err
+    assert not out.exists()

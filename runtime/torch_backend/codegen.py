@@ -8,6 +8,7 @@ in structure get one class each (BasicBlock, BasicBlock2). Imports nothing from 
 """
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -226,7 +227,9 @@ def render_class(name: str, base: str, doc: str, params: list[tuple[str, str]], 
     if len(head) > 100:
         head = "    def __init__(" + wrap(["self"] + [f"{k}: {h}" if h else k for k, h in params], " " * 8)[:-1] + \
             "\n    ):"
-    out = [f"class {name}({base}):", f'    """{doc}"""', "", head]
+    doc = f'    """{doc}"""' if len(doc) <= 90 else \
+        '    """' + "\n    ".join(textwrap.wrap(doc, 96)) + '\n    """'
+    out = [f"class {name}({base}):", doc, "", head]
     if code.sequential:
         out += _sequential_init(code.members)
         out += ["        " + ln.replace("{m}", f"self[{i}]") for i, m in enumerate(code.members) for ln in m.inits]

@@ -450,10 +450,11 @@ def _recurrent(cx: Cx) -> Emit:
     mod = call(f"nn.{kind.upper()}", ("input_size", in_size), ("hidden_size", a.hidden_size), **kw)
     states = [s for s in cx.ins[1:]]
     if kind == "lstm":
-        if any(s is not None for s in states):
-            if any(s is None for s in states):
-                raise Unsupported("an LSTM needs both h0 and c0, or neither")
-            return Emit(f"{{m}}({cx.x}, ({states[0]}, {states[1]}))", mod, lhs="{0}, ({1}, {2})")
+        states += [None] * (2 - len(states))
+        if any(s is not None for s in states):          # an omitted state starts at zeros
+            h0, c0 = (st if st is not None else f"torch.zeros_like({other})"
+                      for st, other in zip(states, reversed(states)))
+            return Emit(f"{{m}}({cx.x}, ({h0}, {c0}))", mod, lhs="{0}, ({1}, {2})")
         return Emit(f"{{m}}({cx.x})", mod, lhs="{0}, ({1}, {2})")
     h0 = f", {states[0]}" if states and states[0] is not None else ""
     return Emit(f"{{m}}({cx.x}{h0})", mod)
