@@ -20,7 +20,7 @@ if str(ROOT) not in sys.path:
 import compiler  # noqa: E402
 import runtime  # noqa: E402
 from compiler.cli import main  # noqa: E402
-from tests.test_torch_parity_specs import SMALL, make_inputs  # noqa: E402
+from tests.test_torch_parity_specs import EVAL_ONLY, SMALL, TOL, _stochastic, make_inputs, rel_err  # noqa: E402
 
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
 OP_SPECS = sorted((ROOT / "tests" / "specs" / "ops_torch").glob("*.yaml"))   # the ops specs/ does not use
@@ -82,6 +82,25 @@ def test_generated_file_matches_numpy_runtime(path, tmp_path):
     assert exp.outputs == list(g.output_refs)
     for name, t in zip(exp.outputs, res):
         np.testing.assert_allclose(t.numpy(), ours[name], rtol=1e-4, atol=1e-5, err_msg=f"{path.stem}:{name}")
+    if not _stochastic(g) and path.stem not in EVAL_ONLY:
+        _check_train_mode(path.stem, model, net, x, args, exp.outputs)
+
+
+def _check_train_mode(key, model, net, x, args, outputs):
+    """Training-mode forward: batch statistics and running-statistic updates (nn.BatchNorm's momentum and
+    num_batches_tracked) as the NumPy runtime's."""
+    tol = TOL.get(key, 2e-4)
+    model.train()
+    net.train()
+    ours = model(**x)
+    with torch.no_grad():
+        res = net(*args)
+    res = res if len(outputs) > 1 else (res,)
+    for name, t in zip(outputs, res):
+        assert rel_err(t.numpy(), ours[name]) <= tol, (key, name, rel_err(t.numpy(), ours[name]))
+    after = net.state_dict()
+    for k, v in model.state_dict().items():
+        assert rel_err(after[k].numpy(), v) <= tol, (key, k)
 
 
 def test_resnet_block_is_one_class_with_sizes_and_optional_downsample():
