@@ -93,7 +93,7 @@ class Generator:
                 flag = namer.flag(m.attr, [v is not ABSENT for v in vals])
                 idx, var, inp = full.line_of[m.attr]
                 forward[idx] += f" if self.{m.attr} is not None else {inp}"
-            members.append(Member(m.attr, m.how, value, flag, m.inits))
+            members.append(Member(m.attr, m.how, value, flag, m.inits, m.unused))
         for j, i in enumerate(insts):
             self.inst_class[i] = name
             self.inst_kwargs[i] = {p: vec[j] for p, vec in namer.vectors.items()}
@@ -255,9 +255,10 @@ def _member_line(m: Member) -> str:
     value = render_call(m.value, ind) if isinstance(m.value, Call) else m.value
     if m.flag:
         value = f"{value} if {m.flag} else None"
+    note = "  # only a loss needs it (see --output); kept for the state_dict" if m.unused else ""
     if m.attr.isidentifier():
-        return f"self.{m.attr} = {value}"
-    return f"self.add_module({m.attr!r}, {value})"
+        return f"self.{m.attr} = {value}{note}"
+    return f"self.add_module({m.attr!r}, {value}){note}"
 
 
 def _sequential_init(members: list[Member]) -> list[str]:

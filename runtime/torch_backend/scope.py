@@ -26,6 +26,7 @@ class Member:
     value: Any                      # a Call (module) or source text (parameter, buffer)
     flag: str | None = None         # merged classes: built only when this constructor flag is true
     inits: list[str] = field(default_factory=list)   # torch.nn.init calls on "{m}" (the member)
+    unused: bool = False            # built for its weights, but forward does not need it (a loss's branch)
 
 
 @dataclass
@@ -215,7 +216,7 @@ class ScopeWriter:
         member = None
         if not u.shared and (e.module or e.parameter or e.buffer):
             how = "module" if e.module else "parameter" if e.parameter else "buffer"
-            member = Member(u.child, how, e.module or e.parameter or e.buffer, inits=init_lines(n))
+            member = Member(u.child, how, e.module or e.parameter or e.buffer, inits=init_lines(n), unused=not needed)
         if member is not None and where is None:
             self.code.members.append(member)
         if needed and e.expr == "{m}":               # a parameter or constant: read it where it is used
@@ -249,7 +250,7 @@ class ScopeWriter:
         if u.shared:
             acc = self.path(u.use.param_prefix)
         else:
-            member = Member(u.child, "module", self.child_call(u.inst))
+            member = Member(u.child, "module", self.child_call(u.inst), unused=not needed)
             if where is None:
                 self.code.members.append(member)
         if needed:
