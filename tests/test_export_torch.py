@@ -1,4 +1,4 @@
-"""specc export-torch: for every spec in specs/, the generated standalone file passes pyflakes, loads the
+"""specc export-torch: for every spec in specs/ (and tools/bench_specs/, tests/specs/ops_torch/), the generated standalone file passes pyflakes, loads the
 NumPy runtime's state_dict with strict=True (same keys and shapes), and gives the NumPy runtime's outputs
 in eval mode. The file is imported as a module of its own (it must not need specc)."""
 from __future__ import annotations
@@ -24,6 +24,7 @@ from tests.test_torch_parity_specs import EVAL_ONLY, SMALL, TOL, _stochastic, ma
 
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
 OP_SPECS = sorted((ROOT / "tests" / "specs" / "ops_torch").glob("*.yaml"))   # the ops specs/ does not use
+BENCH_SPECS = sorted((ROOT / "tools" / "bench_specs").glob("*.yaml"))
 # small sizes keep the file fast; vgg16 keeps its layers, narrower (at full size its classifier alone is 120M
 # parameters)
 SIZES = {k: v for k, v in SMALL.items() if isinstance(v, dict)}
@@ -34,7 +35,7 @@ BATCH = {"vgg16": 1, "resnet50": 1}
 
 
 def _compile(path: Path):
-    small = dict(SIZES.get(path.stem, {}))
+    small = dict(SIZES.get(_key(path), {}))
     text = small.pop("__text__", None)
     if text is None:
         return compiler.compile_file(path, params=small or None)
@@ -52,7 +53,14 @@ def _import(path: Path, name: str):
     return mod
 
 
-@pytest.mark.parametrize("path", SPECS + OP_SPECS, ids=[p.stem for p in SPECS + OP_SPECS])
+ALL = SPECS + OP_SPECS + BENCH_SPECS
+
+
+def _key(path: Path) -> str:
+    return f"bench/{path.stem}" if path.parent.name == "bench_specs" else path.stem
+
+
+@pytest.mark.parametrize("path", ALL, ids=[_key(p) for p in ALL])
 def test_generated_file_matches_numpy_runtime(path, tmp_path):
     from runtime.torch_backend.codegen import generate
     g = _compile(path)
@@ -83,7 +91,7 @@ def test_generated_file_matches_numpy_runtime(path, tmp_path):
     for name, t in zip(exp.outputs, res):
         np.testing.assert_allclose(t.numpy(), ours[name], rtol=1e-4, atol=1e-5, err_msg=f"{path.stem}:{name}")
     if not _stochastic(g) and path.stem not in EVAL_ONLY:
-        _check_train_mode(path.stem, model, net, x, args, exp.outputs)
+        _check_train_mode(_key(path), model, net, x, args, exp.outputs)
 
 
 def _check_train_mode(key, model, net, x, args, outputs):
