@@ -1,6 +1,7 @@
-"""specc export-torch: for every spec in specs/ (and tools/bench_specs/, tests/specs/ops_torch/), the generated standalone file passes pyflakes, loads the
-NumPy runtime's state_dict with strict=True (same keys and shapes), and gives the NumPy runtime's outputs
-in eval mode. The file is imported as a module of its own (it must not need specc)."""
+"""specc export-torch: for every spec in specs/, tools/bench_specs/ and tests/specs/ops_torch/ (every op of
+the catalogue), the generated standalone file passes pyflakes, loads the NumPy runtime's state_dict with
+strict=True (same keys and shapes), and gives the NumPy runtime's outputs in eval mode (and in training
+mode when no op is random). The file is imported as a module of its own (it must not need specc)."""
 from __future__ import annotations
 
 import importlib.util
