@@ -121,6 +121,7 @@ class ScopeWriter:
         self.outputs = outputs
         self.child_call = child_call
         self.code = ScopeCode([], [], self.args, [])
+        self.kinds: dict[str, str] = {}           # container name -> nn.Sequential | nn.ModuleList | nn.ModuleDict
         self._readers = self.readers()
         self.producer: dict[Key, Unit] = {k: u for u in self.units for k in (key_of(g, r) for r in u.out_refs())}
 
@@ -152,9 +153,20 @@ class ScopeWriter:
         """self.<...> for the module or parameter whose state_dict prefix is `full` (a shared weight)."""
         if not full.startswith(self.param_prefix()):
             raise Unsupported(f"'{full}' is shared from outside the block that uses it")
-        rel = full[len(self.param_prefix()):]
-        return "self" + "".join(f".{p}" if p.isidentifier() else f"[{p}]" if p.isdigit() else f"._modules[{p!r}]"
-                                for p in rel.split("."))
+        first, *rest = full[len(self.param_prefix()):].split(".")
+        out = self.access(first)
+        kind = self.kinds.get(first)
+        for p in rest:
+            if p.isidentifier():
+                out += f".{p}"
+            elif kind in ("nn.Sequential", "nn.ModuleList") and p.isdigit():
+                out += f"[{p}]"
+            elif kind == "nn.ModuleDict":
+                out += f"[{p!r}]"
+            else:
+                out = f"getattr({out}, {p!r})"
+            kind = None
+        return out
 
     def param_prefix(self) -> str:
         if not self.prefix:
@@ -274,6 +286,7 @@ class ScopeWriter:
                 mods.append((u.child, m.value))
                 inits += [ln.replace("{m}", "{m}[%r]" % u.child) for ln in m.inits]
         if mods:
+            self.kinds[name] = "nn.ModuleDict"
             self.code.members.append(Member(name, "module", call("nn.ModuleDict", ("modules", Call("{}", tuple(
                 (k, v, True, NO_DEFAULT) for k, v in mods)))), inits=inits))
 
@@ -345,6 +358,7 @@ class ScopeWriter:
         x = self.var(first.inputs[0])
         extra = [self.var(r) for r in first.inputs[1:]]
         out = ident(name, self.taken)
+        self.kinds[name] = "nn.ModuleList" if extra else "nn.Sequential"
         if extra:
             self.code.members.append(Member(name, "module", call("nn.ModuleList", ("modules", Call("[]", tuple(
                 (str(i), m, True, NO_DEFAULT) for i, m in enumerate(mods))))), inits=inits))
