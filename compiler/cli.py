@@ -174,13 +174,24 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--weights", required=True, metavar="CKPT")
     sp.add_argument("--data", metavar="PATH")
     sets(sp)
+    sp.add_argument("--backend", choices=["numpy", "torch"], default="numpy", help="torch: needs specc[torch]")
+    sp.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu", help="with --backend torch")
 
     sp = add("run", lazy("runtime.inference:cmd_run"), "inference with the NumPy runtime or onnxruntime")
     sp.add_argument("model", metavar="SPEC|MODEL.onnx")
     sp.add_argument("--weights", metavar="CKPT")
     sp.add_argument("--input", action="append", metavar="NAME=FILE.npy", default=[])
     sp.add_argument("-o", "--out", metavar="OUT.npz")
-    sp.add_argument("--backend", choices=["numpy", "onnxruntime"])
+    sp.add_argument("--backend", choices=["numpy", "onnxruntime", "torch"])
+    sp.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu", help="with --backend torch")
+    sets(sp)
+
+    sp = add("export-torch", lazy("runtime.torch_backend.commands:cmd_export_torch"),
+             "write the spec as a standalone, readable PyTorch file (nn.Module classes, specc's state_dict names)")
+    sp.add_argument("spec")
+    sp.add_argument("-o", "--out", required=True, metavar="MODEL.py")
+    sp.add_argument("--output", action="append", metavar="NAME",
+                    help="forward returns these (a spec output, node, node:port or loss; repeatable)")
     sets(sp)
 
     sp = add("graph", lazy("compiler.graphviz:cmd_graph"), "draw the graph (dot, mmd, svg, png)")

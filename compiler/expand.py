@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from . import ops as ops_pkg
 from .errors import Diagnostic, Loc, ShapeError, SpecError, did_you_mean
 from .expr import ExprError, is_template, render
-from .ir import Graph, Init, Node, Ref, TensorType
+from .ir import BlockUse, Graph, Init, Node, Ref, TensorType
 from .load import SList, SMap, load_file, locate
 from .spec import RESERVED, BlockSpec, Library, Spec
 from .train_section import build_train, is_train_key
@@ -300,6 +300,7 @@ class Expander:
         self.node_by_name: dict[str, Node] = {}
         self.param_shapes: dict[str, tuple] = {}     # full param name -> shape
         self.instances: dict[str, tuple] = {}        # full instance name -> (block, module, tree, params)
+        self.uses: dict[str, BlockUse] = {}          # full instance name -> what Graph.instances reports
 
     # -- references ---------------------------------------------------------------------------
     def resolve(self, text: Any, scope: Scope, loc: Loc) -> Value:
@@ -759,7 +760,10 @@ class Expander:
         if len(self.c.diags) > n_before:
             raise Poisoned
         self.instances[full] = (block_name, given, scope.module)
-        return self.block_outputs(block, btree, inner, full)
+        out = self.block_outputs(block, btree, inner, full)
+        self.uses[full] = BlockUse(key, block_name.rsplit(".", 1)[-1], dict(given), [v.default[0] for v in inputs],
+                                   list(block.inputs), {p: r for p, (r, _t) in out.ports.items()}, inner.param_prefix[:-1])
+        return out
 
     def block_params(self, block: BlockSpec, block_name: str, fields: dict, locs: dict, loc: Loc,
                      scope: Scope, env: dict) -> dict:
@@ -897,7 +901,7 @@ def compile_tree(tree: Any, path: str, params: dict[str, Any] | None, text: str,
     if c.diags:
         raise c.fail()
     g = Graph(name=spec.name, inputs=graph_inputs, output_refs=outputs, nodes=ex.nodes, train=train,
-              source=path)
+              source=path, instances=ex.uses)
     g.spec_hash = spec_hash(g)
     g.generate = generate
     g.aliases = public_aliases(ex.all, {n.name for n in ex.nodes}, graph_inputs)

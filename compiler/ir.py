@@ -98,6 +98,21 @@ class Node:
 
 
 @dataclass
+class BlockUse:
+    """One block instance (`use:` or a `call` of an instance), for code generators (specc export-torch).
+
+    The IR itself is flat; this records which definition built the nodes under `name.`."""
+
+    definition: str                         # "<module path>:<block name>": the same for every use of one block
+    block: str                              # the block's own name, as defined (basic_block)
+    params: dict[str, Any]                  # the block params this use was built with
+    inputs: list[Ref]                       # the block's inputs, in its declared order
+    input_names: list[str]                  # their names inside the block
+    outputs: dict[str, Ref]                 # the block's output ports, default first
+    param_prefix: str = ""                  # state_dict prefix (differs from the name for a call)
+
+
+@dataclass
 class Graph:
     """A typed, topologically ordered dataflow graph.
 
@@ -117,6 +132,7 @@ class Graph:
     # names that are neither nodes nor inputs (block instances, `when`-disabled aliases): port -> Ref,
     # the first port being what the bare name means, as in the spec language
     aliases: dict[str, dict[str, Ref]] = field(default_factory=dict)
+    instances: dict[str, BlockUse] = field(default_factory=dict)   # block instance name -> its use
 
     def __post_init__(self) -> None:
         self._by_name = {n.name: n for n in self.nodes}

@@ -172,10 +172,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     g = load_graph(args.spec, args.set)
-    model = Model(g, seed=g.train.seed if g.train else 0)
+    torch_backend = getattr(args, "backend", "numpy") == "torch"
+    model = Model(g, seed=g.train.seed if g.train else 0) if not torch_backend else None
     if not Path(args.weights).is_file():
         raise UserError(f"checkpoint '{args.weights}' not found", code=1)
-    meta = load_checkpoint(model, args.weights)
+    if torch_backend:
+        from .torch_backend import load_torch_model
+        model, meta = load_torch_model(g, args.weights, args.device)
+    else:
+        meta = load_checkpoint(model, args.weights)
     from .checkpoint import warn_nonfinite
     warn_nonfinite(model.state_dict(), args.weights)
     if meta.get("spec_hash") and meta["spec_hash"] != g.spec_hash:

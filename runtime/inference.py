@@ -123,7 +123,7 @@ def _check_spec_file(path: str) -> None:
 
 
 def run_model(path: str, inputs: dict[str, Any], backend: str | None = None, weights: str | None = None,
-              sets: list[str] | None = None) -> dict[str, np.ndarray]:
+              sets: list[str] | None = None, device: str = "cpu") -> dict[str, np.ndarray]:
     """What `specc run` computes, as a function: {output name: ndarray}."""
     is_onnx = str(path).lower().endswith(".onnx")
     if not Path(path).is_file():
@@ -132,8 +132,8 @@ def run_model(path: str, inputs: dict[str, Any], backend: str | None = None, wei
         _check_spec_file(path)
     backend = backend or ("onnxruntime" if is_onnx else "numpy")
     if is_onnx:
-        if backend == "numpy":
-            raise UserError(f"the numpy backend runs a spec, not an .onnx file ('{path}')",
+        if backend in ("numpy", "torch"):
+            raise UserError(f"the {backend} backend runs a spec, not an .onnx file ('{path}')",
                             hint="give the spec and --weights CKPT.npz, or use --backend onnxruntime", code=2)
         if weights:
             raise UserError("--weights applies to a spec; an .onnx file carries its own weights", code=2)
@@ -157,6 +157,9 @@ def run_model(path: str, inputs: dict[str, Any], backend: str | None = None, wei
         sess = OnnxSession(export(graph, state).model)
         # as the NumPy runtime does, accept spec inputs that only pruned nodes read (labels)
         return sess.run(**{k: v for k, v in inputs.items() if k in sess.input_names or k not in graph.inputs})
+    if backend == "torch":
+        from .torch_backend import run_torch
+        return run_torch(graph, weights, inputs, device)
     from .checkpoint import load, warn_nonfinite
     from .model import Model
     model = Model(graph, seed=0)
@@ -174,7 +177,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UserError("no inputs given", hint="pass --input NAME=FILE.npy for each of the model's inputs", code=2)
     if args.out:
         guard_output(args.out, ".npz", (args.model, args.weights, *files))
-    outputs = run_model(args.model, inputs, args.backend, args.weights, args.set)
+    outputs = run_model(args.model, inputs, args.backend, args.weights, args.set, getattr(args, "device", "cpu"))
     if args.out:
         arrays = {k: np.asarray(v) for k, v in outputs.items()}
 
