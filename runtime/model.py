@@ -47,6 +47,31 @@ def _init_applies(param_name: str) -> bool:
     return param_name == "" or "weight" in param_name
 
 
+def _kernel_error(node: Node, args: list, symbols: dict[str, int], e: Exception) -> UserError:
+    """A kernel failed on the data. When the sizes the data gave to the spec's symbols break the op's shape
+    rule (a symbol `check` could not tie to a number, say x [V, 3] against adj [4, 4] with V = 5 at run time),
+    say so in the rule's words instead of NumPy's; otherwise pass the kernel's message on."""
+    from compiler.errors import ShapeError
+    from compiler.ir import TensorType
+    from compiler.ops import OPS
+    ins = args[:len(node.inputs)]
+    types = [None if a is None else TensorType(tuple(a.data.shape), str(a.data.dtype)) for a in ins]
+    try:
+        OPS[node.op].infer(node.attrs, types)
+    except ShapeError as rule:
+        shown = ", ".join(f"'{r.node if r.port is None else f'{r.node}:{r.port}'}' {list(t.shape)}"
+                          for r, t in zip(node.inputs, types) if r is not None and t is not None)
+        bound = ", ".join(f"{k}={v}" for k, v in symbols.items())
+        why = rule.message[len(node.op) + 2:] if rule.message.startswith(node.op + ": ") else rule.message
+        return UserError(f"node '{node.name}' ({node.op}) cannot run on the sizes the inputs gave"
+                         f"{f' ({bound})' if bound else ''}: {why} (inputs here: {shown})",
+                         hint="the spec leaves these sizes to the data, but the op needs them to agree: use the "
+                              "same number or symbol in `inputs` for dimensions that must match")
+    except Exception:                                   # noqa: BLE001 - the kernel's own message is the fallback
+        pass
+    return UserError(f"node '{node.name}' ({node.op}): {e}")
+
+
 class Model:
     """A spec's network with NumPy parameters named and laid out as PyTorch's state_dict."""
 
@@ -240,7 +265,7 @@ class Model:
             try:
                 out, bwd = KERNELS[node.op](ctx, *[None if a is None else a.data for a in args])
             except (ValueError, IndexError) as e:         # bad data reaching a kernel, e.g. a label out of range
-                raise UserError(f"node '{node.name}' ({node.op}): {e}") from None
+                raise _kernel_error(node, args, symbols, e) from None
             ports = list(node.outputs)
             outs = out if len(ports) > 1 else (out,)
             tensors = [None if o is None else Tensor(o) for o in outs]

@@ -297,3 +297,21 @@ def test_activations_run_on_the_scalar_output_of_mean():
         r.backward(np.ones(1, np.float32))
         np.testing.assert_allclose(y.data, r.data[0], rtol=1e-6, err_msg=act)
         np.testing.assert_allclose(x.grad, np.full((2, 3), ref.grad[0] / 6), rtol=1e-5, err_msg=act)
+
+
+@pytest.mark.parametrize("inputs, layer, feeds, words", [
+    ("x: [V, 3], adj: [4, 4]", "{op: gcn_conv, name: g, in: [x, adj], out_features: 2}",
+     {"x": (5, 3), "adj": (4, 4)}, ["node 'g' (gcn_conv)", "V=5", "x has 5 nodes", "'x' [5, 3], 'adj' [4, 4]"]),
+    ("q: [N, T, 4], k: [N, 3, 4]", "{op: scaled_dot_product_attention, name: a, in: [q, k, q]}",
+     {"q": (2, 5, 4), "k": (2, 3, 4)}, ["node 'a'", "T=5", "as many values as keys"]),
+])
+def test_a_symbol_the_data_sizes_against_a_fixed_dim_gets_the_rules_message(inputs, layer, feeds, words):
+    """A symbol check could not tie to a number (V against adj's 4) used to fail in NumPy's words at run time."""
+    import runtime
+    from compiler.errors import UserError
+    g = compiler.compile_text(f"name: t\ninputs: {{{inputs}}}\nlayers:\n  - {layer}\n")
+    with pytest.raises(UserError) as e:
+        runtime.Model(g)(**{k: np.ones(s, np.float32) for k, s in feeds.items()})
+    for w in words:
+        assert w in e.value.message
+    assert "broadcast" not in e.value.message and "operand" not in e.value.message
