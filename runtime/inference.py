@@ -35,6 +35,8 @@ def _load_array(path: str, name: str) -> np.ndarray:
                             hint="save plain numeric arrays with numpy.save")
         raise UserError(f"input file '{path}' is not a valid .npy/.npz file",
                         hint="save the array with numpy.save(path, array)")
+    from .checkpoint import check_array_sizes
+    check_array_sizes(p, "input file")
     try:
         data = np.load(p, allow_pickle=False)
     except ValueError as e:
