@@ -48,6 +48,7 @@ from typing import Any, Callable
 import numpy as np
 
 from compiler.errors import UserError, did_you_mean
+from compiler.files import WriteError
 from compiler.spec import Train
 
 from . import data as D
@@ -567,6 +568,7 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
 
     stopped_early = False
     metrics_phase = plan.phases[0]
+    failure: BaseException | None = None
     try:
         for epoch in range(start + 1, epochs + 1):
             t0 = time.perf_counter()
@@ -637,10 +639,18 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
                 say(f"early stopping: {monitor} has not improved for {wait} epochs "
                     f"(best {best_value:.4f} at epoch {best_epoch})")
                 break
+    except BaseException as e:
+        failure = e
+        raise
     finally:
         prog.end_epoch()
-        if out is not None and history:
-            plot_curves(out / "curves.png", history, log, best_epoch or None)
+        # after a failed write (a full disk) nothing more is written: the first failure is the one reported
+        if out is not None and history and not isinstance(failure, WriteError):
+            try:
+                plot_curves(out / "curves.png", history, log, best_epoch or None)
+            except UserError:
+                if failure is None:
+                    raise
 
     model.zero_grad()
     if es is not None and es.restore_best and best_state is not None:

@@ -171,3 +171,26 @@ def test_an_intact_file_too_big_for_memory_is_refused_before_reading(project, ca
     monkeypatch.setenv("SPECC_MEMORY_LIMIT", "10k")
     code, err = specc(capsys, "run", "small.yaml", "--weights", "w.npz", "--input", "x=x.npy")
     assert code == 1 and "input file 'x.npy' (1 array) needs 16 kB; this machine has 10 kB available" in err
+
+
+# ------------------------------------------------------------------------------ a full disk during training
+
+def test_a_full_disk_reports_the_checkpoint_that_failed_first_and_keeps_the_previous_run(project, capsys,
+                                                                                        monkeypatch):
+    """Issue 13: with the disk full, `train --out` reported curves.png, hiding that best.npz failed first."""
+    import errno
+    import tempfile
+
+    code, _ = specc(capsys, "train", "small.yaml", "--out", "run", "--epochs", "1")
+    assert code == 0
+    before = {p.name: p.read_bytes() for p in (project / "run").iterdir()}
+    assert {"best.npz", "last.npz", "history.csv"} <= set(before)
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(tempfile, "mkstemp", full)              # every file specc writes goes through it
+    code, err = specc(capsys, "train", "small.yaml", "--out", "run", "--epochs", "2")
+    assert code == 1
+    assert "error: cannot write 'run/best.npz': No space left on device" in err
+    assert "curves.png" not in err and "last.npz" not in err
+    assert {p.name: p.read_bytes() for p in (project / "run").iterdir()} == before
