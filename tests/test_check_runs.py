@@ -33,6 +33,7 @@ class Case:
     dtypes: tuple | None = None             # only these dtype combinations (default: all of DTYPES^inputs)
 
 
+MASKED = tuple(("float32",) * 3 + (m,) for m in DTYPES)        # float q, k, v; a mask of each dtype
 X = [["N", 3]]
 XX = [["N", 3], ["N", 3]]
 IMG = [["N", 2, 4, 4]]
@@ -62,7 +63,8 @@ CASES: dict[str, list[Case]] = {
     "detach": [Case()],
     "one_hot": [Case({"num_classes": 3}, shapes=[["N"]])],
     "param": [Case({"shape": [2, 3]}, shapes=[])],
-    "constant": [Case({"value": [1.5, 2.0]}, shapes=[]), Case({"value": 3}, shapes=[])],
+    "constant": [Case({"value": [1.5, 2.0]}, shapes=[]), Case({"value": 3}, shapes=[]),
+                 Case({"value": [[1, 2], [3, 4]]}, shapes=[]), Case({"value": True}, shapes=[])],
     "linear": [Case({"out_features": 2})],
     "prelu": [Case(), Case({"num_parameters": 3}, shapes=[["N", 3, 2]])],
     "softmax": [Case(), Case({"dim": 0}, shapes=[[]])],
@@ -85,10 +87,12 @@ CASES: dict[str, list[Case]] = {
              Case({"hidden_size": 3}, shapes=SEQ + [[1, "N", 3], [1, "N", 3]])],
     "gru": [Case({"hidden_size": 3}, shapes=SEQ), Case({"hidden_size": 3}, shapes=SEQ + [[1, "N", 3]])],
     "scaled_dot_product_attention": [Case(shapes=[["N", 3, 4]] * 3),
-                                     Case(shapes=[["N", 3, 4]] * 3 + [[3, 3]], dtypes=(("float32",) * 3,))],
+                                     Case(shapes=[["N", 3, 4]] * 3 + [[1, 3, 3]], dtypes=MASKED),
+                                     Case({"causal": True}, shapes=[["N", 3, 4]] * 3 + [["N", 3]], dtypes=MASKED)],
     "multi_head_attention": [Case({"num_heads": 2}, shapes=[["N", 3, 4]]),
-                             Case({"num_heads": 2}, shapes=[["N", 3, 4]] * 3 + [["N", 3]],
-                                  dtypes=(("float32",) * 3,))],
+                             Case({"num_heads": 2}, shapes=[["N", 3, 4]] * 3 + [["N", 3]], dtypes=MASKED),
+                             Case({"num_heads": 2}, shapes=[["N", 3, 4], None, None, ["N", 3]],
+                                  dtypes=tuple(("float32", m) for m in DTYPES))],
     "positional_encoding": [Case(shapes=[["N", 3, 4]])],
     "gcn_conv": [Case({"out_features": 2}, shapes=[[4, 3], [4, 4]])],
     "gat_conv": [Case({"out_features": 2, "heads": 2}, shapes=[[4, 3], [4, 4]])],
@@ -121,7 +125,7 @@ def test_every_catalogue_op_has_a_case():
 def _combos(case: Case):
     given = [i for i, s in enumerate(case.shapes) if s is not None]
     if case.dtypes is not None:
-        return [dict(zip(given, c)) for c in case.dtypes]
+        return [dict(zip(given, c, strict=True)) for c in case.dtypes]
     return [dict(zip(given, c)) for c in itertools.product(DTYPES, repeat=len(given))]
 
 
