@@ -116,6 +116,8 @@ for _name, _cases in CASES.items():           # every one-input use on a scalar 
     _cases += [Case(c.attrs, shapes=[[]]) for c in list(_cases) if len(c.shapes) == 1 and c.shapes[0]
                and _name != "expand"]                  # expand to [N, 3]: N bound by no input
 CASES["expand"].append(Case({"shape": [2, 3]}, shapes=[[]]))
+for _cases in CASES.values():                 # two scalars for the elementwise pairs (add, mse_loss, ...)
+    _cases += [Case(c.attrs, shapes=[[], []], kinds=c.kinds) for c in list(_cases) if c.shapes == XX]
 
 
 def test_every_catalogue_op_has_a_case():
