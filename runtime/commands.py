@@ -23,6 +23,7 @@ from compiler.errors import UserError
 
 from . import data as D
 from .checkpoint import load as load_checkpoint
+from .memory import ensure_inputs_fit
 from .model import Model
 from .train import evaluate, fit, make_plan, summary_lines
 
@@ -98,6 +99,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = _out_dir(args, g.name)
     replacing = _check_previous_run(out, g, args.resume)
     model = Model(g, seed=cfg.seed)
+    ensure_inputs_fit(g, cfg.batch_size)
     plan = make_plan(model, cfg)
     base = Path(args.spec).parent
     if args.data is None and cfg.data.train is None:
@@ -147,6 +149,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
               "params); its weights fit, but results may differ", file=sys.stderr)
     from compiler.spec import Train
     cfg = g.train or Train()
+    ensure_inputs_fit(g, cfg.batch_size)
     plan = make_plan(model, cfg)
     if args.data is not None:
         ds = D.load(g, args.data, plan.needed, role="test")

@@ -117,3 +117,13 @@ def ensure_fits(need: int, what: str, at: str = "", hint: str | None = None) -> 
     raise MemoryLimitError(f"{what} needs {fmt_bytes(need)}{at}; this machine has {fmt_bytes(have)} available",
                            hint=hint or "make the sizes in the spec (or the batch) smaller, or run on a machine "
                                         "with more memory")
+
+
+def ensure_inputs_fit(graph, batch: int) -> None:
+    """Refuse a graph input that cannot fit at `batch` samples (a symbolic first dimension is the batch; any
+    other symbol counts 1), before data is loaded or noise drawn for it."""
+    for name, t in graph.inputs.items():
+        shape = tuple(d if isinstance(d, int) else batch if i == 0 else 1 for i, d in enumerate(t.shape))
+        ensure_fits(nbytes(shape, t.dtype), f"input '{name}' [{t}]", f" at batch {batch}",
+                    hint="make the input's sizes in the spec (or train.batch_size) smaller, or run on a machine "
+                         "with more memory")

@@ -194,3 +194,18 @@ def test_a_full_disk_reports_the_checkpoint_that_failed_first_and_keeps_the_prev
     assert "error: cannot write 'run/best.npz': No space left on device" in err
     assert "curves.png" not in err and "last.npz" not in err
     assert {p.name: p.read_bytes() for p in (project / "run").iterdir()} == before
+
+
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_train_and_eval_refuse_an_input_too_big_at_the_batch_size(project, capsys, monkeypatch, command):
+    monkeypatch.setenv("SPECC_MEMORY_LIMIT", "22.1G")
+    (project / "huge.yaml").write_text(SPEC.replace("x: [N, 4]", "x: [N, 1000000, 1000000, 4]")
+                                       .replace("WIDTH", "5").replace("- {op: linear, name: fc",
+                                                                      "- {op: mean, name: m, dim: [1, 2]}\n"
+                                                                      "  - {op: linear, name: fc"))
+    argv = ["train", "huge.yaml", "--out", "run"] if command == "train" else \
+        ["eval", "huge.yaml", "--weights", "w.npz", "--data", "train.npz"]
+    code, err = specc(capsys, *argv)
+    assert code == 1
+    assert "error: input 'x' [N×1000000×1000000×4] needs 128 TB at batch 8; this machine has 22.1 GB " \
+           "available" in err
