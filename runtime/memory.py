@@ -84,8 +84,11 @@ def _parse_size(text: str) -> int | None:
 def available_bytes() -> int | None:
     """Memory this process may still allocate: MemAvailable from /proc/meminfo (capped by a cgroup limit),
     else the free physical pages; None when the platform tells nothing (the guard is then off).
-    SPECC_MEMORY_LIMIT (bytes, or with a K/M/G/T suffix) replaces the measurement."""
-    if (env := os.environ.get("SPECC_MEMORY_LIMIT")) and (n := _parse_size(env)) is not None:
+    SPECC_MEMORY_LIMIT (bytes, or with a K/M/G/T suffix) replaces the measurement; `off` turns the guard off."""
+    env = os.environ.get("SPECC_MEMORY_LIMIT", "").strip()
+    if env.lower() == "off":
+        return None
+    if env and (n := _parse_size(env)) is not None:
         return n
     found = [n for n in (_meminfo_available(), _cgroup_room()) if n is not None]
     if not found:

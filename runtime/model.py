@@ -57,12 +57,19 @@ def _guard_params(graph: Graph) -> None:
         ensure_fits(sum(sizes.values()), f"the {len(sizes)} parameters of '{graph.name}'")
 
 
+# ops whose kernels return a view of their input (or the input itself): their outputs allocate nothing
+VIEW_OPS = frozenset({"identity", "detach", "reshape", "flatten", "squeeze", "unsqueeze", "permute", "transpose",
+                      "expand", "slice", "select"})
+
+
 def _guard_activations(spec: str, nodes: list[Node], symbols: dict[str, int], grad: bool) -> None:
     """Refuse, before running, a node output too big for the available memory at the sizes the inputs gave
     (and, for a pass kept for backward, all of them together)."""
     at = f" at {', '.join(f'{k}={v}' for k, v in symbols.items())}" if symbols else ""
     total, biggest, what = 0, -1, ""
     for n in nodes:
+        if n.op in VIEW_OPS:
+            continue
         for port, t in n.outputs.items():
             b = nbytes(tuple(symbols.get(d, 1) if isinstance(d, str) else d for d in t.shape), t.dtype)
             total += b

@@ -110,14 +110,15 @@ def test_model_refuses_parameters_that_cannot_fit(monkeypatch):
 
 def test_model_refuses_an_activation_that_cannot_fit_before_running(monkeypatch):
     g = compiler.compile_text("name: t\ninputs: {x: [N, 4]}\nlayers:\n"
-                              "  - {op: expand, name: e, shape: [1000, 1000, N, 4]}\n  - {op: relu, name: r}\n")
+                              "  - {op: expand, name: e, shape: [1000, 1000, N, 4]}\n  - {op: relu, name: r}\n"
+                              "  - {op: tanh, name: t}\n")
     m = runtime.Model(g)
     monkeypatch.setenv("SPECC_MEMORY_LIMIT", "40M")
     x = np.ones((2, 4), np.float32)
-    assert m(x=x)["r"].shape == (1000, 1000, 2, 4)                   # 32 MB per output: inference fits
+    assert m(x=x)["t"].shape == (1000, 1000, 2, 4)                   # 32 MB per output (expand's a view): fits
     with pytest.raises(MemoryLimitError, match=r"a training step of 't' .* needs 64 MB at N=2"):
         m.forward(x=runtime.Tensor(x, requires_grad=True))           # kept for backward: 2 × 32 MB do not
-    with pytest.raises(MemoryLimitError, match=r"the output of node 'e' \(expand\) \[1000×1000×N×4\] needs "
+    with pytest.raises(MemoryLimitError, match=r"the output of node 'r' \(relu\) \[1000×1000×N×4\] needs "
                                                r"64 MB at N=4"):
         m(x=np.ones((4, 4), np.float32))
 
@@ -209,3 +210,18 @@ def test_train_and_eval_refuse_an_input_too_big_at_the_batch_size(project, capsy
     assert code == 1
     assert "error: input 'x' [N×1000000×1000000×4] needs 128 TB at batch 8; this machine has 22.1 GB " \
            "available" in err
+
+
+def test_views_allocate_nothing_and_the_guard_can_be_turned_off(monkeypatch):
+    g = compiler.compile_text("name: t\ninputs: {x: [N, 10, 100]}\nlayers:\n  - {op: flatten, name: f}\n"
+                              "  - {op: select, name: s, dim: 1, index: 0}\n  - {op: relu, name: r, in: f}\n"
+                              "outputs: [s, r]\n")
+    m = runtime.Model(g)
+    x = np.ones((2, 10, 100), np.float32)                              # 8 kB, already in memory
+    monkeypatch.setenv("SPECC_MEMORY_LIMIT", "5k")
+    assert m(outputs=["s"], x=x)["s"].shape == (2,)                   # flatten and select are views
+    with pytest.raises(MemoryLimitError, match=r"node 'r' \(relu\) \[N×1000\] needs 8 kB at N=2"):
+        m(x=x)
+    monkeypatch.setenv("SPECC_MEMORY_LIMIT", "off")
+    assert memory.available_bytes() is None
+    assert m(x=x)["r"].shape == (2, 1000)
