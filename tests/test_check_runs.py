@@ -108,6 +108,31 @@ CASES: dict[str, list[Case]] = {
     "bce_loss": [Case(shapes=XX, kinds={0: "prob", 1: "prob"})],
     "bce_with_logits": [Case(shapes=XX, kinds={1: "prob"})],
 }
+MORE = {                                      # attribute variants that take other kernel paths
+    "cross_entropy": [Case({"label_smoothing": 0.1, "reduction": "none"}, shapes=[["N", 3], ["N"]])],
+    "nll_loss": [Case({"reduction": "sum"}, shapes=[["N", 3], ["N"]])],
+    "embedding": [Case({"num_embeddings": 4, "embedding_dim": 2, "padding_idx": 1})],
+    "layer_norm": [Case({"elementwise_affine": False}), Case({"normalized_shape": [2, 3]}, shapes=[["N", 2, 3]])],
+    "batch_norm": [Case({"affine": False}, shapes=IMG)],
+    "conv2d": [Case({"out_channels": 4, "kernel_size": 3, "groups": 2, "stride": 2, "dilation": 1}, shapes=IMG)],
+    "max_pool2d": [Case({"kernel_size": 3, "stride": 2, "ceil_mode": True, "padding": 1}, shapes=IMG)],
+    "avg_pool2d": [Case({"kernel_size": 3, "stride": 2, "padding": 1, "count_include_pad": False}, shapes=IMG)],
+    "gat_conv": [Case({"out_features": 2, "heads": 2, "concat": False}, shapes=[["N", 4, 3], [4, 4]])],
+    "gcn_conv": [Case({"out_features": 2, "normalize": False, "add_self_loops": False},
+                      shapes=[["N", 4, 3], ["N", 4, 4]])],
+    "softmax": [Case({"temperature": 2.0, "dim": 0})],
+    "lstm": [Case({"hidden_size": 3, "num_layers": 2, "bidirectional": True, "batch_first": False},
+                  shapes=[[3, "N", 2], [4, "N", 3], [4, "N", 3]])],
+    "gru": [Case({"hidden_size": 3, "bidirectional": True}, shapes=SEQ)],
+    "rnn": [Case({"hidden_size": 3, "nonlinearity": "relu"}, shapes=SEQ)],
+    "multi_head_attention": [Case({"num_heads": 2, "causal": True, "bias": False}, shapes=[["N", 3, 4]])],
+    "mean": [Case({"dim": [0, 1], "keepdim": True})],
+    "max": [Case({"dim": -1, "keepdim": True})],
+    "split": [Case({"sections": [1, 3], "dim": -1}, shapes=[["N", 4]])],
+    "kl_normal": [Case({"reduction": "none"}, shapes=XX)],
+}
+for _name, _cases in MORE.items():
+    CASES[_name] += _cases
 ELEMENTWISE = ("relu", "leaky_relu", "sigmoid", "tanh", "sign", "step", "silu", "softplus", "gelu", "elu")
 for _name in ELEMENTWISE:
     CASES[_name] = [Case(), Case(shapes=[[]])]          # rank 0 too: the output of `mean`, say
