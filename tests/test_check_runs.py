@@ -207,19 +207,33 @@ def _check_one(name: str, case: Case, dtypes: dict[int, str]) -> str | None:
             got = res[o].data
             if got.shape != _concrete(t) or str(got.dtype) != t.dtype:
                 return f"{o}: check says {t} {t.dtype}, the runtime gives {list(got.shape)} {got.dtype}"
-        floats = [res[o] for o in graph.outputs if res[o].data.dtype.kind == "f" and res[o].tracked]
-        for i, f in enumerate(floats):
-            f.backward(np.ones_like(f.data)) if i == len(floats) - 1 else None
-        if floats:
-            for k, t in tensors.items():
-                if t.requires_grad and t.grad is not None and t.grad.shape != t.data.shape:
-                    return f"gradient of {k} has shape {t.grad.shape}, not {t.data.shape}"
+        why = _backward_from_each_output(model, graph, tensors, res)
+        if why:
+            return why
     except Exception as e:                                  # noqa: BLE001 - the finding itself
         return f"runtime: {type(e).__name__}: {e}"
     opdef = ops.OPS[name]
     if opdef.loss or opdef.training_only:
         return None
     return _onnx_agrees(graph, model, feeds)
+
+
+def _backward_from_each_output(model, graph, tensors: dict, res: dict) -> str | None:
+    """backward() from every float output in turn (a fresh pass each): gradients of the inputs and
+    parameters come back with their shapes and dtypes."""
+    from runtime.tensor import Tensor
+    for o in [o for o in graph.outputs if res[o].data.dtype.kind == "f" and res[o].tracked]:
+        model.zero_grad()
+        ins = {k: Tensor(t.data, requires_grad=t.requires_grad) for k, t in tensors.items()}
+        out = model.forward(**ins)[o]
+        out.backward(np.ones_like(out.data))
+        grads = [(f"input {k}", t.data, t.grad) for k, t in ins.items()]
+        grads += [(f"parameter {k}", t.data, t.grad) for k, t in model.parameters().items()]
+        for what, value, g in grads:
+            if g is not None and (g.shape != value.shape or g.dtype != value.dtype):
+                return f"backward from {o}: the gradient of {what} is {list(g.shape)} {g.dtype}, " \
+                       f"not {list(value.shape)} {value.dtype}"
+    return None
 
 
 def _onnx_agrees(graph, model, feeds) -> str | None:
