@@ -18,8 +18,10 @@ import ctypes.util
 import math
 import os
 import sys
+from typing import Any
 
 from compiler.errors import UserError
+from compiler.summary import ITEMSIZE          # bytes per element of each dtype, as check estimates them
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -40,7 +42,6 @@ def tune_allocator() -> bool:
 
 # --------------------------------------------------------------------------- the memory guard
 
-ITEMSIZE = {"float32": 4, "float64": 8, "int64": 8, "int32": 4, "bool": 1}
 
 
 class MemoryLimitError(UserError):
@@ -122,7 +123,7 @@ def ensure_fits(need: int, what: str, at: str = "", hint: str | None = None) -> 
                                         "with more memory")
 
 
-def ensure_inputs_fit(graph, batch: int) -> None:
+def ensure_inputs_fit(graph: Any, batch: int) -> None:
     """Refuse a graph input that cannot fit at `batch` samples (a symbolic first dimension is the batch; any
     other symbol counts 1), before data is loaded or noise drawn for it."""
     for name, t in graph.inputs.items():
@@ -130,3 +131,37 @@ def ensure_inputs_fit(graph, batch: int) -> None:
         ensure_fits(nbytes(shape, t.dtype), f"input '{name}' [{t}]", f" at batch {batch}",
                     hint="make the input's sizes in the spec (or train.batch_size) smaller, or run on a machine "
                          "with more memory")
+
+
+def guard_params(graph: Any) -> None:
+    """Refuse, before allocating any, parameters that cannot fit in the available memory."""
+    sizes = {name: nbytes(spec.shape, spec.dtype) for name, (spec, _) in graph.params().items()}
+    if sizes:
+        name = max(sizes, key=sizes.__getitem__)
+        ensure_fits(sizes[name], f"parameter '{name}' {list(graph.params()[name][0].shape)}")
+        ensure_fits(sum(sizes.values()), f"the {len(sizes)} parameters of '{graph.name}'")
+
+
+# ops whose kernels return a view of their input (or the input itself): their outputs allocate nothing
+VIEW_OPS = frozenset({"identity", "detach", "reshape", "flatten", "squeeze", "unsqueeze", "permute", "transpose",
+                      "expand", "slice", "select"})
+
+
+def guard_activations(spec: str, nodes: list, symbols: dict[str, int], grad: bool) -> None:
+    """Refuse, before running, a node output too big for the available memory at the sizes the inputs gave
+    (and, for a pass kept for backward, all of them together)."""
+    at = f" at {', '.join(f'{k}={v}' for k, v in symbols.items())}" if symbols else ""
+    total, biggest, what = 0, -1, ""
+    for n in nodes:
+        if n.op in VIEW_OPS:
+            continue
+        for port, t in n.outputs.items():
+            b = nbytes(tuple(symbols.get(d, 1) if isinstance(d, str) else d for d in t.shape), t.dtype)
+            total += b
+            if b > biggest:
+                biggest, what = b, f"the output of node '{n.name}' ({n.op}{'' if port == 'out' else ':' + port}) " \
+                                   f"[{t}]"
+    if biggest >= 0:
+        ensure_fits(biggest, what, at)
+    if grad:
+        ensure_fits(total, f"a training step of '{spec}' (activations kept for backward)", at)

@@ -11,7 +11,7 @@ from compiler.ir import Graph, Node, Ref
 
 from .init import initialise
 from .kernels import KERNELS, Ctx
-from .memory import ensure_fits, nbytes
+from .memory import guard_activations, guard_params
 from .tensor import Entry, Tensor
 
 FLOAT = np.float32
@@ -46,40 +46,6 @@ class _Plan:
 
 def _init_applies(param_name: str) -> bool:
     return param_name == "" or "weight" in param_name
-
-
-def _guard_params(graph: Graph) -> None:
-    """Refuse, before allocating any, parameters that cannot fit in the available memory."""
-    sizes = {name: nbytes(spec.shape, spec.dtype) for name, (spec, _) in graph.params().items()}
-    if sizes:
-        name = max(sizes, key=sizes.__getitem__)
-        ensure_fits(sizes[name], f"parameter '{name}' {list(graph.params()[name][0].shape)}")
-        ensure_fits(sum(sizes.values()), f"the {len(sizes)} parameters of '{graph.name}'")
-
-
-# ops whose kernels return a view of their input (or the input itself): their outputs allocate nothing
-VIEW_OPS = frozenset({"identity", "detach", "reshape", "flatten", "squeeze", "unsqueeze", "permute", "transpose",
-                      "expand", "slice", "select"})
-
-
-def _guard_activations(spec: str, nodes: list[Node], symbols: dict[str, int], grad: bool) -> None:
-    """Refuse, before running, a node output too big for the available memory at the sizes the inputs gave
-    (and, for a pass kept for backward, all of them together)."""
-    at = f" at {', '.join(f'{k}={v}' for k, v in symbols.items())}" if symbols else ""
-    total, biggest, what = 0, -1, ""
-    for n in nodes:
-        if n.op in VIEW_OPS:
-            continue
-        for port, t in n.outputs.items():
-            b = nbytes(tuple(symbols.get(d, 1) if isinstance(d, str) else d for d in t.shape), t.dtype)
-            total += b
-            if b > biggest:
-                biggest, what = b, f"the output of node '{n.name}' ({n.op}{'' if port == 'out' else ':' + port}) " \
-                                   f"[{t}]"
-    if biggest >= 0:
-        ensure_fits(biggest, what, at)
-    if grad:
-        ensure_fits(total, f"a training step of '{spec}' (activations kept for backward)", at)
 
 
 def _kernel_error(node: Node, args: list, symbols: dict[str, int], e: Exception) -> UserError:
@@ -118,7 +84,7 @@ class Model:
         init_rng = np.random.default_rng(seed)
         self._params: dict[str, Tensor] = {}
         self._buffers: set[str] = set()
-        _guard_params(graph)
+        guard_params(graph)
         for name, (spec, node) in graph.params().items():
             init = node.init if node.init is not None and _init_applies(spec.name) else spec.init
             arr = initialise(init, spec.shape, init_rng, NP_DTYPES.get(spec.dtype, FLOAT))
@@ -295,7 +261,7 @@ class Model:
         env, symbols = self._bind_inputs(given, plan)
         key = (id(plan), tuple(sorted(symbols.items())), grad)
         if key not in self._sized:
-            _guard_activations(self.graph.name, plan.nodes, symbols, grad)
+            guard_activations(self.graph.name, plan.nodes, symbols, grad)
             self._sized.add(key)
         vals: dict[tuple[str, str | None], Tensor | None] = {(k, None): v for k, v in env.items()}
         for node in plan.nodes:
