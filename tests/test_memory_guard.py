@@ -225,3 +225,15 @@ def test_views_allocate_nothing_and_the_guard_can_be_turned_off(monkeypatch):
     monkeypatch.setenv("SPECC_MEMORY_LIMIT", "off")
     assert memory.available_bytes() is None
     assert m(x=x)["r"].shape == (2, 1000)
+
+
+def test_compile_verify_sizes_activations_before_onnxruntime_runs(tmp_path, capsys, monkeypatch):
+    """The NumPy reference runs first, so its guard speaks before onnxruntime tries to allocate."""
+    monkeypatch.setenv("SPECC_MEMORY_LIMIT", "22.1G")
+    spec = tmp_path / "blow.yaml"
+    spec.write_text("name: blow\ninputs: {x: [N, 4]}\nlayers:\n"
+                    "  - {op: expand, name: e, shape: [100000, 100000, N, 4]}\n  - {op: relu, name: r}\n")
+    code, err = specc(capsys, "compile", spec, "-o", tmp_path / "blow.onnx", "--verify")
+    assert code == 1
+    assert "error: the output of node 'r' (relu) [100000×100000×N×4] needs 320 GB at N=2; this machine has " \
+           "22.1 GB available" in err
