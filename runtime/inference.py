@@ -124,6 +124,18 @@ def _check_spec_file(path: str) -> None:
                         hint=hint)
 
 
+def _symbols(graph: Any, inputs: dict[str, Any]) -> dict[str, int]:
+    """The sizes the given arrays give to the spec's symbolic dimensions (first binding wins)."""
+    out: dict[str, int] = {}
+    for name, t in graph.inputs.items():
+        shape = np.shape(inputs.get(name)) if name in inputs else ()
+        if len(shape) == t.rank:
+            for d, n in zip(t.shape, shape):
+                if isinstance(d, str):
+                    out.setdefault(d, int(n))
+    return out
+
+
 def run_model(path: str, inputs: dict[str, Any], backend: str | None = None, weights: str | None = None,
               sets: list[str] | None = None) -> dict[str, np.ndarray]:
     """What `specc run` computes, as a function: {output name: ndarray}."""
@@ -154,8 +166,11 @@ def run_model(path: str, inputs: dict[str, Any], backend: str | None = None, wei
         from compiler.onnx.export import export
         from .onnx_session import OnnxSession
         from .checkpoint import warn_nonfinite
+        from .memory import guard_activations
         state = load_weights(weights, graph)
         warn_nonfinite(state, weights)
+        guard_activations(graph.name, list(graph.nodes), _symbols(graph, inputs),
+                          grad=False)                   # onnxruntime computes the same values: sized first
         sess = OnnxSession(export(graph, state).model)
         # as the NumPy runtime does, accept spec inputs that only pruned nodes read (labels)
         return sess.run(**{k: v for k, v in inputs.items() if k in sess.input_names or k not in graph.inputs})

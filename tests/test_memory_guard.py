@@ -237,3 +237,15 @@ def test_compile_verify_sizes_activations_before_onnxruntime_runs(tmp_path, caps
     assert code == 1
     assert "error: the output of node 'r' (relu) [100000×100000×N×4] needs 320 GB at N=2; this machine has " \
            "22.1 GB available" in err
+
+
+def test_run_on_onnxruntime_sizes_activations_first(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SPECC_MEMORY_LIMIT", "22.1G")
+    spec = tmp_path / "blow.yaml"
+    spec.write_text("name: blow\ninputs: {x: [N, 4]}\nlayers:\n"
+                    "  - {op: expand, name: e, shape: [100000, 100000, N, 4]}\n  - {op: relu, name: r}\n")
+    runtime.save(runtime.Model(compiler.compile_file(spec)), tmp_path / "w.npz")
+    np.save(tmp_path / "x.npy", np.ones((3, 4), np.float32))
+    code, err = specc(capsys, "run", spec, "--weights", tmp_path / "w.npz", "--input", f"x={tmp_path / 'x.npy'}",
+                      "--backend", "onnxruntime")
+    assert code == 1 and "(relu) [100000×100000×N×4] needs 480 GB at N=3; this machine has 22.1 GB" in err
