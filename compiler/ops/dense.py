@@ -15,7 +15,8 @@ class Linear(Attrs):
 
 @op("linear", Linear, primary="out_features")
 def linear(a: Linear, x: TensorType) -> Inferred:
-    """y = x Wᵀ + b on the last dimension; `in_features` is inferred (or checked when given)."""
+    """y = x Wᵀ + b on the last dimension; `in_features` is inferred (or checked when given). x is float
+    (int64 token ids go through an embedding, bool masks are declared float32)."""
     if x.rank < 1:
         raise ShapeError("linear needs an input with at least one dimension, got a scalar")
     float_input("linear", "input", x, hint="declare the input as float32 (token indices go through an embedding)")

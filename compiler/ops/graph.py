@@ -1,6 +1,6 @@
 """Graph layers on a dense adjacency: GCN, GAT and plain message passing (graph_aggregate).
 
-Conventions shared by the three ops: node features x are [V, F] (one graph) or [N, V, F] (a batch of
+Conventions shared by the three ops: node features x (float) are [V, F] (one graph) or [N, V, F] (a batch of
 graphs with the same node count); the adjacency is [V, V] or [N, V, V] (float weights, or bool/int 0-1),
 and a [V, V] adjacency with a batched x is shared by every graph. Row i of the adjacency lists the
 nodes that node i gathers from: j is a neighbour of i when adj[i, j] != 0 (PyG's edge_index = adj.nonzero()
