@@ -8,6 +8,7 @@ with a SpecError (a clear message at the YAML position), never a crash later on.
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -156,7 +157,8 @@ def _combos(case: Case):
     return [dict(zip(given, c)) for c in itertools.product(DTYPES, repeat=len(given))]
 
 
-def _spec(name: str, case: Case, dtypes: dict[int, str]) -> tuple[str, list[str]]:
+def _spec(name: str, case: Case, dtypes: dict[int, str]) -> str:
+    """The spec text: one input per given shape (with its dtype), the op, and every port as an output."""
     opdef = ops.OPS[name]
     names = [opdef.inputs[min(i, len(opdef.inputs) - 1)] + (str(i) if opdef.variadic else "")
              for i in range(len(case.shapes))]
@@ -165,9 +167,7 @@ def _spec(name: str, case: Case, dtypes: dict[int, str]) -> tuple[str, list[str]
     wiring = {"in": ins} if ins else {}
     layer = {"op": name, "name": "node", **wiring, **case.attrs}
     outs = ["node" if k == 0 else f"node:{p}" for k, p in enumerate(opdef.ports)]
-    import json
-    text = json.dumps({"name": "t", "inputs": decl, "layers": [layer], "outputs": outs})
-    return text, outs
+    return json.dumps({"name": "t", "inputs": decl, "layers": [layer], "outputs": outs})
 
 
 def _value(shape, dtype: str, kind: str | None, rng) -> np.ndarray:
@@ -190,9 +190,8 @@ def _check_one(name: str, case: Case, dtypes: dict[int, str]) -> str | None:
     import runtime
     from runtime.tensor import Tensor
 
-    text, outs = _spec(name, case, dtypes)
     try:
-        graph = compiler.compile_text(text)
+        graph = compiler.compile_text(_spec(name, case, dtypes))
     except SpecError as e:
         assert e.diagnostics and all(d.loc for d in e.diagnostics), f"a refusal without a position: {e}"
         return None                                         # refused by check: fine, said why
