@@ -346,6 +346,8 @@ class Transpose(Attrs):
 @op("transpose", Transpose)
 def transpose(a: Transpose, x: TensorType) -> Inferred:
     """Swaps dimensions dim0 and dim1."""
+    if x.rank == 0:
+        raise ShapeError("transpose: a scalar has no dimensions to swap", hint="leave the transpose out")
     d0 = norm_dim(a.dim0, x.rank, "dim0")
     d1 = norm_dim(a.dim1, x.rank, "dim1")
     shape = list(x.shape)
@@ -360,6 +362,8 @@ class Squeeze(Attrs):
 def squeeze_axes(dim: int | list[int] | None, x: TensorType) -> list[int]:
     if dim is None:
         return [i for i, d in enumerate(x.shape) if d == 1]
+    if x.rank == 0:
+        raise ShapeError("squeeze: a scalar has no dimension to squeeze", hint="leave the squeeze out", attr="dim")
     dims = _dims(dim, x.rank)
     for d in dims:
         if x.shape[d] != 1:
