@@ -20,7 +20,7 @@ from compiler.catalogue import ALL_OPS
 from compiler.errors import SpecError
 
 DTYPES = ("float32", "int64", "bool")
-N = 2                                       # what the symbol N is bound to at run time
+N = 2                                       # what the symbol N is bound to at run time (any other symbol: 3)
 
 
 @dataclass
@@ -53,8 +53,7 @@ CASES: dict[str, list[Case]] = {
     "flatten": [Case(shapes=[["N", 2, 3]])],
     "permute": [Case({"dims": [0, 2, 1]}, shapes=[["N", 2, 3]]), Case({"dims": []}, shapes=[[]])],
     "transpose": [Case({"dim0": 1, "dim1": 2}, shapes=[["N", 2, 3]]), Case({"dim0": 0, "dim1": -1}, shapes=[[]])],
-    "squeeze": [Case({"dim": 1}, shapes=[["N", 1, 3]]), Case(shapes=[[1, "N", 1]]), Case({"dim": -1}, shapes=[[]]),
-                Case(shapes=[[]])],
+    "squeeze": [Case({"dim": 1}, shapes=[["N", 1, 3]]), Case({"dim": -1}, shapes=[[]]), Case(shapes=[[]])],
     "unsqueeze": [Case({"dim": 1})],
     "slice": [Case({"dim": 1, "start": 1, "end": 3}, shapes=[["N", 4]])],
     "select": [Case({"dim": 1, "index": 2}, shapes=[["N", 4]])],
@@ -132,6 +131,20 @@ MORE = {                                      # attribute variants that take oth
     "max": [Case({"dim": -1, "keepdim": True})],
     "split": [Case({"sections": [1, 3], "dim": -1}, shapes=[["N", 4]])],
     "kl_normal": [Case({"reduction": "none"}, shapes=XX)],
+    "conv2d": [Case({"out_channels": 2, "kernel_size": 2, "padding": "same", "dilation": 2}, shapes=[["N", 2, 5, 4]]),
+               Case({"out_channels": 2, "kernel_size": [1, 3], "stride": [2, 1], "padding": [0, 1]}, shapes=IMG)],
+    "conv_transpose2d": [Case({"out_channels": 2, "kernel_size": 2, "stride": 2, "output_size": [7, 7]},
+                              shapes=[["N", 2, 3, 3]])],
+    "adaptive_avg_pool2d": [Case({"output_size": [7, None]}, shapes=[["N", 1, 5, 5]])],
+    "rnn": [Case({"hidden_size": 2, "bias": False, "batch_first": False}, shapes=[["T", "N", 3]])],
+    "scaled_dot_product_attention": [Case({"scale": 0.5, "causal": True}, shapes=[["N", 3, 4], ["N", 5, 4], ["N", 5, 2]]),
+                                     Case(shapes=[["N", 2, 3, 4], ["N", 2, 5, 4], ["N", 2, 5, 4], ["N", 5]],
+                                          dtypes=MASKED)],
+    "positional_encoding": [Case(shapes=[["N", "T", 5]])],
+    "one_hot": [Case({"num_classes": 5}, shapes=[["N", "T"]])],
+    "cross_entropy": [Case(shapes=[["N", 3, 4], ["N", 4]])],
+    "matmul": [Case(shapes=[[3], [3]]), Case(shapes=[["N", 2, 3], [3]]), Case(shapes=[[3], ["N", 3, 2]])],
+    "squeeze": [Case(shapes=[[1, "N", 1]])],
 }
 for _name, _cases in MORE.items():
     CASES[_name] += _cases
@@ -172,7 +185,7 @@ def _spec(name: str, case: Case, dtypes: dict[int, str]) -> str:
 
 
 def _value(shape, dtype: str, kind: str | None, rng) -> np.ndarray:
-    shape = tuple(N if d == "N" else d for d in shape)
+    shape = tuple(_size(d) for d in shape)
     if dtype == "bool":
         return np.asarray(rng.random(shape) < 0.5)
     if dtype == "int64":
@@ -182,8 +195,12 @@ def _value(shape, dtype: str, kind: str | None, rng) -> np.ndarray:
     return rng.uniform(-1, 1, shape).astype(np.float32)
 
 
+def _size(d) -> int:
+    return d if isinstance(d, int) else N if d == "N" else 3
+
+
 def _concrete(t) -> tuple[int, ...]:
-    return tuple(N if isinstance(d, str) else d for d in t.shape)
+    return tuple(_size(d) for d in t.shape)
 
 
 def _check_one(name: str, case: Case, dtypes: dict[int, str]) -> str | None:
