@@ -173,7 +173,11 @@ def run_model(path: str, inputs: dict[str, Any], backend: str | None = None, wei
                           grad=False)                   # onnxruntime computes the same values: sized first
         sess = OnnxSession(export(graph, state).model)
         # as the NumPy runtime does, accept spec inputs that only pruned nodes read (labels)
-        return sess.run(**{k: v for k, v in inputs.items() if k in sess.input_names or k not in graph.inputs})
+        try:
+            return sess.run(**{k: v for k, v in inputs.items() if k in sess.input_names or k not in graph.inputs})
+        except UserError:
+            _numpy_diagnosis(graph, state, inputs, sess.output_names)
+            raise
     from .checkpoint import load, warn_nonfinite
     from .model import Model
     model = Model(graph, seed=0)
@@ -181,6 +185,16 @@ def run_model(path: str, inputs: dict[str, Any], backend: str | None = None, wei
     warn_nonfinite(model.state_dict(), weights)
     model.eval()
     return model(**inputs)
+
+
+def _numpy_diagnosis(graph: Any, state: dict[str, np.ndarray], inputs: dict[str, Any], outputs: list[str]) -> None:
+    """onnxruntime failed on these inputs: the NumPy runtime names the spec node and the sizes at fault (data
+    that breaks a shape rule, say) where onnxruntime names its own node; returns quietly when it runs."""
+    from .model import Model
+    model = Model(graph, seed=0)
+    model.load_state_dict(state)
+    model.eval()
+    model(outputs=list(outputs), **{k: v for k, v in inputs.items() if k in graph.inputs})
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -377,3 +377,22 @@ def test_a_symbol_the_data_sizes_against_a_fixed_dim_gets_the_rules_message(inpu
     for w in words:
         assert w in e.value.message
     assert "broadcast" not in e.value.message and "operand" not in e.value.message
+
+
+def test_the_same_message_when_onnxruntime_runs_the_spec(tmp_path, capsys):
+    """`run --backend onnxruntime`: onnxruntime's own words ("Attempting to broadcast an axis ...", and a raw
+    coloured log line) gave way to the NumPy runtime's diagnosis of the same inputs."""
+    import runtime
+    from compiler.cli import main
+    spec = tmp_path / "g.yaml"
+    spec.write_text("name: g\ninputs: {x: [V, 3], adj: [4, 4]}\nlayers:\n"
+                    "  - {op: gcn_conv, name: g, in: [x, adj], out_features: 2}\n")
+    runtime.save(runtime.Model(compiler.compile_file(spec)), tmp_path / "w.npz")
+    np.save(tmp_path / "x.npy", np.ones((5, 3), np.float32))
+    np.save(tmp_path / "adj.npy", np.ones((4, 4), np.float32))
+    code = main(["run", str(spec), "--weights", str(tmp_path / "w.npz"), "--input", f"x={tmp_path / 'x.npy'}",
+                 "--input", f"adj={tmp_path / 'adj.npy'}", "--backend", "onnxruntime"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("error: node 'g' (gcn_conv) cannot run on the sizes the inputs gave (V=5): x has 5 nodes")
+    assert "onnxruntime" not in err.lower() and "\x1b[" not in err
