@@ -131,6 +131,8 @@ MORE = {                                      # attribute variants that take oth
     "max": [Case({"dim": -1, "keepdim": True})],
     "split": [Case({"sections": [1, 3], "dim": -1}, shapes=[["N", 4]])],
     "kl_normal": [Case({"reduction": "none"}, shapes=XX)],
+}
+EDGES = {                                     # shapes at the edges: odd sizes, other symbols, 1-D operands
     "conv2d": [Case({"out_channels": 2, "kernel_size": 2, "padding": "same", "dilation": 2}, shapes=[["N", 2, 5, 4]]),
                Case({"out_channels": 2, "kernel_size": [1, 3], "stride": [2, 1], "padding": [0, 1]}, shapes=IMG)],
     "conv_transpose2d": [Case({"out_channels": 2, "kernel_size": 2, "stride": 2, "output_size": [7, 7]},
@@ -146,8 +148,9 @@ MORE = {                                      # attribute variants that take oth
     "matmul": [Case(shapes=[[3], [3]]), Case(shapes=[["N", 2, 3], [3]]), Case(shapes=[[3], ["N", 3, 2]])],
     "squeeze": [Case(shapes=[[1, "N", 1]])],
 }
-for _name, _cases in MORE.items():
-    CASES[_name] += _cases
+for _more in (MORE, EDGES):
+    for _name, _cases in _more.items():
+        CASES[_name] += _cases
 ELEMENTWISE = ("relu", "leaky_relu", "sigmoid", "tanh", "sign", "step", "silu", "softplus", "gelu", "elu")
 for _name in ELEMENTWISE:
     CASES[_name] = [Case(), Case(shapes=[[]])]          # rank 0 too: the output of `mean`, say
