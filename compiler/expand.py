@@ -994,6 +994,10 @@ def build_outputs(c: Compiler, ex: Expander, tree: SMap, spec: Spec, top: Scope)
     items = list(spec.outputs.items()) if isinstance(spec.outputs, dict) else [(r, r) for r in spec.outputs]
     for i, (public, ref) in enumerate(items):
         loc = otree.loc_of(public) if isinstance(otree, SMap) else otree.loc_of(i)
+        if isinstance(spec.outputs, dict) and not str(public).strip():     # ONNX needs a name for every output
+            c.error("an output name must not be empty", otree.key_locs.get(public, loc),
+                    f"name it, e.g. outputs: {{out: {ref}}}")
+            continue
         try:
             v = ex.resolve(ref, top, loc)
         except Poisoned:

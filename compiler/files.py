@@ -16,6 +16,10 @@ from typing import Callable
 from .errors import UserError
 
 
+class WriteError(UserError):
+    """Writing a file failed (a full disk, no permission): the old file, if any, is untouched."""
+
+
 def _reason(e: OSError) -> str:
     return e.strerror or str(e) or type(e).__name__
 
@@ -78,8 +82,8 @@ def atomic_write(path: str | Path, write: Callable[[str], None], make_parents: b
         raise
     except OSError as e:
         if e.errno == errno.ENOTDIR:
-            raise UserError(f"cannot write '{shown}': a part of the path is a file, not a folder") from None
-        raise UserError(f"cannot write '{shown}': {_reason(e)}") from None
+            raise WriteError(f"cannot write '{shown}': a part of the path is a file, not a folder") from None
+        raise WriteError(f"cannot write '{shown}': {_reason(e)}") from None
 
 
 def _umask() -> int:

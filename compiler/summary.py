@@ -22,16 +22,29 @@ def totals(g: Graph, batch: int = 1, frozen: list[str] | None = None) -> dict[st
         else:
             trainable += n
     macs = sum(n.macs for n in g.nodes)
-    act = sum(t.numel() for n in g.nodes for t in n.outputs.values() if not OPS[n.op].loss)
+    outs = [t for n in g.nodes for t in n.outputs.values() if not OPS[n.op].loss]
+    act = sum(t.numel() for t in outs)
+    ins = list(g.inputs.values())
     state = 0
     if g.train is not None:
         o = g.train.optimizer
         state = OPT_STATE[o.type] if (o.type != "sgd" or o.momentum) else 0
     else:
         state = 2
-    mem = 4 * (trainable + frozen_n + buffers + trainable * (1 + state) + act * batch)
+    mem = 4 * (trainable + frozen_n + buffers + trainable * (1 + state)) + tensor_bytes(ins + outs, batch)
     return {"params": trainable + frozen_n, "trainable": trainable, "frozen": frozen_n, "buffers": buffers,
-            "macs": macs, "activations_per_sample": act, "train_memory_bytes": mem, "batch": batch}
+            "macs": macs, "activations_per_sample": act, "inputs_per_sample": sum(t.numel() for t in ins),
+            "train_memory_bytes": mem, "batch": batch}
+
+
+ITEMSIZE = {"float32": 4, "float64": 8, "int64": 8, "int32": 4, "bool": 1}
+
+
+def tensor_bytes(types: list, batch: int) -> int:
+    """Bytes of these tensors at `batch`: a tensor with a symbolic dimension holds `batch` samples (its other
+    symbols count 1), one without is counted once; each element at its dtype's size."""
+    return sum(t.numel() * ITEMSIZE.get(t.dtype, 8) * (batch if any(isinstance(d, str) for d in t.shape) else 1)
+               for t in types)
 
 
 def _numel(shape: tuple) -> int:
@@ -82,7 +95,7 @@ def render_table(g: Graph, batch: int = 1, frozen: list[str] | None = None) -> s
             + (f"; buffers: {t['buffers']:,}" if t["buffers"] else ""),
             f"MACs per sample: {t['macs']:,} ({human(t['macs'])})",
             f"estimated training memory at batch {batch}: {human(t['train_memory_bytes'], 'B')} "
-            "(parameters, gradients, optimiser state, activations)"]
+            "(parameters, gradients, optimiser state, inputs, activations)"]
     return "\n".join(out)
 
 

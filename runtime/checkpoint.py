@@ -6,6 +6,7 @@ Metadata lives in the same file under keys starting with `__meta__.` (a JSON str
 from __future__ import annotations
 
 import json
+import math
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,52 @@ NPY_MAGIC = b"\x93NUMPY"
 
 def _kind_of(what: str) -> str:
     return "checkpoint" if ("checkpoint" in what or "weights" in what) else "file"
+
+
+def _npy_header(f: Any) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) from an .npy stream's header, the file positioned at the data."""
+    from numpy.lib import format as npy
+    version = npy.read_magic(f)
+    read = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}.get(version)
+    if read is None:
+        raise ValueError(f"unsupported .npy version {version}")
+    shape, _, dtype = read(f)
+    return tuple(shape), dtype
+
+
+def check_array_sizes(path: str | Path, what: str = "file") -> None:
+    """Read only the headers of an .npy or .npz file and refuse, before any array is read, one that claims more
+    data than the file holds (a corrupt or forged header) or more than this machine's available memory."""
+    from .memory import ensure_fits, fmt_bytes
+    p = Path(path)
+    arrays: list[tuple[str, tuple[int, ...], np.dtype, int]] = []     # name, shape, dtype, bytes stored
+    try:
+        if zipfile.is_zipfile(p):
+            with zipfile.ZipFile(p) as z:
+                for info in z.infolist():
+                    if info.filename.endswith(".npy"):
+                        with z.open(info) as f:
+                            shape, dtype = _npy_header(f)
+                            stored = info.file_size - f.tell()
+                        arrays.append((info.filename[:-4], shape, dtype, stored))
+        else:
+            with open(p, "rb") as f:
+                shape, dtype = _npy_header(f)
+                arrays.append((p.stem, shape, dtype, p.stat().st_size - f.tell()))
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError):
+        return                                  # the reader itself reports what is wrong with such a file
+    total = 0
+    for name, shape, dtype, stored in arrays:
+        need = math.prod(shape) * dtype.itemsize
+        if dtype.hasobject:
+            continue                            # refused as pickled content by the reader
+        if need > stored:
+            raise UserError(f"{what} '{path}' is corrupt: array '{name}' claims shape {list(shape)} {dtype} "
+                            f"({fmt_bytes(need)}) but the file holds {fmt_bytes(max(stored, 0))} of data for it",
+                            hint="the file was cut short or its header altered; use an intact copy")
+        total += need
+    ensure_fits(total, f"{what} '{path}' ({len(arrays)} array{'s' if len(arrays) != 1 else ''})",
+                hint="this file does not fit in memory here; use a machine with more memory")
 
 
 def read_npz(path: str | Path, what: str = "file") -> dict[str, np.ndarray]:
@@ -47,6 +94,7 @@ def read_npz(path: str | Path, what: str = "file") -> dict[str, np.ndarray]:
             raise UserError(f"{what} '{path}' holds pickled Python objects, which specc refuses to load",
                             hint="save plain numeric arrays (numpy.savez with numeric dtypes)")
         raise UserError(f"{what} '{path}' is not a valid .npz file (it is not a zip archive of arrays)")
+    check_array_sizes(p, what)
     try:
         with np.load(p, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}

@@ -27,6 +27,7 @@ from compiler.errors import UserError
 
 from . import data as D
 from .checkpoint import load as load_checkpoint
+from .memory import ensure_inputs_fit
 from .model import Model
 from .train import evaluate, fit, make_plan, summary_lines
 
@@ -134,6 +135,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if init is not None:
         from .transfer import init_from
         print(init_from(model, init, init_map).table())
+    ensure_inputs_fit(g, cfg.batch_size)
     plan = make_plan(model, cfg)
     base = Path(args.spec).parent
     if args.data is None and cfg.data.train is None:
@@ -188,6 +190,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
               "params); its weights fit, but results may differ", file=sys.stderr)
     from compiler.spec import Train
     cfg = g.train or Train()
+    ensure_inputs_fit(g, cfg.batch_size)
     plan = make_plan(model, cfg)
     if args.data is not None:
         ds = D.load(g, args.data, plan.needed, role="test")

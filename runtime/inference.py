@@ -35,6 +35,8 @@ def _load_array(path: str, name: str) -> np.ndarray:
                             hint="save plain numeric arrays with numpy.save")
         raise UserError(f"input file '{path}' is not a valid .npy/.npz file",
                         hint="save the array with numpy.save(path, array)")
+    from .checkpoint import check_array_sizes
+    check_array_sizes(p, "input file")
     try:
         data = np.load(p, allow_pickle=False)
     except ValueError as e:
@@ -122,6 +124,18 @@ def _check_spec_file(path: str) -> None:
                         hint=hint)
 
 
+def _symbols(graph: Any, inputs: dict[str, Any]) -> dict[str, int]:
+    """The sizes the given arrays give to the spec's symbolic dimensions (first binding wins)."""
+    out: dict[str, int] = {}
+    for name, t in graph.inputs.items():
+        shape = np.shape(inputs.get(name)) if name in inputs else ()
+        if len(shape) == t.rank:
+            for d, n in zip(t.shape, shape):
+                if isinstance(d, str):
+                    out.setdefault(d, int(n))
+    return out
+
+
 def run_model(path: str, inputs: dict[str, Any], backend: str | None = None, weights: str | None = None,
               sets: list[str] | None = None, device: str = "cpu") -> dict[str, np.ndarray]:
     """What `specc run` computes, as a function: {output name: ndarray}."""
@@ -152,11 +166,18 @@ def run_model(path: str, inputs: dict[str, Any], backend: str | None = None, wei
         from compiler.onnx.export import export
         from .onnx_session import OnnxSession
         from .checkpoint import warn_nonfinite
+        from .memory import guard_activations
         state = load_weights(weights, graph)
         warn_nonfinite(state, weights)
+        guard_activations(graph.name, list(graph.nodes), _symbols(graph, inputs),
+                          grad=False)                   # onnxruntime computes the same values: sized first
         sess = OnnxSession(export(graph, state).model)
         # as the NumPy runtime does, accept spec inputs that only pruned nodes read (labels)
-        return sess.run(**{k: v for k, v in inputs.items() if k in sess.input_names or k not in graph.inputs})
+        try:
+            return sess.run(**{k: v for k, v in inputs.items() if k in sess.input_names or k not in graph.inputs})
+        except UserError:
+            _numpy_diagnosis(graph, state, inputs, sess.output_names)
+            raise
     if backend == "torch":
         from .torch_backend import run_torch
         return run_torch(graph, weights, inputs, device)
@@ -167,6 +188,16 @@ def run_model(path: str, inputs: dict[str, Any], backend: str | None = None, wei
     warn_nonfinite(model.state_dict(), weights)
     model.eval()
     return model(**inputs)
+
+
+def _numpy_diagnosis(graph: Any, state: dict[str, np.ndarray], inputs: dict[str, Any], outputs: list[str]) -> None:
+    """onnxruntime failed on these inputs: the NumPy runtime names the spec node and the sizes at fault (data
+    that breaks a shape rule, say) where onnxruntime names its own node; returns quietly when it runs."""
+    from .model import Model
+    model = Model(graph, seed=0)
+    model.load_state_dict(state)
+    model.eval()
+    model(outputs=list(outputs), **{k: v for k, v in inputs.items() if k in graph.inputs})
 
 
 def cmd_run(args: argparse.Namespace) -> int:

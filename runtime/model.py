@@ -11,6 +11,7 @@ from compiler.ir import Graph, Node, Ref
 
 from .init import initialise
 from .kernels import KERNELS, Ctx
+from .memory import guard_activations, guard_params
 from .tensor import Entry, Tensor
 
 FLOAT = np.float32
@@ -47,6 +48,31 @@ def _init_applies(param_name: str) -> bool:
     return param_name == "" or "weight" in param_name
 
 
+def _kernel_error(node: Node, args: list, symbols: dict[str, int], e: Exception) -> UserError:
+    """A kernel failed on the data. When the sizes the data gave to the spec's symbols break the op's shape
+    rule (a symbol `check` could not tie to a number, say x [V, 3] against adj [4, 4] with V = 5 at run time),
+    say so in the rule's words instead of NumPy's; otherwise pass the kernel's message on."""
+    from compiler.errors import ShapeError
+    from compiler.ir import TensorType
+    from compiler.ops import OPS
+    ins = args[:len(node.inputs)]
+    types = [None if a is None else TensorType(tuple(a.data.shape), str(a.data.dtype)) for a in ins]
+    try:
+        OPS[node.op].infer(node.attrs, types)
+    except ShapeError as rule:
+        shown = ", ".join(f"'{r.node if r.port is None else f'{r.node}:{r.port}'}' {list(t.shape)}"
+                          for r, t in zip(node.inputs, types) if r is not None and t is not None)
+        bound = ", ".join(f"{k}={v}" for k, v in symbols.items())
+        why = rule.message[len(node.op) + 2:] if rule.message.startswith(node.op + ": ") else rule.message
+        return UserError(f"node '{node.name}' ({node.op}) cannot run on the sizes the inputs gave"
+                         f"{f' ({bound})' if bound else ''}: {why} (inputs here: {shown})",
+                         hint="the spec leaves these sizes to the data, but the op needs them to agree: use the "
+                              "same number or symbol in `inputs` for dimensions that must match")
+    except Exception:                                   # noqa: BLE001 - the kernel's own message is the fallback
+        pass
+    return UserError(f"node '{node.name}' ({node.op}): {e}")
+
+
 class Model:
     """A spec's network with NumPy parameters named and laid out as PyTorch's state_dict."""
 
@@ -58,6 +84,7 @@ class Model:
         init_rng = np.random.default_rng(seed)
         self._params: dict[str, Tensor] = {}
         self._buffers: set[str] = set()
+        guard_params(graph)
         for name, (spec, node) in graph.params().items():
             init = node.init if node.init is not None and _init_applies(spec.name) else spec.init
             arr = initialise(init, spec.shape, init_rng, NP_DTYPES.get(spec.dtype, FLOAT))
@@ -67,6 +94,7 @@ class Model:
         self._plans: dict[tuple, _Plan] = {}
         self.pretrained: set[str] = set()   # names whose values were loaded from another run (fit keeps them)
         self._nodes = {n.name: n for n in graph.nodes}
+        self._sized: set[tuple] = set()         # (plan, symbol sizes, grad) already found to fit in memory
 
     # -- modes and parameters ----------------------------------------------------------------
     def train(self, mode: bool = True) -> "Model":
@@ -221,6 +249,10 @@ class Model:
     def _run(self, given: Mapping[str, Any], outputs: list[str] | None, grad: bool) -> dict[str, Tensor]:
         plan = self.plan(outputs)
         env, symbols = self._bind_inputs(given, plan)
+        key = (id(plan), tuple(sorted(symbols.items())), grad)
+        if key not in self._sized:
+            guard_activations(self.graph.name, plan.nodes, symbols, grad)
+            self._sized.add(key)
         vals: dict[tuple[str, str | None], Tensor | None] = {(k, None): v for k, v in env.items()}
         for node in plan.nodes:
             args: list[Tensor | None] = [None if r is None else vals[(r.node, r.port)] for r in node.inputs]
@@ -230,7 +262,7 @@ class Model:
             try:
                 out, bwd = KERNELS[node.op](ctx, *[None if a is None else a.data for a in args])
             except (ValueError, IndexError) as e:         # bad data reaching a kernel, e.g. a label out of range
-                raise UserError(f"node '{node.name}' ({node.op}): {e}") from None
+                raise _kernel_error(node, args, symbols, e) from None
             ports = list(node.outputs)
             outs = out if len(ports) > 1 else (out,)
             tensors = [None if o is None else Tensor(o) for o in outs]

@@ -35,7 +35,7 @@ class OnnxSession:
             import onnx
         except ImportError:                          # pragma: no cover - onnx is a dependency
             onnx = None
-        ort.set_default_logger_severity(3)          # no raw (ANSI-coloured) ORT log lines before our errors
+        ort.set_default_logger_severity(4)          # no raw (ANSI-coloured) ORT log lines before our errors
         self.path: str | None = None
         proto: Any = None
         if onnx is not None and isinstance(model, onnx.ModelProto):
@@ -54,7 +54,7 @@ class OnnxSession:
         else:
             raise UserError(f"OnnxSession needs an onnx.ModelProto, bytes or a path, got {type(model).__name__}")
         so = ort.SessionOptions()
-        so.log_severity_level = 3
+        so.log_severity_level = 4
         if threads:
             so.intra_op_num_threads = int(threads)
         try:

@@ -51,6 +51,7 @@ from typing import Any, Callable
 import numpy as np
 
 from compiler.errors import UserError, did_you_mean
+from compiler.files import WriteError
 from compiler.spec import Train
 
 from . import data as D
@@ -632,6 +633,7 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
 
     stopped_early = False
     metrics_phase = plan.phases[0]
+    failure: BaseException | None = None
     try:
         for epoch in range(start + 1, epochs + 1):
             t0 = time.perf_counter()
@@ -701,10 +703,18 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
                 say(f"early stopping: {stop.monitor} has not improved for {wait} epochs "
                     f"(best {stop.value:.4f} at epoch {stop.epoch})")
                 break
+    except BaseException as e:
+        failure = e
+        raise
     finally:
         prog.end_epoch()
-        if out is not None and history:
-            plot_curves(out / "curves.png", history, log, best.epoch or None)
+        # after a failed write (a full disk) nothing more is written: the first failure is the one reported
+        if out is not None and history and not isinstance(failure, WriteError):
+            try:
+                plot_curves(out / "curves.png", history, log, best.epoch or None)
+            except UserError:
+                if failure is None:
+                    raise
 
     model.zero_grad()
     if es is not None and es.restore_best and best_state is not None:

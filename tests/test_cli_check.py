@@ -116,16 +116,19 @@ def test_check_totals_with_frozen_parameters(tmp_path):
     assert code == 0 and err == ""
     assert "parameters: 1,498 (1,450 trainable, 48 frozen); buffers: 9" in out
     # 4 bytes x (1,498 params + 9 buffers + 1,450 x (gradient + 2 Adam moments) + 586 activations x batch 1)
-    assert "estimated training memory at batch 1: 25.77kB" in out
+    # + the inputs at batch 1: 64 float32 pixels and an int64 label
+    assert "estimated training memory at batch 1: 26.04kB" in out
     code, out, _ = run("check", str(plain))
     assert code == 0 and "parameters: 1,498 (1,498 trainable, 0 frozen); buffers: 9" in out
 
     code, out, _ = run("check", str(frozen), "--json", "--batch", "4")
     assert code == 0
     t = json.loads(out)["totals"]
-    assert {k: t[k] for k in ("params", "trainable", "frozen", "buffers", "activations_per_sample", "batch")} == \
-        {"params": 1498, "trainable": 1450, "frozen": 48, "buffers": 9, "activations_per_sample": 586, "batch": 4}
-    assert t["train_memory_bytes"] == 4 * (1498 + 9 + 1450 * 3 + 586 * 4)
+    assert {k: t[k] for k in ("params", "trainable", "frozen", "buffers", "activations_per_sample",
+                              "inputs_per_sample", "batch")} == \
+        {"params": 1498, "trainable": 1450, "frozen": 48, "buffers": 9, "activations_per_sample": 586,
+         "inputs_per_sample": 65, "batch": 4}
+    assert t["train_memory_bytes"] == 4 * (1498 + 9 + 1450 * 3 + 586 * 4) + 4 * (4 * 64 + 8 * 1)
     code, out, _ = run("check", str(plain), "--json", "--batch", "4")
     t0 = json.loads(out)["totals"]
     assert (t0["trainable"], t0["frozen"]) == (1498, 0)
@@ -358,3 +361,22 @@ def test_check_a_library_or_a_folder_says_what_to_do_instead():
     assert 'imports: {resnet: "std:resnet"}' in err
     code, _, err = run("check", str(ROOT / "specs"))
     assert code == 1 and "is a folder, not a spec file" in err and "tools/shape_check.py" in err
+
+
+def test_check_memory_estimate_counts_inputs_and_activations_at_their_size(tmp_path):
+    """Issue 13: an input of 10^12 elements was estimated at "368B" (inputs and fixed-size activations were
+    not counted). Now a tensor without a symbolic dimension counts once, one with a symbol `--batch` times,
+    each element at its dtype's size."""
+    spec = tmp_path / "huge.yaml"
+    spec.write_text("name: huge\ninputs: {x: [1000000, 1000000], ids: {shape: [N, 5], dtype: int64}}\n"
+                    "layers:\n  - {op: mean, name: m, in: x, dim: 1}\n  - {op: linear, name: fc, out_features: 3}\n"
+                    "outputs: [fc]\n")
+    code, out, _ = run("check", str(spec), "--json", "--batch", "8")
+    assert code == 0
+    t = json.loads(out)["totals"]
+    params = 3 * 1000000 + 3
+    # parameters x (value, gradient, 2 Adam moments); x once; ids x batch 8 at 8 bytes; m [10^6] and fc [3] once
+    want = 4 * params * 4 + 4 * 10**12 + 8 * 5 * 8 + 4 * 10**6 + 4 * 3
+    assert t["train_memory_bytes"] == want
+    code, out, _ = run("check", str(spec))
+    assert "estimated training memory at batch 1: 4.00TB" in out

@@ -28,6 +28,8 @@ def prelu(b: Builder, node: Node, x: list, p: list) -> str:
     if node.attrs.num_parameters > 1 and rank > 2:
         # PRelu broadcasts the slope from the right: [C] must become [C, 1, ..., 1] to hit dim 1
         slope = b.op("Reshape", [slope, b.ints([node.attrs.num_parameters] + [1] * (rank - 2))])
+    elif rank == 0:                         # a [1] slope would broadcast a scalar input to [1]
+        slope = b.op("Squeeze", [slope])
     return b.op("PRelu", [x[0], slope])
 
 
@@ -89,14 +91,22 @@ def elu(b: Builder, node: Node, x: list, p: list) -> str:
     return b.op("Elu", [x[0]], alpha=float(node.attrs.alpha))
 
 
+def _over_scalar(b: Builder, op_type: str, v: str, axis: int) -> str:
+    """Softmax/LogSoftmax need rank >= 1: a scalar goes through as a 1-element vector."""
+    if b.ins[0].rank:
+        return b.op(op_type, [v], axis=axis)
+    zero = b.ints([0])
+    return b.op("Squeeze", [b.op(op_type, [b.op("Unsqueeze", [v, zero])], axis=0), zero])
+
+
 @lowering("softmax")
 def softmax(b: Builder, node: Node, x: list, p: list) -> str:
     v = x[0]
     if float(node.attrs.temperature) != 1:
         v = b.op("Div", [v, b.const(float(node.attrs.temperature))])
-    return b.op("Softmax", [v], axis=node.attrs.dim)
+    return _over_scalar(b, "Softmax", v, node.attrs.dim)
 
 
 @lowering("log_softmax")
 def log_softmax(b: Builder, node: Node, x: list, p: list) -> str:
-    return b.op("LogSoftmax", [x[0]], axis=node.attrs.dim)
+    return _over_scalar(b, "LogSoftmax", x[0], node.attrs.dim)

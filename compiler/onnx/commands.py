@@ -8,6 +8,7 @@ command needs them.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,8 +102,13 @@ def random_inputs(graph: Graph, seed: int = 0, sizes: dict[str, int] | None = No
     (in [0, 1) for probability-loss targets; 0/1 with self loops for adjacency matrices); int64 in a
     range every consumer accepts (embedding rows, one_hot classes, class labels); bool masks (True =
     ignore) that never mask the first position."""
+    from runtime.memory import ensure_fits, nbytes      # at call time only: the compiler does not import runtime
     rng = np.random.default_rng(seed)
     sym = symbol_sizes(graph, sizes)
+    at = f" at {', '.join(f'{k}={v}' for k, v in sym.items())}" if sym else ""
+    for name, t in graph.inputs.items():                # every size checked before any is allocated
+        shape = tuple(d if isinstance(d, int) else sym[d] for d in t.shape)
+        ensure_fits(nbytes(shape, t.dtype), f"input '{name}' [{t}]", at)
     out: dict[str, np.ndarray] = {}
     for name, t in graph.inputs.items():
         shape = tuple(d if isinstance(d, int) else sym[d] for d in t.shape)
@@ -182,9 +188,9 @@ def verify(graph: Graph, state: dict[str, np.ndarray], opset: int = 18, outputs:
     model = Model(graph, seed=seed)
     model.load_state_dict(state)
     model.eval()
+    want = model(outputs=list(exp.outputs), **feeds)     # first: the memory guard sizes every value before it runs
     sess = OnnxSession(exp.model)
     got = sess.run(**{k: feeds[k] for k in sess.input_names})
-    want = model(outputs=list(exp.outputs), **feeds)
     nonfinite = [name for name in exp.outputs
                  for v in (np.asarray(got[name]), np.asarray(want[name]))
                  if v.dtype.kind == "f" and not np.isfinite(v).all()]
@@ -264,6 +270,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     guard_output(out, ".onnx", (args.spec, getattr(args, "weights", None)))
     opset = check_opset(args.opset)
     graph = load_graph(args.spec, getattr(args, "set", None))
+    planned = sum(math.prod(p.shape) * 4 for p, _ in graph.params().values())
+    if planned > MAX_PROTO_BYTES:                       # said before any weight is allocated or read
+        raise UserError(f"the weights take {planned / 1e9:.1f} GB; a single .onnx file holds at most 2 GB", code=1)
     state = load_weights(args.weights, graph) if args.weights else fresh_weights(graph)
     size = sum(a.nbytes for a in state.values())
     if size > MAX_PROTO_BYTES:

@@ -70,6 +70,8 @@ def detach(b: Builder, node: Node, x: list, p: list) -> str:
 
 def _arith(op_type: str, b: Builder, node: Node, x: list) -> str:
     want = node.out.dtype
+    if want == "bool":                      # bool + bool is or, bool * bool is and (the shape rule allows no other)
+        return b.op({"Add": "Or", "Mul": "And"}[op_type], [x[0], x[1]])
     lhs = _cast(b, x[0], b.ins[0].dtype, want)
     if len(x) > 1 and x[1] is not None:
         rhs = _cast(b, x[1], b.ins[1].dtype, want)
@@ -136,6 +138,8 @@ def flatten(b: Builder, node: Node, x: list, p: list) -> str:
 @lowering("permute")
 def permute(b: Builder, node: Node, x: list, p: list) -> str:
     rank = b.ins[0].rank
+    if rank == 0:                           # permute of a scalar (dims: []) changes nothing
+        return b.op("Identity", [x[0]])
     return b.op("Transpose", [x[0]], perm=[_norm(d, rank) for d in node.attrs.dims])
 
 
@@ -190,7 +194,8 @@ def _reduce(b: Builder, node: Node, x: str, op_type: str, axes_input: bool) -> s
 
 @lowering("sum")
 def reduce_sum(b: Builder, node: Node, x: list, p: list) -> str:
-    return _reduce(b, node, x[0], "ReduceSum", True)            # axes an input since opset 13
+    v = _cast(b, x[0], b.ins[0].dtype, node.out.dtype)           # bool counts as int64
+    return _reduce(b, node, v, "ReduceSum", True)                # axes an input since opset 13
 
 
 @lowering("mean")
@@ -201,6 +206,9 @@ def reduce_mean(b: Builder, node: Node, x: list, p: list) -> str:
 
 @lowering("max")
 def reduce_max(b: Builder, node: Node, x: list, p: list) -> str:
+    if b.ins[0].dtype == "bool":            # ReduceMax takes bool only from opset 20: max of 0/1 values
+        v = _reduce(b, node, b.op("Cast", [x[0]], to=DTYPES["int64"]), "ReduceMax", b.opset >= 18)
+        return b.op("Cast", [v], to=DTYPES["bool"])
     return _reduce(b, node, x[0], "ReduceMax", b.opset >= 18)
 
 
@@ -223,6 +231,9 @@ def expand(b: Builder, node: Node, x: list, p: list) -> str:
 def one_hot(b: Builder, node: Node, x: list, p: list) -> str:
     depth = b.ints([node.attrs.num_classes], hint="depth")
     values = b.const(np.asarray([0.0, 1.0], dtype=np.float32), hint="off_on")
+    if b.ins[0].rank == 0:                  # OneHot needs indices of rank >= 1
+        zero = b.ints([0])
+        return b.op("Squeeze", [b.op("OneHot", [b.op("Unsqueeze", [x[0], zero]), depth, values], axis=-1), zero])
     return b.op("OneHot", [x[0], depth, values], axis=-1)
 
 

@@ -7,7 +7,7 @@ from typing import Literal
 from ..errors import ShapeError
 from ..ir import Dim, Init, ParamSpec, TensorType
 from .registry import Attrs, Inferred, op
-from .shapes import broadcast, concrete, per_sample
+from .shapes import broadcast, concrete, float_input, per_sample
 
 
 def _fmt(shape: tuple[Dim, ...]) -> str:
@@ -61,6 +61,7 @@ def scaled_dot_product_attention(a: ScaledDotProductAttention, q: TensorType, k:
     A query whose keys are all ignored gets zero weights and a zero output (as torch's SDPA), not NaN.
     """
     for t, nm in ((q, "q"), (k, "k"), (v, "v")):
+        float_input("scaled_dot_product_attention", nm, t, hint="queries, keys and values are float32 features")
         if t.rank < 2:
             raise ShapeError(f"scaled_dot_product_attention expects {nm} of rank >= 2 ([..., T, d]), "
                              f"but {nm} has shape {t}")
@@ -143,6 +144,8 @@ def multi_head_attention(a: MultiHeadAttention, query: TensorType, key: TensorTy
                               f"{', '.join(str(h) for h in range(1, e + 1) if e % h == 0)}", attr="num_heads")
     if not 0.0 <= a.dropout < 1.0:
         raise ShapeError(f"dropout must be in [0, 1), got {a.dropout}", attr="dropout")
+    for t, nm in ((query, "query"), (key, "key"), (value, "value")):
+        float_input("multi_head_attention", nm, t, hint="queries, keys and values are float32 features")
     k = key if key is not None else query
     v = value if value is not None else k
     for t, nm, kw in ((k, "key", "kdim"), (v, "value", "vdim")):
@@ -208,6 +211,8 @@ def positional_encoding(a: PositionalEncoding, x: TensorType) -> TensorType | In
     """
     if x.rank != 3:
         raise ShapeError(f"positional_encoding expects a batch-first input [N, T, d], but it has shape {x}")
+    float_input("positional_encoding", "input", x, hint="declare the input as float32 (token indices go through "
+                                                        "an embedding first)")
     concrete(x.shape[2], "positional_encoding's feature size d (last dimension)")
     if a.max_len < 1:
         raise ShapeError(f"max_len must be positive, got {a.max_len}", attr="max_len")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..errors import ShapeError
 from ..ir import Init, ParamSpec, TensorType
 from .registry import Attrs, Inferred, op
-from .shapes import concrete, per_sample
+from .shapes import concrete, float_input, per_sample
 
 
 class Linear(Attrs):
@@ -15,9 +15,11 @@ class Linear(Attrs):
 
 @op("linear", Linear, primary="out_features")
 def linear(a: Linear, x: TensorType) -> Inferred:
-    """y = x Wᵀ + b on the last dimension; `in_features` is inferred (or checked when given)."""
+    """y = x Wᵀ + b on the last dimension; `in_features` is inferred (or checked when given). x is float
+    (int64 token ids go through an embedding, bool masks are declared float32)."""
     if x.rank < 1:
         raise ShapeError("linear needs an input with at least one dimension, got a scalar")
+    float_input("linear", "input", x, hint="declare the input as float32 (token indices go through an embedding)")
     fan_in = concrete(x.shape[-1], "linear's input feature size (last dimension)")
     if a.in_features is not None and a.in_features != fan_in:
         raise ShapeError(f"linear expects {a.in_features} input features (in_features: {a.in_features}) "

@@ -1,6 +1,6 @@
 """Graph layers on a dense adjacency: GCN, GAT and plain message passing (graph_aggregate).
 
-Conventions shared by the three ops: node features x are [V, F] (one graph) or [N, V, F] (a batch of
+Conventions shared by the three ops: node features x (float) are [V, F] (one graph) or [N, V, F] (a batch of
 graphs with the same node count); the adjacency is [V, V] or [N, V, V] (float weights, or bool/int 0-1),
 and a [V, V] adjacency with a batched x is shared by every graph. Row i of the adjacency lists the
 nodes that node i gathers from: j is a neighbour of i when adj[i, j] != 0 (PyG's edge_index = adj.nonzero()
@@ -15,7 +15,7 @@ from typing import Literal
 from ..errors import ShapeError
 from ..ir import Dim, Init, ParamSpec, TensorType
 from .registry import Attrs, Inferred, op
-from .shapes import broadcast, concrete
+from .shapes import broadcast, concrete, float_input
 
 
 def _clash(a: Dim, b: Dim) -> bool:
@@ -32,6 +32,7 @@ def graph_inputs(name: str, x: TensorType, adj: TensorType) -> tuple[tuple[Dim, 
         raise ShapeError(f"{name} expects node features [V, F] or a batch [N, V, F], but x has shape {x}")
     if adj.rank not in (2, 3):
         raise ShapeError(f"{name} expects a dense adjacency [V, V] or a batch [N, V, V], but adj has shape {adj}")
+    float_input(name, "x", x, hint="declare the node features x as float32")
     v = x.shape[-2]
     if _clash(adj.shape[-1], adj.shape[-2]):
         raise ShapeError(f"{name} needs a square adjacency matrix, but adj has shape {adj}")

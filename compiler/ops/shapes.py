@@ -20,10 +20,21 @@ def concrete(d: Dim, what: str, attr: str | None = None) -> int:
 
 
 def norm_dim(dim: int, rank: int, attr: str = "dim") -> int:
-    if not -rank <= dim < max(rank, 1):
-        raise ShapeError(f"{attr}={dim} is out of range for a rank-{rank} tensor "
-                         f"(allowed {-rank}..{rank - 1})", attr=attr)
+    """dim as an index in 0..rank-1 (negative counts from the end). A scalar takes 0 or -1, as in PyTorch."""
+    n = max(rank, 1)
+    if not -n <= dim < n:
+        where = "a scalar (rank 0), which allows 0 or -1" if rank == 0 else \
+            f"a rank-{rank} tensor (allowed {-rank}..{rank - 1})"
+        raise ShapeError(f"{attr}={dim} is out of range for {where}", attr=attr)
     return dim % rank if rank else 0
+
+
+def float_input(op_name: str, port: str, t: TensorType | None, hint: str | None = None) -> None:
+    """Refuse an int64/bool tensor where the kernel computes in floating point (a None input is fine)."""
+    if t is not None and not t.dtype.startswith("float"):
+        raise ShapeError(f"{op_name} needs a floating-point {port}, but its {port} has dtype {t.dtype} (shape {t})",
+                         hint=hint or f"declare {port} as float32 (int64 class indices and bool masks are not "
+                                      "features)")
 
 
 def expect_rank(x: TensorType, ranks: int | tuple[int, ...], what: str = "input") -> None:

@@ -102,27 +102,32 @@ def _arith(name: str, a: Arith, x: TensorType, y: TensorType | None) -> Inferred
         dtype = "float64" if "float64" in floats else floats[0]
     elif value_float or name == "div":
         dtype = "float32"
+    elif a.value is not None or "int64" in dts:
+        dtype = "int64"                     # bool with an integer counts as 0/1 (as NumPy and PyTorch)
+    elif name == "sub":
+        raise ShapeError("sub cannot subtract two bool tensors (PyTorch refuses it too)",
+                         hint="declare one input as float32 or int64 to subtract 0/1 values")
     else:
-        dtype = dts[0]
+        dtype = "bool"                      # add: logical or; mul: logical and (as NumPy and PyTorch)
     out = TensorType(shape, dtype)
     return Inferred([out], macs=per_sample(out))
 
 
 @op("add", Arith, inputs=("a", "b"), optional=("b",))
 def add(a: Arith, x: TensorType, y: TensorType | None = None) -> Inferred:
-    """a + b with NumPy broadcasting, or a + value."""
+    """a + b with NumPy broadcasting, or a + value. Two bool inputs give their logical or (as PyTorch)."""
     return _arith("add", a, x, y)
 
 
 @op("sub", Arith, inputs=("a", "b"), optional=("b",))
 def sub(a: Arith, x: TensorType, y: TensorType | None = None) -> Inferred:
-    """a - b with NumPy broadcasting, or a - value."""
+    """a - b with NumPy broadcasting, or a - value. Two bool inputs are refused (as PyTorch)."""
     return _arith("sub", a, x, y)
 
 
 @op("mul", Arith, inputs=("a", "b"), optional=("b",))
 def mul(a: Arith, x: TensorType, y: TensorType | None = None) -> Inferred:
-    """a * b (elementwise) with NumPy broadcasting, or a * value."""
+    """a * b (elementwise) with NumPy broadcasting, or a * value. Two bool inputs give their logical and."""
     return _arith("mul", a, x, y)
 
 
@@ -136,7 +141,9 @@ def div(a: Arith, x: TensorType, y: TensorType | None = None) -> Inferred:
 
 @op("matmul", NoAttrs, inputs=("a", "b"))
 def matmul(a: NoAttrs, x: TensorType, y: TensorType) -> Inferred:
-    """Matrix product with NumPy/torch.matmul semantics: 1-D operands are promoted, batch dims broadcast."""
+    """Matrix product with NumPy/torch.matmul semantics: 1-D operands are promoted, batch dims broadcast.
+
+    Float if either operand is float, else int64; two bool operands are refused (as PyTorch)."""
     if x.rank == 0 or y.rank == 0:
         raise ShapeError(f"matmul needs inputs with at least one dimension, got shapes {x} and {y}",
                          hint="use mul to multiply by a scalar")
@@ -154,7 +161,10 @@ def matmul(a: NoAttrs, x: TensorType, y: TensorType) -> Inferred:
                          f"{e.message}") from None
     shape = batch + ((xs[-2],) if x.rank > 1 else ()) + ((ys[-1],) if y.rank > 1 else ())
     dt = [d for d in (x.dtype, y.dtype) if is_float(d)]
-    out = TensorType(shape, dt[0] if dt else x.dtype)
+    if not dt and x.dtype == y.dtype == "bool":
+        raise ShapeError("matmul cannot multiply two bool tensors (PyTorch refuses it too)",
+                         hint="declare one input as float32 (or int64) to multiply 0/1 matrices")
+    out = TensorType(shape, dt[0] if dt else "int64")
     k = k1 if isinstance(k1, int) else 1
     macs = per_sample(out) * k if out.rank >= 2 else out.numel() * k
     return Inferred([out], macs=macs)
@@ -336,6 +346,8 @@ class Transpose(Attrs):
 @op("transpose", Transpose)
 def transpose(a: Transpose, x: TensorType) -> Inferred:
     """Swaps dimensions dim0 and dim1."""
+    if x.rank == 0:
+        raise ShapeError("transpose: a scalar has no dimensions to swap", hint="leave the transpose out")
     d0 = norm_dim(a.dim0, x.rank, "dim0")
     d1 = norm_dim(a.dim1, x.rank, "dim1")
     shape = list(x.shape)
@@ -350,6 +362,8 @@ class Squeeze(Attrs):
 def squeeze_axes(dim: int | list[int] | None, x: TensorType) -> list[int]:
     if dim is None:
         return [i for i, d in enumerate(x.shape) if d == 1]
+    if x.rank == 0:
+        raise ShapeError("squeeze: a scalar has no dimension to squeeze", hint="leave the squeeze out", attr="dim")
     dims = _dims(dim, x.rank)
     for d in dims:
         if x.shape[d] != 1:
@@ -475,8 +489,10 @@ def _reduce(a: Reduce, x: TensorType, dtype: str) -> Inferred:
 
 @op("sum", Reduce, primary="dim")
 def reduce_sum(a: Reduce, x: TensorType) -> Inferred:
-    """Sum over `dim` (an int or a list; none = everything, giving a scalar), keeping it as size 1 if keepdim."""
-    return _reduce(a, x, x.dtype)
+    """Sum over `dim` (an int or a list; none = everything, giving a scalar), keeping it as size 1 if keepdim.
+
+    A bool input gives int64 (the count of True values), as torch.sum."""
+    return _reduce(a, x, "int64" if x.dtype == "bool" else x.dtype)      # counts the True values
 
 
 @op("mean", Reduce, primary="dim")

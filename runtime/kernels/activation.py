@@ -29,6 +29,24 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return np.reciprocal(s, out=s)
 
 
+def _rank0_safe(fn):
+    """Run an elementwise kernel on a rank-0 input as a 1-element vector and give back rank 0.
+
+    NumPy ufuncs return a scalar, not an array, for 0-d operands, so the kernels' in-place `out=`
+    steps would fail on the output of `mean` or `sum` (issue 13)."""
+    def wrapper(ctx: Ctx, x: np.ndarray):
+        if x.ndim:
+            return fn(ctx, x)
+        y, bwd = fn(ctx, x.reshape(1))
+
+        def backward(gy):
+            g = bwd(np.reshape(gy, 1))
+            return None if g is None else g.reshape(())
+        return y.reshape(()), (backward if bwd is not None else None)
+    wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
+    return wrapper
+
+
 def _mask(cond: np.ndarray, dtype) -> np.ndarray:
     return cond.astype(dtype)
 
@@ -59,6 +77,7 @@ def _relu_bwd(gy: np.ndarray, y: np.ndarray, gx: np.ndarray) -> None:
 
 
 @kernel("relu")
+@_rank0_safe
 def relu(ctx: Ctx, x: np.ndarray):
     y = np.empty_like(x) if x.dtype.kind == "f" else None
     if y is None or not _split_flat(_relu_fwd, y, x):
@@ -75,6 +94,7 @@ def relu(ctx: Ctx, x: np.ndarray):
 
 
 @kernel("leaky_relu")
+@_rank0_safe
 def leaky_relu(ctx: Ctx, x: np.ndarray):
     slope = float(ctx.attrs.negative_slope)
     y = np.multiply(x, slope)
@@ -128,6 +148,7 @@ def prelu(ctx: Ctx, x: np.ndarray, weight: np.ndarray):
 
 
 @kernel("sigmoid")
+@_rank0_safe
 def sigmoid(ctx: Ctx, x: np.ndarray):
     y = _sigmoid(x)
 
@@ -142,6 +163,7 @@ def sigmoid(ctx: Ctx, x: np.ndarray):
 
 
 @kernel("tanh")
+@_rank0_safe
 def tanh(ctx: Ctx, x: np.ndarray):
     y = np.tanh(x)
 
@@ -156,16 +178,19 @@ def tanh(ctx: Ctx, x: np.ndarray):
 
 
 @kernel("sign")
+@_rank0_safe
 def sign(ctx: Ctx, x: np.ndarray):
     return np.sign(x), _zeros_backward(ctx, x)
 
 
 @kernel("step")
+@_rank0_safe
 def step(ctx: Ctx, x: np.ndarray):
     return _mask(x > 0, x.dtype), _zeros_backward(ctx, x)
 
 
 @kernel("silu")
+@_rank0_safe
 def silu(ctx: Ctx, x: np.ndarray):
     s = _sigmoid(x)
     y = np.multiply(x, s)
@@ -183,6 +208,7 @@ def silu(ctx: Ctx, x: np.ndarray):
 
 
 @kernel("softplus")
+@_rank0_safe
 def softplus(ctx: Ctx, x: np.ndarray):
     beta, threshold = float(ctx.attrs.beta), float(ctx.attrs.threshold)
     z = np.multiply(x, beta) if beta != 1 else x
@@ -250,6 +276,7 @@ def _normal_cdf(x: np.ndarray, scratch: np.ndarray | None = None) -> np.ndarray:
 
 
 @kernel("gelu")
+@_rank0_safe
 def gelu(ctx: Ctx, x: np.ndarray):
     if ctx.attrs.approximate == "tanh":
         k = 0.044715
@@ -301,6 +328,7 @@ def gelu(ctx: Ctx, x: np.ndarray):
 
 
 @kernel("elu")
+@_rank0_safe
 def elu(ctx: Ctx, x: np.ndarray):
     alpha = float(ctx.attrs.alpha)
     e = np.minimum(x, 0)

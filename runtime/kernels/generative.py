@@ -19,11 +19,11 @@ def reparameterize(ctx: Ctx, mu: np.ndarray, logvar: np.ndarray):
 
     dtype = np.result_type(mu, logvar)
     noise = ctx.rng.standard_normal(shape, dtype=dtype if dtype in (np.float32, np.float64) else np.float64)
-    std = np.multiply(logvar, 0.5)
+    std = np.asarray(np.multiply(logvar, 0.5))      # an array even for rank 0 (ufuncs give scalars there)
     np.exp(std, out=std)
     noise *= std                             # eps · σ: all that backward needs
     del std
-    z = np.add(mu, noise)
+    z = np.asarray(np.add(mu, noise))
 
     def backward(gz):
         gmu = unbroadcast(gz, mu.shape) if ctx.need(0) else None

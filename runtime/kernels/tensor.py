@@ -244,14 +244,28 @@ def _squeeze_axes(ctx: Ctx, x: np.ndarray) -> tuple[int, ...]:
     out = getattr(ctx.node, "outputs", None)
     if out:
         # the shape rule squeezes only dims that are 1 in the type: a symbolic dim (a batch of 1) stays
-        kept, axes, j = next(iter(out.values())).shape, [], 0
-        for i, s in enumerate(x.shape):
-            if j < len(kept) and (isinstance(kept[j], str) or s != 1):
-                j += 1
-            else:
-                axes.append(i)
-        return tuple(axes)
+        axes = _kept_alignment(x.shape, next(iter(out.values())).shape)
+        if axes is not None:
+            return axes
     return tuple(i for i, s in enumerate(x.shape) if s == 1)
+
+
+def _kept_alignment(shape: tuple[int, ...], kept: tuple) -> tuple[int, ...] | None:
+    """The axes of `shape` to drop (each of size 1) so that the rest matches `kept` (numbers exactly, a symbol
+    any size), trying to keep a dim before dropping it; None if there is no such choice."""
+    def solve(i: int, j: int) -> tuple[int, ...] | None:
+        if i == len(shape):
+            return () if j == len(kept) else None
+        if j < len(kept) and (isinstance(kept[j], str) or kept[j] == shape[i]):
+            rest = solve(i + 1, j + 1)
+            if rest is not None:
+                return rest
+        if shape[i] == 1:
+            rest = solve(i + 1, j)
+            if rest is not None:
+                return (i,) + rest
+        return None
+    return solve(0, 0)
 
 
 @kernel("squeeze")
