@@ -49,7 +49,7 @@ def load(graph: Graph, source: str, needed: list[str] | None = None, role: str =
 def as_dataset(graph: Graph, data: Any, needed: list[str] | None = None, role: str = "train") -> Dataset:
     """A Dataset from a Dataset, a {name: array} mapping, or a source string (checked against the graph)."""
     if isinstance(data, Dataset):
-        return check(graph, data.arrays, data.source, needed)
+        return check(graph, data.columns, data.source, needed, index=data.index, meta=data.meta)
     if isinstance(data, (str, Path)):
         return load(graph, str(data), needed, role)
     if isinstance(data, Mapping):
