@@ -23,8 +23,8 @@ indices below num_classes / num_embeddings. Pickled (object) arrays are refused 
 """
 from .builtin import BUILTIN, BUILTINS, digits, digits_fit
 from .check import check, check_ranges, needed_inputs
-from .dataset import Dataset, Splits, split
-from .sources import as_dataset, load, load_splits, read, resolve
+from .dataset import Dataset, Splits, prefetch, split
+from .sources import as_dataset, as_source, load, load_splits, read, resolve
 
-__all__ = ["BUILTIN", "BUILTINS", "Dataset", "Splits", "as_dataset", "check", "check_ranges", "digits",
-           "digits_fit", "load", "load_splits", "needed_inputs", "read", "resolve", "split"]
+__all__ = ["BUILTIN", "BUILTINS", "Dataset", "Splits", "as_dataset", "as_source", "check", "check_ranges", "digits",
+           "digits_fit", "load", "load_splits", "needed_inputs", "prefetch", "read", "resolve", "split"]

@@ -103,10 +103,16 @@ def split(ds: Dataset, fraction: float, seed: int, what: str = "val") -> tuple[D
         raise UserError(f"a {what} fraction of {fraction} of {n} samples leaves "
                         f"{'no' if k < 1 else 'all'} samples held out",
                         hint="use a larger data set or another fraction")
-    perm = np.random.default_rng([seed, 7 if what == "val" else 11]).permutation(n)
-    held, rest = np.sort(perm[:k]), np.sort(perm[k:])
+    rest, held = held_out(n, fraction, seed, what)
     return (ds.subset(rest, f"{ds.source} (without {what} {fraction:g})"),
             ds.subset(held, f"{ds.source} ({what} {fraction:g})"))
+
+
+def held_out(n: int, fraction: float, seed: int, what: str = "val") -> tuple[np.ndarray, np.ndarray]:
+    """(rest, held out) positions of n samples: the seeded draw split() makes."""
+    k = int(round(fraction * n))
+    perm = np.random.default_rng([seed, 7 if what == "val" else 11]).permutation(n)
+    return np.sort(perm[k:]), np.sort(perm[:k])
 
 
 @dataclass

@@ -1,0 +1,165 @@
+"""CSV/TSV tables (Python's csv module): columns mapped onto inputs by name.
+
+Fields: `features` (the numeric columns named in `features`, stacked into float32 [N, F]; a categorical
+column listed there is one-hot encoded in place), one int64 field per `categorical` column (class indices;
+the category names, sorted, are derived from the training data and saved with the checkpoint), the
+`label` column (class indices when it is categorical or not numeric, else numbers), and every other
+numeric column under its own name. A bad cell is reported as `FILE:ROW: column 'NAME': 'n/a' is not a number`
+(ROW is the line in the file; the header is line 1)."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compiler.errors import UserError, did_you_mean
+
+from .fields import Read
+
+MAX_FIELD = 1 << 20
+
+
+def read_rows(path: str, delimiter: str) -> tuple[list[str], list[list[str]], list[int]]:
+    """(header, columns as lists of strings, line number of each row)."""
+    csv.field_size_limit(MAX_FIELD)
+    try:
+        f = open(path, newline="", encoding="utf-8-sig")
+    except OSError as e:
+        raise UserError(f"cannot read table '{path}': {e.strerror or e}") from None
+    with f:
+        reader = csv.reader(f, delimiter=delimiter)
+        try:
+            header = [h.strip() for h in next(reader)]
+        except StopIteration:
+            raise UserError(f"table '{path}' is empty", hint="the first line names the columns") from None
+        except (csv.Error, UnicodeDecodeError) as e:
+            raise UserError(f"table '{path}' is not a readable text table: {e}") from None
+        dup = [h for h in header if header.count(h) > 1]
+        if dup:
+            raise UserError(f"{path}:1: column '{dup[0]}' appears twice in the header")
+        cols: list[list[str]] = [[] for _ in header]
+        lines: list[int] = []
+        try:
+            for row in reader:
+                if not row or len(row) == 1 and not row[0].strip():
+                    continue                        # blank lines
+                if len(row) != len(header):
+                    raise UserError(f"{path}:{reader.line_num}: {len(row)} cells, but the header names "
+                                    f"{len(header)} columns", hint=_delim_hint(path, delimiter, row))
+                for c, v in zip(cols, row):
+                    c.append(v)
+                lines.append(reader.line_num)
+        except (csv.Error, UnicodeDecodeError) as e:
+            raise UserError(f"{path}:{reader.line_num}: not a readable table row: {e}") from None
+    return header, cols, lines
+
+
+def _delim_hint(path: str, delimiter: str, row: list[str]) -> str | None:
+    if delimiter == "," and any("\t" in c for c in row):
+        return "the file looks tab-separated: name it .tsv, or set delimiter: \"\\t\""
+    if delimiter == "\t" and any("," in c for c in row):
+        return "the file looks comma-separated: name it .csv, or set delimiter: \",\""
+    return None
+
+
+def numbers(values: list[str], path: str, column: str, lines: list[int]) -> np.ndarray:
+    """float64 values of a column; the first bad cell is reported with its line and column."""
+    try:
+        arr = np.array(values, dtype=np.float64) if values else np.zeros(0)
+    except ValueError:
+        arr = None
+    if arr is not None and np.isfinite(arr).all():
+        return arr
+    for i, v in enumerate(values):
+        try:
+            x = float(v)
+        except ValueError:
+            what = "is empty (a missing value)" if not v.strip() else "is not a number"
+            raise UserError(f"{path}:{lines[i]}: column '{column}': '{v}' {what}",
+                            hint="fill or drop the missing values, or list the column under categorical") from None
+        if not np.isfinite(x):
+            raise UserError(f"{path}:{lines[i]}: column '{column}': '{v}' is not a finite number",
+                            hint="fill or drop the missing values")
+    raise AssertionError("unreachable")                   # pragma: no cover
+
+
+def is_numeric(values: list[str]) -> bool:
+    try:
+        np.array(values[:1000], dtype=np.float64)
+        return True
+    except ValueError:
+        return False
+
+
+def categories(values: list[str], path: str, column: str, lines: list[int], known: list[str] | None
+               ) -> tuple[np.ndarray, list[str]]:
+    """Class indices of a category column, and the category names (sorted; or `known`, from training)."""
+    names = known if known is not None else sorted(set(v.strip() for v in values))
+    pos = {n: i for i, n in enumerate(names)}
+    idx = np.empty(len(values), dtype=np.int64)
+    for i, v in enumerate(values):
+        j = pos.get(v.strip())
+        if j is None:
+            shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+            raise UserError(f"{path}:{lines[i]}: column '{column}': '{v}' is not a category seen in the "
+                            f"training data ({shown})", hint="the categories are fixed when training starts")
+        idx[i] = j
+    return idx, names
+
+
+def read_table(path: str, src: Any, derived: dict[str, Any] | None = None) -> Read:
+    """The fields of a CSV/TSV table (see the module docstring)."""
+    delim = src.delimiter or ("\t" if src.kind == "tsv" or str(path).lower().endswith(".tsv") else ",")
+    header, cols, lines = read_rows(path, delim)
+    by = dict(zip(header, cols))
+    known = dict((derived or {}).get("categories", {}))
+    wanted = list(src.features or []) + list(src.categorical) + ([src.label] if src.label else []) \
+        + [v for v in src.inputs.values() if v not in ("features", "label")]
+    for c in wanted:
+        if c not in by:
+            raise UserError(f"table '{path}' has no column '{c}' (its columns: {', '.join(header)})",
+                            hint=did_you_mean(c, header))
+    cats = set(src.categorical)
+    fields: dict[str, Any] = {}
+    out_derived: dict[str, Any] = {"categories": {}}
+    coded: dict[str, np.ndarray] = {}
+    label = src.label
+    for c in header:
+        values = by[c]
+        if c in cats or c == label and not is_numeric(values):
+            coded[c], out_derived["categories"][c] = categories(values, path, c, lines, known.get(c))
+            fields[c] = coded[c]
+    if label is not None:
+        fields["label"] = coded[label] if label in coded else _label_numbers(by[label], path, label, lines)
+    feats = src.features
+    if feats is None:
+        feats = [c for c in header if c != label and c not in cats and c not in src.inputs.values()]
+    blocks = []
+    for c in feats:
+        if c in coded:
+            blocks.append(np.eye(len(out_derived["categories"][c]), dtype=np.float32)[coded[c]])
+        else:
+            blocks.append(numbers(by[c], path, c, lines).astype(np.float32)[:, None])
+    if blocks:
+        fields["features"] = np.concatenate(blocks, axis=1)
+        out_derived["features"] = list(feats)
+    for c in header:
+        if c not in fields and c != label and c not in feats and is_numeric(by[c]):
+            fields[c] = numbers(by[c], path, c, lines).astype(np.float32)
+    if not out_derived["categories"]:
+        del out_derived["categories"]
+    return Read(fields, str(path), out_derived)
+
+
+def _label_numbers(values: list[str], path: str, column: str, lines: list[int]) -> np.ndarray:
+    arr = numbers(values, path, column, lines)
+    if arr.size and np.all(arr == np.round(arr)) and np.abs(arr).max() < 2 ** 53:
+        return arr.astype(np.int64)
+    return arr.astype(np.float32)
+
+
+def table_header(path: str | Path) -> list[str]:
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        return next(csv.reader(f), [])
