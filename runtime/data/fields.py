@@ -36,6 +36,8 @@ def map_fields(graph: Graph, read: Read, needed: list[str], explicit: dict[str, 
     explicit = dict(explicit or {})
     out: dict[str, Any] = {}
     for name, fname in explicit.items():
+        if name in graph.inputs and name not in needed:
+            continue                        # a label at `specc run`: not read
         if name not in graph.inputs:
             raise UserError(f"data source {read.desc}: inputs maps '{name}', which is not an input of the spec "
                             f"(inputs: {', '.join(graph.inputs)})", hint=did_you_mean(name, list(graph.inputs)))

@@ -9,7 +9,6 @@ numeric column under its own name. A bad cell is reported as `FILE:ROW: column '
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -109,18 +108,21 @@ def categories(values: list[str], path: str, column: str, lines: list[int], know
     return idx, names
 
 
-def read_table(path: str, src: Any, derived: dict[str, Any] | None = None) -> Read:
-    """The fields of a CSV/TSV table (see the module docstring)."""
+def read_table(path: str, src: Any, derived: dict[str, Any] | None = None, role: str = "train") -> Read:
+    """The fields of a CSV/TSV table (see the module docstring). For `specc run` (role 'run') the label
+    column may be absent."""
     delim = src.delimiter or ("\t" if src.kind == "tsv" or str(path).lower().endswith(".tsv") else ",")
     header, cols, lines = read_rows(path, delim)
     by = dict(zip(header, cols))
     known = dict((derived or {}).get("categories", {}))
-    wanted = list(src.features or []) + list(src.categorical) + ([src.label] if src.label else []) \
+    wanted = list(src.features or []) + list(src.categorical) + ([src.label] if src.label and role != "run" else []) \
         + [v for v in src.inputs.values() if v not in ("features", "label")]
     for c in wanted:
         if c not in by:
             raise UserError(f"table '{path}' has no column '{c}' (its columns: {', '.join(header)})",
                             hint=did_you_mean(c, header))
+    if role == "run" and src.label is not None and src.label not in by:
+        src = src.model_copy(update={"label": None})
     cats = set(src.categorical)
     fields: dict[str, Any] = {}
     out_derived: dict[str, Any] = {"categories": {}}
@@ -150,7 +152,7 @@ def read_table(path: str, src: Any, derived: dict[str, Any] | None = None) -> Re
             fields[c] = numbers(by[c], path, c, lines).astype(np.float32)
     if not out_derived["categories"]:
         del out_derived["categories"]
-    return Read(fields, str(path), out_derived)
+    return Read(fields, str(path), out_derived, defaults={label: "label"} if label else {})
 
 
 def _label_numbers(values: list[str], path: str, column: str, lines: list[int]) -> np.ndarray:
@@ -159,7 +161,3 @@ def _label_numbers(values: list[str], path: str, column: str, lines: list[int]) 
         return arr.astype(np.int64)
     return arr.astype(np.float32)
 
-
-def table_header(path: str | Path) -> list[str]:
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        return next(csv.reader(f), [])
