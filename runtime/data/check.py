@@ -152,7 +152,7 @@ def _convert(name: str, arr: Any, dtype: str, want: str, source: str, index: np.
                          "store numbers (float32 preferred)")
             return None
         arr = arr.astype(np.float32, copy=False)
-        if kind == "f":
+        if kind == "f" and not getattr(arr, "finite", False):
             for start, block in chunks(arr, index if isinstance(arr, LazyColumn) else None):
                 bad = ~np.isfinite(block)
                 if bad.any():

@@ -23,6 +23,7 @@ class LazyColumn:
     shape: tuple[int, ...]
     dtype: np.dtype
     source: str = ""
+    finite: bool = False            # True when every value is finite by construction (no scan needed)
 
     @property
     def ndim(self) -> int:
@@ -60,6 +61,7 @@ class Converted(LazyColumn):
 
     def __init__(self, base: LazyColumn, dtype: np.dtype):
         self.base, self.dtype, self.shape, self.source = base, dtype, base.shape, base.source
+        self.finite = base.finite
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         return self.base.take(rows).astype(self.dtype)

@@ -31,6 +31,8 @@ def pillow() -> Any:
 class ImageColumn(LazyColumn):
     """Image files decoded on demand into float32 [C, H, W] in [0, 1]."""
 
+    finite = True
+
     def __init__(self, files: list[Path], size: tuple[int, int, int], source: str):
         self.files, self.size, self.source = files, size, source
         self.shape = (len(files), *size)

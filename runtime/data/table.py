@@ -85,8 +85,10 @@ def numbers(values: list[str], path: str, column: str, lines: list[int]) -> np.n
 
 
 def is_numeric(values: list[str]) -> bool:
+    """Whether a column holds numbers (judged on its first 1,000 filled cells; empty cells are missing values)."""
+    filled = [v for v in values[:5000] if v.strip()][:1000]
     try:
-        np.array(values[:1000], dtype=np.float64)
+        np.array(filled, dtype=np.float64)
         return True
     except ValueError:
         return False
@@ -100,6 +102,9 @@ def categories(values: list[str], path: str, column: str, lines: list[int], know
     idx = np.empty(len(values), dtype=np.int64)
     for i, v in enumerate(values):
         j = pos.get(v.strip())
+        if not v.strip():
+            raise UserError(f"{path}:{lines[i]}: column '{column}': '{v}' is empty (a missing value)",
+                            hint="fill or drop the rows with missing values")
         if j is None:
             shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
             raise UserError(f"{path}:{lines[i]}: column '{column}': '{v}' is not a category seen in the "
@@ -115,8 +120,7 @@ def read_table(path: str, src: Any, derived: dict[str, Any] | None = None, role:
     header, cols, lines = read_rows(path, delim)
     by = dict(zip(header, cols))
     known = dict((derived or {}).get("categories", {}))
-    wanted = list(src.features or []) + list(src.categorical) + ([src.label] if src.label and role != "run" else []) \
-        + [v for v in src.inputs.values() if v not in ("features", "label")]
+    wanted = list(src.features or []) + list(src.categorical) + ([src.label] if src.label and role != "run" else [])
     for c in wanted:
         if c not in by:
             raise UserError(f"table '{path}' has no column '{c}' (its columns: {', '.join(header)})",
