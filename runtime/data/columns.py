@@ -7,6 +7,7 @@ larger than RAM trains with a bounded footprint."""
 from __future__ import annotations
 
 import mmap
+import os
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from compiler.errors import UserError
 
-CHUNK_BYTES = 64 << 20          # rows scanned per step when a check reads a whole lazy column
+CHUNK_BYTES = 8 << 20           # bytes of rows read per block when a check scans a lazy column
 
 
 class LazyColumn:
@@ -68,7 +69,14 @@ class Converted(LazyColumn):
 
 
 class MappedColumn(LazyColumn):
-    """One `.npy` file, memory-mapped read-only (np.load(mmap_mode='r'), allow_pickle=False)."""
+    """One `.npy` file, opened memory-mapped (np.load(mmap_mode='r'), allow_pickle=False): nothing is read
+    until a batch asks for its rows.
+
+    Rows are copied out with positional reads (os.preadv) rather than by touching the mapping: a fault on
+    a file mapping maps a whole page-cache folio (up to megabytes on current kernels), so gathering 512
+    random rows through the map made most of a file resident at once. With preadv only the batch itself is
+    in the process's memory. A Fortran-ordered file (or a system without preadv) is gathered through the
+    map, whose pages are then dropped (MADV_DONTNEED)."""
 
     def __init__(self, path: str | Path):
         self.source = str(path)
@@ -85,11 +93,43 @@ class MappedColumn(LazyColumn):
             raise UserError(f"'{path}' holds a scalar, not an array of samples")
         self.shape, self.dtype = tuple(self.array.shape), self.array.dtype
         self._map = getattr(self.array, "_mmap", None)
+        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        self.offset = getattr(self.array, "offset", None)
+        self.fd = None
+        if hasattr(os, "preadv") and self.array.flags.c_contiguous and self.offset is not None and self.row_bytes:
+            self.fd = os.open(path, os.O_RDONLY)
+
+    def __del__(self) -> None:
+        if getattr(self, "fd", None) is not None:
+            os.close(self.fd)
 
     def take(self, rows: np.ndarray) -> np.ndarray:
-        out = np.array(self.array[rows])
-        self.release()
+        rows = np.asarray(rows, dtype=np.int64)
+        if self.fd is None:
+            out = np.array(self.array[rows])
+            self.release()
+            return out
+        out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
+        flat = out.reshape(len(rows), -1).view(np.uint8)
+        n = len(self)
+        if len(rows) and (rows.min() < -n or rows.max() >= n):
+            raise IndexError(f"row index out of range for {self.source} ({n} rows)")
+        rows = np.where(rows < 0, rows + n, rows)
+        if len(rows) > 1 and rows[-1] - rows[0] == len(rows) - 1 and (np.diff(rows) == 1).all():
+            self._read(flat.reshape(-1), int(rows[0]))           # a contiguous block: one read
+        else:
+            for i, r in enumerate(rows.tolist()):
+                self._read(flat[i], r)
         return out
+
+    def _read(self, buf: np.ndarray, row: int) -> None:
+        want, at = buf.nbytes, self.offset + row * self.row_bytes
+        got = os.preadv(self.fd, [memoryview(buf)], at)
+        while got < want:                                        # a short read: continue where it stopped
+            more = os.preadv(self.fd, [memoryview(buf[got:])], at + got)
+            if more <= 0:
+                raise UserError(f"'{self.source}' is shorter than its header says (truncated file?)")
+            got += more
 
     def release(self) -> None:
         """Drop the pages read so far from this process (they stay in the OS page cache)."""
