@@ -125,7 +125,8 @@ def _node_fields(cols: dict[str, list[str]], lines: list[int], where: str, src: 
         raw = cols[src.label]
         labelled = np.array([bool(s.strip()) for s in raw])
         vals = [s for s, ok in zip(raw, labelled) if ok]
-        rows = [ln for ln, ok in zip(lines, labelled) if ok]
+        rows = lines.only(list(labelled)) if hasattr(lines, "only") else \
+            [ln for ln, ok in zip(lines, labelled) if ok]
         idx, names = categories(vals, where, src.label, rows, known.get(src.label))
         label[labelled] = idx
         out["categories"][src.label] = names

@@ -20,38 +20,67 @@ from .fields import Read
 MAX_FIELD = 1 << 20
 
 
-def read_rows(path: str, delimiter: str) -> tuple[list[str], list[list[str]], list[int]]:
-    """(header, columns as lists of strings, line number of each row)."""
+class LineNumbers:
+    """The file line of each data row, worked out only when a message needs one (a quoted cell may span
+    lines, so row i is not always line i + 2)."""
+
+    def __init__(self, path: str, delimiter: str):
+        self.path, self.delimiter = path, delimiter
+        self._lines: list[int] | None = None
+
+    def __getitem__(self, i: int) -> int:
+        if self._lines is None:
+            with open(self.path, newline="", encoding="utf-8-sig") as f:
+                reader = csv.reader(f, delimiter=self.delimiter)
+                next(reader, None)
+                self._lines = [reader.line_num for row in reader if _filled(row)]
+        return self._lines[i]
+
+    def __len__(self) -> int:
+        return len(self._lines) if self._lines is not None else 0
+
+    def only(self, keep: list[bool]) -> "Subset":
+        return Subset(self, [i for i, k in enumerate(keep) if k])
+
+
+class Subset:
+    def __init__(self, base: LineNumbers, rows: list[int]):
+        self.base, self.rows = base, rows
+
+    def __getitem__(self, i: int) -> int:
+        return self.base[self.rows[i]]
+
+
+def _filled(row: list[str]) -> bool:
+    return bool(row) and not (len(row) == 1 and not row[0].strip())
+
+
+def read_rows(path: str, delimiter: str) -> tuple[list[str], list[list[str]], LineNumbers]:
+    """(header, columns as sequences of strings, line number of each row)."""
     csv.field_size_limit(MAX_FIELD)
     try:
         f = open(path, newline="", encoding="utf-8-sig")
     except OSError as e:
         raise UserError(f"cannot read table '{path}': {e.strerror or e}") from None
+    lines = LineNumbers(path, delimiter)
     with f:
         reader = csv.reader(f, delimiter=delimiter)
         try:
             header = [h.strip() for h in next(reader)]
+            rows = [r for r in reader if _filled(r)]
         except StopIteration:
             raise UserError(f"table '{path}' is empty", hint="the first line names the columns") from None
         except (csv.Error, UnicodeDecodeError) as e:
-            raise UserError(f"table '{path}' is not a readable text table: {e}") from None
-        dup = [h for h in header if header.count(h) > 1]
-        if dup:
-            raise UserError(f"{path}:1: column '{dup[0]}' appears twice in the header")
-        cols: list[list[str]] = [[] for _ in header]
-        lines: list[int] = []
-        try:
-            for row in reader:
-                if not row or len(row) == 1 and not row[0].strip():
-                    continue                        # blank lines
-                if len(row) != len(header):
-                    raise UserError(f"{path}:{reader.line_num}: {len(row)} cells, but the header names "
-                                    f"{len(header)} columns", hint=_delim_hint(path, delimiter, row))
-                for c, v in zip(cols, row):
-                    c.append(v)
-                lines.append(reader.line_num)
-        except (csv.Error, UnicodeDecodeError) as e:
             raise UserError(f"{path}:{reader.line_num}: not a readable table row: {e}") from None
+    dup = [h for h in header if header.count(h) > 1]
+    if dup:
+        raise UserError(f"{path}:1: column '{dup[0]}' appears twice in the header")
+    width = len(header)
+    if any(len(r) != width for r in rows):
+        i = next(i for i, r in enumerate(rows) if len(r) != width)
+        raise UserError(f"{path}:{lines[i]}: {len(rows[i])} cells, but the header names {width} columns",
+                        hint=_delim_hint(path, delimiter, rows[i]))
+    cols = [list(c) for c in zip(*rows)] if rows else [[] for _ in header]
     return header, cols, lines
 
 
@@ -97,19 +126,20 @@ def is_numeric(values: list[str]) -> bool:
 def categories(values: list[str], path: str, column: str, lines: list[int], known: list[str] | None
                ) -> tuple[np.ndarray, list[str]]:
     """Class indices of a category column, and the category names (sorted; or `known`, from training)."""
-    names = known if known is not None else sorted(set(v.strip() for v in values))
+    arr = np.char.strip(np.asarray(values, dtype=str)) if values else np.zeros(0, dtype=str)
+    uniq, inverse = np.unique(arr, return_inverse=True)
+    names = known if known is not None else [str(u) for u in uniq]
     pos = {n: i for i, n in enumerate(names)}
-    idx = np.empty(len(values), dtype=np.int64)
-    for i, v in enumerate(values):
-        j = pos.get(v.strip())
+    lookup = np.array([pos.get(str(u), -1) for u in uniq], dtype=np.int64)
+    idx = lookup[inverse.reshape(-1)] if len(values) else np.zeros(0, dtype=np.int64)
+    for i in np.flatnonzero((idx < 0) | (arr == "")).tolist()[:1]:
+        v = values[i]
         if not v.strip():
             raise UserError(f"{path}:{lines[i]}: column '{column}': '{v}' is empty (a missing value)",
                             hint="fill or drop the rows with missing values")
-        if j is None:
-            shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
-            raise UserError(f"{path}:{lines[i]}: column '{column}': '{v}' is not a category seen in the "
-                            f"training data ({shown})", hint="the categories are fixed when training starts")
-        idx[i] = j
+        shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+        raise UserError(f"{path}:{lines[i]}: column '{column}': '{v}' is not a category seen in the "
+                        f"training data ({shown})", hint="the categories are fixed when training starts")
     return idx, names
 
 
