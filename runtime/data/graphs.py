@@ -5,7 +5,8 @@ columns, a categorical one one-hot; the identity matrix when there are none), `a
 adjacency (1 per edge, symmetric unless `directed: true`; no self loops: gcn_conv adds them), `label`
 int64 [V] (class indices; category names saved with the checkpoint; 0 for unlabelled nodes, which no mask
 selects), `train_mask`, `val_mask`, `test_mask` (0/1 per node, from the `split` column: train, val or
-test; without one, every labelled node trains), and `mask`: the mask of the split being fed. The spec's
+test; without one, every labelled node trains; columns named `label` and `split` are used when the
+options do not name others), and `mask`: the mask of the split being fed. The spec's
 one node-mask input (specs/gcn.yaml's `train_mask`) receives `mask`: the training nodes while training,
 the validation nodes for val, the test nodes for eval/test."""
 from __future__ import annotations
@@ -80,6 +81,9 @@ def read_graph(path: str, src: Any, graph: Graph, needed: list[str], role: str,
         if extra:
             raise UserError(f"edge list '{path}' names node '{extra[0]}', which the node table '{table}' does not list")
         nodes, where = ids, table
+    defaults = {k: k for k in ("label", "split") if getattr(src, k) is None and k in cols}
+    if defaults:                                # columns named label / split are used without being named
+        src = src.model_copy(update=defaults)
     pos = {n: i for i, n in enumerate(nodes)}
     v = len(nodes)
     adj = np.zeros((v, v), dtype=np.float32)

@@ -208,22 +208,25 @@ def load_splits(graph: Graph, data_cfg: Any, base_dir: str | Path | None, needed
             tr, te = split(tr, test_f, seed, "test")
     elif test_cfg is not None and "test" in want:
         te = attempt(lambda: load(graph, test_cfg, needed, "test", base_dir, got))
-    elif "test" in want and _graph_split(tr_src, got, "test"):
+    elif "test" in want and _graph_split(tr_src, tr, got, "test"):
         te = attempt(lambda: load(graph, tr_src, needed, "test", tr_base, got))
     if val_f is not None:
         if tr is not None and "val" in want:
             tr, va = split(tr, val_f, seed, "val")
     elif val_cfg is not None and "val" in want:
         va = attempt(lambda: load(graph, val_cfg, needed, "val", base_dir, got))
-    elif "val" in want and _graph_split(tr_src, got, "val"):
+    elif "val" in want and _graph_split(tr_src, tr, got, "val"):
         va = attempt(lambda: load(graph, tr_src, needed, "val", tr_base, got))
     problems.raise_if_any()
     return Splits(tr, va, te)
 
 
-def _graph_split(src: Any, derived: dict[str, Any], what: str) -> bool:
+def _graph_split(src: Any, tr: Dataset | None, derived: dict[str, Any], what: str) -> bool:
     """A graph whose split column marks `what` nodes serves as that split too."""
-    return isinstance(src, Source) and src.kind == "graph" and derived.get("split_sizes", {}).get(what, 0) > 0
+    graph = (tr.meta.get("kind") == "graph") if tr is not None else (
+        isinstance(src, Source) and src.kind == "graph"
+        or isinstance(src, str) and SUFFIX_KIND.get(Path(src).suffix.lower()) == "graph")
+    return src is not None and graph and derived.get("split_sizes", {}).get(what, 0) > 0
 
 
 __all__ = ["SOURCE_KINDS", "as_dataset", "as_source", "describe", "load", "load_splits", "read", "resolve"]

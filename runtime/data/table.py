@@ -155,6 +155,8 @@ def read_table(path: str, src: Any, derived: dict[str, Any] | None = None, role:
         if c not in by:
             raise UserError(f"table '{path}' has no column '{c}' (its columns: {', '.join(header)})",
                             hint=did_you_mean(c, header))
+    if src.label is None and "label" in by and "label" not in src.inputs.values():
+        src = src.model_copy(update={"label": "label"})        # a column named label is the label
     if role == "run" and src.label is not None and src.label not in by:
         src = src.model_copy(update={"label": None})
     cats = set(src.categorical)
