@@ -201,10 +201,10 @@ def run_on_data(path: str, data: str, weights: str | None, sets: list[str] | Non
 def cmd_run(args: argparse.Namespace) -> int:
     from compiler.files import atomic_write, guard_output
 
-    inputs, files = parse_inputs(args.input)
     data = getattr(args, "data", None)
-    if data is not None and inputs:
+    if data is not None and args.input:
         raise UserError("give either --data SOURCE or --input NAME=FILE.npy, not both", code=2)
+    inputs, files = parse_inputs(args.input)
     if not inputs and data is None:
         raise UserError("no inputs given", hint="pass --input NAME=FILE.npy for each of the model's inputs, "
                         "or --data SOURCE (a data set, table, image folder, text file: docs/data.md)", code=2)

@@ -367,3 +367,46 @@ def test_inputs_mapping_names_fields(tmp_path):
     with pytest.raises(UserError, match="inputs maps 'x' to 'featurs'") as e:
         D.load_splits(g, g.train.data, tmp_path)
     assert "did you mean 'features'" in e.value.hint
+
+
+# -- the command line: eval and run read a path like the spec's own source, with the training's categories
+def test_eval_and_run_with_a_data_path(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    rows = [(int(rng.integers(1, 60)), int(rng.integers(1, 5)), str(rng.choice(["Lyon", "Nice", "Paris"])),
+             float(rng.normal(200, 30))) for _ in range(40)]
+    write_csv(tmp_path / "houses.csv", rows)
+    p = str(spec(tmp_path, HOUSES))
+    ck = str(tmp_path / "o" / "best.npz")
+    assert main(["train", p, "--out", str(tmp_path / "o")]) == 0
+    write_csv(tmp_path / "new.csv", [(r[0], r[1], r[2]) for r in rows[:3]], header=("age", "rooms", "city"))
+    capsys.readouterr()
+    assert main(["run", p, "--weights", ck, "--data", str(tmp_path / "new.csv"), "-o", str(tmp_path / "y.npz")]) == 0
+    got = np.load(tmp_path / "y.npz")["out"]
+    # the same as the model on the training file's first rows, one-hot with the training's categories
+    g = compiler.compile_file(p)
+    m = runtime.Model(g)
+    runtime.checkpoint.load(m, ck)
+    m.eval()
+    x = D.load_splits(g, g.train.data, tmp_path).train.column("features")[:3]
+    np.testing.assert_allclose(got, m(features=x)["out"], rtol=1e-6)
+    assert main(["eval", p, "--weights", ck, "--data", str(tmp_path / "houses.csv")]) == 0
+    assert "(40 samples)" in capsys.readouterr().out
+    assert main(["run", p, "--weights", ck, "--data", str(tmp_path / "new.csv"), "--input", "x=y.npy"]) == 2
+
+
+def test_shipped_word2vec_and_gcn_specs_train_from_files(tmp_path, capsys):
+    root = __import__("pathlib").Path(__file__).resolve().parent.parent / "specs"
+    (tmp_path / "c.txt").write_text("the cat eats the fish\nthe dog eats the bread\n" * 20)
+    for name in ("word2vec_skipgram", "word2vec_cbow"):
+        assert main(["train", str(root / f"{name}.yaml"), "--data", str(tmp_path / "c.txt"), "--set", "vocab=12",
+                     "--set", "dim=4", "--epochs", "1", "--out", str(tmp_path / name)]) == 0
+        assert read_meta(tmp_path / name / "best.npz")["data"]["vocab"][4] == "the"
+    (tmp_path / "e.csv").write_text("s,t\na,b\nb,c\nc,a\nd,e\n")
+    (tmp_path / "n.csv").write_text("id,label,split\na,x,train\nb,x,val\nc,y,test\nd,y,train\ne,y,test\n")
+    gs = (root / "gcn.yaml").read_text() + "  data: {train: {graph: e.csv, nodes: n.csv}}\n"
+    (tmp_path / "gcn.yaml").write_text(gs)
+    capsys.readouterr()
+    assert main(["train", str(tmp_path / "gcn.yaml"), "--set", "nodes=5", "--set", "features=5", "--set", "classes=2",
+                 "--set", "labelled=2", "--epochs", "2", "--out", str(tmp_path / "g")]) == 0
+    out = capsys.readouterr().out
+    assert "validating on 1" in out and "test set" in out and "(test nodes)" in out

@@ -1,7 +1,14 @@
-"""Data sets for training and evaluation: `.npz` files with one array per spec input, checked against the graph.
+"""Data sets for training and evaluation: sources read, mapped onto the spec's inputs, checked, split, batched.
 
-A data source is a path to an `.npz` file (arrays named after the spec's inputs: `image`, `label`, ...) or
-a built-in data set:
+Modules: `dataset` (Dataset: columns + an index of rows; split; prefetch), `columns` (memory-mapped and
+lazy columns), `fields` (what a source gives and how it maps onto inputs), `sources` (telling and
+reading sources, load_splits), one reader per kind (`arrays`, `table`, `images`, `text`, `graphs`),
+`check` (every problem in one error), `inspect` (`specc data inspect`), `builtin` (built-in sets).
+docs/data.md is the user's guide.
+
+A data source is a path (`.npz` with arrays named after the spec's inputs; a folder of `.npy` files; a
+folder of class folders of images; `.csv`/`.tsv`; `.txt`; a graph file), a mapping with options
+(compiler.spec.Source), or a built-in data set:
 
 - `builtin:digits` — scikit-learn's bundled handwritten digits (1,797 8×8 grey images, shipped inside the
   scikit-learn package, no download): `image` float32 `[n, 1, 8, 8]` scaled to [0, 1] and `label` int64
