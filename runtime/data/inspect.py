@@ -99,6 +99,9 @@ def describe_derived(derived: dict[str, Any]) -> list[str]:
     if "vocab" in derived:
         v = derived["vocab"]
         out.append(f"vocabulary: {len(v)} entries ({', '.join(v[:8])}, ...), built on the training split")
+    if "split_sizes" in derived:
+        sizes = ", ".join(f"{k} {v}" for k, v in derived["split_sizes"].items())
+        out.append(f"graph: {derived.get('nodes')} nodes; labelled nodes per split: {sizes}")
     if "features" in derived:
         out.append(f"feature columns: {', '.join(derived['features'])}")
     return out
