@@ -88,7 +88,7 @@ SOURCE_OPTIONS = {                      # the options each kind of source takes 
     "csv": ("features", "categorical", "label", "delimiter"),
     "tsv": ("features", "categorical", "label", "delimiter"),
     "images": ("size", "classes"),
-    "text": ("task", "window", "vocab_size", "min_count", "max_len", "lowercase", "bos", "eos", "label"),
+    "text": ("task", "window", "vocab_size", "min_count", "max_len", "lowercase", "bos", "eos"),
     "graph": ("nodes", "id", "features", "categorical", "label", "split", "directed"),
 }
 
@@ -107,7 +107,7 @@ class Source(Strict):
     inputs: dict[str, str] = Field(default_factory=dict)   # spec input: field or column it reads
     features: list[str] | None = None     # tables/graphs: numeric columns stacked into the feature vector
     categorical: list[str] = Field(default_factory=list)   # columns of category names, as class indices
-    label: str | None = None              # the label column (text: the TSV's label column, default 2nd)
+    label: str | None = None              # tables/graphs: the label column
     delimiter: str | None = None          # tables: default ',' for csv, tab for tsv
     size: list[int] | None = None         # images: [C, H, W] (default: the spec input's shape)
     classes: list[str] | None = None      # images: class folders in label order (default: sorted names)

@@ -8,7 +8,7 @@ directory (an .npz, a folder, a table, text, a graph: docs/data.md) or a built-i
 `builtin:digits`. eval (and a resumed run) reuse what training derived from its data (category names,
 class folders, vocabulary), saved in the checkpoint. Paths inside the spec are relative to the spec's
 folder. `--out` defaults to `runs/<spec name>`; the run's own files there (best.npz, last.npz,
-history.csv, curves.png) are replaced, nothing else is touched, and an `--out` naming an existing file
+history.csv, curves.png, data.json) are replaced, nothing else is touched, and an `--out` naming an existing file
 that is not a folder is refused. Without a test set in the spec, `specc eval` needs `--data`.
 """
 from __future__ import annotations
@@ -126,8 +126,13 @@ def cmd_train(args: argparse.Namespace) -> int:
                                   if last.exists() else ""), file=sys.stderr)
         return 130
     wall = time.perf_counter() - t0
+    if getattr(model, "data_meta", None):       # categories, classes, vocabulary, readable beside the checkpoints
+        import json
+        from compiler.files import atomic_write_text
+        atomic_write_text(out / "data.json", json.dumps(model.data_meta, indent=1) + "\n")
     print(f"done in {wall:.1f}s; wrote {out / 'best.npz'}, {out / 'last.npz'}, {out / 'history.csv'}"
-          + (f", {out / 'curves.png'}" if (out / "curves.png").exists() else ""))
+          + (f", {out / 'curves.png'}" if (out / "curves.png").exists() else "")
+          + (f", {out / 'data.json'}" if getattr(model, "data_meta", None) else ""))
     if splits.test is not None:
         res = evaluate(model, splits.test, config=cfg, plan=plan)
         print(f"test set {splits.test.source} ({res['samples']} samples), "

@@ -105,6 +105,8 @@ def test_csv_columns_become_features_categories_and_label(tmp_path):
     out = tmp_path / "run"
     assert main(["train", str(p), "--out", str(out)]) == 0
     assert read_meta(out / "best.npz")["data"]["categories"] == {"city": ["Lyon", "Nice", "Paris"]}
+    import json
+    assert json.loads((out / "data.json").read_text())["categories"] == {"city": ["Lyon", "Nice", "Paris"]}
     # eval on a file with only Paris (alone it would be category 0): the training mapping is reused
     write_csv(tmp_path / "paris.csv", [(30, 2, "Paris", 310.5)])
     m = runtime.Model(g, seed=0)

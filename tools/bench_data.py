@@ -3,7 +3,7 @@
 - Image folder: 1,000 generated images (10 classes, 96×96, half JPEG half PNG) decoded, converted and
   resized to [3, 64, 64] batch by batch: images/s decoded, beside the training step time of a small CNN
   on such batches, and one epoch of runtime.fit from the folder with the prefetch thread, without it, and
-  from the same images already decoded in memory.
+  from the same images already decoded in memory (3 alternating repeats, medians).
 - CSV: a generated 1,000,000-row table (5 numeric columns, a category, a label) read by specc's reader
   (Python's csv module, then NumPy conversion per column), against numpy.loadtxt on its numeric columns.
 """
@@ -63,7 +63,7 @@ def make_csv(path: Path, rows: int = 1_000_000) -> None:
         w.writerows(zip(*num.T.tolist(), cats.tolist(), label.tolist()))
 
 
-def time_images(work: Path) -> dict[str, Any]:
+def time_images(work: Path, repeats: int = 3) -> dict[str, Any]:
     import compiler
     import runtime
     from runtime import data as D
@@ -102,9 +102,16 @@ def time_images(work: Path) -> dict[str, Any]:
         finally:
             D.prefetch = keep
 
+    times: dict[str, list[float]] = {"prefetch": [], "no_prefetch": [], "memory": []}
+    for _ in range(repeats):                # alternating, so that load from other processes hits all three
+        times["prefetch"].append(epoch(ds))
+        times["no_prefetch"].append(epoch(ds, False))
+        times["memory"].append(epoch(mem))
+    med = {k: statistics.median(v) for k, v in times.items()}
     return {"images": n, "decode_per_s": n / decode_s, "step_ms": step * 1e3, "batch": 64,
-            "decode_ms_per_batch": decode_s / len(decoded) * 1e3,
-            "epoch_prefetch_s": epoch(ds), "epoch_no_prefetch_s": epoch(ds, False), "epoch_memory_s": epoch(mem)}
+            "decode_ms_per_batch": decode_s / len(decoded) * 1e3, "repeats": repeats,
+            "epoch_prefetch_s": med["prefetch"], "epoch_no_prefetch_s": med["no_prefetch"],
+            "epoch_memory_s": med["memory"]}
 
 
 def time_csv(work: Path) -> dict[str, Any]:
@@ -126,11 +133,11 @@ def time_csv(work: Path) -> dict[str, Any]:
 def run_data_throughput(quick: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="specc-bench-data-") as tmp:
         work = Path(tmp)
-        img = time_images(work)
+        img = time_images(work, 1 if quick else 3)
         print(f"image folder: {img['images']} images (96x96 JPEG/PNG -> [3, 64, 64]): "
               f"{img['decode_per_s']:,.0f} images/s decoded ({img['decode_ms_per_batch']:.1f} ms per batch of "
               f"{img['batch']}); training step {img['step_ms']:.1f} ms per batch", flush=True)
-        print(f"  one epoch of runtime.fit: {img['epoch_prefetch_s']:.2f} s from the folder with prefetch, "
+        print(f"  one epoch of runtime.fit (median of {img['repeats']}): {img['epoch_prefetch_s']:.2f} s from the folder with prefetch, "
               f"{img['epoch_no_prefetch_s']:.2f} s without, {img['epoch_memory_s']:.2f} s from memory", flush=True)
         res = {"images": img}
         if not quick:
