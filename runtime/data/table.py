@@ -67,7 +67,7 @@ def read_rows(path: str, delimiter: str) -> tuple[list[str], list[list[str]], Li
         reader = csv.reader(f, delimiter=delimiter)
         try:
             header = [h.strip() for h in next(reader)]
-            rows = [r for r in reader if _filled(r)]
+            rows = list(reader)
         except StopIteration:
             raise UserError(f"table '{path}' is empty", hint="the first line names the columns") from None
         except (csv.Error, UnicodeDecodeError) as e:
@@ -76,7 +76,9 @@ def read_rows(path: str, delimiter: str) -> tuple[list[str], list[list[str]], Li
     if dup:
         raise UserError(f"{path}:1: column '{dup[0]}' appears twice in the header")
     width = len(header)
-    if any(len(r) != width for r in rows):
+    if set(map(len, rows)) - {width}:                   # counted in C; blank lines are the rare case
+        rows = [r for r in rows if _filled(r)]
+    if set(map(len, rows)) - {width}:
         i = next(i for i, r in enumerate(rows) if len(r) != width)
         raise UserError(f"{path}:{lines[i]}: {len(rows[i])} cells, but the header names {width} columns",
                         hint=_delim_hint(path, delimiter, rows[i]))
