@@ -47,6 +47,7 @@ def test_npy_folder_is_memory_mapped_and_trains_as_the_same_npz(tmp_path):
     splits = D.load_splits(g, g.train.data.model_copy(update={"val": 0.2}), tmp_path, seed=0)
     assert isinstance(splits.train.columns["x"], MappedColumn)          # subsets stay maps
     assert len(splits.train) == 80 and len(splits.val) == 20
+    assert D.as_dataset(g, splits.train) is splits.train               # checked once, not re-read by fit
     np.testing.assert_array_equal(splits.val.column("x"), x[np.sort(D.dataset.held_out(100, 0.2, 0)[1])])
     states = []
     for data in (str(tmp_path / "arr"), str(tmp_path / "d.npz")):

@@ -94,6 +94,7 @@ def check(graph: Graph, arrays: Mapping[str, Any], source: str, needed: list[str
     if not problems.items:
         check_ranges(graph, ds, problems)
     problems.raise_if_any()
+    ds.checked = (graph, frozenset(needed))
     return ds
 
 

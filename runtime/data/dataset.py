@@ -31,6 +31,7 @@ class Dataset:
         self.meta: dict[str, Any] = dict(meta or {})
         self.static = frozenset(static)
         self.index = None if index is None else np.asarray(index, dtype=np.int64)
+        self.checked: tuple[Any, frozenset] | None = None      # (graph, inputs) check() passed it for
 
     @property
     def batched(self) -> list[str]:
@@ -63,7 +64,9 @@ class Dataset:
         """The rows `idx` (positions in this data set), without copying any column."""
         idx = np.asarray(idx, dtype=np.int64)
         rows = self.index[idx] if self.index is not None else idx
-        return Dataset(self.columns, source or self.source, dict(self.meta), self.static, rows)
+        sub = Dataset(self.columns, source or self.source, dict(self.meta), self.static, rows)
+        sub.checked = self.checked                  # what holds for every row holds for a subset
+        return sub
 
     def batches(self, batch_size: int, rng: np.random.Generator | None = None) -> Iterator[dict[str, np.ndarray]]:
         """Mini-batches in order, or in a fresh random order drawn from `rng` (one permutation per call)."""

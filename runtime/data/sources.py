@@ -151,6 +151,9 @@ def load(graph: Graph, source: Any, needed: list[str] | None = None, role: str =
 def as_dataset(graph: Graph, data: Any, needed: list[str] | None = None, role: str = "train") -> Dataset:
     """A Dataset from a Dataset, a {name: array} mapping, a Source or a source string (checked)."""
     if isinstance(data, Dataset):
+        want = frozenset(graph.inputs if needed is None else needed)
+        if data.checked is not None and data.checked[0] is graph and want <= data.checked[1]:
+            return data                             # checked when it was loaded (a memory map is not re-read)
         return check(graph, data.columns, data.source, needed, index=data.index, meta=data.meta)
     if isinstance(data, (str, Path, Source)):
         return load(graph, str(data) if isinstance(data, Path) else data, needed, role)
