@@ -169,8 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     data_sub.required = True
 
-    sp = data_sub.add_parser("inspect", help="what specc will feed each input: shapes, dtypes, ranges, class "
-                             "balance, split sizes (no training)")
+    about = "what specc will feed each input: shapes, dtypes, ranges, class balance, split sizes (no training)"
+    sp = data_sub.add_parser("inspect", help=about, description=about)
     sp.set_defaults(data_handler=lazy("runtime.data.inspect:cmd_inspect"))
     sp.add_argument("spec")
     sp.add_argument("--data", metavar="SOURCE", help="the training data instead of train.data.train")
