@@ -162,7 +162,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     derived = meta.get("data")                  # what training derived: categories, classes, vocabulary
     if args.data is not None:
         like = cfg.data.test if not isinstance(cfg.data.test, (str, float, type(None))) else cfg.data.train
-        ds = D.load(g, args.data, plan.needed, role="test", derived=derived, like=like)
+        ds = D.load(g, args.data, plan.needed, role="test", derived=derived, like=like,
+                    like_base=Path(args.spec).parent)
     else:
         splits = D.load_splits(g, cfg.data, Path(args.spec).parent, plan.needed, seed=cfg.seed, want=("test",),
                                derived=derived)

@@ -186,7 +186,8 @@ def run_on_data(path: str, data: str, weights: str | None, sets: list[str] | Non
         raise UserError(f"checkpoint '{weights}' not found")
     needed = D.needed_inputs(graph, [str(r) for r in graph.output_refs.values()])
     like = graph.train.data.train if graph.train is not None else None
-    ds = D.load(graph, data, needed, role="run", derived=(read_meta(weights) or {}).get("data"), like=like)
+    ds = D.load(graph, data, needed, role="run", derived=(read_meta(weights) or {}).get("data"), like=like,
+                like_base=Path(path).parent)
     model = Model(graph, seed=0)
     load(model, weights)
     warn_nonfinite(model.state_dict(), weights)

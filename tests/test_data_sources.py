@@ -343,6 +343,10 @@ def test_graph_edge_list_and_node_table(tmp_path, capsys):
     np.testing.assert_array_equal(D.load_splits(g2, g2.train.data, tmp_path).train.column("adj"), want)
     assert main(["train", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "o")]) == 0
     assert "test set" in capsys.readouterr().out
+    # eval --data EDGES: read like the spec's graph, its node table still the spec's (relative to the spec)
+    assert main(["eval", str(tmp_path / "s.yaml"), "--weights", str(tmp_path / "o" / "best.npz"),
+                 "--data", str(tmp_path / "e.csv")]) == 0
+    assert "(test nodes)" in capsys.readouterr().out
 
 
 # -- the spec's data section ------------------------------------------------------------------------

@@ -64,14 +64,18 @@ def as_source(path: str) -> Source:
     return Source(**{kind: path})
 
 
-def like_spec(path: str, like: Any) -> Any:
-    """A command-line path read the way the spec reads its own source of the same kind (same options)."""
+def like_spec(path: str, like: Any, like_base: str | Path | None = None) -> Any:
+    """A command-line path read the way the spec reads its own source of the same kind (same options;
+    a graph's node table stays the spec's, relative to `like_base`, the spec's folder)."""
     if not isinstance(like, Source) or path.startswith(BUILTIN):
         return path
     kind = as_source(path).kind if Path(path).exists() else SUFFIX_KIND.get(Path(path).suffix.lower())
     tables = ("csv", "tsv")
     if kind == like.kind or kind in tables and like.kind in tables or like.kind == "text" and kind in ("text", "tsv"):
-        return like.model_copy(update={like.kind: path})
+        update: dict[str, Any] = {like.kind: path}
+        if like.nodes is not None:
+            update["nodes"] = resolve(like.nodes, like_base)
+        return like.model_copy(update=update)
     return path
 
 
@@ -113,13 +117,14 @@ def read_source(graph: Graph, src: Source, path: str, needed: list[str], role: s
 
 def load(graph: Graph, source: Any, needed: list[str] | None = None, role: str = "train",
          base_dir: str | Path | None = None, derived: dict[str, Any] | None = None,
-         train_rows: Callable[[int], np.ndarray] | None = None, like: Any = None) -> Dataset:
+         train_rows: Callable[[int], np.ndarray] | None = None, like: Any = None,
+         like_base: str | Path | None = None) -> Dataset:
     """Read and check one data source (a string or a Source). `derived`: what training derived (category
     names, class names, vocabulary), reused so that indices mean the same as in training. `like`: the spec's
     own Source, whose options a path of the same kind takes (`--data test.csv` read like the training table)."""
     needed = list(graph.inputs) if needed is None else needed
     if isinstance(source, str) and like is not None:
-        source = like_spec(resolve(source, base_dir), like)
+        source = like_spec(resolve(source, base_dir), like, like_base)
         base_dir = None if isinstance(source, Source) else base_dir
     if isinstance(source, Mapping):
         source = Source.model_validate(dict(source))
@@ -203,7 +208,7 @@ def load_splits(graph: Graph, data_cfg: Any, base_dir: str | Path | None, needed
     if tr_src is not None and ("train" in want or val_f is not None and "val" in want
                                or test_f is not None and "test" in want):
         tr = attempt(lambda: load(graph, tr_src, needed, "train", tr_base, derived, train_rows,
-                                  like=data_cfg.train if train is not None else None))
+                                  like=data_cfg.train if train is not None else None, like_base=base_dir))
     got = dict(derived or {}) or (tr.meta.get("derived", {}) if tr is not None else {})
     te = va = None
     if test_f is not None:
