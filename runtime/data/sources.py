@@ -71,7 +71,8 @@ def like_spec(path: str, like: Any, like_base: str | Path | None = None) -> Any:
         return path
     kind = as_source(path).kind if Path(path).exists() else SUFFIX_KIND.get(Path(path).suffix.lower())
     tables = ("csv", "tsv")
-    if kind == like.kind or kind in tables and like.kind in tables or like.kind == "text" and kind in ("text", "tsv"):
+    if kind == like.kind or kind in tables and like.kind in ("csv", "tsv", "graph") \
+            or like.kind == "text" and kind in ("text", "tsv"):
         update: dict[str, Any] = {like.kind: path}
         if like.nodes is not None:
             update["nodes"] = resolve(like.nodes, like_base)
