@@ -58,8 +58,7 @@ def map_fields(graph: Graph, read: Read, needed: list[str], explicit: dict[str, 
         free = [k for k in read.fields if k not in used and k not in graph.inputs]
         for kind in ("float32", "int64", "bool"):
             want = [n for n in needed if n not in out and graph.inputs[n].dtype == kind]
-            have = [k for k in free if _kind(read.fields[k].dtype) == kind
-                    or kind == "float32" and _kind(read.fields[k].dtype) == "int64" and k in ("features", "image")]
+            have = [k for k in free if _kind(read.fields[k].dtype) == kind]
             if len(want) == 1 and len(have) == 1:
                 out[want[0]] = read.fields[have[0]]
                 free.remove(have[0])
