@@ -21,7 +21,7 @@ folder of class folders of images; `.csv`/`.tsv`; `.txt`; a graph file), a mappi
 Paths written in a spec (`train.data`) are relative to the spec file's folder; paths given on the command
 line are relative to the current directory.
 
-Checks (each failure is a UserError naming the array and what was expected): every input the run needs
+Checks (every failure, in every split, collected into one UserError naming the array and what was expected): every input the run needs
 is present; ranks and fixed sizes match, a symbolic size (N) is the same across arrays; float inputs take
 float (or integer, converted) arrays with finite values, int64 inputs take integer arrays (floats are
 refused, even whole ones: store class indices as integers), bool inputs take bool or 0/1 arrays; class
