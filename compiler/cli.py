@@ -181,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("model", metavar="SPEC|MODEL.onnx")
     sp.add_argument("--weights", metavar="CKPT")
     sp.add_argument("--input", action="append", metavar="NAME=FILE.npy", default=[])
+    sp.add_argument("--data", metavar="SOURCE", help="run over a data source (docs/data.md) instead of --input")
     sp.add_argument("-o", "--out", metavar="OUT.npz")
     sp.add_argument("--backend", choices=["numpy", "onnxruntime", "torch"])
     sp.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu", help="with --backend torch")
@@ -192,6 +193,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--out", required=True, metavar="MODEL.py")
     sp.add_argument("--output", action="append", metavar="NAME",
                     help="forward returns these (a spec output, node, node:port or loss; repeatable)")
+    sets(sp)
+
+    data = add("data", lambda a: a.data_handler(a), "data sets: what specc feeds a spec (docs/data.md)")
+    data_sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    data_sub.required = True
+
+    about = "what specc will feed each input: shapes, dtypes, ranges, class balance, split sizes (no training)"
+    sp = data_sub.add_parser("inspect", help=about, description=about)
+    sp.set_defaults(data_handler=lazy("runtime.data.inspect:cmd_inspect"))
+    sp.add_argument("spec")
+    sp.add_argument("--data", metavar="SOURCE", help="the training data instead of train.data.train")
     sets(sp)
 
     sp = add("graph", lazy("compiler.graphviz:cmd_graph"), "draw the graph (dot, mmd, svg, png)")

@@ -5,9 +5,9 @@ and may contain expressions); everything else is validated here, up front.
 """
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 RESERVED = ("op", "use", "call", "name", "in", "repeat", "when", "init")
 ScalarOrExpr = Union[int, float, bool, str, list, None]
@@ -89,10 +89,98 @@ class Augment(Strict):
     ops: list[Any]
 
 
+SOURCE_KINDS = ("npz", "npy", "csv", "tsv", "images", "text", "graph")
+SOURCE_OPTIONS = {                      # the options each kind of source takes (besides `inputs`)
+    "npz": (), "npy": (),
+    "csv": ("features", "categorical", "label", "delimiter"),
+    "tsv": ("features", "categorical", "label", "delimiter"),
+    "images": ("size", "classes"),
+    "text": ("task", "window", "vocab_size", "min_count", "max_len", "lowercase", "bos", "eos"),
+    "graph": ("nodes", "id", "features", "categorical", "label", "split", "directed"),
+}
+
+
+class Source(Strict):
+    """A data source written as a mapping (docs/data.md): one key names the file or folder and its kind
+    (npz, npy, csv, tsv, images, text, graph); the others are options of that kind."""
+
+    npz: str | None = None
+    npy: str | None = None                # a folder of NAME.npy files, one per input, memory-mapped
+    csv: str | None = None
+    tsv: str | None = None
+    images: str | None = None             # a folder with one sub-folder of images per class
+    text: str | None = None               # a .txt corpus (one text per line) or a .tsv of text<TAB>label
+    graph: str | None = None              # an edge list (.csv) or a file networkx reads (.graphml, .gml, .edgelist)
+    inputs: dict[str, str] = Field(default_factory=dict)   # spec input: field or column it reads
+    features: list[str] | None = None     # tables/graphs: numeric columns stacked into the feature vector
+    categorical: list[str] = Field(default_factory=list)   # columns of category names, as class indices
+    label: str | None = None              # tables/graphs: the label column
+    delimiter: str | None = None          # tables: default ',' for csv, tab for tsv
+    size: list[int] | None = None         # images: [C, H, W] (default: the spec input's shape)
+    classes: list[str] | None = None      # images: class folders in label order (default: sorted names)
+    task: Literal["classify", "lines", "skipgram", "cbow"] | None = None
+    window: int | None = Field(None, ge=1)        # skipgram/cbow: words each side of the centre
+    vocab_size: int | None = Field(None, ge=5)    # most frequent words kept, specials included
+    min_count: int = Field(1, ge=1)               # rarer words become <unk>
+    max_len: int | None = Field(None, ge=1)       # tokens kept per text (default: the spec's fixed T)
+    lowercase: bool = True
+    bos: bool = False                     # text: <bos> before / <eos> after every sequence
+    eos: bool = False
+    nodes: str | None = None              # graphs: the node table (.csv): id, features, label, split
+    id: str = "id"                        # graphs: the node table's id column
+    split: str | None = None              # graphs: a column of train/val/test per node
+    directed: bool = False                # graphs: keep edge directions (default: symmetric adjacency)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "Source":
+        kinds = [k for k in SOURCE_KINDS if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError("a data source mapping names exactly one file or folder with one of the keys "
+                             + ", ".join(SOURCE_KINDS) + (f" (found {', '.join(kinds)})" if kinds else ""))
+        allowed = set(SOURCE_OPTIONS[kinds[0]]) | {"inputs", kinds[0]}
+        wrong = [k for k in self.model_fields_set if k not in allowed]
+        if wrong:
+            raise ValueError(f"option{'s' if len(wrong) > 1 else ''} {', '.join(wrong)} do{'es' if len(wrong) == 1 else ''}"
+                             f" not apply to a {kinds[0]} source (its options: "
+                             f"{', '.join(sorted(allowed - {kinds[0]}))})")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in SOURCE_KINDS if getattr(self, k) is not None)
+
+    @property
+    def path(self) -> str:
+        return getattr(self, self.kind)
+
+
+def _source_tag(v: Any) -> str | None:
+    if v is None:
+        return "none"
+    if isinstance(v, dict):
+        return "dict"
+    if isinstance(v, str):
+        return "str"
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return "float"
+    return None
+
+
+_SOURCE_HELP = ("a data source is a path (.npz, a folder, .csv, .tsv, .txt, ...), builtin:NAME, a mapping "
+                "such as {csv: PATH, label: COLUMN}, or for val/test a fraction of the training data")
+SourceOrPath = Annotated[Union[Annotated[str, Tag("str")], Annotated[Source, Tag("dict")],
+                               Annotated[None, Tag("none")]],
+                         Discriminator(_source_tag, custom_error_type="data_source", custom_error_message=_SOURCE_HELP)]
+SourceOrFraction = Annotated[Union[Annotated[float, Tag("float")], Annotated[str, Tag("str")],
+                                   Annotated[Source, Tag("dict")], Annotated[None, Tag("none")]],
+                             Discriminator(_source_tag, custom_error_type="data_source",
+                                           custom_error_message=_SOURCE_HELP)]
+
+
 class Data(Strict):
-    train: str | None = None
-    val: Union[float, str, None] = None
-    test: Union[float, str, None] = None
+    train: SourceOrPath = None
+    val: SourceOrFraction = None
+    test: SourceOrFraction = None
 
 
 class Phase(Strict):

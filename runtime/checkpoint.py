@@ -153,6 +153,8 @@ def save(model: Any, path: str | Path, meta: dict[str, Any] | None = None,
     """Write model.state_dict() (+ metadata, + optimiser state) to `path` atomically."""
     arrays: dict[str, np.ndarray] = dict(model.state_dict())
     info = {"spec_hash": model.graph.spec_hash, "spec_name": model.graph.name, **(meta or {})}
+    if getattr(model, "data_meta", None):     # what the training data derived (docs/data.md), for eval/run
+        info.setdefault("data", model.data_meta)
     arrays[META] = np.asarray(json.dumps(info, default=_plain))
     for k, v in (optimizer_state or {}).items():
         arrays[OPT + k] = np.asarray(v)

@@ -5,9 +5,11 @@
     specc eval  SPEC --weights CKPT [--data PATH] [--set k=v]...
 
 `--data` replaces `train.data.train` (train) or the test set (eval); it is a path relative to the current
-directory or a built-in source such as `builtin:digits`. Paths inside the spec are relative to the spec's
+directory (an .npz, a folder, a table, text, a graph: docs/data.md) or a built-in source such as
+`builtin:digits`. eval (and a resumed run) reuse what training derived from its data (category names,
+class folders, vocabulary), saved in the checkpoint. Paths inside the spec are relative to the spec's
 folder. `--out` defaults to `runs/<spec name>`; the run's own files there (best.npz, last.npz,
-history.csv, curves.png) are replaced, nothing else is touched, and an `--out` naming an existing file
+history.csv, curves.png, data.json) are replaced, nothing else is touched, and an `--out` naming an existing file
 that is not a folder is refused; a resumed run without `--out` continues in its checkpoint's folder.
 `--init` loads the matching weights of another run first (runtime/transfer.py). Without a test set in the
 spec, `specc eval` needs `--data`.
@@ -143,7 +145,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                         hint="a data set is an .npz with arrays named after the inputs "
                              f"({', '.join(plan.needed)})"
                              + (", or builtin:digits" if D.digits_fit(g, plan.needed) is None else ""), code=2)
-    splits = D.load_splits(g, cfg.data, base, plan.needed, train=args.data, seed=cfg.seed)
+    derived = None
+    if args.resume is not None:                 # the resumed run's categories and vocabulary, unchanged
+        from .checkpoint import read_meta
+        derived = (read_meta(args.resume) or {}).get("data")
+    splits = D.load_splits(g, cfg.data, base, plan.needed, train=args.data, seed=cfg.seed, derived=derived)
     if args.resume is not None and (note := _finished(args.resume, args.epochs, g)) is not None:
         print(note)
         return 0
@@ -158,8 +164,13 @@ def cmd_train(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     wall = time.perf_counter() - t0
+    if getattr(model, "data_meta", None):       # categories, classes, vocabulary, readable beside the checkpoints
+        import json
+        from compiler.files import atomic_write_text
+        atomic_write_text(out / "data.json", json.dumps(model.data_meta, indent=1) + "\n")
     print(f"done in {wall:.1f}s; wrote {out / 'best.npz'}, {out / 'last.npz'}, {out / 'history.csv'}"
-          + (f", {out / 'curves.png'}" if (out / "curves.png").exists() else ""))
+          + (f", {out / 'curves.png'}" if (out / "curves.png").exists() else "")
+          + (f", {out / 'data.json'}" if getattr(model, "data_meta", None) else ""))
     if splits.test is not None:
         res = evaluate(model, splits.test, config=cfg, plan=plan)
         print(f"test set {splits.test.source} ({res['samples']} samples), "
@@ -192,10 +203,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cfg = g.train or Train()
     ensure_inputs_fit(g, cfg.batch_size)
     plan = make_plan(model, cfg)
+    derived = meta.get("data")                  # what training derived: categories, classes, vocabulary
     if args.data is not None:
-        ds = D.load(g, args.data, plan.needed, role="test")
+        like = cfg.data.test if not isinstance(cfg.data.test, (str, float, type(None))) else cfg.data.train
+        ds = D.load(g, args.data, plan.needed, role="test", derived=derived, like=like,
+                    like_base=Path(args.spec).parent)
     else:
-        splits = D.load_splits(g, cfg.data, Path(args.spec).parent, plan.needed, seed=cfg.seed, want=("test",))
+        splits = D.load_splits(g, cfg.data, Path(args.spec).parent, plan.needed, seed=cfg.seed, want=("test",),
+                               derived=derived)
         ds = splits.test
         if ds is None:
             raise UserError("no evaluation data: give --data PATH.npz"

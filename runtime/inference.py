@@ -2,10 +2,13 @@
 
     specc run SPEC --weights CKPT.npz --input image=x.npy [-o out.npz] [--backend numpy|onnxruntime]
     specc run MODEL.onnx --input image=x.npy [-o out.npz]
+    specc run SPEC --weights CKPT.npz --data SOURCE [-o out.npz]
 
 A spec runs on the NumPy runtime by default (`--backend onnxruntime` exports it in memory first);
 an .onnx file runs on onnxruntime. `--input` also takes a bare FILE.npz whose arrays are named
-after the inputs. Without `-o` each output's name, shape, dtype and first values are printed.
+after the inputs. `--data` runs the spec over a whole data source (docs/data.md), read as in training
+(the checkpoint's categories, classes and vocabulary). Without `-o` each output's name, shape, dtype and
+first values are printed.
 """
 from __future__ import annotations
 
@@ -200,15 +203,52 @@ def _numpy_diagnosis(graph: Any, state: dict[str, np.ndarray], inputs: dict[str,
     model(outputs=list(outputs), **{k: v for k, v in inputs.items() if k in graph.inputs})
 
 
+def run_on_data(path: str, data: str, weights: str | None, sets: list[str] | None = None,
+                batch_size: int = 256) -> dict[str, np.ndarray]:
+    """`specc run SPEC --data SOURCE`: the outputs over a whole data source, batch by batch, read with what
+    training derived (categories, classes, vocabulary: the checkpoint's metadata)."""
+    if str(path).lower().endswith(".onnx"):
+        raise UserError("--data needs the spec (it says how to read the data); give SPEC --weights CKPT", code=2)
+    if not weights:
+        raise UserError(f"running spec '{path}' needs trained weights: --weights CKPT.npz", code=2)
+    from compiler.cli import load_graph
+    from . import data as D
+    from .checkpoint import load, read_meta, warn_nonfinite
+    from .model import Model
+    graph = load_graph(path, sets)
+    if not Path(weights).is_file():
+        raise UserError(f"checkpoint '{weights}' not found")
+    needed = D.needed_inputs(graph, [str(r) for r in graph.output_refs.values()])
+    like = graph.train.data.train if graph.train is not None else None
+    ds = D.load(graph, data, needed, role="run", derived=(read_meta(weights) or {}).get("data"), like=like,
+                like_base=Path(path).parent)
+    model = Model(graph, seed=0)
+    load(model, weights)
+    warn_nonfinite(model.state_dict(), weights)
+    model.eval()
+    parts: dict[str, list[np.ndarray]] = {}
+    for batch in D.prefetch(ds.batches(batch_size)):
+        for k, v in model(**{k: batch[k] for k in needed}).items():
+            parts.setdefault(k, []).append(np.asarray(v))
+    return {k: np.concatenate(v) if len(v) > 1 and all(x.ndim for x in v) else v[0] for k, v in parts.items()}
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from compiler.files import atomic_write, guard_output
 
+    data = getattr(args, "data", None)
+    if data is not None and args.input:
+        raise UserError("give either --data SOURCE or --input NAME=FILE.npy, not both", code=2)
     inputs, files = parse_inputs(args.input)
-    if not inputs:
-        raise UserError("no inputs given", hint="pass --input NAME=FILE.npy for each of the model's inputs", code=2)
+    if not inputs and data is None:
+        raise UserError("no inputs given", hint="pass --input NAME=FILE.npy for each of the model's inputs, "
+                        "or --data SOURCE (a data set, table, image folder, text file: docs/data.md)", code=2)
     if args.out:
-        guard_output(args.out, ".npz", (args.model, args.weights, *files))
-    outputs = run_model(args.model, inputs, args.backend, args.weights, args.set, getattr(args, "device", "cpu"))
+        guard_output(args.out, ".npz", (args.model, args.weights, *files) + ((data,) if data else ()))
+    if data is not None:
+        outputs = run_on_data(args.model, data, args.weights, args.set)
+    else:
+        outputs = run_model(args.model, inputs, args.backend, args.weights, args.set, getattr(args, "device", "cpu"))
     if args.out:
         arrays = {k: np.asarray(v) for k, v in outputs.items()}
 

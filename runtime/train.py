@@ -261,7 +261,7 @@ def evaluate(model: Model, data: Any, *, config: Train | None = None, batch_size
     n_total = 0
     noise_rng = np.random.default_rng([cfg.seed, 4])       # the same noise at every evaluation
     try:
-        for batch in ds.batches(bs):
+        for batch in D.prefetch(ds.batches(bs)):
             n = ds.batch_len(batch)
             feed = {k: batch[k] for k in plan.needed}
             feed.update(draw_noise(plan, model.graph, n, noise_rng))
@@ -514,6 +514,7 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
     for ds in (train_ds, val_ds):
         if ds is not None:
             ds.meta["checked"] = True
+    model.data_meta = train_ds.meta.get("derived")     # category names, classes, vocabulary: saved with checkpoints
 
     # parameters: freeze, phases, optimisers, schedule
     all_names = [k for k in model.named_tensors() if k not in model._buffers]
@@ -642,7 +643,7 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
             sums: dict[str, float] = {}
             acc = M.Accumulator(plan.probabilities) if plan.metrics else None
             seen = 0
-            for bi, batch in enumerate(train_ds.batches(cfg.batch_size, shuffle_rng), 1):
+            for bi, batch in enumerate(D.prefetch(train_ds.batches(cfg.batch_size, shuffle_rng)), 1):
                 if augment is not None:
                     batch = augment(batch, aug_rng)
                 n = train_ds.batch_len(batch)

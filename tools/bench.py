@@ -8,6 +8,7 @@ with PyTorch.
     python tools/bench.py --all --write        # everything, and update docs/benchmarks.md
     python tools/bench.py --runtime --quick --models lenet5,mlp
     python tools/bench.py --profile resnet18   # where a training step's time goes, per op
+    python tools/bench.py --data-throughput    # image-folder decoding (images/s) vs training step; CSV reading
 
 Method. Both sides get the same weights (runtime.Model's, copied into tools/torch_ref.py's module),
 the same inputs and shapes, float32, 2 threads (torch.set_num_threads(2); OpenBLAS and OpenMP capped
@@ -1135,6 +1136,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="whole training run of specs/digits_cnn.yaml (20 epochs, early stopping off) vs a "
                          "PyTorch loop with the same weights, batches and schedule; plus `specc train` wall time")
     ap.add_argument("--all", action="store_true", help="all four sections (runtime, onnx, compiler, digits)")
+    ap.add_argument("--data-throughput", action="store_true",
+                    help="data loading: image-folder images/s decoded beside the training step time; CSV reading "
+                         "(tools/bench_data.py; printed, not written to the docs)")
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
     ap.add_argument("--write", action="store_true", help="update docs/benchmarks.md (and docs/benchmarks.json)")
     ap.add_argument("--models", default="", help="comma-separated subset: " + ",".join(BY_KEY))
@@ -1147,8 +1151,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     global QUIET
     QUIET = (0.3, a.wait_quiet) if a.wait_quiet > 0 else None
-    if not (a.runtime or a.onnx or a.compiler or a.digits or a.all or a.profile):
-        ap.error("choose --runtime, --onnx, --compiler, --digits, --all or --profile")
+    if not (a.runtime or a.onnx or a.compiler or a.digits or a.all or a.profile or a.data_throughput):
+        ap.error("choose --runtime, --onnx, --compiler, --digits, --all, --profile or --data-throughput")
     models = [BY_KEY[k] for k in a.models.split(",")] if a.models else MODELS
     results: dict[str, Any] = {}
     if a.runtime or a.all:
@@ -1165,6 +1169,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.digits or a.all:
         print("== digits: whole training run of specs/digits_cnn.yaml, specc vs PyTorch", flush=True)
         results["digits"] = run_digits(a.quick)
+    if a.data_throughput:
+        print("== data loading: image folder decoding vs training step; CSV reading", flush=True)
+        from tools.bench_data import run_data_throughput
+        results["data_throughput"] = run_data_throughput(a.quick)
     if a.profile:
         keys = a.profile.split(",")
         if keys == ["misses"]:

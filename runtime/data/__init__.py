@@ -1,7 +1,14 @@
-"""Data sets for training and evaluation: `.npz` files with one array per spec input, checked against the graph.
+"""Data sets for training and evaluation: sources read, mapped onto the spec's inputs, checked, split, batched.
 
-A data source is a path to an `.npz` file (arrays named after the spec's inputs: `image`, `label`, ...) or
-a built-in data set:
+Modules: `dataset` (Dataset: columns + an index of rows; split; prefetch), `columns` (memory-mapped and
+lazy columns), `fields` (what a source gives and how it maps onto inputs), `sources` (telling and
+reading sources, load_splits), one reader per kind (`arrays`, `table`, `images`, `text`, `graphs`),
+`check` (every problem in one error), `inspect` (`specc data inspect`), `builtin` (built-in sets).
+docs/data.md is the user's guide.
+
+A data source is a path (`.npz` with arrays named after the spec's inputs; a folder of `.npy` files; a
+folder of class folders of images; `.csv`/`.tsv`; `.txt`; a graph file), a mapping with options
+(compiler.spec.Source), or a built-in data set:
 
 - `builtin:digits` — scikit-learn's bundled handwritten digits (1,797 8×8 grey images, shipped inside the
   scikit-learn package, no download): `image` float32 `[n, 1, 8, 8]` scaled to [0, 1] and `label` int64
@@ -14,7 +21,7 @@ a built-in data set:
 Paths written in a spec (`train.data`) are relative to the spec file's folder; paths given on the command
 line are relative to the current directory.
 
-Checks (each failure is a UserError naming the array and what was expected): every input the run needs
+Checks (every failure, in every split, collected into one UserError naming the array and what was expected): every input the run needs
 is present; ranks and fixed sizes match, a symbolic size (N) is the same across arrays; float inputs take
 float (or integer, converted) arrays with finite values, int64 inputs take integer arrays (floats are
 refused, even whole ones: store class indices as integers), bool inputs take bool or 0/1 arrays; class
@@ -23,8 +30,8 @@ indices below num_classes / num_embeddings. Pickled (object) arrays are refused 
 """
 from .builtin import BUILTIN, BUILTINS, digits, digits_fit
 from .check import check, check_ranges, needed_inputs
-from .dataset import Dataset, Splits, split
-from .sources import as_dataset, load, load_splits, read, resolve
+from .dataset import Dataset, Splits, prefetch, split
+from .sources import as_dataset, as_source, load, load_splits, read, resolve
 
-__all__ = ["BUILTIN", "BUILTINS", "Dataset", "Splits", "as_dataset", "check", "check_ranges", "digits",
-           "digits_fit", "load", "load_splits", "needed_inputs", "read", "resolve", "split"]
+__all__ = ["BUILTIN", "BUILTINS", "Dataset", "Splits", "as_dataset", "as_source", "check", "check_ranges", "digits",
+           "digits_fit", "load", "load_splits", "needed_inputs", "prefetch", "read", "resolve", "split"]
