@@ -1,0 +1,30 @@
+"""Data sets for training and evaluation: `.npz` files with one array per spec input, checked against the graph.
+
+A data source is a path to an `.npz` file (arrays named after the spec's inputs: `image`, `label`, ...) or
+a built-in data set:
+
+- `builtin:digits` — scikit-learn's bundled handwritten digits (1,797 8×8 grey images, shipped inside the
+  scikit-learn package, no download): `image` float32 `[n, 1, 8, 8]` scaled to [0, 1] and `label` int64
+  `[n]`, split once into a fixed, stratified 80% train / 20% test partition (seed 0). As `train.data.train`
+  it means the train part, as `train.data.test` (or `specc eval --data builtin:digits`) the test part;
+  `builtin:digits/train`, `builtin:digits/test` and `builtin:digits/all` name a part explicitly.
+  The image array is reshaped to the spec's input shape when that holds 64 values per sample (`[N, 64]`).
+  `python tools/digits.py` writes the same partition to `data/digits_train.npz` and `data/digits_test.npz`.
+
+Paths written in a spec (`train.data`) are relative to the spec file's folder; paths given on the command
+line are relative to the current directory.
+
+Checks (each failure is a UserError naming the array and what was expected): every input the run needs
+is present; ranks and fixed sizes match, a symbolic size (N) is the same across arrays; float inputs take
+float (or integer, converted) arrays with finite values, int64 inputs take integer arrays (floats are
+refused, even whole ones: store class indices as integers), bool inputs take bool or 0/1 arrays; class
+indices fed to cross_entropy / nll_loss are in [0, C) with C the logits' dim 1, one_hot and embedding
+indices below num_classes / num_embeddings. Pickled (object) arrays are refused when the file is read.
+"""
+from .builtin import BUILTIN, BUILTINS, digits, digits_fit
+from .check import check, check_ranges, needed_inputs
+from .dataset import Dataset, Splits, split
+from .sources import as_dataset, load, load_splits, read, resolve
+
+__all__ = ["BUILTIN", "BUILTINS", "Dataset", "Splits", "as_dataset", "check", "check_ranges", "digits",
+           "digits_fit", "load", "load_splits", "needed_inputs", "read", "resolve", "split"]
