@@ -53,8 +53,8 @@ def check(graph: Graph, arrays: Mapping[str, np.ndarray], source: str, needed: l
                 per = "×".join(map(str, t.shape[1:])) or "a scalar"
                 raise UserError(f"the built-in digits are 1×8×8 images (64 values), but input '{name}' "
                                 f"expects {per} per sample ({want})",
-                                hint="use a data set of the spec's image size, or change the spec's input to "
-                                     "[N, 1, 8, 8]")
+                                hint="leave out the size option (builtin:digits follows the spec's image size), "
+                                     "or change the spec's input to [N, 1, 8, 8]")
             raise UserError(f"array '{name}' in {source} has shape {list(arr.shape)}, but input '{name}' "
                             f"expects {want} ({t.dtype})",
                             hint="the first dimension is the samples; reshape the array to match the input")

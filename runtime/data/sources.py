@@ -10,7 +10,8 @@ from compiler.errors import UserError
 from compiler.ir import Graph
 
 from ..checkpoint import read_npz
-from .builtin import BUILTIN, _builtin
+from . import builtin as B
+from .builtin import BUILTIN
 from .check import check
 from .dataset import Dataset, Splits, split
 
@@ -22,10 +23,12 @@ def resolve(source: str, base_dir: str | Path | None) -> str:
     return str(Path(base_dir) / source)
 
 
-def read(source: str, role: str = "train") -> tuple[dict[str, np.ndarray], str]:
-    """The arrays of a data source (a .npz path or builtin:NAME) and a description of it."""
+def read(source: str, role: str = "train", graph: Graph | None = None,
+         needed: list[str] | None = None) -> tuple[dict[str, np.ndarray], str]:
+    """The arrays of a data source (a .npz path or builtin:NAME) and a description of it (a built-in set
+    is mapped onto the graph's inputs when one is given)."""
     if source.startswith(BUILTIN):
-        return _builtin(source, role)
+        return B.read(source, role, graph, needed)
     p = Path(source)
     if not p.exists():
         hint = "check the path (paths in a spec are relative to the spec file's folder)"
@@ -42,7 +45,7 @@ def load(graph: Graph, source: str, needed: list[str] | None = None, role: str =
          base_dir: str | Path | None = None) -> Dataset:
     """Read and check one data source."""
     src = resolve(source, base_dir)
-    arrays, desc = read(src, role)
+    arrays, desc = read(src, role, graph, needed) if src.startswith(BUILTIN) else read(src, role)
     return check(graph, arrays, desc, needed, builtin=src.startswith(BUILTIN))
 
 
