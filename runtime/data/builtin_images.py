@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -29,14 +30,8 @@ def digits(split: str = "train") -> dict[str, np.ndarray]:
     """scikit-learn's handwritten digits: {'image': float32 [n,1,8,8] in [0,1], 'label': int64 [n]}.
 
     `split` is 'train' (80%), 'test' (the held-out 20%: stratified, seed 0) or 'all'."""
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError:
-        raise UserError("the built-in digits data set needs scikit-learn, which is not installed",
-                        hint="pip install scikit-learn (or pip install -e .[data])") from None
-    d = load_digits()
-    images = (np.asarray(d.images, dtype=np.float32) / np.float32(16.0)).reshape(-1, 1, 8, 8)
-    labels = np.asarray(d.target, dtype=np.int64)
+    images, labels = _load()
+    images, labels = images.copy(), labels.copy()
     if split == "all":
         return {"image": images, "label": labels}
     train_idx, test_idx = _stratified_split(labels, TEST_FRACTION, SEED)
@@ -44,6 +39,18 @@ def digits(split: str = "train") -> dict[str, np.ndarray]:
     if idx is None:
         raise UserError(f"the digits data set has parts train, test and all, not '{split}'")
     return {"image": images[idx], "label": labels[idx]}
+
+
+@lru_cache(maxsize=1)
+def _load() -> tuple[np.ndarray, np.ndarray]:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise UserError("the built-in digits data set needs scikit-learn, which is not installed",
+                        hint="pip install scikit-learn (or pip install -e .[data])") from None
+    d = load_digits()
+    images = (np.asarray(d.images, dtype=np.float32) / np.float32(16.0)).reshape(-1, 1, 8, 8)
+    return images, np.asarray(d.target, dtype=np.int64)
 
 
 def _stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
