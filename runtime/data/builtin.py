@@ -63,8 +63,7 @@ class Option:
 
     def check(self, value: Any, where: str) -> Any:
         if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
-            lo = "" if self.low is None else f"{self.low:g}"
-            hi = "" if self.high is None else f"{self.high:g}"
+            lo, hi = _num(self.low), _num(self.high)
             raise UserError(f"option {self.name}={value} of {where} is out of range: "
                             + (f"{lo}..{hi}" if lo and hi else f"at least {lo}" if lo else f"at most {hi}"))
         return value
