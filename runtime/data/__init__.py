@@ -8,8 +8,11 @@ a built-in data set:
   `[n]`, split once into a fixed, stratified 80% train / 20% test partition (seed 0). As `train.data.train`
   it means the train part, as `train.data.test` (or `specc eval --data builtin:digits`) the test part;
   `builtin:digits/train`, `builtin:digits/test` and `builtin:digits/all` name a part explicitly.
-  The image array is reshaped to the spec's input shape when that holds 64 values per sample (`[N, 64]`).
-  `python tools/digits.py` writes the same partition to `data/digits_train.npz` and `data/digits_test.npz`.
+  The image array is reshaped to the spec's input shape when that holds 64 values per sample (`[N, 64]`),
+  and resized to the spec's image size ([N, 1, 28, 28]). `python tools/digits.py` writes the same
+  partition to `data/digits_train.npz` and `data/digits_test.npz`.
+- the other built-in sets, `builtin:NAME[/PART][?option=value,...]` (builtin.py; `specc data list`;
+  docs/builtin-data.md): 2-D toy sets, sequence tasks, sets of digits, the karate club, word2vec pairs.
 
 Paths written in a spec (`train.data`) are relative to the spec file's folder; paths given on the command
 line are relative to the current directory.
