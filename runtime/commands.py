@@ -104,7 +104,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UserError("no training data: give --data PATH.npz or train.data.train in the spec",
                         hint="a data set is an .npz with arrays named after the inputs "
                              f"({', '.join(plan.needed)})"
-                             + (", or builtin:digits" if D.digits_fit(g, plan.needed) is None else ""), code=2)
+                             + D.builtin_hint(g, plan.needed), code=2)
     splits = D.load_splits(g, cfg.data, base, plan.needed, train=args.data, seed=cfg.seed)
     if args.resume is not None and (note := _finished(args.resume, args.epochs, g)) is not None:
         print(note)
@@ -155,7 +155,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         ds = splits.test
         if ds is None:
             raise UserError("no evaluation data: give --data PATH.npz"
-                            + (" (or builtin:digits)" if D.digits_fit(g, plan.needed) is None else "")
+                            + D.builtin_hint(g, plan.needed)
                             + ", or train.data.test in the spec", code=2)
     res = evaluate(model, ds, config=cfg, plan=plan)
     epoch = meta.get("epoch")

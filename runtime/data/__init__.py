@@ -25,10 +25,11 @@ indices fed to cross_entropy / nll_loss are in [0, C) with C the logits' dim 1, 
 indices below num_classes / num_embeddings. Pickled (object) arrays are refused when the file is read.
 """
 from .builtin import BUILTIN, BUILTINS, digits_fit, suggest
+from .builtin import hint as builtin_hint
 from .builtin_images import digits
 from .check import check, check_ranges, needed_inputs
 from .dataset import Dataset, Splits, split
 from .sources import as_dataset, load, load_splits, read, resolve
 
-__all__ = ["BUILTIN", "BUILTINS", "Dataset", "Splits", "as_dataset", "check", "check_ranges", "digits",
+__all__ = ["BUILTIN", "BUILTINS", "Dataset", "builtin_hint", "Splits", "as_dataset", "check", "check_ranges", "digits",
            "digits_fit", "load", "load_splits", "needed_inputs", "read", "resolve", "split", "suggest"]

@@ -282,6 +282,15 @@ def suggest(graph: Graph, needed: list[str]) -> list[str]:
     return [n for n in BUILTINS if fits(n, graph, needed) is None]
 
 
+def hint(graph: Graph, needed: list[str]) -> str:
+    """', or builtin:NAME' naming up to three built-in sets that fit (for "no data" messages), or ''."""
+    names = suggest(graph, needed)
+    if not names:
+        return ""
+    more = f" (and {len(names) - 3} more: specc data list)" if len(names) > 3 else ""
+    return ", or " + ", ".join(BUILTIN + n for n in names[:3]) + more
+
+
 def digits_fit(graph: Graph, needed: list[str]) -> str | None:
     """None when builtin:digits fits the inputs `needed` (resized where the spec's image size asks)."""
     return fits("digits", graph, needed)
