@@ -180,6 +180,28 @@ def regression(sums: np.ndarray) -> dict[str, float]:
             "r2": float(r2[w > 0].mean())}
 
 
+def check_shapes(metrics: list[str], predict: str, pred_shape: tuple, target: str, target_shape: tuple,
+                 masks: dict[str, tuple]) -> None:
+    """Before training: regression metrics need predict and target of one shape (size-1 dims aside), a mask
+    the target's shape or one value per sample."""
+    from compiler.errors import UserError
+
+    def fmt(shape: tuple) -> str:
+        return "[" + ", ".join(map(str, shape)) + "]"
+
+    squeeze = lambda shape: tuple(d for d in shape if d != 1)       # noqa: E731
+    reg = [m for m in metrics if m in REGRESSION]
+    if reg and squeeze(pred_shape) != squeeze(target_shape):
+        raise UserError(f"train.metrics {', '.join(reg)} compare predict '{predict}' {fmt(pred_shape)} with target "
+                        f"'{target}' {fmt(target_shape)} value by value: they need the same shape",
+                        hint="regression metrics are for regression outputs; for class scores use accuracy")
+    for name, shape in masks.items():
+        if tuple(shape) != tuple(target_shape) and tuple(shape) != tuple(target_shape[:1]):
+            raise UserError(f"train.mask: input '{name}' has shape {fmt(shape)}, but the target '{target}' "
+                            f"has {fmt(target_shape)}: a mask needs the target's shape or one value per sample "
+                            f"({fmt(target_shape[:1])})")
+
+
 def _keep(target: np.ndarray, size: int, mask: np.ndarray | None, ignore: int | None) -> np.ndarray | None:
     """Which of the `size` flattened target positions count (None: all of them)."""
     keep = None

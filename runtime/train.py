@@ -160,12 +160,13 @@ def make_plan(model: Model, cfg: Train) -> Plan:
     read = D.needed_inputs(g, plan.refs)
     plan.noise = {k: v for k, v in cfg.noise.items() if k in read}
     plan.needed = [k for k in read if k not in plan.noise]
-    _metric_options(plan, g, cfg)
+    _metric_options(plan, model, cfg)
     return plan
 
 
-def _metric_options(plan: Plan, g: Any, cfg: Train) -> None:
+def _metric_options(plan: Plan, model: Model, cfg: Train) -> None:
     """The loss's ignore_index and the train.mask inputs (read from the data too) for the metrics."""
+    g = model.graph
     for n in g.nodes:
         if n.op == "cross_entropy" and len(n.inputs) > 1 and str(n.inputs[1]) == plan.target:
             plan.ignore_index = getattr(n.attrs, "ignore_index", None)
@@ -173,6 +174,9 @@ def _metric_options(plan: Plan, g: Any, cfg: Train) -> None:
         if name not in g.inputs:
             raise UserError(f"train.mask: '{name}' (the {split_} mask) is not an input of the spec",
                             hint=did_you_mean(name, list(g.inputs)))
+    if plan.predict and plan.target and plan.metrics:
+        M.check_shapes(plan.metrics, plan.predict, g.type_of(model.resolve(plan.predict)).shape, plan.target,
+                       g.type_of(model.resolve(plan.target)).shape, {k: g.inputs[k].shape for k in cfg.mask.values()})
     if cfg.mask and plan.metrics:
         plan.masks = dict(cfg.mask)
         plan.needed += [k for k in dict.fromkeys(cfg.mask.values()) if k not in plan.needed]

@@ -296,3 +296,13 @@ def test_data_list_command(capsys):
 def test_sets_are_listed_in_order():
     assert list(B.registry()) == list(B.BUILTINS)
     assert len(set(itertools.chain(B.BUILTINS))) == len(B.BUILTINS)
+
+
+def test_no_data_message_names_sets_that_fit(tmp_path, capsys):
+    spec = tmp_path / "p.yaml"
+    spec.write_text("specc: 1\nname: p\ninputs:\n  x: [N, 2]\n  y: {shape: [N], dtype: int64}\nlayers:\n"
+                    "  - {op: linear, name: fc, out_features: 2}\n  - {op: cross_entropy, name: loss, in: [fc, y]}\n"
+                    "train: {objective: loss}\n")
+    assert main(["train", str(spec), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "or builtin:moons, builtin:circles, builtin:blobs (and 1 more: specc data list)" in err

@@ -185,3 +185,19 @@ def test_regression_metrics_in_a_training_run():
     for k in ("train.mae", "val.mae", "val.rmse", "val.r2"):
         assert k in last and np.isfinite(last[k])
     assert "val.accuracy" not in last and last["val.rmse"] >= last["val.mae"]
+
+
+def test_metric_shape_problems_are_reported_before_training(tmp_path, capsys):
+    text = (ROOT / "specs" / "lstm_classifier.yaml").read_text().replace("metrics: [accuracy, f1]", "metrics: [rmse]")
+    (tmp_path / "a.yaml").write_text(text)
+    assert main(["train", str(tmp_path / "a.yaml"), "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert "train.metrics rmse compare predict 'fc' [N, 2] with target 'label' [N]" in err
+    text = (ROOT / "specs" / "gcn.yaml").read_text().replace('  train_mask: ["${nodes}"]\n',
+                                                           '  train_mask: ["${nodes}"]\n  m: [1, 1]\n')
+    text += "  predict: conv2\n  target: label\n  mask: {test: m}\n  data: {train: builtin:karate}\n"
+    (tmp_path / "b.yaml").write_text(text)
+    assert main(["train", str(tmp_path / "b.yaml"), "--out", str(tmp_path / "r2"), "--set", "nodes=34",
+                 "--set", "features=34", "--set", "classes=2"]) == 1
+    assert "train.mask: input 'm' has shape [1, 1], but the target 'label' has [34]" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "r2").exists()
