@@ -122,6 +122,16 @@ def registry() -> dict[str, Builtin]:
     return _REGISTRY
 
 
+def with_all(make: Callable[[dict, str], dict[str, np.ndarray]]) -> Callable[[dict, str], dict[str, np.ndarray]]:
+    """A maker of train and test parts that also gives 'all': the train part followed by the test part."""
+    def wrapped(opts: dict, part: str) -> dict[str, np.ndarray]:
+        if part == "all":
+            a, b = make(opts, "train"), make(opts, "test")
+            return {k: np.concatenate([a[k], b[k]]) for k in a}
+        return make(opts, part)
+    return wrapped
+
+
 # -- parsing a source -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Ref:

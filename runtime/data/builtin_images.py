@@ -19,7 +19,7 @@ import numpy as np
 from compiler.errors import UserError
 from compiler.ir import Graph
 
-from .builtin import Array, Builtin, Option
+from .builtin import Array, Builtin, Option, with_all
 
 SEED = 0
 TEST_FRACTION = 0.2
@@ -142,9 +142,6 @@ DIGITS = Builtin(
 # -- sets of digits -----------------------------------------------------------------------------------
 def _set_make(reduce: str):
     def make(opts: dict[str, Any], part: str) -> dict[str, np.ndarray]:
-        if part == "all":
-            a, b = make(opts, "train"), make(opts, "test")
-            return {k: np.concatenate([a[k], b[k]]) for k in a}
         d = digits(part)
         n = opts["n"] if part == "train" else opts["n_test"]
         rng = np.random.default_rng([opts["seed"], 0 if part == "train" else 1, 17])
@@ -154,7 +151,7 @@ def _set_make(reduce: str):
         value = digits_.sum(axis=1) if reduce == "sum" else digits_.max(axis=1)
         return {"set": img[pick], "target": value.astype(np.float32)[:, None],
                 "label": value.astype(np.int64), "digits": digits_}
-    return make
+    return with_all(make)
 
 
 def _set_auto(graph: Graph, needed: list[str], given: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import numpy as np
 
 from compiler.errors import UserError
 
-from .builtin import Array, Builtin, Option
+from .builtin import Array, Builtin, Option, with_all
 
 PAD, BOS, EOS = 0, 1, 2
 SPECIALS = 3
@@ -50,9 +50,6 @@ def _ids(values: np.ndarray) -> np.ndarray:
 
 def _seq2seq(task: str, salt: int):
     def make(o: dict[str, Any], part: str) -> dict[str, np.ndarray]:
-        if part == "all":
-            a, b = make(o, "train"), make(o, "test")
-            return {k: np.concatenate([a[k], b[k]]) for k in a}
         values, lengths = _draw(o, part, task, salt)
         n, L = values.shape
         y = values.copy()
@@ -66,14 +63,11 @@ def _seq2seq(task: str, salt: int):
         tgt_out[:, :L] = _ids(y)
         tgt_out[np.arange(n), lengths] = EOS
         return {"src": _ids(values), "padding_mask": values < 0, "tgt_in": tgt_in, "tgt_out": tgt_out}
-    return make
+    return with_all(make)
 
 
 def _classify(task: str, salt: int):
     def make(o: dict[str, Any], part: str) -> dict[str, np.ndarray]:
-        if part == "all":
-            a, b = make(o, "train"), make(o, "test")
-            return {k: np.concatenate([a[k], b[k]]) for k in a}
         values, _ = _draw(o, part, task, salt)
         v = np.where(values < 0, 0, values)
         if task == "memory":
@@ -81,7 +75,7 @@ def _classify(task: str, salt: int):
         else:
             label = v.sum(axis=1) % _symbols(o, task)
         return {"tokens": _ids(values), "padding_mask": values < 0, "label": label.astype(np.int64)}
-    return make
+    return with_all(make)
 
 
 def _options(task: str) -> tuple[Option, ...]:

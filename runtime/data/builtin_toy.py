@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .builtin import Array, Builtin, Option
+from .builtin import Array, Builtin, Option, with_all
 
 PART_SEED = {"train": 0, "test": 1}
 
@@ -57,16 +57,13 @@ def spirals(rng: np.random.Generator, n: int, o: dict[str, Any]) -> tuple[np.nda
 
 def _make(name: str, fn: Callable, salt: int):
     def make(opts: dict[str, Any], part: str) -> dict[str, np.ndarray]:
-        if part == "all":
-            a, b = make(opts, "train"), make(opts, "test")
-            return {k: np.concatenate([a[k], b[k]]) for k in a}
         rng = np.random.default_rng([opts["seed"], PART_SEED[part], salt])
         x, y = fn(rng, opts["n"] if part == "train" else opts["n_test"], opts)
         out = {"x": x.astype(np.float32), "label": y}
         if opts.get("classes", 2) == 2:
             out["target"] = y.astype(np.float32)[:, None]
         return out
-    return make
+    return with_all(make)
 
 
 def _arrays(o: dict[str, Any]) -> list[Array]:
