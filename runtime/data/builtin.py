@@ -280,6 +280,8 @@ def fits(name: str, graph: Graph, needed: list[str]) -> str | None:
         if k not in got:
             return f"builtin:{name} has no array for input '{k}' ({t}, {t.dtype})"
         arr = got[k]
+        if not _dtype_fits(arr, t.dtype) and not (t.dtype == "float32" and arr.dtype.kind in "iu"):
+            return f"builtin:{name}'s array for input '{k}' is {arr.dtype}; the input is {t.dtype}"
         if arr.ndim != t.rank or any(isinstance(d, int) and d != s
                                      for d, s in zip(t.shape[int(not b.static):], arr.shape[int(not b.static):])):
             return f"builtin:{name}'s array for input '{k}' has shape {list(arr.shape[1:])} per sample; " \
