@@ -1040,7 +1040,8 @@ def check_train(c: Compiler, ex: Expander, tree: SMap, train: Any, top: Scope,
                 did_you_mean(train.augment.input, list(top.names)))
     for split_, name in train.mask.items():
         if name not in inputs:
-            c.error(f"mask: '{name}' (the {split_} mask) is not an input of the spec", locate(ttree, ("mask", split_)),
+            c.error(f"mask: '{name}' (the {split_} mask) is not an input of the spec",
+                    locate(ttree, ("mask", split_)),
                     did_you_mean(name, list(inputs)) or f"its inputs are: {', '.join(inputs)}")
     ntree = ttree.get("noise")
     for name in train.noise:

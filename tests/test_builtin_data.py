@@ -122,7 +122,8 @@ def test_digit_sets_are_sums_and_maxima_of_their_images():
     pytest.importorskip("sklearn")
     digits = D.digits("test")
     d = make("digit_sum", "test", n_test=50, set_size=5)
-    assert np.array_equal(d["target"][:, 0], d["digits"].sum(axis=1)) and np.array_equal(d["label"], d["digits"].sum(axis=1))
+    sums = d["digits"].sum(axis=1)
+    assert np.array_equal(d["target"][:, 0], sums) and np.array_equal(d["label"], sums)
     flat = digits["image"].reshape(len(digits["label"]), 64)
     for s, ds in zip(d["set"][:10], d["digits"][:10]):                   # each element is a test image of its digit
         for img, digit in zip(s, ds):
@@ -214,7 +215,8 @@ def test_parts_and_roles():
     al = D.load(g, "builtin:moons/all?n=100,n_test=30")
     assert (len(tr), len(te), len(al)) == (100, 30, 130)
     assert te.source == "builtin:moons/test?n_test=30" and tr.source == "builtin:moons/train?n=100"
-    np.testing.assert_array_equal(al.arrays["x"], np.concatenate([tr.arrays["x"], D.load(g, "builtin:moons/test?n=100,n_test=30").arrays["x"]]))
+    te2 = D.load(g, "builtin:moons/test?n=100,n_test=30")
+    np.testing.assert_array_equal(al.arrays["x"], np.concatenate([tr.arrays["x"], te2.arrays["x"]]))
     with pytest.raises(UserError, match="overlap"):
         D.load(g, "builtin:moons", role="val")
 
@@ -253,7 +255,8 @@ def test_what_fits_which_spec():
     assert "digits" in fits["lenet5"] and {"copy", "reverse", "sort"} <= fits["seq2seq"]
     assert "cbow" in fits["word2vec_cbow"] and "skipgram" not in fits["word2vec_cbow"]
     assert "skipgram" in fits["word2vec_skipgram"] and {"digit_sum", "digit_max"} <= fits["deep_sets"]
-    assert {"moons", "circles"} <= fits["perceptron"] and "blobs" not in fits["perceptron"]  # 3 blobs by default and "sum" in fits["transformer_classifier"]
+    assert {"moons", "circles"} <= fits["perceptron"] and "blobs" not in fits["perceptron"]  # 3 blobs by default
+    assert "sum" in fits["transformer_classifier"]
     assert fits["gcn"] == set()                                                  # Cora-sized: 2708 nodes
     g = compiler.compile_file(ROOT / "specs" / "gcn.yaml", params={"nodes": 34, "features": 34})
     assert "karate" in D.suggest(g, list(g.inputs))
