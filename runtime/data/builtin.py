@@ -50,11 +50,11 @@ class Option:
             if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
                 raise UserError(f"{bad}: expected true or false")
             return text.lower() in ("true", "1", "yes")
-        if self.kind is str:
-            if self.choices and text not in self.choices:
+        if self.choices:
+            if text not in self.choices:
                 raise UserError(f"{bad}: expected one of {', '.join(self.choices)}",
                                 hint=did_you_mean(text, self.choices))
-            return text
+            return self.kind(text)
         try:
             value = self.kind(text)
         except ValueError:

@@ -129,7 +129,7 @@ MAX_SIZE = 64
 DIGITS = Builtin(
     "digits", "scikit-learn's 1,797 handwritten digits (8×8 grey, 10 classes), resizable", "images",
     (Option("size", 8, "image side in pixels (bilinear resize)", int, 8, MAX_SIZE, follows_spec=True),
-     Option("channels", 1, "1 (grey) or 3 (grey repeated as RGB)", int, 1, 3, follows_spec=True)),
+     Option("channels", 1, "1 (grey) or 3 (grey repeated as RGB)", int, choices=("1", "3"), follows_spec=True)),
     lambda o: [Array("image", "float32", (o["channels"], o["size"], o["size"]), "pixels in [0, 1]"),
                Array("label", "int64", (), "the digit, 0..9")],
     lambda o: dict(SIZES),
