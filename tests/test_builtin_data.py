@@ -200,6 +200,7 @@ def test_resize_matches_torch_bilinear():
     ("builtin:moons?n=5&noise=0.1", "not &"),
     ("builtin:karate?features=pagerank", "identity, degree"),
     ("builtin:digits?channels=2", "expected one of 1, 3"),
+    ("builtin:memory?n=5000000,length=200", "would take 8.4 GB of arrays"),
     ("builtin:parity?vocab=7", "its options: length"),
     ("builtin:copy?length=4,min_length=6", "longer than length=4"),
 ])

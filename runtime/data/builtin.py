@@ -220,10 +220,24 @@ def read(source: str, role: str = "train", graph: Graph | None = None,
                             hint="use a fraction of the training data instead, e.g. val: 0.1")
         part = "test" if role in ("test", "eval") else "train"
     opts = options_for(b, ref.given, graph, needed)
+    _check_size(b, opts, part)
     arrays = b.make(opts, part)
     if graph is not None:
         arrays = fit_arrays(graph, arrays, list(graph.inputs) if needed is None else needed, b.static)
     return arrays, describe(ref.name, part, opts, b.defaults())
+
+
+MAX_BYTES = 2 << 30
+
+
+def _check_size(b: Builtin, opts: dict[str, Any], part: str) -> None:
+    """Refuse options that would make arrays larger than MAX_BYTES (rather than run out of memory)."""
+    sizes = b.sizes(opts)
+    n = 1 if b.static else sum(sizes.values()) if part == "all" else sizes[part]
+    total = sum(n * int(np.prod(a.shape)) * np.dtype(a.dtype).itemsize for a in b.arrays(opts))
+    if total > MAX_BYTES:
+        raise UserError(f"builtin:{b.name} with these options would take {total / 2 ** 30:.1f} GB of arrays "
+                        f"(at most {MAX_BYTES >> 30} GB)", hint="ask for fewer or smaller samples")
 
 
 def fit_arrays(graph: Graph, arrays: dict[str, np.ndarray], needed: list[str],
