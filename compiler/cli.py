@@ -334,6 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "the grid and the points")
     sets(sp)
 
+    data = add("data", lambda a: data.print_help() or 2, "data sets: the built-in ones, what a spec is fed")
+    data_sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    sp = data_sub.add_parser("list", help="the built-in data sets: parts, arrays (shape, dtype), options")
+    sp.set_defaults(handler=lazy("runtime.data.builtin_list:cmd_list"))
+    sp.add_argument("name", nargs="*", metavar="NAME", help="only these sets")
+
     sp = add("schema", cmd_schema, "print the JSON Schema of the spec language")
     sp.add_argument("-o", "--output", metavar="FILE")
     return p

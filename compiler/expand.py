@@ -1056,6 +1056,11 @@ def check_train(c: Compiler, ex: Expander, tree: SMap, train: Any, top: Scope,
     if train.augment is not None and train.augment.input not in top.names:
         c.error(f"augment: unknown input '{train.augment.input}'", locate(ttree, ("augment", "input")),
                 did_you_mean(train.augment.input, list(top.names)))
+    for split_, name in train.mask.items():
+        if name not in inputs:
+            c.error(f"mask: '{name}' (the {split_} mask) is not an input of the spec",
+                    locate(ttree, ("mask", split_)),
+                    did_you_mean(name, list(inputs)) or f"its inputs are: {', '.join(inputs)}")
     ntree = ttree.get("noise")
     for name in train.noise:
         loc = ntree.key_locs.get(name, ntree.loc) if isinstance(ntree, SMap) else locate(ttree, ("noise",))

@@ -190,7 +190,8 @@ class Phase(Strict):
     optimizer: Optimizer | None = None
 
 
-Metric = Literal["accuracy", "precision", "recall", "f1", "confusion_matrix"]
+Metric = Literal["accuracy", "precision", "recall", "f1", "confusion_matrix", "token_accuracy", "sequence_accuracy",
+                 "mae", "rmse", "r2"]
 
 
 class Train(Strict):
@@ -207,6 +208,7 @@ class Train(Strict):
     predict: str | None = None
     target: str | None = None
     metrics: list[Metric] = Field(default_factory=list)
+    mask: dict[Literal["train", "val", "test"], str] = Field(default_factory=dict)   # split -> mask input for metrics
     augment: Augment | None = None
     data: Data = Field(default_factory=Data)
     phases: list[Phase] | None = None

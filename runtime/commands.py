@@ -144,7 +144,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UserError("no training data: give --data PATH.npz or train.data.train in the spec",
                         hint="a data set is an .npz with arrays named after the inputs "
                              f"({', '.join(plan.needed)})"
-                             + (", or builtin:digits" if D.digits_fit(g, plan.needed) is None else ""), code=2)
+                             + D.builtin_hint(g, plan.needed), code=2)
     derived = None
     if args.resume is not None:                 # the resumed run's categories and vocabulary, unchanged
         from .checkpoint import read_meta
@@ -214,7 +214,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         ds = splits.test
         if ds is None:
             raise UserError("no evaluation data: give --data PATH.npz"
-                            + (" (or builtin:digits)" if D.digits_fit(g, plan.needed) is None else "")
+                            + D.builtin_hint(g, plan.needed)
                             + ", or train.data.test in the spec", code=2)
     res = evaluate(model, ds, config=cfg, plan=plan)
     epoch = meta.get("epoch")

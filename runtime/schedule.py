@@ -13,7 +13,7 @@ from .optim import Optimizer
 
 __all__ = ["Scheduler", "StepLR", "CosineAnnealingLR", "ReduceLROnPlateau", "make", "monitor_mode"]
 
-MAX_METRICS = ("accuracy", "precision", "recall", "f1")
+MAX_METRICS = ("accuracy", "precision", "recall", "f1", "token_accuracy", "sequence_accuracy", "r2")
 
 
 def monitor_mode(monitor: str, mode: str = "auto") -> str:

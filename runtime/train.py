@@ -65,6 +65,7 @@ from .progress import Progress
 from .tensor import Entry, Tensor
 
 CLASSIFY_LOSSES = ("cross_entropy", "nll_loss", "bce_loss", "bce_with_logits")
+REGRESSION_LOSSES = ("mse_loss", "l1_loss")          # give predict/target when train.metrics asks for some
 PROBABILITY_OPS = ("sigmoid", "softmax")
 STATE_KIND = "specc.train_state"
 SHORT = {"accuracy": "acc", "precision": "prec", "recall": "rec", "f1": "f1"}
@@ -91,6 +92,15 @@ class Plan:
     needed: list[str]                       # inputs read from the data
     noise: dict[str, str] = field(default_factory=dict)   # inputs drawn per batch instead (train.noise)
     per_sample: set[str] = field(default_factory=set)     # terms summed over the batch: reported / samples
+    ignore_index: int | None = None         # the classification loss's: left out of the metrics
+    masks: dict[str, str] = field(default_factory=dict)   # split -> input that masks its metrics (train.mask)
+
+    def accumulator(self) -> M.Accumulator:
+        return M.Accumulator(self.probabilities, metrics=tuple(self.metrics), ignore_index=self.ignore_index)
+
+    def mask(self, batch: dict[str, Any], split_: str) -> np.ndarray | None:
+        name = self.masks.get(split_)
+        return None if name is None else batch[name]
 
     @property
     def refs(self) -> list[str]:
@@ -134,7 +144,8 @@ def make_plan(model: Model, cfg: Train) -> Plan:
     if (predict is None or target is None) and len(phases) == 1 and len(phases[0].terms) == 1:
         ref = model.resolve(next(iter(phases[0].terms)))
         node = g.node(ref.node) if g.has_node(ref.node) else None
-        if node is not None and node.op in CLASSIFY_LOSSES and len(node.inputs) >= 2 and None not in node.inputs[:2]:
+        if node is not None and (node.op in CLASSIFY_LOSSES or node.op in REGRESSION_LOSSES and cfg.metrics) \
+                and len(node.inputs) >= 2 and None not in node.inputs[:2]:
             predict = predict or str(node.inputs[0])
             target = target or str(node.inputs[1])
             probabilities = node.op == "bce_loss"
@@ -155,6 +166,7 @@ def make_plan(model: Model, cfg: Train) -> Plan:
     read = D.needed_inputs(g, plan.refs)
     plan.noise = {k: v for k, v in cfg.noise.items() if k in read}
     plan.needed = [k for k in read if k not in plan.noise]
+    _metric_options(plan, model, cfg)
     return plan
 
 
@@ -163,6 +175,24 @@ def _sums_over_batch(model: Model, ref: str) -> bool:
     r = model.resolve(ref)
     g = model.graph
     return g.has_node(r.node) and getattr(g.node(r.node).attrs, "reduction", None) == "sum"
+
+
+def _metric_options(plan: Plan, model: Model, cfg: Train) -> None:
+    """The loss's ignore_index and the train.mask inputs (read from the data too) for the metrics."""
+    g = model.graph
+    for n in g.nodes:
+        if n.op == "cross_entropy" and len(n.inputs) > 1 and str(n.inputs[1]) == plan.target:
+            plan.ignore_index = getattr(n.attrs, "ignore_index", None)
+    for split_, name in cfg.mask.items():
+        if name not in g.inputs:
+            raise UserError(f"train.mask: '{name}' (the {split_} mask) is not an input of the spec",
+                            hint=did_you_mean(name, list(g.inputs)))
+    if plan.predict and plan.target and plan.metrics:
+        M.check_shapes(plan.metrics, plan.predict, g.type_of(model.resolve(plan.predict)).shape, plan.target,
+                       g.type_of(model.resolve(plan.target)).shape, {k: g.inputs[k].shape for k in cfg.mask.values()})
+    if cfg.mask and plan.metrics:
+        plan.masks = dict(cfg.mask)
+        plan.needed += [k for k in dict.fromkeys(cfg.mask.values()) if k not in plan.needed]
 
 
 def draw_noise(plan: Plan, graph: Any, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -244,11 +274,11 @@ def fit_standardize(model: Model, ds: D.Dataset, batch_size: int = 512, log: Cal
 
 # -- evaluation -----------------------------------------------------------------------------------------
 def evaluate(model: Model, data: Any, *, config: Train | None = None, batch_size: int | None = None,
-             plan: Plan | None = None) -> dict[str, Any]:
+             plan: Plan | None = None, split: str = "test") -> dict[str, Any]:
     """Loss (each objective term too) and metrics over a data set, in eval mode, without a tape.
 
     Returns {"loss", <terms>..., "accuracy", "precision", "recall", "f1", "confusion_matrix", "samples"};
-    the metrics only when predict and target are known."""
+    the metrics only when predict and target are known. `split` chooses the train.mask entry."""
     cfg = config or model.graph.train or Train()
     plan = plan or make_plan(model, cfg)
     ds = data if isinstance(data, D.Dataset) and data.meta.get("checked") else D.as_dataset(
@@ -257,7 +287,7 @@ def evaluate(model: Model, data: Any, *, config: Train | None = None, batch_size
     was_training = model.training
     model.eval()
     sums: dict[str, float] = {}
-    acc = M.Accumulator(plan.probabilities) if plan.predict and plan.target else None
+    acc = plan.accumulator() if plan.predict and plan.target else None
     n_total = 0
     noise_rng = np.random.default_rng([cfg.seed, 4])       # the same noise at every evaluation
     try:
@@ -269,7 +299,7 @@ def evaluate(model: Model, data: Any, *, config: Train | None = None, batch_size
             for key, val in _losses(plan, out, n).items():
                 sums[key] = sums.get(key, 0.0) + val * n
             if acc is not None:
-                acc.update(out[plan.predict], out[plan.target])
+                acc.update(out[plan.predict], out[plan.target], plan.mask(batch, split))
             n_total += n
     finally:
         model.train(was_training)
@@ -641,7 +671,7 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
             model.train()
             prog.start_epoch(epoch)
             sums: dict[str, float] = {}
-            acc = M.Accumulator(plan.probabilities) if plan.metrics else None
+            acc = plan.accumulator() if plan.metrics else None
             seen = 0
             for bi, batch in enumerate(D.prefetch(train_ds.batches(cfg.batch_size, shuffle_rng)), 1):
                 if augment is not None:
@@ -656,7 +686,7 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
                         refs = list(ph.terms) + ([plan.predict, plan.target] if want_metrics else [])
                         outs = _train_step(model, ph, refs, feed, cfg, plan, epoch, bi, out)
                         if want_metrics:
-                            acc.update(outs[plan.predict].data, outs[plan.target].data)
+                            acc.update(outs[plan.predict].data, outs[plan.target].data, plan.mask(feed, "train"))
                         if s == 0:
                             step_losses.update({r: float(outs[r].data) for r in ph.terms})
                 for key, v in _losses(plan, step_losses, n).items():
@@ -669,7 +699,7 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
             if acc is not None:
                 rec.update({f"train.{k}": v for k, v in acc.result().items() if k in plan.metrics})
             if val_ds is not None:
-                res = evaluate(model, val_ds, config=cfg, plan=plan)
+                res = evaluate(model, val_ds, config=cfg, plan=plan, split="val")
                 rec.update({f"val.{k}": v for k, v in res.items() if k in keys})
             rec["lr"] = optimizers[0].param_groups[0]["lr"]
             rec["time"] = round(time.perf_counter() - t0, 3)

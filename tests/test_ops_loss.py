@@ -225,3 +225,57 @@ def test_nll_loss_torch(red, shape):
     x = np.log(probs(*shape)).astype(np.float32)
     _torch_check(lambda a, b: torch.nn.functional.nll_loss(a, b, reduction=red), "nll_loss", {"reduction": red},
                  x, labels(shape[1], shape[0], *shape[2:]), False)
+
+
+# -- cross_entropy ignore_index ---------------------------------------------------------------------
+def _with_ignored(n_classes, shape, ignore):
+    t = labels(n_classes, *shape)
+    t.flat[::3] = ignore                                      # every third target is padding
+    return t
+
+
+def test_cross_entropy_ignore_index_shape_rule():
+    _, _, inf = infer("cross_entropy", {"ignore_index": 0}, [T("N", 10, "T"), T("N", "T", dtype=I64)])
+    assert inf.outputs[0] == TensorType((), F32)
+    _, _, inf = infer("cross_entropy", {"ignore_index": -100, "reduction": "none"}, [T("N", 10), T("N", dtype=I64)])
+    assert inf.outputs[0] == TensorType(("N",), F32)
+    e = shape_error("cross_entropy", {"ignore_index": 0}, [T("N", 10), T("N", 10)])
+    assert "ignore_index" in e.message and "int64" in e.message and "probabilities" in e.message
+
+
+@pytest.mark.parametrize("red", REDUCTIONS)
+@pytest.mark.parametrize("eps", [0.0, 0.2])
+@pytest.mark.parametrize("ignore", [0, -100])
+def test_cross_entropy_ignore_index_gradcheck(red, eps, ignore):
+    t = _with_ignored(5, (3, 4), ignore)                      # [N, T] targets of [N, C, T] logits
+    gradcheck("cross_entropy", {"reduction": red, "label_smoothing": eps, "ignore_index": ignore},
+              [rand(3, 5, 4) * 3, t])
+
+
+def test_cross_entropy_ignore_index_values():
+    x = rand(4, 3) * 2
+    t = np.array([0, 2, 1, 2])
+    (full,), _, _ = run("cross_entropy", {"reduction": "none"}, [x, t])
+    (y,), bwd, _ = run("cross_entropy", {"ignore_index": 2}, [x, t])
+    assert y == pytest.approx((full[0] + full[2]) / 2)        # the mean over the two kept targets
+    gx, _ = bwd(np.ones(()))
+    assert not gx[[1, 3]].any() and gx[[0, 2]].any()          # ignored rows get no gradient
+    (none,), _, _ = run("cross_entropy", {"ignore_index": 2, "reduction": "none"}, [x, t])
+    assert none[1] == 0 and none[3] == 0 and none[0] == pytest.approx(full[0])
+    with pytest.raises(ValueError, match="class index 7"):   # indices other than ignore_index are still checked
+        run("cross_entropy", {"ignore_index": 2}, [x, np.array([0, 7, 2, 2])])
+    (allgone,), _, _ = run("cross_entropy", {"ignore_index": 2}, [x, np.full(4, 2)])
+    assert np.isnan(allgone)                                  # 0/0, as PyTorch
+
+
+@pytest.mark.parametrize("red", REDUCTIONS)
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+@pytest.mark.parametrize("shape,ignore", [((6, 4), 1), ((3, 5, 7), 0), ((2, 4, 3, 3), -100)])
+def test_cross_entropy_ignore_index_torch(red, eps, shape, ignore):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x = (rand(*shape) * 4).astype(np.float32)
+    t = _with_ignored(shape[1], (shape[0], *shape[2:]), ignore)
+    fn = lambda a, b: F.cross_entropy(a, b, reduction=red, label_smoothing=eps, ignore_index=ignore)  # noqa: E731
+    _torch_check(fn, "cross_entropy", {"reduction": red, "label_smoothing": eps, "ignore_index": ignore},
+                 x, t, False)

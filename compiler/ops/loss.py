@@ -17,6 +17,7 @@ class Loss(Attrs):
 
 class CrossEntropy(Loss):
     label_smoothing: float = 0.0
+    ignore_index: int | None = None         # a target class that counts neither in the loss nor in the mean
 
 
 def _fmt(shape) -> str:
@@ -88,7 +89,7 @@ def _index_target(name: str, x: TensorType, t: TensorType, want: tuple, what: st
 
 @op("cross_entropy", CrossEntropy, inputs=["input", "target"], loss=True)
 def cross_entropy(a: CrossEntropy, x: TensorType, t: TensorType) -> Inferred:
-    """Softmax cross-entropy of logits N×C×… with int64 class indices N×… or float class probabilities of the logits' shape; label smoothing as PyTorch (mean over N×…)."""
+    """Softmax cross-entropy of logits N×C×… with int64 class indices N×… or float class probabilities of the logits' shape; label smoothing as PyTorch (mean over N×…); ignore_index: targets of that class add 0 and leave the mean's count (as PyTorch)."""
     want = _class_input("cross_entropy", x, "logits")
     if not 0.0 <= a.label_smoothing <= 1.0:
         raise ShapeError(f"label_smoothing must be between 0 and 1, got {a.label_smoothing}",
@@ -96,6 +97,10 @@ def cross_entropy(a: CrossEntropy, x: TensorType, t: TensorType) -> Inferred:
     if t.dtype == "int64":
         _index_target("cross_entropy", x, t, want, "logits", True)
     elif t.dtype in FLOATS:
+        if a.ignore_index is not None:
+            raise ShapeError(f"cross_entropy's ignore_index applies to int64 class indices, but its target is "
+                             f"float probabilities (shape {t}, {t.dtype})", attr="ignore_index",
+                             hint="drop ignore_index, or give the target as class indices")
         if t.shape != x.shape:
             raise ShapeError(f"cross_entropy expects int64 class indices of shape {_fmt(want)} or float class "
                              f"probabilities of shape {x} (from logits {x}) but its target has shape {t} "

@@ -110,7 +110,8 @@ def _shape_ok(name: str, shape: tuple, t: Any, source: str, builtin: bool,
             per = "×".join(map(str, t.shape[1:])) or "a scalar"
             problems.add(f"the built-in digits are 1×8×8 images (64 values), but input '{name}' "
                          f"expects {per} per sample ({want})",
-                         "use a data set of the spec's image size, or change the spec's input to [N, 1, 8, 8]")
+                         "leave out the size option (builtin:digits follows the spec's image size), "
+                         "or change the spec's input to [N, 1, 8, 8]")
         elif _channels_last(shape, t.shape):
             c = t.shape[1]
             problems.add(f"array '{name}' in {source} has shape {list(shape)}, channels last ([N, H, W, C]), "

@@ -15,7 +15,8 @@ from compiler.ir import Graph
 from compiler.spec import SOURCE_KINDS, Source
 
 from ..checkpoint import read_npz
-from .builtin import BUILTIN, _builtin
+from . import builtin as B
+from .builtin import BUILTIN
 from .check import Problems, check
 from .dataset import Dataset, Splits, held_out, split
 from .fields import Read, map_fields, unmapped_hint
@@ -80,10 +81,12 @@ def like_spec(path: str, like: Any, like_base: str | Path | None = None) -> Any:
     return path
 
 
-def read(source: str, role: str = "train") -> tuple[dict[str, np.ndarray], str]:
-    """The arrays of a .npz path or builtin:NAME, and a description of it."""
+def read(source: str, role: str = "train", graph: Graph | None = None,
+         needed: list[str] | None = None) -> tuple[dict[str, np.ndarray], str]:
+    """The arrays of a .npz path or builtin:NAME, and a description of it (a built-in set is mapped onto
+    the graph's inputs when one is given)."""
     if source.startswith(BUILTIN):
-        return _builtin(source, role)
+        return B.read(source, role, graph, needed)
     if not Path(source).exists():
         raise _missing(source)
     if Path(source).is_dir():
@@ -132,7 +135,7 @@ def load(graph: Graph, source: Any, needed: list[str] | None = None, role: str =
     if isinstance(source, str):
         src_path = resolve(source, base_dir)
         if src_path.startswith(BUILTIN):
-            arrays, desc = read(src_path, role)
+            arrays, desc = read(src_path, role, graph, needed)
             return check(graph, arrays, desc, needed, builtin=True)
         src = as_source(src_path)
     else:

@@ -14,6 +14,15 @@ def _reduce(ctx: Ctx, per: np.ndarray) -> np.ndarray:
     return np.asarray(s / per.dtype.type(per.size) if r == "mean" else s, dtype=per.dtype)
 
 
+def _reduce_kept(ctx: Ctx, per: np.ndarray, count: int) -> np.ndarray:
+    """As _reduce, the mean over `count` kept elements (0/0 = nan when none is kept, as PyTorch)."""
+    if ctx.attrs.reduction != "mean":
+        return _reduce(ctx, per)
+    s = per.sum(dtype=per.dtype)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(s / per.dtype.type(count), dtype=per.dtype)
+
+
 def _grad_scale(ctx: Ctx, g: np.ndarray, count: int, dtype) -> np.ndarray:
     """The upstream gradient as a per-element factor: g/count (mean), g (sum) or g itself (none)."""
     g = np.asarray(g, dtype=dtype)
@@ -122,14 +131,24 @@ def cross_entropy(ctx: Ctx, x: np.ndarray, t: np.ndarray):
     log_s = np.log(s)
     count = x.size // c if c else 0                  # elements of N×d…: the mean's divisor
     if t.dtype.kind != "f":
-        _check_classes("cross_entropy", t, c)
+        ignore = getattr(ctx.attrs, "ignore_index", None)
+        keep = None if ignore is None else np.expand_dims(t != ignore, 1)
+        if keep is not None:
+            _check_classes("cross_entropy", t[keep.squeeze(1)], c)
+            t = np.where(keep.squeeze(1), t, 0)      # any valid index; those positions are zeroed below
+            count = int(keep.sum())
+        else:
+            _check_classes("cross_entropy", t, c)
         idx = np.expand_dims(t, 1)
         zt = np.take_along_axis(z, idx, axis=1)
         # −(1−ε)·log p_t − (ε/C)·Σ_c log p_c  with  log p = z − log s
         per = log_s - dt(1 - eps) * zt
         if eps:
             per -= dt(eps / c) * z.sum(axis=1, keepdims=True)
-        out = _reduce(ctx, per.squeeze(1))
+        if keep is None:
+            out = _reduce(ctx, per.squeeze(1))
+        else:
+            out = _reduce_kept(ctx, np.where(keep, per, dt(0)).squeeze(1), count)
 
         def backward(g):
             if not ctx.need(0):
@@ -140,6 +159,8 @@ def cross_entropy(ctx: Ctx, x: np.ndarray, t: np.ndarray):
                 gx -= dt(eps / c)
             np.put_along_axis(gx, idx, np.take_along_axis(gx, idx, axis=1) - dt(1 - eps), axis=1)
             gx *= k
+            if keep is not None:
+                gx *= keep
             return gx, None
 
         return out, backward
