@@ -195,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="forward returns these (a spec output, node, node:port or loss; repeatable)")
     sets(sp)
 
-    data = add("data", lambda a: a.data_handler(a), "data sets: what specc feeds a spec (docs/data.md)")
+    data = add("data", lambda a: a.data_handler(a), "data sets: the built-in ones, what specc feeds a spec "
+               "(docs/data.md, docs/builtin-data.md)")
     data_sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     data_sub.required = True
 
@@ -205,6 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("spec")
     sp.add_argument("--data", metavar="SOURCE", help="the training data instead of train.data.train")
     sets(sp)
+    about = "the built-in data sets: parts, arrays (shape, dtype), options"
+    sp = data_sub.add_parser("list", help=about, description=about)
+    sp.set_defaults(data_handler=lazy("runtime.data.builtin_list:cmd_list"))
+    sp.add_argument("name", nargs="*", metavar="NAME", help="only these sets")
 
     sp = add("graph", lazy("compiler.graphviz:cmd_graph"), "draw the graph (dot, mmd, svg, png)")
     sp.add_argument("spec")
@@ -333,12 +338,6 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--out", required=True, metavar="OUT.png", help="the picture; OUT.npz beside it holds "
                     "the grid and the points")
     sets(sp)
-
-    data = add("data", lambda a: data.print_help() or 2, "data sets: the built-in ones, what a spec is fed")
-    data_sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
-    sp = data_sub.add_parser("list", help="the built-in data sets: parts, arrays (shape, dtype), options")
-    sp.set_defaults(handler=lazy("runtime.data.builtin_list:cmd_list"))
-    sp.add_argument("name", nargs="*", metavar="NAME", help="only these sets")
 
     sp = add("schema", cmd_schema, "print the JSON Schema of the spec language")
     sp.add_argument("-o", "--output", metavar="FILE")

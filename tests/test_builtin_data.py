@@ -168,6 +168,20 @@ def test_text_pairs_and_vocabulary():
     assert "king" in vocab and "queen" in vocab
 
 
+def test_word_pairs_follow_a_smaller_embedding_table():
+    """A word2vec spec whose table has fewer rows than the corpus vocabulary keeps its most frequent words;
+    the rest become <unk> (id 1), so every id fits the table."""
+    g = compiler.compile_file(str(ROOT / "specs" / "word2vec_skipgram.yaml"), params={"vocab": 12})
+    arrays, _ = B.read("builtin:skipgram/test", "test", g, list(g.inputs))
+    full = make("skipgram", part="test")
+    assert arrays["center"].max() == 11 and arrays["context"].max() == 11
+    keep = full["center"] < 12
+    assert np.array_equal(arrays["center"][keep], full["center"][keep])
+    assert (arrays["center"][~keep] == 1).all() and (~keep).any()
+    explicit = make("skipgram", part="test", vocab=50)
+    assert explicit["center"].max() == 49
+
+
 def test_shipped_corpus_is_the_generators_output():
     import importlib.util
     spec = importlib.util.spec_from_file_location("make_corpus", ROOT / "tools" / "make_corpus.py")

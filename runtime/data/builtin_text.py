@@ -40,9 +40,11 @@ def vocabulary(min_count: int = 1) -> list[str]:
     return [*SPECIALS, *words]
 
 
-def stream(part: str, min_count: int = 1) -> np.ndarray:
-    """The word ids of a part ('train', 'test' or 'all'), sentences joined into one stream."""
-    index = {w: i for i, w in enumerate(vocabulary(min_count))}
+def stream(part: str, min_count: int = 1, vocab: int = 0) -> np.ndarray:
+    """The word ids of a part ('train', 'test' or 'all'), sentences joined into one stream; with `vocab`,
+    only the `vocab` most frequent ids are kept (the rest become <unk>)."""
+    words = vocabulary(min_count)
+    index = {w: i for i, w in enumerate(words[:vocab] if vocab else words)}
     sents = sentences()
     cut = int(round(TRAIN_FRACTION * len(sents)))
     chosen = sents[:cut] if part == "train" else sents[cut:] if part == "test" else sents
@@ -69,16 +71,39 @@ def cbow_windows(ids: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _skipgram(o: dict[str, Any], part: str) -> dict[str, np.ndarray]:
-    pairs = [skipgram_pairs(stream(p, o["min_count"]), o["window"]) for p in _parts(part)]
+    pairs = [skipgram_pairs(stream(p, o["min_count"], o["vocab"]), o["window"]) for p in _parts(part)]
     return {"center": np.concatenate([c for c, _ in pairs]), "context": np.concatenate([x for _, x in pairs])}
 
 
 def _cbow(o: dict[str, Any], part: str) -> dict[str, np.ndarray]:
-    pairs = [cbow_windows(stream(p, o["min_count"]), o["window"]) for p in _parts(part)]
+    pairs = [cbow_windows(stream(p, o["min_count"], o["vocab"]), o["window"]) for p in _parts(part)]
     return {"context": np.concatenate([c for c, _ in pairs]), "center": np.concatenate([x for _, x in pairs])}
 
 
+def _vocab_auto(graph: Graph, needed: list[str], given: dict[str, Any]) -> dict[str, Any]:
+    """An embedding table smaller than the corpus vocabulary keeps its most frequent words (the rest: <unk>)."""
+    sizes = [n.attrs.num_embeddings for n in graph.nodes if n.op == "embedding"]
+    full = len(vocabulary(given.get("min_count", 1)))
+    if "vocab" in given or not sizes or not isinstance(min(sizes), int) or min(sizes) >= full:
+        return {}
+    v = max(2, min(sizes))
+    return {"vocab": v, "note": f"builtin: the {v - 2} most frequent corpus words (the embedding table has "
+                                f"{v} rows; rarer words become <unk>)"}
+
+
+def _skipgram_auto(graph: Graph, needed: list[str], given: dict[str, Any]) -> dict[str, Any]:
+    return _vocab_auto(graph, needed, given)
+
+
 def _cbow_auto(graph: Graph, needed: list[str], given: dict[str, Any]) -> dict[str, Any]:
+    found = _vocab_auto(graph, needed, given)
+    note = found.pop("note", None)
+    window = _cbow_window(graph, given)
+    notes = [n for n in (note, window.pop("note", None)) if n]
+    return {**found, **window, **({"note": "; ".join(notes)} if notes else {})}
+
+
+def _cbow_window(graph: Graph, given: dict[str, Any]) -> dict[str, Any]:
     t = graph.inputs.get("context")
     if "window" in given or t is None or t.rank != 2 or not isinstance(t.shape[1], int) or t.shape[1] % 2:
         return {}
@@ -93,7 +118,7 @@ def _sizes(kind: str):
     def sizes(o: dict[str, Any]) -> dict[str, int]:
         out = {}
         for p in ("train", "test"):
-            n = len(stream(p, o["min_count"]))
+            n = len(stream(p, o["min_count"], o["vocab"]))
             out[p] = 2 * sum(n - d for d in range(1, o["window"] + 1)) if kind == "skipgram" else n - 2 * o["window"]
         return out
     return sizes
@@ -101,7 +126,9 @@ def _sizes(kind: str):
 
 def _options(follows: bool) -> tuple[Option, ...]:
     return (Option("window", 2, "words on each side of the centre", int, 1, 10, follows_spec=follows),
-            Option("min_count", 1, "rarer words become <unk>", int, 1, 1000))
+            Option("min_count", 1, "rarer words become <unk>", int, 1, 1000),
+            Option("vocab", 0, "keep the most frequent ids only (0: all; <pad> and <unk> count)", int, 0, 10**6,
+                   follows_spec=True))
 
 
 def _vocab_note() -> str:
@@ -114,7 +141,7 @@ SETS = (
             _options(False),
             lambda o: [Array("center", "int64", (), "the centre word's id"),
                        Array("context", "int64", (), "one word within the window")],
-            _sizes("skipgram"), _skipgram, notes=(_vocab_note(),) if CORPUS.exists() else ()),
+            _sizes("skipgram"), _skipgram, notes=(_vocab_note(),) if CORPUS.exists() else (), auto=_skipgram_auto),
     Builtin("cbow", "word2vec CBOW windows (2·window context words → the centre word) from the shipped corpus",
             "text", _options(True),
             lambda o: [Array("context", "int64", (2 * o["window"],), "the words around the centre"),
