@@ -13,17 +13,30 @@ from .errors import SpecError, UserError
 
 
 def parse_set(items: Sequence[str] | None) -> dict[str, Any]:
-    import yaml
+    """`--set key=value` pairs; each value is YAML read with the spec's limits (text that is not YAML
+    stays a string). A malformed or oversized value is a usage error (exit 2)."""
+    from .expr import ExprError, check_value
+    from .load import load_value
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise UserError(f"--set expects key=value, got '{item}'", code=2)
+            raise UserError(f"--set expects key=value, got '{_clip(item)}'", code=2)
+        key = key.strip()
         try:
-            out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
-        except yaml.YAMLError:
-            out[key.strip()] = value
+            out[key] = load_value(value, f"--set {key}") if value.strip() else ""
+            check_value(out[key])
+        except SpecError as e:
+            d = e.diagnostics[0]
+            raise UserError(f"--set {_clip(key)}: {d.message.removeprefix(f'--set {key}: ')}", d.hint,
+                            code=2) from None
+        except ExprError as e:
+            raise UserError(f"--set {_clip(key)}: {e.message}", e.hint, code=2) from None
     return out
+
+
+def _clip(text: str, n: int = 80) -> str:
+    return text if len(text) <= n else text[:n - 3] + "..."
 
 
 def positive_int(text: str) -> int:

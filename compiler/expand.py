@@ -19,13 +19,14 @@ from typing import Any, Callable
 
 from pydantic import ValidationError
 
+from . import limits
 from . import ops as ops_pkg
 from .errors import Diagnostic, Loc, ShapeError, SpecError, did_you_mean
-from .expr import ExprError, is_template, render
+from .expr import FAILED, Budget, ExprError, is_template, render
 from .ir import Graph, Init, Node, Ref, TensorType
 from .load import SList, SMap, load_file, locate
 from .spec import RESERVED, BlockSpec, Library, Spec, Train
-from .values import POISON, Poisoned, Value
+from .values import POISON, Abort, Poisoned, Value
 
 OPS = ops_pkg.OPS
 STD_LIB = Path(__file__).resolve().parent.parent / "specs" / "lib"
@@ -104,14 +105,23 @@ class Compiler:
     def __init__(self, sources: dict[str, str] | None = None):
         self.diags: list[Diagnostic] = []
         self.sources: dict[str, str] = sources if sources is not None else {}
+        self.budget = Budget()                 # work left for the spec's expressions
+        self.dropped = 0                       # errors past limits.ERRORS, counted but not kept
 
     # -- errors -------------------------------------------------------------------------------
     def error(self, message: str, loc: Loc | None, hint: str | None = None,
               use_sites: list[Loc] | None = None) -> None:
+        if len(self.diags) >= limits.ERRORS:
+            self.dropped += 1
+            return
         notes = [(u, "in the block used here") for u in reversed(use_sites or [])]
-        self.diags.append(Diagnostic(message, loc, hint, notes))
+        self.diags.append(Diagnostic(_clip(message), loc, _clip(hint) if hint else hint, notes))
 
     def fail(self) -> SpecError:
+        if self.dropped:
+            self.diags.append(Diagnostic(f"{self.dropped:,} more errors not shown (at most {limits.ERRORS} "
+                                         "are reported)"))
+            self.dropped = 0
         err = SpecError(diagnostics=self.diags)
         err.sources = self.sources
         return err
@@ -136,7 +146,16 @@ class Compiler:
         return mod
 
     def import_file(self, alias: str, target: str, mod: Module, loc: Loc, stack: tuple[str, ...]) -> Module | None:
+        shown = target if len(target) <= 80 else target[:77] + "..."
+        if "\0" in target or len(target) > 1024:
+            self.error(f"import '{alias}': '{shown}' is not a usable path", loc,
+                       "a path has no NUL character and at most 1024 characters")
+            return None
         if target.startswith("std:"):
+            if not SYMBOL_RE.match(target[4:]):
+                self.error(f"import '{alias}': '{target}' is not a standard library name", loc,
+                           "std: takes a plain library name, e.g. std:resnet")
+                return None
             file = (STD_LIB / f"{target[4:]}.yaml").resolve()
             root = STD_LIB.resolve()
             if not file.is_file():
@@ -149,14 +168,18 @@ class Compiler:
                 self.error(f"import '{alias}': absolute paths are not allowed ('{target}')", loc,
                            "give a path relative to the importing file, or std:NAME")
                 return None
-            file = (Path(mod.path).resolve().parent / target).resolve()
-            root = mod.root
-            if not file.is_relative_to(root):
-                self.error(f"import '{alias}': '{target}' is outside the spec's folder ({root})", loc,
-                           "imports may not escape the folder of the top-level spec")
-                return None
-            if not file.is_file():
-                self.error(f"import '{alias}': file '{target}' not found", loc)
+            try:
+                file = (Path(mod.path).resolve().parent / target).resolve()
+                root = mod.root
+                if not file.is_relative_to(root):
+                    self.error(f"import '{alias}': '{target}' is outside the spec's folder ({root})", loc,
+                               "imports may not escape the folder of the top-level spec")
+                    return None
+                if not file.is_file():
+                    self.error(f"import '{alias}': file '{target}' not found", loc)
+                    return None
+            except (OSError, ValueError) as e:
+                self.error(f"import '{alias}': cannot use '{shown}': {getattr(e, 'strerror', None) or e}", loc)
                 return None
         if str(file) in stack:
             chain = " -> ".join(Path(s).name for s in stack + (str(file),))
@@ -204,6 +227,14 @@ class Compiler:
                                                                 if prefix + path[:-1] else ""), loc)
         else:
             self.error(f"{where}: {err['msg']} (found {err.get('input')!r})", loc)
+
+
+def _clip(text: str) -> str:
+    """A message cut in the middle past limits.MESSAGE_CHARS (a huge value's repr, say)."""
+    n = limits.MESSAGE_CHARS
+    if len(text) <= n:
+        return text
+    return f"{text[:n // 2]} ... ({len(text) - n:,} characters cut) ... {text[-n // 2:]}"
 
 
 def _dedupe(errors: list[dict]) -> list[dict]:
@@ -343,9 +374,10 @@ class Expander:
         env = scope.env if env is None else env
         if is_template(value):
             try:
-                return render(value, env, self.shape_fn(scope, loc))
+                return render(value, env, self.shape_fn(scope, loc), self.c.budget)
             except ExprError as e:
-                self.c.error(e.message, loc, e.hint, use_sites=scope.use_sites)
+                if not e.quiet:
+                    self.c.error(e.message, loc, e.hint, use_sites=scope.use_sites)
                 raise Poisoned from None
         if isinstance(value, list):
             locs = getattr(value, "locs", None)
@@ -462,6 +494,11 @@ class Expander:
             if not isinstance(repeat, int) or isinstance(repeat, bool) or repeat < 1:
                 self.c.error(f"repeat must be a positive integer, found {repeat!r}", locs["repeat"],
                              use_sites=scope.use_sites)
+                scope.last = POISON
+                raise Poisoned
+            if repeat > limits.REPEAT:
+                self.c.error(f"repeat {repeat:,} is larger than the limit of {limits.REPEAT:,}", locs["repeat"],
+                             "a network of that many layers cannot be built or trained", use_sites=scope.use_sites)
                 scope.last = POISON
                 raise Poisoned
         n_errors = len(self.c.diags)
@@ -646,10 +683,16 @@ class Expander:
                          use_sites=scope.use_sites)
             raise Poisoned
         for i, v in enumerate(inputs):
-            if v is None and not opdef.variadic and opdef.inputs[i] not in opdef.optional:
-                self.c.error(f"{opdef.name} input '{opdef.inputs[i]}' cannot be null", locs.get("in", loc),
+            if v is None and (opdef.variadic or opdef.inputs[i] not in opdef.optional):
+                what = f"input {i + 1}" if opdef.variadic else f"input '{opdef.inputs[i]}'"
+                self.c.error(f"{opdef.name} {what} cannot be null", locs.get("in", loc),
                              use_sites=scope.use_sites)
                 raise Poisoned
+        if len(self.nodes) >= limits.NODES:
+            self.c.error(f"the spec expands to more than {limits.NODES:,} nodes, the limit",
+                         locs.get("__node__", loc), "check the repeat counts of this layer and the blocks around it",
+                         use_sites=scope.use_sites)
+            raise Abort
         refs = [None if v is None else v.default[0] for v in inputs]
         types = [None if v is None else v.default[1] for v in inputs]
         if not opdef.variadic:          # omitted trailing optional inputs are None, for kernels and lowerings
@@ -670,6 +713,10 @@ class Expander:
                          use_sites=scope.use_sites)
             raise Poisoned from None
         ports = inferred.ports or list(opdef.ports)
+        if len(inferred.outputs) > limits.OUTPUTS:
+            self.c.error(f"{opdef.name} '{name}' would have {len(inferred.outputs):,} outputs, more than the limit of "
+                         f"{limits.OUTPUTS:,}", locs.get("__node__", loc), use_sites=scope.use_sites)
+            raise Poisoned
         full = scope.prefix + name
         node = Node(name=full, op=opdef.name, attrs=attrs, inputs=refs,
                     outputs=dict(zip(ports, inferred.outputs)), params=list(inferred.params),
@@ -798,6 +845,11 @@ class Expander:
                 raise Poisoned
             return Value(dict(inner.last.ports), kind="instance", owner=full)
         olocs = btree["outputs"]
+        if not outs:
+            self.c.error("a block needs at least one output", getattr(olocs, "loc", btree.loc),
+                         "list its outputs, or leave `outputs` out to use the last layer",
+                         use_sites=inner.use_sites)
+            raise Poisoned
         items = list(outs.items()) if isinstance(outs, dict) else [(r, r) for r in outs]
         ports: dict[str, tuple[Ref, TensorType]] = {}
         for i, (port, ref) in enumerate(items):
@@ -880,8 +932,11 @@ def compile_tree(tree: Any, path: str, params: dict[str, Any] | None, text: str,
     ex = Expander(c)
     top = Scope(prefix="", param_prefix="", env=env, module=mod)
     graph_inputs = build_inputs(c, ex, tree, spec, top)
-    if tree.get("layers") is not None:
-        ex.expand_layers(tree["layers"], top)
+    try:
+        if tree.get("layers") is not None:
+            ex.expand_layers(tree["layers"], top)
+    except Abort:                             # a limit on the whole expansion: nothing more is checked
+        raise c.fail() from None
     outputs = build_outputs(c, ex, tree, spec, top)
     train = None
     if spec.train is not None:
@@ -909,9 +964,11 @@ def apply_overrides(c: Compiler, spec: Spec, tree: SMap, params: dict[str, Any])
     for k, v in list(env.items()):
         if is_template(v):
             try:
-                env[k] = render(v, env)
+                env[k] = render(v, env, budget=c.budget)
             except ExprError as e:
-                c.error(e.message, locate(tree, ("params", k)), e.hint)
+                env[k] = FAILED                  # reading it later fails quietly: one error, not a cascade
+                if not e.quiet:
+                    c.error(e.message, locate(tree, ("params", k)), e.hint)
     return env
 
 

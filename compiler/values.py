@@ -30,3 +30,8 @@ POISON = Value(poisoned=True)
 
 class Poisoned(Exception):
     """A node depends on one that already failed; its error has been reported."""
+
+
+class Abort(Exception):
+    """A limit on the whole expansion was reached (e.g. the node count); its error has been reported
+    and nothing more is expanded."""
