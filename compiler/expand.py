@@ -146,7 +146,8 @@ class Compiler:
         return mod
 
     def import_file(self, alias: str, target: str, mod: Module, loc: Loc, stack: tuple[str, ...]) -> Module | None:
-        shown = target if len(target) <= 80 else target[:77] + "..."
+        shown = target.replace("\0", "\\0")
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
         if "\0" in target or len(target) > 1024:
             self.error(f"import '{alias}': '{shown}' is not a usable path", loc,
                        "a path has no NUL character and at most 1024 characters")
@@ -513,7 +514,10 @@ class Expander:
         if len(self.c.diags) > n_errors:
             raise Poisoned
         value: Value | None = None
+        n_nodes = len(self.nodes)
         for i in range(repeat):
+            if i == 1:
+                self.check_node_count(repeat, len(self.nodes) - n_nodes, locs["repeat"], scope)
             env = dict(scope.env, index=i) if "repeat" in fields else scope.env
             full = name if repeat == 1 else f"{name}.{i}"
             if value is not None:
@@ -550,6 +554,14 @@ class Expander:
         if value.poisoned:
             raise Poisoned
         scope.built.append((name, value, kind == "op" and OPS[target].loss))
+
+    def check_node_count(self, repeat: int, per_copy: int, loc: Loc, scope: Scope) -> None:
+        """After a repeated layer's first copy: refuse at once a repeat that would pass limits.NODES."""
+        total = len(self.nodes) + per_copy * (repeat - 1)
+        if total > limits.NODES:
+            self.c.error(f"repeat {repeat:,} would expand the spec to about {total:,} nodes ({per_copy:,} per copy), "
+                         f"more than the limit of {limits.NODES:,}", loc, use_sites=scope.use_sites)
+            raise Abort
 
     def node_inputs(self, fields: dict, locs: dict, loc: Loc, scope: Scope, kind: str, target: str) -> list[Value]:
         if "in" in fields:
