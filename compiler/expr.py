@@ -50,8 +50,8 @@ FAILED = _Failed()
 class Budget:
     """The work left for every expression of one compilation (steps: nodes visited + items produced)."""
 
-    def __init__(self, steps: int = limits.TOTAL_STEPS):
-        self.total = self.left = steps
+    def __init__(self, steps: int | None = None):
+        self.total = self.left = limits.TOTAL_STEPS if steps is None else steps
 
 
 _BIN = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
