@@ -1046,6 +1046,10 @@ def build_outputs(c: Compiler, ex: Expander, tree: SMap, spec: Spec, top: Scope)
                 return {name: value.default[0]}
         return outs
     otree = tree["outputs"]
+    if not spec.outputs:
+        c.error("the spec's outputs are empty", getattr(otree, "loc", tree.loc_of("outputs")),
+                "list the nodes the model returns, or leave `outputs` out to return the last layer")
+        return outs
     items = list(spec.outputs.items()) if isinstance(spec.outputs, dict) else [(r, r) for r in spec.outputs]
     for i, (public, ref) in enumerate(items):
         loc = otree.loc_of(public) if isinstance(otree, SMap) else otree.loc_of(i)
