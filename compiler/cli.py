@@ -59,9 +59,13 @@ MAX_COUNT = 10 ** 12           # --batch, --epochs: far beyond any real run, sma
 def load_graph(path: str, sets: Sequence[str] | None = None):
     from . import compile_file
     params = parse_set(sets)                # a malformed --set is a usage error (2), whatever the file
-    if not Path(path).exists():
+    try:
+        exists, is_dir = Path(path).exists(), Path(path).is_dir()
+    except (OSError, ValueError) as e:      # a NUL character, a name too long for the file system
+        raise UserError(f"cannot read '{_clip(path)}': {getattr(e, 'strerror', None) or e}") from None
+    if not exists:
         raise UserError(f"no such spec file: '{path}'")
-    if Path(path).is_dir():
+    if is_dir:
         raise UserError(f"'{path}' is a folder, not a spec file",
                         hint=f"check every spec in it with: python tools/shape_check.py {path}")
     return compile_file(path, params=params)

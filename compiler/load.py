@@ -55,7 +55,7 @@ def load_file(path: str | Path) -> tuple[Any, str]:
     p = Path(path)
     try:
         size = p.stat().st_size
-    except OSError as e:
+    except (OSError, ValueError) as e:          # ValueError: a NUL character in the path
         raise SpecError(f"cannot read '{path}': {e.strerror or e}") from None
     if size > MAX_BYTES:
         raise SpecError(f"'{path}' is {size:,} bytes; a spec may be at most {MAX_BYTES:,} bytes")

@@ -194,3 +194,14 @@ def test_check_to_dev_full_and_ctrl_c_at_start_up():
     code = "import sys; sys.argv[0] = '-m'; import compiler; raise KeyboardInterrupt"
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 130 and r.stderr == "interrupted\n"
+
+
+@pytest.mark.parametrize("argv", [
+    ["check", "a\0b.yaml"], ["check", "a" * 5000 + ".yaml"], ["compile", "specs/mlp.yaml", "-o", "x\0.onnx"],
+    ["compile", "specs/mlp.yaml", "-o", "x" * 300 + ".onnx"], ["schema", "-o", "x\0.json"],
+])
+def test_unusable_paths_on_the_command_line(argv, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
