@@ -855,6 +855,8 @@ class Expander:
             if inner.last is None:
                 self.c.error("block has no layers", btree.loc, use_sites=inner.use_sites)
                 raise Poisoned
+            if inner.last.poisoned:               # its last layer failed (reported, or quiet after a failed import)
+                raise Poisoned
             return Value(dict(inner.last.ports), kind="instance", owner=full)
         olocs = btree["outputs"]
         if not outs:
