@@ -197,7 +197,7 @@ def test_check_to_dev_full_and_ctrl_c_at_start_up():
 
 
 @pytest.mark.parametrize("argv", [
-    ["check", "a\0b.yaml"], ["check", "a" * 5000 + ".yaml"], ["compile", "specs/mlp.yaml", "-o", "x\0.onnx"],
+    ["check", "a\0b.yaml"], ["check", "a" * 5000 + ".yaml"], ["graph", "specs/mlp.yaml", "-o", "x\0.dot"],
     ["compile", "specs/mlp.yaml", "-o", "x" * 300 + ".onnx"], ["schema", "-o", "x\0.json"],
 ])
 def test_unusable_paths_on_the_command_line(argv, capsys, monkeypatch):
