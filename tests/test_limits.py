@@ -68,7 +68,7 @@ def test_set_values_are_limited(tmp_path, value, message):
     if message is None:
         assert code in (0, 2)
     else:
-        assert code == 2 and f"--set p: " in out and message in out
+        assert code == 2 and "--set p: " in out and message in out
 
 
 def test_set_value_within_limits_is_used(tmp_path):
