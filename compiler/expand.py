@@ -199,7 +199,8 @@ class Compiler:
             return model.model_validate(tree)
         except ValidationError as e:
             errors = _dedupe(e.errors())
-            extra = {(tuple(er["loc"][:-1]), str(er["loc"][-1])) for er in errors if er["type"] == "extra_forbidden"}
+            extra = {(tuple(er["loc"][:-1]), str(er["loc"][-1])) for er in errors
+                     if er["type"] == "extra_forbidden" and er["loc"]}
             for err in errors:
                 if err["type"] == "missing" and any(
                         parent == tuple(err["loc"][:-1]) and did_you_mean(key, [str(err["loc"][-1])])
@@ -212,7 +213,7 @@ class Compiler:
         path = tuple(p for p in err["loc"])
         loc = locate(tree, path)
         where = ".".join(str(p) for p in prefix + path) or "spec"
-        if err["type"] == "extra_forbidden":
+        if err["type"] == "extra_forbidden" and path:
             key = path[-1]
             parent = tree
             for p in path[:-1]:
@@ -223,7 +224,7 @@ class Compiler:
             self.error(f"unknown key '{key}'" + (f" in {'.'.join(str(p) for p in prefix + path[:-1])}"
                                                   if prefix + path[:-1] else ""), loc,
                        did_you_mean(str(key), allowed) or (f"allowed keys: {', '.join(allowed)}" if allowed else None))
-        elif err["type"] == "missing":
+        elif err["type"] == "missing" and path:
             self.error(f"missing required key '{path[-1]}'" + (f" in {'.'.join(str(p) for p in prefix + path[:-1])}"
                                                                 if prefix + path[:-1] else ""), loc)
         else:
@@ -253,7 +254,11 @@ def _dedupe(errors: list[dict]) -> list[dict]:
 def _is_branch(part: Any) -> bool:
     """pydantic names union branches in error locations ('int', 'tuple[int, int]', 'function-after[...]')."""
     return isinstance(part, str) and (part in ("int", "float", "str", "bool", "list", "dict", "none")
-                                      or "[" in part or part.startswith(("function-", "lax-", "is-instance")))
+                                      or _GENERIC.fullmatch(part) is not None
+                                      or part.startswith(("function-", "lax-", "is-instance")))
+
+
+_GENERIC = re.compile(r"[a-z_]+\[.*\]")         # 'tuple[int, int]': a branch; a user's key 'dat[a' is not
 
 
 def type_text(annotation: Any) -> str:
