@@ -205,3 +205,9 @@ def test_unusable_paths_on_the_command_line(argv, capsys, monkeypatch):
     assert cli.main(argv) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
+
+
+def test_adaptive_pooling_to_a_huge_size_does_not_loop():
+    g = compile_text("specc: 1\nname: t\ninputs: {x: [N, 3, 8, 8]}\n"
+                     "layers: [{op: adaptive_avg_pool2d, output_size: 4611686018427387904}]\n")
+    assert g.nodes[0].outputs["out"].shape[2:] == (2 ** 62, 2 ** 62)
