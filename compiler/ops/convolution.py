@@ -92,7 +92,8 @@ def transpose_output_padding(a, in_sp: tuple[int, ...]) -> tuple[int, ...]:
         base = transpose_base(i, k, s, p, d)
         top = max(s, d)
         if not base <= w < base + top:
-            reach = ", ".join(str(base + j) for j in range(top) if base + j >= 1) or "none"
+            reach = (", ".join(str(base + j) for j in range(top) if base + j >= 1) or "none") if top <= 64 else \
+                f"{max(base, 1)} to {base + top - 1}"             # a huge stride: a range, not a 2**62 loop
             raise ShapeError(f"conv_transpose2d cannot produce {_DIMS[n][ax]} {w} (output_size: {_show(a.output_size)}) "
                              f"from input {_DIMS[n][ax]} {i}: with kernel_size {k}, stride {s}, padding {p} and "
                              f"dilation {d} the reachable sizes are {reach}",
