@@ -1,6 +1,20 @@
 """specc's compiler: YAML spec -> validated, expanded, shape-inferred IR (and ONNX)."""
 from __future__ import annotations
 
+import sys as _sys
+
+if _sys.argv[:1] == ["-m"] or _sys.argv[0].replace("\\", "/").rsplit("/", 1)[-1].startswith("specc"):
+    def _interrupted(kind, value, tb, _hook=_sys.excepthook):
+        """The `specc` command interrupted (Ctrl-C) while still starting up, before compiler.cli.main can
+        catch it: one word and exit 130, no traceback. A program that imports compiler keeps Python's way."""
+        if issubclass(kind, KeyboardInterrupt):
+            import os
+            _sys.stderr.write("interrupted\n")
+            _sys.stderr.flush()
+            os._exit(130)
+        _hook(kind, value, tb)
+    _sys.excepthook = _interrupted
+
 import gc
 from contextlib import contextmanager
 from pathlib import Path

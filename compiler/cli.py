@@ -3,8 +3,10 @@ so `specc check` stays light (no onnx, no onnxruntime)."""
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -17,37 +19,59 @@ FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
 def parse_set(items: Sequence[str] | None) -> dict[str, Any]:
-    import yaml
+    """`--set key=value` pairs; each value is YAML read with the spec's limits (text that is not YAML
+    stays a string). A malformed or oversized value is a usage error (exit 2)."""
+    from .expr import ExprError, check_value
+    from .load import load_value
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise UserError(f"--set expects key=value, got '{item}'", code=2)
+            raise UserError(f"--set expects key=value, got '{_clip(item)}'", code=2)
+        key = key.strip()
         try:
-            out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
-        except yaml.YAMLError:
-            out[key.strip()] = value
-        if isinstance(out[key.strip()], str) and FLOAT_RE.match(out[key.strip()]):
-            out[key.strip()] = float(out[key.strip()])     # 3e-4 is a number, as in a spec (YAML 1.2)
+            out[key] = load_value(value, f"--set {key}") if value.strip() else ""
+            if isinstance(out[key], str) and FLOAT_RE.match(out[key]):
+                out[key] = float(out[key])          # 3e-4 is a number, as in a spec (YAML 1.2)
+            check_value(out[key])
+        except SpecError as e:
+            d = e.diagnostics[0]
+            raise UserError(f"--set {_clip(key)}: {d.message.removeprefix(f'--set {key}: ')}", d.hint,
+                            code=2) from None
+        except ExprError as e:
+            raise UserError(f"--set {_clip(key)}: {e.message}", e.hint, code=2) from None
     return out
+
+
+def _clip(text: str, n: int = 80) -> str:
+    return text if len(text) <= n else text[:n - 3] + "..."
 
 
 def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{_clip(text)}'") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    if value > MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"expected a positive integer up to {MAX_COUNT:,}, got '{_clip(text)}'")
     return value
+
+
+MAX_COUNT = 10 ** 12           # --batch, --epochs: far beyond any real run, small enough for every estimate
 
 
 def load_graph(path: str, sets: Sequence[str] | None = None):
     from . import compile_file
     params = parse_set(sets)                # a malformed --set is a usage error (2), whatever the file
-    if not Path(path).exists():
+    try:
+        exists, is_dir = Path(path).exists(), Path(path).is_dir()
+    except (OSError, ValueError) as e:      # a NUL character, a name too long for the file system
+        raise UserError(f"cannot read '{_clip(path)}': {getattr(e, 'strerror', None) or e}") from None
+    if not exists:
         raise UserError(f"no such spec file: '{path}'")
-    if Path(path).is_dir():
+    if is_dir:
         raise UserError(f"'{path}' is a folder, not a spec file",
                         hint=f"check every spec in it with: python tools/shape_check.py {path}")
     return compile_file(path, params=params)
@@ -118,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="specc", description="Declarative neural-network specs: check, compile, "
                                 "train, run.")
     p.add_argument("--version", action="version", version=f"specc {__version__}")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an internal error (also accepted "
+                   "after the command; or set SPECC_DEBUG=1)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -345,21 +371,78 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run one command; returns the exit code: 0 ok, 1 a problem with a spec, file or data, 2 usage,
+    3 an internal error (a bug in specc: one line, or the traceback with --debug), 130 interrupted."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = _take_debug(argv) or os.environ.get("SPECC_DEBUG", "") not in ("", "0")
     try:
-        return args.handler(args)
+        args = build_parser().parse_args(argv)
+        code = args.handler(args)
     except SpecError as e:
-        print(e.render(), file=sys.stderr)
-        return 1
+        return _say(e.render(), 1)
     except UserError as e:
-        print(e.render(), file=sys.stderr)
-        return e.code
+        return _say(e.render(), e.code)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
+        return _say("interrupted", 130)
+    except BrokenPipeError:                # `specc check x.yaml | head`: the reader has gone
+        _drop_stdout()
         return 0
+    except OSError as e:
+        if e.errno in _FULL:               # printing to a full disk (`specc check x.yaml > /dev/full`)
+            return _output_error(e)
+        return _internal_error(e, debug)
+    except Exception as e:                 # a bug: one line for the user, never a traceback unless asked
+        return _internal_error(e, debug)
+    try:
+        sys.stdout.flush()                 # a full disk or closed pipe shows here, not at interpreter exit
+    except BrokenPipeError:
+        _drop_stdout()
+    except (OSError, ValueError) as e:
+        return _output_error(e)
+    return code
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
+
+
+def _output_error(e: Exception) -> int:
+    _drop_stdout()
+    return _say(f"error: cannot write the output: {getattr(e, 'strerror', None) or e}", 1)
+
+
+def _take_debug(argv: list[str]) -> bool:
+    """Remove the global --debug flag (before or after the command name, not after '--')."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    found = "--debug" in argv[:end]
+    argv[:end] = [a for a in argv[:end] if a != "--debug"]
+    return found
+
+
+def _internal_error(e: BaseException, debug: bool) -> int:
+    if debug:
+        import traceback
+        traceback.print_exception(e, file=sys.stderr)
+    text = " ".join(str(e).split())
+    text = text if len(text) <= 300 else text[:297] + "..."
+    hint = "" if debug else " (run again with --debug for the traceback)"
+    return _say(f"specc: internal error: {type(e).__name__}: {text} — please report this{hint}", 3)
+
+
+def _say(text: str, code: int) -> int:
+    try:
+        print(text, file=sys.stderr)
+    except (OSError, ValueError):
+        pass
+    return code
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 if __name__ == "__main__":

@@ -50,7 +50,16 @@ def _excerpt(loc: Loc, sources: dict[str, str] | None) -> list[str]:
     if not 1 <= loc.line <= len(rows):
         return []
     gutter = " " * len(str(loc.line))
-    return [f" {loc.line} | {rows[loc.line - 1]}", f" {gutter} | {' ' * (loc.col - 1)}^"]
+    row, col = rows[loc.line - 1], loc.col
+    if len(row) > EXCERPT_CHARS:               # a very long line: a window around the column
+        start = max(0, min(col - 1 - EXCERPT_CHARS // 2, len(row) - EXCERPT_CHARS))
+        row = ("..." if start else "") + row[start:start + EXCERPT_CHARS] + \
+            ("..." if start + EXCERPT_CHARS < len(row) else "")
+        col = col - start + (3 if start else 0)
+    return [f" {loc.line} | {row}", f" {gutter} | {' ' * (col - 1)}^"]
+
+
+EXCERPT_CHARS = 160
 
 
 class SpecError(Exception):

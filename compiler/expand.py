@@ -19,14 +19,15 @@ from typing import Any, Callable
 
 from pydantic import ValidationError
 
+from . import limits
 from . import ops as ops_pkg
 from .errors import Diagnostic, Loc, ShapeError, SpecError, did_you_mean
-from .expr import ExprError, is_template, render
+from .expr import FAILED, Budget, ExprError, is_template, render
 from .ir import BlockUse, Graph, Init, Node, Ref, TensorType
 from .load import SList, SMap, load_file, locate
 from .spec import RESERVED, BlockSpec, Library, Spec
 from .train_section import build_train, is_train_key
-from .values import POISON, Poisoned, Value, public_aliases
+from .values import POISON, Abort, Poisoned, Value, public_aliases
 
 OPS = ops_pkg.OPS
 STD_LIB = Path(__file__).resolve().parent.parent / "specs" / "lib"
@@ -105,14 +106,23 @@ class Compiler:
     def __init__(self, sources: dict[str, str] | None = None):
         self.diags: list[Diagnostic] = []
         self.sources: dict[str, str] = sources if sources is not None else {}
+        self.budget = Budget()                 # work left for the spec's expressions
+        self.dropped = 0                       # errors past limits.ERRORS, counted but not kept
 
     # -- errors -------------------------------------------------------------------------------
     def error(self, message: str, loc: Loc | None, hint: str | None = None,
               use_sites: list[Loc] | None = None) -> None:
+        if len(self.diags) >= limits.ERRORS:
+            self.dropped += 1
+            return
         notes = [(u, "in the block used here") for u in reversed(use_sites or [])]
-        self.diags.append(Diagnostic(message, loc, hint, notes))
+        self.diags.append(Diagnostic(_clip(message), loc, _clip(hint) if hint else hint, notes))
 
     def fail(self) -> SpecError:
+        if self.dropped:
+            self.diags.append(Diagnostic(f"{self.dropped:,} more errors not shown (at most {limits.ERRORS} "
+                                         "are reported)"))
+            self.dropped = 0
         err = SpecError(diagnostics=self.diags)
         err.sources = self.sources
         return err
@@ -137,7 +147,17 @@ class Compiler:
         return mod
 
     def import_file(self, alias: str, target: str, mod: Module, loc: Loc, stack: tuple[str, ...]) -> Module | None:
+        shown = target.replace("\0", "\\0")
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        if "\0" in target or len(target) > 1024:
+            self.error(f"import '{alias}': '{shown}' is not a usable path", loc,
+                       "a path has no NUL character and at most 1024 characters")
+            return None
         if target.startswith("std:"):
+            if not SYMBOL_RE.match(target[4:]):
+                self.error(f"import '{alias}': '{target}' is not a standard library name", loc,
+                           "std: takes a plain library name, e.g. std:resnet")
+                return None
             file = (STD_LIB / f"{target[4:]}.yaml").resolve()
             root = STD_LIB.resolve()
             if not file.is_file():
@@ -150,14 +170,18 @@ class Compiler:
                 self.error(f"import '{alias}': absolute paths are not allowed ('{target}')", loc,
                            "give a path relative to the importing file, or std:NAME")
                 return None
-            file = (Path(mod.path).resolve().parent / target).resolve()
-            root = mod.root
-            if not file.is_relative_to(root):
-                self.error(f"import '{alias}': '{target}' is outside the spec's folder ({root})", loc,
-                           "imports may not escape the folder of the top-level spec")
-                return None
-            if not file.is_file():
-                self.error(f"import '{alias}': file '{target}' not found", loc)
+            try:
+                file = (Path(mod.path).resolve().parent / target).resolve()
+                root = mod.root
+                if not file.is_relative_to(root):
+                    self.error(f"import '{alias}': '{target}' is outside the spec's folder ({root})", loc,
+                               "imports may not escape the folder of the top-level spec")
+                    return None
+                if not file.is_file():
+                    self.error(f"import '{alias}': file '{target}' not found", loc)
+                    return None
+            except (OSError, ValueError) as e:
+                self.error(f"import '{alias}': cannot use '{shown}': {getattr(e, 'strerror', None) or e}", loc)
                 return None
         if str(file) in stack:
             chain = " -> ".join(Path(s).name for s in stack + (str(file),))
@@ -176,7 +200,8 @@ class Compiler:
             return model.model_validate(tree)
         except ValidationError as e:
             errors = _dedupe(e.errors())
-            extra = {(tuple(er["loc"][:-1]), str(er["loc"][-1])) for er in errors if er["type"] == "extra_forbidden"}
+            extra = {(tuple(er["loc"][:-1]), str(er["loc"][-1])) for er in errors
+                     if er["type"] == "extra_forbidden" and er["loc"]}
             for err in errors:
                 if err["type"] == "missing" and any(
                         parent == tuple(err["loc"][:-1]) and did_you_mean(key, [str(err["loc"][-1])])
@@ -189,7 +214,7 @@ class Compiler:
         path = tuple(p for p in err["loc"])
         loc = locate(tree, path)
         where = ".".join(str(p) for p in prefix + path) or "spec"
-        if err["type"] == "extra_forbidden":
+        if err["type"] == "extra_forbidden" and path:
             key = path[-1]
             parent = tree
             for p in path[:-1]:
@@ -200,11 +225,19 @@ class Compiler:
             self.error(f"unknown key '{key}'" + (f" in {'.'.join(str(p) for p in prefix + path[:-1])}"
                                                   if prefix + path[:-1] else ""), loc,
                        did_you_mean(str(key), allowed) or (f"allowed keys: {', '.join(allowed)}" if allowed else None))
-        elif err["type"] == "missing":
+        elif err["type"] == "missing" and path:
             self.error(f"missing required key '{path[-1]}'" + (f" in {'.'.join(str(p) for p in prefix + path[:-1])}"
                                                                 if prefix + path[:-1] else ""), loc)
         else:
             self.error(f"{where}: {err['msg']} (found {err.get('input')!r})", loc)
+
+
+def _clip(text: str) -> str:
+    """A message cut in the middle past limits.MESSAGE_CHARS (a huge value's repr, say)."""
+    n = limits.MESSAGE_CHARS
+    if len(text) <= n:
+        return text
+    return f"{text[:n // 2]} ... ({len(text) - n:,} characters cut) ... {text[-n // 2:]}"
 
 
 def _dedupe(errors: list[dict]) -> list[dict]:
@@ -222,7 +255,11 @@ def _dedupe(errors: list[dict]) -> list[dict]:
 def _is_branch(part: Any) -> bool:
     """pydantic names union branches in error locations ('int', 'tuple[int, int]', 'function-after[...]')."""
     return isinstance(part, str) and (part in ("int", "float", "str", "bool", "list", "dict", "none")
-                                      or "[" in part or part.startswith(("function-", "lax-", "is-instance")))
+                                      or _GENERIC.fullmatch(part) is not None
+                                      or part.startswith(("function-", "lax-", "is-instance")))
+
+
+_GENERIC = re.compile(r"[a-z_]+\[.*\]")         # 'tuple[int, int]': a branch; a user's key 'dat[a' is not
 
 
 def type_text(annotation: Any) -> str:
@@ -345,9 +382,10 @@ class Expander:
         env = scope.env if env is None else env
         if is_template(value):
             try:
-                return render(value, env, self.shape_fn(scope, loc))
+                return render(value, env, self.shape_fn(scope, loc), self.c.budget)
             except ExprError as e:
-                self.c.error(e.message, loc, e.hint, use_sites=scope.use_sites)
+                if not e.quiet:
+                    self.c.error(e.message, loc, e.hint, use_sites=scope.use_sites)
                 raise Poisoned from None
         if isinstance(value, list):
             locs = getattr(value, "locs", None)
@@ -466,6 +504,11 @@ class Expander:
                              use_sites=scope.use_sites)
                 scope.last = POISON
                 raise Poisoned
+            if repeat > limits.REPEAT:
+                self.c.error(f"repeat {repeat:,} is larger than the limit of {limits.REPEAT:,}", locs["repeat"],
+                             "a network of that many layers cannot be built or trained", use_sites=scope.use_sites)
+                scope.last = POISON
+                raise Poisoned
         n_errors = len(self.c.diags)
         if kind == "op":
             self.precheck_op(target, fields, locs, loc, scope)
@@ -478,7 +521,10 @@ class Expander:
         if len(self.c.diags) > n_errors:
             raise Poisoned
         value: Value | None = None
+        n_nodes = len(self.nodes)
         for i in range(repeat):
+            if i == 1:
+                self.check_node_count(repeat, len(self.nodes) - n_nodes, locs["repeat"], scope)
             env = dict(scope.env, index=i) if "repeat" in fields else scope.env
             full = name if repeat == 1 else f"{name}.{i}"
             if value is not None:
@@ -515,6 +561,14 @@ class Expander:
         if value.poisoned:
             raise Poisoned
         scope.built.append((name, value, kind == "op" and OPS[target].loss))
+
+    def check_node_count(self, repeat: int, per_copy: int, loc: Loc, scope: Scope) -> None:
+        """After a repeated layer's first copy: refuse at once a repeat that would pass limits.NODES."""
+        total = len(self.nodes) + per_copy * (repeat - 1)
+        if total > limits.NODES:
+            self.c.error(f"repeat {repeat:,} would expand the spec to about {total:,} nodes ({per_copy:,} per copy), "
+                         f"more than the limit of {limits.NODES:,}", loc, use_sites=scope.use_sites)
+            raise Abort
 
     def node_inputs(self, fields: dict, locs: dict, loc: Loc, scope: Scope, kind: str, target: str) -> list[Value]:
         if "in" in fields:
@@ -648,10 +702,16 @@ class Expander:
                          use_sites=scope.use_sites)
             raise Poisoned
         for i, v in enumerate(inputs):
-            if v is None and not opdef.variadic and opdef.inputs[i] not in opdef.optional:
-                self.c.error(f"{opdef.name} input '{opdef.inputs[i]}' cannot be null", locs.get("in", loc),
+            if v is None and (opdef.variadic or opdef.inputs[i] not in opdef.optional):
+                what = f"input {i + 1}" if opdef.variadic else f"input '{opdef.inputs[i]}'"
+                self.c.error(f"{opdef.name} {what} cannot be null", locs.get("in", loc),
                              use_sites=scope.use_sites)
                 raise Poisoned
+        if len(self.nodes) >= limits.NODES:
+            self.c.error(f"the spec expands to more than {limits.NODES:,} nodes, the limit",
+                         locs.get("__node__", loc), "check the repeat counts of this layer and the blocks around it",
+                         use_sites=scope.use_sites)
+            raise Abort
         refs = [None if v is None else v.default[0] for v in inputs]
         types = [None if v is None else v.default[1] for v in inputs]
         if not opdef.variadic:          # omitted trailing optional inputs are None, for kernels and lowerings
@@ -672,6 +732,10 @@ class Expander:
                          use_sites=scope.use_sites)
             raise Poisoned from None
         ports = inferred.ports or list(opdef.ports)
+        if len(inferred.outputs) > limits.OUTPUTS:
+            self.c.error(f"{opdef.name} '{name}' would have {len(inferred.outputs):,} outputs, more than the limit of "
+                         f"{limits.OUTPUTS:,}", locs.get("__node__", loc), use_sites=scope.use_sites)
+            raise Poisoned
         full = scope.prefix + name
         node = Node(name=full, op=opdef.name, attrs=attrs, inputs=refs,
                     outputs=dict(zip(ports, inferred.outputs)), params=list(inferred.params),
@@ -801,8 +865,15 @@ class Expander:
             if inner.last is None:
                 self.c.error("block has no layers", btree.loc, use_sites=inner.use_sites)
                 raise Poisoned
+            if inner.last.poisoned:               # its last layer failed (reported, or quiet after a failed import)
+                raise Poisoned
             return Value(dict(inner.last.ports), kind="instance", owner=full)
         olocs = btree["outputs"]
+        if not outs:
+            self.c.error("a block needs at least one output", getattr(olocs, "loc", btree.loc),
+                         "list its outputs, or leave `outputs` out to use the last layer",
+                         use_sites=inner.use_sites)
+            raise Poisoned
         items = list(outs.items()) if isinstance(outs, dict) else [(r, r) for r in outs]
         ports: dict[str, tuple[Ref, TensorType]] = {}
         for i, (port, ref) in enumerate(items):
@@ -885,8 +956,11 @@ def compile_tree(tree: Any, path: str, params: dict[str, Any] | None, text: str,
     ex = Expander(c)
     top = Scope(prefix="", param_prefix="", env=env, module=mod)
     graph_inputs = build_inputs(c, ex, tree, spec, top)
-    if tree.get("layers") is not None:
-        ex.expand_layers(tree["layers"], top)
+    try:
+        if tree.get("layers") is not None:
+            ex.expand_layers(tree["layers"], top)
+    except Abort:                             # a limit on the whole expansion: nothing more is checked
+        raise c.fail() from None
     outputs = build_outputs(c, ex, tree, spec, top)
     train = build_train(c, tree, env, params or {}, path)
     if train is not None and not c.diags:
@@ -923,9 +997,11 @@ def apply_overrides(c: Compiler, spec: Spec, tree: SMap, params: dict[str, Any])
     for k, v in list(env.items()):
         if is_template(v):
             try:
-                env[k] = render(v, env)
+                env[k] = render(v, env, budget=c.budget)
             except ExprError as e:
-                c.error(e.message, locate(tree, ("params", k)), e.hint)
+                env[k] = FAILED                  # reading it later fails quietly: one error, not a cascade
+                if not e.quiet:
+                    c.error(e.message, locate(tree, ("params", k)), e.hint)
     return env
 
 
@@ -991,6 +1067,10 @@ def build_outputs(c: Compiler, ex: Expander, tree: SMap, spec: Spec, top: Scope)
                 return {name: value.default[0]}
         return outs
     otree = tree["outputs"]
+    if not spec.outputs:
+        c.error("the spec's outputs are empty", getattr(otree, "loc", tree.loc_of("outputs")),
+                "list the nodes the model returns, or leave `outputs` out to return the last layer")
+        return outs
     items = list(spec.outputs.items()) if isinstance(spec.outputs, dict) else [(r, r) for r in spec.outputs]
     for i, (public, ref) in enumerate(items):
         loc = otree.loc_of(public) if isinstance(otree, SMap) else otree.loc_of(i)

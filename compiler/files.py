@@ -80,6 +80,8 @@ def atomic_write(path: str | Path, write: Callable[[str], None], make_parents: b
             raise
     except UserError:
         raise
+    except ValueError:                               # os functions refuse a NUL character
+        raise UserError(f"cannot write '{shown}': the path contains a NUL character") from None
     except OSError as e:
         if e.errno == errno.ENOTDIR:
             raise WriteError(f"cannot write '{shown}': a part of the path is a file, not a folder") from None
@@ -103,7 +105,7 @@ def atomic_write_bytes(path: str | Path, data: bytes, make_parents: bool = False
 def same_file(a: str | Path, b: str | Path) -> bool:
     try:
         return Path(a).resolve() == Path(b).resolve()
-    except OSError:
+    except (OSError, ValueError):
         return False
 
 
@@ -115,6 +117,10 @@ def guard_output(path: str | Path, suffix: str, reads: tuple = ()) -> None:
     for f in reads:
         if f and same_file(p, f):
             raise UserError(f"-o '{path}' is one of the command's input files; refusing to overwrite it", code=2)
+    try:
+        p.exists()
+    except (OSError, ValueError) as e:              # a NUL character, a name too long for the file system
+        raise UserError(f"cannot write '{path}': {getattr(e, 'strerror', None) or e}") from None
     if p.is_dir():
         raise UserError(f"cannot write '{path}': it is a folder", hint=f"give a file name ending in {suffix}")
     if p.suffix.lower() != suffix:

@@ -12,11 +12,14 @@ from typing import Any
 
 import yaml
 
+from . import limits
 from .errors import Loc, SpecError
 
-MAX_BYTES = 2_000_000          # a spec is text written by hand
-MAX_ALIASED = 100_000          # values copied by alias expansion: stops "billion laughs"
-MAX_DEPTH = 100                # nesting of maps and lists
+MAX_BYTES = limits.SPEC_BYTES          # a spec is text written by hand
+MAX_ALIASED = limits.ALIASED           # values copied by alias expansion: stops "billion laughs"
+MAX_DEPTH = limits.YAML_DEPTH          # nesting of maps and lists
+_KINDS = {"int": "integer", "float": "number", "bool": "boolean", "timestamp": "date", "null": "null",
+          "binary": "binary", "str": "string"}
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")   # 1e-3: a float in YAML 1.2, a str in 1.1
@@ -52,7 +55,7 @@ def load_file(path: str | Path) -> tuple[Any, str]:
     p = Path(path)
     try:
         size = p.stat().st_size
-    except OSError as e:
+    except (OSError, ValueError) as e:          # ValueError: a NUL character in the path
         raise SpecError(f"cannot read '{path}': {e.strerror or e}") from None
     if size > MAX_BYTES:
         raise SpecError(f"'{path}' is {size:,} bytes; a spec may be at most {MAX_BYTES:,} bytes")
@@ -83,6 +86,18 @@ def load_text(text: str, filename: str = "<string>") -> Any:
     if root is None:
         raise SpecError("the spec is empty", Loc(filename, 1, 1))
     return _Builder(filename).build(root, 0)
+
+
+def load_value(text: str, what: str = "<value>") -> Any:
+    """A small YAML value (a `--set` value) with the spec's limits on nesting, aliases and numbers.
+    Text that is not valid YAML is kept as a string; a refused value raises SpecError."""
+    try:
+        root = yaml.compose(text, Loader=_Loader)
+    except yaml.YAMLError:
+        return text
+    except RecursionError:
+        raise SpecError(f"{what}: the value is nested too deeply (limit {MAX_DEPTH})") from None
+    return None if root is None else _Builder(what).build(root, 0)
 
 
 class _Builder:
@@ -135,15 +150,38 @@ class _Builder:
                 out.append(self.build(item, depth + 1))
                 out.locs.append(self.loc(item))
             return out
-        try:
-            value = _constructor.construct_object(node, deep=False)
-        except yaml.constructor.ConstructorError as e:
-            raise SpecError(f"unsupported YAML value: {e.problem}", self.loc(node)) from None
+        value = self.scalar(node)
         if isinstance(value, str) and not node.style and node.tag == _STR and _FLOAT.match(value):
             value = float(value)
         if not isinstance(value, (str, int, float, bool, type(None))):
             value = str(value) if not isinstance(value, bytes) else value.decode("utf-8", "replace")
         return value
+
+
+    def scalar(self, node: yaml.Node) -> Any:
+        """A scalar through PyYAML's safe constructors; what they reject is a SpecError at its position."""
+        text = node.value if isinstance(node.value, str) else ""
+        kind = _KINDS.get(str(node.tag).rsplit(":", 1)[-1], "")
+        if kind == "integer" and len(text.replace("_", "").lstrip("+-0")) > 19:
+            raise SpecError(f"integer {_clip(text)} is larger than the limit: integers lie between -2**63 and "
+                            "2**63", self.loc(node))
+        try:
+            value = _constructor.construct_object(node, deep=False)
+        except yaml.constructor.ConstructorError as e:
+            raise SpecError(f"unsupported YAML value: {e.problem}", self.loc(node)) from None
+        except (ValueError, KeyError, TypeError, OverflowError, ArithmeticError) as e:
+            reason = {"integer": "not an integer", "boolean": "not true or false",
+                      "number": "not a number"}.get(kind, str(e))
+            raise SpecError(f"invalid YAML {kind or 'value'} '{_clip(text)}': {reason}", self.loc(node),
+                            "quote it to make it a string" if kind in ("date", "boolean") else None) from None
+        if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > limits.INT_BITS:
+            raise SpecError(f"integer {_clip(text)} is larger than the limit: integers lie between -2**63 and "
+                            "2**63", self.loc(node))
+        return value
+
+
+def _clip(text: str, n: int = 40) -> str:
+    return text if len(text) <= n else f"{text[:n - 3]}... ({len(text):,} characters)"
 
 
 def _size(value: Any) -> int:

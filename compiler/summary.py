@@ -66,6 +66,12 @@ def rows(g: Graph) -> list[dict[str, Any]]:
 
 
 def human(n: float, unit: str = "") -> str:
+    if isinstance(n, int) and abs(n) >= 10 ** 15:          # beyond T: an exponent, exact for any size of int
+        digits = len(str(abs(n))) - 1 if n.bit_length() < 10_000 else int(n.bit_length() * 0.30103)
+        lead = n // 10 ** (digits - 2) if digits < 4000 else 100
+        return f"{'-' if n < 0 else ''}{abs(lead) / 100:.2f}e{digits}{unit}"
+    if isinstance(n, float) and not abs(n) < 1e15:
+        return f"{n:.2e}{unit}"
     for div, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(n) >= div:
             return f"{n / div:.2f}{suffix}{unit}"

@@ -37,3 +37,8 @@ def public_aliases(values: dict[str, Value], nodes: set[str], inputs: dict) -> d
     block instance can be named from outside the spec as inside it (Graph.ref_of)."""
     return {name: {p: r for p, (r, _) in v.ports.items()} for name, v in values.items()
             if not v.poisoned and v.ports and name not in nodes and name not in inputs}
+
+
+class Abort(Exception):
+    """A limit on the whole expansion was reached (e.g. the node count); its error has been reported
+    and nothing more is expanded."""

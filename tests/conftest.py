@@ -53,3 +53,28 @@ def op_test_run(request):
         return (f"{len(not_passed)} op tests did not run and pass in this process "
                 f"(e.g. {not_passed[0]}: {_outcomes.get(not_passed[0], 'not run')})")
     return None
+
+
+# --- an internal error of `specc` fails the test -------------------------------------------------------
+# compiler.cli.main turns an unexpected exception into "specc: internal error: ..." and exit 3. Every test
+# that runs a command in-process (any `from compiler.cli import main`, imported after this file) gets this
+# wrapper, which fails the test on exit 3; SPECC_DEBUG=1 puts the traceback in the captured stderr, and
+# makes a `specc` subprocess print it too (tests of subprocesses assert there is no traceback).
+import os  # noqa: E402
+
+import compiler.cli as _cli  # noqa: E402
+
+os.environ["SPECC_DEBUG"] = "1"
+_unguarded_main = _cli.main
+
+
+def _guarded_main(argv=None):
+    code = _unguarded_main(argv)
+    if code == 3:
+        pytest.fail(f"specc {' '.join(map(str, argv or []))[:200]}: internal error (exit 3); its traceback is in "
+                    "the captured stderr", pytrace=False)
+    return code
+
+
+_guarded_main.__wrapped__ = _unguarded_main
+_cli.main = _guarded_main

@@ -141,7 +141,8 @@ def multi_head_attention(a: MultiHeadAttention, query: TensorType, key: TensorTy
         raise ShapeError(f"multi_head_attention splits the embedding into num_heads equal parts, but "
                          f"embed_dim {e} is not divisible by num_heads {a.num_heads}",
                          hint=f"choose num_heads among the divisors of {e}: "
-                              f"{', '.join(str(h) for h in range(1, e + 1) if e % h == 0)}", attr="num_heads")
+                              f"{', '.join(str(h) for h in range(1, e + 1) if e % h == 0)}"
+                         if e <= 100_000 else None, attr="num_heads")       # no hint past 10**5: it would loop
     if not 0.0 <= a.dropout < 1.0:
         raise ShapeError(f"dropout must be in [0, 1), got {a.dropout}", attr="dropout")
     for t, nm in ((query, "query"), (key, "key"), (value, "value")):

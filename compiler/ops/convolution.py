@@ -92,7 +92,8 @@ def transpose_output_padding(a, in_sp: tuple[int, ...]) -> tuple[int, ...]:
         base = transpose_base(i, k, s, p, d)
         top = max(s, d)
         if not base <= w < base + top:
-            reach = ", ".join(str(base + j) for j in range(top) if base + j >= 1) or "none"
+            reach = (", ".join(str(base + j) for j in range(top) if base + j >= 1) or "none") if top <= 64 else \
+                f"{max(base, 1)} to {base + top - 1}"             # a huge stride: a range, not a 2**62 loop
             raise ShapeError(f"conv_transpose2d cannot produce {_DIMS[n][ax]} {w} (output_size: {_show(a.output_size)}) "
                              f"from input {_DIMS[n][ax]} {i}: with kernel_size {k}, stride {s}, padding {p} and "
                              f"dilation {d} the reachable sizes are {reach}",
@@ -372,7 +373,7 @@ def adaptive_avg_pool2d(a: AdaptiveAvgPool2d, x: TensorType) -> Inferred:
     _positive(name, "output_size", tuple(1 if w is None else w for w in want))
     out = tuple(i if w is None else w for i, w in zip(sp, want))
     c = x.shape[1] if isinstance(x.shape[1], int) else 1
-    if all(isinstance(i, int) for i in sp):
+    if all(isinstance(i, int) for i in sp) and max(out) <= 100_000:      # (a window per output: no 2**62 loop)
         reads = math.prod(sum(e - s for s, e in adaptive_windows(i, o)) for i, o in zip(sp, out))
         macs = c * reads
     else:

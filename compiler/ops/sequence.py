@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+from .. import limits
 from ..errors import ShapeError
 from ..ir import Dim, Init, ParamSpec, TensorType
 from .registry import Attrs, Inferred, op
@@ -76,6 +77,8 @@ def _recurrent(kind: str, a: _Recurrent, x: TensorType, h0: TensorType | None,
         raise ShapeError(f"hidden_size must be positive, got {a.hidden_size}", attr="hidden_size")
     if a.num_layers < 1:
         raise ShapeError(f"num_layers must be at least 1, got {a.num_layers}", attr="num_layers")
+    if a.num_layers > limits.REPEAT:
+        raise ShapeError(f"num_layers {a.num_layers:,} is larger than the limit of {limits.REPEAT:,}", attr="num_layers")
     if not 0.0 <= a.dropout < 1.0:
         raise ShapeError(f"dropout is a probability in [0, 1), got {a.dropout}", attr="dropout")
     layout = "N×T×features" if a.batch_first else "T×N×features"

@@ -5,6 +5,7 @@ import math
 from collections import Counter
 from typing import Union
 
+from .. import limits
 from ..errors import ShapeError
 from ..ir import Dim, Init, ParamSpec, TensorType
 from .registry import Attrs, Inferred, NoAttrs, op
@@ -238,6 +239,10 @@ def split(a: Split, x: TensorType) -> Inferred:
             raise ShapeError(f"split: the sections {a.sections} add up to {sum(a.sections)}, but dimension "
                              f"{a.dim} of the input has size {size} (shape {x})",
                              hint=f"make the sizes add up to {size}, or give one chunk size", attr="sections")
+    if isinstance(a.sections, int) and -(-size // a.sections) > limits.OUTPUTS:
+        raise ShapeError(f"split: sections {a.sections} cut dimension {a.dim} (size {size}) into "
+                         f"{-(-size // a.sections):,} chunks, more than the limit of {limits.OUTPUTS:,}",
+                         attr="sections")
     sizes = split_sizes(a.sections, size)
     if len(sizes) == 1:
         raise ShapeError(f"split: sections {a.sections} of dimension {a.dim} (size {size}, shape {x}) give a single "
