@@ -113,6 +113,13 @@ class MultiHeadAttention(Attrs):
     dropout: float = 0.0
 
 
+def _divisors(e: int, limit: int = 100_000) -> str:
+    """': 1, 2, 4, ...' when e is small enough to list them quickly (a huge e made the hint hang)."""
+    if e > limit:
+        return ""
+    return ": " + ", ".join(str(h) for h in range(1, e + 1) if e % h == 0)
+
+
 @op("multi_head_attention", MultiHeadAttention, inputs=["query", "key", "value", "key_padding_mask"],
     optional=["key", "value", "key_padding_mask"], ports=["out", "weights"], primary="num_heads")
 def multi_head_attention(a: MultiHeadAttention, query: TensorType, key: TensorType | None = None,
@@ -139,8 +146,7 @@ def multi_head_attention(a: MultiHeadAttention, query: TensorType, key: TensorTy
     if e % a.num_heads:
         raise ShapeError(f"multi_head_attention splits the embedding into num_heads equal parts, but "
                          f"embed_dim {e} is not divisible by num_heads {a.num_heads}",
-                         hint=f"choose num_heads among the divisors of {e}: "
-                              f"{', '.join(str(h) for h in range(1, e + 1) if e % h == 0)}", attr="num_heads")
+                         hint=f"choose num_heads among the divisors of {e}" + _divisors(e), attr="num_heads")
     if not 0.0 <= a.dropout < 1.0:
         raise ShapeError(f"dropout must be in [0, 1), got {a.dropout}", attr="dropout")
     k = key if key is not None else query
