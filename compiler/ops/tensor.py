@@ -350,6 +350,8 @@ class Transpose(Attrs):
 @op("transpose", Transpose)
 def transpose(a: Transpose, x: TensorType) -> Inferred:
     """Swaps dimensions dim0 and dim1."""
+    if x.rank == 0:
+        raise ShapeError("transpose needs an input with at least one dimension, got a scalar")
     d0 = norm_dim(a.dim0, x.rank, "dim0")
     d1 = norm_dim(a.dim1, x.rank, "dim1")
     shape = list(x.shape)
@@ -364,6 +366,9 @@ class Squeeze(Attrs):
 def squeeze_axes(dim: int | list[int] | None, x: TensorType) -> list[int]:
     if dim is None:
         return [i for i, d in enumerate(x.shape) if d == 1]
+    if x.rank == 0:
+        raise ShapeError("squeeze: the input is a scalar, it has no dimension to squeeze", attr="dim",
+                         hint="drop `dim` (a scalar stays a scalar) or squeeze a tensor with size-1 dimensions")
     dims = _dims(dim, x.rank)
     for d in dims:
         if x.shape[d] != 1:
