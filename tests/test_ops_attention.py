@@ -358,6 +358,14 @@ def test_pe_shape_no_params():
     assert inf.macs == 16
 
 
+@pytest.mark.parametrize("dtype", ["int64", "bool"])
+def test_pe_refuses_a_non_float_input(dtype):
+    """The runtime added float sines to int/bool inputs (a float result for an inferred int/bool type) and the
+    ONNX Add refused bool (found by tools/fuzz.py)."""
+    with pytest.raises(ShapeError, match=f"floating-point input, but its input has dtype {dtype}"):
+        infer("positional_encoding", {}, [TensorType(("N", 5, 16), dtype)])
+
+
 def test_pe_errors():
     with pytest.raises(ShapeError) as e:
         infer("positional_encoding", {"max_len": 10}, [("N", 11, 16)])

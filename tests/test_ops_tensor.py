@@ -719,6 +719,27 @@ def test_one_hot_kernel_onnx_torch():
         run("one_hot", {"num_classes": 3}, [idx])
 
 
+def test_one_hot_of_a_scalar_exports():
+    """A 0-d index gives [num_classes], as torch; ONNX's OneHot needs rank >= 1 (the checker refused; fuzzing)."""
+    torch = pytest.importorskip("torch")
+    idx = np.array(2, dtype=np.int64)
+    (y,), _, _ = run("one_hot", {"num_classes": 4}, [idx])
+    np.testing.assert_array_equal(y, torch.nn.functional.one_hot(torch.tensor(idx), 4).numpy())
+    onnx_parity("one_hot", {"num_classes": 4}, [idx])
+
+
+@pytest.mark.parametrize("attrs", [{"dim": 1, "end": 2**64}, {"dim": 1, "start": -2**70, "step": 2**64},
+                                   {"dim": 0, "start": -2**63 - 5, "end": 2**63}])
+def test_slice_with_bounds_beyond_int64_exports(attrs):
+    """Python slicing clamps any integer; the lowering overflowed building int64 constants (fuzzing)."""
+    x = rand(3, 5)
+    (y,), _, _ = run("slice", attrs, [x])
+    idx = [slice(None)] * 2
+    idx[attrs["dim"]] = slice(attrs.get("start", 0), attrs.get("end"), attrs.get("step", 1))
+    np.testing.assert_array_equal(y, x[tuple(idx)])
+    onnx_parity("slice", attrs, [x])
+
+
 # --------------------------------------------------------------------------- param, constant
 
 def test_param_shape_params():

@@ -166,9 +166,11 @@ def unsqueeze(b: Builder, node: Node, x: list, p: list) -> str:
 @lowering("slice")
 def slice_(b: Builder, node: Node, x: list, p: list) -> str:
     a = node.attrs
-    end = INT64_MAX if a.end is None else a.end
-    return b.op("Slice", [x[0], b.ints([a.start], hint="starts"), b.ints([end], hint="ends"),
-                          b.ints([_norm(a.dim, b.ins[0].rank)], hint="axes"), b.ints([a.step], hint="steps")])
+    # ONNX clamps starts/ends to the dim; values beyond int64 (legal in a spec) are clamped first
+    start, end, step = (max(-INT64_MAX, min(INT64_MAX, v)) for v in (a.start, INT64_MAX if a.end is None else a.end,
+                                                                        a.step))
+    return b.op("Slice", [x[0], b.ints([start], hint="starts"), b.ints([end], hint="ends"),
+                          b.ints([_norm(a.dim, b.ins[0].rank)], hint="axes"), b.ints([step], hint="steps")])
 
 
 @lowering("select")
@@ -223,6 +225,9 @@ def expand(b: Builder, node: Node, x: list, p: list) -> str:
 def one_hot(b: Builder, node: Node, x: list, p: list) -> str:
     depth = b.ints([node.attrs.num_classes], hint="depth")
     values = b.const(np.asarray([0.0, 1.0], dtype=np.float32), hint="off_on")
+    if b.ins[0].rank == 0:                  # ONNX's OneHot needs indices of rank >= 1
+        one = b.op("OneHot", [b.op("Unsqueeze", [x[0], b.ints([0])]), depth, values], axis=-1)
+        return b.op("Squeeze", [one, b.ints([0])])
     return b.op("OneHot", [x[0], depth, values], axis=-1)
 
 

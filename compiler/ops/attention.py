@@ -215,6 +215,9 @@ def positional_encoding(a: PositionalEncoding, x: TensorType) -> TensorType | In
     if x.rank != 3:
         raise ShapeError(f"positional_encoding expects a batch-first input [N, T, d], but it has shape {x}")
     concrete(x.shape[2], "positional_encoding's feature size d (last dimension)")
+    if not x.dtype.startswith("float"):
+        raise ShapeError(f"positional_encoding adds sines and cosines to a floating-point input, but its input "
+                         f"has dtype {x.dtype} (shape {x})", hint="embed integer tokens first (embedding)")
     if a.max_len < 1:
         raise ShapeError(f"max_len must be positive, got {a.max_len}", attr="max_len")
     t = x.shape[1]
