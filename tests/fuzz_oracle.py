@@ -117,7 +117,7 @@ def judge_cli(argv: list[str], timeout: float) -> tuple[int | None, list[Finding
     if "Traceback (most recent call last)" in err or code not in (0, 1, 2):
         return code, [Finding("traceback", f"exit {code}: {normalise(err)}", command, err[-20_000:])]
     if len(out) + len(err) > MAX_OUTPUT:
-        return code, [Finding("hang", f"output of {len(out) + len(err):,} characters", command, err[:2000])]
+        return code, [Finding("hang", f"printed over {MAX_OUTPUT:,} characters", command, err[:2000])]
     return code, []
 
 

@@ -15,6 +15,7 @@ Exit status: 0 when nothing was found, 1 otherwise.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import multiprocessing as mp
 import re
@@ -36,7 +37,9 @@ def _setup_path() -> None:
 
 
 def slug(site: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "_", site).strip("_")[:80] or "site"
+    """A folder name for a site: readable, and unique (a short hash) when two sites start alike."""
+    return (re.sub(r"[^A-Za-z0-9]+", "_", site).strip("_")[:60] or "site") + "-" + \
+        hashlib.sha1(site.encode()).hexdigest()[:8]
 
 
 # ------------------------------------------------------------------------------------------------------ worker
