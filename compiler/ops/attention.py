@@ -76,6 +76,9 @@ def scaled_dot_product_attention(a: ScaledDotProductAttention, q: TensorType, k:
         raise ShapeError(f"scaled_dot_product_attention: the leading (batch) dims of q {q}, k {k} and v {v} "
                          f"do not broadcast: {e.message}") from None
     tq, tk, d, dv = q.shape[-2], k.shape[-2], q.shape[-1], v.shape[-1]
+    if a.scale is None:                     # the default scale 1/√d is a constant in the exported graph
+        concrete(d, "scaled_dot_product_attention's feature size d (the last dimension of q; the default scale "
+                    "is 1/√d)", attr="scale")
     scores = lead + (tq, tk)
     if mask is not None:
         _check_mask(mask, "scaled_dot_product_attention's mask")
