@@ -559,6 +559,13 @@ def test_slice_symbolic_onnx():
     sym_parity("slice", {"dim": 1, "start": -2}, [T(("N", "T", 3))], [rand(2, 5, 3)])
 
 
+def test_select_index_beyond_int64_on_a_symbolic_dim():
+    """Checked clean on a symbolic dim, then NumPy refused the index and the lowering overflowed (fuzzing)."""
+    raises("select", {"dim": 0, "index": 10**30}, [T(("N", 3))], "index", "out of range for any dimension")
+    raises("select", {"dim": 0, "index": -2**63 - 1}, [T(("N", 3))], "index", "out of range for any dimension")
+    assert shape_of("select", {"dim": 0, "index": 2**62}, [T(("N", 3))]) == (3,)
+
+
 def test_select_shapes_errors():
     assert shape_of("select", {"dim": 1, "index": 0}, [T(("N", "T", 8))]) == ("N", 8)
     assert shape_of("select", {"dim": -1, "index": -1}, [T(("N", 3))]) == ("N",)

@@ -460,6 +460,10 @@ def select(a: Select, x: TensorType) -> Inferred:
         raise ShapeError("select needs an input with at least one dimension, got a scalar")
     d = norm_dim(a.dim, x.rank)
     size = x.shape[d]
+    if not -2**63 <= a.index < 2**63:           # beyond any size a symbol can take: NumPy and ONNX overflow
+        text = str(a.index)
+        raise ShapeError(f"select: index {text if len(text) <= 24 else text[:20] + '…'} is out of range for any "
+                         f"dimension (shape {x})", attr="index")
     if isinstance(size, int) and not -size <= a.index < size:
         raise ShapeError(f"select: index {a.index} is out of range for dimension {a.dim} of size {size} "
                          f"(shape {x}); allowed {-size}..{size - 1}", attr="index")
