@@ -291,8 +291,37 @@ def generated(draw, max_ops: int = 6, wild: float = 0.03, exclude: bool = True) 
     outputs = [n["name"] for n in layers if not (OPS[n["op"]].loss or OPS[n["op"]].training_only)][-2:]
     spec = {"specc": 1, "name": "fuzz", "inputs": {k: _yaml_type(t) for k, t in inputs.items()},
             "layers": layers, "outputs": outputs or [layers[-1]["name"]]}
+    form = draw(st.sampled_from(["plain", "plain", "params", "block"]))
+    sets = _as_params(draw, spec) if form == "params" else []
+    if form == "block":
+        _as_block(spec)
     text = yaml.safe_dump(spec, sort_keys=False, allow_unicode=True, width=10**6)
-    return Case("generated", text, [], " ".join(ops), clean_expected=True)
+    return Case("generated", text, sets, f"{form}: " + " ".join(ops), clean_expected=True)
+
+
+def _as_params(draw, spec: dict) -> list[str]:
+    """Up to three numeric attributes become params read by `${p<k>}`; some are overridden by `--set`
+    with the same value, so a clean spec stays clean."""
+    slots = [(n, k) for n in spec["layers"] for k, v in n.items()
+             if k not in ("name", "op", "in") and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    params, sets = {}, []
+    for i, (node, key) in enumerate(slots[:3]):
+        params[f"p{i}"] = node[key]
+        node[key] = f"${{p{i}}}"
+        if draw(st.booleans()):
+            sets.append(f"p{i}={params[f'p{i}']!r}")
+    if params:
+        spec["params"] = params
+    return sets
+
+
+def _as_block(spec: dict) -> None:
+    """The chain becomes block `chain`, used once on the inputs; the outputs are the block's ports."""
+    names = list(spec["inputs"])
+    spec["blocks"] = {"chain": {"inputs": list(names), "layers": spec["layers"],
+                                "outputs": {o: o for o in spec["outputs"]}}}
+    spec["layers"] = [{"use": "chain", "name": "c", "in": names}]
+    spec["outputs"] = {o: f"c:{o}" for o in spec["outputs"]}
 
 
 # ---------------------------------------------------------------------------------------------------------------

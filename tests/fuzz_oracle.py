@@ -31,10 +31,14 @@ from fuzz_gen import Case
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_ELEMENTS = 100_000             # a clean spec is run only when every value has at most this many elements
+# an absolute difference this small is float32 rounding amplified by an ill-conditioned chain (layer_norm of a
+# cosine_similarity(x, x), which is 1 up to rounding), not a wrong lowering
+NOISE = 1e-4
 MAX_OUTPUT = 1_000_000             # characters a `specc check` may print before it counts as a blow-up
-# a random input that a consumer cannot take (the check cannot know the values): not a bug
+# a random input that a consumer cannot take (the check cannot know the values), or a refusal PyTorch makes at
+# run time too (batch norm of one value per channel, in training only: a batch-1 spec is fine for inference)
 DATA_ERRORS = ("out of range", "out of bounds", "out of data bounds", "expects inputs between",
-               "expects targets between")
+               "expects targets between", "more than one value per channel in training")
 
 
 class Hang(BaseException):
@@ -180,6 +184,8 @@ def check_onnx(graph) -> str | None:
     result = verify(graph, fresh_weights(graph, seed=0), outputs=list(chosen))
     if result.ok or result.message.startswith("outputs contain NaN/inf"):
         return None
+    if result.diffs and max(result.diffs.values()) <= NOISE:
+        return None                                   # an ill-conditioned chain amplifying float32 rounding
     return result.message
 
 

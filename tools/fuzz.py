@@ -54,7 +54,7 @@ def worker(index: int, args: argparse.Namespace, quota: int, deadline: float, be
 
     import fuzz_gen
     from fuzz_oracle import judge
-    strategies = {"generated": fuzz_gen.generated(), "mutated": fuzz_gen.mutated(exclude=False),
+    strategies = {"generated": fuzz_gen.generated(exclude=False), "mutated": fuzz_gen.mutated(exclude=False),
                   "corrupted": fuzz_gen.corrupted(exclude=False)}
     folder = Path(tempfile.mkdtemp(prefix=f"specc-fuzz-{index}-"))
     done = 0
