@@ -166,11 +166,9 @@ def unsqueeze(b: Builder, node: Node, x: list, p: list) -> str:
 @lowering("slice")
 def slice_(b: Builder, node: Node, x: list, p: list) -> str:
     a = node.attrs
-    # ONNX clamps starts/ends to the dim; values beyond int64 (legal in a spec) are clamped first
-    start, end, step = (max(-INT64_MAX, min(INT64_MAX, v)) for v in (a.start, INT64_MAX if a.end is None else a.end,
-                                                                        a.step))
-    return b.op("Slice", [x[0], b.ints([start], hint="starts"), b.ints([end], hint="ends"),
-                          b.ints([_norm(a.dim, b.ins[0].rank)], hint="axes"), b.ints([step], hint="steps")])
+    end = INT64_MAX if a.end is None else a.end
+    return b.op("Slice", [x[0], b.ints([a.start], hint="starts"), b.ints([end], hint="ends"),
+                          b.ints([_norm(a.dim, b.ins[0].rank)], hint="axes"), b.ints([a.step], hint="steps")])
 
 
 @lowering("select")

@@ -20,15 +20,32 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from ..ir import ParamSpec, TensorType
 
 
+INT_LIMIT = 2**63                    # attribute integers must fit in int64, as NumPy and ONNX hold them
+
+
+def _too_big(v: object) -> bool:
+    if isinstance(v, (list, tuple)):
+        return any(_too_big(u) for u in v)
+    return isinstance(v, int) and not isinstance(v, bool) and not -INT_LIMIT <= v < INT_LIMIT
+
+
 class Attrs(BaseModel):
-    """Base of every op's attribute model: unknown attributes are refused."""
+    """Base of every op's attribute model: unknown attributes are refused, and so are integers beyond int64
+    (they overflowed in shape rules, kernels and lowerings)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _fits_int64(cls, v: object) -> object:
+        if _too_big(v):
+            raise ValueError("an integer beyond the 64-bit range (-2**63 .. 2**63 - 1)")
+        return v
 
 
 class NoAttrs(Attrs):

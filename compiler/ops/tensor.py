@@ -104,22 +104,8 @@ def _arith(name: str, a: Arith, x: TensorType, y: TensorType | None) -> Inferred
         dtype = "float32"
     else:
         dtype = dts[0]
-    if y is None:
-        _value_fits(name, a.value, dtype)
     out = TensorType(shape, dtype)
     return Inferred([out], macs=per_sample(out))
-
-
-def _value_fits(name: str, value: Number, dtype: str) -> None:
-    """An integer `value` must be representable in the result's dtype (NumPy and ONNX would overflow)."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        return
-    fits = -2**63 <= value < 2**63 if not is_float(dtype) else abs(value) < 2**127
-    if not fits:
-        text = str(value)
-        shown = text if len(text) <= 24 else f"{text[:20]}… ({len(text)} digits)"
-        raise ShapeError(f"{name}'s value {shown} does not fit in the result's dtype {dtype}", attr="value",
-                         hint="use a value of the size the data can hold")
 
 
 @op("add", Arith, inputs=("a", "b"), optional=("b",))
@@ -460,10 +446,6 @@ def select(a: Select, x: TensorType) -> Inferred:
         raise ShapeError("select needs an input with at least one dimension, got a scalar")
     d = norm_dim(a.dim, x.rank)
     size = x.shape[d]
-    if not -2**63 <= a.index < 2**63:           # beyond any size a symbol can take: NumPy and ONNX overflow
-        text = str(a.index)
-        raise ShapeError(f"select: index {text if len(text) <= 24 else text[:20] + '…'} is out of range for any "
-                         f"dimension (shape {x})", attr="index")
     if isinstance(size, int) and not -size <= a.index < size:
         raise ShapeError(f"select: index {a.index} is out of range for dimension {a.dim} of size {size} "
                          f"(shape {x}); allowed {-size}..{size - 1}", attr="index")
