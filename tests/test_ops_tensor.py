@@ -626,6 +626,26 @@ def test_reduce_int_onnx(opset):
     assert run("mean", {"dim": 1}, [i])[0][0].dtype == np.float32
 
 
+@pytest.mark.parametrize("opset", [17, 18])
+@pytest.mark.parametrize("attrs", [{}, {"dim": 1}, {"dim": 0, "keepdim": True}])
+def test_reduce_bool_as_torch(attrs, opset):
+    """sum of a mask counts (int64, inferred bool before: the runtime gave int64) and max is any(); ONNX's
+    ReduceSum/ReduceMax refused bool (found by tools/fuzz.py). Reference: torch."""
+    torch = pytest.importorskip("torch")
+    m = np.array([[True, False, True], [False, False, False]])
+    kw = {"dim": attrs["dim"], "keepdim": attrs.get("keepdim", False)} if "dim" in attrs else {}
+    for name, ref in (("sum", torch.sum), ("max", torch.amax)):
+        (y,), _, inf = run(name, attrs, [m])
+        want = ref(torch.tensor(m), **kw).numpy()
+        assert y.dtype == want.dtype and inf.outputs[0].dtype == str(want.dtype)
+        np.testing.assert_array_equal(y, want)
+        onnx_parity(name, attrs, [m], opset=opset)
+
+
+def test_matmul_refuses_bool():
+    raises("matmul", {}, [T((3, 3), "bool"), T((3, 3))], None, "bool", "torch.matmul")
+
+
 @pytest.mark.parametrize("attrs", REDUCE_ATTRS)
 def test_reduce_torch(attrs):
     torch = pytest.importorskip("torch")

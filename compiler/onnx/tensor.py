@@ -190,7 +190,8 @@ def _reduce(b: Builder, node: Node, x: str, op_type: str, axes_input: bool) -> s
 
 @lowering("sum")
 def reduce_sum(b: Builder, node: Node, x: list, p: list) -> str:
-    return _reduce(b, node, x[0], "ReduceSum", True)            # axes an input since opset 13
+    v = _cast(b, x[0], b.ins[0].dtype, node.out.dtype)          # bool counts as int64
+    return _reduce(b, node, v, "ReduceSum", True)               # axes an input since opset 13
 
 
 @lowering("mean")
@@ -201,6 +202,9 @@ def reduce_mean(b: Builder, node: Node, x: list, p: list) -> str:
 
 @lowering("max")
 def reduce_max(b: Builder, node: Node, x: list, p: list) -> str:
+    if b.ins[0].dtype == "bool":                                # ReduceMax takes no bool: any() through int64
+        v = _reduce(b, node, _cast(b, x[0], "bool", "int64"), "ReduceMax", b.opset >= 18)
+        return _cast(b, v, "int64", "bool")
     return _reduce(b, node, x[0], "ReduceMax", b.opset >= 18)
 
 
