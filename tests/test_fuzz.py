@@ -119,3 +119,37 @@ def test_a_runtime_disagreement_is_a_mismatch_finding(monkeypatch, folder):
     code, findings = judge(case, folder, TIMEOUT)
     assert code == 0
     assert findings and findings[0].kind == "mismatch" and "relu 'r': runtime gives float32[2, 1]" in findings[0].detail
+
+
+# ----------------------------------------------------------------------------------------- tools/fuzz.py
+def test_the_campaign_tool_runs_cases_and_prints_the_table(tmp_path):
+    out = tmp_path / "campaign"
+    p = subprocess.run([sys.executable, str(ROOT / "tools" / "fuzz.py"), "--cases", "4", "--families",
+                        "mutated,corrupted", "--seed", "5", "--out", str(out)], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode in (0, 1), p.stderr
+    assert "cases run   4" in p.stdout and "mutated 2, corrupted 2" in p.stdout, p.stdout
+    assert "Traceback" not in p.stderr
+    again = subprocess.run([sys.executable, str(ROOT / "tools" / "fuzz.py"), "--cases", "1", "--out", str(out)],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 2 and "holds an earlier campaign" in again.stderr       # never mixes two runs
+
+
+def test_the_campaign_report_keeps_examples_per_site(tmp_path, capsys):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("fuzz_tool", ROOT / "tools" / "fuzz.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    finding = {"kind": "traceback", "site": "KeyError at compiler/x.py:1 in f", "command": "specc check spec.yaml",
+               "detail": "Traceback ..."}
+    rows = [{"family": "mutated", "code": None, "seconds": 0.1, "case": f"[mutated lenet5.yaml]\nlayers: [{i}]\n",
+             "findings": [finding]} for i in range(3)] + [{"family": "corrupted", "code": 1, "seconds": 0.1,
+                                                             "case": None, "findings": []}]
+    assert tool.report(rows, tmp_path, keep=2, elapsed=2.0) == 1
+    table = capsys.readouterr().out
+    assert "cases run   4" in table and "findings    traceback 3, hang 0, mismatch 0" in table
+    assert "     3  traceback  KeyError at compiler/x.py:1 in f" in table
+    (site,) = [d for d in tmp_path.iterdir() if d.is_dir()]
+    assert sorted(d.name for d in site.iterdir()) == ["1", "2"]                    # --keep 2
+    assert (site / "1" / "spec.yaml").read_text() == "layers: [0]\n"
+    assert "specc check spec.yaml" in (site / "1" / "command.txt").read_text()

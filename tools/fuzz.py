@@ -73,10 +73,10 @@ def worker(index: int, args: argparse.Namespace, quota: int, deadline: float, be
                                   "findings": [f.__dict__ for f in findings]}) + "\n")
             out.flush()
 
-        chunk = 0
+        chunk, size = 0, max(1, min(CHUNK, quota // len(args.families)))     # every family gets its share
         while done < quota and time.time() < deadline:
-            family = args.families[chunk % len(args.families)]
-            run = settings(max_examples=CHUNK, database=None, deadline=None, phases=[Phase.generate],
+            family = args.families[(chunk + index) % len(args.families)]
+            run = settings(max_examples=size, database=None, deadline=None, phases=[Phase.generate],
                            suppress_health_check=list(HealthCheck))(given(strategies[family])(body))
             try:
                 seed(args.seed * 1_000_003 + index * 10_007 + chunk)(run)()
