@@ -153,3 +153,16 @@ def test_the_campaign_report_keeps_examples_per_site(tmp_path, capsys):
     assert sorted(d.name for d in site.iterdir()) == ["1", "2"]                    # --keep 2
     assert (site / "1" / "spec.yaml").read_text() == "layers: [0]\n"
     assert "specc check spec.yaml" in (site / "1" / "command.txt").read_text()
+
+
+# ------------------------------------------------------------------------------------- found by fuzzing
+@pytest.mark.parametrize("spec,sets", [
+    ("lstm_classifier.yaml", ["classes=&a [*a]"]),         # a list that contains itself, through an alias
+    ("lenet5.yaml", ["classes=18446744073709551616"]),     # an attribute integer beyond int64
+])
+def test_found_by_fuzzing(spec, sets, capsys):
+    """Cases tools/fuzz.py found, each once a traceback: now one message and exit 1 or 2."""
+    from compiler.cli import main
+    code = main(["check", str(ROOT / "specs" / spec)] + [f"--set={s}" for s in sets])
+    err = capsys.readouterr().err
+    assert code in (1, 2) and "error" in err and "Traceback" not in err

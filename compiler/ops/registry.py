@@ -29,9 +29,18 @@ INT_LIMIT = 2**63                    # attribute integers must fit in int64, as 
 
 
 def _too_big(v: object) -> bool:
-    if isinstance(v, (list, tuple)):
-        return any(_too_big(u) for u in v)
-    return isinstance(v, int) and not isinstance(v, bool) and not -INT_LIMIT <= v < INT_LIMIT
+    """An int beyond int64 anywhere in v (nested lists walked without recursion: they may be deep, or even
+    contain themselves through a YAML alias)."""
+    stack, seen = [v], set()
+    while stack:
+        u = stack.pop()
+        if isinstance(u, (list, tuple)):
+            if id(u) not in seen:
+                seen.add(id(u))
+                stack.extend(u)
+        elif isinstance(u, int) and not isinstance(u, bool) and not -INT_LIMIT <= u < INT_LIMIT:
+            return True
+    return False
 
 
 class Attrs(BaseModel):
