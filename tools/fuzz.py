@@ -109,7 +109,8 @@ def campaign(args: argparse.Namespace) -> list[dict]:
     while procs:
         time.sleep(0.5)
         for i, (p, beat, log, remaining, wid) in list(procs.items()):
-            stuck = beat.value > 0 and time.time() - beat.value > 3 * args.timeout + 10
+            # check, run and export each get --timeout; a worker silent much longer is stuck inside C code
+            stuck = beat.value > 0 and time.time() - beat.value > 4 * args.timeout + 30
             if p.is_alive() and not stuck:
                 continue
             if stuck:
