@@ -244,7 +244,10 @@ def _dedupe(errors: list[dict]) -> list[dict]:
     """One error per location: a value failing every branch of a union is one mistake."""
     seen: dict[tuple, dict] = {}
     for err in errors:
-        loc = tuple(p for p in err["loc"] if isinstance(p, (int, str)) and not _is_branch(p))
+        parts = tuple(err["loc"])
+        named = err["type"] in ("extra_forbidden", "missing") and parts    # ends with a key, even 'int' or 'a[b'
+        loc = tuple(p for p in (parts[:-1] if named else parts) if isinstance(p, (int, str)) and not _is_branch(p))
+        loc += parts[-1:] if named else ()
         if loc not in seen:
             seen[loc] = dict(err, loc=loc)
         elif err["type"] != seen[loc]["type"]:

@@ -110,6 +110,18 @@ def test_softplus_beta_zero():
     assert e.value.attr == "beta"
 
 
+def test_softplus_above_the_threshold_is_x_itself():
+    """Where beta·x > threshold the output is x bit for bit, even when softplus(beta·x)/beta is huge (a small
+    beta): the blend y + (x − y) lost x's low bits in float32 (found by tools/fuzz.py, ONNX disagreed)."""
+    x = np.array([0.12573022, -0.13210486, 3.5, -2.0], np.float32)
+    (y,), _, _ = run("softplus", {"beta": 1e-5, "threshold": -1.0}, [x])
+    np.testing.assert_array_equal(y, x)
+    (y,), _, _ = run("softplus", {"beta": 1.0, "threshold": 0.0}, [x])
+    np.testing.assert_array_equal(y[x > 0], x[x > 0])
+    np.testing.assert_allclose(y[x <= 0], np.log1p(np.exp(x[x <= 0])), rtol=1e-6)
+    onnx_parity("softplus", {"beta": 1e-5, "threshold": -1.0}, [x])
+
+
 @pytest.mark.parametrize("name", ELEMENTWISE)
 def test_refuses_integer_input(name):
     with pytest.raises(ShapeError) as e:

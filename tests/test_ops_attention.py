@@ -87,6 +87,15 @@ def test_sdpa_shape_and_macs():
     assert inf.outputs[0].shape == (4, 2, 5, 3)
 
 
+def test_sdpa_symbolic_feature_size_needs_a_scale():
+    """A symbolic d checked clean, then the export failed (its default scale 1/√d is a constant; fuzzing)."""
+    with pytest.raises(ShapeError) as e:
+        infer("scaled_dot_product_attention", {}, [(4, "N"), (4, "N"), (4, "N")])
+    assert e.value.attr == "scale" and "symbol 'N'" in e.value.message
+    _, _, inf = infer("scaled_dot_product_attention", {"scale": 0.5}, [(4, "N"), (4, "N"), (4, "N")])
+    assert inf.outputs[0].shape == (4, "N")
+
+
 def test_sdpa_errors():
     with pytest.raises(ShapeError) as e:
         infer("scaled_dot_product_attention", {}, [("N", 5, 8), ("N", 6, 7), ("N", 6, 3)])
@@ -356,6 +365,14 @@ def test_pe_shape_no_params():
     _, _, inf = infer("positional_encoding", {}, [("N", "T", 16)])
     assert inf.outputs[0].shape == ("N", "T", 16) and inf.params == []
     assert inf.macs == 16
+
+
+@pytest.mark.parametrize("dtype", ["int64", "bool"])
+def test_pe_refuses_a_non_float_input(dtype):
+    """The runtime added float sines to int/bool inputs (a float result for an inferred int/bool type) and the
+    ONNX Add refused bool (found by tools/fuzz.py)."""
+    with pytest.raises(ShapeError, match=f"floating-point input, but its input has dtype {dtype}"):
+        infer("positional_encoding", {}, [TensorType(("N", 5, 16), dtype)])
 
 
 def test_pe_errors():

@@ -156,3 +156,15 @@ def test_kl_torch(reduction, shape):
     np.testing.assert_allclose(kl, ref.detach().numpy(), rtol=1e-10)
     np.testing.assert_allclose(gmu, tmu.grad.numpy(), rtol=1e-10, atol=1e-14)
     np.testing.assert_allclose(glv, tlv.grad.numpy(), rtol=1e-10, atol=1e-14)
+
+
+def test_reparameterize_broadcast_mu_exports():
+    """mu [1, 1] with logvar [2, 3, 2]: the exporter passed mu through unexpanded while declaring the
+    broadcast shape, and ONNX's checker refused the graph (found by tools/fuzz.py)."""
+    import compiler
+    from compiler.onnx.commands import verify
+    from compiler.onnx.export import fresh_weights
+    g = compiler.compile_text("inputs: {a: [N, 1], b: [2, 3, 2]}\nlayers:\n  - {op: mean, name: m, in: a, keepdim: true}\n"
+                              "  - {op: reparameterize, name: z, in: [m, b]}\noutputs: [z]\n")
+    result = verify(g, fresh_weights(g))
+    assert result.ok, result.message

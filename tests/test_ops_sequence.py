@@ -156,6 +156,13 @@ def test_recurrent_input_size_mismatch_names_attr():
     assert e.value.attr == "input_size" and "6" in e.value.message and "3" in e.value.message
 
 
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_recurrent_state_dtype_checked(kind):
+    """An int64 h0 was accepted, then the ONNX checker refused the graph (found by tools/fuzz.py)."""
+    with pytest.raises(ShapeError, match="h0 must have its input's dtype float32, but it is int64"):
+        infer(kind, {"hidden_size": 4}, [TensorType(("N", 7, 3)), TensorType((1, "N", 4), "int64")])
+
+
 def test_recurrent_h0_shape_checked():
     with pytest.raises(ShapeError) as e:
         infer("lstm", {"hidden_size": 4, "bidirectional": True}, [("N", 7, 3), (1, "N", 4)])

@@ -2,6 +2,7 @@
 from types import SimpleNamespace
 
 import numpy as np
+import pydantic
 import pytest
 
 import compiler.ops as ops
@@ -625,6 +626,26 @@ def test_reduce_int_onnx(opset):
     assert run("mean", {"dim": 1}, [i])[0][0].dtype == np.float32
 
 
+@pytest.mark.parametrize("opset", [17, 18])
+@pytest.mark.parametrize("attrs", [{}, {"dim": 1}, {"dim": 0, "keepdim": True}])
+def test_reduce_bool_as_torch(attrs, opset):
+    """sum of a mask counts (int64, inferred bool before: the runtime gave int64) and max is any(); ONNX's
+    ReduceSum/ReduceMax refused bool (found by tools/fuzz.py). Reference: torch."""
+    torch = pytest.importorskip("torch")
+    m = np.array([[True, False, True], [False, False, False]])
+    kw = {"dim": attrs["dim"], "keepdim": attrs.get("keepdim", False)} if "dim" in attrs else {}
+    for name, ref in (("sum", torch.sum), ("max", torch.amax)):
+        (y,), _, inf = run(name, attrs, [m])
+        want = ref(torch.tensor(m), **kw).numpy()
+        assert y.dtype == want.dtype and inf.outputs[0].dtype == str(want.dtype)
+        np.testing.assert_array_equal(y, want)
+        onnx_parity(name, attrs, [m], opset=opset)
+
+
+def test_matmul_refuses_bool():
+    raises("matmul", {}, [T((3, 3), "bool"), T((3, 3))], None, "bool", "torch.matmul")
+
+
 @pytest.mark.parametrize("attrs", REDUCE_ATTRS)
 def test_reduce_torch(attrs):
     torch = pytest.importorskip("torch")
@@ -718,6 +739,36 @@ def test_one_hot_kernel_onnx_torch():
     with pytest.raises(ValueError, match="out of range"):
         run("one_hot", {"num_classes": 3}, [idx])
 
+
+def test_one_hot_of_a_scalar_exports():
+    """A 0-d index gives [num_classes], as torch; ONNX's OneHot needs rank >= 1 (the checker refused; fuzzing)."""
+    torch = pytest.importorskip("torch")
+    idx = np.array(2, dtype=np.int64)
+    (y,), _, _ = run("one_hot", {"num_classes": 4}, [idx])
+    np.testing.assert_array_equal(y, torch.nn.functional.one_hot(torch.tensor(idx), 4).numpy())
+    onnx_parity("one_hot", {"num_classes": 4}, [idx])
+
+
+@pytest.mark.parametrize("attrs", [{"dim": 1, "end": 2**63 - 1}, {"dim": 1, "start": -2**63, "step": 2**63 - 1}])
+def test_slice_with_bounds_at_the_int64_limits_exports(attrs):
+    """Python slicing clamps any integer, and so does ONNX's Slice within int64."""
+    x = rand(3, 5)
+    (y,), _, _ = run("slice", attrs, [x])
+    idx = [slice(None)] * 2
+    idx[attrs["dim"]] = slice(attrs.get("start", 0), attrs.get("end"), attrs.get("step", 1))
+    np.testing.assert_array_equal(y, x[tuple(idx)])
+    onnx_parity("slice", attrs, [x])
+
+
+@pytest.mark.parametrize("op,attrs", [("slice", {"dim": 1, "end": 2**64}), ("select", {"dim": 0, "index": 10**30}),
+                                      ("slice", {"dim": 1, "step": -2**63 - 1}), ("reshape", {"shape": [-1, 2**70]}),
+                                      ("linear", {"out_features": 10**400}),
+                                      ("gat_conv", {"out_features": 2, "heads": 10**400})])
+def test_attribute_integers_beyond_int64_are_refused(op, attrs):
+    """They overflowed in NumPy, the lowerings (slice, select on a symbolic dim) and float maths in shape rules
+    (gat_conv's heads); found by tools/fuzz.py."""
+    with pytest.raises(pydantic.ValidationError, match="beyond the 64-bit range"):
+        infer(op, attrs, [T(("N", 5))])
 
 # --------------------------------------------------------------------------- param, constant
 

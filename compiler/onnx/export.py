@@ -141,12 +141,21 @@ def _pruned_by(graph: Graph, ref: Ref) -> Node | None:
         opdef = OPS.get(n.op)
         if opdef is not None and (opdef.loss or opdef.training_only):
             return n
-        stack.extend(_needed_inputs(n))
+        stack.extend(_needed_inputs(graph, n))
     return None
 
 
-def _needed_inputs(n: Node) -> list[str]:
-    if n.op in PASSTHROUGH:
+def _passes_through(graph: Graph, n: Node) -> bool:
+    """The node is its input in an inference graph (reparameterize only when mu needs no broadcast to
+    logvar's shape: otherwise its lowering expands mu)."""
+    if n.op not in PASSTHROUGH:
+        return False
+    r = n.inputs[PASSTHROUGH[n.op]]
+    return n.op != "reparameterize" or r is None or tuple(graph.type_of(r).shape) == tuple(n.out.shape)
+
+
+def _needed_inputs(graph: Graph, n: Node) -> list[str]:
+    if _passes_through(graph, n):
         r = n.inputs[PASSTHROUGH[n.op]]
         return [] if r is None else [r.node]
     return [r.node for r in n.inputs if r is not None]
@@ -266,7 +275,7 @@ def export(graph: Graph, weights: Any = None, opset: int = DEFAULT_OPSET, output
         if name not in need:
             need.add(name)
             if graph.has_node(name):
-                stack.extend(_needed_inputs(graph.node(name)))
+                stack.extend(_needed_inputs(graph, graph.node(name)))
     nodes = [n for n in graph.nodes if n.name in need]
     inputs = {k: t for k, t in graph.inputs.items() if k in need and not graph.has_node(k)}
 
@@ -286,7 +295,7 @@ def export(graph: Graph, weights: Any = None, opset: int = DEFAULT_OPSET, output
     values: dict[Key, str] = {(k, None): k for k in inputs}
     types: dict[Key, TensorType] = {(k, None): t for k, t in inputs.items()}
     for n in nodes:
-        if n.op in PASSTHROUGH:
+        if _passes_through(graph, n):
             r = n.inputs[PASSTHROUGH[n.op]]
             values[(n.name, None)] = values[_key(graph, r)]
             types[(n.name, None)] = n.out

@@ -77,6 +77,9 @@ def scaled_dot_product_attention(a: ScaledDotProductAttention, q: TensorType, k:
         raise ShapeError(f"scaled_dot_product_attention: the leading (batch) dims of q {q}, k {k} and v {v} "
                          f"do not broadcast: {e.message}") from None
     tq, tk, d, dv = q.shape[-2], k.shape[-2], q.shape[-1], v.shape[-1]
+    if a.scale is None:                     # the default scale 1/√d is a constant in the exported graph
+        concrete(d, "scaled_dot_product_attention's feature size d (the last dimension of q; the default scale "
+                    "is 1/√d)", attr="scale")
     scores = lead + (tq, tk)
     if mask is not None:
         _check_mask(mask, "scaled_dot_product_attention's mask")
@@ -114,6 +117,13 @@ class MultiHeadAttention(Attrs):
     dropout: float = 0.0
 
 
+def _divisors(e: int, limit: int = 100_000) -> str:
+    """': 1, 2, 4, ...' when e is small enough to list them quickly (a huge e made the hint hang)."""
+    if e > limit:
+        return ""
+    return ": " + ", ".join(str(h) for h in range(1, e + 1) if e % h == 0)
+
+
 @op("multi_head_attention", MultiHeadAttention, inputs=["query", "key", "value", "key_padding_mask"],
     optional=["key", "value", "key_padding_mask"], ports=["out", "weights"], primary="num_heads")
 def multi_head_attention(a: MultiHeadAttention, query: TensorType, key: TensorType | None = None,
@@ -140,9 +150,7 @@ def multi_head_attention(a: MultiHeadAttention, query: TensorType, key: TensorTy
     if e % a.num_heads:
         raise ShapeError(f"multi_head_attention splits the embedding into num_heads equal parts, but "
                          f"embed_dim {e} is not divisible by num_heads {a.num_heads}",
-                         hint=f"choose num_heads among the divisors of {e}: "
-                              f"{', '.join(str(h) for h in range(1, e + 1) if e % h == 0)}"
-                         if e <= 100_000 else None, attr="num_heads")       # no hint past 10**5: it would loop
+                         hint=f"choose num_heads among the divisors of {e}" + _divisors(e), attr="num_heads")
     if not 0.0 <= a.dropout < 1.0:
         raise ShapeError(f"dropout must be in [0, 1), got {a.dropout}", attr="dropout")
     for t, nm in ((query, "query"), (key, "key"), (value, "value")):
@@ -215,6 +223,9 @@ def positional_encoding(a: PositionalEncoding, x: TensorType) -> TensorType | In
     float_input("positional_encoding", "input", x, hint="declare the input as float32 (token indices go through "
                                                         "an embedding first)")
     concrete(x.shape[2], "positional_encoding's feature size d (last dimension)")
+    if not x.dtype.startswith("float"):
+        raise ShapeError(f"positional_encoding adds sines and cosines to a floating-point input, but its input "
+                         f"has dtype {x.dtype} (shape {x})", hint="embed integer tokens first (embedding)")
     if a.max_len < 1:
         raise ShapeError(f"max_len must be positive, got {a.max_len}", attr="max_len")
     t = x.shape[1]

@@ -20,15 +20,41 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from ..ir import ParamSpec, TensorType
 
 
+INT_LIMIT = 2**63                    # attribute integers must fit in int64, as NumPy and ONNX hold them
+
+
+def _too_big(v: object) -> bool:
+    """An int beyond int64 anywhere in v (nested lists walked without recursion: they may be deep, or even
+    contain themselves through a YAML alias)."""
+    stack, seen = [v], set()
+    while stack:
+        u = stack.pop()
+        if isinstance(u, (list, tuple)):
+            if id(u) not in seen:
+                seen.add(id(u))
+                stack.extend(u)
+        elif isinstance(u, int) and not isinstance(u, bool) and not -INT_LIMIT <= u < INT_LIMIT:
+            return True
+    return False
+
+
 class Attrs(BaseModel):
-    """Base of every op's attribute model: unknown attributes are refused."""
+    """Base of every op's attribute model: unknown attributes are refused, and so are integers beyond int64
+    (they overflowed in shape rules, kernels and lowerings)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _fits_int64(cls, v: object) -> object:
+        if _too_big(v):
+            raise ValueError("an integer beyond the 64-bit range (-2**63 .. 2**63 - 1)")
+        return v
 
 
 class NoAttrs(Attrs):

@@ -148,6 +148,9 @@ def matmul(a: NoAttrs, x: TensorType, y: TensorType) -> Inferred:
     if x.rank == 0 or y.rank == 0:
         raise ShapeError(f"matmul needs inputs with at least one dimension, got shapes {x} and {y}",
                          hint="use mul to multiply by a scalar")
+    if "bool" in (x.dtype, y.dtype):
+        raise ShapeError(f"matmul needs numbers, but an input is bool (shapes {x} and {y}), as in torch.matmul",
+                         hint="cast the mask to float32 first (e.g. declare the input as float32)")
     xs = (1,) + x.shape if x.rank == 1 else x.shape
     ys = y.shape + (1,) if y.rank == 1 else y.shape
     k1, k2 = xs[-1], ys[-2]
@@ -352,7 +355,7 @@ class Transpose(Attrs):
 def transpose(a: Transpose, x: TensorType) -> Inferred:
     """Swaps dimensions dim0 and dim1."""
     if x.rank == 0:
-        raise ShapeError("transpose: a scalar has no dimensions to swap", hint="leave the transpose out")
+        raise ShapeError("transpose needs an input with at least one dimension, got a scalar")
     d0 = norm_dim(a.dim0, x.rank, "dim0")
     d1 = norm_dim(a.dim1, x.rank, "dim1")
     shape = list(x.shape)
@@ -368,7 +371,8 @@ def squeeze_axes(dim: int | list[int] | None, x: TensorType) -> list[int]:
     if dim is None:
         return [i for i, d in enumerate(x.shape) if d == 1]
     if x.rank == 0:
-        raise ShapeError("squeeze: a scalar has no dimension to squeeze", hint="leave the squeeze out", attr="dim")
+        raise ShapeError("squeeze: the input is a scalar, it has no dimension to squeeze", attr="dim",
+                         hint="drop `dim` (a scalar stays a scalar) or squeeze a tensor with size-1 dimensions")
     dims = _dims(dim, x.rank)
     for d in dims:
         if x.shape[d] != 1:

@@ -223,11 +223,10 @@ def softplus(ctx: Ctx, x: np.ndarray):
     # PyTorch returns x itself where beta·x > threshold. Above -log(eps) the two agree to the last
     # bit of the dtype, so the masked blend is only needed for a small threshold.
     exact = threshold < -math.log(np.finfo(x.dtype).eps)
-    m = _mask(z > threshold, x.dtype) if exact else None
-    if exact:
-        d = np.subtract(x, y)
-        d *= m
-        y += d
+    above = z > threshold if exact else None
+    m = _mask(above, x.dtype) if exact else None
+    if exact:                               # x itself, not y + (x - y): y can be huge (a small beta)
+        np.copyto(y, x, where=above)
 
     def backward(gy):
         if not ctx.need(0):
