@@ -8,7 +8,7 @@ from .. import limits
 from ..errors import ShapeError
 from ..ir import Dim, Init, ParamSpec, TensorType
 from .registry import Attrs, Inferred, op
-from .shapes import concrete, float_input
+from .shapes import concrete
 
 
 # -- embedding ---------------------------------------------------------------------------------------------
