@@ -24,7 +24,7 @@ def test_billion_laughs_refused_fast():
     t = time.perf_counter()
     with pytest.raises(SpecError, match="aliases"):
         load_text(doc)
-    assert time.perf_counter() - t < 1.0
+    assert time.perf_counter() - t < 10.0         # a hang guard (the expansion would take minutes), not a speed test
 
 
 def test_depth_and_size_limits():

@@ -643,7 +643,7 @@ def test_reduce_bool_as_torch(attrs, opset):
 
 
 def test_matmul_refuses_bool():
-    raises("matmul", {}, [T((3, 3), "bool"), T((3, 3))], None, "bool", "torch.matmul")
+    raises("matmul", {}, [T((3, 3), "bool"), T((3, 3), "bool")], None, "two bool", "PyTorch")
 
 
 @pytest.mark.parametrize("attrs", REDUCE_ATTRS)

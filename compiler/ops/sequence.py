@@ -8,7 +8,7 @@ from .. import limits
 from ..errors import ShapeError
 from ..ir import Dim, Init, ParamSpec, TensorType
 from .registry import Attrs, Inferred, op
-from .shapes import concrete
+from .shapes import concrete, float_input
 
 
 # -- embedding ---------------------------------------------------------------------------------------------
@@ -102,9 +102,7 @@ def _recurrent(kind: str, a: _Recurrent, x: TensorType, h0: TensorType | None,
     for name, s in (("h0", h0), ("c0", c0)):
         if s is None:
             continue
-        if s.dtype != x.dtype:
-            raise ShapeError(f"{kind}'s initial state {name} must have its input's dtype {x.dtype}, but it is "
-                             f"{s.dtype} (shape {s})")
+        float_input(kind, name, s, hint=f"declare the initial state {name} as float32")
         if s.rank != 3 or not (s.shape[0] == state[0] and _same_dim(s.shape[1], n) and s.shape[2] == hid):
             raise ShapeError(f"{kind}'s initial state {name} must have shape num_layers·directions×N×hidden_size"
                              f" = {state[0]}×{n}×{hid}, but it has shape {s}",

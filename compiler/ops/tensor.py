@@ -148,9 +148,6 @@ def matmul(a: NoAttrs, x: TensorType, y: TensorType) -> Inferred:
     if x.rank == 0 or y.rank == 0:
         raise ShapeError(f"matmul needs inputs with at least one dimension, got shapes {x} and {y}",
                          hint="use mul to multiply by a scalar")
-    if "bool" in (x.dtype, y.dtype):
-        raise ShapeError(f"matmul needs numbers, but an input is bool (shapes {x} and {y}), as in torch.matmul",
-                         hint="cast the mask to float32 first (e.g. declare the input as float32)")
     xs = (1,) + x.shape if x.rank == 1 else x.shape
     ys = y.shape + (1,) if y.rank == 1 else y.shape
     k1, k2 = xs[-1], ys[-2]
