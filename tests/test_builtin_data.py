@@ -258,6 +258,8 @@ def test_digits_follow_the_spec_image_size_with_one_note(capsys):
     g = compile_inputs({"image": ["N", 3, 32, 32]})
     img = D.load(g, "builtin:digits").arrays["image"]
     assert img.shape == (1438, 3, 32, 32) and np.array_equal(img[:, 0], img[:, 2])
+    signed = D.load(g, "builtin:digits?signed=true").arrays["image"]
+    assert signed.min() == -1 and signed.max() == 1 and np.allclose(signed, img * 2 - 1)
     with pytest.raises(UserError, match="1×8×8 images"):
         D.load(compiler.compile_file(ROOT / "specs" / "lenet5.yaml"), "builtin:digits?size=8")
 
@@ -292,8 +294,9 @@ def test_example_specs_train_data_fits():
         named += 1
         plan = make_plan(Model(g), g.train)
         s = D.load_splits(g, g.train.data, path.parent, plan.needed, seed=0)
-        assert len(s.train) and s.test is not None and len(s.test), path.name
-    assert named >= 15
+        assert len(s.train) and (s.test is None or len(s.test)), path.name
+        assert s.test is not None or path.name == "dcgan.yaml", path.name        # a GAN has nothing to test
+    assert named >= 16
 
 
 # -- specc data list -----------------------------------------------------------------------------------

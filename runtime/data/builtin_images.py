@@ -92,6 +92,8 @@ def _digits_make(opts: dict[str, Any], part: str) -> dict[str, np.ndarray]:
     img = resize(d["image"], opts["size"])
     if opts["channels"] == 3:
         img = np.repeat(img, 3, axis=1)
+    if opts["signed"]:
+        img = img * np.float32(2) - np.float32(1)
     return {"image": img, "label": d["label"]}
 
 
@@ -129,8 +131,10 @@ MAX_SIZE = 64
 DIGITS = Builtin(
     "digits", "scikit-learn's 1,797 handwritten digits (8×8 grey, 10 classes), resizable", "images",
     (Option("size", 8, "image side in pixels (bilinear resize)", int, 8, MAX_SIZE, follows_spec=True),
-     Option("channels", 1, "1 (grey) or 3 (grey repeated as RGB)", int, choices=("1", "3"), follows_spec=True)),
-    lambda o: [Array("image", "float32", (o["channels"], o["size"], o["size"]), "pixels in [0, 1]"),
+     Option("channels", 1, "1 (grey) or 3 (grey repeated as RGB)", int, choices=("1", "3"), follows_spec=True),
+     Option("signed", False, "pixels in [-1, 1] (for a tanh generator's real images) instead of [0, 1]", bool)),
+    lambda o: [Array("image", "float32", (o["channels"], o["size"], o["size"]),
+                     f"pixels in {'[-1, 1]' if o['signed'] else '[0, 1]'}"),
                Array("label", "int64", (), "the digit, 0..9")],
     lambda o: dict(SIZES),
     _digits_make,
