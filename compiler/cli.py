@@ -292,6 +292,28 @@ def build_parser() -> argparse.ArgumentParser:
                     "the grid and the points")
     sets(sp)
 
+    sp = add("weights", None, "weights from elsewhere: convert a PyTorch/NumPy/safetensors state_dict into a "
+             "checkpoint of a spec")
+    wsub = sp.add_subparsers(dest="weights_command", metavar="ACTION")
+    wsub.required = True
+    sp = wsub.add_parser("convert", help="rename a weights file's arrays into the spec's state_dict names",
+                         description="rename a weights file's arrays (.npz, .safetensors, .pt/.pth state_dict) into "
+                         "the spec's state_dict names and write a specc checkpoint; prints every key's fate")
+    sp.set_defaults(handler=lazy("compiler.weights_convert:cmd_convert"))
+    sp.add_argument("input", metavar="IN", help="the weights: .npz, .safetensors, or .pt/.pth (needs torch)")
+    sp.add_argument("--spec", required=True, metavar="SPEC", help="the spec whose parameter names to fill")
+    sp.add_argument("-o", "--out", metavar="OUT.npz", help="the checkpoint to write (for specc eval/compile "
+                    "--weights, runtime.load)")
+    sp.add_argument("--map-by", choices=["name", "order", "shape"], default="name",
+                    help="name: keys equal to the spec's names; order: the i-th array to the i-th parameter (an "
+                    "nn.Sequential state_dict); shape: the one array of each parameter's shape (default name)")
+    sp.add_argument("--map", action="append", metavar="OLD=NEW", help="rename a key or a key prefix first "
+                    "(features.0=conv1); repeatable")
+    sp.add_argument("--dry-run", action="store_true", help="print the table of every key's fate, write nothing")
+    sp.add_argument("--allow-missing", action="store_true", help="write a checkpoint even when spec parameters "
+                    "get no weights (load it with strict=False)")
+    sets(sp)
+
     sp = add("schema", cmd_schema, "print the JSON Schema of the spec language")
     sp.add_argument("-o", "--output", metavar="FILE")
     return p
