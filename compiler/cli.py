@@ -132,9 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("compile", lazy("compiler.onnx.commands:cmd_compile"), "export the inference graph to ONNX")
     sp.add_argument("spec")
-    sp.add_argument("-o", "--out", required=True, metavar="OUT.onnx")
-    sp.add_argument("--weights", metavar="CKPT.npz")
-    sp.add_argument("--opset", type=int, default=18)
+    sp.add_argument("-o", "--out", required=True, metavar="OUT.onnx", help="the ONNX file to write")
+    sp.add_argument("--weights", metavar="CKPT.npz", help="trained weights to embed (default: the spec's initial "
+                    "values, seed from train.seed)")
+    sp.add_argument("--opset", type=int, default=18, help="ONNX opset version (default 18)")
     sp.add_argument("--output", action="append", metavar="NAME", help="export only these outputs (repeatable)")
     sp.add_argument("--verify", action="store_true", help="compare onnxruntime with the NumPy runtime")
     sp.add_argument("--no-optimize", dest="optimize", action="store_false",
@@ -144,29 +145,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("train", lazy("runtime.commands:cmd_train"), "train with the NumPy runtime as the spec's train section says")
     sp.add_argument("spec")
-    sp.add_argument("--data", metavar="PATH")
-    sp.add_argument("--epochs", type=positive_int)
-    sp.add_argument("--out", default=None, metavar="DIR")
-    sp.add_argument("--resume", metavar="CKPT")
+    sp.add_argument("--data", metavar="PATH", help="training data: an .npz with an array per input, or builtin:NAME "
+                    "(default: train.data.train in the spec)")
+    sp.add_argument("--epochs", type=positive_int, help="train this many epochs in all (default: train.epochs)")
+    sp.add_argument("--out", default=None, metavar="DIR", help="the run folder for best.npz, last.npz, history.csv, "
+                    "curves.png (default runs/NAME)")
+    sp.add_argument("--resume", metavar="CKPT", help="continue an interrupted run from its last.npz")
     sets(sp)
 
     sp = add("eval", lazy("runtime.commands:cmd_eval"), "loss and metrics of a checkpoint on a data set")
     sp.add_argument("spec")
-    sp.add_argument("--weights", required=True, metavar="CKPT")
-    sp.add_argument("--data", metavar="PATH")
+    sp.add_argument("--weights", required=True, metavar="CKPT", help="the weights to score (a run's best.npz)")
+    sp.add_argument("--data", metavar="PATH", help="an .npz or builtin:NAME (default: train.data.test in the spec)")
     sets(sp)
 
     sp = add("run", lazy("runtime.inference:cmd_run"), "inference with the NumPy runtime or onnxruntime")
     sp.add_argument("model", metavar="SPEC|MODEL.onnx")
-    sp.add_argument("--weights", metavar="CKPT")
-    sp.add_argument("--input", action="append", metavar="NAME=FILE.npy", default=[])
-    sp.add_argument("-o", "--out", metavar="OUT.npz")
-    sp.add_argument("--backend", choices=["numpy", "onnxruntime"])
+    sp.add_argument("--weights", metavar="CKPT", help="weights for a spec (default: its initial values)")
+    sp.add_argument("--input", action="append", metavar="NAME=FILE.npy", default=[],
+                    help="an input's values from a .npy file (one per input the outputs need; repeatable)")
+    sp.add_argument("-o", "--out", metavar="OUT.npz", help="save the outputs (default: print a preview of them)")
+    sp.add_argument("--backend", choices=["numpy", "onnxruntime"], help="numpy (the runtime) or onnxruntime "
+                    "(default: numpy for a spec, onnxruntime for an .onnx file)")
     sets(sp)
 
     sp = add("graph", lazy("compiler.graphviz:cmd_graph"), "draw the graph (dot, mmd, svg, png)")
     sp.add_argument("spec")
-    sp.add_argument("-o", "--out", required=True, metavar="FILE")
+    sp.add_argument("-o", "--out", required=True, metavar="FILE", help="the picture: .dot, .mmd (Mermaid), .svg, "
+                    ".png or .pdf (the last three need Graphviz's dot)")
     sets(sp)
 
     sp = add("generate", lazy("runtime.use.generate:cmd_generate"),
@@ -314,8 +320,20 @@ def build_parser() -> argparse.ArgumentParser:
                     "get no weights (load it with strict=False)")
     sets(sp)
 
+    sp = add("init", lazy("compiler.scaffold:cmd_init"), "write a commented starter spec that checks and "
+             "trains as written on built-in data")
+    sp.add_argument("kind", nargs="?", default="classifier", choices=["classifier", "cnn", "autoencoder", "seq2seq",
+                    "gnn"], help="what to start from (default classifier)")
+    sp.add_argument("name", metavar="NAME", help="the model's name; the file is NAME.yaml")
+    sp.add_argument("-o", "--out", default=".", metavar="DIR", help="the folder to write NAME.yaml in (default: "
+                    "the current one); an existing file is never overwritten")
+
+    sp = add("completion", lazy("compiler.completion:cmd_completion"), "print a shell completion script "
+             "(generated from this command line's parser)")
+    sp.add_argument("shell", choices=["bash", "zsh", "fish"], help="the shell to complete in")
+
     sp = add("schema", cmd_schema, "print the JSON Schema of the spec language")
-    sp.add_argument("-o", "--output", metavar="FILE")
+    sp.add_argument("-o", "--output", metavar="FILE", help="write the schema to FILE (default: print it)")
     return p
 
 
