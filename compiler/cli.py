@@ -75,7 +75,14 @@ def cmd_check(args: argparse.Namespace) -> int:
                     {"file": path, "line": None, "col": None, "message": e.message, "hint": e.hint}]})
             continue
         if args.json:
-            reports.append(as_json(g, args.batch) | {"file": path, "status": "ok", "errors": []})
+            reports.append(as_json(g, args.batch) | {"file": path, "status": "ok", "errors": []}
+                           | _depth_json(g, args))
+        elif args.explain:
+            from .explain import explain
+            print(explain(g, args.explain))
+        elif args.depth is not None or args.columns:
+            from .summary_depth import render
+            print(render(g, args.depth, (args.columns or "").split(","), batch=args.batch))
         else:
             print(g.summary(batch=args.batch))
             if len(args.spec) > 1:
@@ -83,6 +90,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2))
     return status
+
+
+def _depth_json(g: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """check --json --depth K: the collapsed rows too."""
+    if args.depth is None:
+        return {}
+    from .summary_depth import as_json_rows
+    return {"depth": args.depth, "rows": as_json_rows(g, args.depth)}
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -129,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch", type=positive_int, default=1, help="batch size for the training-memory estimate")
     sp.add_argument("--json", action="store_true",
                     help="machine-readable output: an object per spec (a list when several are given)")
+    sp.add_argument("--depth", type=positive_int, metavar="K", help="collapse the nodes of block instances "
+                    "nested deeper than K (names with more than K dotted parts) into one row with subtotals")
+    sp.add_argument("--columns", metavar="ATTR,...", help="extra attribute columns, e.g. kernel,stride,padding")
+    sp.add_argument("--explain", metavar="NODE", help="print the formula behind NODE's output shape, with the "
+                    "numbers and where each came from")
 
     sp = add("compile", lazy("compiler.onnx.commands:cmd_compile"), "export the inference graph to ONNX")
     sp.add_argument("spec")
