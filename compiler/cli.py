@@ -189,10 +189,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default: numpy for a spec, onnxruntime for an .onnx file)")
     sets(sp)
 
-    sp = add("graph", lazy("compiler.graphviz:cmd_graph"), "draw the graph (dot, mmd, svg, png)")
+    sp = add("graph", lazy("compiler.graphviz:cmd_graph"), "draw the graph (dot, mmd, svg, png, pdf)")
     sp.add_argument("spec")
     sp.add_argument("-o", "--out", required=True, metavar="FILE", help="the picture: .dot, .mmd (Mermaid), .svg, "
                     ".png or .pdf (the last three need Graphviz's dot)")
+    sp.add_argument("--depth", type=positive_int, metavar="K", help="draw the nodes of block groups deeper than K "
+                    "(names with more than K dotted parts) as one box each (default: every node up to 60, else "
+                    "the deepest level that fits)")
+    sp.add_argument("--full", action="store_true", help="draw every node, however many")
+    sp.add_argument("--rankdir", choices=["TB", "LR", "BT", "RL"], default="TB",
+                    help="layout direction: top to bottom (default) or left to right, ...")
     sets(sp)
 
     sp = add("generate", lazy("runtime.use.generate:cmd_generate"),
