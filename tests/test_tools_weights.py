@@ -111,3 +111,17 @@ def test_safetensors_and_bad_files(tmp_path, capsys):
                  "-o", str(tmp_path / "s.npz")]) == 0
     with np.load(tmp_path / "s.npz") as z:
         assert set(z.files) == set(params) | {"__meta__"}
+
+
+def test_torch_training_checkpoint_and_pickled_module(lenet, tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    d, _, _ = lenet
+    sd = torch.load(d / "lenet.pt", weights_only=True)
+    torch.save({"epoch": 3, "state_dict": sd}, tmp_path / "ckpt.pt")
+    assert main(["weights", "convert", str(tmp_path / "ckpt.pt"), "--spec", SPEC, "--map-by", "order",
+                 "-o", str(tmp_path / "o.npz")]) == 0
+    assert "reading the state_dict under 'state_dict'" in capsys.readouterr().err
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "module.pt")       # a whole pickled module
+    assert main(["weights", "convert", str(tmp_path / "module.pt"), "--spec", SPEC, "--dry-run"]) == 1
+    err = capsys.readouterr().err
+    assert "weights_only=True" in err and "torch.save(net.state_dict(), path)" in err
