@@ -75,10 +75,11 @@ EPOCH_WIDTH = 80
 TRAIN_ONLY_IN_HISTORY = ("precision", "recall", "f1")
 
 
-def epoch_legend(monitor: str, saves: bool) -> str:
+def epoch_legend(saves: bool, monitor: str | None = None) -> str:
     """Printed once before the first epoch line: what its columns and its `*` mean."""
+    best = f"{monitor} improved" if monitor else "a new best epoch"
     return ("per epoch: train loss, metrics | val loss, metrics | lr, seconds, samples/s\n"
-            f"* = {monitor} improved" + (" (best.npz saved)" if saves else "")
+            f"* = {best}" + (" (best.npz saved)" if saves else "")
             + "; history.csv has every value" * saves)
 
 

@@ -608,7 +608,7 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
                 stopped_early = True
 
             if epoch == start + 1:
-                say(epoch_legend(monitor, out is not None))
+                say(epoch_legend(out is not None))
             say(epoch_line(epoch, epochs, rec, keys, SHORT, rate, improved))
             if out is not None:
                 _save_state(model, out / "last.npz", plan, sched, epoch, epochs, history,

@@ -24,6 +24,7 @@ def test_a_short_epoch_keeps_everything():
 
 
 def test_the_legend_explains_the_star_and_fits():
-    text = epoch_legend("val.loss", True)
-    assert "* = val.loss improved (best.npz saved)" in text
+    text = epoch_legend(True)
+    assert "* = a new best epoch (best.npz saved)" in text
+    assert "* = val.loss improved" in epoch_legend(False, "val.loss")
     assert all(len(ln) <= 80 for ln in text.splitlines())
