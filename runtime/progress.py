@@ -1,6 +1,7 @@
 """Training progress: a bar redrawn in place on a terminal, plain lines otherwise.
 
 On a TTY:   epoch 3/30 [########------------]  27/45 loss 0.2143  5,120 samples/s  ETA 0:04
+            (at most 80 columns: the bar narrows when the numbers are long)
 Elsewhere (CI, a log file): nothing per batch; one summary line per epoch (printed by the trainer).
 """
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 import sys
 import time
 from typing import IO
+
+EPOCH_WIDTH = 80                                    # the bar and the per-epoch line fit an 80-column terminal
 
 
 def fmt_time(seconds: float) -> str:
@@ -54,12 +57,14 @@ class Progress:
 
     def line(self, batch: int, samples: int, loss: float, elapsed: float) -> str:
         frac = batch / self.batches if self.batches else 1.0
-        done = int(round(frac * self.width))
         rate = samples / elapsed if elapsed > 0 else 0.0
         eta = elapsed / frac - elapsed if frac > 0 else 0.0
         w = len(str(self.batches))
-        return (f"epoch {self.epoch}/{self.epochs} [{'#' * done}{'-' * (self.width - done)}] "
-                f"{batch:>{w}}/{self.batches} loss {loss:.4f}  {rate:,.0f} samples/s  ETA {fmt_time(eta)}")
+        head = f"epoch {self.epoch}/{self.epochs} "
+        tail = f" {batch:>{w}}/{self.batches} loss {loss:.4f}  {rate:,.0f} samples/s  ETA {fmt_time(eta)}"
+        width = max(5, min(self.width, EPOCH_WIDTH - 1 - len(head) - len(tail) - 2))   # the bar gives way
+        done = int(round(frac * width))
+        return f"{head}[{'#' * done}{'-' * (width - done)}]{tail}"
 
     def end_epoch(self) -> float:
         """Clear the bar; returns the epoch's throughput in samples/s."""
@@ -71,7 +76,6 @@ class Progress:
         return self._seen / elapsed if elapsed > 0 else 0.0
 
 
-EPOCH_WIDTH = 80
 TRAIN_ONLY_IN_HISTORY = ("precision", "recall", "f1")
 
 

@@ -28,3 +28,14 @@ def test_the_legend_explains_the_star_and_fits():
     assert "* = a new best epoch (best.npz saved)" in text
     assert "* = val.loss improved" in epoch_legend(False, "val.loss")
     assert all(len(ln) <= 80 for ln in text.splitlines())
+
+
+def test_the_progress_bar_gives_way_to_fit_80_columns():
+    from runtime.progress import Progress
+    p = Progress(100, 1000, enabled=False)
+    p.epoch = 10
+    line = p.line(500, 32000, 0.21, 2.0)
+    assert len(line) < 80 and line.startswith("epoch 10/100 [") and " 500/1000 loss 0.2100" in line
+    short = Progress(3, 4, enabled=False)
+    short.epoch = 2
+    assert "[##########----------] 2/4" in short.line(2, 64, 0.21, 2.0)    # the full 20-column bar when it fits
