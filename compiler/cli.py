@@ -105,7 +105,14 @@ def cmd_check(args: argparse.Namespace) -> int:
                     {"file": path, "line": None, "col": None, "message": e.message, "hint": e.hint}]})
             continue
         if args.json:
-            reports.append(as_json(g, args.batch) | {"file": path, "status": "ok", "errors": []})
+            reports.append(as_json(g, args.batch) | {"file": path, "status": "ok", "errors": []}
+                           | _depth_json(g, args))
+        elif args.explain:
+            from .explain import explain
+            print(explain(g, args.explain))
+        elif args.depth is not None or args.columns:
+            from .summary_depth import render
+            print(render(g, args.depth, (args.columns or "").split(","), batch=args.batch))
         else:
             print(g.summary(batch=args.batch))
             if len(args.spec) > 1:
@@ -113,6 +120,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2))
     return status
+
+
+def _depth_json(g: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """check --json --depth K: the collapsed rows too."""
+    if args.depth is None:
+        return {}
+    from .summary_depth import as_json_rows
+    return {"depth": args.depth, "rows": as_json_rows(g, args.depth)}
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -161,12 +176,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch", type=positive_int, default=1, help="batch size for the training-memory estimate")
     sp.add_argument("--json", action="store_true",
                     help="machine-readable output: an object per spec (a list when several are given)")
+    sp.add_argument("--depth", type=positive_int, metavar="K", help="collapse the nodes of block instances "
+                    "nested deeper than K (names with more than K dotted parts) into one row with subtotals")
+    sp.add_argument("--columns", metavar="ATTR,...", help="extra attribute columns, e.g. kernel,stride,padding")
+    sp.add_argument("--explain", metavar="NODE", help="print the formula behind NODE's output shape, with the "
+                    "numbers and where each came from")
 
     sp = add("compile", lazy("compiler.onnx.commands:cmd_compile"), "export the inference graph to ONNX")
     sp.add_argument("spec")
-    sp.add_argument("-o", "--out", required=True, metavar="OUT.onnx")
-    sp.add_argument("--weights", metavar="CKPT.npz")
-    sp.add_argument("--opset", type=int, default=18)
+    sp.add_argument("-o", "--out", required=True, metavar="OUT.onnx", help="the ONNX file to write")
+    sp.add_argument("--weights", metavar="CKPT.npz", help="trained weights to embed (default: the spec's initial "
+                    "values, seed from train.seed)")
+    sp.add_argument("--opset", type=int, default=18, help="ONNX opset version (default 18)")
     sp.add_argument("--output", action="append", metavar="NAME", help="export only these outputs (repeatable)")
     sp.add_argument("--verify", action="store_true", help="compare onnxruntime with the NumPy runtime")
     sp.add_argument("--no-optimize", dest="optimize", action="store_false",
@@ -176,10 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("train", lazy("runtime.commands:cmd_train"), "train with the NumPy runtime as the spec's train section says")
     sp.add_argument("spec")
-    sp.add_argument("--data", metavar="PATH")
-    sp.add_argument("--epochs", type=positive_int)
-    sp.add_argument("--out", default=None, metavar="DIR")
-    sp.add_argument("--resume", metavar="CKPT")
+    sp.add_argument("--data", metavar="PATH", help="training data: an .npz with an array per input, or builtin:NAME "
+                    "(default: train.data.train in the spec)")
+    sp.add_argument("--epochs", type=positive_int, help="train this many epochs in all (default: train.epochs)")
+    sp.add_argument("--out", default=None, metavar="DIR", help="the run folder for best.npz, last.npz, history.csv, "
+                    "curves.png (default runs/NAME)")
+    sp.add_argument("--resume", metavar="CKPT", help="continue an interrupted run from its last.npz")
     sp.add_argument("--init", metavar="CKPT", help="start from the matching weights of another run (any spec)")
     sp.add_argument("--init-map", action="append", default=[], metavar="OLD=NEW",
                     help="rename checkpoint weights for --init (globs: backbone.*=features.*; repeatable)")
@@ -197,19 +220,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("eval", lazy("runtime.commands:cmd_eval"), "loss and metrics of a checkpoint on a data set")
     sp.add_argument("spec")
-    sp.add_argument("--weights", required=True, metavar="CKPT")
-    sp.add_argument("--data", metavar="PATH")
+    sp.add_argument("--weights", required=True, metavar="CKPT", help="the weights to score (a run's best.npz)")
+    sp.add_argument("--data", metavar="PATH", help="an .npz or builtin:NAME (default: train.data.test in the spec)")
     sets(sp)
     sp.add_argument("--backend", choices=["numpy", "torch"], default="numpy", help="torch: needs specc[torch]")
     sp.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu", help="with --backend torch")
 
     sp = add("run", lazy("runtime.inference:cmd_run"), "inference with the NumPy runtime or onnxruntime")
     sp.add_argument("model", metavar="SPEC|MODEL.onnx")
-    sp.add_argument("--weights", metavar="CKPT")
-    sp.add_argument("--input", action="append", metavar="NAME=FILE.npy", default=[])
+    sp.add_argument("--weights", metavar="CKPT", help="weights for a spec (default: its initial values)")
+    sp.add_argument("--input", action="append", metavar="NAME=FILE.npy", default=[],
+                    help="an input's values from a .npy file (one per input the outputs need; repeatable)")
     sp.add_argument("--data", metavar="SOURCE", help="run over a data source (docs/data.md) instead of --input")
-    sp.add_argument("-o", "--out", metavar="OUT.npz")
-    sp.add_argument("--backend", choices=["numpy", "onnxruntime", "torch"])
+    sp.add_argument("-o", "--out", metavar="OUT.npz", help="save the outputs (default: print a preview of them)")
+    sp.add_argument("--backend", choices=["numpy", "onnxruntime", "torch"], help="numpy (the runtime), onnxruntime or torch "
+                    "(default: numpy for a spec, onnxruntime for an .onnx file)")
     sp.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu", help="with --backend torch")
     sets(sp)
 
@@ -237,9 +262,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(data_handler=lazy("runtime.data.builtin_list:cmd_list"))
     sp.add_argument("name", nargs="*", metavar="NAME", help="only these sets")
 
-    sp = add("graph", lazy("compiler.graphviz:cmd_graph"), "draw the graph (dot, mmd, svg, png)")
+    sp = add("graph", lazy("compiler.graphviz:cmd_graph"), "draw the graph (dot, mmd, svg, png, pdf)")
     sp.add_argument("spec")
-    sp.add_argument("-o", "--out", required=True, metavar="FILE")
+    sp.add_argument("-o", "--out", required=True, metavar="FILE", help="the picture: .dot, .mmd (Mermaid), .svg, "
+                    ".png or .pdf (the last three need Graphviz's dot)")
+    sp.add_argument("--depth", type=positive_int, metavar="K", help="draw the nodes of block groups deeper than K "
+                    "(names with more than K dotted parts) as one box each (default: every node up to 60, else "
+                    "the deepest level that fits)")
+    sp.add_argument("--full", action="store_true", help="draw every node, however many")
+    sp.add_argument("--rankdir", choices=["TB", "LR", "BT", "RL"], default="TB",
+                    help="layout direction: top to bottom (default) or left to right, ...")
     sets(sp)
 
     sp = add("generate", lazy("runtime.use.generate:cmd_generate"),
@@ -365,8 +397,42 @@ def build_parser() -> argparse.ArgumentParser:
                     "the grid and the points")
     sets(sp)
 
+    sp = add("weights", None, "weights from elsewhere: convert a PyTorch/NumPy/safetensors state_dict into a "
+             "checkpoint of a spec")
+    wsub = sp.add_subparsers(dest="weights_command", metavar="ACTION")
+    wsub.required = True
+    sp = wsub.add_parser("convert", help="rename a weights file's arrays into the spec's state_dict names",
+                         description="rename a weights file's arrays (.npz, .safetensors, .pt/.pth state_dict) into "
+                         "the spec's state_dict names and write a specc checkpoint; prints every key's fate")
+    sp.set_defaults(handler=lazy("compiler.weights_convert:cmd_convert"))
+    sp.add_argument("input", metavar="IN", help="the weights: .npz, .safetensors, or .pt/.pth (needs torch)")
+    sp.add_argument("--spec", required=True, metavar="SPEC", help="the spec whose parameter names to fill")
+    sp.add_argument("-o", "--out", metavar="OUT.npz", help="the checkpoint to write (for specc eval/compile "
+                    "--weights, runtime.load)")
+    sp.add_argument("--map-by", choices=["name", "order", "shape"], default="name",
+                    help="name: keys equal to the spec's names; order: the i-th array to the i-th parameter (an "
+                    "nn.Sequential state_dict); shape: the one array of each parameter's shape (default name)")
+    sp.add_argument("--map", action="append", metavar="OLD=NEW", help="rename a key or a key prefix first "
+                    "(features.0=conv1); repeatable")
+    sp.add_argument("--dry-run", action="store_true", help="print the table of every key's fate, write nothing")
+    sp.add_argument("--allow-missing", action="store_true", help="write a checkpoint even when spec parameters "
+                    "get no weights (load it with strict=False)")
+    sets(sp)
+
+    sp = add("init", lazy("compiler.scaffold:cmd_init"), "write a commented starter spec that checks and "
+             "trains as written on built-in data")
+    sp.add_argument("kind", nargs="?", default="classifier", choices=["classifier", "cnn", "autoencoder", "seq2seq",
+                    "gnn"], help="what to start from (default classifier)")
+    sp.add_argument("name", metavar="NAME", help="the model's name; the file is NAME.yaml")
+    sp.add_argument("-o", "--out", default=".", metavar="DIR", help="the folder to write NAME.yaml in (default: "
+                    "the current one); an existing file is never overwritten")
+
+    sp = add("completion", lazy("compiler.completion:cmd_completion"), "print a shell completion script "
+             "(generated from this command line's parser)")
+    sp.add_argument("shell", choices=["bash", "zsh", "fish"], help="the shell to complete in")
+
     sp = add("schema", cmd_schema, "print the JSON Schema of the spec language")
-    sp.add_argument("-o", "--output", metavar="FILE")
+    sp.add_argument("-o", "--output", metavar="FILE", help="write the schema to FILE (default: print it)")
     return p
 
 

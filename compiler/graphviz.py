@@ -1,63 +1,133 @@
-"""`specc graph`: the IR as a picture — Graphviz dot or Mermaid, blocks as clusters, edges labelled with shapes."""
+"""`specc graph`: the IR as a picture — Graphviz dot or Mermaid, blocks as clusters, edges labelled with shapes,
+key attributes in each box. `--depth K` draws block groups deeper than K as one box each (the names'
+first K dotted parts, as `specc check --depth`); a graph of more than MAX_BOXES nodes is collapsed by
+default to the deepest level that fits, so ResNet-18's picture stays readable."""
 from __future__ import annotations
 
 import argparse
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
 from .files import atomic_write_bytes, atomic_write_text
-from .ir import Graph
+from .ir import Graph, Node
+from .summary_depth import collapsed_rows, group_key
+
+MAX_BOXES = 60
+FORMATS = ("dot", "mmd", "svg", "png", "pdf")
+SHORT = {"out_channels": "out", "out_features": "out", "kernel_size": "k", "stride": "s", "padding": "pad",
+         "dilation": "dil", "hidden_size": "hidden", "num_heads": "heads", "num_layers": "layers",
+         "embedding_dim": "dim", "num_embeddings": "vocab", "scale_factor": "scale"}
+SKIP = {"in_channels", "in_features", "bias", "init"}
+NL = "\\n"                                # a line break inside a dot label
+
+
+@dataclass
+class Box:
+    id: str
+    lines: list[str]
+    cluster: str = ""                       # the enclosing block group ('' at top level)
+    collapsed: bool = False
 
 
 def _id(name: str) -> str:
     return "n_" + "".join(c if c.isalnum() else "_" for c in name)
 
 
-def _label_edges(g: Graph):
+def key_attrs(node: Node, limit: int = 4) -> str:
+    """The attributes the spec set on a node, short: `out=6 k=5 pad=2`."""
+    a = node.attrs
+    if a is None:
+        return ""
+    given = [f for f in type(a).model_fields if f in getattr(a, "model_fields_set", ()) and f not in SKIP]
+    parts = []
+    for f in given[:limit]:
+        v = getattr(a, f)
+        v = "×".join(map(str, v)) if isinstance(v, (list, tuple)) and len(v) <= 4 else v
+        parts.append(f"{SHORT.get(f, f)}={v}")
+    return " ".join(parts)
+
+
+def default_depth(g: Graph) -> int | None:
+    """None (every node) for a small graph, else the deepest level drawing at most MAX_BOXES boxes."""
+    if len(g.nodes) <= MAX_BOXES:
+        return None
+    best = 1
+    for d in range(1, max(n.name.count(".") for n in g.nodes) + 1):
+        if len(collapsed_rows(g, d)) <= MAX_BOXES:
+            best = d
+    return best
+
+
+def layout(g: Graph, depth: int | None) -> tuple[list[Box], list[tuple[str, str, str]]]:
+    """The boxes (one per node or collapsed group) and the edges between them, labelled with shapes."""
+    boxes: list[Box] = []
+    for r in collapsed_rows(g, depth):
+        if r.op.startswith("["):
+            lines = [r.name, f"{r.op[1:-1]}", r.shape] + ([f"{r.params:,} params"] if r.params else [])
+            parent = ".".join(r.name.split(".")[:-1])
+            boxes.append(Box(_id(r.name), lines, parent, collapsed=True))
+        else:
+            n = r.nodes[0]
+            attrs = key_attrs(n)
+            boxes.append(Box(_id(n.name), [n.name, n.op] + ([attrs] if attrs else []),
+                             ".".join(n.name.split(".")[:-1]) if n.block else ""))
+    edges: dict[tuple[str, str], str] = {}
     for n in g.nodes:
-        for r in n.inputs:
-            if r is not None:
-                yield r, n, str(g.type_of(r))
+        dst = _id(group_key(n.name, depth))
+        for ref in n.inputs:
+            if ref is None:
+                continue
+            src = _id(group_key(ref.node, depth)) if g.has_node(ref.node) else _id(ref.node)
+            if src != dst:
+                edges.setdefault((src, dst), str(g.type_of(ref)))
+    return boxes, [(s, d, lab) for (s, d), lab in edges.items()]
 
 
-def to_dot(g: Graph) -> str:
-    lines = [f'digraph "{g.name}" {{', "  rankdir=TB;", '  node [shape=box, fontname="Helvetica", fontsize=10];',
-             '  edge [fontname="Helvetica", fontsize=9];']
+def _clustered(boxes: list[Box]) -> dict[str, list[Box]]:
+    out: dict[str, list[Box]] = {}
+    for b in boxes:
+        out.setdefault(b.cluster, []).append(b)
+    return out
+
+
+def _esc(s: str) -> str:
+    return s.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def to_dot(g: Graph, depth: int | None = None, rankdir: str = "TB") -> str:
+    lines = [f'digraph "{_esc(g.name)}" {{', f"  rankdir={rankdir};",
+             '  graph [fontname="Helvetica", fontsize=11];', '  node [shape=box, fontname="Helvetica", fontsize=10];', '  edge [fontname="Helvetica", fontsize=9];']
     for name, t in g.inputs.items():
-        lines.append(f'  {_id(name)} [label="{name}\\n{t}", shape=ellipse];')
-    clusters: dict[str, list[str]] = {}
-    for n in g.nodes:
-        stmt = f'{_id(n.name)} [label="{n.name}\\n{n.op}"];'
-        parts = n.name.split(".")
-        key = ".".join(parts[:-1]) if n.block else ""
-        clusters.setdefault(key, []).append(stmt)
-    for key, stmts in clusters.items():
+        lines.append(f'  {_id(name)} [label="{_esc(name)}\\n{t}", shape=ellipse];')
+    boxes, edges = layout(g, depth)
+    for key, group in _clustered(boxes).items():
+        stmts = [f'{b.id} [label="{NL.join(map(_esc, b.lines))}"'
+                 + (', style="rounded,filled", fillcolor="#e8eef7"' if b.collapsed else "") + "];" for b in group]
         if key:
-            lines.append(f'  subgraph "cluster_{key}" {{ label="{key}"; style=rounded; color=gray;')
+            lines.append(f'  subgraph "cluster_{_esc(key)}" {{ label="{_esc(key)}"; style=rounded; color=gray;')
             lines += [f"    {s}" for s in stmts]
             lines.append("  }")
         else:
             lines += [f"  {s}" for s in stmts]
     for public, r in g.output_refs.items():
-        lines.append(f'  {_id("out_" + public)} [label="{public}\\n{g.type_of(r)}", shape=ellipse];')
-        lines.append(f'  {_id(r.node)} -> {_id("out_" + public)};')
-    for r, n, label in _label_edges(g):
-        lines.append(f'  {_id(r.node)} -> {_id(n.name)} [label="{label}"];')
+        lines.append(f'  {_id("out_" + public)} [label="{_esc(public)}\\n{g.type_of(r)}", shape=ellipse];')
+        lines.append(f'  {_id(group_key(r.node, depth))} -> {_id("out_" + public)};')
+    for src, dst, label in edges:
+        lines.append(f'  {src} -> {dst} [label="{label}"];')
     lines.append("}")
     return "\n".join(lines) + "\n"
 
 
-def to_mermaid(g: Graph) -> str:
-    lines = ["flowchart TD"]
+def to_mermaid(g: Graph, depth: int | None = None, rankdir: str = "TB") -> str:
+    lines = [f"flowchart {'TD' if rankdir == 'TB' else rankdir}"]
     for name, t in g.inputs.items():
         lines.append(f'  {_id(name)}(["{name} {t}"])')
-    clusters: dict[str, list[str]] = {}
-    for n in g.nodes:
-        key = ".".join(n.name.split(".")[:-1]) if n.block else ""
-        clusters.setdefault(key, []).append(f'{_id(n.name)}["{n.name}: {n.op}"]')
-    for key, stmts in clusters.items():
+    boxes, edges = layout(g, depth)
+    for key, group in _clustered(boxes).items():
+        stmts = [f'{b.id}["' + f'{b.lines[0]}: {" · ".join(b.lines[1:])}'.replace('"', "'") + '"]' for b in group]
         if key:
             lines.append(f'  subgraph {_id("cluster_" + key)}["{key}"]')
             lines += [f"    {s}" for s in stmts]
@@ -66,10 +136,22 @@ def to_mermaid(g: Graph) -> str:
             lines += [f"  {s}" for s in stmts]
     for public, r in g.output_refs.items():
         lines.append(f'  {_id("out_" + public)}(["{public} {g.type_of(r)}"])')
-        lines.append(f'  {_id(r.node)} --> {_id("out_" + public)}')
-    for r, n, label in _label_edges(g):
-        lines.append(f'  {_id(r.node)} -->|"{label}"| {_id(n.name)}')
+        lines.append(f'  {_id(group_key(r.node, depth))} --> {_id("out_" + public)}')
+    for src, dst, label in edges:
+        lines.append(f'  {src} -->|"{label}"| {dst}')
     return "\n".join(lines) + "\n"
+
+
+def _render(dot_text: str, fmt: str, out: Path) -> None:
+    dot = shutil.which("dot")
+    if dot is None:
+        raise UserError(f"writing .{fmt} needs Graphviz's `dot` program, which is not installed",
+                        hint="install graphviz (apt-get install graphviz, brew install graphviz), or write "
+                             ".dot / .mmd and render it elsewhere")
+    res = subprocess.run([dot, f"-T{fmt}"], input=dot_text.encode(), capture_output=True, timeout=120)
+    if res.returncode != 0:
+        raise UserError(f"dot failed: {res.stderr.decode(errors='replace').strip()}")
+    atomic_write_bytes(out, res.stdout)
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
@@ -77,26 +159,25 @@ def cmd_graph(args: argparse.Namespace) -> int:
     g = load_graph(args.spec, args.set)
     out = Path(args.out)
     fmt = out.suffix.lower().lstrip(".")
+    kinds = ".dot, .mmd, .svg, .png or .pdf"
     if out.is_dir():
         raise UserError(f"cannot write '{out}': it is a folder",
-                        hint=f"give a file with a .dot, .mmd, .svg or .png suffix, e.g. {out / (g.name + '.svg')}")
-    if fmt not in ("dot", "mmd", "svg", "png"):
+                        hint=f"give a file with a {kinds} suffix, e.g. {out / (g.name + '.svg')}")
+    if fmt not in FORMATS:
         what = f"unknown picture format '.{fmt}'" if fmt else f"'{out}' has no suffix to tell the picture format"
-        raise UserError(what, hint="give the file a .dot, .mmd, .svg or .png suffix", code=2)
-    if fmt == "dot":
-        atomic_write_text(out, to_dot(g))
-    elif fmt == "mmd":
-        atomic_write_text(out, to_mermaid(g))
-    elif fmt in ("svg", "png"):
-        dot = shutil.which("dot")
-        if dot is None:
-            raise UserError(f"writing .{fmt} needs Graphviz's `dot` program, which is not installed",
-                            hint="install graphviz, or write .dot / .mmd and render it elsewhere")
-        res = subprocess.run([dot, f"-T{fmt}"], input=to_dot(g).encode(), capture_output=True, timeout=120)
-        if res.returncode != 0:
-            raise UserError(f"dot failed: {res.stderr.decode(errors='replace').strip()}")
-        atomic_write_bytes(out, res.stdout)
+        raise UserError(what, hint=f"give the file a {kinds} suffix", code=2)
+    depth = args.depth
+    if depth is None and not args.full and (depth := default_depth(g)) is not None:
+        print(f"note: {len(g.nodes)} nodes, so blocks are collapsed at --depth {depth} "
+              f"({len(collapsed_rows(g, depth))} boxes); --full draws every node, --depth K chooses the level")
+    if args.full:
+        depth = None
+    if fmt == "mmd":
+        atomic_write_text(out, to_mermaid(g, depth, args.rankdir))
+    elif fmt == "dot":
+        atomic_write_text(out, to_dot(g, depth, args.rankdir))
     else:
-        raise UserError(f"unknown picture format '.{fmt}'", hint="use .dot, .mmd, .svg or .png", code=2)
-    print(f"wrote {out} ({len(g.nodes)} nodes)")
+        _render(to_dot(g, depth, args.rankdir), fmt, out)
+    shown = len(collapsed_rows(g, depth)) if depth is not None else len(g.nodes)
+    print(f"wrote {out} ({len(g.nodes)} nodes" + (f", {shown} boxes" if shown != len(g.nodes) else "") + ")")
     return 0

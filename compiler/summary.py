@@ -99,6 +99,7 @@ def render_table(g: Graph, batch: int = 1, frozen: list[str] | None = None) -> s
             f"outputs: {outs}",
             f"parameters: {t['params']:,} ({t['trainable']:,} trainable, {t['frozen']:,} frozen)"
             + (f"; buffers: {t['buffers']:,}" if t["buffers"] else ""),
+            f"parameter size: {human(4 * (t['params'] + t['buffers']), 'B')} as float32",
             f"MACs per sample: {t['macs']:,} ({human(t['macs'])})",
             f"estimated training memory at batch {batch}: {human(t['train_memory_bytes'], 'B')} "
             "(parameters, gradients, optimiser state, inputs, activations)"]

@@ -1,7 +1,7 @@
 """Checkpoints: `.npz` files of state_dict arrays plus metadata, written atomically, read without pickle.
 
-Metadata lives in the same file under keys starting with `__meta__.` (a JSON string) and
-`__opt__.` (optimiser state arrays), so a checkpoint is one self-describing file.
+Metadata lives in the same file under the key `__meta__` (a JSON string), and optimiser state arrays under
+keys starting with `__opt__.`, so a checkpoint is one self-describing file.
 """
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ from typing import Any, Iterable, Mapping, NamedTuple
 import numpy as np
 
 from compiler.errors import UserError, did_you_mean
+from compiler.weights_convert import positional_hint
 from compiler.ir import Graph, Node, Ref
 
 from .init import initialise
@@ -133,11 +134,13 @@ class Model:
         if strict and missing:
             problems.append("missing: " + ", ".join(missing))
         if strict and unexpected:
-            hints = [f"{k} ({h})" if (h := did_you_mean(k, missing, n=1)) else k for k in unexpected]
+            seq = positional_hint(unexpected)
+            hints = [f"{k} ({h})" if not seq and (h := did_you_mean(k, missing, n=1)) else k for k in unexpected]
             problems.append("unexpected: " + ", ".join(hints))
         if problems:
             raise StateDictError(f"the weights do not fit model '{self.graph.name}':\n  " + "\n  ".join(problems),
-                                 hint="check that the checkpoint was made from this spec (same params)")
+                                 hint=(strict and positional_hint(unexpected))
+                                 or "check that the checkpoint was made from this spec (same params)")
         for k, v in state.items():
             if k in self._params:
                 t = self._params[k]

@@ -61,7 +61,7 @@ from . import schedule as S
 from .augment import Augmenter
 from .checkpoint import check_numeric, read_npz, save, split
 from .model import Model, NonFiniteError
-from .progress import Progress
+from .progress import Progress, epoch_legend, epoch_line
 from .tensor import Entry, Tensor
 
 CLASSIFY_LOSSES = ("cross_entropy", "nll_loss", "bce_loss", "bce_with_logits")
@@ -419,22 +419,6 @@ def _set_rng(rng: np.random.Generator, state: dict[str, Any]) -> None:
     rng.bit_generator.state = state
 
 
-def _fmt_record(rec: dict[str, Any], plan: Plan, keys: list[str]) -> str:
-    parts = []
-    for split_ in ("train", "val"):
-        items = []
-        for k in keys:
-            full = f"{split_}.{k}"
-            if split_ == "train" and k in ("precision", "recall", "f1"):
-                continue                    # the epoch line stays short; history.csv has them all
-            if full in rec:
-                name = SHORT.get(k, k)
-                items.append(f"{name} {rec[full]:.4f}")
-        if items:
-            parts.append(f"{split_} " + " ".join(items))
-    return " | ".join(parts)
-
-
 def write_history(path: Path, history: list[dict[str, Any]]) -> None:
     from compiler.files import atomic_write_text
     cols: list[str] = []
@@ -720,9 +704,9 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
             if es is not None and wait >= max(1, es.patience) and epoch < epochs:
                 stopped_early = True
 
-            mark = " *" if improved else ""
-            say(f"epoch {epoch}/{epochs}  {_fmt_record(rec, plan, keys)} | lr {rec['lr']:.3g} | "
-                f"{rec['time']:.1f}s, {rate:,.0f} samples/s{mark}")
+            if epoch == start + 1:
+                say(epoch_legend(out is not None))
+            say(epoch_line(epoch, epochs, rec, keys, SHORT, rate, improved))
             if out is not None:
                 _save_state(model, out / "last.npz", plan, sched, epoch, epochs, history,
                             (shuffle_rng, aug_rng, model.rng, noise_rng), best, stop, wait, best_state,

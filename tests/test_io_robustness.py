@@ -298,14 +298,14 @@ def test_lenet5_on_builtin_digits(project, capsys):
 def test_graph_needs_a_picture_suffix(project, capsys):
     (project / "pics").mkdir()
     code, _, err = specc("graph", "specs/blobs.yaml", "-o", "g", capsys=capsys)
-    assert code == 2 and "give the file a .dot, .mmd, .svg or .png suffix" in err and "'.'" not in err
+    assert code == 2 and "give the file a .dot, .mmd, .svg, .png or .pdf suffix" in err and "'.'" not in err
     code, _, err = specc("graph", "specs/blobs.yaml", "-o", "pics", capsys=capsys)
-    assert code == 1 and "folder" in err and ".dot, .mmd, .svg or .png" in err
+    assert code == 1 and "folder" in err and ".dot, .mmd, .svg, .png or .pdf" in err
 
 
 def test_mermaid_has_block_subgraphs(tmp_path, capsys):
     out = tmp_path / "r.mmd"
-    assert specc("graph", ROOT / "specs" / "resnet18.yaml", "-o", out, capsys=capsys)[0] == 0
+    assert specc("graph", ROOT / "specs" / "resnet18.yaml", "-o", out, "--full", capsys=capsys)[0] == 0
     text = out.read_text()
     assert 'subgraph n_cluster_layer1_0["layer1.0"]' in text and text.count("subgraph") == text.count("  end")
 

@@ -32,6 +32,7 @@ import onnx
 from onnx import helper
 
 from ..errors import UserError, did_you_mean
+from ..weights_convert import positional_hint
 from ..ir import Graph, Node, Ref, TensorType
 from ..ops.registry import OPS
 from . import LOWERINGS
@@ -222,15 +223,17 @@ def check_weights(graph: Graph, weights: Any) -> dict[str, np.ndarray]:
     if missing:
         problems.append("missing: " + ", ".join(missing))
     if unexpected:
+        seq = positional_hint(unexpected)
         problems.append("unexpected: " + ", ".join(
-            f"{k} ({h})" if (h := did_you_mean(k, missing, n=1)) else k for k in unexpected))
+            f"{k} ({h})" if not seq and (h := did_you_mean(k, missing, n=1)) else k for k in unexpected))
     if bad_shape:
         problems.append("mis-shaped: " + "; ".join(bad_shape))
     if bad_type:
         problems.append("not numeric: " + ", ".join(bad_type))
     if problems:
         raise WeightsError(f"the weights do not fit spec '{graph.name}':\n  " + "\n  ".join(problems),
-                           hint="check that the checkpoint was made from this spec with the same params (--set)")
+                           hint=positional_hint(unexpected)
+                           or "check that the checkpoint was made from this spec with the same params (--set)")
     return out
 
 
