@@ -214,8 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--grid", action="append", metavar="KEY=V1,V2", help="a spec param or train.KEY and its "
                     "values (repeatable: every combination is trained)")
     sp.add_argument("--out", default=None, metavar="DIR", help="default runs/<spec name>-sweep")
-    sp.add_argument("--epochs", type=positive_int)
-    sp.add_argument("--data", metavar="PATH")
+    sp.add_argument("--epochs", type=positive_int, help="epochs of every run (default: train.epochs)")
+    sp.add_argument("--data", metavar="PATH", help="training data of every run (default: train.data.train)")
     sets(sp)
 
     sp = add("eval", lazy("runtime.commands:cmd_eval"), "loss and metrics of a checkpoint on a data set")
@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("export-torch", lazy("runtime.torch_backend.commands:cmd_export_torch"),
              "write the spec as a standalone, readable PyTorch file (nn.Module classes, specc's state_dict names)")
     sp.add_argument("spec")
-    sp.add_argument("-o", "--out", required=True, metavar="MODEL.py")
+    sp.add_argument("-o", "--out", required=True, metavar="MODEL.py", help="the Python file to write")
     sp.add_argument("--output", action="append", metavar="NAME",
                     help="forward returns these (a spec output, node, node:port or loss; repeatable)")
     sets(sp)

@@ -11,7 +11,7 @@ from compiler.scaffold import KINDS
 
 @pytest.fixture(scope="module")
 def small_digits(tmp_path_factory):
-    from runtime.data.builtin import digits
+    from runtime.data import digits
     d = digits("train")
     path = tmp_path_factory.mktemp("data") / "digits200.npz"
     np.savez(path, image=d["image"][:200], label=d["label"][:200])
