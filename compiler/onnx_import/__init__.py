@@ -59,6 +59,9 @@ def import_model(model: Any, name: str | None = None, source: str = "") -> Impor
         key = _unique(_ident(o, "out"), out_names)
         out_names[key] = o
         outputs[key] = cx.bound[o]
+        layer = cx.bound[o][0]
+        if not isinstance(layer, str) and not layer.params:          # name the layer after the output it gives
+            layer.hint = [key] + ([layer.hint] if isinstance(layer.hint, str) else list(layer.hint))
     inputs = {}
     taken: set[str] = set()
     for k, (shape, dtype) in src.inputs.items():

@@ -63,7 +63,7 @@ def prelu(cx: Context, nd: OnnxNode) -> None:
         raise cx.refuse(nd, "its slope is not a constant")
     flat = slope.astype(np.float32).reshape(-1)
     attrs = {} if flat.size == 1 else {"num_parameters": int(flat.size)}
-    cx.emit("prelu", [nd.inputs[0]], attrs, {"weight": flat}, hint=nd.inputs[1].rsplit(".", 1)[0] or nd.name,
+    cx.emit("prelu", [nd.inputs[0]], attrs, {"weight": flat}, hint=[nd.inputs[1], nd.name],
             outputs=nd.outputs)
 
 

@@ -59,7 +59,7 @@ def conv(cx: Context, nd: OnnxNode) -> None:
         params["bias"] = b.astype(np.float32)
     else:
         attrs["bias"] = False
-    cx.emit(f"conv{nd_}d", [nd.inputs[0]], attrs, params, hint=_weight_hint(nd.inputs[1]), outputs=nd.outputs)
+    cx.emit(f"conv{nd_}d", [nd.inputs[0]], attrs, params, hint=_weight_hint(nd.inputs[1], nd), outputs=nd.outputs)
 
 
 @converter("ConvTranspose")
@@ -95,7 +95,7 @@ def conv_transpose(cx: Context, nd: OnnxNode) -> None:
         params["bias"] = cx.const(nd.inputs[2]).astype(np.float32)
     else:
         attrs["bias"] = False
-    cx.emit("conv_transpose2d", [nd.inputs[0]], attrs, params, hint=_weight_hint(nd.inputs[1]), outputs=nd.outputs)
+    cx.emit("conv_transpose2d", [nd.inputs[0]], attrs, params, hint=_weight_hint(nd.inputs[1], nd), outputs=nd.outputs)
 
 
 def _onnx_pool_out(i: int, k: int, s: int, lo: int, hi: int, d: int, ceil: int) -> int:

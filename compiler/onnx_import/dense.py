@@ -10,11 +10,9 @@ import numpy as np
 from .registry import Context, OnnxNode, converter
 
 
-def _weight_hint(name: str) -> str:
-    for sfx in (".weight", "_weight", ".w", "/weight"):
-        if name.endswith(sfx):
-            return name[: -len(sfx)]
-    return name
+def _weight_hint(name: str, nd: OnnxNode) -> list[str]:
+    """Name candidates for a layer with weights: its weight's name (`conv1.weight`), then its node's."""
+    return [name, nd.name]
 
 
 def _bias_of(cx: Context, value: str, out: int) -> tuple[np.ndarray, OnnxNode] | None:
@@ -29,7 +27,7 @@ def _bias_of(cx: Context, value: str, out: int) -> tuple[np.ndarray, OnnxNode] |
     return c.reshape(out).astype(np.float32), add
 
 
-def _linear(cx: Context, nd: OnnxNode, x: str, w: np.ndarray, bias: np.ndarray | None, hint: str,
+def _linear(cx: Context, nd: OnnxNode, x: str, w: np.ndarray, bias: np.ndarray | None, hint: list[str],
             outputs: list[str]) -> None:
     attrs: dict = {"out_features": int(w.shape[0])}
     params = {"weight": np.ascontiguousarray(w, dtype=np.float32)}
@@ -50,7 +48,7 @@ def linear_from_matmul(cx: Context, nd: OnnxNode) -> bool:
         bias, add = found
         cx.take(add)
         outputs = add.outputs
-    _linear(cx, nd, nd.inputs[0], w.T, bias, _weight_hint(nd.inputs[1]), outputs)
+    _linear(cx, nd, nd.inputs[0], w.T, bias, _weight_hint(nd.inputs[1], nd), outputs)
     return True
 
 
@@ -72,4 +70,4 @@ def gemm(cx: Context, nd: OnnxNode) -> None:
         if c is None or c.size not in (1, w.shape[0]):
             raise cx.refuse(nd, "its C input is not a constant bias of the output size")
         bias = (np.broadcast_to(c.reshape(-1), (w.shape[0],)) * np.float32(nd.attr("beta", 1.0))).astype(np.float32)
-    _linear(cx, nd, a, w, bias, _weight_hint(b), nd.outputs)
+    _linear(cx, nd, a, w, bias, _weight_hint(b, nd), nd.outputs)

@@ -101,6 +101,7 @@ class Source:
                                list(n.input), list(n.output), _attrs(n), i) for i, n in enumerate(g.node)]
         self.symbolic: dict[str, np.ndarray] = {}
         self.folded: set[int] = set()
+        self.zeros: set[str] = set()
         self._fold()
         self.consumers: dict[str, list[OnnxNode]] = {}
         for nd in self.nodes:
@@ -156,6 +157,10 @@ class Source:
                 self.folded.add(nd.index)
             elif nd.op_type in SHAPE_OPS and self._fold_shape(nd):
                 self.folded.add(nd.index)
+            elif nd.op_type == "ConstantOfShape" and nd.inputs[0] in self.symbolic and not np.any(
+                    _constant(protos[nd.index]) if protos[nd.index].attribute else 0):
+                self.zeros.add(nd.outputs[0])            # a zero initial state sized by the batch
+                self.folded.add(nd.index)
 
     def _fold_shape(self, nd: OnnxNode) -> bool:
         """Shape arithmetic on object arrays of ints and symbols; True when `nd` was evaluated."""
@@ -205,7 +210,7 @@ def _shape_op(nd: OnnxNode, a: list) -> np.ndarray | None:
     if t in ("Cast", "Identity"):
         return x
     if t == "Gather":
-        return np.take(x, np.asarray(a[1], dtype=np.int64), axis=nd.attr("axis", 0))
+        return np.asarray(np.take(x, np.asarray(a[1], dtype=np.int64), axis=nd.attr("axis", 0)), dtype=object)
     if t == "Concat":
         if any(v is None for v in a):
             return None

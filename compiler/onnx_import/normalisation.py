@@ -25,7 +25,7 @@ def batch_norm(cx: Context, nd: OnnxNode) -> None:
     eps = float(np.float32(nd.attr("epsilon", 1e-5)))
     if abs(eps - 1e-5) > 1e-12:
         attrs["eps"] = eps
-    cx.emit("batch_norm", [nd.inputs[0]], attrs, params, hint=_weight_hint(nd.inputs[1]), outputs=nd.outputs[:1])
+    cx.emit("batch_norm", [nd.inputs[0]], attrs, params, hint=_weight_hint(nd.inputs[1], nd), outputs=nd.outputs[:1])
 
 
 @converter("LayerNormalization")
@@ -56,4 +56,4 @@ def layer_norm(cx: Context, nd: OnnxNode) -> None:
                                          params["weight"].shape).astype(np.float32).copy()
     else:
         attrs["bias"] = False
-    cx.emit("layer_norm", [nd.inputs[0]], attrs, params, hint=_weight_hint(nd.inputs[1]), outputs=nd.outputs[:1])
+    cx.emit("layer_norm", [nd.inputs[0]], attrs, params, hint=_weight_hint(nd.inputs[1], nd), outputs=nd.outputs[:1])

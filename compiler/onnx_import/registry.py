@@ -59,7 +59,7 @@ class Layer:
     attrs: dict[str, Any]
     inputs: list[tuple[Any, int]]
     params: dict[str, np.ndarray] = field(default_factory=dict)
-    hint: str = ""
+    hint: "str | list[str]" = ""     # name candidates, best first (ONNX initialiser / node names)
     ports: tuple[str, ...] = ("out",)
     name: str = ""                     # set by the writer
 
@@ -101,7 +101,7 @@ class Context:
 
     # -- writing layers
     def emit(self, op: str, inputs: list, attrs: dict | None = None, params: dict | None = None,
-             hint: str = "", outputs: list[str] | None = None, ports: tuple[str, ...] = ("out",)) -> Layer:
+             hint: "str | list[str]" = "", outputs: list[str] | None = None, ports: tuple[str, ...] = ("out",)) -> Layer:
         ins = [x if isinstance(x, tuple) else self.src(x) for x in inputs]
         layer = Layer(op, dict(attrs or {}), ins, dict(params or {}), hint, ports)
         self.layers.append(layer)

@@ -23,7 +23,7 @@ def gather(cx: Context, nd: OnnxNode) -> None:
     data, idx = nd.inputs[:2]
     table, index = cx.const(data), cx.const(idx)
     if table is not None and table.ndim == 2 and nd.attr("axis", 0) == 0 and table.dtype.kind == "f":
-        hint = data[:-7] if data.endswith(".weight") else nd.name
+        hint = [data, nd.name]
         cx.emit("embedding", [idx], {"num_embeddings": int(table.shape[0]), "embedding_dim": int(table.shape[1])},
                 {"weight": table.astype(np.float32)}, hint=hint, outputs=nd.outputs)
     elif index is not None and index.ndim == 0:
@@ -139,13 +139,13 @@ def recurrent(cx: Context, nd: OnnxNode) -> None:
     ins: list = [x]
     states = [s for s in nd.inputs[5:7 if kind == "LSTM" else 6]]
     for k, s in enumerate(states):
-        if s and not (cx.is_const(s) and not np.any(cx.const(s))):
+        if s and s not in cx.g.zeros and not (cx.is_const(s) and not np.any(cx.const(s))):
             while len(ins) < k + 1:
                 ins.append(None)
             ins.append(s)
     if any(i is None for i in ins):
         raise cx.refuse(nd, "an initial cell state without an initial hidden state")
-    hint = nd.inputs[1].rsplit(".", 1)[0] if "." in nd.inputs[1] else nd.name
+    hint = [nd.inputs[1].rsplit(".", 1)[0], nd.name]
     ports = ("out", "h", "c") if kind == "LSTM" else ("out", "h")
     layer = cx.emit(SPEC_OP[kind], ins, attrs, params, hint=hint, ports=ports,
                     outputs=[None, *nd.outputs[1:len(ports)]])

@@ -18,10 +18,11 @@ from ..ops.registry import OPS
 from .registry import Layer
 
 KEYWORDS = {"true", "false", "null", "yes", "no", "on", "off", "~"}
+JUNK = {"onnx", "val", "const", "Constant", "tmp"}            # torch.onnx's generated value names
 PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:]*$")
 
 
-def sanitise(text: str, fallback: str) -> str:
+def sanitise(text: str) -> str | None:
     """A specc node name from an ONNX node/initialiser name (`/layer1/layer1.0/conv1/Conv` -> `layer1_0_conv1`)."""
     text = re.split(r"[+:]", text, maxsplit=1)[0]
     for sfx in (".weight", ".bias"):
@@ -32,8 +33,9 @@ def sanitise(text: str, fallback: str) -> str:
         parts = parts[:1] if parts[-1].endswith("_node") else parts[-2:-1]   # specc: scope/Op_node; torch: /a/b/Op
     name = re.sub(r"[^A-Za-z0-9_]", "_", parts[0] if parts else "").strip("_")
     name = re.sub(r"__+", "_", name)
-    if not name or name[0].isupper() and name.rstrip("0123456789_").isalpha() or name[0].isdigit():
-        return fallback
+    if (not name or name[0].isupper() and name.rstrip("0123456789_").isalpha() or name[0].isdigit()
+            or name.split("_")[0] in JUNK):
+        return None
     return name
 
 
@@ -90,7 +92,8 @@ def assign_names(layers: list[Layer], outputs: list[tuple[Any, int]], inputs: li
         if a is not None:
             layer.name = a
             continue
-        base = sanitise(layer.hint, layer.op)
+        hints = [layer.hint] if isinstance(layer.hint, str) else layer.hint
+        base = next((n for n in map(sanitise, hints) if n), layer.op)
         name, i = base, 1
         while name in taken:
             i += 1
