@@ -33,7 +33,7 @@ CASES += [(s, False) for s in ["mlp", "aux_classifier", "dcgan", "resnet18", "se
                                "gru_classifier"]]
 LARGE = [(s, o) for s in ["vgg16", "googlenet", "resnet50", "resnet18", "dcgan", "seq2seq"] for o in (True, False)
          if (s, o) not in CASES]
-REFUSED = {"gcn": "Pow", "gat": "Equal", "transformer_classifier": "ArgMax", "vit": "Erf"}
+REFUSED = {"gcn": "Pow", "gat": "Equal", "transformer_classifier": "ArgMax"}
 
 
 def _feeds(graph: compiler.Graph, names) -> dict[str, np.ndarray]:
@@ -152,6 +152,18 @@ def test_torch_cnn_imports_and_matches():
         net.bn1.running_var.uniform_(0.5, 2)
     text = _check_torch(net, torch.randn(3, 1, 14, 14), "image")
     assert "name: conv1" in text and "name: fc" in text and "image: [N, 1, 14, 14]" in text
+
+
+def test_gelu_from_erf_form_imports_as_gelu():
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.GELU(), torch.nn.Linear(8, 2))
+    text = _check_torch(net, torch.randn(3, 6), "x")                  # torch writes x·(1 + erf(x/√2))·0.5
+    assert "  - gelu\n" in text and "Erf" not in text
+    g = compiler.compile_text("specc: 1\nname: t\ninputs: {x: [N, 6]}\nlayers:\n  - {linear: 8, name: a}\n"
+                              "  - gelu\n  - {linear: 2, name: b}\noutputs: [b]\n")
+    text = import_model(compiler.to_onnx(g, weights=fresh_weights(g))).text     # specc at opset 18: (x·½)(1 + erf)
+    assert text.endswith("  - {linear: 8, name: a}\n  - gelu\n  - {linear: 2, name: b}\noutputs: [b]\n")
 
 
 def test_torch_lstm_classifier_imports_and_matches():

@@ -77,3 +77,45 @@ def greater(cx: Context, nd: OnnxNode) -> None:
         cx.emit("step", [nd.inputs[0]], hint=nd.name, outputs=cast.outputs)
         return
     raise cx.refuse(nd, "a comparison other than Cast(x > 0) to float (specc's step)")
+
+
+def _scalar(cx: Context, nd: OnnxNode | None, value: float, x: str | None = None) -> str | None:
+    """The other input of binary `nd` when one input is the constant `value` (and the other `x`, if given)."""
+    if nd is None or len(nd.inputs) != 2:
+        return None
+    for a, b in (nd.inputs, nd.inputs[::-1]):
+        c = cx.const(b)
+        if c is not None and c.size == 1 and abs(float(c.reshape(())) - value) < 1e-6 and (x is None or a == x):
+            return a
+    return None
+
+
+def _gelu(cx: Context, nd: OnnxNode) -> tuple[str, list[OnnxNode]] | None:
+    """x·½(1 + erf(x/√2)), as specc (opsets < 20) and torch.onnx.export write it: (x, nodes to take)."""
+    p = cx.g.producer.get(nd.inputs[0])
+    if p is None:
+        return None
+    x = _scalar(cx, p, 2 ** 0.5) if p.op_type == "Div" else _scalar(cx, p, 0.5 ** 0.5) if p.op_type == "Mul" else None
+    add = cx.only_consumer(nd.outputs[0], "Add")
+    if x is None or add is None or _scalar(cx, add, 1.0) != nd.outputs[0]:
+        return None
+    mul = cx.only_consumer(add.outputs[0], "Mul")
+    if mul is None:
+        return None
+    other = mul.inputs[1] if mul.inputs[0] == add.outputs[0] else mul.inputs[0]
+    if other == x:                                               # torch: (x · (1 + erf)) · 0.5
+        half = cx.only_consumer(mul.outputs[0], "Mul")
+        return (x, [add, mul, half]) if _scalar(cx, half, 0.5) == mul.outputs[0] else None
+    q = cx.g.producer.get(other)                                 # specc: (x · 0.5) · (1 + erf)
+    return (x, [add, mul]) if q is not None and q.op_type == "Mul" and _scalar(cx, q, 0.5) == x else None
+
+
+@converter("Erf")
+def erf(cx: Context, nd: OnnxNode) -> None:
+    found = _gelu(cx, nd)
+    if found is None:
+        raise cx.refuse(nd, "an Erf that is not part of gelu's x·½(1 + erf(x/√2))")
+    x, nodes = found
+    for t in nodes:
+        cx.take(t)
+    cx.emit("gelu", [x], hint=nodes[-1].name, outputs=nodes[-1].outputs)

@@ -104,6 +104,7 @@ class Source:
         self.zeros: set[str] = set()
         self._fold()
         self.consumers: dict[str, list[OnnxNode]] = {}
+        self.producer = {o: nd for nd in self.nodes if nd.index not in self.folded for o in nd.outputs if o}
         for nd in self.nodes:
             if nd.index in self.folded:
                 continue

@@ -20,6 +20,7 @@ from ..errors import UserError
 
 Converter = Callable[["Context", "OnnxNode"], None]
 CONVERTERS: dict[str, Converter] = {}
+MAX_INLINE = 64                        # constants up to this size are written into the spec as `constant`
 
 
 def converter(*op_types: str) -> Callable[[Converter], Converter]:
@@ -82,6 +83,8 @@ class Context:
         return self.g.consts.get(name)
 
     def shape(self, name: str) -> tuple | None:
+        if name in self.g.consts:
+            return tuple(self.g.consts[name].shape)
         return self.g.shapes.get(name)
 
     def src(self, name: str, nd: OnnxNode | None = None) -> Src:
@@ -92,7 +95,10 @@ class Context:
             arr = self.g.consts[name]
             if arr.dtype.kind != "f":
                 raise self.refuse(nd, f"it reads the constant integer tensor '{name}' as data")
-            layer = self.emit("constant", [], {"value": arr.astype(np.float32).tolist()}, hint=name)
+            if arr.size <= MAX_INLINE:
+                layer = self.emit("constant", [], {"value": arr.astype(np.float32).tolist()}, hint=name)
+            else:                                          # a tensor too big to write: a `param` in the checkpoint
+                layer = self.emit("param", [], {"shape": list(arr.shape)}, {"": arr.astype(np.float32)}, hint=name)
             self.bound[name] = (layer, 0)
             return self.bound[name]
         if name in self.g.symbolic:

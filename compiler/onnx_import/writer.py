@@ -156,5 +156,5 @@ def write(name: str, description: str, inputs: dict[str, tuple[str, tuple, str]]
         lines.append("outputs: " + scalar(list(outs)))
     else:
         lines.append("outputs: {" + ", ".join(f"{scalar(k)}: {scalar(v)}" for k, v in outs.items()) + "}")
-    weights = {f"{layer.name}.{p}": arr for layer in layers for p, arr in layer.params.items()}
+    weights = {f"{layer.name}.{p}" if p else layer.name: arr for layer in layers for p, arr in layer.params.items()}
     return "\n".join(lines) + "\n", weights
