@@ -24,7 +24,7 @@ from compiler.onnx_import import OnnxImportError, import_model
 from runtime.model import Model
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = {"resnet18": {"size": 64}, "resnet50": {"size": 64}, "googlenet": {"size": 64}, "vgg16": {"size": 32}}
+SMALL = {"resnet18": {"size": 64}, "resnet50": {"size": 64}, "googlenet": {"size": 64}}
 # (spec, optimize): optimize=False where the default export folds something away (batch norm, weight layout)
 CASES = [(s, True) for s in ["lenet5", "mlp", "autoencoder", "conv_autoencoder", "vae", "deep_sets", "digits_cnn",
                              "digits_mlp", "perceptron", "rnn_classifier", "gru_classifier", "lstm_classifier",
@@ -246,3 +246,47 @@ def test_check_does_not_load_the_importer():
             "print(any(m.startswith(('compiler.onnx_import', 'onnx')) for m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert r.stdout.strip().endswith("False"), r.stdout + r.stderr
+
+
+RESNET_STAGE = """specc: 1
+name: stage
+imports: {res: "std:resnet"}
+inputs: {image: [N, 3, 12, 12]}
+layers:
+  - {op: conv2d, name: stem, out_channels: 8, kernel_size: 3, padding: 1}
+  - {use: res.basic_block, name: layer1, planes: 8, repeat: 3}
+  - {op: global_avg_pool2d, name: pool}
+  - {op: linear, name: fc, out_features: 4}
+outputs: [fc]
+"""
+
+
+def test_identical_consecutive_blocks_become_repeat(tmp_path):
+    spec = tmp_path / "stage.yaml"
+    spec.write_text(RESNET_STAGE)
+    g = compiler.compile_file(spec)
+    w = fresh_weights(g)
+    imp = import_model(compiler.to_onnx(g, weights=w, optimize=False), name="stage")
+    assert "blocks:\n" in imp.text and "{use: block, name: layer1, repeat: 3}" in imp.text
+    assert "{op: add, in: [bn2, x]}" in imp.text                     # the residual reads the block input
+    assert sorted(imp.weights) == sorted(w)                           # layer1.0.conv1.weight ... as the original
+    x = _feeds(g, ["image"])
+    ref, got = Model(g).eval(), Model(imp.graph).eval()
+    ref.load_state_dict(w)
+    got.load_state_dict(imp.weights)
+    np.testing.assert_allclose(got(**x)["fc"], ref(**x)["fc"], rtol=1e-5, atol=1e-6)
+
+
+def test_repeat_of_layers_with_different_input_sizes():
+    text = ("specc: 1\nname: deep\ninputs: {x: [N, 8]}\nlayers:\n" + "".join(
+        f"  - {{linear: 16, name: h{i}}}\n  - relu\n" for i in range(4)) + "  - {linear: 3, name: out}\noutputs: [out]\n")
+    g = compiler.compile_text(text)
+    w = fresh_weights(g)
+    imp = import_model(compiler.to_onnx(g, weights=w), name="deep")
+    assert "  linear_relu:\n    layers:\n" in imp.text and "repeat: 4}" in imp.text
+    assert imp.weights[next(k for k in imp.weights if k.endswith(".0.h0.weight"))].shape == (16, 8)
+    x = _feeds(g, ["x"])
+    ref, got = Model(g).eval(), Model(imp.graph).eval()
+    ref.load_state_dict(w)
+    got.load_state_dict(imp.weights)
+    np.testing.assert_allclose(got(**x)["out"], ref(**x)["out"], rtol=1e-5, atol=1e-6)

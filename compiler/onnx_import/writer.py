@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..ops.registry import OPS
+from .blocks import USE, Repeat, find_repeats
 from .registry import Layer
 
 KEYWORDS = {"true", "false", "null", "yes", "no", "on", "off", "~"}
@@ -84,7 +85,7 @@ def assign_names(layers: list[Layer], outputs: list[tuple[Any, int]], inputs: li
     for k, layer in enumerate(layers):
         counts[layer.op] = counts.get(layer.op, 0) + 1
         rs = readers.get(id(layer), [])
-        plain = (not layer.params and id(layer) not in out_ids and rs == [(k + 1, 0)]
+        plain = (not layer.params and layer.op != USE and id(layer) not in out_ids and rs == [(k + 1, 0)]
                  and layers[k + 1].inputs[0] == (layer, 0))
         auto.append(f"{layer.op}_{counts[layer.op]}" if plain else None)
     taken = set(inputs) | {a for a in auto if a}
@@ -117,6 +118,11 @@ def layer_line(layer: Layer, prev: Layer | None, first_input: str | None, input_
     sequential = (len(layer.inputs) == 1 and (layer.inputs[0] == (prev, 0) if prev is not None else
                                                layer.inputs[0][0] == first_input))
     named = not getattr(layer, "auto", False)
+    if isinstance(layer, Repeat):
+        fields = [("use", layer.block), ("name", layer.name), ("repeat", len(layer.copies))]
+        if not sequential:
+            fields.append(("in", ins[0]))
+        return "  - {" + ", ".join(f"{k}: {scalar(v)}" for k, v in fields) + "}"
     opdef = OPS[layer.op]
     attrs = dict(layer.attrs)
     if not attrs and not named and sequential:
@@ -133,11 +139,76 @@ def layer_line(layer: Layer, prev: Layer | None, first_input: str | None, input_
     return "  - {" + ", ".join(f"{k}: {scalar(v)}" for k, v in fields) + "}"
 
 
+def _hints(layer: Layer) -> list[str]:
+    return [layer.hint] if isinstance(layer.hint, str) else list(layer.hint)
+
+
+def _prefix(names: list[str]) -> str:
+    """The common stem of the copies' names (`layer1_0_conv1`, `layer1_1_conv1` -> `layer1`), or ''."""
+    if len(names) < 2:
+        return ""
+    p = names[0]
+    for n in names[1:]:
+        while not n.startswith(p):
+            p = p[:-1]
+    return re.sub(r"_\d*$", "", p.rstrip("_")) if "_" in p else ""
+
+
+def name_blocks(items: list[Layer]) -> list[Repeat]:
+    """Give each Repeat a use-name hint and block name, and its template layers names without the copy prefix."""
+    reps = [x for x in items if isinstance(x, Repeat)]
+    used: set[str] = set()
+    for rep in reps:
+        names = [n for copy in rep.copies for x in copy if (n := next(filter(None, map(sanitise, _hints(x))), None))]
+        stem = _prefix(names)
+        rep.hint = [stem, "stage"] if stem and not stem[0].isdigit() else ["stage"]
+        ops = [x.op for x in rep.template]
+        base = "_".join(dict.fromkeys(ops)) if len(ops) <= 3 else "block"
+        block, k = base, 1
+        while block in used or block in OPS:
+            k += 1
+            block = f"{base}_{k}"
+        used.add(block)
+        rep.block = block
+        for t in rep.template:
+            own = next(filter(None, map(sanitise, _hints(t))), None)
+            if own and stem and own.startswith(stem):
+                rest = re.sub(r"^_?\d+_", "", own[len(stem):]).lstrip("_")
+                t.hint = [rest] + _hints(t) if rest and not rest[0].isdigit() else _hints(t)
+    return reps
+
+
+def _block_lines(rep: Repeat) -> list[str]:
+    assign_names(rep.template, [], ["x"])
+    lines = [f"  {rep.block}:", "    layers:"]
+    prev = None
+    for t in rep.template:
+        lines.append("    " + layer_line(t, prev, "x", {"x": "x"}))
+        prev = t
+    return lines
+
+
+def _weights(items: list[Layer]) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for x in items:
+        if isinstance(x, Repeat):
+            for c, copy in enumerate(x.copies):
+                for t, layer in zip(x.template, copy):
+                    for p, arr in layer.params.items():
+                        out[f"{x.name}.{c}.{t.name}" + (f".{p}" if p else "")] = arr
+        else:
+            out.update({f"{x.name}.{p}" if p else x.name: arr for p, arr in x.params.items()})
+    return out
+
+
 def write(name: str, description: str, inputs: dict[str, tuple[str, tuple, str]],
           layers: list[Layer], outputs: dict[str, tuple[Any, int]]) -> tuple[str, dict[str, np.ndarray]]:
     """The spec text and its checkpoint. inputs: ONNX name -> (spec name, shape, dtype); outputs: spec
     output name -> source."""
     layers = live_layers(layers, list(outputs.values()))
+    layers, replaced = find_repeats(layers, list(outputs.values()))
+    outputs = {k: (replaced.get(id(s), s), p) for k, (s, p) in outputs.items()}
+    reps = name_blocks(layers)
     input_names = {k: v[0] for k, v in inputs.items()}
     assign_names(layers, list(outputs.values()), list(input_names.values()))
     lines = ["specc: 1", f"name: {scalar(name)}", f"description: {json.dumps(description)}", "inputs:"]
@@ -145,6 +216,10 @@ def write(name: str, description: str, inputs: dict[str, tuple[str, tuple, str]]
         dims = scalar(list(shape))
         lines.append(f"  {spec_name}: {dims}" if dtype == "float32" else
                      f"  {spec_name}: {{shape: {dims}, dtype: {dtype}}}")
+    if reps:
+        lines.append("blocks:")
+        for rep in reps:
+            lines.extend(_block_lines(rep))
     lines.append("layers:")
     first = next(iter(inputs), None)
     prev = None
@@ -156,5 +231,4 @@ def write(name: str, description: str, inputs: dict[str, tuple[str, tuple, str]]
         lines.append("outputs: " + scalar(list(outs)))
     else:
         lines.append("outputs: {" + ", ".join(f"{scalar(k)}: {scalar(v)}" for k, v in outs.items()) + "}")
-    weights = {f"{layer.name}.{p}" if p else layer.name: arr for layer in layers for p, arr in layer.params.items()}
-    return "\n".join(lines) + "\n", weights
+    return "\n".join(lines) + "\n", _weights(layers)
