@@ -648,6 +648,9 @@ def optimize_graph(model: onnx.ModelProto, params: set[str] | None = None) -> No
     del g.value_info[:]
     g.value_info.extend(vi)
 
+    from .cse import eliminate_common_subexpressions
+    eliminate_common_subexpressions(model)                  # 4. duplicate nodes (each gcn layer's D^-1/2) merged
+
 
 def _unique(name: str, *taken: Any) -> str:
     out, k = name, 1
