@@ -66,3 +66,21 @@ def test_graph_normalisation_computed_once_and_outputs_unchanged(spec, after):
     want = ref(outputs=names, **{k: v for k, v in feeds.items() if k in g.inputs and k in ("x", "adj")})
     for k in names:
         np.testing.assert_allclose(got[k], want[k], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("spec", ["transformer_classifier", "lenet5"])
+def test_attributes_that_converters_default_differently_are_explicit(spec):
+    from compiler.onnx.defaults import EXPLICIT
+    g = compiler.compile_file(ROOT / "specs" / f"{spec}.yaml")
+    model = export(g, fresh_weights(g)).model
+    checked = 0
+    for nd in model.graph.node:
+        if nd.op_type in EXPLICIT:
+            attrs = {a.name: helper.get_attribute_value(a) for a in nd.attribute}
+            assert set(EXPLICIT[nd.op_type]) <= set(attrs), nd.name
+            checked += 1
+    assert checked
+    if spec == "transformer_classifier":                 # positions 0..T-1: a forward, exclusive running sum
+        cumsum = [nd for nd in model.graph.node if nd.op_type == "CumSum"]
+        assert cumsum and all({(a.name, a.i) for a in nd.attribute} == {("exclusive", 1), ("reverse", 0)}
+                              for nd in cumsum)

@@ -348,6 +348,8 @@ def export(graph: Graph, weights: Any = None, opset: int = DEFAULT_OPSET, output
         publics.append((name, k))
 
     model, names = _assemble(graph, b, inputs, values, types, publics, opset, expose_all)
+    from .defaults import make_defaults_explicit
+    make_defaults_explicit(model)                       # converters differ on some defaults (CumSum's reverse)
     if optimize:
         optimize_graph(model, set(graph.params()))
     if check:
