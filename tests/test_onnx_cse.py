@@ -84,3 +84,14 @@ def test_attributes_that_converters_default_differently_are_explicit(spec):
         cumsum = [nd for nd in model.graph.node if nd.op_type == "CumSum"]
         assert cumsum and all({(a.name, a.i) for a in nd.attribute} == {("exclusive", 1), ("reverse", 0)}
                               for nd in cumsum)
+
+
+@pytest.mark.parametrize("spec", ["lstm_classifier", "gru_classifier", "seq2seq"])
+def test_no_blank_output_before_a_named_one(spec):
+    """The last LSTM layer's Y is unread (only Y_h is): it keeps a name instead of a blank before Y_h."""
+    g = compiler.compile_file(ROOT / "specs" / f"{spec}.yaml")
+    model = export(g, fresh_weights(g)).model
+    for nd in model.graph.node:
+        outs = list(nd.output)
+        assert all(o for o in outs), (nd.name, outs)          # blanks only ever trail, and trailing ones are dropped
+    assert "" not in {v.name for v in onnx.shape_inference.infer_shapes(model).graph.value_info}

@@ -392,8 +392,9 @@ def _rename_inputs(node: onnx.NodeProto, sub: Any) -> None:
 
 
 def _drop_unread_outputs(node: onnx.NodeProto, live: set[str], opset: int) -> None:
-    """Blank the optional outputs nobody reads (an LSTM's Y when only Y_h is used), so onnxruntime
-    need not compute or store them."""
+    """Drop the trailing optional outputs nobody reads (an LSTM's Y_c when only Y and Y_h are used). A
+    leading one (Y when only Y_h is read) keeps its name: a blank output before a named one trips tools
+    that give every output a value_info (onnxsim)."""
     if len(node.output) < 2 or node.domain not in ("", "ai.onnx"):
         return
     try:
@@ -403,10 +404,8 @@ def _drop_unread_outputs(node: onnx.NodeProto, live: set[str], opset: int) -> No
     formal = list(schema.outputs)
     optional = onnx.defs.OpSchema.FormalParameterOption.Optional
     outs = list(node.output)
-    for i, o in enumerate(outs):
-        if o and o not in live and i < len(formal) and formal[i].option == optional:
-            outs[i] = ""
-    while outs and outs[-1] == "":
+    while outs and (outs[-1] == "" or (outs[-1] not in live and len(outs) - 1 < len(formal)
+                                       and formal[len(outs) - 1].option == optional)):
         outs.pop()
     if outs != list(node.output) and any(outs):
         del node.output[:]
