@@ -175,7 +175,7 @@ def test_torch_lstm_classifier_imports_and_matches():
         def __init__(self):
             super().__init__()
             self.emb = nn.Embedding(50, 16)
-            self.lstm = nn.LSTM(16, 24, batch_first=True, bidirectional=True)
+            self.lstm = nn.LSTM(16, 24, num_layers=2, batch_first=True, bidirectional=True)
             self.fc = nn.Linear(48, 3)
 
         def forward(self, tokens):
@@ -183,7 +183,7 @@ def test_torch_lstm_classifier_imports_and_matches():
             return self.fc(out[:, -1])
 
     text = _check_torch(LSTMClassifier(), torch.randint(0, 50, (2, 7)), "tokens")
-    assert "{op: lstm, name: lstm, hidden_size: 24, bidirectional: true}" in text   # batch_first recognised
+    assert "{op: lstm, name: lstm, hidden_size: 24, num_layers: 2, bidirectional: true}" in text  # one stacked layer, batch_first
 
 
 # ------------------------------------------------------------------------------------ command line

@@ -20,6 +20,7 @@ from .registry import OnnxNode
 MAX_BYTES = 2 * 1024 ** 3
 TYPES = {1: "float32", 7: "int64", 9: "bool", 11: "float64", 6: "int32"}
 # ops evaluated on shape lists (object arrays of ints and symbols)
+ZERO_KEEPING = {"Slice", "Gather", "Squeeze", "Unsqueeze", "Reshape", "Transpose", "Identity", "Expand"}
 SHAPE_OPS = {"Shape", "Gather", "Concat", "Unsqueeze", "Squeeze", "Slice", "Cast", "Identity", "Reshape"}
 
 
@@ -161,6 +162,9 @@ class Source:
             elif nd.op_type == "ConstantOfShape" and nd.inputs[0] in self.symbolic and not np.any(
                     _constant(protos[nd.index]) if protos[nd.index].attribute else 0):
                 self.zeros.add(nd.outputs[0])            # a zero initial state sized by the batch
+                self.folded.add(nd.index)
+            elif nd.op_type in ZERO_KEEPING and nd.inputs and nd.inputs[0] in self.zeros:
+                self.zeros.add(nd.outputs[0])            # a slice (per layer) of a zero state is zero
                 self.folded.add(nd.index)
 
     def _fold_shape(self, nd: OnnxNode) -> bool:

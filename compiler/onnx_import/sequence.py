@@ -38,7 +38,7 @@ def _reorder(kind: str, w: np.ndarray, h: int) -> np.ndarray:
     return np.concatenate([blocks[k] for k in PERM[kind]], axis=0).astype(np.float32)
 
 
-def _params(cx: Context, nd: OnnxNode, kind: str, h: int, dirs: int) -> dict[str, np.ndarray]:
+def _params(cx: Context, nd: OnnxNode, kind: str, h: int, dirs: int, layer: int = 0) -> dict[str, np.ndarray]:
     W, R = cx.const(nd.inputs[1]), cx.const(nd.inputs[2])
     if W is None or R is None:
         raise cx.refuse(nd, "its weights are computed at run time")
@@ -47,11 +47,11 @@ def _params(cx: Context, nd: OnnxNode, kind: str, h: int, dirs: int) -> dict[str
     out: dict[str, np.ndarray] = {}
     for d in range(dirs):
         sfx = "_reverse" if d else ""
-        out[f"weight_ih_l0{sfx}"] = _reorder(kind, W[d], h)
-        out[f"weight_hh_l0{sfx}"] = _reorder(kind, R[d], h)
+        out[f"weight_ih_l{layer}{sfx}"] = _reorder(kind, W[d], h)
+        out[f"weight_hh_l{layer}{sfx}"] = _reorder(kind, R[d], h)
         if B is not None:
-            out[f"bias_ih_l0{sfx}"] = _reorder(kind, B[d, :g], h)
-            out[f"bias_hh_l0{sfx}"] = _reorder(kind, B[d, g:], h)
+            out[f"bias_ih_l{layer}{sfx}"] = _reorder(kind, B[d, :g], h)
+            out[f"bias_hh_l{layer}{sfx}"] = _reorder(kind, B[d, g:], h)
     return out
 
 
@@ -108,6 +108,68 @@ def _y_pattern(cx: Context, y: str, dirs: int) -> tuple[list[OnnxNode], str] | N
     return [tr, rs], rs.outputs[0]
 
 
+def _same_kind(a: OnnxNode, b: OnnxNode) -> bool:
+    keys = ("hidden_size", "direction", "activations", "linear_before_reset", "layout", "clip")
+    biased = [len(n.inputs) > 3 and bool(n.inputs[3]) for n in (a, b)]
+    return a.op_type == b.op_type and all(a.attr(k) == b.attr(k) for k in keys) and biased[0] == biased[1]
+
+
+def _stack(cx: Context, nd: OnnxNode, dirs: int) -> tuple[list[OnnxNode], list[OnnxNode]]:
+    """The recurrent nodes that each read the one before's Y as their sequence (specc and torch write a
+    stacked RNN as one node per layer), and the layout nodes between them."""
+    chain, links = [nd], []
+    while chain[-1].outputs and chain[-1].outputs[0] and nd.attr("layout", 0) == 0:
+        pat = _y_pattern(cx, chain[-1].outputs[0], dirs)
+        nxt = None if pat is None else cx.only_consumer(pat[1], nd.op_type)
+        if nxt is None or nxt.inputs[0] != pat[1] or not _same_kind(nd, nxt):
+            break
+        chain.append(nxt)
+        links.extend(pat[0])
+    return chain, links
+
+
+def _stacked_state(cx: Context, chain: list[OnnxNode], slot: int, dirs: int) -> tuple[bool, str | None]:
+    """(ok, the [layers·dirs, N, H] initial state) of input `slot` over the chain: none, the one value
+    (one layer), or the source every layer's Slice [l·D, (l+1)·D) reads."""
+    vals = [c.inputs[slot] if len(c.inputs) > slot else "" for c in chain]
+    vals = [v if v and v not in cx.g.zeros and not (cx.is_const(v) and not np.any(cx.const(v))) else "" for v in vals]
+    if not any(vals):
+        return True, None
+    if len(chain) == 1:
+        return True, vals[0]
+    src = None
+    for l, v in enumerate(vals):
+        p = cx.g.producer.get(v) if v else None
+        if p is None or p.op_type != "Slice":
+            return False, None
+        starts, ends = cx.const(p.inputs[1]), cx.const(p.inputs[2])
+        axes = cx.const(p.inputs[3]) if len(p.inputs) > 3 and p.inputs[3] else np.zeros(1, np.int64)
+        if starts is None or ends is None or [int(starts[0]), int(ends[0]), int(axes[0])] != [l * dirs, (l + 1) * dirs, 0] \
+                or (src is not None and p.inputs[0] != src):
+            return False, None
+        src = p.inputs[0]
+    return True, src
+
+
+def _bind_states(cx: Context, chain: list[OnnxNode], layer, port: int, dirs: int) -> None:
+    """Each node's Y_h (port 1) or Y_c (port 2) as the merged layer's h/c: the Concat of all of them
+    is the port itself, one of them alone a slice of it."""
+    outs = [c.outputs[port] if len(c.outputs) > port else "" for c in chain]
+    if len(chain) == 1:
+        if outs[0]:
+            cx.bind(outs[0], (layer, port))
+        return
+    if outs[0]:
+        for cat in cx.consumers(outs[0]):
+            if cat.op_type == "Concat" and cat.inputs == outs and cat.attr("axis") == 0:
+                cx.take(cat)
+                cx.bind(cat.outputs[0], (layer, port))
+    for l, o in enumerate(outs):
+        if o and any(c.index not in cx.taken for c in cx.consumers(o)):
+            cx.emit("slice", [(layer, port)], {"dim": 0, "start": l * dirs, "end": (l + 1) * dirs},
+                    hint=chain[l].name, outputs=[o])
+
+
 @converter("LSTM", "GRU", "RNN")
 def recurrent(cx: Context, nd: OnnxNode) -> None:
     kind = nd.op_type
@@ -115,20 +177,33 @@ def recurrent(cx: Context, nd: OnnxNode) -> None:
     h = int(nd.attr("hidden_size"))
     attrs: dict = {"hidden_size": h}
     attrs.update(_check(cx, nd, kind, dirs))
+    chain, links = _stack(cx, nd, dirs)
+    slots = (5, 6) if kind == "LSTM" else (5,)
+    states = [_stacked_state(cx, chain, k, dirs) for k in slots]
+    if not all(ok for ok, _ in states):
+        chain, links = [nd], []
+        states = [_stacked_state(cx, chain, k, dirs) for k in slots]
+    for c in chain[1:]:
+        _check(cx, c, kind, dirs)
+    if len(chain) > 1:
+        attrs["num_layers"] = len(chain)
     if dirs == 2:
         attrs["bidirectional"] = True
-    params = _params(cx, nd, kind, h, dirs)
+    params: dict = {}
+    for l, c in enumerate(chain):
+        params.update(_params(cx, c, kind, h, dirs, l))
     if "bias_ih_l0" not in params:
         attrs["bias"] = False
+    last = chain[-1]
     layout = nd.attr("layout", 0)
-    y = nd.outputs[0] if nd.outputs and nd.outputs[0] else None
+    y = last.outputs[0] if last.outputs and last.outputs[0] else None
     used_y = y is not None and bool(cx.consumers(y) or y in cx.g.outputs)
     pattern = _y_pattern(cx, y, dirs) if used_y and layout == 0 else None
     x = nd.inputs[0]
     batch_first = layout == 1
+    back = None
     if layout == 0:
         inner = _transposed_from(cx, x)
-        back = None
         if pattern is not None:
             back = cx.only_consumer(pattern[1], "Transpose")
             back = back if back is not None and list(back.attr("perm") or []) == [1, 0, 2] else None
@@ -136,19 +211,18 @@ def recurrent(cx: Context, nd: OnnxNode) -> None:
             x, batch_first = inner, True
     if not batch_first:
         attrs["batch_first"] = False
-    ins: list = [x]
-    states = [s for s in nd.inputs[5:7 if kind == "LSTM" else 6]]
-    for k, s in enumerate(states):
-        if s and s not in cx.g.zeros and not (cx.is_const(s) and not np.any(cx.const(s))):
-            while len(ins) < k + 1:
-                ins.append(None)
-            ins.append(s)
+    ins: list = [x] + [v for _, v in states]
+    while ins and ins[-1] is None:
+        ins.pop()
     if any(i is None for i in ins):
         raise cx.refuse(nd, "an initial cell state without an initial hidden state")
-    hint = [nd.inputs[1].rsplit(".", 1)[0], nd.name]
+    for t in chain[1:] + links:
+        cx.take(t)
+    hint = [nd.inputs[1], nd.name]
     ports = ("out", "h", "c") if kind == "LSTM" else ("out", "h")
-    layer = cx.emit(SPEC_OP[kind], ins, attrs, params, hint=hint, ports=ports,
-                    outputs=[None, *nd.outputs[1:len(ports)]])
+    layer = cx.emit(SPEC_OP[kind], ins, attrs, params, hint=hint, ports=ports)
+    for port in range(1, len(ports)):
+        _bind_states(cx, chain, layer, port, dirs)
     if not used_y:
         return
     if layout == 1:
@@ -162,6 +236,8 @@ def recurrent(cx: Context, nd: OnnxNode) -> None:
         else:
             cx.bind(pattern[1], (layer, 0))
         return
+    if len(chain) > 1:
+        raise cx.refuse(last, "the last layer of a stack reads its Y output in an unrecognised layout")
     _bind_raw_y(cx, nd, layer, y, dirs, h, batch_first)
 
 

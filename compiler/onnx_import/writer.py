@@ -26,9 +26,7 @@ PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:]*$")
 def sanitise(text: str) -> str | None:
     """A specc node name from an ONNX node/initialiser name (`/layer1/layer1.0/conv1/Conv` -> `layer1_0_conv1`)."""
     text = re.split(r"[+:]", text, maxsplit=1)[0]
-    for sfx in (".weight", ".bias"):
-        if text.endswith(sfx):
-            text = text[: -len(sfx)]
+    text = re.sub(r"\.(weight|bias)[A-Za-z0-9_]*$", "", text)       # conv1.weight, lstm.weight_ih_l0
     parts = [p for p in text.split("/") if p]
     if len(parts) > 1:
         parts = parts[:1] if parts[-1].endswith("_node") else parts[-2:-1]   # specc: scope/Op_node; torch: /a/b/Op
