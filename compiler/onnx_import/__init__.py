@@ -49,7 +49,13 @@ def import_model(model: Any, name: str | None = None, source: str = "") -> Impor
     for nd in src.nodes:
         if nd.index in src.folded or nd.index in cx.taken:
             continue
-        CONVERTERS[nd.op_type](cx, nd)
+        try:
+            CONVERTERS[nd.op_type](cx, nd)
+        except UserError:
+            raise
+        except Exception as e:                                       # noqa: BLE001 - never a traceback
+            raise OnnxImportError(f"cannot import {nd.describe()}: {type(e).__name__}: {e}",
+                                  hint="an ONNX graph specc does not understand (or a bug in specc import)") from e
     outputs: dict[str, tuple] = {}
     out_names = {}
     for o in src.outputs:

@@ -63,6 +63,7 @@ class Layer:
     hint: "str | list[str]" = ""     # name candidates, best first (ONNX initialiser / node names)
     ports: tuple[str, ...] = ("out",)
     name: str = ""                     # set by the writer
+    auto: bool = False                 # the writer leaves it unnamed (specc names it <op>_<k>)
 
 
 Src = tuple[Any, int]                  # (Layer | input name, port index)

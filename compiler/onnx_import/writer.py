@@ -100,7 +100,7 @@ def assign_names(layers: list[Layer], outputs: list[tuple[Any, int]], inputs: li
         taken.add(name)
         layer.name = name
     for layer, a in zip(layers, auto):
-        layer.auto = a is not None                                # type: ignore[attr-defined]
+        layer.auto = a is not None
 
 
 def ref(src: tuple[Any, int], input_names: dict[str, str]) -> str:
@@ -115,7 +115,7 @@ def layer_line(layer: Layer, prev: Layer | None, first_input: str | None, input_
     ins = [ref(s, input_names) for s in layer.inputs]
     sequential = (len(layer.inputs) == 1 and (layer.inputs[0] == (prev, 0) if prev is not None else
                                                layer.inputs[0][0] == first_input))
-    named = not getattr(layer, "auto", False)
+    named = not layer.auto
     if isinstance(layer, Repeat):
         fields = [("use", layer.block), ("name", layer.name), ("repeat", len(layer.copies))]
         if not sequential:
