@@ -24,7 +24,7 @@ from compiler.onnx_import import OnnxImportError, import_model
 from runtime.model import Model
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = {"resnet18": {"size": 64}, "resnet50": {"size": 64}, "googlenet": {"size": 64}}
+SMALL = {"resnet18": {"size": 64}, "resnet50": {"size": 64}}
 # (spec, optimize): optimize=False where the default export folds something away (batch norm, weight layout)
 CASES = [(s, True) for s in ["lenet5", "mlp", "autoencoder", "conv_autoencoder", "vae", "deep_sets", "digits_cnn",
                              "digits_mlp", "perceptron", "rnn_classifier", "gru_classifier", "lstm_classifier",
