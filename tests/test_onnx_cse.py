@@ -97,8 +97,9 @@ def test_no_blank_output_before_a_named_one(spec):
     assert "" not in {v.name for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
 
 
-REFERENCE_SPECS = ["lenet5", "mlp", "lstm_classifier", "gru_classifier", "transformer_classifier", "gcn", "gat",
-                   "vae", "dcgan", "perceptron"]
+# (gat and dcgan agree too, but take 16 s in the reference evaluator)
+REFERENCE_SPECS = ["lenet5", "mlp", "lstm_classifier", "gru_classifier", "transformer_classifier", "gcn", "vae",
+                   "perceptron"]
 
 
 def _inputs(graph, model):
