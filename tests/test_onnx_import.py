@@ -290,3 +290,23 @@ def test_repeat_of_layers_with_different_input_sizes():
     ref.load_state_dict(w)
     got.load_state_dict(imp.weights)
     np.testing.assert_allclose(got(**x)["out"], ref(**x)["out"], rtol=1e-5, atol=1e-6)
+
+
+def test_standardize_params_and_eps_come_back_as_written():
+    text = """specc: 1
+name: t
+inputs: {x: [N, 3, 4, 4]}
+layers:
+  - {op: standardize, name: norm, mean: [0.5, 0.4, 0.3], std: [0.2, 0.25, 0.3]}
+  - {op: layer_norm, name: ln, normalized_shape: [4], eps: 1.0e-6}
+  - {op: param, name: bias, shape: [1, 3, 4, 4]}
+  - {op: add, name: out, in: [ln, bias]}
+outputs: [out]
+"""
+    g = compiler.compile_text(text)
+    w = fresh_weights(g)
+    imp = import_model(compiler.to_onnx(g, weights=w, optimize=False), name="t")
+    assert "{op: standardize, name: norm, mean: [0.5, 0.4, 0.3], std: [0.2, 0.25, 0.3]}" in imp.text
+    assert "eps: 1e-06" in imp.text
+    assert "{param: [1, 3, 4, 4], name: bias}" in imp.text                # a learned tensor, not a constant
+    assert _n_params(imp.graph) == _n_params(g) and sorted(imp.weights) == sorted(w)

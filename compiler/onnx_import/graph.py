@@ -86,6 +86,7 @@ class Source:
         g = model.graph
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
         self.consts: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+        self.initializer_names = set(self.consts)
         self.symbols: dict[str, str] = {}
         self.inputs: dict[str, tuple[tuple, str]] = {}
         for vi in g.input:

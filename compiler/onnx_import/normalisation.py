@@ -22,7 +22,7 @@ def batch_norm(cx: Context, nd: OnnxNode) -> None:
               "running_mean": _f32(cx, nd, 3, "mean"), "running_var": _f32(cx, nd, 4, "variance"),
               "num_batches_tracked": np.zeros((), np.int64)}
     attrs = {}
-    eps = float(np.float32(nd.attr("epsilon", 1e-5)))
+    eps = float(str(np.float32(nd.attr("epsilon", 1e-5))))          # 1e-06, not 9.999999974752427e-07
     if abs(eps - 1e-5) > 1e-12:
         attrs["eps"] = eps
     cx.emit("batch_norm", [nd.inputs[0]], attrs, params, hint=_weight_hint(nd.inputs[1], nd), outputs=nd.outputs[:1])
@@ -46,7 +46,7 @@ def layer_norm(cx: Context, nd: OnnxNode) -> None:
         attrs["normalized_shape"] = [int(d) for d in scale.shape[axis:]] if scale.ndim >= -axis else None
         if attrs["normalized_shape"] is None:
             raise cx.refuse(nd, f"its scale {list(scale.shape)} does not cover the normalised dims")
-    eps = float(np.float32(nd.attr("epsilon", 1e-5)))
+    eps = float(str(np.float32(nd.attr("epsilon", 1e-5))))          # 1e-06, not 9.999999974752427e-07
     if abs(eps - 1e-5) > 1e-12:
         attrs["eps"] = eps
     params = {"weight": np.broadcast_to(scale.astype(np.float32), scale.shape[axis:] if scale.ndim >= -axis

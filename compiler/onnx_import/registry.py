@@ -96,9 +96,10 @@ class Context:
             arr = self.g.consts[name]
             if arr.dtype.kind != "f":
                 raise self.refuse(nd, f"it reads the constant integer tensor '{name}' as data")
-            if arr.size <= MAX_INLINE:
+            learned = name in self.g.initializer_names and "/" not in name and "::" not in name
+            if arr.size <= MAX_INLINE and not learned:
                 layer = self.emit("constant", [], {"value": arr.astype(np.float32).tolist()}, hint=name)
-            else:                                          # a tensor too big to write: a `param` in the checkpoint
+            else:                                          # a model tensor, or too big to write: a `param`
                 layer = self.emit("param", [], {"shape": list(arr.shape)}, {"": arr.astype(np.float32)}, hint=name)
             self.bound[name] = (layer, 0)
             return self.bound[name]

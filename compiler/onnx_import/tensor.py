@@ -46,11 +46,40 @@ def cast(cx: Context, nd: OnnxNode) -> None:
                     hint="specc's arithmetic promotes integers itself; export the model with float inputs")
 
 
+def _per_channel(v: np.ndarray | None, rank: int, c: int) -> np.ndarray | None:
+    """`v` as [c] values when it broadcasts over dim 1 of a rank-`rank` input only, else None."""
+    if v is None or v.dtype.kind != "f" or v.ndim > rank:
+        return None
+    full = v.reshape((1,) * (rank - v.ndim) + v.shape)
+    if any(d != 1 for i, d in enumerate(full.shape) if i != 1) or full.shape[1] not in (1, c):
+        return None
+    return np.broadcast_to(full.reshape(-1), (c,)).astype(np.float32)
+
+
+def standardize(cx: Context, nd: OnnxNode) -> bool:
+    """(x − mean) / std with per-channel constants: specc's `standardize`, mean/std as buffers."""
+    shape = cx.shape(nd.inputs[0])
+    div = cx.only_consumer(nd.outputs[0], "Div")
+    if shape is None or len(shape) < 2 or not isinstance(shape[1], int) or div is None or div.inputs[0] != nd.outputs[0]:
+        return False
+    mean = _per_channel(cx.const(nd.inputs[1]), len(shape), shape[1])
+    std = _per_channel(cx.const(div.inputs[1]), len(shape), shape[1])
+    if mean is None or std is None or np.any(std <= 0):
+        return False
+    cx.take(div)
+    attrs = {"mean": [float(str(v)) for v in mean], "std": [float(str(v)) for v in std]} if mean.size <= 16 \
+        else {"from_data": True}
+    cx.emit("standardize", [nd.inputs[0]], attrs, {"mean": mean, "std": std}, hint=nd.name, outputs=div.outputs)
+    return True
+
+
 @converter("Add", "Sub", "Mul", "Div")
 def arithmetic(cx: Context, nd: OnnxNode) -> None:
     op = ARITH[nd.op_type]
     a, b = nd.inputs[:2]
     ca, cb = cx.const(a), cx.const(b)
+    if op == "sub" and ca is None and cb is not None and standardize(cx, nd):
+        return
     if cb is not None and cb.size == 1 and cb.ndim <= (rank(cx, a) or 0) and cb.dtype.kind == "f":
         cx.emit(op, [a], {"value": float(cb.reshape(()))}, hint=nd.name, outputs=nd.outputs)
     elif ca is not None and ca.size == 1 and ca.ndim <= (rank(cx, b) or 0) and op in ("add", "mul") \

@@ -131,7 +131,7 @@ def layer_line(layer: Layer, prev: Layer | None, first_input: str | None, input_
         fields.append(("op", layer.op))
     if named:
         fields.append(("name", layer.name))
-    if not sequential:
+    if not sequential and ins:                                    # param and constant read nothing
         fields.append(("in", ins[0] if len(ins) == 1 else ins))
     fields.extend(attrs.items())
     return "  - {" + ", ".join(f"{k}: {scalar(v)}" for k, v in fields) + "}"
