@@ -195,6 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "no batch-norm fusion (by default they are folded, as torch.onnx.export does)")
     sets(sp)
 
+    sp = add("import", lazy("compiler.onnx_import.commands:cmd_import"),
+             "turn an ONNX model into a spec (and its weights into a checkpoint)")
+    sp.add_argument("model", metavar="MODEL.onnx")
+    sp.add_argument("-o", "--out", required=True, metavar="SPEC.yaml", help="the spec to write")
+    sp.add_argument("--weights", metavar="OUT.npz", help="also write the model's weights as a checkpoint")
+    sp.add_argument("--name", help="the spec's name (default: the model file's name)")
+
     sp = add("train", lazy("runtime.commands:cmd_train"), "train with the NumPy runtime as the spec's train section says")
     sp.add_argument("spec")
     sp.add_argument("--data", metavar="PATH", help="training data: an .npz with an array per input, or builtin:NAME "

@@ -348,6 +348,8 @@ def export(graph: Graph, weights: Any = None, opset: int = DEFAULT_OPSET, output
         publics.append((name, k))
 
     model, names = _assemble(graph, b, inputs, values, types, publics, opset, expose_all)
+    from .defaults import make_defaults_explicit
+    make_defaults_explicit(model)                       # converters differ on some defaults (CumSum's reverse)
     if optimize:
         optimize_graph(model, set(graph.params()))
     if check:
@@ -390,8 +392,9 @@ def _rename_inputs(node: onnx.NodeProto, sub: Any) -> None:
 
 
 def _drop_unread_outputs(node: onnx.NodeProto, live: set[str], opset: int) -> None:
-    """Blank the optional outputs nobody reads (an LSTM's Y when only Y_h is used), so onnxruntime
-    need not compute or store them."""
+    """Drop the trailing optional outputs nobody reads (an LSTM's Y_c when only Y and Y_h are used). A
+    leading one (Y when only Y_h is read) keeps its name: a blank output before a named one trips tools
+    that give every output a value_info (onnxsim)."""
     if len(node.output) < 2 or node.domain not in ("", "ai.onnx"):
         return
     try:
@@ -401,10 +404,8 @@ def _drop_unread_outputs(node: onnx.NodeProto, live: set[str], opset: int) -> No
     formal = list(schema.outputs)
     optional = onnx.defs.OpSchema.FormalParameterOption.Optional
     outs = list(node.output)
-    for i, o in enumerate(outs):
-        if o and o not in live and i < len(formal) and formal[i].option == optional:
-            outs[i] = ""
-    while outs and outs[-1] == "":
+    while outs and (outs[-1] == "" or (outs[-1] not in live and len(outs) - 1 < len(formal)
+                                       and formal[len(outs) - 1].option == optional)):
         outs.pop()
     if outs != list(node.output) and any(outs):
         del node.output[:]
@@ -647,6 +648,9 @@ def optimize_graph(model: onnx.ModelProto, params: set[str] | None = None) -> No
     vi = [v for v in g.value_info if v.name in made]
     del g.value_info[:]
     g.value_info.extend(vi)
+
+    from .cse import eliminate_common_subexpressions
+    eliminate_common_subexpressions(model)                  # 4. duplicate nodes (each gcn layer's D^-1/2) merged
 
 
 def _unique(name: str, *taken: Any) -> str:

@@ -1,0 +1,142 @@
+"""The converter table (ONNX op_type -> function) and the Context converters write spec layers into.
+
+    @converter("Relu")
+    def relu(cx: Context, nd: OnnxNode) -> None:
+        cx.emit("relu", [nd.inputs[0]], outputs=nd.outputs[:1])
+
+A converter reads its node's inputs as run-time values (`cx.src`) or constants (`cx.const`), emits
+spec layers (`cx.emit`, with parameters under their specc names) and binds the node's outputs to layer
+ports. It may take over the nodes that follow when they complete a pattern (`cx.take`): MatMul + Add
+becomes one `linear`. Anything it cannot express raises `cx.refuse(nd, why)`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import UserError
+
+Converter = Callable[["Context", "OnnxNode"], None]
+CONVERTERS: dict[str, Converter] = {}
+MAX_INLINE = 64                        # constants up to this size are written into the spec as `constant`
+
+
+def converter(*op_types: str) -> Callable[[Converter], Converter]:
+    def register(fn: Converter) -> Converter:
+        for t in op_types:
+            if t in CONVERTERS:
+                raise RuntimeError(f"converter for {t!r} registered twice")
+            CONVERTERS[t] = fn
+        return fn
+    return register
+
+
+class OnnxImportError(UserError):
+    """The ONNX model cannot become a spec (an unknown op, a pattern specc cannot express)."""
+
+
+@dataclass
+class OnnxNode:
+    op_type: str
+    name: str
+    inputs: list[str]                  # "" for an omitted optional input
+    outputs: list[str]
+    attrs: dict[str, Any]
+    index: int = 0
+
+    def attr(self, key: str, default: Any = None) -> Any:
+        return self.attrs.get(key, default)
+
+    def describe(self) -> str:
+        return f"node '{self.name or self.outputs[0]}' ({self.op_type})"
+
+
+@dataclass(eq=False)
+class Layer:
+    """One spec node: inputs are (Layer or graph-input name, port index) pairs."""
+    op: str
+    attrs: dict[str, Any]
+    inputs: list[tuple[Any, int]]
+    params: dict[str, np.ndarray] = field(default_factory=dict)
+    hint: "str | list[str]" = ""     # name candidates, best first (ONNX initialiser / node names)
+    ports: tuple[str, ...] = ("out",)
+    name: str = ""                     # set by the writer
+    auto: bool = False                 # the writer leaves it unnamed (specc names it <op>_<k>)
+
+
+Src = tuple[Any, int]                  # (Layer | input name, port index)
+
+
+class Context:
+    def __init__(self, source: Any):
+        self.g = source                                    # graph.Source
+        self.layers: list[Layer] = []
+        self.bound: dict[str, Src] = {n: (n, 0) for n in source.inputs}
+        self.taken: set[int] = set()
+
+    # -- reading values
+    def is_const(self, name: str) -> bool:
+        return name in self.g.consts
+
+    def const(self, name: str) -> np.ndarray | None:
+        return self.g.consts.get(name)
+
+    def shape(self, name: str) -> tuple | None:
+        if name in self.g.consts:
+            return tuple(self.g.consts[name].shape)
+        return self.g.shapes.get(name)
+
+    def src(self, name: str, nd: OnnxNode | None = None) -> Src:
+        """The layer port holding run-time value `name`; a constant becomes a `constant` layer."""
+        if name in self.bound:
+            return self.bound[name]
+        if name in self.g.consts:
+            arr = self.g.consts[name]
+            if arr.dtype.kind != "f":
+                raise self.refuse(nd, f"it reads the constant integer tensor '{name}' as data")
+            learned = name in self.g.initializer_names and "/" not in name and "::" not in name
+            if arr.size <= MAX_INLINE and not learned:
+                layer = self.emit("constant", [], {"value": arr.astype(np.float32).tolist()}, hint=name)
+            else:                                          # a model tensor, or too big to write: a `param`
+                layer = self.emit("param", [], {"shape": list(arr.shape)}, {"": arr.astype(np.float32)}, hint=name)
+            self.bound[name] = (layer, 0)
+            return self.bound[name]
+        if name in self.g.symbolic:
+            raise self.refuse(nd, f"it computes with the run-time shape value '{name}'")
+        raise self.refuse(nd, f"its input '{name}' comes from a node that was not converted")
+
+    # -- writing layers
+    def emit(self, op: str, inputs: list, attrs: dict | None = None, params: dict | None = None,
+             hint: "str | list[str]" = "", outputs: list[str] | None = None, ports: tuple[str, ...] = ("out",)) -> Layer:
+        ins = [x if isinstance(x, tuple) else self.src(x) for x in inputs]
+        layer = Layer(op, dict(attrs or {}), ins, dict(params or {}), hint, ports)
+        self.layers.append(layer)
+        for i, o in enumerate(outputs or []):
+            if o:
+                self.bound[o] = (layer, i)
+        return layer
+
+    def bind(self, name: str, src: Src) -> None:
+        self.bound[name] = src
+
+    # -- patterns over the nodes that follow
+    def consumers(self, name: str) -> list[OnnxNode]:
+        return self.g.consumers.get(name, [])
+
+    def only_consumer(self, name: str, op_type: str | tuple[str, ...]) -> OnnxNode | None:
+        """The single node reading `name` when it has that op_type (and `name` is no graph output)."""
+        cs = self.consumers(name)
+        types = (op_type,) if isinstance(op_type, str) else op_type
+        if len(cs) == 1 and cs[0].op_type in types and name not in self.g.outputs and cs[0].index not in self.taken:
+            return cs[0]
+        return None
+
+    def take(self, nd: OnnxNode) -> None:
+        """Mark a following node as converted by the current pattern."""
+        self.taken.add(nd.index)
+
+    def refuse(self, nd: OnnxNode | None, why: str, hint: str | None = None) -> OnnxImportError:
+        where = nd.describe() if nd is not None else "the model"
+        return OnnxImportError(f"cannot import {where}: {why}", hint=hint)
