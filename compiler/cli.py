@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "no batch-norm fusion (by default they are folded, as torch.onnx.export does)")
     sets(sp)
 
-    sp = add("train", lazy("runtime.commands:cmd_train"), "train with the NumPy runtime as the spec's train section says")
+    sp = add("train", lazy("runtime.commands:cmd_train"), "train with the NumPy runtime (or --backend torch) as the spec's train section says")
     sp.add_argument("spec")
     sp.add_argument("--data", metavar="PATH")
     sp.add_argument("--epochs", type=positive_int)
@@ -158,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--init-map", action="append", default=[], metavar="OLD=NEW",
                     help="rename checkpoint weights for --init (globs: backbone.*=features.*; repeatable)")
     sets(sp)
+    sp.add_argument("--backend", choices=["numpy", "torch"], default="numpy", help="torch: needs specc[torch]")
+    sp.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu", help="with --backend torch")
+    sp.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                    help="with --backend torch: autocast the forward pass (fp16 adds a gradient scaler)")
 
     sp = add("sweep", lazy("runtime.sweep:cmd_sweep"), "train once per combination of --grid values; a table "
              "of results sorted by the monitored metric")

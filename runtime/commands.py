@@ -1,7 +1,7 @@
 """`specc train` and `specc eval`.
 
     specc train SPEC [--data PATH] [--epochs E] [--out DIR] [--resume CKPT] [--init CKPT [--init-map OLD=NEW]...]
-                     [--set k=v]...
+                     [--set k=v]... [--backend numpy|torch [--device cpu|cuda|auto] [--precision fp32|bf16|fp16]]
     specc eval  SPEC --weights CKPT [--data PATH] [--set k=v]...
 
 `--data` replaces `train.data.train` (train) or the test set (eval); it is a path relative to the current
@@ -101,6 +101,9 @@ def _resume_command(args: argparse.Namespace, last: Path) -> str:
     for item in args.set or []:
         words += ["--set", item]
     words += ["--resume", str(last)]
+    if getattr(args, "backend", "numpy") == "torch":
+        words += ["--backend", "torch"] + (["--device", args.device] if args.device != "cpu" else []) + \
+                 (["--precision", args.precision] if args.precision != "fp32" else [])
     if args.out:
         words += ["--out", args.out]
     return " ".join(shlex.quote(w) for w in words)
@@ -117,7 +120,25 @@ def _init_flags(args: argparse.Namespace) -> tuple[str | None, list[str]]:
     return init, init_map
 
 
+def _check_backend_flags(args: argparse.Namespace) -> None:
+    if getattr(args, "backend", "numpy") == "torch":
+        from .torch_backend import require_torch
+        require_torch()
+    elif getattr(args, "precision", "fp32") != "fp32":
+        raise UserError(f"--precision {args.precision} needs --backend torch (the NumPy runtime trains in the "
+                        "spec's dtypes)", code=2)
+
+
+def _train_backend(args: argparse.Namespace, model: Model) -> Any:
+    """None for the NumPy runtime (runtime.fit), else the torch backend over `model`'s initial weights."""
+    if getattr(args, "backend", "numpy") != "torch":
+        return None
+    from .torch_backend.trainer import TorchBackend
+    return TorchBackend(model, args.device, args.precision)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    _check_backend_flags(args)
     g = load_graph(args.spec, args.set)
     cfg = g.train
     if cfg is None:
@@ -147,9 +168,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     if replacing:
         print(f"replacing the previous run in {out}", file=sys.stderr)
+    backend = _train_backend(args, model)
     t0 = time.perf_counter()
     try:
-        fit(model, splits.train, splits.val, epochs=args.epochs, out_dir=out, resume=args.resume)
+        if backend is None:
+            fit(model, splits.train, splits.val, epochs=args.epochs, out_dir=out, resume=args.resume)
+        else:
+            from .loop import run
+            run(backend, splits.train, splits.val, epochs=args.epochs, out_dir=out, resume=args.resume)
     except KeyboardInterrupt:
         last = out / "last.npz"
         print("\ninterrupted" + (f"; continue with: {_resume_command(args, last)}" if last.exists() else ""),
@@ -159,7 +185,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"done in {wall:.1f}s; wrote {out / 'best.npz'}, {out / 'last.npz'}, {out / 'history.csv'}"
           + (f", {out / 'curves.png'}" if (out / "curves.png").exists() else ""))
     if splits.test is not None:
-        res = evaluate(model, splits.test, config=cfg, plan=plan)
+        res = evaluate(model if backend is None else backend.model, splits.test, config=cfg, plan=plan)
         print(f"test set {splits.test.source} ({res['samples']} samples), "
               f"{'best' if cfg.early_stopping and cfg.early_stopping.restore_best else 'final'} weights:")
         lines = summary_lines(res)
