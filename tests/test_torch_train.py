@@ -155,3 +155,113 @@ MLP_VARIANTS = {
 def test_optimisers_clipping_freeze_lr_scale_phases_match(variant):
     g = compiler.compile_file(ROOT / "specs" / "mlp.yaml", params={"dropout": 0.0, **MLP_VARIANTS[variant]})
     _compare(g, batch=16, steps=10)
+
+
+# -- random nodes: the same statistics -------------------------------------------------------------------
+def _both(src: str, feed: dict[str, np.ndarray], out: str) -> dict[str, np.ndarray]:
+    """`out` in training mode on the NumPy runtime and on the torch backend, same weights."""
+    g = compiler.compile_text(src)
+    m = runtime.Model(g, seed=0).train()
+    b = TorchBackend(runtime.Model(g, seed=0))
+    b.seed(0)
+    b.model.train()
+    return {"numpy": m(outputs=[out], **feed)[out], "torch": b.model(outputs=[out], **feed)[out]}
+
+
+def test_dropout_keeps_the_same_share_and_scales_the_same():
+    src = "specc: 1\nname: d\ninputs: {x: [N, 1000]}\nlayers:\n  - {op: dropout, name: d, p: 0.3}\noutputs: [d]\n"
+    for name, y in _both(src, {"x": np.ones((100, 1000), np.float32)}, "d").items():
+        kept = y != 0
+        assert abs(kept.mean() - 0.7) < 0.005, name          # 100k draws: 5 sigma is 0.007
+        np.testing.assert_allclose(y[kept], 1 / 0.7, rtol=1e-6, err_msg=name)
+
+
+def test_reparameterize_draws_the_same_distribution():
+    src = ("specc: 1\nname: r\ninputs: {mu: [N, 100], logvar: [N, 100]}\nlayers:\n"
+           "  - {op: reparameterize, name: z, in: [mu, logvar]}\noutputs: [z]\n")
+    n = 1000
+    feed = {"mu": np.full((n, 100), 1.5, np.float32), "logvar": np.full((n, 100), np.log(0.25), np.float32)}
+    for name, z in _both(src, feed, "z").items():
+        assert abs(z.mean() - 1.5) < 0.01, name              # 100k draws of N(1.5, 0.5²): sigma 0.0016
+        assert abs(z.std() - 0.5) < 0.01, name
+
+
+def test_noise_inputs_are_drawn_by_the_loop_so_a_gan_trains_the_same():
+    """train.noise is drawn by the one loop (NumPy generator, seeded): both backends see the same noise, so
+    the DCGAN's two phases give the same losses."""
+    g = compiler.compile_file(ROOT / "specs" / "dcgan.yaml", params={"nz": 8, "ngf": 4, "ndf": 4,
+                                                                    "train.batch_size": 8})
+    data = {"real": np.tanh(np.random.default_rng(0).standard_normal((16, 3, 64, 64))).astype(np.float32)}
+    m_np, m_t = runtime.Model(g, seed=0), runtime.Model(g, seed=0)
+    h_np = fit(m_np, data, epochs=1, log=None, progress=False)
+    h_t = fit_torch(m_t, data, epochs=1, log=None, progress=False)
+    keys = [k for k in h_np[0] if k.startswith("train.")]
+    assert len(keys) == 3                                    # loss, and one per phase
+    np.testing.assert_allclose([h_t[0][k] for k in keys], [h_np[0][k] for k in keys], rtol=1e-4)
+
+
+# -- checkpoints across backends ----------------------------------------------------------------------------
+def _mlp():
+    g = compiler.compile_file(ROOT / "specs" / "mlp.yaml", params={"dropout": 0.0, "train.batch_size": 32})
+    return g, make_inputs(g, np.random.default_rng(2), 96)
+
+
+FITS = {"numpy": fit, "torch": fit_torch}
+
+
+@pytest.mark.parametrize("first,second", [("numpy", "torch"), ("torch", "numpy"), ("torch", "torch")])
+def test_a_run_resumes_on_either_backend(tmp_path, first, second):
+    """2 epochs on one backend, resumed to 4 on the other: the weights and history of 4 uninterrupted epochs
+    (optimiser moments, cosine schedule, best weights, early-stopping counters all carried over)."""
+    g, data = _mlp()
+    ref = runtime.Model(g, seed=0)
+    h_ref = FITS[second](ref, data, epochs=4, log=None, progress=False)
+    m = runtime.Model(g, seed=0)
+    FITS[first](m, data, epochs=4, out_dir=tmp_path, log=None, progress=False,
+                callback=lambda epoch, rec: epoch < 2)              # interrupted after epoch 2
+    meta = split(read_npz(tmp_path / "last.npz"))[1]
+    assert meta["epoch"] == 2 and ("torch" in meta["rng"]) == (first == "torch")
+    m2 = runtime.Model(g, seed=0)
+    h = FITS[second](m2, data, out_dir=tmp_path, resume=tmp_path / "last.npz", log=None, progress=False)
+    assert [r["epoch"] for r in h] == [1, 2, 3, 4]
+    np.testing.assert_allclose([r["train.loss"] for r in h], [r["train.loss"] for r in h_ref], rtol=1e-5)
+    np.testing.assert_allclose([r["lr"] for r in h], [r["lr"] for r in h_ref], rtol=1e-12)
+    a, b = ref.state_dict(), m2.state_dict()
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], rtol=1e-4, atol=1e-5 * float(np.max(np.abs(a[k])) or 1), err_msg=k)
+
+
+def test_cli_train_torch_then_eval_and_export_with_numpy(tmp_path, capsys):
+    from compiler.cli import main
+    g, data = _mlp()
+    np.savez(tmp_path / "d.npz", **data)
+    out = tmp_path / "run"
+    sets = ["--set", "dropout=0", "--set", "train.batch_size=32"]
+    assert main(["train", str(ROOT / "specs" / "mlp.yaml"), "--data", str(tmp_path / "d.npz"), "--epochs", "2",
+                 "--out", str(out), "--backend", "torch", "--precision", "bf16", *sets]) == 0
+    text = capsys.readouterr().out
+    assert "epoch 2/2" in text and all((out / f).is_file() for f in ("best.npz", "last.npz", "history.csv"))
+    assert main(["eval", str(ROOT / "specs" / "mlp.yaml"), "--weights", str(out / "best.npz"),
+                 "--data", str(tmp_path / "d.npz"), *sets]) == 0
+    assert "accuracy" in capsys.readouterr().out
+    assert main(["compile", str(ROOT / "specs" / "mlp.yaml"), "-o", str(tmp_path / "m.onnx"),
+                 "--weights", str(out / "best.npz"), *sets]) == 0
+    assert main(["train", str(ROOT / "specs" / "mlp.yaml"), "--data", str(tmp_path / "d.npz"), "--epochs", "3",
+                 "--resume", str(out / "last.npz"), *sets]) == 0         # NumPy continues the torch run
+    assert "resuming from" in capsys.readouterr().out
+
+
+def test_precision_without_torch_backend_is_a_usage_error(capsys):
+    from compiler.cli import main
+    assert main(["train", str(ROOT / "specs" / "mlp.yaml"), "--precision", "fp16"]) == 2
+    assert "--precision fp16 needs --backend torch" in capsys.readouterr().err
+
+
+def test_without_torch_the_flag_says_how_to_install_it(tmp_path):
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from compiler.cli import main\n"
+            f"sys.exit(main(['train', {str(ROOT / 'specs' / 'mlp.yaml')!r}, '--backend', 'torch']))")
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 1, p.stderr
+    assert "--backend torch needs PyTorch" in p.stderr and "specc[torch]" in p.stderr
+    assert "Traceback" not in p.stderr
