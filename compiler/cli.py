@@ -162,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu", help="with --backend torch")
     sp.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
                     help="with --backend torch: autocast the forward pass (fp16 adds a gradient scaler)")
+    sp.add_argument("--nproc", type=positive_int, default=1, metavar="N",
+                    help="with --backend torch: N data-parallel processes on this machine (torch.distributed)")
 
     sp = add("sweep", lazy("runtime.sweep:cmd_sweep"), "train once per combination of --grid values; a table "
              "of results sorted by the monitored metric")

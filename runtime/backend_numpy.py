@@ -93,6 +93,13 @@ class NumpyBackend:
     def fit_standardize(self, ds: Any, log: Callable) -> None:
         fit_standardize(self.model, ds, log=log)
 
+    @staticmethod
+    def shard(feed: dict[str, np.ndarray], n: int, batched: Any) -> dict[str, np.ndarray]:
+        return feed
+
+    def epoch_end(self) -> None:
+        pass
+
     def zero_grad(self) -> None:
         self.model.zero_grad()
 

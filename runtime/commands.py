@@ -124,21 +124,64 @@ def _check_backend_flags(args: argparse.Namespace) -> None:
     if getattr(args, "backend", "numpy") == "torch":
         from .torch_backend import require_torch
         require_torch()
+    elif getattr(args, "nproc", 1) > 1 or _distributed():
+        raise UserError("--nproc (and torchrun) train with PyTorch's DistributedDataParallel: add --backend torch",
+                        code=2)
     elif getattr(args, "precision", "fp32") != "fp32":
         raise UserError(f"--precision {args.precision} needs --backend torch (the NumPy runtime trains in the "
                         "spec's dtypes)", code=2)
 
 
 def _train_backend(args: argparse.Namespace, model: Model) -> Any:
-    """None for the NumPy runtime (runtime.fit), else the torch backend over `model`'s initial weights."""
+    """None for the NumPy runtime (runtime.fit), else the torch backend over `model`'s initial weights (one
+    process of a data-parallel run when torch's distributed environment says so)."""
     if getattr(args, "backend", "numpy") != "torch":
         return None
     from .torch_backend.trainer import TorchBackend
+    if _distributed():
+        from .torch_backend import distributed
+        rank, world, device = distributed.init(args.device)
+        return TorchBackend(model, device, args.precision, rank=rank, world=world)
     return TorchBackend(model, args.device, args.precision)
+
+
+def _distributed() -> bool:
+    """One of several processes (spawned by --nproc, or by torchrun)."""
+    import os
+    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+
+
+def _train_argv(args: argparse.Namespace) -> list[str]:
+    """This train command's arguments for each process of --nproc (the environment tells it its rank)."""
+    words = ["train", args.spec]
+    for flag, value in (("--data", args.data), ("--epochs", args.epochs), ("--out", args.out),
+                        ("--resume", args.resume), ("--init", getattr(args, "init", None)),
+                        ("--backend", "torch"), ("--device", args.device), ("--precision", args.precision)):
+        if value is not None:
+            words += [flag, str(value)]
+    for item in getattr(args, "init_map", None) or []:
+        words += ["--init-map", item]
+    for item in args.set or []:
+        words += ["--set", item]
+    return words
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     _check_backend_flags(args)
+    nproc = getattr(args, "nproc", 1)
+    if nproc > 1 and not _distributed():
+        load_graph(args.spec, args.set)                 # a bad spec or --set fails here, once
+        from .torch_backend import distributed
+        return distributed.launch(_train_argv(args), nproc)
+    try:
+        return _train(args)
+    finally:
+        if _distributed() and getattr(args, "backend", "numpy") == "torch":
+            from .torch_backend import distributed
+            distributed.finish()
+
+
+def _train(args: argparse.Namespace) -> int:
     g = load_graph(args.spec, args.set)
     cfg = g.train
     if cfg is None:
@@ -173,6 +216,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         if backend is None:
             fit(model, splits.train, splits.val, epochs=args.epochs, out_dir=out, resume=args.resume)
+        elif backend.rank != 0:               # data parallel: rank 0 writes the files and the log
+            from .loop import run
+            run(backend, splits.train, splits.val, epochs=args.epochs, out_dir=None, resume=args.resume, log=None,
+                progress=False)
+            return 0
         else:
             from .loop import run
             run(backend, splits.train, splits.val, epochs=args.epochs, out_dir=out, resume=args.resume)

@@ -14,7 +14,9 @@ backend's runtime/torch_backend/trainer.py) supplies the arithmetic, through thi
   `make_optimizer(cfg, names, lr_scale)` -> an object with PyTorch-style `param_groups` (lr, initial_lr),
   `state_dict()`/`load_state_dict()` in specc's flat optimiser-state format.
 - `step(phase, refs, feed, where)`: forward, backward, clipping and one optimiser step of a phase on a
-  batch; returns the outputs `refs` as arrays.
+  batch; returns the outputs `refs` as arrays (the whole batch's losses and predictions).
+- `shard(feed, n, batched)`: the rows of a batch this process trains on (data parallel; else all), and
+  `epoch_end()`: called before validation (data parallel: make the replicas' buffers equal).
 - `state_dict()`, `load_state_dict(state)`, `seed(seed)`, `rng_state()`, `set_rng_state(states)`,
   `fit_standardize(ds, log)`, `zero_grad()`, `done()`.
 """
@@ -295,6 +297,7 @@ def _epoch(r: Run, epoch: int, prog: Progress, callback: Callable | None) -> boo
     prog.start_epoch(epoch)
     rec = _train_batches(r, epoch, prog)
     rate = prog.end_epoch()
+    r.backend.epoch_end()
     if r.val_ds is not None:
         res = evaluate(r.backend.model, r.val_ds, config=r.cfg, plan=r.plan)
         rec.update({f"val.{k}": v for k, v in res.items() if k in r.keys})
@@ -324,12 +327,14 @@ def _train_batches(r: Run, epoch: int, prog: Progress) -> dict[str, Any]:
     acc = M.Accumulator(plan.probabilities) if plan.metrics else None
     seen = 0
     metrics_phase = plan.phases[0]
+    batched = set(r.train_ds.batched) | set(plan.noise)
     for bi, batch in enumerate(r.train_ds.batches(r.cfg.batch_size, r.rngs["shuffle"]), 1):
         if r.augment is not None:
             batch = r.augment(batch, r.rngs["augment"])
         n = r.train_ds.batch_len(batch)
         feed = {k: batch[k] for k in plan.needed}
         feed.update(draw_noise(plan, g, n, r.rngs["noise"]))
+        feed = r.backend.shard(feed, n, batched)        # data parallel: this process's rows of the batch
         step_losses: dict[str, float] = {}
         for ph in plan.phases:
             for s in range(ph.steps):

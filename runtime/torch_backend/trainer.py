@@ -108,9 +108,12 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, np_model: Any, device: str = "cpu", precision: str = "fp32"):
+    def __init__(self, np_model: Any, device: str = "cpu", precision: str = "fp32", rank: int = 0, world: int = 1):
+        """`world` > 1: one of a data-parallel run (torch.distributed already initialised, distributed.py)."""
         if precision not in PRECISIONS:
             raise UserError(f"unknown precision '{precision}'", hint="use fp32, bf16 or fp16", code=2)
+        self.rank, self.world, self.ddp = rank, world, None
+        self.sizes: list[int] = [0]
         self.np_model = np_model
         self.model = TorchModel(np_model.graph, device)
         self.model.load_numpy(np_model.state_dict())
@@ -122,6 +125,10 @@ class TorchBackend:
     # -- parameters and optimisers ------------------------------------------------------------
     def prepare(self, plan: Plan, cfg: Any) -> None:
         self.clip = cfg.grad_clip
+        self.plan = plan
+        if self.world > 1 and len(plan.phases) > 1:
+            raise UserError("--nproc: data-parallel training of a spec with phases (a GAN) is not supported yet",
+                            hint="train it in one process (without --nproc)", code=2)
         if self.precision == "fp16":
             self.scaler = torch.amp.GradScaler(self.model.device.type)
 
@@ -159,9 +166,8 @@ class TorchBackend:
         for p in others:                      # only the phase's parameters get gradients
             p.requires_grad_(False)
         try:
-            with self._autocast():
-                outs = self.model.forward(outputs=refs, **feed)
-            total = _weighted(outs, ph.terms)
+            outs = self._forward(refs, feed)
+            total = _weighted(outs, ph.terms) if self.world == 1 else self._weighted_share(outs, ph.terms)
             if not bool(torch.isfinite(total)):
                 self._diverged(refs, feed, where)
             (self.scaler.scale(total) if self.scaler is not None else total).backward()
@@ -181,7 +187,70 @@ class TorchBackend:
             if bad:
                 raise_bad_grads(bad, where)
         ph.optimizer.step(self.scaler)
-        return {k: _numpy(v) for k, v in outs.items()}
+        if self.world > 1:
+            outs = self._whole_batch(outs, refs, ph.terms)
+        return {k: _numpy(outs[k]) for k in refs}
+
+    # -- data parallel --------------------------------------------------------------------------
+    def shard(self, feed: dict[str, np.ndarray], n: int, batched: Any) -> dict[str, np.ndarray]:
+        """This process's rows of a global batch of n: np.array_split's rank-th piece."""
+        if self.world == 1:
+            return feed
+        self.sizes = [len(p) for p in np.array_split(np.arange(n), self.world)]
+        a = sum(self.sizes[:self.rank])
+        b = a + self.sizes[self.rank]
+        return {k: v[a:b] if k in batched else v for k, v in feed.items()}
+
+    def _forward(self, refs: list[str], feed: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        if self.world == 1:
+            with self._autocast():
+                return self.model.forward(outputs=refs, **feed)
+        exp, mod = self.model.module_for(self.plan.refs)      # one module, one DDP wrapper, every step
+        if self.ddp is None:
+            from torch.nn.parallel import DistributedDataParallel
+            ids = [self.model.device.index] if self.model.device.type == "cuda" else None
+            self.ddp = DistributedDataParallel(mod, device_ids=ids, find_unused_parameters=not self._all_used())
+        args = [self.model.tensor(k, feed[k]) for k in exp.inputs]
+        with self._autocast():
+            out = self.ddp(*args)
+        return dict(zip(exp.outputs, out if len(exp.outputs) > 1 else (out,)))
+
+    def _all_used(self) -> bool:
+        """Whether the objective reaches every trainable parameter (else DDP must look for unused ones)."""
+        g = self.np_model.graph
+        need: set[str] = set()
+        stack = [g.ref_of(r).node for r in self.plan.phases[0].terms]
+        while stack:
+            n = stack.pop()
+            if n not in need:
+                need.add(n)
+                if g.has_node(n):
+                    stack.extend(r.node for r in g.node(n).inputs if r is not None)
+        trainable = self.np_model.parameters()
+        return all(node.name in need for name, (_spec, node) in g.params().items() if name in trainable)
+
+    def _share(self, ref: str) -> float:
+        """This process's part of the batch's value of a term: n_rank / n of a mean, all of a sum."""
+        return 1.0 if ref in self.plan.per_sample else self.sizes[self.rank] / sum(self.sizes)
+
+    def _weighted_share(self, outs: dict[str, torch.Tensor], terms: dict[str, float]) -> torch.Tensor:
+        """DDP averages the processes' gradients; scaled by world · share, their mean is the gradient of the
+        whole batch's objective (exact for terms that average or sum over the samples, uneven shards too)."""
+        return sum(w * self.world * self._share(r) * outs[r].float() for r, w in terms.items())
+
+    def _whole_batch(self, outs: dict[str, torch.Tensor], refs: list[str], terms: dict[str, float]) -> dict:
+        from . import distributed
+        vals = distributed.all_sum(torch.stack([outs[r].detach().float() * self._share(r) for r in terms]))
+        res = dict(zip(terms, vals))
+        for r in refs:
+            if r not in res:                  # predict / target: every process's rows, for the metrics
+                res[r] = distributed.gather_rows(outs[r].detach(), self.sizes)
+        return res
+
+    def epoch_end(self) -> None:
+        if self.world > 1:                    # per-replica batch norm: validate with rank 0's statistics
+            from . import distributed
+            distributed.broadcast_buffers(self.model.module)
 
     def _diverged(self, refs: list[str], feed: dict[str, np.ndarray], where: Any) -> None:
         """Name the first non-finite node: the NumPy runtime re-runs the batch with these weights."""
