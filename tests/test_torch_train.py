@@ -311,3 +311,16 @@ def test_two_processes_train_as_one_with_the_global_batch_and_resume_exactly(tmp
                                [r["train.loss"] for r in one[1]["history"]], rtol=1e-5)
     assert main(["train", str(spec), "--nproc", "2"]) == 2                # needs --backend torch
     assert "--backend torch" in capsys.readouterr().err
+
+
+def test_a_diverging_run_stops_with_the_numpy_message(tmp_path, capsys):
+    """A non-finite loss on torch stops training as on NumPy, naming the first non-finite node."""
+    from compiler.cli import main
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY.replace("{type: adam, lr: 0.01}", "{type: sgd, lr: 1.0e+30}").replace("tanh", "relu"))
+    x = np.random.default_rng(0).standard_normal((35, 6)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x, label=(x[:, 0] > 0).astype(np.int64))
+    assert main(["train", str(spec), "--data", str(tmp_path / "d.npz"), "--backend", "torch",
+                 "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert "training stopped at epoch 1, batch" in err and "not finite" in err and "Traceback" not in err

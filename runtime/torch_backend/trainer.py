@@ -256,7 +256,8 @@ class TorchBackend:
         """Name the first non-finite node: the NumPy runtime re-runs the batch with these weights."""
         self.np_model.load_state_dict(self.model.numpy_state())
         self.np_model.train()
-        _diverged(self.np_model, refs, feed, where.epoch, where.batch, where.out)
+        with np.errstate(all="ignore"):       # the overflow is what is being reported
+            _diverged(self.np_model, refs, feed, where.epoch, where.batch, where.out)
 
     # -- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
