@@ -15,6 +15,7 @@ spec, `specc eval` needs `--data`.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shlex
 import sys
@@ -147,7 +148,6 @@ def _train_backend(args: argparse.Namespace, model: Model) -> Any:
 
 def _distributed() -> bool:
     """One of several processes (spawned by --nproc, or by torchrun)."""
-    import os
     return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
 
 
@@ -195,9 +195,12 @@ def _train(args: argparse.Namespace) -> int:
     out = _out_dir(args, g.name)
     replacing = _check_previous_run(out, g, args.resume)
     model = Model(g, seed=cfg.seed)
+    quiet = _distributed() and os.environ.get("RANK", "0") != "0"     # data parallel: rank 0 speaks
     if init is not None:
         from .transfer import init_from
-        print(init_from(model, init, init_map).table())
+        table = init_from(model, init, init_map).table()
+        if not quiet:
+            print(table)
     plan = make_plan(model, cfg)
     base = Path(args.spec).parent
     if args.data is None and cfg.data.train is None:
@@ -207,9 +210,10 @@ def _train(args: argparse.Namespace) -> int:
                              + (", or builtin:digits" if D.digits_fit(g, plan.needed) is None else ""), code=2)
     splits = D.load_splits(g, cfg.data, base, plan.needed, train=args.data, seed=cfg.seed)
     if args.resume is not None and (note := _finished(args.resume, args.epochs, g)) is not None:
-        print(note)
+        if not quiet:
+            print(note)
         return 0
-    if replacing:
+    if replacing and not quiet:
         print(f"replacing the previous run in {out}", file=sys.stderr)
     backend = _train_backend(args, model)
     t0 = time.perf_counter()
