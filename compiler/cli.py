@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--weights", metavar="OUT.npz", help="also write the model's weights as a checkpoint")
     sp.add_argument("--name", help="the spec's name (default: the model file's name)")
 
-    sp = add("train", lazy("runtime.commands:cmd_train"), "train with the NumPy runtime as the spec's train section says")
+    sp = add("train", lazy("runtime.commands:cmd_train"), "train with the NumPy runtime (or --backend torch) as the spec's train section says")
     sp.add_argument("spec")
     sp.add_argument("--data", metavar="PATH", help="training data: an .npz with an array per input, or builtin:NAME "
                     "(default: train.data.train in the spec)")
@@ -214,6 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--init-map", action="append", default=[], metavar="OLD=NEW",
                     help="rename checkpoint weights for --init (globs: backbone.*=features.*; repeatable)")
     sets(sp)
+    sp.add_argument("--backend", choices=["numpy", "torch"], default="numpy", help="torch: needs specc[torch]")
+    sp.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu", help="with --backend torch")
+    sp.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                    help="with --backend torch: autocast the forward pass (fp16 adds a gradient scaler)")
+    sp.add_argument("--nproc", type=positive_int, default=1, metavar="N",
+                    help="with --backend torch: N data-parallel processes on this machine (torch.distributed)")
 
     sp = add("sweep", lazy("runtime.sweep:cmd_sweep"), "train once per combination of --grid values; a table "
              "of results sorted by the monitored metric")

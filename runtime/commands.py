@@ -1,7 +1,7 @@
 """`specc train` and `specc eval`.
 
     specc train SPEC [--data PATH] [--epochs E] [--out DIR] [--resume CKPT] [--init CKPT [--init-map OLD=NEW]...]
-                     [--set k=v]...
+                     [--set k=v]... [--backend numpy|torch [--device cpu|cuda|auto] [--precision fp32|bf16|fp16]]
     specc eval  SPEC --weights CKPT [--data PATH] [--set k=v]...
 
 `--data` replaces `train.data.train` (train) or the test set (eval); it is a path relative to the current
@@ -17,6 +17,7 @@ spec, `specc eval` needs `--data`.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shlex
 import sys
@@ -104,6 +105,9 @@ def _resume_command(args: argparse.Namespace, last: Path) -> str:
     for item in args.set or []:
         words += ["--set", item]
     words += ["--resume", str(last)]
+    if getattr(args, "backend", "numpy") == "torch":
+        words += ["--backend", "torch"] + (["--device", args.device] if args.device != "cpu" else []) + \
+                 (["--precision", args.precision] if args.precision != "fp32" else [])
     if args.out:
         words += ["--out", args.out]
     return " ".join(shlex.quote(w) for w in words)
@@ -120,7 +124,67 @@ def _init_flags(args: argparse.Namespace) -> tuple[str | None, list[str]]:
     return init, init_map
 
 
+def _check_backend_flags(args: argparse.Namespace) -> None:
+    if getattr(args, "backend", "numpy") == "torch":
+        from .torch_backend import require_torch
+        require_torch()
+    elif getattr(args, "nproc", 1) > 1 or _distributed():
+        raise UserError("--nproc (and torchrun) train with PyTorch's DistributedDataParallel: add --backend torch",
+                        code=2)
+    elif getattr(args, "precision", "fp32") != "fp32":
+        raise UserError(f"--precision {args.precision} needs --backend torch (the NumPy runtime trains in the "
+                        "spec's dtypes)", code=2)
+
+
+def _train_backend(args: argparse.Namespace, model: Model) -> Any:
+    """None for the NumPy runtime (runtime.fit), else the torch backend over `model`'s initial weights (one
+    process of a data-parallel run when torch's distributed environment says so)."""
+    if getattr(args, "backend", "numpy") != "torch":
+        return None
+    from .torch_backend.trainer import TorchBackend
+    if _distributed():
+        from .torch_backend import distributed
+        rank, world, device = distributed.init(args.device)
+        return TorchBackend(model, device, args.precision, rank=rank, world=world)
+    return TorchBackend(model, args.device, args.precision)
+
+
+def _distributed() -> bool:
+    """One of several processes (spawned by --nproc, or by torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+
+
+def _train_argv(args: argparse.Namespace) -> list[str]:
+    """This train command's arguments for each process of --nproc (the environment tells it its rank)."""
+    words = ["train", args.spec]
+    for flag, value in (("--data", args.data), ("--epochs", args.epochs), ("--out", args.out),
+                        ("--resume", args.resume), ("--init", getattr(args, "init", None)),
+                        ("--backend", "torch"), ("--device", args.device), ("--precision", args.precision)):
+        if value is not None:
+            words += [flag, str(value)]
+    for item in getattr(args, "init_map", None) or []:
+        words += ["--init-map", item]
+    for item in args.set or []:
+        words += ["--set", item]
+    return words
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    _check_backend_flags(args)
+    nproc = getattr(args, "nproc", 1)
+    if nproc > 1 and not _distributed():
+        load_graph(args.spec, args.set)                 # a bad spec or --set fails here, once
+        from .torch_backend import distributed
+        return distributed.launch(_train_argv(args), nproc)
+    try:
+        return _train(args)
+    finally:
+        if _distributed() and getattr(args, "backend", "numpy") == "torch":
+            from .torch_backend import distributed
+            distributed.finish()
+
+
+def _train(args: argparse.Namespace) -> int:
     g = load_graph(args.spec, args.set)
     cfg = g.train
     if cfg is None:
@@ -134,9 +198,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = _out_dir(args, g.name)
     replacing = _check_previous_run(out, g, args.resume)
     model = Model(g, seed=cfg.seed)
+    quiet = _distributed() and os.environ.get("RANK", "0") != "0"     # data parallel: rank 0 speaks
     if init is not None:
         from .transfer import init_from
-        print(init_from(model, init, init_map).table())
+        table = init_from(model, init, init_map).table()
+        if not quiet:
+            print(table)
     ensure_inputs_fit(g, cfg.batch_size)
     plan = make_plan(model, cfg)
     base = Path(args.spec).parent
@@ -151,13 +218,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         derived = (read_meta(args.resume) or {}).get("data")
     splits = D.load_splits(g, cfg.data, base, plan.needed, train=args.data, seed=cfg.seed, derived=derived)
     if args.resume is not None and (note := _finished(args.resume, args.epochs, g)) is not None:
-        print(note)
+        if not quiet:
+            print(note)
         return 0
-    if replacing:
+    if replacing and not quiet:
         print(f"replacing the previous run in {out}", file=sys.stderr)
+    backend = _train_backend(args, model)
     t0 = time.perf_counter()
     try:
-        fit(model, splits.train, splits.val, epochs=args.epochs, out_dir=out, resume=args.resume)
+        if backend is None:
+            fit(model, splits.train, splits.val, epochs=args.epochs, out_dir=out, resume=args.resume)
+        elif backend.rank != 0:               # data parallel: rank 0 writes the files and the log
+            from .loop import run
+            run(backend, splits.train, splits.val, epochs=args.epochs, out_dir=None, resume=args.resume, log=None,
+                progress=False)
+            return 0
+        else:
+            from .loop import run
+            run(backend, splits.train, splits.val, epochs=args.epochs, out_dir=out, resume=args.resume)
     except KeyboardInterrupt:
         last = out / "last.npz"
         print("\ninterrupted" + (f"; continue with: {_resume_command(args, last)}" if last.exists() else ""),
@@ -172,7 +250,7 @@ def cmd_train(args: argparse.Namespace) -> int:
           + (f", {out / 'curves.png'}" if (out / "curves.png").exists() else "")
           + (f", {out / 'data.json'}" if getattr(model, "data_meta", None) else ""))
     if splits.test is not None:
-        res = evaluate(model, splits.test, config=cfg, plan=plan)
+        res = evaluate(model if backend is None else backend.model, splits.test, config=cfg, plan=plan)
         print(f"test set {splits.test.source} ({res['samples']} samples), "
               f"{'best' if cfg.early_stopping and cfg.early_stopping.restore_best else 'final'} weights:")
         lines = summary_lines(res)

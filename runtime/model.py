@@ -112,6 +112,10 @@ class Model:
     def named_tensors(self) -> dict[str, Tensor]:
         return dict(self._params)
 
+    def parameter_names(self) -> list[str]:
+        """Every parameter's name, frozen or not, in state_dict order; buffers (running statistics) left out."""
+        return [k for k in self._params if k not in self._buffers]
+
     def freeze(self, names: Iterable[str], frozen: bool = True) -> None:
         for n in names:
             self._params[n].requires_grad = not frozen

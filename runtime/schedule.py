@@ -26,7 +26,9 @@ def monitor_mode(monitor: str, mode: str = "auto") -> str:
 class Scheduler:
     needs_metric = False
 
-    def __init__(self, optimizers: Optimizer | Sequence[Optimizer]):
+    def __init__(self, optimizers: Optimizer | Sequence[Any]):
+        """`optimizers`: one or more objects with PyTorch-style `param_groups` (lr, initial_lr) — specc's
+        optimisers or the torch backend's wrappers, which then follow the same learning rates."""
         self.optimizers = [optimizers] if isinstance(optimizers, Optimizer) else list(optimizers)
         self.last_epoch = 0
 
@@ -39,6 +41,13 @@ class Scheduler:
 
     def step(self, metric: float | None = None) -> None:
         self.last_epoch += 1
+        self.apply()
+
+    def apply(self) -> None:
+        """Set every group's lr to the schedule's value at `last_epoch` (after load_state_dict, a resumed run's
+        closed-form schedule follows this run's epochs). ReduceLROnPlateau keeps the lrs as they are."""
+        if self.needs_metric:
+            return
         for g in self.groups:
             g["lr"] = self._lr(g["initial_lr"], g["lr"])
 

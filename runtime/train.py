@@ -42,8 +42,6 @@ import csv
 import fnmatch
 import io
 import math
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -51,17 +49,13 @@ from typing import Any, Callable
 import numpy as np
 
 from compiler.errors import UserError, did_you_mean
-from compiler.files import WriteError
 from compiler.spec import Train
 
 from . import data as D
 from . import metrics as M
-from . import optim
 from . import schedule as S
-from .augment import Augmenter
-from .checkpoint import check_numeric, read_npz, save, split
 from .model import Model, NonFiniteError
-from .progress import Progress, epoch_legend, epoch_line
+from .progress import Progress
 from .tensor import Entry, Tensor
 
 CLASSIFY_LOSSES = ("cross_entropy", "nll_loss", "bce_loss", "bce_with_logits")
@@ -492,284 +486,12 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
     `val_data` is a data set, a fraction of the training data (float), or None (then `train.data.val` when
     it is a fraction). `out_dir` receives best.npz, last.npz, history.csv and curves.png. `resume` is a
     last.npz to continue from. `callback(epoch, record)` runs after each epoch's checkpoints; returning
-    False stops training. Returns the history: one dict per epoch."""
-    g = model.graph
-    cfg = config or g.train
-    if cfg is None:
-        raise UserError(f"the spec '{g.name}' has no train section",
-                        hint="add train: {objective: <loss node>, optimizer: {type: adam, lr: 1.0e-3}}")
-    say = log or (lambda *a, **k: None)
-    seed = cfg.seed if seed is None else seed
-    ckpt = None
-    if resume is not None:
-        ckpt = split(read_npz(resume, "checkpoint"))
-        check_numeric(ckpt[0], resume)
-        if ckpt[1].get("kind") != STATE_KIND:
-            raise UserError(f"'{resume}' holds weights only, not a training state to resume from",
-                            hint="resume from the run's last.npz")
-        if ckpt[1].get("spec_hash") and ckpt[1]["spec_hash"] != g.spec_hash:
-            raise UserError(f"'{resume}' was made from a different spec (or different --set params)",
-                            hint="resume with the same spec and params, or start a new run")
-        if epochs is None:                  # continue to the interrupted run's goal
-            epochs = int(ckpt[1].get("epochs", cfg.epochs))
-    epochs = cfg.epochs if epochs is None else epochs
-    plan = make_plan(model, cfg)
-
-    # data
-    train_ds = D.as_dataset(g, train_data, plan.needed, "train")
-    if val_data is None and isinstance(cfg.data.val, float) and not isinstance(cfg.data.val, bool):
-        val_data = cfg.data.val
-    if isinstance(val_data, float):
-        train_ds, val_ds = D.split(train_ds, val_data, seed, "val")
-    elif val_data is not None:
-        val_ds = D.as_dataset(g, val_data, plan.needed, "val")
-    else:
-        val_ds = None
-    for ds in (train_ds, val_ds):
-        if ds is not None:
-            ds.meta["checked"] = True
-    model.data_meta = train_ds.meta.get("derived")     # category names, classes, vocabulary: saved with checkpoints
-
-    # parameters: freeze, phases, optimisers, schedule
-    all_names = [k for k in model.named_tensors() if k not in model._buffers]
-    if cfg.freeze:
-        model.freeze(_matching(all_names, cfg.freeze, "train.freeze"))
-    trainable = model.parameters()
-    if not trainable:
-        raise UserError("nothing to train: every parameter is frozen (or the model has none)")
-    if cfg.lr_scale:
-        _matching(all_names, list(cfg.lr_scale), "train.lr_scale")
-    if cfg.phases:
-        for ph, spec in zip(plan.phases, cfg.phases):
-            names = [n for n in _matching(all_names, spec.update, f"phase '{ph.label}' update") if n in trainable]
-            if not names:
-                raise UserError(f"phase '{ph.label}': every parameter its update globs match is frozen")
-            ph.params = {n: trainable[n] for n in names}
-            ph.steps = spec.steps
-            ph.optimizer = optim.make(spec.optimizer or cfg.optimizer, optim.grouped(ph.params, cfg.lr_scale))
-    else:
-        ph = plan.phases[0]
-        ph.params = dict(trainable)
-        ph.optimizer = optim.make(cfg.optimizer, optim.grouped(ph.params, cfg.lr_scale))
-    optimizers = [p.optimizer for p in plan.phases]
-    sched = S.make(cfg.schedule, optimizers, epochs)
-
-    # monitors
-    parts = ([*plan.phases[0].terms] if len(plan.phases) == 1 and len(plan.phases[0].terms) > 1
-             else [p.label for p in plan.phases] if len(plan.phases) > 1 else [])
-    keys = ["loss"] + [part_key(k) for k in parts] + plan.metrics
-    es = cfg.early_stopping
-
-    def monitor_key(m: str, what: str) -> str:
-        part, _, q = m.partition(".")
-        if part not in ("train", "val") or q not in keys:
-            opts = [f"{s}.{k}" for s in ("train", "val") for k in keys]
-            raise UserError(f"{what} monitors '{m}', which this run does not measure",
-                            hint=did_you_mean(m, opts) or f"choose one of: {', '.join(opts)}")
-        if part == "val" and val_ds is None:
-            say(f"note: no validation data, so {what} monitors 'train.{q}' instead of '{m}'")
-            return f"train.{q}"
-        return m
-
-    stop = Tracker(monitor_key(es.monitor, "early_stopping"), es.mode, es.min_delta) if es else None
-    best = _checkpoint_tracker(cfg, stop, val_ds is not None, monitor_key)
-    plateau_key = monitor_key(cfg.schedule.monitor, "the plateau schedule") if cfg.schedule.type == "plateau" else None
-
-    augment = None
-    if cfg.augment is not None:
-        name = cfg.augment.input
-        if name not in g.inputs:
-            raise UserError(f"augment: unknown input '{name}'", hint=did_you_mean(name, list(g.inputs)))
-        augment = Augmenter(name, cfg.augment.ops, g.inputs[name].shape)
-
-    # state
-    shuffle_rng = np.random.default_rng([seed, 0])
-    aug_rng = np.random.default_rng([seed, 1])
-    model.rng = np.random.default_rng([seed, 2])
-    noise_rng = np.random.default_rng([seed, 3])
-    history: list[dict[str, Any]] = []
-    best_state: dict[str, np.ndarray] | None = None
-    wait = 0
-    start = 0
-    out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
-        if out.exists() and not out.is_dir():
-            raise UserError(f"the output folder '{out}' exists and is not a folder",
-                            hint="choose another --out")
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise UserError(f"cannot create the output folder '{out}': "
-                            + ("a part of the path is a file, not a folder"
-                               if isinstance(e, (NotADirectoryError, FileExistsError)) else (e.strerror or str(e))),
-                            hint="choose another --out") from None
-
-    if ckpt is not None:
-        state, meta, opt_state = ckpt
-        model.load_state_dict(state)
-        for i, p in enumerate(plan.phases):
-            pre = f"p{i}."
-            p.optimizer.load_state_dict({k[len(pre):]: v for k, v in opt_state.items() if k.startswith(pre)})
-        if sched is not None and meta.get("scheduler") is not None:
-            sched.load_state_dict(meta["scheduler"])
-            if not sched.needs_metric:      # closed-form schedules: the lr follows this run's epochs
-                for grp in sched.groups:
-                    grp["lr"] = sched._lr(grp["initial_lr"], grp["lr"])
-        _set_rng(shuffle_rng, meta["rng"]["shuffle"])
-        _set_rng(aug_rng, meta["rng"]["augment"])
-        _set_rng(model.rng, meta["rng"]["model"])
-        if "noise" in meta["rng"]:
-            _set_rng(noise_rng, meta["rng"]["noise"])
-        history = list(meta.get("history", []))
-        start = int(meta["epoch"])
-        best.value, best.epoch, wait = meta.get("best_value"), int(meta.get("best_epoch", 0)), int(meta.get("wait", 0))
-        if stop is not None:
-            stop.value, stop.epoch = meta.get("stop_value", best.value), int(meta.get("stop_epoch", best.epoch))
-        best_state = {k[5:]: v for k, v in opt_state.items() if k.startswith("best.")} or None
-        if start >= epochs:
-            say(f"nothing to do: '{resume}' has already trained {start} epochs (goal {epochs}); nothing was written")
-            return history
-        say(f"resuming from '{resume}' after epoch {start}")
-        if meta.get("stopped_early"):
-            say("note: that run had stopped early; training continues from its last epoch")
-    else:
-        fit_standardize(model, train_ds, log=say)
-
-    n_batches = train_ds.num_batches(cfg.batch_size)
-    prog = progress if isinstance(progress, Progress) else Progress(epochs, n_batches,
-                                                                   enabled=None if progress is None else progress)
-    say(f"training {g.name}: {len(train_ds)} samples" + (f", validating on {len(val_ds)}" if val_ds else "") +
-        f", {n_batches} batch{'es' if n_batches != 1 else ''} of {min(cfg.batch_size, len(train_ds))}, "
-        f"epochs {start + 1}..{epochs}, "
-        f"{sum(t.data.size for t in trainable.values()):,} trainable parameters")
-    if plan.noise:
-        say("noise drawn per batch: " + ", ".join(
-            f"{k} ~ {'N(0, 1)' if v == 'normal' else 'U[0, 1)'}" for k, v in plan.noise.items()))
-
-    stopped_early = False
-    metrics_phase = plan.phases[0]
-    failure: BaseException | None = None
-    try:
-        for epoch in range(start + 1, epochs + 1):
-            t0 = time.perf_counter()
-            model.train()
-            prog.start_epoch(epoch)
-            sums: dict[str, float] = {}
-            acc = plan.accumulator() if plan.metrics else None
-            seen = 0
-            for bi, batch in enumerate(D.prefetch(train_ds.batches(cfg.batch_size, shuffle_rng)), 1):
-                if augment is not None:
-                    batch = augment(batch, aug_rng)
-                n = train_ds.batch_len(batch)
-                feed = {k: batch[k] for k in plan.needed}
-                feed.update(draw_noise(plan, g, n, noise_rng))
-                step_losses: dict[str, float] = {}
-                for ph in plan.phases:
-                    for s in range(ph.steps):
-                        want_metrics = acc is not None and ph is metrics_phase and s == 0
-                        refs = list(ph.terms) + ([plan.predict, plan.target] if want_metrics else [])
-                        outs = _train_step(model, ph, refs, feed, cfg, plan, epoch, bi, out)
-                        if want_metrics:
-                            acc.update(outs[plan.predict].data, outs[plan.target].data, plan.mask(feed, "train"))
-                        if s == 0:
-                            step_losses.update({r: float(outs[r].data) for r in ph.terms})
-                for key, v in _losses(plan, step_losses, n).items():
-                    sums[key] = sums.get(key, 0.0) + v * n
-                seen += n
-                prog.update(bi, seen, sums["loss"] / seen)
-            rate = prog.end_epoch()
-            rec: dict[str, Any] = {"epoch": epoch}
-            rec.update({f"train.{k}": v / seen for k, v in sums.items()})
-            if acc is not None:
-                rec.update({f"train.{k}": v for k, v in acc.result().items() if k in plan.metrics})
-            if val_ds is not None:
-                res = evaluate(model, val_ds, config=cfg, plan=plan, split="val")
-                rec.update({f"val.{k}": v for k, v in res.items() if k in keys})
-            rec["lr"] = optimizers[0].param_groups[0]["lr"]
-            rec["time"] = round(time.perf_counter() - t0, 3)
-            history.append(rec)
-
-            improved = best.update(rec, epoch)
-            if improved:
-                if es is not None and es.restore_best:
-                    best_state = {k: v.copy() for k, v in model.state_dict().items()}
-                if out is not None:
-                    save(model, out / "best.npz", meta={"kind": "specc.weights", "epoch": epoch,
-                                                        "monitor": best.monitor, "value": best.value,
-                                                        "mode": best.mode})
-            if stop is not None:
-                wait = 0 if stop.update(rec, epoch) else wait + 1
-            if sched is not None:
-                sched.step(rec.get(plateau_key) if sched.needs_metric else None)
-            if es is not None and wait >= max(1, es.patience) and epoch < epochs:
-                stopped_early = True
-
-            if epoch == start + 1:
-                say(epoch_legend(out is not None))
-            say(epoch_line(epoch, epochs, rec, keys, SHORT, rate, improved))
-            if out is not None:
-                _save_state(model, out / "last.npz", plan, sched, epoch, epochs, history,
-                            (shuffle_rng, aug_rng, model.rng, noise_rng), best, stop, wait, best_state,
-                            stopped_early)
-                write_history(out / "history.csv", history)
-            if callback is not None and callback(epoch, rec) is False:
-                break
-            if stopped_early:
-                say(f"early stopping: {stop.monitor} has not improved for {wait} epochs "
-                    f"(best {stop.value:.4f} at epoch {stop.epoch})")
-                break
-    except BaseException as e:
-        failure = e
-        raise
-    finally:
-        prog.end_epoch()
-        # after a failed write (a full disk) nothing more is written: the first failure is the one reported
-        if out is not None and history and not isinstance(failure, WriteError):
-            try:
-                plot_curves(out / "curves.png", history, log, best.epoch or None)
-            except UserError:
-                if failure is None:
-                    raise
-
-    model.zero_grad()
-    if es is not None and es.restore_best and best_state is not None:
-        model.load_state_dict(best_state)
-        say(f"restored the best weights (epoch {best.epoch}" +
-            (f", {best.monitor} {best.value:.4f})" if best.value is not None else ")"))
-    return history
-
-
-def _train_step(model: Model, ph: Phase, refs: list[str], feed: dict[str, np.ndarray], cfg: Train,
-                plan: Plan, epoch: int, batch_no: int, out: Path | None) -> dict[str, Tensor]:
-    """One optimiser step of one phase on one batch; returns the forward outputs."""
-    model.zero_grad()
-    others = [t for n, t in model.parameters().items() if n not in ph.params]
-    for t in others:                      # only the phase's parameters get gradients
-        t.requires_grad = False
-    try:
-        outs = model.forward(outputs=refs, **feed)
-        total = weighted_sum(outs, ph.terms)
-        if not np.isfinite(total.data).all():
-            _diverged(model, refs, feed, epoch, batch_no, out)
-        total.backward()
-    finally:
-        for t in others:
-            t.requires_grad = True
-    params = list(ph.params.values())
-    if cfg.grad_clip is not None:
-        if cfg.grad_clip.max_norm is not None:
-            optim.clip_grad_norm(params, cfg.grad_clip.max_norm)
-        else:
-            optim.clip_grad_value(params, cfg.grad_clip.value)
-    bad = [n for n, t in ph.params.items() if t.grad is not None and not np.isfinite(t.grad.sum(dtype=np.float64))]
-    bad = [n for n in bad if not np.isfinite(ph.params[n].grad).all()]
-    if bad:
-        raise UserError(f"training stopped at epoch {epoch}, batch {batch_no}: the gradients of "
-                        f"{', '.join(bad[:5])}{' and more' if len(bad) > 5 else ''} are not finite "
-                        "(the loss was finite)", hint=_hint(out, "clip gradients (train.grad_clip: {max_norm: 1.0}) "
-                                                             "or lower the learning rate"))
-    ph.optimizer.step()
-    return outs
+    False stops training. Returns the history: one dict per epoch. The loop is runtime/loop.py's, shared
+    with the torch backend; this runs it on the NumPy runtime."""
+    from .backend_numpy import NumpyBackend
+    from .loop import run
+    return run(NumpyBackend(model), train_data, val_data, epochs=epochs, out_dir=out_dir, resume=resume, log=log,
+               config=config, seed=seed, progress=progress, callback=callback)
 
 
 def _hint(out: Path | None, advice: str) -> str:
@@ -797,24 +519,6 @@ def _diverged(model: Model, refs: list[str], feed: dict[str, np.ndarray], epoch:
         raise found
     raise UserError(f"training stopped at epoch {epoch}, batch {batch_no}: the loss is not finite",
                     hint=_hint(out, advice))
-
-
-def _save_state(model: Model, path: Path, plan: Plan, sched: Any, epoch: int, epochs: int,
-                history: list[dict[str, Any]], rngs: tuple, best: "Tracker", stop: "Tracker | None",
-                wait: int, best_state: dict[str, np.ndarray] | None, stopped_early: bool) -> None:
-    opt_state: dict[str, np.ndarray] = {}
-    for i, p in enumerate(plan.phases):
-        opt_state.update({f"p{i}.{k}": v for k, v in p.optimizer.state_dict().items()})
-    if best_state is not None:
-        opt_state.update({f"best.{k}": v for k, v in best_state.items()})
-    meta = {"kind": STATE_KIND, "epoch": epoch, "epochs": epochs, "history": history,
-            "rng": {"shuffle": _rng_state(rngs[0]), "augment": _rng_state(rngs[1]), "model": _rng_state(rngs[2]),
-                    "noise": _rng_state(rngs[3])},
-            "scheduler": sched.state_dict() if sched is not None else None,
-            "best_value": best.value, "best_epoch": best.epoch, "wait": wait, "monitor": best.monitor,
-            "stop_value": stop.value if stop else None, "stop_epoch": stop.epoch if stop else 0,
-            "stopped_early": stopped_early}
-    save(model, path, meta=meta, optimizer_state=opt_state)
 
 
 def summary_lines(res: dict[str, Any], binary_hint: bool = True) -> list[str]:

@@ -12,7 +12,11 @@ def require_torch() -> None:
     import importlib.util
 
     from compiler.errors import UserError
-    if importlib.util.find_spec("torch") is None:
+    try:
+        found = importlib.util.find_spec("torch") is not None
+    except ValueError:                      # sys.modules["torch"] is None: torch blocked
+        found = False
+    if not found:
         raise UserError("--backend torch needs PyTorch, which is not installed", hint=TORCH_HINT)
 
 

@@ -103,13 +103,14 @@ class TorchModel:
 
     def module_for(self, outputs: list[str] | None) -> tuple[Export, torch.nn.Module]:
         """The module whose forward returns `outputs` (None: the spec's); other output sets (a loss for
-        specc eval) get a module of their own, with this one's weights and mode."""
+        specc eval, a phase's objective in training) get a module of their own that shares this one's
+        parameters and buffers (the same tensors, so training one trains all) and takes its mode."""
         if outputs is None or list(outputs) == self.export.outputs:
             return self.export, self.module
         key = tuple(outputs)
         if key not in self._other:
             exp, mod = self._build(list(outputs))
-            mod.load_state_dict(self.module.state_dict(), strict=True)
+            share_tensors(mod, self.module)
             self._other[key] = (exp, mod)
         exp, mod = self._other[key]
         mod.train(self.module.training)
@@ -128,3 +129,14 @@ class TorchModel:
     def __call__(self, outputs: list[str] | None = None, **inputs: Any) -> dict[str, np.ndarray]:
         with torch.no_grad():
             return {k: v.detach().cpu().numpy() for k, v in self.forward(outputs, **inputs).items()}
+
+
+def share_tensors(mod: torch.nn.Module, main: torch.nn.Module) -> None:
+    """Make `mod` (built from the same spec) use `main`'s very parameter and buffer tensors."""
+    persistent = set(main.state_dict())
+    for name, p in main.named_parameters(remove_duplicate=False):
+        owner, _, leaf = name.rpartition(".")
+        mod.get_submodule(owner).register_parameter(leaf, p)
+    for name, b in main.named_buffers(remove_duplicate=False):
+        owner, _, leaf = name.rpartition(".")
+        mod.get_submodule(owner).register_buffer(leaf, b, persistent=name in persistent)

@@ -286,6 +286,8 @@ def resolve(g: Graph, name: str) -> Ref:
     node, _, port = name.partition(":")
     if node in g.inputs and not port:
         return Ref(node)
+    if not g.has_node(node) and node in g.aliases:       # a block instance (train.predict: heads)
+        return g.ref_of(name)
     if not g.has_node(node):
         raise UserError(f"unknown output '{name}'", hint=did_you_mean(name, list(g.output_refs) +
                                                                       [n.name for n in g.nodes]), code=2)
