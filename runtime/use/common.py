@@ -78,12 +78,7 @@ def classifier(model: Model, output: str | None = None) -> tuple[str, str | None
     ref = output or (cfg.predict if cfg is not None and cfg.predict else None) or next(iter(g.output_refs), None)
     if ref is None:
         raise UserError(f"'{g.name}' has no outputs to read class scores from", hint="pass --output NODE")
-    try:
-        model.resolve(ref)                              # a clear error for an unknown name
-    except UserError:
-        from .runner import block_output
-        ref = block_output(g, ref) or ref              # a block instance (VGG's classifier): its output
-        model.resolve(ref)
+    model.resolve(ref)          # a clear error for an unknown name; a block instance (VGG's classifier) is known
     label = cfg.target if cfg is not None and cfg.target in g.inputs else None
     if label is None:
         for n in g.nodes:

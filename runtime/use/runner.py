@@ -38,8 +38,9 @@ class Runner:
         node, _, port = ref.partition(":")
         if node in g.inputs and node not in self.nodes and not port:
             return (node, None)
-        if node not in self.nodes and (public := block_output(g, ref)) is not None:
-            return self.key(public)
+        if node not in self.nodes and node in g.aliases:    # a block instance: its first (or named) output
+            r = g.ref_of(ref)
+            return self.norm(r.node, r.port)
         if node not in self.nodes:
             raise UserError(f"unknown node or output '{ref}'",
                             hint=did_you_mean(ref, list(g.output_refs) + list(self.nodes) + list(g.inputs)))
@@ -149,13 +150,6 @@ def checked_input(name: str, arr: Any, t: TensorType) -> np.ndarray:
     if a.ndim != t.rank or any(isinstance(d, int) and d != s for d, s in zip(t.shape, a.shape)):
         raise UserError(f"input '{name}' must have shape {t}, got {list(a.shape)}")
     return a.astype(NP_DTYPES[t.dtype], copy=False)
-
-
-def block_output(graph: Any, name: str) -> str | None:
-    """The public output computed inside block instance `name` (VGG's `classifier`), when exactly one is.
-    A local stand-in until the runtime's own name lookup knows block instances."""
-    inside = [k for k, r in graph.output_refs.items() if r.node.startswith(name + ".")]
-    return inside[0] if len(inside) == 1 else None
 
 
 def batch_axis(t: TensorType, symbol: str) -> int | None:
