@@ -18,6 +18,7 @@ import pytest
 import compiler
 from compiler.ir import Graph
 from compiler.cli import main
+from compiler.errors import UserError
 from runtime import Model, load
 from runtime.data import builtin as B
 
@@ -221,3 +222,19 @@ def test_pgd_is_at_least_as_strong_as_fgsm_at_each_eps(tmp_path, digits_cnn):
         assert pgd[eps] <= fgsm[eps], (eps, pgd, fgsm)
     assert fgsm[0.05] > fgsm[0.2] and pgd[0.2] < 0.5                # accuracy falls with ε
     assert (tmp_path / "fgsm.png").exists()
+
+
+def test_digits_classes_and_limit_options():
+    full = B.read("builtin:digits")[0]
+    few = B.read("builtin:digits?classes=5-9,limit=100")[0]
+    assert few["image"].shape == (100, 1, 8, 8) and set(np.unique(few["label"])) == {5, 6, 7, 8, 9}
+    rows = {r.tobytes() for r in full["image"]}
+    assert all(r.tobytes() in rows for r in few["image"])               # drawn from the train part
+    again = B.read("builtin:digits?classes=5-9,limit=100")[0]
+    assert np.array_equal(few["image"], again["image"])                  # the same draw every time
+    test = B.read("builtin:digits?classes=3", role="test")[0]
+    whole = B.read("builtin:digits", role="test")[0]
+    assert (test["label"] == 3).all() and len(test["label"]) == (whole["label"] == 3).sum() == 37
+    for bad in ("classes=9-5", "classes=a", "classes=0-10"):
+        with pytest.raises(UserError, match="expected a digit or a range"):
+            B.read(f"builtin:digits?{bad}")
