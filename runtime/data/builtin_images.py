@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import math
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -87,8 +88,37 @@ def resize(images: np.ndarray, size: int) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def _digits_make(opts: dict[str, Any], part: str) -> dict[str, np.ndarray]:
+def _digits_subset(opts: dict[str, Any], part: str) -> dict[str, np.ndarray]:
+    """The part's digits of the classes `classes` ('LO-HI' or one digit); with `limit`, that many of them drawn
+    at random (seed 0), in their order. (The first ones would come from a few writers: scikit-learn's digits
+    are ordered by writer, and 100 of them drawn at random teach a classifier more than the first 100.)"""
     d = digits(part)
+    lo, hi = parse_classes(opts["classes"])
+    keep = np.flatnonzero((d["label"] >= lo) & (d["label"] <= hi))
+    if opts["limit"] and opts["limit"] < len(keep):
+        keep = np.sort(np.random.default_rng(SEED).permutation(keep)[: opts["limit"]])
+    return {"image": d["image"][keep], "label": d["label"][keep]}
+
+
+def parse_classes(text: str) -> tuple[int, int]:
+    """'5-9' -> (5, 9); '3' -> (3, 3); anything else is a UserError."""
+    m = re.fullmatch(r"\s*(\d)\s*(?:-\s*(\d)\s*)?", str(text))
+    if not m or int(m.group(2) or m.group(1)) < int(m.group(1)):
+        raise UserError(f"option classes={text!r} of builtin:digits: expected a digit or a range LO-HI "
+                        "of digits 0..9, e.g. classes=0-4")
+    return int(m.group(1)), int(m.group(2) or m.group(1))
+
+
+def _digits_sizes(opts: dict[str, Any]) -> dict[str, int]:
+    if opts["classes"] == "0-9" and not opts["limit"]:
+        return dict(SIZES)
+    return {p: len(_digits_subset(opts, p)["label"]) for p in ("train", "test")}
+
+
+def _digits_make(opts: dict[str, Any], part: str) -> dict[str, np.ndarray]:
+    d = _digits_subset(opts, part) if part != "all" else {
+        k: np.concatenate([_digits_subset(opts, "train")[k], _digits_subset(opts, "test")[k]])
+        for k in ("image", "label")}
     img = resize(d["image"], opts["size"])
     if opts["channels"] == 3:
         img = np.repeat(img, 3, axis=1)
@@ -132,11 +162,13 @@ DIGITS = Builtin(
     "digits", "scikit-learn's 1,797 handwritten digits (8×8 grey, 10 classes), resizable", "images",
     (Option("size", 8, "image side in pixels (bilinear resize)", int, 8, MAX_SIZE, follows_spec=True),
      Option("channels", 1, "1 (grey) or 3 (grey repeated as RGB)", int, choices=("1", "3"), follows_spec=True),
-     Option("signed", False, "pixels in [-1, 1] (for a tanh generator's real images) instead of [0, 1]", bool)),
+     Option("signed", False, "pixels in [-1, 1] (for a tanh generator's real images) instead of [0, 1]", bool),
+     Option("classes", "0-9", "the digits kept, LO-HI or one digit (labels stay the digits)", str),
+     Option("limit", 0, "keep LIMIT images of each part, drawn at random (seed 0; 0: all)", int, 0, 1797)),
     lambda o: [Array("image", "float32", (o["channels"], o["size"], o["size"]),
                      f"pixels in {'[-1, 1]' if o['signed'] else '[0, 1]'}"),
                Array("label", "int64", (), "the digit, 0..9")],
-    lambda o: dict(SIZES),
+    _digits_sizes,
     _digits_make,
     auto=_digits_auto,
     notes=("fixed stratified 80/20 split (seed 0); `python tools/digits.py` writes the same parts as .npz",),

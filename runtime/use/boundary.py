@@ -60,6 +60,8 @@ def cmd_boundary(args: argparse.Namespace) -> int:
     points = ds.arrays[name]
     xx, yy, cls = region_grid(model, name, output, points, args.resolution)
     labels = ds.arrays.get(label) if label else None
+    if labels is not None and labels.ndim == 2 and labels.shape[1] == 1:    # a [N, 1] 0/1 target (bce)
+        labels = labels[:, 0].round().astype(np.int64)
     npz = beside(args.out, ".npz")
     save_npz(npz, {"xx": xx, "yy": yy, "classes": cls, "points": points,
                    **({"labels": labels} if labels is not None else {})})
