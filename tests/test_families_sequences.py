@@ -52,9 +52,9 @@ def test_seq2seq_reverses_greedy_and_beam(capsys, tmp_path):
     from runtime.data.builtin import read
     _, run = train(capsys, tmp_path, "seq2seq.yaml")
     g = compiler.compile_file(SPECS / "seq2seq.yaml")
-    arrays, _ = read(g.train.data["test"], role="test")
+    arrays, _ = read(g.train.data.test, role="test")
     src, want = arrays["src"], arrays["tgt_out"]
-    seen = {tuple(s) for s in read(g.train.data["train"], role="train")[0]["src"]}
+    seen = {tuple(s) for s in read(g.train.data.train, role="train")[0]["src"]}
     unseen = np.array([tuple(s) not in seen for s in src])   # a short task: some test sources occur in training
     assert unseen.mean() > 0.3
     np.save(tmp_path / "src.npy", src)
@@ -104,7 +104,7 @@ def test_deep_sets_sums_digits_in_any_order(capsys, tmp_path):
     model = Model(g)
     load(model, run / "best.npz")
     model.eval()
-    arrays, _ = read(g.train.data["test"], role="test", graph=g, needed=["set", "target"])
+    arrays, _ = read(g.train.data.test, role="test", graph=g, needed=["set", "target"])
     sets, target = arrays["set"], arrays["target"]
     pred = model(outputs=["rho"], set=sets)["rho"]
     perm = np.random.default_rng(0).permuted(np.broadcast_to(np.arange(sets.shape[1]), sets.shape[:2]), axis=1)
