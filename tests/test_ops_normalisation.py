@@ -63,6 +63,19 @@ def test_batch_norm_gradcheck(shape, affine, training):
     gradcheck("batch_norm", {"affine": affine}, [rand(*shape)], p, training=training, skip=buffers)
 
 
+@pytest.mark.parametrize("piece", [None, 256])
+@pytest.mark.parametrize("shape", [(3, 3, 8, 8), (3, 5, 4, 5)])
+def test_batch_norm_gradcheck_every_path(monkeypatch, shape, piece):
+    """The fused per-(sample, channel) sums (L ≥ 64) and the column sums (small L), each in one piece and,
+    with a tiny piece size, split into runs of whole channels / several column pieces."""
+    from runtime.kernels import normalisation
+    if piece is not None:
+        monkeypatch.setattr(normalisation, "_PIECE", piece)
+        ch = normalisation._Channels(np.empty(shape))
+        assert ch.blocks > 1 if ch.per_row else ch.cl > max(64, piece // (ch.n * ch.item))
+    gradcheck("batch_norm", {}, [rand(*shape)], bn_params(shape[1]), training=True, skip=(3, 4))
+
+
 def test_batch_norm_training_needs_two_values():
     with pytest.raises(ValueError, match="more than one value per channel"):
         run("batch_norm", {}, [rand(1, 3)], bn_params(3), training=True)
