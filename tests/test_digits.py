@@ -1,5 +1,6 @@
 """The demo's quality bar on real data: scikit-learn's handwritten digits (bundled with scikit-learn, no
-download), held-out 20% test split. digits_mlp must reach 95% test accuracy, digits_cnn 97%.
+download), held-out 20% test split. digits_mlp must reach 95% test accuracy through `specc train` and `specc eval`
+(digits_cnn's 97% is checked in tests/test_families_vision.py).
 
 Marked `slow` (about a minute together on two cores); CI runs them. Skip them locally with -m "not slow".
 """
@@ -19,7 +20,9 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("name,bar", [("digits_mlp", 0.95), ("digits_cnn", 0.97)])
+# digits_cnn's 97% bar is held by tests/test_families_vision.py (the same training serves its attacks and
+# the cGAN's judge), so it is not trained twice here
+@pytest.mark.parametrize("name,bar", [("digits_mlp", 0.95)])
 def test_digits_quality_bar(name, bar, tmp_path, capsys):
     spec = str(ROOT / "specs" / f"{name}.yaml")
     t0 = time.perf_counter()
