@@ -40,11 +40,11 @@ STEPS = 20
 # covered by resnet18 / vgg_bn / lenet5 here and by test_export_torch); random nodes: the statistics tests
 SKIP = {"vgg16", "resnet50", "googlenet", "resnet18"}
 SIZES = {"gcn": {"nodes": 40, "features": 24, "hidden": 8, "labelled": 10}}
-# known: at a 16x16 input (batch 8) the NumPy runtime's gradients of stage2.0.bn.bias and stage2.0.conv.weight
-# are ~1e-2 off float64 (torch float32 is within 1e-6 of it; bn.weight is right on both: the error is a
-# per-channel constant in the gradient reaching stage2.0's batch norm); at 32x32 the losses drift past 1e-4
-# after ~17 steps. To be fixed in the NumPy kernels: see docs/torch.md
-XFAIL = {"aux_classifier": "NumPy runtime: imprecise gradient into stage2.0's batch norm at some sizes"}
+# known: at a 16x16 input (batch 8) one batch-norm output of stage2.0 lies within float32 rounding of 0
+# (+2.1e-7 in float64, -2.3e-7 in float32), so the next ReLU passes the gradient in one backend and not the
+# other; in float64 the NumPy gradients equal torch's within 5e-15, and torch float32 hits the same kind of
+# sign flip at other input seeds. Rounding at a ReLU kink, not a kernel bug.
+XFAIL = {"aux_classifier": "float32 rounding at a ReLU kink (one element on the other side of 0), not a kernel bug"}
 TEXT: dict = {}
 BATCH = {"bench/vgg_bn": 8}   # batch norm over 4 samples amplifies rounding differences step by step
 SPECS = [(p.stem, p) for p in sorted((ROOT / "specs").glob("*.yaml"))] + \
@@ -104,6 +104,20 @@ def _steps(backend, cfg, batches) -> list[float]:
     return losses
 
 
+def _biases_before_batch_norm(g) -> set[str]:
+    """Biases of conv/linear nodes read only by batch_norm (their true gradient is zero in training mode) and
+    the running means of those batch norms, which follow the bias."""
+    readers: dict[str, list[str]] = {}
+    for n in g.nodes:
+        for r in n.inputs:
+            if r is not None:
+                readers.setdefault(r.node, []).append(n.op)
+    flat = {n.name for n in g.nodes if n.op in ("conv1d", "conv2d", "linear")
+            and readers.get(n.name) and set(readers[n.name]) == {"batch_norm"}}
+    after = {n.name for n in g.nodes if n.op == "batch_norm" and n.inputs[0] is not None and n.inputs[0].node in flat}
+    return {f"{k}.bias" for k in flat} | {f"{k}.running_mean" for k in after}   # the running mean follows that bias
+
+
 def _compare(g, cfg=None, batch: int = 4, steps: int = STEPS) -> None:
     cfg = cfg or g.train or compiler.spec.Train()
     rng = np.random.default_rng(1)
@@ -114,7 +128,10 @@ def _compare(g, cfg=None, batch: int = 4, steps: int = STEPS) -> None:
     np.testing.assert_allclose(l_t, l_np, rtol=1e-4, atol=1e-6, err_msg=f"{g.name}: losses per step")
     a, b = m_np.state_dict(), m_t.state_dict()
     assert a.keys() == b.keys()
+    flat = _biases_before_batch_norm(g)
     for k in a:
+        if k in flat:                       # batch norm (training mode) removes a per-channel shift: this bias's
+            continue                        # gradient is zero but for rounding noise, which Adam scales up
         if k.endswith("in_proj_bias"):      # the key bias cannot change attention (softmax is shift-invariant):
             n = a[k].shape[0] // 3          # its gradient is rounding noise, which Adam scales up to lr-sized steps
             a[k], b[k] = np.concatenate([a[k][:n], a[k][2 * n:]]), np.concatenate([b[k][:n], b[k][2 * n:]])
