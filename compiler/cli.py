@@ -167,6 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(handler=handler)
         return sp
 
+    def trained(sp: argparse.ArgumentParser) -> None:
+        """The spec and its trained weights: what every command that uses a trained model takes first."""
+        sp.add_argument("spec")
+        sp.add_argument("--weights", required=True, metavar="CKPT", help="trained weights (a run's best.npz)")
+
+    def scores(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--output", metavar="NAME",
+                        help="the class scores (default train.predict, else the first output)")
+
     def sets(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec param, or any train key as train.KEY (dotted: train.optimizer.lr=3e-4)")
 
@@ -289,8 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("generate", lazy("runtime.use.generate:cmd_generate"),
              "decode token sequences from a trained seq2seq or decoder-only model (the spec's generate: section)")
-    sp.add_argument("spec")
-    sp.add_argument("--weights", required=True, metavar="CKPT", help="trained weights (a run's best.npz)")
+    trained(sp)
     sp.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy|NAME=1,5,7",
                     help="an encoder input as an array file, or one sequence of token ids; the feed input given "
                     "this way is a prompt to continue (repeatable)")
@@ -313,8 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
                        ("interpolate", "decode the codes on the line between two inputs' codes; a PNG grid and "
                                        "the arrays")):
         sp = add(name, lazy(f"runtime.use.sample:cmd_{name}"), what)
-        sp.add_argument("spec")
-        sp.add_argument("--weights", required=True, metavar="CKPT", help="trained weights (a run's best.npz)")
+        trained(sp)
         if name == "sample":
             sp.add_argument("--n", type=positive_int, default=16, help="how many samples (default 16)")
             sp.add_argument("--seed", type=int, default=0, metavar="S", help="random seed of the codes (default 0)")
@@ -335,13 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("saliency", lazy("runtime.use.saliency:cmd_saliency"),
              "saliency map: max over channels of |d class score / d input|, a heat map over each image")
-    sp.add_argument("spec")
-    sp.add_argument("--weights", required=True, metavar="CKPT", help="trained weights (a run's best.npz)")
+    trained(sp)
     sp.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy",
                     help="the image(s) [N, C, H, W], and any other input the scores need (repeatable)")
     sp.add_argument("--class", dest="cls", type=int, metavar="K", help="the class whose score is explained "
                     "(default: each image's predicted class)")
-    sp.add_argument("--output", metavar="NAME", help="the class scores (default train.predict, else the first output)")
+    scores(sp)
     sp.add_argument("--input-name", metavar="NAME", help="the input to explain (default: the only float input)")
     sp.add_argument("-o", "--out", required=True, metavar="OUT.png", help="the heat maps; OUT.npy beside it holds "
                     "the maps [N, H, W]")
@@ -349,8 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("attack", lazy("runtime.use.attack:cmd_attack"),
              "FGSM/PGD adversarial examples: accuracy and success rate per epsilon, a before/after picture")
-    sp.add_argument("spec")
-    sp.add_argument("--weights", required=True, metavar="CKPT", help="trained weights (a run's best.npz)")
+    trained(sp)
     sp.add_argument("--data", metavar="SRC", help="the examples to attack: an .npz or builtin:NAME (default: the "
                     "spec's test set, else its training data)")
     sp.add_argument("--method", choices=["fgsm", "pgd"], default="fgsm", help="one signed-gradient step (fgsm) or "
@@ -363,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--clip", metavar="LO,HI", help="valid input range (default: the data's min and max)")
     sp.add_argument("--limit", type=positive_int, default=500, metavar="N", help="attack the first N examples "
                     "(default 500)")
-    sp.add_argument("--output", metavar="NAME", help="the class scores (default train.predict, else the first output)")
+    scores(sp)
     sp.add_argument("--input-name", metavar="NAME", help="the input to perturb (default: the only float input)")
     sp.add_argument("-o", "--out", metavar="OUT.png", help="before/after picture; OUT.npz beside it holds the table "
                     "and the attacked examples")
@@ -371,8 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("neighbors", lazy("runtime.use.neighbors:cmd_neighbors"),
              "nearest neighbours and analogies (a - b + c) in a trained embedding table")
-    sp.add_argument("spec")
-    sp.add_argument("--weights", required=True, metavar="CKPT", help="trained weights (a run's best.npz)")
+    trained(sp)
     sp.add_argument("--table", metavar="NODE", help="the embedding node (default: the spec's only one) or a "
                     "parameter name")
     sp.add_argument("--vocab", metavar="FILE", help="one word per line: line i names token i")
@@ -386,8 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("attention", lazy("runtime.use.attention:cmd_attention"),
              "heat map of a transformer/ViT attention layer's weights (query x key positions)")
-    sp.add_argument("spec")
-    sp.add_argument("--weights", required=True, metavar="CKPT", help="trained weights (a run's best.npz)")
+    trained(sp)
     sp.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy|NAME=1,5,7",
                     help="the model's inputs (repeatable)")
     sp.add_argument("--node", metavar="NAME", help="a multi_head_attention node or a block holding one "
@@ -399,12 +402,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = add("boundary", lazy("runtime.use.boundary:cmd_boundary"),
              "decision regions of a classifier of 2-D points, with the data on top")
-    sp.add_argument("spec")
-    sp.add_argument("--weights", required=True, metavar="CKPT", help="trained weights (a run's best.npz)")
+    trained(sp)
     sp.add_argument("--data", metavar="SRC", help="the points to draw: an .npz or builtin:NAME (default: the "
                     "spec's test set, else its training data)")
     sp.add_argument("--resolution", type=positive_int, default=200, help="grid points per axis (default 200)")
-    sp.add_argument("--output", metavar="NAME", help="the class scores (default train.predict, else the first output)")
+    scores(sp)
     sp.add_argument("--input-name", metavar="NAME", help="the 2-D input (default: the only float input)")
     sp.add_argument("-o", "--out", required=True, metavar="OUT.png", help="the picture; OUT.npz beside it holds "
                     "the grid and the points")
