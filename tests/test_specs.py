@@ -58,6 +58,8 @@ def test_example_compiles(path: Path):
     ("lenet5.yaml", {}, 61_706),
     ("resnet18.yaml", {}, 11_689_512),
     ("resnet50.yaml", {}, 25_557_032),
+    ("resnet50.yaml", {"groups": 32, "width_per_group": 4}, 25_028_904),    # torchvision resnext50_32x4d
+    ("resnet50.yaml", {"width_per_group": 128}, 68_883_240),              # torchvision wide_resnet50_2
     ("vgg16.yaml", {}, 138_357_544),
     ("vit.yaml", {}, 86_567_656),
     ("googlenet.yaml", {}, 6_624_904),
