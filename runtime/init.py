@@ -30,10 +30,34 @@ def _gain(nonlinearity: str, a: float = 0.0) -> float:
     return 1.0                  # linear, conv*, sigmoid: torch.nn.init.calculate_gain
 
 
+def _kaiming_fan(kw: dict, shape: tuple[int, ...]) -> int:
+    if kw.get("fan_in"):
+        return kw["fan_in"]
+    fan_in, fan_out = fans(shape)
+    fan = fan_out if kw.get("mode", "fan_in") == "fan_out" else fan_in
+    return max(fan, 1)
+
+
+def _trunc_normal(rng: np.random.Generator, shape: tuple[int, ...], mean: float, std: float, a: float,
+                  b: float) -> np.ndarray:
+    """Rejection sampling: draws outside [a, b] are redrawn until none is left. The compiler checks that
+    [a, b] holds enough of the distribution's mass for this to end quickly."""
+    out = rng.normal(mean, std, shape)
+    bad = (out < a) | (out > b)
+    for _ in range(10_000):
+        if not bad.any():
+            return out
+        out[bad] = rng.normal(mean, std, int(bad.sum()))
+        bad = (out < a) | (out > b)
+    raise ValueError(f"trunc_normal: [{a}, {b}] holds too little of N({mean}, {std}²) to draw from")
+
+
 def initialise(init: Init, shape: tuple[int, ...], rng: np.random.Generator, dtype: Any = np.float32) -> np.ndarray:
     """Draw a parameter. Kinds and their arguments:
 
-    kaiming_uniform {a=0, nonlinearity=leaky_relu, fan_in?}   kaiming_normal {a=0, nonlinearity=relu}
+    kaiming_uniform {a=0, nonlinearity=leaky_relu, mode=fan_in, fan_in?}   kaiming_normal {a=0, nonlinearity=relu, mode}
+    (mode fan_out scales by the output side, as torchvision's ResNet and MobileNet initialise their convs)
+    trunc_normal {mean=0, std=1, a=-2, b=2}: N(mean, std²) redrawn outside [a, b] (absolute bounds, as torch)
     xavier_uniform {gain=1}   xavier_normal {gain=1}   uniform {bound} or {low, high}
     bias_uniform {fan_in}: U(±1/√fan_in), PyTorch's bias default   normal {mean=0, std=1}
     zeros   ones   constant {value}   values {values}: the given numbers, reshaped   embedding {padding_idx?}: N(0,1) with the padding row zeroed
@@ -41,13 +65,15 @@ def initialise(init: Init, shape: tuple[int, ...], rng: np.random.Generator, dty
     kw = init.kw
     kind = init.kind
     if kind == "kaiming_uniform":
-        fan_in = kw.get("fan_in") or fans(shape)[0]
-        bound = _gain(kw.get("nonlinearity", "leaky_relu"), kw.get("a", 0.0)) * math.sqrt(3.0 / fan_in)
+        fan = _kaiming_fan(kw, shape)
+        bound = _gain(kw.get("nonlinearity", "leaky_relu"), kw.get("a", 0.0)) * math.sqrt(3.0 / fan)
         out = rng.uniform(-bound, bound, shape)
     elif kind == "kaiming_normal":
-        fan_in = kw.get("fan_in") or fans(shape)[0]
-        std = _gain(kw.get("nonlinearity", "relu"), kw.get("a", 0.0)) / math.sqrt(fan_in)
+        fan = _kaiming_fan(kw, shape)
+        std = _gain(kw.get("nonlinearity", "relu"), kw.get("a", 0.0)) / math.sqrt(fan)
         out = rng.normal(0.0, std, shape)
+    elif kind == "trunc_normal":
+        out = _trunc_normal(rng, shape, kw.get("mean", 0.0), kw.get("std", 1.0), kw.get("a", -2.0), kw.get("b", 2.0))
     elif kind == "xavier_uniform":
         fi, fo = fans(shape)
         bound = kw.get("gain", 1.0) * math.sqrt(6.0 / (fi + fo))
