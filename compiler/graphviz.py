@@ -155,7 +155,7 @@ def _render(dot_text: str, fmt: str, out: Path) -> None:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from .cli import load_graph
+    from .overrides import load_graph
     g = load_graph(args.spec, args.set)
     out = Path(args.out)
     fmt = out.suffix.lower().lstrip(".")

@@ -273,7 +273,7 @@ def positional_hint(unexpected: Sequence[str]) -> str | None:
 
 # -- the command ------------------------------------------------------------------------------
 def cmd_convert(args: argparse.Namespace) -> int:
-    from .cli import load_graph
+    from .overrides import load_graph
     from .files import guard_output
     graph = load_graph(args.spec, args.set)
     maps = parse_maps(args.map)

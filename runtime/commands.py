@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from compiler.cli import load_graph
+from compiler.overrides import load_graph
 from compiler.errors import UserError
 
 from . import data as D

@@ -159,7 +159,7 @@ def run_model(path: str, inputs: dict[str, Any], backend: str | None = None, wei
         from .onnx_session import OnnxSession
         return OnnxSession(path).run(**inputs)
 
-    from compiler.cli import load_graph
+    from compiler.overrides import load_graph
     graph = load_graph(path, sets)
     if not weights:
         raise UserError(f"running spec '{path}' needs trained weights: --weights CKPT.npz",
@@ -211,7 +211,7 @@ def run_on_data(path: str, data: str, weights: str | None, sets: list[str] | Non
         raise UserError("--data needs the spec (it says how to read the data); give SPEC --weights CKPT", code=2)
     if not weights:
         raise UserError(f"running spec '{path}' needs trained weights: --weights CKPT.npz", code=2)
-    from compiler.cli import load_graph
+    from compiler.overrides import load_graph
     from . import data as D
     from .checkpoint import load, read_meta, warn_nonfinite
     from .model import Model

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from compiler.cli import load_graph, parse_set
+from compiler.overrides import load_graph, parse_set
 from compiler.errors import SpecError, UserError
 
 from . import data as D

@@ -96,8 +96,8 @@ def write_case(case: Case, folder: Path) -> Path:
 
 
 def run_cli(argv: list[str], timeout: float) -> tuple[int | None, str, str, BaseException | None]:
-    """compiler.cli.main(argv) in-process: (exit code, stdout, stderr, the exception that escaped)."""
-    from compiler.cli import main
+    """cli.main.main(argv) in-process: (exit code, stdout, stderr, the exception that escaped)."""
+    from cli.main import main
     main = getattr(main, "__wrapped__", main)  # the judge reports exit 3 itself (conftest's guard would fail)
     out, err = io.StringIO(), io.StringIO()
     code, exc = None, None

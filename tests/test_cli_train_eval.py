@@ -1,4 +1,4 @@
-"""`specc train` and `specc eval` end to end through compiler.cli.main, in a temporary folder."""
+"""`specc train` and `specc eval` end to end through cli.main.main, in a temporary folder."""
 from __future__ import annotations
 
 import csv
@@ -7,7 +7,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from compiler.cli import main
+from cli.main import main
 
 SPEC = """\
 name: blobs

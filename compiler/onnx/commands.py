@@ -263,7 +263,7 @@ def _first_difference(graph: Graph, state: dict[str, np.ndarray], opset: int, ex
 def cmd_compile(args: argparse.Namespace) -> int:
     import onnx
 
-    from ..cli import load_graph
+    from ..overrides import load_graph
     from ..files import atomic_write, guard_output
 
     out = Path(args.out)

@@ -108,7 +108,7 @@ def describe_derived(derived: dict[str, Any]) -> list[str]:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from compiler.cli import load_graph
+    from compiler.overrides import load_graph
     from compiler.spec import Train
     g = load_graph(args.spec, args.set)
     cfg = g.train or Train()

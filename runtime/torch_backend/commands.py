@@ -9,7 +9,7 @@ from compiler.errors import UserError
 
 
 def cmd_export_torch(args: argparse.Namespace) -> int:
-    from compiler.cli import load_graph
+    from compiler.overrides import load_graph
     from compiler.files import atomic_write_text, guard_output
 
     from .codegen import generate, resolve

@@ -2,7 +2,7 @@
 
     specc train SPEC --backend torch --nproc 2                       # 2 processes on this machine
     torchrun --nnodes 2 --nproc-per-node 4 --rdzv-backend c10d --rdzv-endpoint HOST:29500 \\
-        -m compiler.cli train SPEC --backend torch                   # 8 processes on 2 machines
+        -m cli train SPEC --backend torch                   # 8 processes on 2 machines
 
 `--nproc N` starts N processes with torch.multiprocessing.spawn, each given torch's standard environment
 (MASTER_ADDR/MASTER_PORT on localhost, RANK, WORLD_SIZE, LOCAL_RANK); under torchrun that environment
@@ -74,7 +74,7 @@ def _worker(rank: int, argv: list[str], world: int, port: int) -> None:
                       LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
     if "OMP_NUM_THREADS" not in os.environ:          # as torchrun: the cores are shared by the processes
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
-    from compiler.cli import main
+    from cli.main import main
     code = main(argv)
     if code:
         sys.exit(code)

@@ -1,146 +1,32 @@
-"""The `specc` command line. Commands that need the runtime or onnx import it when they run,
-so `specc check` stays light (no onnx, no onnxruntime)."""
+"""The `specc` command line: the parser and the dispatch. Each command lives in the module of its family
+(cli/check.py, cli/train.py, ...), imported only when it runs, so `specc check` stays light (no onnx, no
+onnxruntime, no runtime)."""
 from __future__ import annotations
 
 import argparse
 import errno
 import importlib
-import json
 import os
-import re
 import sys
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
-from .errors import SpecError, UserError
-
-
-FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
-
-
-def parse_set(items: Sequence[str] | None) -> dict[str, Any]:
-    """`--set key=value` pairs; each value is YAML read with the spec's limits (text that is not YAML
-    stays a string). A malformed or oversized value is a usage error (exit 2)."""
-    from .expr import ExprError, check_value
-    from .load import load_value
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--set expects key=value, got '{_clip(item)}'", code=2)
-        key = key.strip()
-        try:
-            out[key] = load_value(value, f"--set {key}") if value.strip() else ""
-            if isinstance(out[key], str) and FLOAT_RE.match(out[key]):
-                out[key] = float(out[key])          # 3e-4 is a number, as in a spec (YAML 1.2)
-            check_value(out[key])
-        except SpecError as e:
-            d = e.diagnostics[0]
-            raise UserError(f"--set {_clip(key)}: {d.message.removeprefix(f'--set {key}: ')}", d.hint,
-                            code=2) from None
-        except ExprError as e:
-            raise UserError(f"--set {_clip(key)}: {e.message}", e.hint, code=2) from None
-    return out
-
-
-def _clip(text: str, n: int = 80) -> str:
-    return text if len(text) <= n else text[:n - 3] + "..."
+from compiler.errors import SpecError, UserError
+from compiler.overrides import clip
 
 
 def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{_clip(text)}'") from None
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{clip(text)}'") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     if value > MAX_COUNT:
-        raise argparse.ArgumentTypeError(f"expected a positive integer up to {MAX_COUNT:,}, got '{_clip(text)}'")
+        raise argparse.ArgumentTypeError(f"expected a positive integer up to {MAX_COUNT:,}, got '{clip(text)}'")
     return value
 
 
 MAX_COUNT = 10 ** 12           # --batch, --epochs: far beyond any real run, small enough for every estimate
-
-
-def load_graph(path: str, sets: Sequence[str] | None = None):
-    from . import compile_file
-    params = parse_set(sets)                # a malformed --set is a usage error (2), whatever the file
-    try:
-        exists, is_dir = Path(path).exists(), Path(path).is_dir()
-    except (OSError, ValueError) as e:      # a NUL character, a name too long for the file system
-        raise UserError(f"cannot read '{_clip(path)}': {getattr(e, 'strerror', None) or e}") from None
-    if not exists:
-        raise UserError(f"no such spec file: '{path}'")
-    if is_dir:
-        raise UserError(f"'{path}' is a folder, not a spec file",
-                        hint=f"check every spec in it with: python tools/shape_check.py {path}")
-    return compile_file(path, params=params)
-
-
-# -- commands implemented here ----------------------------------------------------------------
-def cmd_check(args: argparse.Namespace) -> int:
-    from .summary import as_json
-    status, reports = 0, []
-    for path in args.spec:
-        try:
-            g = load_graph(path, args.set)
-        except SpecError as e:
-            print(e.render(), file=sys.stderr)
-            n = len(e.diagnostics)
-            print(f"{path}: {n} error{'s' if n != 1 else ''}", file=sys.stderr)
-            status = 1
-            if args.json:
-                reports.append({"file": path, "status": "error", "errors": [
-                    {"file": d.loc.file if d.loc else path, "line": d.loc.line if d.loc else None,
-                     "col": d.loc.col if d.loc else None, "message": d.message, "hint": d.hint}
-                    for d in e.diagnostics]})
-            continue
-        except UserError as e:
-            if e.code != 1:                 # a usage error (a malformed --set) is the same for every spec
-                raise
-            print(e.render(), file=sys.stderr)     # a missing file: the other specs are still checked
-            status = 1
-            if args.json:
-                reports.append({"file": path, "status": "error", "errors": [
-                    {"file": path, "line": None, "col": None, "message": e.message, "hint": e.hint}]})
-            continue
-        if args.json:
-            reports.append(as_json(g, args.batch) | {"file": path, "status": "ok", "errors": []}
-                           | _depth_json(g, args))
-        elif args.explain:
-            from .explain import explain
-            print(explain(g, args.explain))
-        elif args.depth is not None or args.columns:
-            from .summary_depth import render
-            print(render(g, args.depth, (args.columns or "").split(","), batch=args.batch))
-        else:
-            print(g.summary(batch=args.batch))
-            if len(args.spec) > 1:
-                print()
-    if args.json:
-        print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2))
-    return status
-
-
-def _depth_json(g: Any, args: argparse.Namespace) -> dict[str, Any]:
-    """check --json --depth K: the collapsed rows too."""
-    if args.depth is None:
-        return {}
-    from .summary_depth import as_json_rows
-    return {"depth": args.depth, "rows": as_json_rows(g, args.depth)}
-
-
-def cmd_schema(args: argparse.Namespace) -> int:
-    from .schema import json_schema
-    text = json.dumps(json_schema(), indent=2)
-    if args.output:
-        from .files import atomic_write_text, guard_output
-        guard_output(args.output, ".json")
-        atomic_write_text(args.output, text + "\n")
-        print(f"wrote {args.output}")
-    else:
-        print(text)
-    return 0
 
 
 def lazy(target: str) -> Callable[[argparse.Namespace], int]:
@@ -153,7 +39,7 @@ def lazy(target: str) -> Callable[[argparse.Namespace], int]:
 
 # -- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from compiler import __version__
     p = argparse.ArgumentParser(prog="specc", description="Declarative neural-network specs: check, compile, "
                                 "train, run.")
     p.add_argument("--version", action="version", version=f"specc {__version__}")
@@ -179,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     def sets(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec param, or any train key as train.KEY (dotted: train.optimizer.lr=3e-4)")
 
-    sp = add("check", cmd_check, "validate, expand and shape-check specs; print the layer table and totals")
+    sp = add("check", lazy("cli.check:cmd_check"), "validate, expand and shape-check specs; print the layer table and totals")
     sp.add_argument("spec", nargs="+")
     sets(sp)
     sp.add_argument("--batch", type=positive_int, default=1, help="batch size for the training-memory estimate")
@@ -442,11 +328,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--out", default=".", metavar="DIR", help="the folder to write NAME.yaml in (default: "
                     "the current one); an existing file is never overwritten")
 
-    sp = add("completion", lazy("compiler.completion:cmd_completion"), "print a shell completion script "
+    sp = add("completion", lazy("cli.completion:cmd_completion"), "print a shell completion script "
              "(generated from this command line's parser)")
     sp.add_argument("shell", choices=["bash", "zsh", "fish"], help="the shell to complete in")
 
-    sp = add("schema", cmd_schema, "print the JSON Schema of the spec language")
+    sp = add("schema", lazy("cli.check:cmd_schema"), "print the JSON Schema of the spec language")
     sp.add_argument("-o", "--output", metavar="FILE", help="write the schema to FILE (default: print it)")
     return p
 
