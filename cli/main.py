@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--explain", metavar="NODE", help="print the formula behind NODE's output shape, with the "
                     "numbers and where each came from")
 
-    sp = add("compile", lazy("compiler.onnx.commands:cmd_compile"), "export the inference graph to ONNX")
+    sp = add("compile", lazy("cli.compile:cmd_compile"), "export the inference graph to ONNX")
     sp.add_argument("spec")
     sp.add_argument("-o", "--out", required=True, metavar="OUT.onnx", help="the ONNX file to write")
     sp.add_argument("--weights", metavar="CKPT.npz", help="trained weights to embed (default: the spec's initial "

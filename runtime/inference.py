@@ -165,7 +165,7 @@ def run_model(path: str, inputs: dict[str, Any], backend: str | None = None, wei
         raise UserError(f"running spec '{path}' needs trained weights: --weights CKPT.npz",
                         hint="train with `specc train`, or run an exported .onnx file", code=2)
     if backend == "onnxruntime":
-        from compiler.onnx.commands import load_weights
+        from .verify import load_weights
         from compiler.onnx.export import export
         from .onnx_session import OnnxSession
         from .checkpoint import warn_nonfinite
