@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--weights", metavar="OUT.npz", help="also write the model's weights as a checkpoint")
     sp.add_argument("--name", help="the spec's name (default: the model file's name)")
 
-    sp = add("train", lazy("runtime.commands:cmd_train"), "train with the NumPy runtime (or --backend torch) as the spec's train section says")
+    sp = add("train", lazy("cli.train:cmd_train"), "train with the NumPy runtime (or --backend torch) as the spec's train section says")
     sp.add_argument("spec")
     sp.add_argument("--data", metavar="PATH", help="training data: an .npz with an array per input, or builtin:NAME "
                     "(default: train.data.train in the spec)")
@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--data", metavar="PATH", help="training data of every run (default: train.data.train)")
     sets(sp)
 
-    sp = add("eval", lazy("runtime.commands:cmd_eval"), "loss and metrics of a checkpoint on a data set")
+    sp = add("eval", lazy("cli.train:cmd_eval"), "loss and metrics of a checkpoint on a data set")
     sp.add_argument("spec")
     sp.add_argument("--weights", required=True, metavar="CKPT", help="the weights to score (a run's best.npz)")
     sp.add_argument("--data", metavar="PATH", help="an .npz or builtin:NAME (default: train.data.test in the spec)")

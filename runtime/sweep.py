@@ -122,12 +122,12 @@ def _one_line(e: Exception) -> str:
 
 def _train_one(spec: str, combo: dict[str, Any], out: Path, epochs: int | None, data: str | None,
                sets: Sequence[str]) -> dict[str, Any]:
-    from .commands import _check_previous_run
+    from .runs import check_previous_run
     g = load_graph(spec, [*sets, *(f"{k}={_yaml(v)}" for k, v in combo.items())])
     cfg = g.train
     if cfg is None:
         raise UserError(f"'{spec}' has no train section")
-    _check_previous_run(out, g, None)
+    check_previous_run(out, g, None)
     model = Model(g, seed=cfg.seed)
     from .train import make_plan
     plan = make_plan(model, cfg)

@@ -183,7 +183,7 @@ def test_builtin_digits_source_and_missing_digits_files(project, capsys):
 
 
 def test_interrupted_run_resumes_in_its_out_folder(project, capsys, monkeypatch):
-    import runtime.commands as C
+    import cli.train as C
     real_fit = C.fit
 
     def interrupted_fit(*a, **k):
