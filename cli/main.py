@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--nproc", type=positive_int, default=1, metavar="N",
                     help="with --backend torch: N data-parallel processes on this machine (torch.distributed)")
 
-    sp = add("sweep", lazy("runtime.sweep:cmd_sweep"), "train once per combination of --grid values; a table "
+    sp = add("sweep", lazy("cli.sweep:cmd_sweep"), "train once per combination of --grid values; a table "
              "of results sorted by the monitored metric")
     sp.add_argument("spec")
     sp.add_argument("--grid", action="append", metavar="KEY=V1,V2", help="a spec param or train.KEY and its "
@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--backend", choices=["numpy", "torch"], default="numpy", help="torch: needs specc[torch]")
     sp.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu", help="with --backend torch")
 
-    sp = add("run", lazy("runtime.inference:cmd_run"), "inference with the NumPy runtime or onnxruntime")
+    sp = add("run", lazy("cli.run:cmd_run"), "inference with the NumPy runtime or onnxruntime")
     sp.add_argument("model", metavar="SPEC|MODEL.onnx")
     sp.add_argument("--weights", metavar="CKPT", help="weights for a spec (default: its initial values)")
     sp.add_argument("--input", action="append", metavar="NAME=FILE.npy", default=[],
@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu", help="with --backend torch")
     sets(sp)
 
-    sp = add("export-torch", lazy("runtime.torch_backend.commands:cmd_export_torch"),
+    sp = add("export-torch", lazy("cli.export_torch:cmd_export_torch"),
              "write the spec as a standalone, readable PyTorch file (nn.Module classes, specc's state_dict names)")
     sp.add_argument("spec")
     sp.add_argument("-o", "--out", required=True, metavar="MODEL.py", help="the Python file to write")
