@@ -161,13 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     about = "what specc will feed each input: shapes, dtypes, ranges, class balance, split sizes (no training)"
     sp = data_sub.add_parser("inspect", help=about, description=about)
-    sp.set_defaults(data_handler=lazy("runtime.data.inspect:cmd_inspect"))
+    sp.set_defaults(data_handler=lazy("cli.data:cmd_inspect"))
     sp.add_argument("spec")
     sp.add_argument("--data", metavar="SOURCE", help="the training data instead of train.data.train")
     sets(sp)
     about = "the built-in data sets: parts, arrays (shape, dtype), options"
     sp = data_sub.add_parser("list", help=about, description=about)
-    sp.set_defaults(data_handler=lazy("runtime.data.builtin_list:cmd_list"))
+    sp.set_defaults(data_handler=lazy("cli.data:cmd_list"))
     sp.add_argument("name", nargs="*", metavar="NAME", help="only these sets")
 
     sp = add("graph", lazy("compiler.graphviz:cmd_graph"), "draw the graph (dot, mmd, svg, png, pdf)")
