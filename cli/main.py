@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="layout direction: top to bottom (default) or left to right, ...")
     sets(sp)
 
-    sp = add("generate", lazy("runtime.use.generate:cmd_generate"),
+    sp = add("generate", lazy("cli.use:cmd_generate"),
              "decode token sequences from a trained seq2seq or decoder-only model (the spec's generate: section)")
     trained(sp)
     sp.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy|NAME=1,5,7",
@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   "(class-conditional with --class); a PNG grid and the arrays"),
                        ("interpolate", "decode the codes on the line between two inputs' codes; a PNG grid and "
                                        "the arrays")):
-        sp = add(name, lazy(f"runtime.use.sample:cmd_{name}"), what)
+        sp = add(name, lazy(f"cli.use:cmd_{name}"), what)
         trained(sp)
         if name == "sample":
             sp.add_argument("--n", type=positive_int, default=16, help="how many samples (default 16)")
@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("-o", "--out", required=True, metavar="OUT.png", help="the grid; OUT.npz is written beside it")
         sets(sp)
 
-    sp = add("saliency", lazy("runtime.use.saliency:cmd_saliency"),
+    sp = add("saliency", lazy("cli.use:cmd_saliency"),
              "saliency map: max over channels of |d class score / d input|, a heat map over each image")
     trained(sp)
     sp.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy",
@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "the maps [N, H, W]")
     sets(sp)
 
-    sp = add("attack", lazy("runtime.use.attack:cmd_attack"),
+    sp = add("attack", lazy("cli.use:cmd_attack"),
              "FGSM/PGD adversarial examples: accuracy and success rate per epsilon, a before/after picture")
     trained(sp)
     sp.add_argument("--data", metavar="SRC", help="the examples to attack: an .npz or builtin:NAME (default: the "
@@ -260,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "and the attacked examples")
     sets(sp)
 
-    sp = add("neighbors", lazy("runtime.use.neighbors:cmd_neighbors"),
+    sp = add("neighbors", lazy("cli.use:cmd_neighbors"),
              "nearest neighbours and analogies (a - b + c) in a trained embedding table")
     trained(sp)
     sp.add_argument("--table", metavar="NODE", help="the embedding node (default: the spec's only one) or a "
@@ -274,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="cosine similarity or Euclidean distance (default cosine)")
     sets(sp)
 
-    sp = add("attention", lazy("runtime.use.attention:cmd_attention"),
+    sp = add("attention", lazy("cli.use:cmd_attention"),
              "heat map of a transformer/ViT attention layer's weights (query x key positions)")
     trained(sp)
     sp.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy|NAME=1,5,7",
@@ -286,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "the weights [N, Tq, Tk]")
     sets(sp)
 
-    sp = add("boundary", lazy("runtime.use.boundary:cmd_boundary"),
+    sp = add("boundary", lazy("cli.use:cmd_boundary"),
              "decision regions of a classifier of 2-D points, with the data on top")
     trained(sp)
     sp.add_argument("--data", metavar="SRC", help="the points to draw: an .npz or builtin:NAME (default: the "
