@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "no batch-norm fusion (by default they are folded, as torch.onnx.export does)")
     sets(sp)
 
-    sp = add("import", lazy("compiler.onnx_import.commands:cmd_import"),
+    sp = add("import", lazy("cli.onnx_import:cmd_import"),
              "turn an ONNX model into a spec (and its weights into a checkpoint)")
     sp.add_argument("model", metavar="MODEL.onnx")
     sp.add_argument("-o", "--out", required=True, metavar="SPEC.yaml", help="the spec to write")
@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(data_handler=lazy("cli.data:cmd_list"))
     sp.add_argument("name", nargs="*", metavar="NAME", help="only these sets")
 
-    sp = add("graph", lazy("compiler.graphviz:cmd_graph"), "draw the graph (dot, mmd, svg, png, pdf)")
+    sp = add("graph", lazy("cli.graph:cmd_graph"), "draw the graph (dot, mmd, svg, png, pdf)")
     sp.add_argument("spec")
     sp.add_argument("-o", "--out", required=True, metavar="FILE", help="the picture: .dot, .mmd (Mermaid), .svg, "
                     ".png or .pdf (the last three need Graphviz's dot)")
@@ -305,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = wsub.add_parser("convert", help="rename a weights file's arrays into the spec's state_dict names",
                          description="rename a weights file's arrays (.npz, .safetensors, .pt/.pth state_dict) into "
                          "the spec's state_dict names and write a specc checkpoint; prints every key's fate")
-    sp.set_defaults(handler=lazy("compiler.weights_convert:cmd_convert"))
+    sp.set_defaults(handler=lazy("cli.weights:cmd_convert"))
     sp.add_argument("input", metavar="IN", help="the weights: .npz, .safetensors, or .pt/.pth (needs torch)")
     sp.add_argument("--spec", required=True, metavar="SPEC", help="the spec whose parameter names to fill")
     sp.add_argument("-o", "--out", metavar="OUT.npz", help="the checkpoint to write (for specc eval/compile "
@@ -320,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "get no weights (load it with strict=False)")
     sets(sp)
 
-    sp = add("init", lazy("compiler.scaffold:cmd_init"), "write a commented starter spec that checks and "
+    sp = add("init", lazy("cli.scaffold:cmd_init"), "write a commented starter spec that checks and "
              "trains as written on built-in data")
     sp.add_argument("kind", nargs="?", default="classifier", choices=["classifier", "cnn", "autoencoder", "seq2seq",
                     "gnn"], help="what to start from (default classifier)")
