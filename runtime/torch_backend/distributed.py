@@ -2,7 +2,7 @@
 
     specc train SPEC --backend torch --nproc 2                       # 2 processes on this machine
     torchrun --nnodes 2 --nproc-per-node 4 --rdzv-backend c10d --rdzv-endpoint HOST:29500 \\
-        -m cli train SPEC --backend torch                   # 8 processes on 2 machines
+        -m cli train SPEC --backend torch                            # 8 processes on 2 machines
 
 `--nproc N` starts N processes with torch.multiprocessing.spawn, each given torch's standard environment
 (MASTER_ADDR/MASTER_PORT on localhost, RANK, WORLD_SIZE, LOCAL_RANK); under torchrun that environment
