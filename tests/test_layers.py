@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS = ("compiler", "runtime", "cli")
 ALLOWED = {"compiler": {"compiler"}, "runtime": {"compiler", "runtime"}, "cli": set(LAYERS)}
 LAZY_TARGET = re.compile(r"^([A-Za-z_]\w*)(\.\w+)*:")            # "runtime.use.sample:cmd_" (also an f-string's head)
+DOTTED = re.compile(r"^(compiler|runtime|cli)(\.\w+)+$")          # a whole string naming a module: "runtime.train"
 MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(\.\w+)*$")
 
 
@@ -24,7 +25,8 @@ def module_name(path: Path) -> str:
 
 def imported_modules(source: str, module: str, is_package: bool = False) -> list[tuple[int, str]]:
     """(line, module) for every import of `module`'s source, at any depth, and every module named in a string
-    given to importlib.import_module / __import__ or written as a lazy "module:function" target."""
+    given to importlib.import_module / __import__, written as a lazy "module:function" target, or a whole string
+    that is a dotted module path of a layer (a table of lazy imports: {"fit": ("runtime.train", "fit")})."""
     package = module if is_package else module.rpartition(".")[0]
     found: list[tuple[int, str]] = []
     for node in ast.walk(ast.parse(source)):
@@ -43,6 +45,8 @@ def imported_modules(source: str, module: str, is_package: bool = False) -> list
                 found.append((node.lineno, arg.value))
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and LAZY_TARGET.match(node.value):
             found.append((node.lineno, node.value.partition(":")[0]))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and DOTTED.match(node.value):
+            found.append((node.lineno, node.value))
     return found
 
 
@@ -81,6 +85,7 @@ def test_imports_point_down_only():
     ("runtime.use.common", "def f():\n    from cli.main import main\n"),
     ("runtime.sweep", "HANDLER = 'cli.sweep:cmd_sweep'\n"),
     ("runtime.sweep", "def f(name):\n    return lazy(f'cli.use:cmd_{name}')\n"),
+    ("compiler.onnx", "_LAZY = {'Model': ('runtime.model', 'Model')}\n"),
     ("compiler", "import runtime\n"),
 ])
 def test_a_back_edge_is_found(module, source):
@@ -96,3 +101,18 @@ def test_a_back_edge_is_found(module, source):
 ])
 def test_an_allowed_import_is_not(module, source):
     assert not back_edges(source, module)
+
+
+def test_every_command_the_parser_names_exists():
+    """Each lazy("module:function") of the dispatch names a function that is there (a moved command would
+    otherwise fail only when a user runs it)."""
+    import importlib
+    tree = ast.parse((ROOT / "cli" / "main.py").read_text(encoding="utf-8"))
+    targets = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+               and re.match(r"^cli(\.\w+)+:\w+$", n.value)}
+    targets.discard("cli.use:cmd_")                                                 # an f-string's head: its
+    targets |= {f"cli.use:cmd_{name}" for name in ("sample", "interpolate")}     # two commands
+    assert len(targets) > 20
+    missing = [t for t in sorted(targets) if not callable(getattr(importlib.import_module(t.split(":")[0]),
+                                                                  t.split(":")[1], None))]
+    assert not missing
