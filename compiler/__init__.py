@@ -5,7 +5,7 @@ import sys as _sys
 
 if _sys.argv[:1] == ["-m"] or _sys.argv[0].replace("\\", "/").rsplit("/", 1)[-1].startswith("specc"):
     def _interrupted(kind, value, tb, _hook=_sys.excepthook):
-        """The `specc` command interrupted (Ctrl-C) while still starting up, before compiler.cli.main can
+        """The `specc` command interrupted (Ctrl-C) while still starting up, before cli.main.main can
         catch it: one word and exit 130, no traceback. A program that imports compiler keeps Python's way."""
         if issubclass(kind, KeyboardInterrupt):
             import os

@@ -4,14 +4,13 @@ first K dotted parts, as `specc check --depth`); a graph of more than MAX_BOXES 
 default to the deepest level that fits, so ResNet-18's picture stays readable."""
 from __future__ import annotations
 
-import argparse
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
-from .files import atomic_write_bytes, atomic_write_text
+from .files import atomic_write_bytes
 from .ir import Graph, Node
 from .summary_depth import collapsed_rows, group_key
 
@@ -142,7 +141,7 @@ def to_mermaid(g: Graph, depth: int | None = None, rankdir: str = "TB") -> str:
     return "\n".join(lines) + "\n"
 
 
-def _render(dot_text: str, fmt: str, out: Path) -> None:
+def render_dot(dot_text: str, fmt: str, out: Path) -> None:
     dot = shutil.which("dot")
     if dot is None:
         raise UserError(f"writing .{fmt} needs Graphviz's `dot` program, which is not installed",
@@ -152,32 +151,3 @@ def _render(dot_text: str, fmt: str, out: Path) -> None:
     if res.returncode != 0:
         raise UserError(f"dot failed: {res.stderr.decode(errors='replace').strip()}")
     atomic_write_bytes(out, res.stdout)
-
-
-def cmd_graph(args: argparse.Namespace) -> int:
-    from .cli import load_graph
-    g = load_graph(args.spec, args.set)
-    out = Path(args.out)
-    fmt = out.suffix.lower().lstrip(".")
-    kinds = ".dot, .mmd, .svg, .png or .pdf"
-    if out.is_dir():
-        raise UserError(f"cannot write '{out}': it is a folder",
-                        hint=f"give a file with a {kinds} suffix, e.g. {out / (g.name + '.svg')}")
-    if fmt not in FORMATS:
-        what = f"unknown picture format '.{fmt}'" if fmt else f"'{out}' has no suffix to tell the picture format"
-        raise UserError(what, hint=f"give the file a {kinds} suffix", code=2)
-    depth = args.depth
-    if depth is None and not args.full and (depth := default_depth(g)) is not None:
-        print(f"note: {len(g.nodes)} nodes, so blocks are collapsed at --depth {depth} "
-              f"({len(collapsed_rows(g, depth))} boxes); --full draws every node, --depth K chooses the level")
-    if args.full:
-        depth = None
-    if fmt == "mmd":
-        atomic_write_text(out, to_mermaid(g, depth, args.rankdir))
-    elif fmt == "dot":
-        atomic_write_text(out, to_dot(g, depth, args.rankdir))
-    else:
-        _render(to_dot(g, depth, args.rankdir), fmt, out)
-    shown = len(collapsed_rows(g, depth)) if depth is not None else len(g.nodes)
-    print(f"wrote {out} ({len(g.nodes)} nodes" + (f", {shown} boxes" if shown != len(g.nodes) else "") + ")")
-    return 0

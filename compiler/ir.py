@@ -37,7 +37,7 @@ class TensorType:
 
 @dataclass(frozen=True)
 class Init:
-    """How to initialise a parameter. `kind` is one of runtime.init's initialisers."""
+    """How to initialise a parameter. `kind` is one of compiler.init's initialisers."""
 
     kind: str                               # kaiming_uniform, uniform, normal, zeros, ones, constant, ...
     args: tuple[tuple[str, Any], ...] = ()

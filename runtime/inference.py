@@ -1,4 +1,4 @@
-"""`specc run`: inference with the NumPy runtime or onnxruntime.
+"""Inference for `specc run` (cli/run.py) and the Python API: the NumPy runtime, onnxruntime or torch.
 
     specc run SPEC --weights CKPT.npz --input image=x.npy [-o out.npz] [--backend numpy|onnxruntime]
     specc run MODEL.onnx --input image=x.npy [-o out.npz]
@@ -12,7 +12,6 @@ first values are printed.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
@@ -159,13 +158,13 @@ def run_model(path: str, inputs: dict[str, Any], backend: str | None = None, wei
         from .onnx_session import OnnxSession
         return OnnxSession(path).run(**inputs)
 
-    from compiler.cli import load_graph
+    from compiler.overrides import load_graph
     graph = load_graph(path, sets)
     if not weights:
         raise UserError(f"running spec '{path}' needs trained weights: --weights CKPT.npz",
                         hint="train with `specc train`, or run an exported .onnx file", code=2)
     if backend == "onnxruntime":
-        from compiler.onnx.commands import load_weights
+        from .verify import load_weights
         from compiler.onnx.export import export
         from .onnx_session import OnnxSession
         from .checkpoint import warn_nonfinite
@@ -211,7 +210,7 @@ def run_on_data(path: str, data: str, weights: str | None, sets: list[str] | Non
         raise UserError("--data needs the spec (it says how to read the data); give SPEC --weights CKPT", code=2)
     if not weights:
         raise UserError(f"running spec '{path}' needs trained weights: --weights CKPT.npz", code=2)
-    from compiler.cli import load_graph
+    from compiler.overrides import load_graph
     from . import data as D
     from .checkpoint import load, read_meta, warn_nonfinite
     from .model import Model
@@ -231,34 +230,3 @@ def run_on_data(path: str, data: str, weights: str | None, sets: list[str] | Non
         for k, v in model(**{k: batch[k] for k in needed}).items():
             parts.setdefault(k, []).append(np.asarray(v))
     return {k: np.concatenate(v) if len(v) > 1 and all(x.ndim for x in v) else v[0] for k, v in parts.items()}
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from compiler.files import atomic_write, guard_output
-
-    data = getattr(args, "data", None)
-    if data is not None and args.input:
-        raise UserError("give either --data SOURCE or --input NAME=FILE.npy, not both", code=2)
-    inputs, files = parse_inputs(args.input)
-    if not inputs and data is None:
-        raise UserError("no inputs given", hint="pass --input NAME=FILE.npy for each of the model's inputs, "
-                        "or --data SOURCE (a data set, table, image folder, text file: docs/data.md)", code=2)
-    if args.out:
-        guard_output(args.out, ".npz", (args.model, args.weights, *files) + ((data,) if data else ()))
-    if data is not None:
-        outputs = run_on_data(args.model, data, args.weights, args.set)
-    else:
-        outputs = run_model(args.model, inputs, args.backend, args.weights, args.set, getattr(args, "device", "cpu"))
-    if args.out:
-        arrays = {k: np.asarray(v) for k, v in outputs.items()}
-
-        def write(tmp: str) -> None:
-            with open(tmp, "wb") as f:
-                np.savez(f, **arrays)
-
-        atomic_write(args.out, write)
-        print(f"wrote {args.out}: " + ", ".join(f"{k} {list(v.shape)}" for k, v in arrays.items()))
-    else:
-        for k, v in outputs.items():
-            print(preview(k, v))
-    return 0

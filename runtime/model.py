@@ -7,16 +7,14 @@ from typing import Any, Iterable, Mapping, NamedTuple
 import numpy as np
 
 from compiler.errors import UserError, did_you_mean
+from compiler.init import NP_DTYPES, initial_state
 from compiler.weights_convert import positional_hint
 from compiler.ir import Graph, Node, Ref
 
-from .init import initialise
 from .kernels import KERNELS, Ctx
 from .memory import guard_activations, guard_params
 from .tensor import Entry, Tensor
 
-FLOAT = np.float32
-NP_DTYPES = {"float32": np.float32, "int64": np.int64, "bool": np.bool_}
 
 
 class StateDictError(UserError):
@@ -43,10 +41,6 @@ class _Plan:
     inputs: list[str]                       # graph inputs the plan reads
     wanted: dict[str, tuple[bool, ...]]     # node -> per-port: read by someone
     refs: dict[str, Ref]                    # requested name -> ref
-
-
-def _init_applies(param_name: str) -> bool:
-    return param_name == "" or "weight" in param_name
 
 
 def _kernel_error(node: Node, args: list, symbols: dict[str, int], e: Exception) -> UserError:
@@ -82,13 +76,12 @@ class Model:
         self.training = True
         self.check_finite = False
         self.rng = np.random.default_rng(seed)
-        init_rng = np.random.default_rng(seed)
         self._params: dict[str, Tensor] = {}
         self._buffers: set[str] = set()
         guard_params(graph)
-        for name, (spec, node) in graph.params().items():
-            init = node.init if node.init is not None and _init_applies(spec.name) else spec.init
-            arr = initialise(init, spec.shape, init_rng, NP_DTYPES.get(spec.dtype, FLOAT))
+        params = graph.params()
+        for name, arr in initial_state(graph, seed).items():
+            spec = params[name][0]
             self._params[name] = Tensor(arr, requires_grad=not spec.buffer)
             if spec.buffer:
                 self._buffers.add(name)

@@ -15,18 +15,16 @@ error, not the end of the sweep. Exit status: 0 when at least one run trained, 1
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import itertools
 import math
 import re
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from compiler.cli import load_graph, parse_set
+from compiler.overrides import load_graph, parse_set
 from compiler.errors import SpecError, UserError
 
 from . import data as D
@@ -122,12 +120,12 @@ def _one_line(e: Exception) -> str:
 
 def _train_one(spec: str, combo: dict[str, Any], out: Path, epochs: int | None, data: str | None,
                sets: Sequence[str]) -> dict[str, Any]:
-    from .commands import _check_previous_run
+    from .runs import check_previous_run
     g = load_graph(spec, [*sets, *(f"{k}={_yaml(v)}" for k, v in combo.items())])
     cfg = g.train
     if cfg is None:
         raise UserError(f"'{spec}' has no train section")
-    _check_previous_run(out, g, None)
+    check_previous_run(out, g, None)
     model = Model(g, seed=cfg.seed)
     from .train import make_plan
     plan = make_plan(model, cfg)
@@ -195,27 +193,3 @@ def table(rows: list[dict[str, Any]]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip()]
     lines += ["  ".join(x.ljust(w) for x, w in zip(r, widths)).rstrip() for r in cells]
     return "\n".join(lines)
-
-
-def cmd_sweep(args: argparse.Namespace) -> int:
-    grid = parse_grid(args.grid or [])
-    g = load_graph(args.spec, args.set)            # the spec itself must compile before anything runs
-    if g.train is None:
-        raise UserError(f"'{args.spec}' has no train section", hint="add train: {objective: ..., data: ...}")
-    out = Path(args.out) if args.out else Path("runs") / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', g.name)}-sweep"
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out '{out}' is an existing file, not a folder", hint="choose another --out folder")
-    results = out / RESULTS
-    if results.exists() and (not results.is_file() or not results.read_text(errors="replace").startswith("rank,")):
-        raise UserError(f"'{results}' exists and is not a specc sweep's table; specc will not overwrite it",
-                        hint="choose another --out folder")
-    n = math.prod(len(v) for v in grid.values())
-    print(f"sweep of {g.name}: {n} run{'s' if n != 1 else ''} in {out}")
-    try:
-        rows = sweep(args.spec, grid, out, epochs=args.epochs, data=args.data, sets=args.set or [])
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; the finished runs are in {out / RESULTS}", file=sys.stderr)
-        return 130
-    print(table(rows))
-    print(f"wrote {out / RESULTS}")
-    return 0 if any(r["status"] == "ok" for r in rows) else 1

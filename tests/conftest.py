@@ -56,13 +56,13 @@ def op_test_run(request):
 
 
 # --- an internal error of `specc` fails the test -------------------------------------------------------
-# compiler.cli.main turns an unexpected exception into "specc: internal error: ..." and exit 3. Every test
-# that runs a command in-process (any `from compiler.cli import main`, imported after this file) gets this
+# cli.main.main turns an unexpected exception into "specc: internal error: ..." and exit 3. Every test
+# that runs a command in-process (any `from cli.main import main`, imported after this file) gets this
 # wrapper, which fails the test on exit 3; SPECC_DEBUG=1 puts the traceback in the captured stderr, and
 # makes a `specc` subprocess print it too (tests of subprocesses assert there is no traceback).
 import os  # noqa: E402
 
-import compiler.cli as _cli  # noqa: E402
+import cli.main as _cli  # noqa: E402
 
 os.environ["SPECC_DEBUG"] = "1"
 _unguarded_main = _cli.main

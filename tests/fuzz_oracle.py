@@ -96,8 +96,8 @@ def write_case(case: Case, folder: Path) -> Path:
 
 
 def run_cli(argv: list[str], timeout: float) -> tuple[int | None, str, str, BaseException | None]:
-    """compiler.cli.main(argv) in-process: (exit code, stdout, stderr, the exception that escaped)."""
-    from compiler.cli import main
+    """cli.main.main(argv) in-process: (exit code, stdout, stderr, the exception that escaped)."""
+    from cli.main import main
     main = getattr(main, "__wrapped__", main)  # the judge reports exit 3 itself (conftest's guard would fail)
     out, err = io.StringIO(), io.StringIO()
     code, exc = None, None
@@ -133,7 +133,7 @@ def concrete(shape: tuple, sizes: dict[str, int]) -> tuple | None:
 
 
 def is_small(graph) -> bool:
-    from compiler.onnx.commands import symbol_sizes
+    from runtime.verify import symbol_sizes
     sizes = symbol_sizes(graph)
     types = [t for n in graph.nodes for t in n.outputs.values()] + list(graph.inputs.values())
     types += [p for p, _ in graph.params().values()]
@@ -149,7 +149,7 @@ def value_names(graph) -> dict[str, object]:
 def check_runs(graph, seed: int = 0) -> str | None:
     """Forward every value and backward from every float one; the first disagreement with the inferred
     types, or None."""
-    from compiler.onnx.commands import random_inputs, symbol_sizes
+    from runtime.verify import random_inputs, symbol_sizes
     from runtime.model import Model
     from runtime.tensor import Tensor
     sizes, feeds, types = symbol_sizes(graph), random_inputs(graph, seed), value_names(graph)
@@ -176,7 +176,7 @@ def check_runs(graph, seed: int = 0) -> str | None:
 
 def check_onnx(graph) -> str | None:
     """Export what can be exported (checker on), run onnxruntime and compare; the problem, or None."""
-    from compiler.onnx.commands import verify
+    from runtime.verify import verify
     from compiler.onnx.export import ExportError, fresh_weights, select_outputs
     try:
         chosen = select_outputs(graph, None)

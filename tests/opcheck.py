@@ -14,7 +14,7 @@ import numpy as np
 import compiler.ops as ops
 import runtime.kernels as kernels
 from compiler.ir import TensorType
-from runtime.init import initialise
+from compiler.init import initialise
 
 rng = np.random.default_rng(1234)
 

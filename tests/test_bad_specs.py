@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from compiler.cli import main
+from cli.main import main
 
 BAD = Path(__file__).resolve().parent / "specs" / "bad"
 FILES = sorted(BAD.glob("*.yaml"))

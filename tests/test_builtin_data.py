@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 import compiler
-from compiler.cli import main
+from cli.main import main
 from compiler.errors import UserError
 from runtime import data as D
 from runtime.data import builtin as B

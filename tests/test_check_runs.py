@@ -386,7 +386,7 @@ def test_the_same_message_when_onnxruntime_runs_the_spec(tmp_path, capsys):
     """`run --backend onnxruntime`: onnxruntime's own words ("Attempting to broadcast an axis ...", and a raw
     coloured log line) gave way to the NumPy runtime's diagnosis of the same inputs."""
     import runtime
-    from compiler.cli import main
+    from cli.main import main
     spec = tmp_path / "g.yaml"
     spec.write_text("name: g\ninputs: {x: [V, 3], adj: [4, 4]}\nlayers:\n"
                     "  - {op: gcn_conv, name: g, in: [x, adj], out_features: 2}\n")

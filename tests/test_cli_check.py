@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import compiler
-from compiler.cli import main
+from cli.main import main
 from compiler.ops import OPS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -207,7 +207,7 @@ def test_check_imports_no_onnx_runtime_or_networkx():
     built on first access)."""
     heavy = ("onnx", "onnxruntime", "runtime", "torch", "networkx")
     code = ("import sys, io, contextlib\n"
-            "from compiler.cli import main\n"
+            "from cli.main import main\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n"
             "    rc = main(['check', 'specs/resnet50.yaml', 'specs/transformer_classifier.yaml'])\n"
             f"print(rc, sorted(m for m in {heavy!r} if m in sys.modules))\n")
@@ -215,7 +215,7 @@ def test_check_imports_no_onnx_runtime_or_networkx():
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["0", "[]"]
     # as a user runs it, measured the way docs/benchmarks.md does
-    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "compiler.cli", "check", "specs/resnet50.yaml"],
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "cli", "check", "specs/resnet50.yaml"],
                        capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 0, r.stderr
     imported = {line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}

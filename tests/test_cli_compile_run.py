@@ -13,7 +13,7 @@ import pytest
 
 import compiler
 import runtime
-from compiler.cli import main
+from cli.main import main
 from compiler.errors import UserError
 from compiler.onnx import LOWERINGS
 from compiler.onnx.export import max_opset
@@ -370,7 +370,7 @@ def test_onnx_session_api(spec, tmp_path):
 
 def test_cli_subprocess_has_no_traceback(spec, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    r = subprocess.run([sys.executable, "-m", "compiler.cli", "compile", str(spec), "-o", str(tmp_path / "n.onnx"),
+    r = subprocess.run([sys.executable, "-m", "cli", "compile", str(spec), "-o", str(tmp_path / "n.onnx"),
                         "--opset", "3"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert r.returncode == 2 and "opset 3 is not supported" in r.stderr and "Traceback" not in r.stderr
 

@@ -1,4 +1,4 @@
-"""`specc train` and `specc eval` end to end through compiler.cli.main, in a temporary folder."""
+"""`specc train` and `specc eval` end to end through cli.main.main, in a temporary folder."""
 from __future__ import annotations
 
 import csv
@@ -7,7 +7,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from compiler.cli import main
+from cli.main import main
 
 SPEC = """\
 name: blobs
@@ -183,7 +183,7 @@ def test_builtin_digits_source_and_missing_digits_files(project, capsys):
 
 
 def test_interrupted_run_resumes_in_its_out_folder(project, capsys, monkeypatch):
-    import runtime.commands as C
+    import cli.train as C
     real_fit = C.fit
 
     def interrupted_fit(*a, **k):

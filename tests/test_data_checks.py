@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import compiler
-from compiler.cli import main
+from cli.main import main
 from compiler.errors import UserError
 from runtime import data as D
 

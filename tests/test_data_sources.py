@@ -10,7 +10,7 @@ import pytest
 
 import compiler
 import runtime
-from compiler.cli import main
+from cli.main import main
 from compiler.errors import SpecError, UserError
 from runtime import data as D
 from runtime.checkpoint import read_meta

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from compiler.cli import main
+from cli.main import main
 
 pytest.importorskip("sklearn")
 pytestmark = pytest.mark.slow

@@ -20,7 +20,7 @@ if str(ROOT) not in sys.path:
 
 import compiler  # noqa: E402
 import runtime  # noqa: E402
-from compiler.cli import main  # noqa: E402
+from cli.main import main  # noqa: E402
 from tests.test_torch_parity_specs import EVAL_ONLY, SMALL, TOL, _stochastic, make_inputs, rel_err  # noqa: E402
 
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))

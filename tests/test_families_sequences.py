@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import compiler
-from compiler.cli import main
+from cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"

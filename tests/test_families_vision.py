@@ -17,7 +17,7 @@ import pytest
 
 import compiler
 from compiler.ir import Graph
-from compiler.cli import main
+from cli.main import main
 from compiler.errors import UserError
 from runtime import Model, load
 from runtime.data import builtin as B

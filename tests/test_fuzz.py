@@ -77,7 +77,7 @@ def test_the_command_line_in_a_subprocess(case, folder):
     """As a user runs it: a fresh interpreter, the real stdout/stderr, the exit status."""
     path = folder / "sub.yaml"
     path.write_bytes(case.text if isinstance(case.text, bytes) else case.text.encode())
-    p = subprocess.run([sys.executable, "-m", "compiler.cli", "check", str(path)] + [f"--set={s}" for s in case.sets],
+    p = subprocess.run([sys.executable, "-m", "cli", "check", str(path)] + [f"--set={s}" for s in case.sets],
                        cwd=ROOT, capture_output=True, timeout=60)
     err = p.stderr.decode("utf-8", "replace")
     assert p.returncode in (0, 1, 2), err + case.describe()
@@ -96,11 +96,11 @@ def test_the_time_limit_interrupts_a_busy_loop():
 
 
 def test_an_escaping_exception_is_a_traceback_finding(monkeypatch, tmp_path):
-    import compiler.cli as cli
+    import cli.check as check
 
     def boom(args):
         raise ZeroDivisionError("inside a command")
-    monkeypatch.setattr(cli, "cmd_check", boom)
+    monkeypatch.setattr(check, "cmd_check", boom)
     path = tmp_path / "x.yaml"
     path.write_text("layers: [relu]\n")
     code, findings = judge_cli(["check", str(path)], 5)
@@ -162,7 +162,7 @@ def test_the_campaign_report_keeps_examples_per_site(tmp_path, capsys):
 ])
 def test_found_by_fuzzing(spec, sets, capsys):
     """Cases tools/fuzz.py found, each once a traceback: now one message and exit 1 or 2."""
-    from compiler.cli import main
+    from cli.main import main
     code = main(["check", str(ROOT / "specs" / spec)] + [f"--set={s}" for s in sets])
     err = capsys.readouterr().err
     assert code in (1, 2) and "error" in err and "Traceback" not in err

@@ -64,7 +64,7 @@ def test_nodes_are_topologically_ordered_ir_nodes():
 
 
 def test_summary_is_what_specc_check_prints(capsys):
-    from compiler.cli import main
+    from cli.main import main
     path = str(ROOT / "specs" / "lenet5.yaml")
     assert main(["check", path]) == 0
     assert capsys.readouterr().out.rstrip("\n") == compiler.compile_file(path).summary().rstrip("\n")

@@ -1,4 +1,4 @@
-"""A node's `init:` (docs/spec-language.md, runtime/init.py): the values runtime.Model draws follow it —
+"""A node's `init:` (docs/spec-language.md, compiler/init.py): the values runtime.Model draws follow it —
 every parameter whose name holds `weight` and a `param` node's tensor; biases and buffers keep PyTorch's
 defaults — and its arguments are checked when the spec compiles."""
 from __future__ import annotations

@@ -13,7 +13,7 @@ import pytest
 
 import compiler
 import runtime
-from compiler.cli import main
+from cli.main import main
 from compiler.errors import UserError
 from compiler.files import atomic_write_text
 

@@ -1,4 +1,4 @@
-"""Hard limits (compiler/limits.py) and the command line's last line of defence (compiler.cli.main).
+"""Hard limits (compiler/limits.py) and the command line's last line of defence (cli.main.main).
 
 Spec-shaped cases live in the bad-spec corpus (tests/specs/bad/); this file covers what a corpus file
 cannot: `--set` values, the expression work budget, limits lowered to reach them cheaply, the one-line
@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from compiler import cli, compile_text, limits
+import cli.check as cli_check
+import cli.main as cli
+from compiler import compile_text, limits
 from compiler.errors import SpecError
 from compiler.expr import ExprError, check_value, evaluate
 from compiler.summary import human
@@ -149,7 +151,7 @@ def test_an_internal_error_is_one_line_and_exit_3(monkeypatch, capsys):
 
     def broken(args):
         raise RuntimeError("a bug\nover two lines")
-    monkeypatch.setattr(cli, "cmd_check", broken)
+    monkeypatch.setattr(cli_check, "cmd_check", broken)
     assert unguarded_main(["check", "x.yaml"]) == 3
     err = capsys.readouterr().err
     assert err == ("specc: internal error: RuntimeError: a bug over two lines — please report this "
@@ -161,7 +163,7 @@ def test_an_internal_error_is_one_line_and_exit_3(monkeypatch, capsys):
 
 
 def test_the_test_suite_fails_on_an_internal_error(monkeypatch):
-    monkeypatch.setattr(cli, "cmd_check", lambda args: 1 / 0)
+    monkeypatch.setattr(cli_check, "cmd_check", lambda args: 1 / 0)
     with pytest.raises(pytest.fail.Exception, match="internal error"):
         cli.main(["check", "x.yaml"])
 
@@ -169,7 +171,7 @@ def test_the_test_suite_fails_on_an_internal_error(monkeypatch):
 def test_interrupt_in_a_command(monkeypatch, capsys):
     def interrupted(args):
         raise KeyboardInterrupt
-    monkeypatch.setattr(cli, "cmd_check", interrupted)
+    monkeypatch.setattr(cli_check, "cmd_check", interrupted)
     assert cli.main(["check", "x.yaml"]) == 130 and capsys.readouterr().err == "interrupted\n"
 
 
@@ -187,10 +189,10 @@ def test_a_full_stdout_is_a_clean_error(monkeypatch, capsys):
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 def test_check_to_dev_full_and_ctrl_c_at_start_up():
     with open("/dev/full", "w") as full:
-        r = subprocess.run([sys.executable, "-m", "compiler.cli", "check", "specs/mlp.yaml"], cwd=ROOT,
+        r = subprocess.run([sys.executable, "-m", "cli", "check", "specs/mlp.yaml"], cwd=ROOT,
                            stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
     assert r.returncode == 1 and r.stderr == "error: cannot write the output: No space left on device\n"
-    # Ctrl-C while `python -m compiler.cli` is still importing (sys.argv[0] is "-m" then)
+    # Ctrl-C while `python -m cli` is still importing (sys.argv[0] is "-m" then)
     code = "import sys; sys.argv[0] = '-m'; import compiler; raise KeyboardInterrupt"
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 130 and r.stderr == "interrupted\n"

@@ -11,7 +11,7 @@ import pytest
 
 import compiler
 import runtime
-from compiler.cli import main
+from cli.main import main
 from runtime import memory
 from runtime.memory import MemoryLimitError
 

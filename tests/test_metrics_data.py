@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 import compiler
-from compiler.cli import main
+from cli.main import main
 from runtime import metrics as M
 from runtime.model import Model
 from runtime.schedule import monitor_mode

@@ -14,7 +14,7 @@ import runtime
 from runtime.train import weighted_sum
 from compiler.errors import UserError
 from compiler.onnx import LOWERINGS
-from compiler.onnx.commands import compare, random_inputs, verify
+from runtime.verify import compare, random_inputs, verify
 from compiler.onnx.export import (ExportError, NoLoweringError, WeightsError, export, max_opset,
                                   to_onnx)
 from runtime.onnx_session import OnnxSession

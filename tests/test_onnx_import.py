@@ -189,7 +189,7 @@ def test_torch_lstm_classifier_imports_and_matches():
 # ------------------------------------------------------------------------------------ command line
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "compiler.cli", *args], cwd=ROOT, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=ROOT, capture_output=True, text=True)
 
 
 def test_cli_import_writes_spec_and_weights_that_run(tmp_path):
@@ -242,7 +242,7 @@ def test_unknown_op_is_named_with_its_node(tmp_path):
 
 
 def test_check_does_not_load_the_importer():
-    code = ("import sys; from compiler.cli import main; main(['check', 'specs/lenet5.yaml']); "
+    code = ("import sys; from cli.main import main; main(['check', 'specs/lenet5.yaml']); "
             "print(any(m.startswith(('compiler.onnx_import', 'onnx')) for m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert r.stdout.strip().endswith("False"), r.stdout + r.stderr

@@ -161,7 +161,7 @@ def test_conv_init_matches_torch():
     _, _, inf = infer("conv_transpose2d", {"out_channels": 8, "kernel_size": [3, 2], "groups": 2}, [(1, 6, 5, 5)])
     assert inf.params[0].shape == tuple(m.weight.shape)
     assert inf.params[1].init.kw["fan_in"] == fans(m.weight)[0]
-    from runtime.init import fans as our_fans
+    from compiler.init import fans as our_fans
     assert our_fans(inf.params[0].shape)[0] == fans(m.weight)[0]
     m = torch.nn.Conv2d(6, 8, (3, 2), groups=2)
     _, _, inf = infer("conv2d", {"out_channels": 8, "kernel_size": [3, 2], "groups": 2}, [(1, 6, 5, 5)])

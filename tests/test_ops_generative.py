@@ -162,7 +162,7 @@ def test_reparameterize_broadcast_mu_exports():
     """mu [1, 1] with logvar [2, 3, 2]: the exporter passed mu through unexpanded while declaring the
     broadcast shape, and ONNX's checker refused the graph (found by tools/fuzz.py)."""
     import compiler
-    from compiler.onnx.commands import verify
+    from runtime.verify import verify
     from compiler.onnx.export import fresh_weights
     g = compiler.compile_text("inputs: {a: [N, 1], b: [2, 3, 2]}\nlayers:\n  - {op: mean, name: m, in: a, keepdim: true}\n"
                               "  - {op: reparameterize, name: z, in: [m, b]}\noutputs: [z]\n")

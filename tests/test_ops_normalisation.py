@@ -4,7 +4,7 @@ import pytest
 from compiler.errors import ShapeError
 from compiler.ir import TensorType
 from opcheck import gradcheck, infer, make_params, onnx_parity, rand, run
-from runtime.init import initialise
+from compiler.init import initialise
 
 
 def shape_error(name, attrs, inputs):

@@ -6,7 +6,7 @@ import csv
 import numpy as np
 import pytest
 
-from compiler.cli import main
+from cli.main import main
 from runtime.sweep import _split_values, parse_grid, run_name
 
 SPEC = """

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from compiler import compile_file
-from compiler.cli import main
+from cli.main import main
 from compiler.summary import totals
 
 

@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from compiler.cli import build_parser, main
-from compiler.completion import commands, script, walk
+from cli.main import build_parser, main
+from cli.completion import commands, script, walk
 
 TREE = commands(walk(build_parser()))
 

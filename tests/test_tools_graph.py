@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from compiler import compile_file
-from compiler.cli import main
+from cli.main import main
 from compiler.graphviz import MAX_BOXES, default_depth, to_dot
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import yaml
 
-from compiler.cli import main
+from cli.main import main
 from compiler.scaffold import KINDS
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from compiler import compile_file
-from compiler.cli import main
+from cli.main import main
 
 SPEC = "specs/lenet5.yaml"
 

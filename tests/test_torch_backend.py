@@ -16,7 +16,7 @@ if str(ROOT) not in sys.path:
 
 import compiler  # noqa: E402
 import runtime  # noqa: E402
-from compiler.cli import main  # noqa: E402
+from cli.main import main  # noqa: E402
 from runtime import checkpoint  # noqa: E402
 
 

@@ -251,7 +251,7 @@ def test_a_run_resumes_on_either_backend(tmp_path, first, second):
 
 
 def test_cli_train_torch_then_eval_and_export_with_numpy(tmp_path, capsys):
-    from compiler.cli import main
+    from cli.main import main
     g, data = _mlp()
     np.savez(tmp_path / "d.npz", **data)
     out = tmp_path / "run"
@@ -271,14 +271,14 @@ def test_cli_train_torch_then_eval_and_export_with_numpy(tmp_path, capsys):
 
 
 def test_precision_without_torch_backend_is_a_usage_error(capsys):
-    from compiler.cli import main
+    from cli.main import main
     assert main(["train", str(ROOT / "specs" / "mlp.yaml"), "--precision", "fp16"]) == 2
     assert "--precision fp16 needs --backend torch" in capsys.readouterr().err
 
 
 def test_without_torch_the_flag_says_how_to_install_it(tmp_path):
     code = ("import sys; sys.modules['torch'] = None\n"
-            "from compiler.cli import main\n"
+            "from cli.main import main\n"
             f"sys.exit(main(['train', {str(ROOT / 'specs' / 'mlp.yaml')!r}, '--backend', 'torch']))")
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 1, p.stderr
@@ -311,7 +311,7 @@ def test_two_processes_train_as_one_with_the_global_batch_and_resume_exactly(tmp
     interrupted after epoch 1 (written by one process, to keep the test short: the checkpoint does not depend
     on the process count), resumed by two processes to epoch 2 — the last.npz rank 0 writes — has the weights
     and history of one process with batch 8 throughout."""
-    from compiler.cli import main
+    from cli.main import main
     spec = tmp_path / "tiny.yaml"
     spec.write_text(TINY)
     x = np.random.default_rng(0).standard_normal((35, 6)).astype(np.float32)
@@ -332,7 +332,7 @@ def test_two_processes_train_as_one_with_the_global_batch_and_resume_exactly(tmp
 
 def test_a_diverging_run_stops_with_the_numpy_message(tmp_path, capsys):
     """A non-finite loss on torch stops training as on NumPy, naming the first non-finite node."""
-    from compiler.cli import main
+    from cli.main import main
     spec = tmp_path / "tiny.yaml"
     spec.write_text(TINY.replace("{type: adam, lr: 0.01}", "{type: sgd, lr: 1.0e+30}").replace("tanh", "relu"))
     x = np.random.default_rng(0).standard_normal((35, 6)).astype(np.float32)

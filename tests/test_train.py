@@ -724,7 +724,7 @@ def test_block_instances_are_names_at_run_time():
 def test_compile_a_block_instance_output(tmp_path):
     """docs/onnx.md's example: `specc compile specs/vae.yaml --output enc` exported the encoder's mean."""
     pytest.importorskip("onnx")
-    from compiler.cli import main
+    from cli.main import main
     assert main(["compile", "specs/vae.yaml", "--output", "enc", "-o", str(tmp_path / "enc.onnx")]) == 0
     import onnx
     proto = onnx.load(str(tmp_path / "enc.onnx"))
@@ -758,7 +758,7 @@ def test_train_section_expressions_and_set_overrides():
                                                        "train.epochs": "${width + 1}"})
     assert (g.train.batch_size, g.train.epochs, g.train.optimizer.type, g.train.optimizer.lr) == (32, 17, "adam", 3e-4)
     assert g.train.early_stopping.patience == 2
-    from compiler.cli import parse_set
+    from compiler.overrides import parse_set
     assert parse_set(["train.optimizer.lr=3e-4"]) == {"train.optimizer.lr": 3e-4}
 
 

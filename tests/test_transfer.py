@@ -7,7 +7,7 @@ import pytest
 
 import compiler
 import runtime
-from compiler.cli import main
+from cli.main import main
 from compiler.errors import UserError
 from runtime.checkpoint import read_npz, split
 from runtime.transfer import init_from, parse_map

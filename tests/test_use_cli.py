@@ -8,7 +8,7 @@ import sys
 import numpy as np
 
 from compiler import compile_text
-from compiler.cli import build_parser, main
+from cli.main import build_parser, main
 from runtime import Model, save
 
 COMMANDS = ["generate", "sample", "interpolate", "saliency", "attack", "neighbors", "attention", "boundary"]
@@ -26,7 +26,7 @@ def test_every_flag_has_help():
 
 
 def test_help_runs_without_the_runtime():
-    code = ("import sys; from compiler.cli import main\n"
+    code = ("import sys; from cli.main import main\n"
             "try:\n    main(['generate', '--help'])\nexcept SystemExit:\n    pass\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('runtime', 'onnx', 'torch', 'matplotlib')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

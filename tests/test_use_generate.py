@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from compiler import compile_text
-from compiler.cli import main
+from cli.main import main
 from compiler.errors import SpecError, UserError
 from runtime import Model, fit, save
 from runtime.use.generate import decode

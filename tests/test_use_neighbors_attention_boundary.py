@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from compiler import compile_text
-from compiler.cli import main
+from cli.main import main
 from runtime import Model, fit, save
 
 EMB = """\

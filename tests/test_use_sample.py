@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from compiler import compile_text
-from compiler.cli import main
+from cli.main import main
 from runtime import Model, fit, save
 
 VAE = """\

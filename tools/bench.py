@@ -514,7 +514,7 @@ def _op_counts(p) -> dict[str, int]:
 # ----------------------------------------------------------------------------------------------- compiler
 
 def _specc_cmd() -> list[str]:
-    return [sys.executable, "-c", "import sys; from compiler.cli import main; sys.exit(main())"]
+    return [sys.executable, "-c", "import sys; from cli.main import main; sys.exit(main())"]
 
 
 def generated_spec(n: int) -> str:
@@ -565,7 +565,7 @@ def run_compiler(quick: bool) -> dict:
     probe = subprocess.run(
         [sys.executable, "-c",
          "import sys, io, json, contextlib\n"
-         "from compiler.cli import main\n"
+         "from cli.main import main\n"
          "buf = io.StringIO()\n"
          "with contextlib.redirect_stdout(buf):\n"
          "    rc = main(['check', 'specs/resnet50.yaml'])\n"

@@ -42,7 +42,7 @@ train:
 CHILD = """\
 import resource, sys, time
 sys.path.insert(0, {root!r})
-from compiler.cli import main
+from cli.main import main
 t0 = time.perf_counter()
 code = main(["train", {spec!r}, "--out", {out!r}])
 wall = time.perf_counter() - t0

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from compiler import SpecError, compile_file  # noqa: E402
-from compiler.cli import parse_set  # noqa: E402
+from compiler.overrides import parse_set  # noqa: E402
 from compiler.errors import UserError, did_you_mean  # noqa: E402
 from compiler.load import SMap, load_file  # noqa: E402
 from compiler.summary import human, totals  # noqa: E402

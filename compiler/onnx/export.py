@@ -18,8 +18,8 @@ What the export does, in order:
    shape inference agree with specc's shapes.
 
 `weights` is a {state_dict name: array} mapping, an object with `.state_dict()` (a runtime.Model),
-or None: fresh parameters drawn as runtime.Model(graph, seed=train.seed) draws them. (That case
-imports the runtime at call time; the compiler package itself never imports it.)
+or None: fresh parameters drawn as runtime.Model(graph, seed=train.seed) draws them (compiler/init.py; the
+compiler never imports the runtime).
 """
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ import onnx
 from onnx import helper
 
 from ..errors import UserError, did_you_mean
+from ..init import initial_state
 from ..weights_convert import positional_hint
 from ..ir import Graph, Node, Ref, TensorType
 from ..ops.registry import OPS
@@ -186,11 +187,12 @@ def select_outputs(graph: Graph, outputs: Iterable[str] | None) -> dict[str, Ref
 # ------------------------------------------------------------------------------------- weights
 
 def fresh_weights(graph: Graph, seed: int | None = None) -> dict[str, np.ndarray]:
-    """Parameters as runtime.Model(graph, seed) initialises them (seed: the spec's train.seed, else 0)."""
-    from runtime.model import Model        # at call time only: the compiler package does not import runtime
+    """Parameters as runtime.Model(graph, seed) initialises them (seed: the spec's train.seed, else 0), drawn
+    by compiler/init.py. Unlike runtime.Model, nothing checks first that they fit in memory: `specc compile`
+    does (runtime.memory.guard_params) before it calls this."""
     if seed is None:
         seed = getattr(graph.train, "seed", 0) or 0
-    return Model(graph, seed=seed).state_dict()
+    return initial_state(graph, seed)
 
 
 def check_weights(graph: Graph, weights: Any) -> dict[str, np.ndarray]:

@@ -1,9 +1,6 @@
-"""`specc data list [NAME]`: the built-in data sets with their parts, arrays (shape, dtype) and options."""
+"""What `specc data list [NAME]` (cli/data.py) prints: the built-in data sets with their parts, arrays (shape,
+dtype) and options."""
 from __future__ import annotations
-
-import argparse
-
-from compiler.errors import UserError, did_you_mean
 
 from .builtin import BUILTIN, BUILTINS, Builtin, registry
 
@@ -46,16 +43,3 @@ def format_list(names: list[str] | None = None) -> str:
         out += ["", "Use one as train.data (builtin:NAME, builtin:NAME/test, builtin:NAME?option=value,...) or "
                     "--data; docs/builtin-data.md describes each."]
     return "\n".join(out)
-
-
-def cmd_list(args: argparse.Namespace) -> int:
-    names = getattr(args, "name", None) or None
-    if names:
-        names = [n[len(BUILTIN):] if n.startswith(BUILTIN) else n for n in names]
-        for n in names:
-            if n not in BUILTINS:
-                raise UserError(f"unknown built-in data set '{n}'",
-                                hint=did_you_mean(n, BUILTINS) or f"built-in data sets: {', '.join(BUILTINS)}",
-                                code=2)
-    print(format_list(names))
-    return 0

@@ -1,32 +1,18 @@
-"""`specc data inspect SPEC [--data SOURCE]`: what specc will feed each input, without training.
+"""What `specc data inspect SPEC [--data SOURCE]` (cli/data.py) prints: what specc will feed each input.
 
 Reads and checks the data exactly as `specc train` does (every problem reported, exit 1), then prints
 the split sizes and, per split and input, the shape, dtype, range (and mean of float inputs), the class
 balance of label inputs, and what the source derived (category names, classes, vocabulary)."""
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from compiler.errors import UserError
-
-from .check import needed_inputs
 from .columns import chunks
 from .dataset import Dataset
-from .sources import describe, load_splits
 
 MAX_CLASSES = 30
-
-
-def _refs(cfg: Any) -> list[str]:
-    refs: list[str] = []
-    for obj in [cfg.objective] + [p.objective for p in cfg.phases or []]:
-        if obj is not None:
-            refs += [obj] if isinstance(obj, str) else list(obj)
-    return refs + [r for r in (cfg.predict, cfg.target) if r]
 
 
 def stats(ds: Dataset, name: str) -> dict[str, Any]:
@@ -105,34 +91,3 @@ def describe_derived(derived: dict[str, Any]) -> list[str]:
     if "features" in derived:
         out.append(f"feature columns: {', '.join(derived['features'])}")
     return out
-
-
-def cmd_inspect(args: argparse.Namespace) -> int:
-    from compiler.cli import load_graph
-    from compiler.spec import Train
-    g = load_graph(args.spec, args.set)
-    cfg = g.train or Train()
-    refs = _refs(cfg)
-    needed = [k for k in (needed_inputs(g, refs) if refs else list(g.inputs)) if k not in cfg.noise]
-    if args.data is None and cfg.data.train is None:
-        raise UserError(f"'{args.spec}' names no training data (train.data.train)",
-                        hint="give one: specc data inspect SPEC --data SOURCE", code=2)
-    splits = load_splits(g, cfg.data, Path(args.spec).parent, needed, train=args.data, seed=cfg.seed)
-    derived = splits.train.meta.get("derived", {}) if splits.train is not None else {}
-    src = args.data if args.data is not None else describe(cfg.data.train)
-    print(f"{g.name}: data {src}; inputs fed: {', '.join(needed)}")
-    sizes = [f"{k} {len(v) if v is not None else '-'}" for k, v in
-             (("train", splits.train), ("val", splits.val), ("test", splits.test))]
-    print("split sizes: " + ", ".join(sizes))
-    for what in ("train", "val", "test"):
-        ds = getattr(splits, what)
-        if ds is not None:
-            print()
-            print("\n".join(describe_split(what, ds, derived)))
-    lines = describe_derived(derived)
-    if lines:
-        print()
-        print("derived from the training data (saved with the checkpoint):")
-        for ln in lines:
-            print("  " + ln)
-    return 0

@@ -2,7 +2,7 @@
 
     specc train SPEC --backend torch --nproc 2                       # 2 processes on this machine
     torchrun --nnodes 2 --nproc-per-node 4 --rdzv-backend c10d --rdzv-endpoint HOST:29500 \\
-        -m compiler.cli train SPEC --backend torch                   # 8 processes on 2 machines
+        -m cli train SPEC --backend torch                            # 8 processes on 2 machines
 
 `--nproc N` starts N processes with torch.multiprocessing.spawn, each given torch's standard environment
 (MASTER_ADDR/MASTER_PORT on localhost, RANK, WORLD_SIZE, LOCAL_RANK); under torchrun that environment
@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
@@ -56,12 +56,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(argv: list[str], nproc: int) -> int:
-    """Run `specc <argv>` in `nproc` processes on this machine; the first non-zero exit code, else 0."""
+def launch(main: Callable[[list[str]], int], argv: list[str], nproc: int) -> int:
+    """Run `main(argv)` (the `specc` command line's entry point, passed in: the runtime does not import the
+    command line) in `nproc` processes on this machine; the first non-zero exit code, else 0."""
     import torch.multiprocessing as mp
     port = _free_port()
     try:
-        mp.spawn(_worker, args=(argv, nproc, port), nprocs=nproc, join=True)
+        mp.spawn(_worker, args=(main, argv, nproc, port), nprocs=nproc, join=True)
     except mp.ProcessExitedException as e:
         return int(e.exit_code or 1)
     except mp.ProcessRaisedException as e:
@@ -69,12 +70,11 @@ def launch(argv: list[str], nproc: int) -> int:
     return 0
 
 
-def _worker(rank: int, argv: list[str], world: int, port: int) -> None:
+def _worker(rank: int, main: Callable[[list[str]], int], argv: list[str], world: int, port: int) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
     if "OMP_NUM_THREADS" not in os.environ:          # as torchrun: the cores are shared by the processes
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
-    from compiler.cli import main
     code = main(argv)
     if code:
         sys.exit(code)

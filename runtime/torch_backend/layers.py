@@ -576,7 +576,7 @@ def _loss(cx: Cx) -> Emit:
 
 
 def _init_call(init: Any, target: str) -> str:
-    """torch.nn.init's call for a node's `init:` override (runtime/init.py's kinds)."""
+    """torch.nn.init's call for a node's `init:` override (compiler/init.py's kinds)."""
     kw, kind = init.kw, init.kind
     if kind in ("kaiming_uniform", "kaiming_normal"):
         if kw.get("fan_in"):

@@ -13,7 +13,6 @@ misclassified; targeted, the share of inputs not of class K that are now classif
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from typing import Callable
 
@@ -23,7 +22,7 @@ from compiler.errors import UserError
 
 from ..model import Model
 from ..tensor import Tensor
-from .common import beside, classifier, guard_picture, image_input, load_data, load_model, save_npz, softmax
+from .common import beside, save_npz, softmax
 from .plots import figure, to_images
 
 
@@ -110,42 +109,6 @@ def parse_floats(text: str, flag: str) -> list[float]:
     if not vals:
         raise UserError(f"{flag} expects at least one number", code=2)
     return vals
-
-
-def cmd_attack(args: argparse.Namespace) -> int:
-    eps = parse_floats(args.eps, "--eps")
-    if any(e < 0 for e in eps):
-        raise UserError("--eps values must be 0 or more", code=2)
-    clip = tuple(parse_floats(args.clip, "--clip")) if args.clip else None
-    if clip is not None and (len(clip) != 2 or clip[0] >= clip[1]):
-        raise UserError("--clip expects LO,HI with LO < HI", code=2)
-    if args.out:
-        guard_picture(args.out, ".npz", (args.spec, args.weights, args.data))
-    model = load_model(args.spec, args.weights, args.set)
-    output, label = classifier(model, args.output)
-    if label is None:
-        raise UserError("cannot tell which input holds the labels", hint="set train.target in the spec", code=2)
-    name = image_input(model, args.input_name)
-    ds = load_data(model, args.spec, args.data, [name, label])
-    data = {k: v[:args.limit] for k, v in ds.arrays.items()}
-    classes = model(outputs=[output], **{k: v[:1] for k, v in data.items() if k != label})[output].shape[1]
-    if args.target is not None and not 0 <= args.target < classes:
-        raise UserError(f"--target {args.target} is out of range: the model has {classes} classes", code=2)
-    res = run_attack(model, data, name, label, output, args.method, eps, args.steps, args.alpha, args.target, clip)
-    print_table(res, args, len(data[label]), ds.source)
-    if args.out:
-        write_picture(args.out, data[name], data[label], res)
-    return 0
-
-
-def print_table(res: dict, args: argparse.Namespace, n: int, source: str) -> None:
-    kind = f"targeted at class {args.target}" if args.target is not None else "untargeted"
-    steps = f", {args.steps} steps" if args.method == "pgd" else ""
-    print(f"{args.method.upper()} ({kind}{steps}) on {n} samples of {source}; clean accuracy "
-          f"{float(res['clean_accuracy']):.4f}")
-    print(f"{'eps':>8}  {'accuracy':>8}  {'success':>8}")
-    for e, a, s in zip(res["eps"], res["accuracy"], res["success"]):
-        print(f"{e:>8.4g}  {a:>8.4f}  {s:>8.4f}")
 
 
 def write_picture(path: str, x: np.ndarray, y: np.ndarray, res: dict) -> None:

@@ -8,15 +8,9 @@ points. The input must be [N, 2]; the data is `--data`, else the spec's test set
 """
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
-from compiler.errors import UserError
-
 from ..model import Model
-from .common import beside, classifier, guard_picture, image_input, load_data, load_model, save_npz
-from .plots import figure
 
 
 def classes_of(scores: np.ndarray, sigmoid_output: bool) -> np.ndarray:
@@ -46,37 +40,3 @@ def region_grid(model: Model, name: str, output: str, points: np.ndarray,
     xx, yy = np.meshgrid(xs, ys)
     flat = np.stack([xx.ravel(), yy.ravel()], 1).astype(np.float32)
     return xx, yy, predict(model, name, output, flat).reshape(xx.shape)
-
-
-def cmd_boundary(args: argparse.Namespace) -> int:
-    guard_picture(args.out, ".npz", (args.spec, args.weights, args.data))
-    model = load_model(args.spec, args.weights, args.set)
-    output, label = classifier(model, args.output)
-    name = image_input(model, args.input_name)
-    t = model.graph.inputs[name]
-    if t.rank != 2 or t.shape[1] != 2:
-        raise UserError(f"input '{name}' is {t}; a decision-boundary plot needs 2-D points [N, 2]", code=2)
-    ds = load_data(model, args.spec, args.data, [name] + ([label] if label else []))
-    points = ds.arrays[name]
-    xx, yy, cls = region_grid(model, name, output, points, args.resolution)
-    labels = ds.arrays.get(label) if label else None
-    if labels is not None and labels.ndim == 2 and labels.shape[1] == 1:    # a [N, 1] 0/1 target (bce)
-        labels = labels[:, 0].round().astype(np.int64)
-    npz = beside(args.out, ".npz")
-    save_npz(npz, {"xx": xx, "yy": yy, "classes": cls, "points": points,
-                   **({"labels": labels} if labels is not None else {})})
-    if labels is not None:
-        pred = predict(model, name, output, points.astype(np.float32))
-        print(f"accuracy on {ds.source} ({len(points)} points): {float((pred == labels).mean()):.4f}")
-
-    def draw(fig) -> None:
-        ax = fig.add_subplot(1, 1, 1)
-        k = int(max(cls.max(), labels.max() if labels is not None else 0)) + 1
-        ax.contourf(xx, yy, cls, levels=np.arange(k + 1) - 0.5, cmap="coolwarm" if k <= 2 else "tab10", alpha=0.35)
-        ax.scatter(points[:, 0], points[:, 1], c=labels if labels is not None else "k", s=12,
-                   cmap="coolwarm" if k <= 2 else "tab10", vmin=0, vmax=max(k - 1, 1), edgecolors="k", linewidths=0.3)
-        ax.set_title(f"{model.graph.name}: decision regions")
-
-    if figure(args.out, npz, draw, size=(5, 4.5)):
-        print(f"wrote {args.out} and {npz}")
-    return 0

@@ -18,7 +18,7 @@ TOKENS_RE = re.compile(r"^\s*-?\d+(\s*,\s*-?\d+)*\s*$")
 
 def load_model(spec: str, weights: str, sets: list[str] | None = None) -> Model:
     """The spec's model with the checkpoint's weights, in eval mode (dropout off, batch-norm running stats)."""
-    from compiler.cli import load_graph
+    from compiler.overrides import load_graph
 
     from ..checkpoint import load, warn_nonfinite
     graph = load_graph(spec, sets)

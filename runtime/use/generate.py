@@ -16,7 +16,6 @@ with K = 1 it is greedy search.
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +23,7 @@ import numpy as np
 from compiler.errors import UserError
 
 from ..model import Model
-from .common import check_inputs, guard, input_files, load_model, log_softmax, parse_values, save_npz, softmax
+from .common import check_inputs, log_softmax, softmax
 from .runner import Key, Runner, batch_axis
 
 
@@ -236,26 +235,3 @@ def read_vocab(path: str) -> list[str]:
         return p.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"cannot read vocabulary file '{path}': {e}") from None
-
-
-def cmd_generate(args: argparse.Namespace) -> int:
-    if args.temperature <= 0:
-        raise UserError("--temperature must be positive", code=2)
-    if args.strategy != "sample" and (args.top_k is not None or args.temperature != 1.0):
-        raise UserError("--temperature and --top-k apply to --strategy sample", code=2)
-    if args.out:
-        guard(args.out, ".npz", (args.spec, args.weights, *input_files(args.input)))
-    vocab = read_vocab(args.vocab) if args.vocab else None
-    model = load_model(args.spec, args.weights, args.set)
-    inputs = parse_values(args.input)
-    res = decode(model, inputs, args.strategy, args.beam, args.temperature, args.top_k, args.max_len, args.seed)
-    gen = model.graph.generate
-    for i, (toks, sc) in enumerate(zip(res.tokens, res.scores)):
-        words = [vocab[t] if vocab and t < len(vocab) else str(t) for t in toks]
-        print(f"{i}: {' '.join(words)}   (log p {sc:.3f})")
-    if args.out:
-        save_npz(args.out, {"tokens": as_array(res, gen.pad), "lengths": [len(t) for t in res.tokens],
-                            "scores": res.scores})
-        print(f"wrote {args.out}: tokens, lengths, scores")
-    return 0
-

@@ -10,15 +10,11 @@ a,b,c` looks for the words nearest to a − b + c (king − man + woman ≈ quee
 """
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
 from compiler.errors import UserError, did_you_mean
 
 from ..model import Model
-from .common import load_model
-from .generate import read_vocab
 
 
 def table_of(model: Model, name: str | None) -> tuple[str, np.ndarray]:
@@ -65,39 +61,3 @@ def token_id(text: str, vocab: list[str] | None, size: int) -> int:
     if vocab is None:
         raise UserError(f"'{text}' is not a token id; to look words up give --vocab FILE", code=2)
     raise UserError(f"'{text}' is not in the vocabulary", hint=did_you_mean(text, vocab), code=2)
-
-
-def cmd_neighbors(args: argparse.Namespace) -> int:
-    given = [x is not None for x in (args.word, args.index, args.analogy)]
-    if sum(given) != 1:
-        raise UserError("give one of --word W, --index I or --analogy a,b,c", code=2)
-    vocab = read_vocab(args.vocab) if args.vocab else None
-    model = load_model(args.spec, args.weights, args.set)
-    key, table = table_of(model, args.table)
-    if vocab is not None and len(vocab) < len(table):
-        print(f"note: the vocabulary has {len(vocab)} words but the table {len(table)} rows; "
-              "rows without a word show their id")
-
-    def word(i: int) -> str:
-        return vocab[i] if vocab is not None and i < len(vocab) else str(i)
-
-    if args.analogy is not None:
-        parts = [p.strip() for p in args.analogy.split(",")]
-        if len(parts) != 3 or not all(parts):
-            raise UserError("--analogy expects three words a,b,c (a - b + c)", code=2)
-        ids = [token_id(p, vocab, len(table)) for p in parts]
-        query = table[ids[0]] - table[ids[1]] + table[ids[2]]
-        what = f"{word(ids[0])} - {word(ids[1])} + {word(ids[2])}"
-        exclude = ids
-    else:
-        i = args.index if args.index is not None else token_id(args.word, vocab, len(table))
-        if not 0 <= i < len(table):
-            raise UserError(f"--index {i} is out of range: the table has {len(table)} rows", code=2)
-        query, what, exclude = table[i], f"{word(i)} (id {i})", [i]
-    rows = neighbours(table, query, args.k, args.metric, exclude)
-    label = "cosine" if args.metric == "cosine" else "distance"
-    print(f"nearest to {what} in {key} [{table.shape[0]}×{table.shape[1]}], by {args.metric}:")
-    print(f"{'rank':>4}  {'id':>6}  {label:>9}  word")
-    for r, (i, s) in enumerate(rows, 1):
-        print(f"{r:>4}  {i:>6}  {s:>9.4f}  {word(i)}")
-    return 0

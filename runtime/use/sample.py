@@ -13,7 +13,6 @@ OUT.png is a grid; OUT.npz beside it holds the arrays (outputs, codes, labels).
 """
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 
@@ -21,8 +20,7 @@ import numpy as np
 
 from compiler.errors import UserError
 
-from ..model import Model
-from .common import beside, check_inputs, guard_picture, input_files, load_model, parse_values, save_npz
+from .common import beside, save_npz
 from .plots import to_images, write_grid
 from .runner import Key, Runner
 
@@ -119,59 +117,7 @@ def write_outputs(path: str, images: np.ndarray, cols: int, arrays: dict[str, np
     print(f"wrote {path} ({len(pics)} images) and {npz}")
 
 
-def prepare(args: argparse.Namespace) -> tuple[Model, Runner, Key, Key, list[str]]:
-    guard_picture(args.out, ".npz", (args.spec, args.weights, *input_files(getattr(args, "input", None)),
-                                     *input_files(getattr(args, "input2", None))))
-    model = load_model(args.spec, args.weights, args.set)
-    r = Runner(model)
-    latent = latent_key(r, args.latent)
-    out = output_key(r, latent, args.output)
-    return model, r, latent, out, conditions(r, latent, out)
-
-
-def cmd_sample(args: argparse.Namespace) -> int:
-    model, r, latent, out, conds = prepare(args)
-    cond, labels, cols = labels_for(r, conds, args.n, getattr(args, "cls", None))
-    z = np.random.default_rng(args.seed).standard_normal(latent_shape(r, latent, args.n)).astype(np.float32)
-    images = decode(r, latent, out, z, cond)
-    arrays = {"samples": images, "latent": z}
-    if labels is not None:
-        arrays["labels"] = labels
-    write_outputs(args.out, images, cols, arrays)
-    return 0
-
-
 def encode(r: Runner, latent: Key, given: dict[str, np.ndarray]) -> np.ndarray:
     if latent[0] in r.graph.inputs and latent[0] in given:
         return np.asarray(given[latent[0]], dtype=np.float32)
     return r.run([latent], given)[latent]
-
-
-def cmd_interpolate(args: argparse.Namespace) -> int:
-    if args.steps < 2:
-        raise UserError("--steps must be at least 2 (the two ends)", code=2)
-    model, r, latent, out, conds = prepare(args)
-    a, b = parse_values(args.input), parse_values(args.input2)
-    if not a or not b:
-        raise UserError("give both ends: --input NAME=a.npy --input2 NAME=b.npy", code=2)
-    if set(a) != set(b):
-        raise UserError(f"--input gives {', '.join(sorted(a))} but --input2 gives {', '.join(sorted(b))}", code=2)
-    check_inputs(model, a)
-    za, zb = encode(r, latent, a), encode(r, latent, b)
-    if za.shape != zb.shape:
-        raise UserError(f"the two codes differ in shape: {list(za.shape)} and {list(zb.shape)}", code=2)
-    m, steps = len(za), args.steps
-    t = np.linspace(0.0, 1.0, steps)
-    codes = np.stack([(1 - s) * za + s * zb for s in t], axis=1)          # [m, steps, ...]
-    flat = codes.reshape(m * steps, *za.shape[1:])
-    if conds and all(k in a for k in conds):
-        cond = {k: np.repeat(a[k], steps, axis=0) for k in conds}
-    elif conds and getattr(args, "cls", None) is None:
-        raise UserError(f"the generator reads '{conds[0]}' besides its code: pass --class K, or give "
-                        f"--input {conds[0]}=FILE.npy", code=2)
-    else:
-        cond = labels_for(r, conds, m * steps, getattr(args, "cls", None))[0]
-    images = decode(r, latent, out, flat, cond)
-    write_outputs(args.out, images, steps, {"images": images, "codes": flat, "t": t})
-    return 0
-

@@ -25,14 +25,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from compiler.cli import load_graph
 from compiler.errors import UserError
+from compiler.overrides import load_graph
 
-from . import data as D
-from .checkpoint import load as load_checkpoint
-from .memory import ensure_inputs_fit
-from .model import Model
-from .train import evaluate, fit, make_plan, summary_lines
+from runtime import data as D
+from runtime.checkpoint import load as load_checkpoint
+from runtime.memory import ensure_inputs_fit
+from runtime.model import Model
+from runtime.runs import check_previous_run
+from runtime.train import evaluate, fit, make_plan, summary_lines
 
 
 def _out_dir(args: argparse.Namespace, name: str) -> Path:
@@ -54,36 +55,11 @@ def _out_dir(args: argparse.Namespace, name: str) -> Path:
     return out
 
 
-RUN_FILES = ("best.npz", "last.npz")
-
-
-def _check_previous_run(out: Path, graph: Any, resume: str | None) -> bool:
-    """Refuse to replace a run of a different spec; True when a run of this spec will be replaced.
-    Resuming a run in its own folder replaces nothing (fit checks that the checkpoint fits the spec)."""
-    from .checkpoint import read_meta
-    found = [out / f for f in RUN_FILES if (out / f).is_file()]
-    if not found or resume is not None and Path(resume).resolve().parent == out.resolve():
-        return False
-    for f in found:
-        meta = read_meta(f)
-        if meta is None:
-            raise UserError(f"'{f}' is not a specc checkpoint; specc will not overwrite it",
-                            hint="use --out DIR for a new run, or delete the old one")
-        old = meta.get("spec_hash")
-        if old and graph.spec_hash and old != graph.spec_hash:
-            name = meta.get("spec_name", "?")
-            what = (f"a run of {name} made with other --set params or an earlier version of the spec"
-                    if name == graph.name else f"a run of a different spec, {name}")
-            raise UserError(f"'{out}' holds {what} ('{f}'); specc will not replace it",
-                            hint="use --out DIR for this run, or delete the old one")
-    return True
-
-
 def _finished(resume: str, epochs: int | None, graph: Any) -> str | None:
     """The note to print when a resumed run has nothing left to train, else None (fit then checks the
     checkpoint: kind, spec)."""
-    from .checkpoint import read_meta
-    from .train import STATE_KIND
+    from runtime.checkpoint import read_meta
+    from runtime.train import STATE_KIND
     meta = read_meta(resume) or {}
     if meta.get("kind") != STATE_KIND or meta.get("spec_hash") != graph.spec_hash:
         return None
@@ -126,7 +102,7 @@ def _init_flags(args: argparse.Namespace) -> tuple[str | None, list[str]]:
 
 def _check_backend_flags(args: argparse.Namespace) -> None:
     if getattr(args, "backend", "numpy") == "torch":
-        from .torch_backend import require_torch
+        from runtime.torch_backend import require_torch
         require_torch()
     elif getattr(args, "nproc", 1) > 1 or _distributed():
         raise UserError("--nproc (and torchrun) train with PyTorch's DistributedDataParallel: add --backend torch",
@@ -141,9 +117,9 @@ def _train_backend(args: argparse.Namespace, model: Model) -> Any:
     process of a data-parallel run when torch's distributed environment says so)."""
     if getattr(args, "backend", "numpy") != "torch":
         return None
-    from .torch_backend.trainer import TorchBackend
+    from runtime.torch_backend.trainer import TorchBackend
     if _distributed():
-        from .torch_backend import distributed
+        from runtime.torch_backend import distributed
         rank, world, device = distributed.init(args.device)
         return TorchBackend(model, device, args.precision, rank=rank, world=world)
     return TorchBackend(model, args.device, args.precision)
@@ -169,18 +145,24 @@ def _train_argv(args: argparse.Namespace) -> list[str]:
     return words
 
 
+def _specc(argv: list[str]) -> int:
+    """`specc <argv>` in a process of --nproc (spawned: it finds this function by name and imports cli.main)."""
+    from .main import main
+    return main(argv)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     _check_backend_flags(args)
     nproc = getattr(args, "nproc", 1)
     if nproc > 1 and not _distributed():
         load_graph(args.spec, args.set)                 # a bad spec or --set fails here, once
-        from .torch_backend import distributed
-        return distributed.launch(_train_argv(args), nproc)
+        from runtime.torch_backend import distributed
+        return distributed.launch(_specc, _train_argv(args), nproc)
     try:
         return _train(args)
     finally:
         if _distributed() and getattr(args, "backend", "numpy") == "torch":
-            from .torch_backend import distributed
+            from runtime.torch_backend import distributed
             distributed.finish()
 
 
@@ -196,11 +178,11 @@ def _train(args: argparse.Namespace) -> int:
         raise UserError(f"checkpoint '{args.resume}' not found", hint="resume from a run's last.npz", code=1)
     init, init_map = _init_flags(args)
     out = _out_dir(args, g.name)
-    replacing = _check_previous_run(out, g, args.resume)
+    replacing = check_previous_run(out, g, args.resume)
     model = Model(g, seed=cfg.seed)
     quiet = _distributed() and os.environ.get("RANK", "0") != "0"     # data parallel: rank 0 speaks
     if init is not None:
-        from .transfer import init_from
+        from runtime.transfer import init_from
         table = init_from(model, init, init_map).table()
         if not quiet:
             print(table)
@@ -214,7 +196,7 @@ def _train(args: argparse.Namespace) -> int:
                              + D.builtin_hint(g, plan.needed), code=2)
     derived = None
     if args.resume is not None:                 # the resumed run's categories and vocabulary, unchanged
-        from .checkpoint import read_meta
+        from runtime.checkpoint import read_meta
         derived = (read_meta(args.resume) or {}).get("data")
     splits = D.load_splits(g, cfg.data, base, plan.needed, train=args.data, seed=cfg.seed, derived=derived)
     if args.resume is not None and (note := _finished(args.resume, args.epochs, g)) is not None:
@@ -229,12 +211,12 @@ def _train(args: argparse.Namespace) -> int:
         if backend is None:
             fit(model, splits.train, splits.val, epochs=args.epochs, out_dir=out, resume=args.resume)
         elif backend.rank != 0:               # data parallel: rank 0 writes the files and the log
-            from .loop import run
+            from runtime.loop import run
             run(backend, splits.train, splits.val, epochs=args.epochs, out_dir=None, resume=args.resume, log=None,
                 progress=False)
             return 0
         else:
-            from .loop import run
+            from runtime.loop import run
             run(backend, splits.train, splits.val, epochs=args.epochs, out_dir=out, resume=args.resume)
     except KeyboardInterrupt:
         last = out / "last.npz"
@@ -268,11 +250,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not Path(args.weights).is_file():
         raise UserError(f"checkpoint '{args.weights}' not found", code=1)
     if torch_backend:
-        from .torch_backend import load_torch_model
+        from runtime.torch_backend import load_torch_model
         model, meta = load_torch_model(g, args.weights, args.device)
     else:
         meta = load_checkpoint(model, args.weights)
-    from .checkpoint import warn_nonfinite
+    from runtime.checkpoint import warn_nonfinite
     warn_nonfinite(model.state_dict(), args.weights)
     if meta.get("spec_hash") and meta["spec_hash"] != g.spec_hash:
         print(f"warning: '{args.weights}' was made from a different version of this spec (or other --set "

@@ -122,7 +122,7 @@ SHELLS = {"bash": bash, "zsh": zsh, "fish": fish}
 
 def script(shell: str, parser: argparse.ArgumentParser | None = None) -> str:
     if parser is None:
-        from .cli import build_parser
+        from .main import build_parser
         parser = build_parser()
     return SHELLS[shell](walk(parser), parser.prog)
 

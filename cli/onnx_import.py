@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UserError
-from ..files import atomic_write, guard_output
+from compiler.errors import UserError
+from compiler.files import atomic_write, guard_output
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from . import import_model
+    from compiler.onnx_import import import_model
     out = Path(args.out)
     guard_output(out, ".yaml", (args.model,))
     weights = Path(args.weights) if args.weights else None

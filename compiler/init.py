@@ -1,4 +1,6 @@
-"""Parameter initialisers, following torch.nn.init and each PyTorch module's reset_parameters."""
+"""Parameter initialisers, following torch.nn.init and each PyTorch module's reset_parameters, and a spec's
+initial state_dict drawn with them (what runtime.Model starts from, and what an export without weights
+holds). NumPy only, so the compiler's ONNX export draws fresh parameters without importing the runtime."""
 from __future__ import annotations
 
 import math
@@ -6,7 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from compiler.ir import Init
+from .ir import Graph, Init
+
+NP_DTYPES = {"float32": np.float32, "int64": np.int64, "bool": np.bool_}   # a parameter's dtype; else float32
 
 
 def fans(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -107,3 +111,19 @@ def initialise(init: Init, shape: tuple[int, ...], rng: np.random.Generator, dty
     else:
         raise ValueError(f"unknown initialiser {kind!r}")
     return np.asarray(out, dtype=dtype)
+
+
+def _init_applies(param_name: str) -> bool:
+    """A node's `init:` sets its weights (a parameter named "" or "*weight*"), never its biases or buffers."""
+    return param_name == "" or "weight" in param_name
+
+
+def initial_state(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
+    """Every parameter and buffer by state_dict name, drawn in graph.params() order from one generator
+    seeded with `seed` (runtime.Model(graph, seed) starts from exactly these values)."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, np.ndarray] = {}
+    for name, (spec, node) in graph.params().items():
+        init = node.init if node.init is not None and _init_applies(spec.name) else spec.init
+        out[name] = initialise(init, spec.shape, rng, NP_DTYPES.get(spec.dtype, np.float32))
+    return out

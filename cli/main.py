@@ -1,146 +1,32 @@
-"""The `specc` command line. Commands that need the runtime or onnx import it when they run,
-so `specc check` stays light (no onnx, no onnxruntime)."""
+"""The `specc` command line: the parser and the dispatch. Each command lives in the module of its family
+(cli/check.py, cli/train.py, ...), imported only when it runs, so `specc check` stays light (no onnx, no
+onnxruntime, no runtime)."""
 from __future__ import annotations
 
 import argparse
 import errno
 import importlib
-import json
 import os
-import re
 import sys
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
-from .errors import SpecError, UserError
-
-
-FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
-
-
-def parse_set(items: Sequence[str] | None) -> dict[str, Any]:
-    """`--set key=value` pairs; each value is YAML read with the spec's limits (text that is not YAML
-    stays a string). A malformed or oversized value is a usage error (exit 2)."""
-    from .expr import ExprError, check_value
-    from .load import load_value
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--set expects key=value, got '{_clip(item)}'", code=2)
-        key = key.strip()
-        try:
-            out[key] = load_value(value, f"--set {key}") if value.strip() else ""
-            if isinstance(out[key], str) and FLOAT_RE.match(out[key]):
-                out[key] = float(out[key])          # 3e-4 is a number, as in a spec (YAML 1.2)
-            check_value(out[key])
-        except SpecError as e:
-            d = e.diagnostics[0]
-            raise UserError(f"--set {_clip(key)}: {d.message.removeprefix(f'--set {key}: ')}", d.hint,
-                            code=2) from None
-        except ExprError as e:
-            raise UserError(f"--set {_clip(key)}: {e.message}", e.hint, code=2) from None
-    return out
-
-
-def _clip(text: str, n: int = 80) -> str:
-    return text if len(text) <= n else text[:n - 3] + "..."
+from compiler.errors import SpecError, UserError
+from compiler.overrides import clip
 
 
 def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{_clip(text)}'") from None
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{clip(text)}'") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     if value > MAX_COUNT:
-        raise argparse.ArgumentTypeError(f"expected a positive integer up to {MAX_COUNT:,}, got '{_clip(text)}'")
+        raise argparse.ArgumentTypeError(f"expected a positive integer up to {MAX_COUNT:,}, got '{clip(text)}'")
     return value
 
 
 MAX_COUNT = 10 ** 12           # --batch, --epochs: far beyond any real run, small enough for every estimate
-
-
-def load_graph(path: str, sets: Sequence[str] | None = None):
-    from . import compile_file
-    params = parse_set(sets)                # a malformed --set is a usage error (2), whatever the file
-    try:
-        exists, is_dir = Path(path).exists(), Path(path).is_dir()
-    except (OSError, ValueError) as e:      # a NUL character, a name too long for the file system
-        raise UserError(f"cannot read '{_clip(path)}': {getattr(e, 'strerror', None) or e}") from None
-    if not exists:
-        raise UserError(f"no such spec file: '{path}'")
-    if is_dir:
-        raise UserError(f"'{path}' is a folder, not a spec file",
-                        hint=f"check every spec in it with: python tools/shape_check.py {path}")
-    return compile_file(path, params=params)
-
-
-# -- commands implemented here ----------------------------------------------------------------
-def cmd_check(args: argparse.Namespace) -> int:
-    from .summary import as_json
-    status, reports = 0, []
-    for path in args.spec:
-        try:
-            g = load_graph(path, args.set)
-        except SpecError as e:
-            print(e.render(), file=sys.stderr)
-            n = len(e.diagnostics)
-            print(f"{path}: {n} error{'s' if n != 1 else ''}", file=sys.stderr)
-            status = 1
-            if args.json:
-                reports.append({"file": path, "status": "error", "errors": [
-                    {"file": d.loc.file if d.loc else path, "line": d.loc.line if d.loc else None,
-                     "col": d.loc.col if d.loc else None, "message": d.message, "hint": d.hint}
-                    for d in e.diagnostics]})
-            continue
-        except UserError as e:
-            if e.code != 1:                 # a usage error (a malformed --set) is the same for every spec
-                raise
-            print(e.render(), file=sys.stderr)     # a missing file: the other specs are still checked
-            status = 1
-            if args.json:
-                reports.append({"file": path, "status": "error", "errors": [
-                    {"file": path, "line": None, "col": None, "message": e.message, "hint": e.hint}]})
-            continue
-        if args.json:
-            reports.append(as_json(g, args.batch) | {"file": path, "status": "ok", "errors": []}
-                           | _depth_json(g, args))
-        elif args.explain:
-            from .explain import explain
-            print(explain(g, args.explain))
-        elif args.depth is not None or args.columns:
-            from .summary_depth import render
-            print(render(g, args.depth, (args.columns or "").split(","), batch=args.batch))
-        else:
-            print(g.summary(batch=args.batch))
-            if len(args.spec) > 1:
-                print()
-    if args.json:
-        print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2))
-    return status
-
-
-def _depth_json(g: Any, args: argparse.Namespace) -> dict[str, Any]:
-    """check --json --depth K: the collapsed rows too."""
-    if args.depth is None:
-        return {}
-    from .summary_depth import as_json_rows
-    return {"depth": args.depth, "rows": as_json_rows(g, args.depth)}
-
-
-def cmd_schema(args: argparse.Namespace) -> int:
-    from .schema import json_schema
-    text = json.dumps(json_schema(), indent=2)
-    if args.output:
-        from .files import atomic_write_text, guard_output
-        guard_output(args.output, ".json")
-        atomic_write_text(args.output, text + "\n")
-        print(f"wrote {args.output}")
-    else:
-        print(text)
-    return 0
 
 
 def lazy(target: str) -> Callable[[argparse.Namespace], int]:
@@ -153,7 +39,7 @@ def lazy(target: str) -> Callable[[argparse.Namespace], int]:
 
 # -- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from compiler import __version__
     p = argparse.ArgumentParser(prog="specc", description="Declarative neural-network specs: check, compile, "
                                 "train, run.")
     p.add_argument("--version", action="version", version=f"specc {__version__}")
@@ -179,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     def sets(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec param, or any train key as train.KEY (dotted: train.optimizer.lr=3e-4)")
 
-    sp = add("check", cmd_check, "validate, expand and shape-check specs; print the layer table and totals")
+    sp = add("check", lazy("cli.check:cmd_check"), "validate, expand and shape-check specs; print the layer table and totals")
     sp.add_argument("spec", nargs="+")
     sets(sp)
     sp.add_argument("--batch", type=positive_int, default=1, help="batch size for the training-memory estimate")
@@ -191,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--explain", metavar="NODE", help="print the formula behind NODE's output shape, with the "
                     "numbers and where each came from")
 
-    sp = add("compile", lazy("compiler.onnx.commands:cmd_compile"), "export the inference graph to ONNX")
+    sp = add("compile", lazy("cli.compile:cmd_compile"), "export the inference graph to ONNX")
     sp.add_argument("spec")
     sp.add_argument("-o", "--out", required=True, metavar="OUT.onnx", help="the ONNX file to write")
     sp.add_argument("--weights", metavar="CKPT.npz", help="trained weights to embed (default: the spec's initial "
@@ -204,14 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "no batch-norm fusion (by default they are folded, as torch.onnx.export does)")
     sets(sp)
 
-    sp = add("import", lazy("compiler.onnx_import.commands:cmd_import"),
+    sp = add("import", lazy("cli.onnx_import:cmd_import"),
              "turn an ONNX model into a spec (and its weights into a checkpoint)")
     sp.add_argument("model", metavar="MODEL.onnx")
     sp.add_argument("-o", "--out", required=True, metavar="SPEC.yaml", help="the spec to write")
     sp.add_argument("--weights", metavar="OUT.npz", help="also write the model's weights as a checkpoint")
     sp.add_argument("--name", help="the spec's name (default: the model file's name)")
 
-    sp = add("train", lazy("runtime.commands:cmd_train"), "train with the NumPy runtime (or --backend torch) as the spec's train section says")
+    sp = add("train", lazy("cli.train:cmd_train"), "train with the NumPy runtime (or --backend torch) as the spec's train section says")
     sp.add_argument("spec")
     sp.add_argument("--data", metavar="PATH", help="training data: an .npz with an array per input, or builtin:NAME "
                     "(default: train.data.train in the spec)")
@@ -230,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--nproc", type=positive_int, default=1, metavar="N",
                     help="with --backend torch: N data-parallel processes on this machine (torch.distributed)")
 
-    sp = add("sweep", lazy("runtime.sweep:cmd_sweep"), "train once per combination of --grid values; a table "
+    sp = add("sweep", lazy("cli.sweep:cmd_sweep"), "train once per combination of --grid values; a table "
              "of results sorted by the monitored metric")
     sp.add_argument("spec")
     sp.add_argument("--grid", action="append", metavar="KEY=V1,V2", help="a spec param or train.KEY and its "
@@ -240,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--data", metavar="PATH", help="training data of every run (default: train.data.train)")
     sets(sp)
 
-    sp = add("eval", lazy("runtime.commands:cmd_eval"), "loss and metrics of a checkpoint on a data set")
+    sp = add("eval", lazy("cli.train:cmd_eval"), "loss and metrics of a checkpoint on a data set")
     sp.add_argument("spec")
     sp.add_argument("--weights", required=True, metavar="CKPT", help="the weights to score (a run's best.npz)")
     sp.add_argument("--data", metavar="PATH", help="an .npz or builtin:NAME (default: train.data.test in the spec)")
@@ -248,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--backend", choices=["numpy", "torch"], default="numpy", help="torch: needs specc[torch]")
     sp.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu", help="with --backend torch")
 
-    sp = add("run", lazy("runtime.inference:cmd_run"), "inference with the NumPy runtime or onnxruntime")
+    sp = add("run", lazy("cli.run:cmd_run"), "inference with the NumPy runtime or onnxruntime")
     sp.add_argument("model", metavar="SPEC|MODEL.onnx")
     sp.add_argument("--weights", metavar="CKPT", help="weights for a spec (default: its initial values)")
     sp.add_argument("--input", action="append", metavar="NAME=FILE.npy", default=[],
@@ -260,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu", help="with --backend torch")
     sets(sp)
 
-    sp = add("export-torch", lazy("runtime.torch_backend.commands:cmd_export_torch"),
+    sp = add("export-torch", lazy("cli.export_torch:cmd_export_torch"),
              "write the spec as a standalone, readable PyTorch file (nn.Module classes, specc's state_dict names)")
     sp.add_argument("spec")
     sp.add_argument("-o", "--out", required=True, metavar="MODEL.py", help="the Python file to write")
@@ -275,16 +161,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     about = "what specc will feed each input: shapes, dtypes, ranges, class balance, split sizes (no training)"
     sp = data_sub.add_parser("inspect", help=about, description=about)
-    sp.set_defaults(data_handler=lazy("runtime.data.inspect:cmd_inspect"))
+    sp.set_defaults(data_handler=lazy("cli.data:cmd_inspect"))
     sp.add_argument("spec")
     sp.add_argument("--data", metavar="SOURCE", help="the training data instead of train.data.train")
     sets(sp)
     about = "the built-in data sets: parts, arrays (shape, dtype), options"
     sp = data_sub.add_parser("list", help=about, description=about)
-    sp.set_defaults(data_handler=lazy("runtime.data.builtin_list:cmd_list"))
+    sp.set_defaults(data_handler=lazy("cli.data:cmd_list"))
     sp.add_argument("name", nargs="*", metavar="NAME", help="only these sets")
 
-    sp = add("graph", lazy("compiler.graphviz:cmd_graph"), "draw the graph (dot, mmd, svg, png, pdf)")
+    sp = add("graph", lazy("cli.graph:cmd_graph"), "draw the graph (dot, mmd, svg, png, pdf)")
     sp.add_argument("spec")
     sp.add_argument("-o", "--out", required=True, metavar="FILE", help="the picture: .dot, .mmd (Mermaid), .svg, "
                     ".png or .pdf (the last three need Graphviz's dot)")
@@ -296,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="layout direction: top to bottom (default) or left to right, ...")
     sets(sp)
 
-    sp = add("generate", lazy("runtime.use.generate:cmd_generate"),
+    sp = add("generate", lazy("cli.use:cmd_generate"),
              "decode token sequences from a trained seq2seq or decoder-only model (the spec's generate: section)")
     trained(sp)
     sp.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy|NAME=1,5,7",
@@ -320,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   "(class-conditional with --class); a PNG grid and the arrays"),
                        ("interpolate", "decode the codes on the line between two inputs' codes; a PNG grid and "
                                        "the arrays")):
-        sp = add(name, lazy(f"runtime.use.sample:cmd_{name}"), what)
+        sp = add(name, lazy(f"cli.use:cmd_{name}"), what)
         trained(sp)
         if name == "sample":
             sp.add_argument("--n", type=positive_int, default=16, help="how many samples (default 16)")
@@ -340,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("-o", "--out", required=True, metavar="OUT.png", help="the grid; OUT.npz is written beside it")
         sets(sp)
 
-    sp = add("saliency", lazy("runtime.use.saliency:cmd_saliency"),
+    sp = add("saliency", lazy("cli.use:cmd_saliency"),
              "saliency map: max over channels of |d class score / d input|, a heat map over each image")
     trained(sp)
     sp.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy",
@@ -353,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "the maps [N, H, W]")
     sets(sp)
 
-    sp = add("attack", lazy("runtime.use.attack:cmd_attack"),
+    sp = add("attack", lazy("cli.use:cmd_attack"),
              "FGSM/PGD adversarial examples: accuracy and success rate per epsilon, a before/after picture")
     trained(sp)
     sp.add_argument("--data", metavar="SRC", help="the examples to attack: an .npz or builtin:NAME (default: the "
@@ -374,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "and the attacked examples")
     sets(sp)
 
-    sp = add("neighbors", lazy("runtime.use.neighbors:cmd_neighbors"),
+    sp = add("neighbors", lazy("cli.use:cmd_neighbors"),
              "nearest neighbours and analogies (a - b + c) in a trained embedding table")
     trained(sp)
     sp.add_argument("--table", metavar="NODE", help="the embedding node (default: the spec's only one) or a "
@@ -388,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="cosine similarity or Euclidean distance (default cosine)")
     sets(sp)
 
-    sp = add("attention", lazy("runtime.use.attention:cmd_attention"),
+    sp = add("attention", lazy("cli.use:cmd_attention"),
              "heat map of a transformer/ViT attention layer's weights (query x key positions)")
     trained(sp)
     sp.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy|NAME=1,5,7",
@@ -400,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "the weights [N, Tq, Tk]")
     sets(sp)
 
-    sp = add("boundary", lazy("runtime.use.boundary:cmd_boundary"),
+    sp = add("boundary", lazy("cli.use:cmd_boundary"),
              "decision regions of a classifier of 2-D points, with the data on top")
     trained(sp)
     sp.add_argument("--data", metavar="SRC", help="the points to draw: an .npz or builtin:NAME (default: the "
@@ -419,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = wsub.add_parser("convert", help="rename a weights file's arrays into the spec's state_dict names",
                          description="rename a weights file's arrays (.npz, .safetensors, .pt/.pth state_dict) into "
                          "the spec's state_dict names and write a specc checkpoint; prints every key's fate")
-    sp.set_defaults(handler=lazy("compiler.weights_convert:cmd_convert"))
+    sp.set_defaults(handler=lazy("cli.weights:cmd_convert"))
     sp.add_argument("input", metavar="IN", help="the weights: .npz, .safetensors, or .pt/.pth (needs torch)")
     sp.add_argument("--spec", required=True, metavar="SPEC", help="the spec whose parameter names to fill")
     sp.add_argument("-o", "--out", metavar="OUT.npz", help="the checkpoint to write (for specc eval/compile "
@@ -434,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "get no weights (load it with strict=False)")
     sets(sp)
 
-    sp = add("init", lazy("compiler.scaffold:cmd_init"), "write a commented starter spec that checks and "
+    sp = add("init", lazy("cli.scaffold:cmd_init"), "write a commented starter spec that checks and "
              "trains as written on built-in data")
     sp.add_argument("kind", nargs="?", default="classifier", choices=["classifier", "cnn", "autoencoder", "seq2seq",
                     "gnn"], help="what to start from (default classifier)")
@@ -442,11 +328,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--out", default=".", metavar="DIR", help="the folder to write NAME.yaml in (default: "
                     "the current one); an existing file is never overwritten")
 
-    sp = add("completion", lazy("compiler.completion:cmd_completion"), "print a shell completion script "
+    sp = add("completion", lazy("cli.completion:cmd_completion"), "print a shell completion script "
              "(generated from this command line's parser)")
     sp.add_argument("shell", choices=["bash", "zsh", "fish"], help="the shell to complete in")
 
-    sp = add("schema", cmd_schema, "print the JSON Schema of the spec language")
+    sp = add("schema", lazy("cli.check:cmd_schema"), "print the JSON Schema of the spec language")
     sp.add_argument("-o", "--output", metavar="FILE", help="write the schema to FILE (default: print it)")
     return p
 

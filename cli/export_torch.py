@@ -9,11 +9,11 @@ from compiler.errors import UserError
 
 
 def cmd_export_torch(args: argparse.Namespace) -> int:
-    from compiler.cli import load_graph
     from compiler.files import atomic_write_text, guard_output
+    from compiler.overrides import load_graph
 
-    from .codegen import generate, resolve
-    from .layers import Unsupported
+    from runtime.torch_backend.codegen import generate, resolve
+    from runtime.torch_backend.layers import Unsupported
 
     guard_output(args.out, ".py", (args.spec,))
     g = load_graph(args.spec, args.set)

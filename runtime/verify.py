@@ -1,36 +1,31 @@
-"""`specc compile`: export a spec to ONNX, optionally verifying it against the NumPy runtime.
+"""An ONNX export checked against the NumPy runtime (`specc compile --verify`): seeded random inputs valid for
+the ops that read them, onnxruntime and runtime.Model compared output by output, the first differing node
+named; and a checkpoint's weights checked against a spec (`specc compile --weights`, `specc run`).
 
-    specc compile SPEC -o OUT.onnx [--weights CKPT.npz] [--opset N] [--output NAME]... [--verify] [--set k=v]...
-
-The runtime (weights files, the NumPy reference for --verify) and onnxruntime are imported when a
-command needs them.
+onnxruntime is imported when a verification runs.
 """
 from __future__ import annotations
 
-import argparse
-import math
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
-from ..errors import UserError
-from ..ir import Graph, Ref
-from .export import Export, check_opset, check_weights, export, fresh_weights, ref_text
+from compiler.errors import UserError
+from compiler.ir import Graph, Ref
+from compiler.onnx.export import Export, check_weights, export, ref_text
 
 RTOL, ATOL = 1e-4, 1e-5
 SIZES = {"N": 2, "B": 2, "T": 7}       # symbol sizes for verification; any other symbol is 3
 OTHER_SIZE = 3
-MAX_PROTO_BYTES = 2_000_000_000         # protobuf's limit for a single ModelProto
 
 
 # ---------------------------------------------------------------------------------- weights
 
 def load_weights(path: str, graph: Graph, quiet: bool = False) -> dict[str, np.ndarray]:
     """A checkpoint's state_dict checked against the spec (missing, unexpected, mis-shaped keys listed)."""
-    from runtime.checkpoint import check_numeric, read_npz, split
+    from .checkpoint import check_numeric, read_npz, split
     try:
         arrays = read_npz(path, "weights file")
     except UserError:
@@ -102,7 +97,7 @@ def random_inputs(graph: Graph, seed: int = 0, sizes: dict[str, int] | None = No
     (in [0, 1) for probability-loss targets; 0/1 with self loops for adjacency matrices); int64 in a
     range every consumer accepts (embedding rows, one_hot classes, class labels); bool masks (True =
     ignore) that never mask the first position."""
-    from runtime.memory import ensure_fits, nbytes      # at call time only: the compiler does not import runtime
+    from .memory import ensure_fits, nbytes
     rng = np.random.default_rng(seed)
     sym = symbol_sizes(graph, sizes)
     at = f" at {', '.join(f'{k}={v}' for k, v in sym.items())}" if sym else ""
@@ -180,8 +175,8 @@ def verify(graph: Graph, state: dict[str, np.ndarray], opset: int = 18, outputs:
 
     When an output differs, export again with every intermediate value as an output and name the
     first spec node (topological order) whose values differ."""
-    from runtime.model import Model
-    from runtime.onnx_session import OnnxSession
+    from .model import Model
+    from .onnx_session import OnnxSession
 
     exp = exported or export(graph, state, opset, outputs, optimize=optimize)
     feeds = random_inputs(graph, seed)
@@ -231,7 +226,7 @@ def verify(graph: Graph, state: dict[str, np.ndarray], opset: int = 18, outputs:
 def _first_difference(graph: Graph, state: dict[str, np.ndarray], opset: int, exp: Export,
                       feeds: dict[str, np.ndarray], model: Any, optimize: bool = True
                       ) -> tuple[str, Any, float, str] | None:
-    from runtime.onnx_session import OnnxSession
+    from .onnx_session import OnnxSession
     debug = export(graph, state, opset, list(exp.outputs), expose_all=True, check=False, optimize=optimize)
     sess = OnnxSession(debug.model)
     exposed = set(sess.output_names)
@@ -258,52 +253,5 @@ def _first_difference(graph: Graph, state: dict[str, np.ndarray], opset: int, ex
     return None
 
 
-# ---------------------------------------------------------------------------------- command
-
-def cmd_compile(args: argparse.Namespace) -> int:
-    import onnx
-
-    from ..cli import load_graph
-    from ..files import atomic_write, guard_output
-
-    out = Path(args.out)
-    guard_output(out, ".onnx", (args.spec, getattr(args, "weights", None)))
-    opset = check_opset(args.opset)
-    graph = load_graph(args.spec, getattr(args, "set", None))
-    planned = sum(math.prod(p.shape) * 4 for p, _ in graph.params().values())
-    if planned > MAX_PROTO_BYTES:                       # said before any weight is allocated or read
-        raise UserError(f"the weights take {planned / 1e9:.1f} GB; a single .onnx file holds at most 2 GB", code=1)
-    state = load_weights(args.weights, graph) if args.weights else fresh_weights(graph)
-    size = sum(a.nbytes for a in state.values())
-    if size > MAX_PROTO_BYTES:
-        raise UserError(f"the weights take {size / 1e9:.1f} GB; a single .onnx file holds at most 2 GB", code=1)
-    optimize = bool(getattr(args, "optimize", True))
-    exp = export(graph, state, opset, args.output or None, optimize=optimize)
-    left_out = [k for k in graph.output_refs if not args.output and k not in exp.outputs]
-    if left_out:
-        print(f"note: left out output{'s' if len(left_out) > 1 else ''} {', '.join(repr(k) for k in left_out)}: "
-              "losses and training-only nodes are not exported", file=sys.stderr)
-
-    if args.verify:
-        result = verify(graph, state, opset, args.output or None, exported=exp, optimize=optimize)
-        if not result.ok:
-            raise UserError("--verify failed: " + result.message,
-                            hint=f"'{args.out}' was not written", code=1)
-        print(result.message)
-
-    atomic_write(out, lambda tmp: onnx.save_model(exp.model, tmp))
-    g = exp.model.graph
-    used = {n.param_name(p): p for n in exp.nodes for p in n.params if not p.buffer}
-    n_params = sum(int(np.prod(p.shape)) for p in used.values())
-    ins = ", ".join(f"{i.name}[{_dims(i)}]" for i in g.input)
-    outs = ", ".join(f"{o.name}[{_dims(o)}]" for o in g.output)
-    print(f"wrote {out}: opset {opset}, {len(g.node)} nodes, {n_params:,} parameters; inputs {ins}; outputs {outs}")
-    return 0
-
-
-def _dims(v: Any) -> str:
-    return "×".join(d.dim_param or str(d.dim_value) for d in v.type.tensor_type.shape.dim) or "scalar"
-
-
-__all__ = ["cmd_compile", "verify", "compare", "Verification", "random_inputs", "symbol_sizes", "load_weights",
+__all__ = ["verify", "compare", "Verification", "random_inputs", "symbol_sizes", "load_weights",
            "ref_text"]
