@@ -62,8 +62,9 @@ def positive_int(text: str) -> int:
 MAX_COUNT = 10 ** 12           # --batch, --epochs: far beyond any real run, small enough for every estimate
 
 
-def load_graph(path: str, sets: Sequence[str] | None = None):
+def load_graph(path: str, sets: Sequence[str] | None = None, werror: bool | None = None):
     from . import compile_file
+    from .lints import report
     params = parse_set(sets)                # a malformed --set is a usage error (2), whatever the file
     try:
         exists, is_dir = Path(path).exists(), Path(path).is_dir()
@@ -74,7 +75,9 @@ def load_graph(path: str, sets: Sequence[str] | None = None):
     if is_dir:
         raise UserError(f"'{path}' is a folder, not a spec file",
                         hint=f"check every spec in it with: python tools/shape_check.py {path}")
-    return compile_file(path, params=params)
+    g = compile_file(path, params=params)
+    report(g, werror)                       # warnings (compiler/lints.py): printed once, or errors with --werror
+    return g
 
 
 # -- commands implemented here ----------------------------------------------------------------
@@ -83,7 +86,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     status, reports = 0, []
     for path in args.spec:
         try:
-            g = load_graph(path, args.set)
+            g = load_graph(path, args.set, args.werror)
         except SpecError as e:
             print(e.render(), file=sys.stderr)
             n = len(e.diagnostics)
@@ -188,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--depth", type=positive_int, metavar="K", help="collapse the nodes of block instances "
                     "nested deeper than K (names with more than K dotted parts) into one row with subtotals")
     sp.add_argument("--columns", metavar="ATTR,...", help="extra attribute columns, e.g. kernel,stride,padding")
+    sp.add_argument("--werror", action="store_true", help="treat warnings as errors (exit 1)")
     sp.add_argument("--explain", metavar="NODE", help="print the formula behind NODE's output shape, with the "
                     "numbers and where each came from")
 
