@@ -20,7 +20,6 @@ import sys
 from typing import Any, Iterable
 
 from .errors import Diagnostic, SpecError, _excerpt
-from .generate_check import upstream
 from .ir import Graph, Node, Ref
 
 # ops that pass a tensor on without changing what its values mean (a softmax stays a softmax through them)
@@ -73,9 +72,13 @@ def unused_parameters(g: Graph, nodes: dict[str, Node]) -> list[Diagnostic]:
     """Nodes with trainable parameters that no output, loss or train/generate reference depends on. Copies
     of one layer (a block used several times, a repeat) give one warning with their total."""
     live: set[str] = set()
-    for name in _roots(g, nodes):
-        if name not in live:
-            live |= upstream(name, nodes)
+    stack = _roots(g, nodes)
+    while stack:                              # one walk for every root: linear in the graph's size
+        name = stack.pop()
+        if name in live or name not in nodes:
+            continue
+        live.add(name)
+        stack.extend(r.node for r in nodes[name].inputs if r is not None)
     used = {n.param_name(p) for n in g.nodes if n.name in live for p in n.params}
     groups: dict[Any, list[tuple[Node, int]]] = {}
     for n in g.nodes:
