@@ -82,6 +82,7 @@ def load_graph(path: str, sets: Sequence[str] | None = None, werror: bool | None
 
 # -- commands implemented here ----------------------------------------------------------------
 def cmd_check(args: argparse.Namespace) -> int:
+    from .lints import as_json as warnings_json
     from .summary import as_json
     status, reports = 0, []
     for path in args.spec:
@@ -109,7 +110,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             continue
         if args.json:
             reports.append(as_json(g, args.batch) | {"file": path, "status": "ok", "errors": []}
-                           | _depth_json(g, args))
+                           | _depth_json(g, args) | {"warnings": warnings_json(g)})
         elif args.explain:
             from .explain import explain
             print(explain(g, args.explain))

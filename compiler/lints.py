@@ -55,6 +55,12 @@ def report(g: Graph, werror: bool | None = None) -> None:
         print(text, file=sys.stderr)
 
 
+def as_json(g: Graph) -> list[dict[str, Any]]:
+    """The warnings for `specc check --json`, in the shape of its errors."""
+    return [{"file": d.loc.file if d.loc else g.source, "line": d.loc.line if d.loc else None,
+             "col": d.loc.col if d.loc else None, "message": d.message, "hint": d.hint} for d in lint(g)]
+
+
 def render_warning(d: Diagnostic) -> str:
     """A Diagnostic rendered as a warning: `file:line:col: warning: ...`, the source line, notes, hint."""
     lines = [f"{d.loc}: warning: {d.message}" if d.loc else f"warning: {d.message}"]

@@ -127,3 +127,17 @@ layers:
 outputs: [enc]
 """)
     assert lint(g) == []
+
+
+def test_check_json_lists_the_warnings():
+    import json
+    err, out = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        assert main(["check", "--json", str(LINT / "unused_head.yaml")]) == 0
+    report = json.loads(out.getvalue())
+    assert report["status"] == "ok" and report["errors"] == []
+    [w] = report["warnings"]
+    assert (w["line"], w["col"]) == (9, 5) and "linear 'aux' has 27 parameters" in w["message"] and w["hint"]
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out := io.StringIO()):
+        main(["check", "--json", str(LINT / "clean.yaml")])
+    assert json.loads(out.getvalue())["warnings"] == []
