@@ -11,11 +11,12 @@ from compiler.overrides import load_graph
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from compiler.lints import as_json as warnings_json
     from compiler.summary import as_json
     status, reports = 0, []
     for path in args.spec:
         try:
-            g = load_graph(path, args.set)
+            g = load_graph(path, args.set, args.werror)
         except SpecError as e:
             print(e.render(), file=sys.stderr)
             n = len(e.diagnostics)
@@ -38,7 +39,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             continue
         if args.json:
             reports.append(as_json(g, args.batch) | {"file": path, "status": "ok", "errors": []}
-                           | _depth_json(g, args))
+                           | _depth_json(g, args) | {"warnings": warnings_json(g)})
         elif args.explain:
             from compiler.explain import explain
             print(explain(g, args.explain))

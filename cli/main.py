@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--depth", type=positive_int, metavar="K", help="collapse the nodes of block instances "
                     "nested deeper than K (names with more than K dotted parts) into one row with subtotals")
     sp.add_argument("--columns", metavar="ATTR,...", help="extra attribute columns, e.g. kernel,stride,padding")
+    sp.add_argument("--werror", action="store_true", help="treat warnings as errors (exit 1)")
     sp.add_argument("--explain", metavar="NODE", help="print the formula behind NODE's output shape, with the "
                     "numbers and where each came from")
 

@@ -2,7 +2,8 @@
 
 Expressions are parsed with `ast` and walked by a whitelist: literals, names in scope, arithmetic,
 comparisons, boolean logic, conditional expressions, indexing/slicing, list literals, and the
-functions min max abs round int float len shape. Nothing is ever passed to Python's eval.
+functions min max abs round int float len log log2 ceil floor range shape. Nothing is ever passed to
+Python's eval.
 
 Every value an expression produces is checked against compiler/limits.py (integer size, string
 length, list items, formatting width) before the next step uses it, and the walk counts its work
@@ -12,6 +13,7 @@ expression can hang the compiler or fill its memory.
 from __future__ import annotations
 
 import ast
+import math
 import operator
 import re
 from typing import Any, Callable, Mapping
@@ -60,8 +62,63 @@ _CMP = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.Lt
         ast.Gt: operator.gt, ast.GtE: operator.ge, ast.In: lambda a, b: a in b,
         ast.NotIn: lambda a, b: a not in b}
 _UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Not: operator.not_}
+
+
+def _log(x: Any, base: Any = None) -> float:
+    """log(x) (natural) or log(x, base): a clear message for 0, a negative number or a bad base."""
+    _positive("log", x)
+    if base is None:
+        return math.log(x)
+    _positive("log", base, "its base")
+    if base == 1:
+        raise ExprError("log: the base cannot be 1")
+    return math.log(x, base)
+
+
+def _log2(x: Any) -> float:
+    _positive("log2", x)
+    return math.log2(x)
+
+
+def _positive(fname: str, x: Any, what: str = "its argument") -> None:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise ExprError(f"{fname}: {what} must be a number, got {_clip(repr(x))}")
+    if not x > 0:                             # 0, a negative number, nan
+        raise ExprError(f"{fname}: {what} must be positive, got {_num_text(x)}",
+                        hint="the logarithm is only defined for numbers above 0")
+
+
+def _rounding(fn: Callable[[float], int]) -> Callable[[Any], int]:
+    def run(x: Any) -> int:
+        if isinstance(x, bool) or not isinstance(x, (int, float)):
+            raise ExprError(f"{fn.__name__}: its argument must be a number, got {_clip(repr(x))}")
+        if isinstance(x, float) and not math.isfinite(x):
+            raise ExprError(f"{fn.__name__}: cannot round {x!r} to an integer")
+        return fn(x)
+    return run
+
+
+def _range(*args: Any) -> list[int]:
+    """range(stop), range(start, stop[, step]) as a list, refused before it is built when longer than the
+    list limit."""
+    if not 1 <= len(args) <= 3 or any(isinstance(a, bool) or not isinstance(a, int) for a in args):
+        raise ExprError("range takes 1 to 3 integers: range(stop), range(start, stop) or range(start, stop, step)")
+    if len(args) == 3 and args[2] == 0:
+        raise ExprError("range: the step cannot be 0")
+    r = range(*args)
+    try:
+        n = len(r)
+    except OverflowError:                     # more items than a C size: far beyond the limit anyway
+        n = MAX_LIST + 1
+    if n > MAX_LIST:
+        raise ExprError(f"{_clip('range(' + ', '.join(map(str, args)) + ')')} would have more than {MAX_LIST:,} items, the list limit",
+                        hint="a range is a list: it must fit the list limit")
+    return list(r)
+
+
 _FUNCS: dict[str, Callable] = {"min": min, "max": max, "abs": abs, "round": round, "int": int,
-                               "float": float, "len": len}
+                               "float": float, "len": len, "log": _log, "log2": _log2,
+                               "ceil": _rounding(math.ceil), "floor": _rounding(math.floor), "range": _range}
 _ALLOWED = ", ".join(sorted(_FUNCS) + ["shape"])
 
 
@@ -211,7 +268,7 @@ class _Eval:
         if method is None:
             raise ExprError(f"'{_clip(ast.unparse(node))}' is not allowed in an expression "
                             "(only literals, params, arithmetic, comparisons, and/or/not, if-else, indexing, "
-                            "lists and min max abs round int float len shape)")
+                            f"lists and the functions {_ALLOWED})")
         return method(node, depth + 1)
 
     def v_Constant(self, node: ast.Constant, d: int) -> Any:
@@ -353,7 +410,7 @@ class _Eval:
     def visit_unknown(self, node: ast.AST) -> Any:
         raise ExprError(f"'{_clip(ast.unparse(node))}' is not allowed in an expression "
                         "(only literals, params, arithmetic, comparisons, and/or/not, if-else, indexing, "
-                        "lists and min max abs round int float len shape)")
+                        f"lists and the functions {_ALLOWED})")
 
 
 def _int_text(value: int) -> str:

@@ -72,13 +72,7 @@ def load_text(text: str, filename: str = "<string>") -> Any:
     try:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        at_end = mark is not None and mark.line >= len(text.splitlines()) - (0 if text.endswith("\n") else 1)
-        if e.context_mark is not None and (at_end or e.problem_mark is None):
-            mark = e.context_mark           # "expected '}'" at the end of the file: point at the opening '{'
-        loc = Loc(filename, mark.line + 1, mark.column + 1) if mark else None
-        what = f"{e.context}: {e.problem}" if e.context and e.problem else (e.problem or e.context)
-        raise SpecError(f"invalid YAML: {what}", loc) from None
+        raise _syntax_error(e, text, filename) from None
     except yaml.YAMLError as e:
         raise SpecError(f"{filename}: invalid YAML: {e}") from None
     except RecursionError:
@@ -86,6 +80,82 @@ def load_text(text: str, filename: str = "<string>") -> Any:
     if root is None:
         raise SpecError("the spec is empty", Loc(filename, 1, 1))
     return _Builder(filename).build(root, 0)
+
+
+def _syntax_error(e: yaml.MarkedYAMLError, text: str, filename: str) -> SpecError:
+    """PyYAML's error, said for a person: a tab in the indentation is pointed at, an unclosed bracket is
+    reported at its opening '[' or '{' (where the fix goes), not where the parser gave up."""
+    mark, problem = e.problem_mark or e.context_mark, e.problem or ""
+    def at(m: Any) -> Loc:
+        return Loc(filename, m.line + 1, m.column + 1)
+    if mark is not None and ("tab character" in problem or _char_at(text, mark) == "\t"):
+        return SpecError("invalid YAML: a tab character in the indentation; YAML indents with spaces only",
+                         at(mark), "replace the tab with spaces (specs usually indent by 2 per level)")
+    opening = None
+    if e.context in ("while parsing a flow sequence", "while parsing a flow mapping"):
+        opening = e.context_mark                # PyYAML's context mark is the opening bracket
+    elif e.context == "while parsing a flow node" and mark is not None:
+        opening = _unclosed_bracket(text, mark)   # the end of the file inside a flow collection
+    if opening is not None:
+        bracket = _char_at(text, opening)
+        if bracket in ("[", "{"):
+            close = "]" if bracket == "[" else "}"
+            found = _token_at(text, mark) if e.problem_mark is not None else ""
+            where = ("the end of the file" if not found and _at_end(text, mark)
+                     else f"'{_clip(found, 20)}' at line {mark.line + 1}, column {mark.column + 1}")
+            return SpecError(f"invalid YAML: this '{bracket}' is not closed (expected ',' or '{close}', found "
+                             f"{where})", at(opening),
+                             f"close it with '{close}', or put the missing ',' between its items")
+    at_end = mark is not None and _at_end(text, mark)
+    if e.context_mark is not None and (at_end or e.problem_mark is None):
+        mark = e.context_mark                   # an error at the end of the file: point where it began
+    what = f"{e.context}: {e.problem}" if e.context and e.problem else (e.problem or e.context)
+    return SpecError(f"invalid YAML: {what}", at(mark) if mark else None)
+
+
+def _char_at(text: str, mark: Any) -> str:
+    rows = text.splitlines()
+    if not 0 <= mark.line < len(rows) or not 0 <= mark.column < len(rows[mark.line]):
+        return ""
+    return rows[mark.line][mark.column]
+
+
+def _token_at(text: str, mark: Any) -> str:
+    """The text at `mark` up to a space or a flow indicator (at least its first character)."""
+    rows = text.splitlines()
+    row = rows[mark.line][mark.column:] if 0 <= mark.line < len(rows) else ""
+    m = re.match(r"[^\s,\[\]{}:]+", row)
+    return m.group(0) if m else row[:1]
+
+
+def _at_end(text: str, mark: Any) -> bool:
+    return not text[mark.index:].strip() if 0 <= mark.index <= len(text) else True
+
+
+def _unclosed_bracket(text: str, mark: Any) -> Any:
+    """The innermost '[' or '{' still open at `mark`, found by a small scan of the flow collections
+    (quotes and comments skipped); None when the scan finds none."""
+    stack: list[Any] = []
+    line = col = 0
+    quote, comment, prev = "", False, "\n"
+    for i, ch in enumerate(text[:mark.index]):
+        if ch == "\n":
+            line, col, comment, prev = line + 1, 0, False, ch
+            continue
+        if comment:
+            pass
+        elif quote:
+            quote = "" if ch == quote else quote
+        elif ch == "#" and prev in " \t\n":
+            comment = True
+        elif ch in "'\"" and (stack or prev in " \t\n:-[{,"):
+            quote = ch
+        elif ch in "[{" and (stack or prev in " \t\n:-"):
+            stack.append(yaml.Mark("", i, line, col, None, None))
+        elif ch in "]}" and stack:
+            stack.pop()
+        prev, col = ch, col + 1
+    return stack[-1] if stack else None
 
 
 def load_value(text: str, what: str = "<value>") -> Any:

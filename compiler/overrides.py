@@ -41,8 +41,9 @@ def clip(text: str, n: int = 80) -> str:
     return text if len(text) <= n else text[:n - 3] + "..."
 
 
-def load_graph(path: str, sets: Sequence[str] | None = None):
+def load_graph(path: str, sets: Sequence[str] | None = None, werror: bool | None = None):
     from . import compile_file
+    from .lints import report
     params = parse_set(sets)                # a malformed --set is a usage error (2), whatever the file
     try:
         exists, is_dir = Path(path).exists(), Path(path).is_dir()
@@ -53,4 +54,6 @@ def load_graph(path: str, sets: Sequence[str] | None = None):
     if is_dir:
         raise UserError(f"'{path}' is a folder, not a spec file",
                         hint=f"check every spec in it with: python tools/shape_check.py {path}")
-    return compile_file(path, params=params)
+    g = compile_file(path, params=params)
+    report(g, werror)                       # warnings (compiler/lints.py): printed once, or errors with --werror
+    return g

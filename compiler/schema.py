@@ -1,4 +1,5 @@
-"""JSON Schema of the spec language, with one branch per op so editors complete attribute names."""
+"""JSON Schema of the spec language, with one branch per op (chosen by `op`) so editors complete attribute
+names and validators report the one error that matters."""
 from __future__ import annotations
 
 from typing import Any
@@ -48,29 +49,48 @@ def _attr_schema(model: type) -> dict[str, Any]:
     return {"properties": props, "required": s.get("required", []), "defs": s.get("$defs", {})}
 
 
-def json_schema() -> dict[str, Any]:
-    defs: dict[str, Any] = {}
-    branches = []
+def _layer_schema(defs: dict[str, Any]) -> dict[str, Any]:
+    """A layer, dispatched on its form and then on `op` with if/then (no anyOf over the ops), so a validator
+    checks one op's branch and reports the one error that matters: an unknown attribute of conv2d, or a
+    misspelt op name, instead of an error per op. Each op's branch is `$defs/op.NAME`."""
+    shorthand = []
     for name, opdef in sorted(OPS.items()):
         a = _attr_schema(opdef.attrs)
         defs.update(a["defs"])
-        canonical = {"type": "object", "title": name, "description": opdef.doc,
-                     "properties": {"op": {"const": name}, **NODE_COMMON, **a["properties"]},
-                     "required": ["op", *a["required"]], "additionalProperties": False}
-        branches.append(canonical)
+        props = {"op": {"const": name}, **NODE_COMMON, **a["properties"]}
+        defs[f"op.{name}"] = {"type": "object", "title": name, "description": opdef.doc, "properties": props,
+                              "additionalProperties": False,
+                              # required attributes only once every key is known: a misspelt `kernal_size`
+                              # is one error (the unknown key), not a second one for the missing kernel_size
+                              "if": {"propertyNames": {"enum": list(props)}},
+                              "then": {"required": ["op", *a["required"]]}}
         inner = {"anyOf": [{"type": "object", "properties": a["properties"], "additionalProperties": False},
                            {"type": ["number", "string", "array", "boolean", "null"]}]}
-        branches.append({"type": "object", "title": f"{name} (shorthand)",
-                         "properties": {name: inner, **NODE_COMMON}, "required": [name],
-                         "additionalProperties": False})
-    branches.append({"type": "string", "enum": sorted(OPS), "title": "op without attributes"})
-    branches.append({"type": "object", "title": "op chosen by an expression", "required": ["op"],
-                     "properties": {"op": EXPR, **NODE_COMMON}, "additionalProperties": True})
-    branches.append({"type": "object", "title": "block use", "required": ["use"],
-                     "properties": {"use": {"type": "string"}, **NODE_COMMON}, "additionalProperties": True})
-    branches.append({"type": "object", "title": "call (shared weights)", "required": ["call"],
-                     "properties": {"call": {"type": "string"}, **NODE_COMMON}, "additionalProperties": False})
-    layer = {"anyOf": branches}
+        shorthand.append({"if": {"required": [name]}, "then": {"properties": {name: inner}}})
+    op_names = sorted(OPS)
+    by_op = {"if": {"properties": {"op": EXPR}},
+             "then": {"title": "op chosen by an expression", "properties": NODE_COMMON},
+             "else": {"properties": {"op": {"enum": op_names}},
+                      "allOf": [{"if": {"properties": {"op": {"const": n}}}, "then": {"$ref": f"#/$defs/op.{n}"}}
+                                for n in op_names]}}
+    use = {"title": "block use", "properties": {"use": {"type": "string"}, **NODE_COMMON}}
+    call = {"title": "call (shared weights)", "properties": {"call": {"type": "string"}, **NODE_COMMON},
+            "additionalProperties": False}
+    short = {"title": "shorthand {op: primary value or attributes}", "minProperties": 1,
+             "propertyNames": {"enum": op_names + list(NODE_COMMON)}, "allOf": shorthand}
+    return {
+        "description": "a layer: an op name, {op: NAME, ...attributes}, {NAME: value}, {use: BLOCK} or {call: NODE}",
+        "if": {"type": "string"}, "then": {"title": "op without attributes", "enum": op_names},
+        "else": {"type": "object",
+                 "if": {"required": ["op"]}, "then": by_op,
+                 "else": {"if": {"required": ["use"]}, "then": use,
+                          "else": {"if": {"required": ["call"]}, "then": call, "else": short}}},
+    }
+
+
+def json_schema() -> dict[str, Any]:
+    defs: dict[str, Any] = {}
+    layer = _layer_schema(defs)
     block = BlockSpec.model_json_schema()
     block["properties"]["layers"] = {"type": "array", "items": {"$ref": "#/$defs/layer"}}
     train = _expressions_in_train(Train.model_json_schema())

@@ -244,11 +244,10 @@ def test_schema_is_json_with_one_branch_per_op(tmp_path: Path):
     schema = json.loads(out)
     assert schema["type"] == "object" and "required" not in schema     # library files hold only blocks
     assert {"name", "inputs", "layers", "outputs", "train", "blocks", "imports", "params"} <= set(schema["properties"])
-    branches = schema["$defs"]["layer"]["anyOf"]
-    consts = [b["properties"]["op"]["const"] for b in branches
-              if isinstance(b.get("properties"), dict) and "const" in b["properties"].get("op", {})]
+    branches = [v for k, v in schema["$defs"].items() if k.startswith("op.")]
+    consts = [b["properties"]["op"]["const"] for b in branches]
     assert sorted(consts) == sorted(OPS)                  # every op exactly once
-    conv = next(b for b in branches if b.get("properties", {}).get("op", {}).get("const") == "conv2d")
+    conv = schema["$defs"]["op.conv2d"]
     assert {"out_channels", "kernel_size", "stride", "padding", "in", "name"} <= set(conv["properties"])
     assert conv["additionalProperties"] is False
     target = tmp_path / "schema.json"

@@ -54,3 +54,61 @@ def test_did_you_mean_for_names():
 def test_unclosed():
     with pytest.raises(ExprError, match="unclosed"):
         render("${a", {"a": 1})
+
+
+@pytest.mark.parametrize("text,want", [
+    ("log(8, 2)", 3.0),
+    ("log2(64)", 6.0),
+    ("ceil(log2(100))", 7),
+    ("floor(-2.5)", -3),
+    ("ceil(2.1) + floor(2.9)", 5),
+    ("range(3)", [0, 1, 2]),
+    ("range(1, 10, 3)", [1, 4, 7]),
+    ("range(5, 0, -2)", [5, 3, 1]),
+    ("max(range(5)) + min(range(2, 4))", 6),
+])
+def test_math_and_range(text, want):
+    got = evaluate(text, {})
+    assert got == want and type(got) is type(want)
+
+
+def test_log_natural_against_math():
+    import math
+    assert evaluate("log(x)", {"x": 10}) == math.log(10)
+
+
+@pytest.mark.parametrize("text,msg", [
+    ("log(0)", "log: its argument must be positive, got 0"),
+    ("log(-3.5)", "must be positive, got -3.5"),
+    ("log2(0)", "log2: its argument must be positive"),
+    ("log(8, 1)", "base cannot be 1"),
+    ("log(8, -2)", "its base must be positive"),
+    ("log('a')", "must be a number"),
+    ("ceil(1e308 * 10)", "cannot round inf"),
+    ("floor('a')", "must be a number"),
+    ("ceil(1e300)", "larger than the limit"),
+    ("range(10001)", "range(10001) would have more than 10,000 items"),
+    ("range(-2 ** 62, 2 ** 62)", "more than 10,000 items"),
+    ("range(1, 2, 0)", "step cannot be 0"),
+    ("range(1.5)", "range takes 1 to 3 integers"),
+    ("range(1, 2, 3, 4)", "range takes 1 to 3 integers"),
+    ("[64 * 2 ** i for i in range(3)]", "not allowed"),        # range is a list, not a way into comprehensions
+])
+def test_math_and_range_refused(text, msg):
+    with pytest.raises(ExprError) as e:
+        evaluate(text, {})
+    assert msg in e.value.message
+
+
+def test_range_counts_its_items_as_work():
+    from compiler.expr import Budget
+    budget = Budget(steps=50_000)
+    with pytest.raises(ExprError, match="steps of work in all"):
+        for _ in range(10):
+            evaluate("range(10000)", {}, budget=budget)
+
+
+def test_unknown_function_lists_the_new_ones():
+    with pytest.raises(ExprError) as e:
+        evaluate("sqrt(4)", {})
+    assert "log2" in e.value.hint and "range" in e.value.hint

@@ -81,6 +81,9 @@ def _index_target(name: str, x: TensorType, t: TensorType, want: tuple, what: st
         if t.shape == x.shape:
             hint = ("class indices drop the class dimension; a one-hot target must be float32 (class probabilities)"
                     if probs else "nll_loss takes class indices; for probabilities use cross_entropy")
+        elif x.rank == 4 and t.rank == 1:       # a classifier missing its flatten: the fix is not in the target
+            hint = (f"the {what} are {x}, feature maps rather than N×classes: add flatten (or global_avg_pool2d) "
+                    "before the linear that makes them; a linear acts on the last dimension only")
         else:
             hint = f"the target needs one class index per sample (and per position beyond dim 1): shape {_fmt(want)}"
         raise ShapeError(f"{name} expects class indices of shape {_fmt(want)} (from {what} {x}) but its target "
