@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import fnmatch
+import importlib
 import io
 import json
 import math
@@ -48,7 +49,7 @@ def require(cfg: Any) -> None:
     if cfg is None or "tensorboard" not in cfg.to:
         return
     try:
-        import tensorboardX  # noqa: F401
+        importlib.import_module("tensorboardX")
     except ImportError:
         raise UserError("train.log.to asks for tensorboard, but the tensorboardX package is not installed",
                         hint="pip install tensorboardX (or: pip install 'specc[tensorboard]'), "

@@ -431,8 +431,8 @@ def write_history(path: Path, history: list[dict[str, Any]]) -> None:
 
 def plot_curves(path: Path, history: list[dict[str, Any]], log: Callable | None = None,
                 best_epoch: int | None = None) -> bool:
-    """curves.png: one panel for the loss and one per metric, train and validation per epoch; a dashed line
-    marks the best epoch."""
+    """curves.png: one panel for the loss and one per metric, train and validation per epoch (a dashed line
+    marks the best epoch), and one for the learning rate."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -450,10 +450,12 @@ def plot_curves(path: Path, history: list[dict[str, Any]], log: Callable | None 
                     keys.append(q)
     if not keys:
         return False
-    fig = Figure(figsize=(4.2 * min(len(keys), 3), 3.2 * math.ceil(len(keys) / 3)), dpi=100)
+    lrs = [r.get("lr") for r in history]
+    panels = len(keys) + any(isinstance(v, (int, float)) for v in lrs)
+    fig = Figure(figsize=(4.2 * min(panels, 3), 3.2 * math.ceil(panels / 3)), dpi=100)
     FigureCanvasAgg(fig)
-    cols = min(len(keys), 3)
-    rows = math.ceil(len(keys) / cols)
+    cols = min(panels, 3)
+    rows = math.ceil(panels / cols)
     epochs = [r["epoch"] for r in history]
     for i, q in enumerate(keys):
         ax = fig.add_subplot(rows, cols, i + 1)
@@ -467,6 +469,8 @@ def plot_curves(path: Path, history: list[dict[str, Any]], log: Callable | None 
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend()
+    if panels > len(keys):
+        _lr_panel(fig.add_subplot(rows, cols, panels), epochs, lrs)
     fig.tight_layout()
 
     def write(tmp: str) -> None:
@@ -474,6 +478,18 @@ def plot_curves(path: Path, history: list[dict[str, Any]], log: Callable | None 
 
     atomic_write(path, write)
     return True
+
+
+def _lr_panel(ax: Any, epochs: list[int], lrs: list[Any]) -> None:
+    """The learning rate each epoch trained with (history's `lr`); a log scale when it spans 20x or more."""
+    ys = [np.nan if not isinstance(v, (int, float)) else float(v) for v in lrs]
+    ax.plot(epochs, ys, "-o", markersize=3, color="tab:green")
+    pos = [y for y in ys if y > 0]
+    if pos and max(pos) >= 20 * min(pos):
+        ax.set_yscale("log")
+    ax.set_title("learning rate")
+    ax.set_xlabel("epoch")
+    ax.grid(alpha=0.3)
 
 
 # -- fit ------------------------------------------------------------------------------------------------
