@@ -53,6 +53,11 @@ def test_bad_log_sections_are_spec_errors(log, message):
         make_spec({"log": log})
 
 
+def test_a_bad_sink_given_with_set_names_the_flag():
+    with pytest.raises(SpecError, match=r"--set train.log.to=tensorbord: train.log.to.0: Input should be"):
+        compiler.compile_text(yaml.safe_dump(BASE), params={"train.log.to": "tensorbord"})     # blames the flag
+
+
 # -- records --------------------------------------------------------------------------------------------
 def test_csv_and_jsonl_records_follow_the_schedule_and_lr_scale(tmp_path):
     """every: 2 with a step schedule (lr 0.1, x0.5 every 2 epochs) and lr_scale fc2.*: 0.1: the lr columns
