@@ -82,6 +82,7 @@ class Run:
     stopped_early: bool = False
     step: int = 0                                 # batches trained since the run began (resumes continue it)
     steps: steplog.StepLog | None = None
+    rates: steplog.Rates | None = None            # the learning-rate columns (per phase, per lr_scale group)
 
     @property
     def optimizers(self) -> list[Any]:
@@ -213,6 +214,7 @@ def _optimisers(r: Run) -> dict[str, Any]:
         ph.params = dict(trainable)
         ph.optimizer = b.make_optimizer(cfg.optimizer, list(trainable), cfg.lr_scale)
     r.sched = S.make(cfg.schedule, r.optimizers, r.epochs)
+    r.rates = steplog.Rates(plan.phases, cfg.lr_scale)
     return trainable
 
 
@@ -326,6 +328,7 @@ def _epoch(r: Run, epoch: int, prog: Progress, callback: Callable | None) -> boo
         rec.update({f"val.{k}": v for k, v in res.items() if k in r.keys})
     rec["lr"] = r.optimizers[0].param_groups[0]["lr"]
     rec["time"] = round(time.perf_counter() - t0, 3)
+    rec.update({k: v for k, v in r.rates().items() if k not in rec})     # after the old columns: lr.<group>
     r.history.append(rec)
     improved = _track(r, rec, epoch)
     if epoch == r.start + 1:

@@ -82,12 +82,12 @@ class StepLog:
 
     def __init__(self, sinks: list[Any], every: int, plan: Any, lr_scale: Mapping[str, float]):
         self.sinks, self.every, self.phases = sinks, every, plan.phases
-        self.groups = [_group_names(p.optimizer, lr_scale) for p in self.phases]
+        self.rates = Rates(self.phases, lr_scale)
         one = len(self.phases) == 1
         terms = {r: 0.0 for p in self.phases for r in p.terms}
         self.columns = ["step", "epoch", "batch", "loss"]
         self.columns += [f"loss.{k}" for k in _losses(plan, terms, 1) if k != "loss"]
-        self.columns += list(self._lrs())
+        self.columns += list(self.rates())
         self.columns += [c if one else f"{c}.{p.label}" for c in ("grad_norm", "clipped") for p in self.phases]
         self.columns += ["samples_per_s", "step_time"]
         self.start_epoch()
@@ -111,7 +111,7 @@ class StepLog:
         dt = max(now - self._t, 1e-12)
         rec: dict[str, Any] = {"step": step, "epoch": epoch, "batch": batch, "loss": losses["loss"]}
         rec.update({f"loss.{k}": v for k, v in losses.items() if k != "loss"})
-        rec.update(self._lrs())
+        rec.update(self.rates())
         one = len(self.phases) == 1
         for c in ("grad_norm", "clipped"):
             for p in self.phases:
@@ -123,7 +123,26 @@ class StepLog:
             s.step(rec)
         self._t, self._samples, self._steps = now, 0, 0
 
-    def _lrs(self) -> dict[str, float]:
+    def epoch(self, rec: Mapping[str, Any], step: int) -> None:
+        """After an epoch's checkpoints: its history record (TensorBoard), and every file flushed."""
+        for s in self.sinks:
+            s.epoch(rec, step)
+
+    def close(self) -> None:
+        for s in self.sinks:
+            s.close()
+
+
+class Rates:
+    """The learning-rate columns of steps.csv (and history.csv's beyond `lr`): `lr` — `lr.<phase>` with
+    phases — as the schedule set it (before lr_scale), and `<that>.<glob>` = lr × factor for each group an
+    lr_scale glob makes."""
+
+    def __init__(self, phases: list[Any], lr_scale: Mapping[str, float]):
+        self.phases = phases
+        self.groups = [_group_names(p.optimizer, lr_scale) for p in phases]
+
+    def __call__(self) -> dict[str, float]:
         out: dict[str, float] = {}
         one = len(self.phases) == 1
         for p, names in zip(self.phases, self.groups):
@@ -134,15 +153,6 @@ class StepLog:
                 if name is not None:
                     out[f"{base}.{name}"] = float(g["lr"]) * float(g.get("lr_scale", 1.0))
         return out
-
-    def epoch(self, rec: Mapping[str, Any], step: int) -> None:
-        """After an epoch's checkpoints: its history record (TensorBoard), and every file flushed."""
-        for s in self.sinks:
-            s.epoch(rec, step)
-
-    def close(self) -> None:
-        for s in self.sinks:
-            s.close()
 
 
 def _group_names(opt: Any, lr_scale: Mapping[str, float]) -> list[str | None]:

@@ -450,8 +450,8 @@ def plot_curves(path: Path, history: list[dict[str, Any]], log: Callable | None 
                     keys.append(q)
     if not keys:
         return False
-    lrs = [r.get("lr") for r in history]
-    panels = len(keys) + any(isinstance(v, (int, float)) for v in lrs)
+    rates = [k for k in dict.fromkeys(k for r in history for k in r) if k == "lr" or k.startswith("lr.")]
+    panels = len(keys) + bool(rates)
     fig = Figure(figsize=(4.2 * min(panels, 3), 3.2 * math.ceil(panels / 3)), dpi=100)
     FigureCanvasAgg(fig)
     cols = min(panels, 3)
@@ -470,7 +470,7 @@ def plot_curves(path: Path, history: list[dict[str, Any]], log: Callable | None 
         ax.grid(alpha=0.3)
         ax.legend()
     if panels > len(keys):
-        _lr_panel(fig.add_subplot(rows, cols, panels), epochs, lrs)
+        _lr_panel(fig.add_subplot(rows, cols, panels), epochs, history, rates)
     fig.tight_layout()
 
     def write(tmp: str) -> None:
@@ -480,16 +480,23 @@ def plot_curves(path: Path, history: list[dict[str, Any]], log: Callable | None 
     return True
 
 
-def _lr_panel(ax: Any, epochs: list[int], lrs: list[Any]) -> None:
-    """The learning rate each epoch trained with (history's `lr`); a log scale when it spans 20x or more."""
-    ys = [np.nan if not isinstance(v, (int, float)) else float(v) for v in lrs]
-    ax.plot(epochs, ys, "-o", markersize=3, color="tab:green")
-    pos = [y for y in ys if y > 0]
-    if pos and max(pos) >= 20 * min(pos):
+def _lr_panel(ax: Any, epochs: list[int], history: list[dict[str, Any]], rates: list[str]) -> None:
+    """The learning rate each epoch trained with (history's `lr`, and `lr.<group>` with lr_scale or phases);
+    a log scale when the rates span 20x or more."""
+    lowest, highest = math.inf, 0.0
+    for k in rates:
+        ys = [float(v) if isinstance(v := r.get(k), (int, float)) else np.nan for r in history]
+        ax.plot(epochs, ys, "-o", markersize=3, label=k)
+        pos = [y for y in ys if y > 0]
+        if pos:
+            lowest, highest = min(lowest, min(pos)), max(highest, max(pos))
+    if highest >= 20 * lowest:
         ax.set_yscale("log")
     ax.set_title("learning rate")
     ax.set_xlabel("epoch")
     ax.grid(alpha=0.3)
+    if len(rates) > 1:
+        ax.legend()
 
 
 # -- fit ------------------------------------------------------------------------------------------------

@@ -61,7 +61,7 @@ def test_a_bad_sink_given_with_set_names_the_flag():
 # -- records --------------------------------------------------------------------------------------------
 def test_csv_and_jsonl_records_follow_the_schedule_and_lr_scale(tmp_path):
     """every: 1 with a step schedule (lr 0.1, x0.5 every 2 epochs) and lr_scale fc2.*: 0.1: the lr columns
-    are the schedule's value for the record's epoch, and lr.fc2.* a tenth of it; history.csv's lr too."""
+    are the schedule's value for the record's epoch, and lr.fc2.* a tenth of it; history.csv's too."""
     g = make_spec({"epochs": 5, "batch_size": 16, "optimizer": {"type": "sgd", "lr": 0.1},
                    "schedule": {"type": "step", "step_size": 2, "gamma": 0.5}, "lr_scale": {"fc2.*": 0.1},
                    "log": {"every": 1, "to": ["csv", "jsonl"]}})
@@ -79,6 +79,9 @@ def test_csv_and_jsonl_records_follow_the_schedule_and_lr_scale(tmp_path):
         assert float(r["loss"]) == pytest.approx(o["loss"], rel=1e-7) and np.isfinite(o["loss"])
         assert o["grad_norm"] > 0 and o["clipped"] == 0 and o["samples_per_s"] > 0 and o["step_time"] > 0
     assert [r["lr"] for r in h] == [pytest.approx(0.1 * 0.5 ** ((e - 1) // 2)) for e in range(1, 6)]
+    hist = read_csv(tmp_path / "history.csv")                 # the group's rate after the old columns
+    assert list(hist[0])[-3:] == ["lr", "time", "lr.fc2.*"]
+    assert [float(r["lr.fc2.*"]) for r in hist] == [pytest.approx(0.1 * r["lr"]) for r in h]
     for e in range(1, 6):                     # six batches of 16 per epoch: train.loss is their mean
         assert np.mean([o["loss"] for o in objs if o["epoch"] == e]) == pytest.approx(h[e - 1]["train.loss"], rel=1e-6)
 
