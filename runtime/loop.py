@@ -5,8 +5,9 @@ choices it makes).
 
 The loop owns everything that is not arithmetic: epochs, shuffling and batching, noise draws,
 augmentation, schedules, early stopping, the checkpoint monitor, checkpoints (best.npz, last.npz),
-history.csv, curves.png, the step log (runtime/steplog.py: train.log), progress and resume. A backend (runtime/backend_numpy.py, the torch
-backend's runtime/torch_backend/trainer.py) supplies the arithmetic, through this surface:
+history.csv, curves.png, the step log (runtime/steplog.py: train.log), progress and resume. A backend
+(runtime/backend_numpy.py, the torch backend's runtime/torch_backend/trainer.py) supplies the
+arithmetic, through this surface:
 
 - `model`: what evaluate(), make_plan() and checkpoint.save() take (graph, resolve, train/eval,
   `model(outputs=..., **inputs)` -> arrays, state_dict()).
@@ -428,7 +429,8 @@ def _state_meta(r: Run, epoch: int) -> dict[str, Any]:
     rng = {"shuffle": _rng_state(r.rngs["shuffle"]), "augment": _rng_state(r.rngs["augment"])}
     rng.update(r.backend.rng_state())
     rng["noise"] = _rng_state(r.rngs["noise"])
-    return {"kind": STATE_KIND, "epoch": epoch, "epochs": r.epochs, "step": r.step, "history": r.history, "rng": rng,
+    return {"kind": STATE_KIND, "epoch": epoch, "epochs": r.epochs, "step": r.step, "history": r.history,
+            "rng": rng,
             "scheduler": r.sched.state_dict() if r.sched is not None else None,
             "best_value": best.value, "best_epoch": best.epoch, "wait": r.wait, "monitor": best.monitor,
             "stop_value": stop.value if stop else None, "stop_epoch": stop.epoch if stop else 0,
