@@ -507,7 +507,8 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
     """Train `model` on `train_data` (a .npz path, builtin:NAME, {name: array} or a data.Dataset).
 
     `val_data` is a data set, a fraction of the training data (float), or None (then `train.data.val` when
-    it is a fraction). `out_dir` receives best.npz, last.npz, history.csv and curves.png. `resume` is a
+    it is a fraction). `out_dir` receives best.npz, last.npz, history.csv and curves.png (and, as `train.log`
+    asks, steps.csv, steps.jsonl, tb/: runtime/steplog.py). `resume` is a
     last.npz to continue from. `callback(epoch, record)` runs after each epoch's checkpoints; returning
     False stops training. Returns the history: one dict per epoch. The loop is runtime/loop.py's, shared
     with the torch backend; this runs it on the NumPy runtime."""
