@@ -84,6 +84,21 @@ class CheckpointPolicy(Strict):
     mode: Literal["auto", "min", "max"] = "auto"
 
 
+LOG_SINKS = ("csv", "jsonl", "tensorboard")
+
+
+class Log(Strict):
+    """Per-step training records (docs/training.md, "Logging"): one every `every` optimiser steps, written to
+    DIR/steps.csv, DIR/steps.jsonl and/or TensorBoard event files in DIR/tb/."""
+    every: int = Field(10, ge=0)          # 0: no per-step records (tensorboard then gets the epochs only)
+    to: list[Literal["csv", "jsonl", "tensorboard"]] = Field(default_factory=lambda: ["csv"])
+
+    @field_validator("to", mode="before")
+    @classmethod
+    def _one_sink(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+
 class Augment(Strict):
     input: str
     ops: list[Any]
@@ -214,6 +229,7 @@ class Train(Strict):
     phases: list[Phase] | None = None
     noise: dict[str, Literal["normal", "uniform"]] = Field(default_factory=dict)   # inputs drawn per batch
     checkpoint: CheckpointPolicy | None = None     # what best.npz means (default: see docs/training.md)
+    log: Log | None = None                # per-step records (default: none; history.csv is always written)
 
     @field_validator("schedule", mode="before")
     @classmethod

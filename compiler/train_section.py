@@ -58,7 +58,8 @@ def _blame_sets(diags: list, sets: Mapping[str, Any]) -> None:
         for key, value in sets.items():
             dotted = PREFIX + key
             parent, _, leaf = dotted.rpartition(".")
-            if d.message.startswith(dotted + ":") or d.message == f"unknown key '{leaf}' in {parent}":
+            inside = d.message.startswith(dotted + ".")        # an item of a list given whole: train.log.to.0
+            if d.message.startswith(dotted + ":") or inside or d.message == f"unknown key '{leaf}' in {parent}":
                 d.message = f"--set {dotted}={value}: " + d.message.removeprefix(dotted + ": ")
                 d.loc = None
                 break

@@ -21,6 +21,7 @@ class NumpyBackend:
 
     def __init__(self, model: Model):
         self.model = model
+        self.grad_stats: tuple[float, bool] = (float("nan"), False)     # set by step() when where.log
 
     # -- parameters and optimisers ------------------------------------------------------------
     def prepare(self, plan: Plan, cfg: Any) -> None:
@@ -60,19 +61,27 @@ class NumpyBackend:
         finally:
             for t in others:
                 t.requires_grad = True
-        params = list(ph.params.values())
-        clip = self.clip
-        if clip is not None:
-            if clip.max_norm is not None:
-                optim.clip_grad_norm(params, clip.max_norm)
-            else:
-                optim.clip_grad_value(params, clip.value)
+        self._clip(list(ph.params.values()), getattr(where, "log", False))
         bad = [n for n, t in ph.params.items() if t.grad is not None and not np.isfinite(t.grad.sum(dtype=np.float64))]
         bad = [n for n in bad if not np.isfinite(ph.params[n].grad).all()]
         if bad:
             raise_bad_grads(bad, where)
         ph.optimizer.step()
         return {k: v.data for k, v in outs.items()}
+
+    def _clip(self, params: list[Tensor], measure: bool) -> None:
+        """grad_clip; when `measure`, grad_stats = (global norm before clipping, whether clipping changed it)."""
+        clip = self.clip
+        if clip is not None and clip.max_norm is not None:
+            norm = optim.clip_grad_norm(params, clip.max_norm)
+            self.grad_stats = (norm, clip.max_norm / (norm + 1e-6) < 1)     # clip_grad_norm's own test
+            return
+        if measure:
+            grads = [t.grad for t in params if t.grad is not None]
+            over = clip is not None and any(float(np.abs(g).max(initial=0.0)) > clip.value for g in grads)
+            self.grad_stats = (global_norm(params), over)
+        if clip is not None:
+            optim.clip_grad_value(params, clip.value)
 
     # -- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -105,6 +114,12 @@ class NumpyBackend:
 
     def done(self) -> None:
         pass
+
+
+def global_norm(params: Iterable[Tensor]) -> float:
+    """The L2 norm of all the gradients together (float64), as clip_grad_norm measures it."""
+    return float(np.sqrt(sum(float(np.dot(g, g)) for g in
+                             (t.grad.ravel().astype(np.float64) for t in params if t.grad is not None))))
 
 
 def raise_bad_grads(bad: list[str], where: Any) -> None:

@@ -5,8 +5,9 @@ choices it makes).
 
 The loop owns everything that is not arithmetic: epochs, shuffling and batching, noise draws,
 augmentation, schedules, early stopping, the checkpoint monitor, checkpoints (best.npz, last.npz),
-history.csv, curves.png, logging, progress and resume. A backend (runtime/backend_numpy.py, the torch
-backend's runtime/torch_backend/trainer.py) supplies the arithmetic, through this surface:
+history.csv, curves.png, the step log (runtime/steplog.py: train.log), progress and resume. A backend
+(runtime/backend_numpy.py, the torch backend's runtime/torch_backend/trainer.py) supplies the
+arithmetic, through this surface:
 
 - `model`: what evaluate(), make_plan() and checkpoint.save() take (graph, resolve, train/eval,
   `model(outputs=..., **inputs)` -> arrays, state_dict()).
@@ -14,7 +15,9 @@ backend's runtime/torch_backend/trainer.py) supplies the arithmetic, through thi
   `make_optimizer(cfg, names, lr_scale)` -> an object with PyTorch-style `param_groups` (lr, initial_lr),
   `state_dict()`/`load_state_dict()` in specc's flat optimiser-state format.
 - `step(phase, refs, feed, where)`: forward, backward, clipping and one optimiser step of a phase on a
-  batch; returns the outputs `refs` as arrays (the whole batch's losses and predictions).
+  batch; returns the outputs `refs` as arrays (the whole batch's losses and predictions). When
+  `where.log` (a step the step log records), it also sets `grad_stats` = (global gradient norm before
+  clipping, whether clipping changed the gradients).
 - `shard(feed, n, batched)`: the rows of a batch this process trains on (data parallel; else all), and
   `epoch_end()`: called before validation (data parallel: make the replicas' buffers equal).
 - `state_dict()`, `load_state_dict(state)`, `seed(seed)`, `rng_state()`, `set_rng_state(states)`,
@@ -35,6 +38,7 @@ from compiler.spec import Train
 
 from . import data as D
 from . import schedule as S
+from . import steplog
 from .augment import Augmenter
 from .checkpoint import check_numeric, read_npz, save, split
 from .progress import Progress, epoch_legend, epoch_line
@@ -49,6 +53,7 @@ class Where:
     epoch: int
     batch: int
     out: Path | None
+    log: bool = False                             # the step log records this step: measure the gradients
 
 
 @dataclass
@@ -76,6 +81,9 @@ class Run:
     wait: int = 0
     start: int = 0
     stopped_early: bool = False
+    step: int = 0                                 # batches trained since the run began (resumes continue it)
+    steps: steplog.StepLog | None = None
+    rates: steplog.Rates | None = None            # the learning-rate columns (per phase, per lr_scale group)
 
     @property
     def optimizers(self) -> list[Any]:
@@ -93,6 +101,7 @@ def run(backend: Any, train_data: Any, val_data: Any = None, *, epochs: int | No
         raise UserError(f"the spec '{g.name}' has no train section",
                         hint="add train: {objective: <loss node>, optimizer: {type: adam, lr: 1.0e-3}}")
     say = log or (lambda *a, **k: None)
+    steplog.require(cfg.log)
     seed = cfg.seed if seed is None else seed
     ckpt, epochs = _open_resume(resume, g, cfg, epochs)
     plan = make_plan(backend.model, cfg)
@@ -118,6 +127,7 @@ def run(backend: Any, train_data: Any, val_data: Any = None, *, epochs: int | No
     _announce(r, n_batches, backend.count(trainable.values()))
     failure: BaseException | None = None
     try:
+        r.steps = steplog.open_log(r.out, cfg.log, plan, cfg.lr_scale, r.step, ckpt is not None)
         for epoch in range(r.start + 1, epochs + 1):
             if not _epoch(r, epoch, prog, callback):
                 break
@@ -126,6 +136,8 @@ def run(backend: Any, train_data: Any, val_data: Any = None, *, epochs: int | No
         raise
     finally:
         prog.end_epoch()
+        if r.steps is not None:
+            r.steps.close()
         # after a failed write (a full disk) nothing more is written: the first failure is the one reported
         if r.out is not None and r.history and not isinstance(failure, WriteError):
             try:
@@ -203,6 +215,7 @@ def _optimisers(r: Run) -> dict[str, Any]:
         ph.params = dict(trainable)
         ph.optimizer = b.make_optimizer(cfg.optimizer, list(trainable), cfg.lr_scale)
     r.sched = S.make(cfg.schedule, r.optimizers, r.epochs)
+    r.rates = steplog.Rates(plan.phases, cfg.lr_scale)
     return trainable
 
 
@@ -275,6 +288,7 @@ def _restore(r: Run, ckpt: tuple, resume: Any) -> bool:
         _set_rng(r.rngs["noise"], rng["noise"])
     r.history = list(meta.get("history", []))
     r.start = int(meta["epoch"])
+    r.step = int(meta.get("step", r.start * r.train_ds.num_batches(r.cfg.batch_size)))
     best = r.best
     best.value, best.epoch, r.wait = meta.get("best_value"), int(meta.get("best_epoch", 0)), int(meta.get("wait", 0))
     if r.stop is not None:
@@ -305,6 +319,8 @@ def _epoch(r: Run, epoch: int, prog: Progress, callback: Callable | None) -> boo
     t0 = time.perf_counter()
     r.backend.model.train()
     prog.start_epoch(epoch)
+    if r.steps is not None:
+        r.steps.start_epoch()
     rec = _train_batches(r, epoch, prog)
     rate = prog.end_epoch()
     r.backend.epoch_end()
@@ -313,6 +329,7 @@ def _epoch(r: Run, epoch: int, prog: Progress, callback: Callable | None) -> boo
         rec.update({f"val.{k}": v for k, v in res.items() if k in r.keys})
     rec["lr"] = r.optimizers[0].param_groups[0]["lr"]
     rec["time"] = round(time.perf_counter() - t0, 3)
+    rec.update({k: v for k, v in r.rates().items() if k not in rec})     # after the old columns: lr.<group>
     r.history.append(rec)
     improved = _track(r, rec, epoch)
     if epoch == r.start + 1:
@@ -321,6 +338,8 @@ def _epoch(r: Run, epoch: int, prog: Progress, callback: Callable | None) -> boo
     if r.out is not None:
         save(r.backend.model, r.out / "last.npz", meta=_state_meta(r, epoch), optimizer_state=_opt_state(r))
         write_history(r.out / "history.csv", r.history)
+        if r.steps is not None:
+            r.steps.epoch(rec, r.step)
     if callback is not None and callback(epoch, rec) is False:
         return False
     if r.stopped_early:
@@ -346,17 +365,25 @@ def _train_batches(r: Run, epoch: int, prog: Progress) -> dict[str, Any]:
         feed.update(draw_noise(plan, g, n, r.rngs["noise"]))
         feed = r.backend.shard(feed, n, batched)        # data parallel: this process's rows of the batch
         step_losses: dict[str, float] = {}
+        grads: dict[str, tuple[float, bool]] = {}
+        measure = r.steps is not None and r.steps.due(r.step + 1)
         for ph in plan.phases:
             for s in range(ph.steps):
                 want_metrics = acc is not None and ph is metrics_phase and s == 0
                 refs = list(ph.terms) + ([plan.predict, plan.target] if want_metrics else [])
-                outs = r.backend.step(ph, refs, feed, Where(epoch, bi, r.out))
+                outs = r.backend.step(ph, refs, feed, Where(epoch, bi, r.out, measure))
                 if want_metrics:
                     acc.update(outs[plan.predict], outs[plan.target], plan.mask(feed, "train"))
                 if s == 0:
                     step_losses.update({ref: float(outs[ref]) for ref in ph.terms})
-        for key, v in _losses(plan, step_losses, n).items():
+                if measure:
+                    grads[ph.label] = r.backend.grad_stats
+        losses = _losses(plan, step_losses, n)
+        for key, v in losses.items():
             sums[key] = sums.get(key, 0.0) + v * n
+        r.step += 1
+        if r.steps is not None:
+            r.steps.batch(r.step, epoch, bi, n, losses, grads)
         seen += n
         prog.update(bi, seen, sums["loss"] / seen)
     rec: dict[str, Any] = {"epoch": epoch}
@@ -402,7 +429,8 @@ def _state_meta(r: Run, epoch: int) -> dict[str, Any]:
     rng = {"shuffle": _rng_state(r.rngs["shuffle"]), "augment": _rng_state(r.rngs["augment"])}
     rng.update(r.backend.rng_state())
     rng["noise"] = _rng_state(r.rngs["noise"])
-    return {"kind": STATE_KIND, "epoch": epoch, "epochs": r.epochs, "history": r.history, "rng": rng,
+    return {"kind": STATE_KIND, "epoch": epoch, "epochs": r.epochs, "step": r.step, "history": r.history,
+            "rng": rng,
             "scheduler": r.sched.state_dict() if r.sched is not None else None,
             "best_value": best.value, "best_epoch": best.epoch, "wait": r.wait, "monitor": best.monitor,
             "stop_value": stop.value if stop else None, "stop_epoch": stop.epoch if stop else 0,

@@ -431,8 +431,8 @@ def write_history(path: Path, history: list[dict[str, Any]]) -> None:
 
 def plot_curves(path: Path, history: list[dict[str, Any]], log: Callable | None = None,
                 best_epoch: int | None = None) -> bool:
-    """curves.png: one panel for the loss and one per metric, train and validation per epoch; a dashed line
-    marks the best epoch."""
+    """curves.png: one panel for the loss and one per metric, train and validation per epoch (a dashed line
+    marks the best epoch), and one for the learning rate."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -450,10 +450,12 @@ def plot_curves(path: Path, history: list[dict[str, Any]], log: Callable | None 
                     keys.append(q)
     if not keys:
         return False
-    fig = Figure(figsize=(4.2 * min(len(keys), 3), 3.2 * math.ceil(len(keys) / 3)), dpi=100)
+    rates = [k for k in dict.fromkeys(k for r in history for k in r) if k == "lr" or k.startswith("lr.")]
+    panels = len(keys) + bool(rates)
+    fig = Figure(figsize=(4.2 * min(panels, 3), 3.2 * math.ceil(panels / 3)), dpi=100)
     FigureCanvasAgg(fig)
-    cols = min(len(keys), 3)
-    rows = math.ceil(len(keys) / cols)
+    cols = min(panels, 3)
+    rows = math.ceil(panels / cols)
     epochs = [r["epoch"] for r in history]
     for i, q in enumerate(keys):
         ax = fig.add_subplot(rows, cols, i + 1)
@@ -467,6 +469,8 @@ def plot_curves(path: Path, history: list[dict[str, Any]], log: Callable | None 
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend()
+    if panels > len(keys):
+        _lr_panel(fig.add_subplot(rows, cols, panels), epochs, history, rates)
     fig.tight_layout()
 
     def write(tmp: str) -> None:
@@ -474,6 +478,25 @@ def plot_curves(path: Path, history: list[dict[str, Any]], log: Callable | None 
 
     atomic_write(path, write)
     return True
+
+
+def _lr_panel(ax: Any, epochs: list[int], history: list[dict[str, Any]], rates: list[str]) -> None:
+    """The learning rate each epoch trained with (history's `lr`, and `lr.<group>` with lr_scale or phases);
+    a log scale when the rates span 20x or more."""
+    lowest, highest = math.inf, 0.0
+    for k in rates:
+        ys = [float(v) if isinstance(v := r.get(k), (int, float)) else np.nan for r in history]
+        ax.plot(epochs, ys, "-o", markersize=3, label=k)
+        pos = [y for y in ys if y > 0]
+        if pos:
+            lowest, highest = min(lowest, min(pos)), max(highest, max(pos))
+    if highest >= 20 * lowest:
+        ax.set_yscale("log")
+    ax.set_title("learning rate")
+    ax.set_xlabel("epoch")
+    ax.grid(alpha=0.3)
+    if len(rates) > 1:
+        ax.legend()
 
 
 # -- fit ------------------------------------------------------------------------------------------------
@@ -484,7 +507,8 @@ def fit(model: Model, train_data: Any, val_data: Any = None, *, epochs: int | No
     """Train `model` on `train_data` (a .npz path, builtin:NAME, {name: array} or a data.Dataset).
 
     `val_data` is a data set, a fraction of the training data (float), or None (then `train.data.val` when
-    it is a fraction). `out_dir` receives best.npz, last.npz, history.csv and curves.png. `resume` is a
+    it is a fraction). `out_dir` receives best.npz, last.npz, history.csv and curves.png (and, as `train.log`
+    asks, steps.csv, steps.jsonl, tb/: runtime/steplog.py). `resume` is a
     last.npz to continue from. `callback(epoch, record)` runs after each epoch's checkpoints; returning
     False stops training. Returns the history: one dict per epoch. The loop is runtime/loop.py's, shared
     with the torch backend; this runs it on the NumPy runtime."""

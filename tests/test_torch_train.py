@@ -310,13 +310,14 @@ def test_two_processes_train_as_one_with_the_global_batch_and_resume_exactly(tmp
     """--nproc 2 (DDP, gloo, localhost): 35 samples in batches of 8 (the last one, 3, split 2 + 1). A run
     interrupted after epoch 1 (written by one process, to keep the test short: the checkpoint does not depend
     on the process count), resumed by two processes to epoch 2 — the last.npz rank 0 writes — has the weights
-    and history of one process with batch 8 throughout."""
+    and history of one process with batch 8 throughout, and the same steps.csv (train.log)."""
     from cli.main import main
     spec = tmp_path / "tiny.yaml"
     spec.write_text(TINY)
     x = np.random.default_rng(0).standard_normal((35, 6)).astype(np.float32)
     np.savez(tmp_path / "d.npz", x=x, label=(x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0))
-    common = ["train", str(spec), "--data", str(tmp_path / "d.npz"), "--backend", "torch"]
+    common = ["train", str(spec), "--data", str(tmp_path / "d.npz"), "--backend", "torch",
+              "--set", "train.log.every=1"]
     assert main([*common, "--out", str(tmp_path / "ddp"), "--epochs", "1"]) == 0
     assert main([*common, "--nproc", "2", "--resume", str(tmp_path / "ddp" / "last.npz"), "--epochs", "2"]) == 0
     assert main([*common, "--out", str(tmp_path / "one")]) == 0
@@ -326,6 +327,14 @@ def test_two_processes_train_as_one_with_the_global_batch_and_resume_exactly(tmp
         np.testing.assert_allclose(ddp[0][k], v, rtol=1e-4, atol=1e-7, err_msg=k)
     np.testing.assert_allclose([r["train.loss"] for r in ddp[1]["history"]],
                                [r["train.loss"] for r in one[1]["history"]], rtol=1e-5)
+    # the step log: rank 0 alone appends steps 6..10 to epoch 1's, with the whole batch's loss and gradient norm
+    import csv
+    ddp_steps, one_steps = (list(csv.DictReader((tmp_path / d / "steps.csv").read_text().splitlines()))
+                            for d in ("ddp", "one"))
+    assert [r["step"] for r in ddp_steps] == [r["step"] for r in one_steps] == [str(i) for i in range(1, 11)]
+    for col in ("loss", "grad_norm"):
+        np.testing.assert_allclose([float(r[col]) for r in ddp_steps], [float(r[col]) for r in one_steps],
+                                   rtol=1e-4, err_msg=col)
     assert main(["train", str(spec), "--nproc", "2"]) == 2                # needs --backend torch
     assert "--backend torch" in capsys.readouterr().err
 

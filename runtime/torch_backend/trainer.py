@@ -121,6 +121,7 @@ class TorchBackend:
         self.precision = precision
         self.scaler = None
         self.clip = None
+        self.grad_stats: tuple[float, bool] = (float("nan"), False)     # set by step() when where.log
 
     # -- parameters and optimisers ------------------------------------------------------------
     def prepare(self, plan: Plan, cfg: Any) -> None:
@@ -177,11 +178,7 @@ class TorchBackend:
         params = list(ph.params.values())
         if self.scaler is not None:
             self.scaler.unscale_(ph.optimizer.opt)
-        if self.clip is not None:
-            if self.clip.max_norm is not None:
-                torch.nn.utils.clip_grad_norm_(params, self.clip.max_norm)
-            else:
-                torch.nn.utils.clip_grad_value_(params, self.clip.value)
+        self._clip(params, getattr(where, "log", False))
         if self.scaler is None:               # fp16: the scaler skips steps with overflowed gradients
             bad = [n for n, p in ph.params.items() if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
             if bad:
@@ -190,6 +187,22 @@ class TorchBackend:
         if self.world > 1:
             outs = self._whole_batch(outs, refs, ph.terms)
         return {k: _numpy(outs[k]) for k in refs}
+
+    def _clip(self, params: list[torch.nn.Parameter], measure: bool) -> None:
+        """grad_clip; when `measure`, grad_stats = (global norm before clipping, whether clipping changed it)."""
+        clip = self.clip
+        if clip is not None and clip.max_norm is not None:
+            norm = float(torch.nn.utils.clip_grad_norm_(params, clip.max_norm))
+            self.grad_stats = (norm, clip.max_norm / (norm + 1e-6) < 1)     # clip_grad_norm_'s own test
+            return
+        if measure:
+            grads = [p.grad.detach() for p in params if p.grad is not None]
+            norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.double()) for g in grads]))
+                         ) if grads else 0.0
+            over = clip is not None and any(bool((g.abs() > clip.value).any()) for g in grads)
+            self.grad_stats = (norm, over)
+        if clip is not None:
+            torch.nn.utils.clip_grad_value_(params, clip.value)
 
     # -- data parallel --------------------------------------------------------------------------
     def shard(self, feed: dict[str, np.ndarray], n: int, batched: Any) -> dict[str, np.ndarray]:
