@@ -6,13 +6,13 @@ from typing import TYPE_CHECKING, Any, Callable
 from .. import limits
 from .. import ops as ops_pkg
 from ..errors import Loc, did_you_mean
-from ..expr import ExprError, is_template, render
+from ..expr import ExprError, is_template, reads_name, render
 from ..ir import Node
 from ..load import SList, SMap
 from ..values import POISON, Abort, Poisoned, Value
 from .diagnose import Compiler
 from .locs import Locs
-from .scope import NAME_RE, Scope
+from .scope import NAME_HINT, NODE_NAME_RE, Names, Scope
 from .shorthand import STARTERS, normalise
 
 if TYPE_CHECKING:
@@ -111,8 +111,16 @@ class LayerExpansion:
         if not isinstance(target, str):
             self.c.error(f"{kind} must be a name, found {target!r}", locs.at(kind), use_sites=scope.use_sites)
             raise Poisoned
-        name = self.layer_name(fields, locs, scope, kind, target)
-        repeat = self.repeat_count(fields, locs, scope)
+        key = target.rsplit(".", 1)[-1] if kind != "call" else f"{target}_call"
+        scope.counts[key] += 1
+        default = f"{key}_{scope.counts[key]}"          # `linear_2`: the 2nd linear of this scope
+        try:
+            repeat = self.repeat_count(fields, locs, scope)
+        except Poisoned:
+            if "name" not in fields:
+                scope.names.setdefault(default, POISON)   # references to it stay quiet
+            raise
+        names = self.layer_names(fields, locs, scope, default, repeat)
         n_errors = len(self.c.diags)
         if kind == "op":
             self.precheck_op(target, fields, locs, scope)
@@ -124,35 +132,83 @@ class LayerExpansion:
             raise
         if len(self.c.diags) > n_errors:
             raise Poisoned
-        value = self.expand_copies(fields, locs, scope, kind, target, name, repeat, inputs)
-        scope.names[name] = value
-        self.all[scope.prefix + name] = value
+        value = self.expand_copies(fields, locs, scope, kind, target, names, inputs)
+        if names.group in names.owned:
+            self.bind(scope, names.group, value)
         scope.last = value
         if value.poisoned:
             raise Poisoned
-        scope.built.append((name, value, kind == "op" and OPS[target].loss))
+        scope.built.append((names.group or names.copies[-1], value, kind == "op" and OPS[target].loss))
 
-    def layer_name(self, fields: dict, locs: Locs, scope: Scope, kind: str, target: str) -> str:
-        """The layer's `name:` (checked, and free in this scope), or its default name: `linear_2`."""
-        key = target.rsplit(".", 1)[-1] if kind != "call" else f"{target}_call"
-        scope.counts[key] += 1
-        name = f"{key}_{scope.counts[key]}"
+    def layer_names(self, fields: dict, locs: Locs, scope: Scope, name: str, repeat: int) -> Names:
+        """The names a layer takes: its `name:` (else its default `name`) and, with `repeat`, `name.0` ...
+        `name.K-1`; a `name:` that reads `index` names each copy itself (`denselayer${index + 1}`)."""
         if "name" in fields:
-            name = self.evaluate(fields["name"], scope, locs.at("name"))
-            if isinstance(name, int) and not isinstance(name, bool) and name >= 0:
-                name = str(name)
-            if not isinstance(name, str) or not NAME_RE.match(name):
-                self.c.error(f"invalid node name {name!r}", locs.at("name"),
-                             "a name is an identifier (letters, digits, _) or a non-negative integer",
+            if "repeat" in fields and reads_name(fields["name"], "index"):
+                return self.copy_names(fields, locs, scope, repeat)
+            if reads_name(fields["name"], "index") and "index" not in scope.env:
+                self.c.error("this name reads `index`, the copy number of a repeated layer, but the layer has no "
+                             "repeat", locs.at("name"), "add repeat: K, or name it without index",
                              use_sites=scope.use_sites)
                 scope.last = POISON
                 raise Poisoned
-        if name in scope.names:
-            self.c.error(f"duplicate name '{name}' in this scope", locs.at("name"),
-                         "names must be unique within a scope; rename one of them", use_sites=scope.use_sites)
+            name = self.node_name(fields["name"], locs, scope, scope.env)
+        if "repeat" in fields:              # always numbered, as nn.Sequential does: repeat: 1 gives name.0
+            copies = [f"{name}.{i}" for i in range(repeat)]
+            self.claim(name, {}, locs, scope, scope.env)
+            return Names(name, copies, {name, *copies})
+        return Names(name, [name], {name} if self.claim(name, fields, locs, scope, scope.env) else set())
+
+    def copy_names(self, fields: dict, locs: Locs, scope: Scope, repeat: int) -> Names:
+        """A repeated layer whose `name:` reads `index`: each copy named by it (no group name)."""
+        envs = [dict(scope.env, index=i) for i in range(repeat)]
+        copies = [self.node_name(fields["name"], locs, scope, env) for env in envs]
+        for i, copy in enumerate(copies):
+            if copy in copies[:i]:
+                self.c.error(f"copies {copies.index(copy)} and {i} of this repeated layer are both named '{copy}'",
+                             locs.at("name"), "a name that reads `index` must differ for each copy, e.g. "
+                             "name: \"layer${index + 1}\"", use_sites=scope.use_sites)
+                scope.last = POISON
+                raise Poisoned
+        return Names(None, copies, {c for c, env in zip(copies, envs) if self.claim(c, fields, locs, scope, env)})
+
+    def node_name(self, raw: Any, locs: Locs, scope: Scope, env: dict) -> str:
+        """A `name:` evaluated and checked: any PyTorch module name without a dot (`conv1`, `0`, `block1-0`)."""
+        name = self.evaluate(raw, scope, locs.at("name"), env)
+        if isinstance(name, int) and not isinstance(name, bool) and name >= 0:
+            name = str(name)
+        if not isinstance(name, str) or not NODE_NAME_RE.match(name):
+            self.c.error(f"invalid node name {name!r}", locs.at("name"), NAME_HINT, use_sites=scope.use_sites)
+            scope.last = POISON
             raise Poisoned
-        scope.names[name] = POISON          # until built; keeps later errors quiet
         return name
+
+    def claim(self, name: str, fields: dict, locs: Locs, scope: Scope, env: dict) -> bool:
+        """Take `name` in this scope for a layer: True when it is free (never used, or left by a layer switched
+        off by `when`); False when an earlier layer holds it and this one is switched off. Else an error."""
+        if name in scope.names and name not in scope.disabled:
+            if not self.switched_off(fields, locs, scope, env):
+                self.c.error(f"duplicate name '{name}' in this scope", locs.at("name"),
+                             "names must be unique within a scope; rename one of them", use_sites=scope.use_sites)
+                raise Poisoned
+            return False
+        scope.names[name] = POISON          # until built; keeps later errors quiet
+        scope.disabled.discard(name)
+        return True
+
+    def switched_off(self, fields: dict, locs: Locs, scope: Scope, env: dict) -> bool:
+        if "when" not in fields:
+            return False
+        return self.evaluate(fields["when"], scope, locs.at("when"), env) is False
+
+    def bind(self, scope: Scope, name: str, value: Value) -> None:
+        """`name` means `value` from here on in this scope (a layer switched off by `when` leaves it free)."""
+        scope.names[name] = value
+        self.all[scope.prefix + name] = value
+        if value.kind == "alias":
+            scope.disabled.add(name)
+        else:
+            scope.disabled.discard(name)
 
     def repeat_count(self, fields: dict, locs: Locs, scope: Scope) -> int:
         if "repeat" not in fields:
@@ -170,24 +226,27 @@ class LayerExpansion:
             raise Poisoned
         return repeat
 
-    def expand_copies(self: "Expander", fields: dict, locs: Locs, scope: Scope, kind: str, target: str, name: str,
-                      repeat: int, inputs: list[Value | None]) -> Value:
-        """The layer built `repeat` times in a chain; the value of the last copy (POISON when one failed)."""
+    def expand_copies(self: "Expander", fields: dict, locs: Locs, scope: Scope, kind: str, target: str,
+                      names: Names, inputs: list[Value | None]) -> Value:
+        """The layer built once per copy name, in a chain; the value of the last copy (POISON when one failed)."""
         value: Value | None = None
         n_nodes = len(self.nodes)
-        for i in range(repeat):
+        repeat = len(names.copies)
+        for i, full in enumerate(names.copies):
             if i == 1:
                 self.check_node_count(repeat, len(self.nodes) - n_nodes, locs.at("repeat"), scope)
             env = dict(scope.env, index=i) if "repeat" in fields else scope.env
-            full = name if repeat == 1 else f"{name}.{i}"
             if value is not None:
                 inputs = [value] + inputs[1:]
             try:
                 value = self.build_copy(fields, locs, scope, kind, target, full, inputs, env)
             except Poisoned:
                 value = POISON
-            if repeat > 1:
-                self.all[scope.prefix + full] = value
+            if full in names.owned:
+                if names.group is None:
+                    self.bind(scope, full, value)
+                else:
+                    self.all[scope.prefix + full] = value
             if value.poisoned:
                 break
         assert value is not None
