@@ -171,10 +171,10 @@ def test_a_checkpoint_from_before_repeat_one_was_numbered_converts(tmp_path, cap
     """docs/spec-language.md "Migrating": a `repeat: 1` layer's parameters moved from `stage.*` to `stage.0.*`."""
     import runtime
     from compiler.cli import main
-    old = compile_("inputs: {x: [N, 4]}\nlayers:\n  - {op: linear, name: stage, out_features: 3}\n"
-                   "  - {op: linear, name: head, out_features: 2}\n")
-    new_text = ("inputs: {x: [N, 4]}\nlayers:\n  - {op: linear, name: stage, out_features: 3, repeat: 1}\n"
-                "  - {op: linear, name: head, out_features: 2}\n")
+    layers = "  - {use: b, name: stage%s}\n  - {op: linear, name: head, out_features: 2}\n"
+    block = "blocks: {b: {layers: [{op: linear, name: fc, out_features: 3}, {op: batch_norm, name: bn}]}}\n"
+    old = compile_("inputs: {x: [N, 4]}\n" + block + "layers:\n" + layers % "")
+    new_text = "inputs: {x: [N, 4]}\n" + block + "layers:\n" + layers % ", repeat: 1"
     (tmp_path / "spec.yaml").write_text(new_text)
     before = runtime.Model(old, seed=3)
     runtime.save(before, tmp_path / "old.npz")
