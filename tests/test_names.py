@@ -187,3 +187,13 @@ def test_a_checkpoint_from_before_repeat_one_was_numbered_converts(tmp_path, cap
     runtime.load(new, tmp_path / "new.npz")
     x = np.ones((2, 4), np.float32)
     np.testing.assert_array_equal(new(x=x)["head"], before(x=x)["head"])
+
+
+def test_a_repeat_whose_last_copy_is_switched_off_keeps_its_name():
+    d = error_of("""
+inputs: {x: [N, 4]}
+layers:
+  - {op: linear, name: stage, out_features: 4, repeat: 2, when: "${index == 0}"}
+  - {op: linear, name: stage, out_features: 4}
+""")
+    assert d.message == "duplicate name 'stage' in this scope" and d.loc.line == 5

@@ -133,8 +133,8 @@ class LayerExpansion:
         if len(self.c.diags) > n_errors:
             raise Poisoned
         value = self.expand_copies(fields, locs, scope, kind, target, names, inputs)
-        if names.group in names.owned:
-            self.bind(scope, names.group, value)
+        if names.group in names.owned:           # a repeat's name is taken even when its last copy is off
+            self.bind(scope, names.group, value, free=value.kind == "alias" and "repeat" not in fields)
         scope.last = value
         if value.poisoned:
             raise Poisoned
@@ -201,11 +201,12 @@ class LayerExpansion:
             return False
         return self.evaluate(fields["when"], scope, locs.at("when"), env) is False
 
-    def bind(self, scope: Scope, name: str, value: Value) -> None:
-        """`name` means `value` from here on in this scope (a layer switched off by `when` leaves it free)."""
+    def bind(self, scope: Scope, name: str, value: Value, free: bool) -> None:
+        """`name` means `value` from here on in this scope; `free`: a layer switched off by `when`, whose name
+        a later layer may take."""
         scope.names[name] = value
         self.all[scope.prefix + name] = value
-        if value.kind == "alias":
+        if free:
             scope.disabled.add(name)
         else:
             scope.disabled.discard(name)
@@ -244,7 +245,7 @@ class LayerExpansion:
                 value = POISON
             if full in names.owned:
                 if names.group is None:
-                    self.bind(scope, full, value)
+                    self.bind(scope, full, value, free=value.kind == "alias")
                 else:
                     self.all[scope.prefix + full] = value
             if value.poisoned:
