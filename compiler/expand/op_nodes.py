@@ -14,7 +14,7 @@ from ..spec import RESERVED
 from ..values import Abort, Poisoned, Value
 from .diagnose import Compiler, dedupe, type_text
 from .locs import Locs
-from .node_init import parse_init
+from .node_init import check_param_inits, parse_inits
 from .scope import Scope
 from .shorthand import unknown_op
 
@@ -82,12 +82,12 @@ class OpNodes:
             self.c.error(f"{opdef.name} attribute '{key}': {err['msg'].lower()} "
                          f"(found {err.get('input')!r})", locs.at(str(key)), use_sites=scope.use_sites)
 
-    def node_init(self, fields: dict, locs: Locs, scope: Scope, env: dict) -> Init | None:
-        """The layer's `init:` (node_init.parse_init), or None for the op's default initialisers."""
+    def node_init(self, fields: dict, locs: Locs, scope: Scope, env: dict) -> Init | dict[str, Init] | None:
+        """The layer's `init:` (node_init.parse_inits), or None for the op's default initialisers."""
         if "init" not in fields:
             return None
         raw = self.evaluate(fields["init"], scope, locs.at("init"), env)
-        return parse_init(self.c, raw, locs.at("init"), scope.use_sites)
+        return parse_inits(self.c, raw, locs.at("init"), scope.use_sites)
 
     def check_arity(self, opdef: Any, inputs: list[Value | None], locs: Locs, scope: Scope) -> None:
         n_req = len(opdef.inputs) - len(opdef.optional)
@@ -110,7 +110,7 @@ class OpNodes:
                 raise Poisoned
 
     def infer_node(self, opdef: Any, attrs: Any, name: str, scope: Scope, inputs: list[Value | None], locs: Locs,
-                   init: Init | None = None, param_prefix: str | None = None) -> Value:
+                   init: Init | dict[str, Init] | None = None, param_prefix: str | None = None) -> Value:
         """Run the op's shape rule on its inputs and add the node; its value (ports) for later layers."""
         self.check_arity(opdef, inputs, locs, scope)
         if len(self.nodes) >= limits.NODES:
@@ -127,6 +127,7 @@ class OpNodes:
         except ShapeError as e:
             self.shape_error(e, opdef, attrs, name, inputs, locs, scope)
             raise Poisoned from None
+        check_param_inits(self.c, init, inferred.params, opdef.name, locs.at("init"), scope.use_sites)
         ports = inferred.ports or list(opdef.ports)
         if len(inferred.outputs) > limits.OUTPUTS:
             self.c.error(f"{opdef.name} '{name}' would have {len(inferred.outputs):,} outputs, more than the limit of "
