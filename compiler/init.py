@@ -114,8 +114,16 @@ def initialise(init: Init, shape: tuple[int, ...], rng: np.random.Generator, dty
 
 
 def _init_applies(param_name: str) -> bool:
-    """A node's `init:` sets its weights (a parameter named "" or "*weight*"), never its biases or buffers."""
+    """A node's `init: KIND` sets its weights (a parameter named "" or "*weight*"), never its biases or buffers."""
     return param_name == "" or "weight" in param_name
+
+
+def init_for(node: Any, spec: Any) -> Init:
+    """The initialiser of one of node's parameters: the layer's `init:` where it applies (`init: KIND` sets
+    the weights; `init: {param: KIND, ...}` the parameters it names), else the op's default."""
+    if isinstance(node.init, dict):
+        return node.init.get(spec.name, spec.init)
+    return node.init if node.init is not None and _init_applies(spec.name) else spec.init
 
 
 def initial_state(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
@@ -124,6 +132,5 @@ def initial_state(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
     for name, (spec, node) in graph.params().items():
-        init = node.init if node.init is not None and _init_applies(spec.name) else spec.init
-        out[name] = initialise(init, spec.shape, rng, NP_DTYPES.get(spec.dtype, np.float32))
+        out[name] = initialise(init_for(node, spec), spec.shape, rng, NP_DTYPES.get(spec.dtype, np.float32))
     return out

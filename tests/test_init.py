@@ -53,6 +53,9 @@ DRAWN = {
     "kaiming_normal_tanh": ("{kaiming_normal: {nonlinearity: tanh}}", 0.0, (5 / 3) / math.sqrt(FAN_IN), None),
     "kaiming_normal_selu": ("{kaiming_normal: {nonlinearity: selu}}", 0.0, 0.75 / math.sqrt(FAN_IN), None),
     "kaiming_normal_linear": ("{kaiming_normal: {nonlinearity: linear}}", 0.0, 1 / math.sqrt(FAN_IN), None),
+    "kaiming_normal_fan_out": ("{kaiming_normal: {mode: fan_out}}", 0.0, math.sqrt(2.0 / FAN_OUT), None),
+    "kaiming_uniform_fan_out": ("{kaiming_uniform: {mode: fan_out, nonlinearity: relu}}", 0.0,
+                                math.sqrt(2.0 / FAN_OUT), math.sqrt(6.0 / FAN_OUT)),
 }
 
 
@@ -145,7 +148,14 @@ def test_init_matches_torch_nn_init_statistics():
     ("{uniform: {bound: 1, low: 0}}", ["either bound or low and high"]),
     ("{zeros: {value: 3}}", ["initialiser zeros: unknown argument 'value'", "zeros takes no arguments"]),
     ("{kaiming_normal: {nonlinearity: rleu}}", ["nonlinearity must be one of", "did you mean 'relu'?"]),
-    ("{kaiming_uniform: {mode: fan_out}}", ["unknown argument 'mode'", "its arguments are: a, nonlinearity"]),
+    ("{kaiming_uniform: {mode: fanout}}", ["mode must be fan_in or fan_out", "did you mean 'fan_out'?"]),
+    ("{kaiming_uniform: {gain: 2}}", ["unknown argument 'gain'", "its arguments are: a, nonlinearity, mode"]),
+    ("{trunc_normal: {std: 0}}", ["'std' must be positive"]),
+    ("{trunc_normal: {a: 1, b: -1}}", ["a (1) must be below b (-1)"]),
+    ("{trunc_normal: {std: 0.02, a: 1, b: 2}}", ["holds only 0 of N(0.0, 0.02²)", "absolute bounds"]),
+    ("{wieght: zeros}", ["init: linear has no parameter 'wieght'", "did you mean 'weight'?"]),
+    ("{weight: zeros, bias: nope}", ["unknown initialiser 'nope' (for 'bias')"]),
+    ("{kaiming_normall: {}}", ["unknown initialiser", "did you mean 'kaiming_normal'"]),
 ])
 def test_bad_init_arguments_are_spec_errors(init, words):
     """Arguments the initialiser does not take were ignored (a typo such as stdev drew N(0, 1)), and
@@ -156,3 +166,46 @@ def test_bad_init_arguments_are_spec_errors(init, words):
     assert text.startswith("<string>:2:28: error: ")
     for w in words:
         assert w in text, (w, text)
+
+
+def test_trunc_normal_stays_within_its_absolute_bounds():
+    """torch.nn.init.trunc_normal_'s a, b are absolute values: std 1 cut at [-0.5, 1] keeps the mass
+    between them (truncated-normal moments: mean 0.1893, std 0.4213 by the closed form)."""
+    w = weights("{trunc_normal: {a: -0.5, b: 1}}")["fc.weight"].astype(np.float64)
+    assert w.min() >= -0.5 and w.max() <= 1.0 and w.min() < -0.49 and w.max() > 0.99
+    phi = lambda v: math.exp(-v * v / 2) / math.sqrt(2 * math.pi)             # noqa: E731
+    cdf = lambda v: 0.5 * (1 + math.erf(v / math.sqrt(2)))                    # noqa: E731
+    z = cdf(1) - cdf(-0.5)
+    mean = (phi(-0.5) - phi(1)) / z
+    var = 1 + (-0.5 * phi(-0.5) - 1 * phi(1)) / z - mean ** 2
+    assert w.mean() == pytest.approx(mean, abs=5 * math.sqrt(var / w.size))
+    assert w.std() == pytest.approx(math.sqrt(var), rel=0.02)
+    small = weights("{trunc_normal: {std: 0.02}}")["fc.weight"]                # ViT's: [-2, 2] never cuts
+    assert small.std() == pytest.approx(0.02, rel=0.02)
+
+
+def test_per_parameter_init_sets_each_named_parameter():
+    """`init: {weight: ..., bias: zeros}` (torchvision's conv and linear init), where `init: KIND` leaves
+    the bias at PyTorch's default."""
+    sd = weights("{weight: {kaiming_normal: {mode: fan_out}}, bias: zeros}")
+    assert np.all(sd["fc.bias"] == 0)
+    assert moments(sd["fc.weight"])[1] == pytest.approx(math.sqrt(2.0 / FAN_OUT), rel=0.02)
+    only_bias = weights("{bias: {constant: {value: 0.5}}}")
+    assert np.all(only_bias["fc.bias"] == 0.5)
+    g = compiler.compile_text(f"inputs: {{x: [N, {FAN_IN}]}}\nlayers: [{{op: linear, name: fc, out_features: {FAN_OUT}}}]\n")
+    np.testing.assert_array_equal(only_bias["fc.weight"], runtime.Model(g, seed=0).state_dict()["fc.weight"])
+
+
+def test_per_parameter_init_reaches_export_torch():
+    """The generated PyTorch module initialises the same way (mode='fan_out', trunc_normal_, zeros_)."""
+    pytest.importorskip("torch")
+    from runtime.torch_backend.layers import init_lines
+    g = compiler.compile_text("inputs: {x: [N, 3, 8, 8]}\nlayers:\n"
+                              "  - {op: conv2d, name: c, out_channels: 4, kernel_size: 3, "
+                              "init: {weight: {kaiming_normal: {mode: fan_out}}, bias: zeros}}\n"
+                              "  - {op: flatten}\n"
+                              "  - {op: linear, name: fc, out_features: 2, init: {trunc_normal: {std: 0.02}}}\n")
+    conv = init_lines(g.node("c"))
+    assert conv == ["nn.init.kaiming_normal_({m}.weight, mode='fan_out', nonlinearity='relu')",
+                    "nn.init.zeros_({m}.bias)"]
+    assert init_lines(g.node("fc")) == ["nn.init.trunc_normal_({m}.weight, mean=0.0, std=0.02, a=-2.0, b=2.0)"]

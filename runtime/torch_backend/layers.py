@@ -583,7 +583,12 @@ def _init_call(init: Any, target: str) -> str:
             raise Unsupported(f"init {kind} with an explicit fan_in has no torch.nn.init form")
         nl = kw.get("nonlinearity", "leaky_relu" if kind == "kaiming_uniform" else "relu")
         a = kw.get("a", 0.0)
-        return f"nn.init.{kind}_({target}{', a=' + lit(float(a)) if a else ''}, nonlinearity={nl!r})"
+        mode = ", mode='fan_out'" if kw.get("mode") == "fan_out" else ""
+        return f"nn.init.{kind}_({target}{', a=' + lit(float(a)) if a else ''}{mode}, nonlinearity={nl!r})"
+    if kind == "trunc_normal":
+        args = ", ".join(f"{k}={lit(float(kw.get(k, d)))}" for k, d in
+                         (("mean", 0.0), ("std", 1.0), ("a", -2.0), ("b", 2.0)))
+        return f"nn.init.trunc_normal_({target}, {args})"
     if kind in ("xavier_uniform", "xavier_normal"):
         gain = kw.get("gain", 1.0)
         return f"nn.init.{kind}_({target}{'' if gain == 1.0 else ', gain=' + lit(float(gain))})"
@@ -607,6 +612,8 @@ def init_lines(node: Node) -> list[str]:
         return []
     if node.op == "param":
         return [_init_call(node.init, "{m}")]
+    if isinstance(node.init, dict):
+        return [_init_call(node.init[p.name], "{m}." + p.name) for p in node.params if p.name in node.init]
     return [_init_call(node.init, "{m}." + p.name) for p in node.params if "weight" in p.name]
 
 
