@@ -230,7 +230,8 @@ def _train(args: argparse.Namespace) -> int:
         atomic_write_text(out / "data.json", json.dumps(model.data_meta, indent=1) + "\n")
     print(f"done in {wall:.1f}s; wrote {out / 'best.npz'}, {out / 'last.npz'}, {out / 'history.csv'}"
           + (f", {out / 'curves.png'}" if (out / "curves.png").exists() else "")
-          + (f", {out / 'data.json'}" if getattr(model, "data_meta", None) else ""))
+          + (f", {out / 'data.json'}" if getattr(model, "data_meta", None) else "")
+          + "".join(f", {out / f}" for f in ("steps.csv", "steps.jsonl", "tb/") if (out / f).exists()))
     if splits.test is not None:
         res = evaluate(model if backend is None else backend.model, splits.test, config=cfg, plan=plan)
         print(f"test set {splits.test.source} ({res['samples']} samples), "
