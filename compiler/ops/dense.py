@@ -1,10 +1,14 @@
 """Dense layers."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from ..errors import ShapeError
-from ..ir import Init, ParamSpec, TensorType
-from .registry import Attrs, Inferred, op
+from ..ir import Init, Node, ParamSpec, TensorType
+from .registry import Attrs, Inferred, lowering, op
 from .shapes import concrete, float_input, per_sample
+
+if TYPE_CHECKING:
+    from ..onnx.registry import Builder
 
 
 class Linear(Attrs):
@@ -32,3 +36,15 @@ def linear(a: Linear, x: TensorType) -> Inferred:
         params.append(ParamSpec("bias", (a.out_features,), Init.of("bias_uniform", fan_in=fan_in)))
     y = TensorType(x.shape[:-1] + (a.out_features,), x.dtype)
     return Inferred([y], params, macs=per_sample(y) * fan_in if x.rank > 1 else a.out_features * fan_in)
+
+
+# ---------------------------------------------------------------- ONNX lowerings
+# Each registered on its op's record (compiler/ops/registry.py); they write into compiler/onnx's Builder.
+
+@lowering("linear")
+def linear_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    if b.ins[0].rank == 2:
+        return b.op("Gemm", [x[0], p[0], p[1] if len(p) > 1 else None], transB=1)
+    wt = b.op("Transpose", [p[0]], perm=[1, 0])
+    y = b.op("MatMul", [x[0], wt])
+    return b.op("Add", [y, p[1]]) if len(p) > 1 else y

@@ -1,12 +1,15 @@
 """Generative-model helpers: the VAE reparameterisation and its KL term."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ..errors import ShapeError
-from ..ir import Dim, TensorType
-from .registry import Attrs, Inferred, NoAttrs, op
+from ..ir import Dim, Node, TensorType
+from .registry import Attrs, Inferred, NoAttrs, lowering, op
 from .shapes import broadcast, per_sample
+
+if TYPE_CHECKING:
+    from ..onnx.registry import Builder
 
 
 def _mu_logvar(name: str, mu: TensorType, logvar: TensorType) -> tuple[Dim, ...]:
@@ -46,3 +49,14 @@ def kl_normal(a: KlNormal, mu: TensorType, logvar: TensorType) -> Inferred:
                          hint="its inputs are [N, latent]")
     out = TensorType(() if a.reduction != "none" else shape[:1], mu.dtype)
     return Inferred([out], macs=per_sample(TensorType(shape)))
+
+
+# ---------------------------------------------------------------- ONNX lowerings
+# Each registered on its op's record (compiler/ops/registry.py); they write into compiler/onnx's Builder.
+
+@lowering("reparameterize")
+def reparameterize_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    """Inference is eval mode: z = mu (broadcast to logvar's shape when that is larger)."""
+    if tuple(node.out.shape) == tuple(b.ins[0].shape):
+        return b.op("Identity", [x[0]])
+    return b.op("Expand", [x[0], b.op("Shape", [x[1]])])

@@ -1,6 +1,6 @@
-"""The op registry: one OpDef per catalogue op, declared next to its shape rule.
+"""The op registry: one OpDef per catalogue op, the single record everything else derives from.
 
-An op module declares an attribute model and decorates its shape rule:
+An op module (compiler/ops/<family>.py) declares an attribute model and decorates its shape rule:
 
     class Linear(Attrs):
         out_features: int
@@ -14,11 +14,23 @@ An op module declares an attribute model and decorates its shape rule:
 The rule gets the validated attributes and one TensorType per declared input (None for an
 omitted optional one) and returns the output types, the parameters and the multiply-adds
 per sample. It raises ShapeError for anything wrong; the compiler adds file:line:col.
+
+The same record holds, next to the rule (docs/architecture.md, "Adding an op"):
+- its ONNX lowering: `onnx="Relu"` (one native ONNX node on the first input), or a function registered
+  with `@lowering("linear")` in the same module, which writes nodes into the Builder of compiler/onnx;
+- its PyTorch reference: `torch="F.relu"` (called on the inputs, then the parameters, with the attributes as
+  keyword arguments renamed by `torch_kw`), or a function registered with `@reference("linear")`. torch is
+  never imported by a record: `torch` and `F` below are lazy names that import it on first use;
+- its test cases: `cases=[Case(...)]`, which drive the generic shape, gradient, ONNX and PyTorch tests;
+- `torch_module="nn.ReLU"`: the module form export-torch writes for it inside an nn.Sequential.
+The NumPy kernel lives in runtime/kernels/<family>.py, registered by the op's name (the compiler never
+imports the runtime).
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
@@ -83,10 +95,65 @@ class OpDef:
     loss: bool = False                      # pruned from inference/export graphs
     training_only: bool = False             # pruned from inference graphs too (besides losses)
     doc: str = ""
+    lowering: Callable[..., Any] | None = None      # (Builder, Node, inputs, params) -> value name(s)
+    reference: Callable[..., Any] | None = None     # (C, *tensors) -> torch tensor(s): tools/torch_ref.py's C
+    torch: str | None = None                        # the torch function of a declarative reference ("F.relu")
+    torch_kw: dict[str, str | None] = field(default_factory=dict)   # attribute -> torch keyword (None: drop)
+    torch_module: str | None = None                 # export-torch's module form ("nn.ReLU")
+    onnx: str | None = None                         # the ONNX op type of a declarative lowering ("Relu")
+    cases: tuple["Case", ...] = ()
+    no_grad: str = ""                               # why no gradient check applies (empty: one does)
 
     def infer(self, attrs: Attrs, ins: list[TensorType | None]) -> Inferred:
         result = self.rule(attrs, *ins)
         return Inferred([result]) if isinstance(result, TensorType) else result
+
+
+@dataclass(frozen=True)
+class In:
+    """One input of a test case: its shape and dtype, and where its values are drawn.
+
+    Floats are uniform in [low, high), pushed at least 0.05 away from every value in `avoid` (a kink,
+    where finite differences would straddle two slopes); `integer` floats are whole numbers (0/1
+    adjacency, class probabilities are not); int64 values are uniform integers in [low, high); bools
+    are True with probability 1/2. `value` gives the array itself instead.
+    """
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+    low: float = -1.0
+    high: float = 1.0
+    avoid: tuple[float, ...] = ()
+    integer: bool = False
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class Case:
+    """One test case of an op: attributes and inputs (a tuple shape, an In, or None for an omitted
+    optional input), checked by the generic tests of tests/test_op_records.py: shape rule, finite-difference
+    gradients of the kernel (`grad`), onnxruntime against the kernel (`onnx`, inference ops), and the
+    PyTorch reference against the kernel, forward and backward (`torch`).
+
+    `training` runs the kernel (and the reference) in training mode; `params` replaces the initialised
+    parameters by given values; `rtol`/`atol` loosen the comparisons for numerically delicate cases.
+    """
+    attrs: dict[str, Any] = field(default_factory=dict)
+    inputs: tuple[Any, ...] = ((2, 3),)
+    training: bool = False
+    params: tuple[Any, ...] | None = None
+    grad: bool = True
+    onnx: bool = True
+    torch: bool = True
+    rtol: float = 1e-4
+    atol: float = 1e-5
+
+    def ins(self) -> tuple[In | None, ...]:
+        return tuple(None if i is None else i if isinstance(i, In) else In(tuple(i)) for i in self.inputs)
+
+    def id(self) -> str:
+        attrs = ",".join(f"{k}={v}" for k, v in self.attrs.items())
+        shapes = ",".join("-" if i is None else "x".join(map(str, i.shape)) for i in self.ins())
+        return f"{attrs}|{shapes}" + ("|train" if self.training else "")
 
 
 OPS: dict[str, OpDef] = {}
@@ -95,15 +162,110 @@ OPS: dict[str, OpDef] = {}
 def op(name: str, attrs: type[Attrs] = NoAttrs, *, inputs: list[str] | tuple[str, ...] = ("x",),
        optional: tuple[str, ...] | list[str] = (), variadic: bool = False,
        ports: tuple[str, ...] | list[str] = ("out",), primary: str | None = None, family: str = "",
-       loss: bool = False, training_only: bool = False) -> Callable:
-    """Register the decorated shape rule as op `name`."""
+       loss: bool = False, training_only: bool = False, onnx: str | None = None, torch: str | None = None,
+       torch_kw: dict[str, str | None] | None = None, torch_module: str | None = None,
+       cases: list[Case] | tuple[Case, ...] = (), no_grad: str = "") -> Callable:
+    """Register the decorated shape rule as op `name`, with its declarative parts (see the module doc)."""
 
     def register(rule: Callable) -> Callable:
         if name in OPS:
             raise RuntimeError(f"op {name!r} registered twice")
         OPS[name] = OpDef(name, family or rule.__module__.rsplit(".", 1)[-1], attrs, rule,
                           tuple(inputs), tuple(optional), variadic, tuple(ports), primary,
-                          loss, training_only, (rule.__doc__ or "").strip())
+                          loss, training_only, (rule.__doc__ or "").strip(),
+                          lowering=_native(onnx) if onnx else None,
+                          reference=_declared_reference(torch, torch_kw or {}) if torch else None,
+                          torch=torch, torch_kw=dict(torch_kw or {}), torch_module=torch_module, onnx=onnx,
+                          cases=tuple(cases), no_grad=no_grad)
         return rule
 
     return register
+
+
+def _record(name: str, what: str) -> OpDef:
+    if name not in OPS:
+        raise RuntimeError(f"{what} for {name!r}, which no @op declared (declare the op first, same module)")
+    return OPS[name]
+
+
+def lowering(*names: str) -> Callable:
+    """Register the decorated function as the ONNX lowering of the ops `names` (declared above it)."""
+
+    def register(fn: Callable) -> Callable:
+        for name in names:
+            d = _record(name, "an ONNX lowering")
+            if d.lowering is not None:
+                raise RuntimeError(f"lowering {name!r} registered twice")
+            d.lowering = fn
+        return fn
+
+    return register
+
+
+def reference(*names: str) -> Callable:
+    """Register the decorated function as the PyTorch reference of the ops `names`: fn(c, *tensors) with c
+    tools/torch_ref.py's C (attributes, training, symbols, wanted ports, input types, float dtype)."""
+
+    def register(fn: Callable) -> Callable:
+        for name in names:
+            d = _record(name, "a PyTorch reference")
+            if d.reference is not None:
+                raise RuntimeError(f"reference {name!r} registered twice")
+            d.reference = fn
+        return fn
+
+    return register
+
+
+# ONNX's TensorProto data types, as plain numbers so that lowerings never import onnx.
+DTYPES = {"float32": 1, "int64": 7, "bool": 9, "float64": 11}
+
+
+def _native(op_type: str) -> Callable:
+    def lower(b: Any, node: Any, x: list, p: list) -> str:
+        return b.op(op_type, [x[0]])
+    lower.__name__ = f"onnx_{op_type}"
+    return lower
+
+
+class _Lazy:
+    """A module imported on first attribute access: the records' references name torch without importing it."""
+
+    def __init__(self, module: str):
+        self._name, self._module = module, None
+
+    def __getattr__(self, key: str) -> Any:
+        if self._module is None:
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, key)
+
+
+torch = _Lazy("torch")
+F = _Lazy("torch.nn.functional")
+np = _Lazy("numpy")              # lowerings build constants with NumPy; `specc check` must not import it
+
+
+def torch_function(dotted: str) -> Callable:
+    """"F.relu" / "torch.sigmoid" as the function itself (imports torch)."""
+    head, _, rest = dotted.partition(".")
+    obj: Any = {"F": F, "torch": torch}[head]
+    for part in rest.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def torch_kwargs(attrs: Attrs, rename: dict[str, str | None]) -> dict[str, Any]:
+    """The attributes as the torch function's keyword arguments (renamed, or dropped where mapped to None)."""
+    out = {}
+    for k in type(attrs).model_fields:
+        key = rename.get(k, k)
+        if key is not None:
+            out[key] = getattr(attrs, k)
+    return out
+
+
+def _declared_reference(dotted: str, rename: dict[str, str | None]) -> Callable:
+    def ref(c: Any, *args: Any) -> Any:
+        return torch_function(dotted)(*args, **torch_kwargs(c.a, rename))
+    ref.__name__ = f"torch_{dotted}"
+    return ref
