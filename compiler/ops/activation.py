@@ -1,4 +1,10 @@
-"""Activation functions: elementwise nonlinearities and the softmax family."""
+"""Activation functions: elementwise nonlinearities and the softmax family.
+
+Each op is one record: the @op line declares its attributes, ONNX form (`onnx=`), PyTorch form (`torch=`,
+`torch_module=`) and test cases; the function below it is the shape rule, whose docstring is its entry in
+docs/ops.md. Ops whose ONNX or PyTorch form is more than one call register a function with @lowering /
+@reference right after the rule. The NumPy kernel is in runtime/kernels/activation.py.
+"""
 from __future__ import annotations
 
 import math
@@ -6,11 +12,15 @@ from typing import TYPE_CHECKING, Literal
 
 from ..errors import ShapeError
 from ..ir import Init, Node, ParamSpec, TensorType
-from .registry import DTYPES, Attrs, Inferred, NoAttrs, lowering, op
+from .registry import DTYPES, F, Attrs, Case, In, Inferred, NoAttrs, lowering, op, reference
 from .shapes import concrete, norm_dim, per_sample
 
 if TYPE_CHECKING:
     from ..onnx.registry import Builder
+
+X = In((2, 3, 4), low=-3.0, high=3.0, avoid=(0.0,))     # values off the kink at 0 of relu and friends
+UNARY = [Case(inputs=(X,))]                               # the test case of an attribute-free activation
+ZERO_GRADIENT = "piecewise constant: its gradient is 0 everywhere (tests/test_ops_activation.py checks the zeros)"
 
 
 def _elementwise(x: TensorType) -> Inferred:
@@ -24,22 +34,32 @@ def _float_input(name: str, x: TensorType) -> None:
                          hint="feed it a float tensor (class indices and masks are not activations)")
 
 
-@op("relu", NoAttrs)
+def unary(name: str, x: TensorType) -> Inferred:
+    """The shape rule of an elementwise activation: a float input, the same shape out."""
+    _float_input(name, x)
+    return _elementwise(x)
+
+
+@op("relu", onnx="Relu", torch="F.relu", torch_module="nn.ReLU", cases=UNARY)
 def relu(a: NoAttrs, x: TensorType) -> Inferred:
     """max(x, 0), elementwise."""
-    _float_input("relu", x)
-    return _elementwise(x)
+    return unary("relu", x)
 
 
 class LeakyRelu(Attrs):
     negative_slope: float = 0.01
 
 
-@op("leaky_relu", LeakyRelu)
+@op("leaky_relu", LeakyRelu, torch="F.leaky_relu",
+    cases=[Case({}, (X,)), Case({"negative_slope": 0.2}, (X,)), Case({"negative_slope": -0.3}, (X,))])
 def leaky_relu(a: LeakyRelu, x: TensorType) -> Inferred:
     """x where x > 0, else negative_slope · x, elementwise."""
-    _float_input("leaky_relu", x)
-    return _elementwise(x)
+    return unary("leaky_relu", x)
+
+
+@lowering("leaky_relu")
+def leaky_relu_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return b.op("LeakyRelu", [x[0]], alpha=float(node.attrs.negative_slope))
 
 
 class PRelu(Attrs):
@@ -47,7 +67,9 @@ class PRelu(Attrs):
     init_value: float = 0.25
 
 
-@op("prelu", PRelu)
+@op("prelu", PRelu, torch="F.prelu", torch_kw={"num_parameters": None, "init_value": None},
+    cases=[Case({}, (X,)), Case({"num_parameters": 3}, (X,), params=([0.1, -0.4, 1.7],)),
+           Case({"num_parameters": 3}, (In((4, 3), avoid=(0.0,)),), params=([0.1, -0.4, 1.7],))])
 def prelu(a: PRelu, x: TensorType) -> Inferred:
     """x where x > 0, else weight · x, with a learned slope `weight` [num_parameters] (init init_value).
 
@@ -73,123 +95,6 @@ def prelu(a: PRelu, x: TensorType) -> Inferred:
     return Inferred([TensorType(x.shape, x.dtype)], [w], macs=per_sample(x))
 
 
-@op("sigmoid", NoAttrs)
-def sigmoid(a: NoAttrs, x: TensorType) -> Inferred:
-    """1 / (1 + exp(-x)), elementwise."""
-    _float_input("sigmoid", x)
-    return _elementwise(x)
-
-
-@op("tanh", NoAttrs)
-def tanh(a: NoAttrs, x: TensorType) -> Inferred:
-    """The hyperbolic tangent, elementwise."""
-    _float_input("tanh", x)
-    return _elementwise(x)
-
-
-@op("sign", NoAttrs)
-def sign(a: NoAttrs, x: TensorType) -> Inferred:
-    """-1, 0 or 1 by the sign of x, elementwise; its gradient is zero (as torch.sign)."""
-    _float_input("sign", x)
-    return _elementwise(x)
-
-
-@op("step", NoAttrs)
-def step(a: NoAttrs, x: TensorType) -> Inferred:
-    """Perceptron unit step: 1 where x > 0, else 0 (so step(0) = 0); its gradient is zero."""
-    _float_input("step", x)
-    return _elementwise(x)
-
-
-@op("silu", NoAttrs)
-def silu(a: NoAttrs, x: TensorType) -> Inferred:
-    """x · sigmoid(x) (SiLU, also called swish), elementwise."""
-    _float_input("silu", x)
-    return _elementwise(x)
-
-
-class Softplus(Attrs):
-    beta: float = 1.0
-    threshold: float = 20.0
-
-
-@op("softplus", Softplus)
-def softplus(a: Softplus, x: TensorType) -> Inferred:
-    """log(1 + exp(beta · x)) / beta, and x itself where beta · x > threshold (as PyTorch)."""
-    _float_input("softplus", x)
-    if a.beta == 0:
-        raise ShapeError("softplus's beta must not be 0 (it divides by beta)", hint="the default is beta: 1",
-                         attr="beta")
-    return _elementwise(x)
-
-
-class Gelu(Attrs):
-    approximate: Literal["none", "tanh"] = "none"
-
-
-@op("gelu", Gelu)
-def gelu(a: Gelu, x: TensorType) -> Inferred:
-    """x · Φ(x) with Φ the standard normal CDF; approximate: tanh uses PyTorch's tanh formula."""
-    _float_input("gelu", x)
-    return _elementwise(x)
-
-
-class Elu(Attrs):
-    alpha: float = 1.0
-
-
-@op("elu", Elu)
-def elu(a: Elu, x: TensorType) -> Inferred:
-    """x where x > 0, else alpha · (exp(x) − 1), elementwise."""
-    _float_input("elu", x)
-    return _elementwise(x)
-
-
-class Softmax(Attrs):
-    dim: int = -1
-    temperature: float = 1.0
-
-
-@op("softmax", Softmax)
-def softmax(a: Softmax, x: TensorType) -> Inferred:
-    """softmax(x / temperature) along `dim`: exp normalised to sum to 1."""
-    _float_input("softmax", x)
-    norm_dim(a.dim, x.rank)
-    if not a.temperature > 0:
-        raise ShapeError(f"softmax's temperature must be positive, got {a.temperature}",
-                         hint="1 is plain softmax; above 1 flattens, below 1 sharpens", attr="temperature")
-    return _elementwise(x)
-
-
-class LogSoftmax(Attrs):
-    dim: int = -1
-
-
-@op("log_softmax", LogSoftmax)
-def log_softmax(a: LogSoftmax, x: TensorType) -> Inferred:
-    """log(softmax(x)) along `dim`, computed stably (x − logsumexp(x))."""
-    _float_input("log_softmax", x)
-    norm_dim(a.dim, x.rank)
-    return _elementwise(x)
-
-
-# ---------------------------------------------------------------- ONNX lowerings
-# Each registered on its op's record (compiler/ops/registry.py); they write into compiler/onnx's Builder.
-
-def _dtype(b: Builder) -> int:
-    return DTYPES[b.ins[0].dtype]
-
-
-@lowering("relu")
-def relu_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    return b.op("Relu", [x[0]])
-
-
-@lowering("leaky_relu")
-def leaky_relu_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    return b.op("LeakyRelu", [x[0]], alpha=float(node.attrs.negative_slope))
-
-
 @lowering("prelu")
 def prelu_onnx(b: Builder, node: Node, x: list, p: list) -> str:
     rank = b.ins[0].rank
@@ -202,29 +107,66 @@ def prelu_onnx(b: Builder, node: Node, x: list, p: list) -> str:
     return b.op("PRelu", [x[0], slope])
 
 
-@lowering("sigmoid")
-def sigmoid_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    return b.op("Sigmoid", [x[0]])
+@op("sigmoid", onnx="Sigmoid", torch="torch.sigmoid", torch_module="nn.Sigmoid", cases=UNARY)
+def sigmoid(a: NoAttrs, x: TensorType) -> Inferred:
+    """1 / (1 + exp(-x)), elementwise."""
+    return unary("sigmoid", x)
 
 
-@lowering("tanh")
-def tanh_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    return b.op("Tanh", [x[0]])
+@op("tanh", onnx="Tanh", torch="torch.tanh", torch_module="nn.Tanh", cases=UNARY)
+def tanh(a: NoAttrs, x: TensorType) -> Inferred:
+    """The hyperbolic tangent, elementwise."""
+    return unary("tanh", x)
 
 
-@lowering("sign")
-def sign_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    return b.op("Sign", [x[0]])
+@op("sign", onnx="Sign", torch="torch.sign", cases=UNARY, no_grad=ZERO_GRADIENT)
+def sign(a: NoAttrs, x: TensorType) -> Inferred:
+    """-1, 0 or 1 by the sign of x, elementwise; its gradient is zero (as torch.sign)."""
+    return unary("sign", x)
+
+
+@op("step", cases=UNARY, no_grad=ZERO_GRADIENT)
+def step(a: NoAttrs, x: TensorType) -> Inferred:
+    """Perceptron unit step: 1 where x > 0, else 0 (so step(0) = 0); its gradient is zero."""
+    return unary("step", x)
 
 
 @lowering("step")
 def step_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    return b.op("Cast", [b.op("Greater", [x[0], b.const(0.0)])], to=_dtype(b))
+    return b.op("Cast", [b.op("Greater", [x[0], b.const(0.0)])], to=DTYPES[b.ins[0].dtype])
+
+
+@reference("step")
+def step_torch(c, x):
+    return (x > 0).to(x.dtype)
+
+
+@op("silu", torch="F.silu", torch_module="nn.SiLU", cases=UNARY)
+def silu(a: NoAttrs, x: TensorType) -> Inferred:
+    """x · sigmoid(x) (SiLU, also called swish), elementwise."""
+    return unary("silu", x)
 
 
 @lowering("silu")
 def silu_onnx(b: Builder, node: Node, x: list, p: list) -> str:
     return b.op("Mul", [x[0], b.op("Sigmoid", [x[0]])])
+
+
+class Softplus(Attrs):
+    beta: float = 1.0
+    threshold: float = 20.0
+
+
+@op("softplus", Softplus, torch="F.softplus",
+    cases=[Case({}, (X,)), Case({"beta": 2.0, "threshold": 1.0}, (In((2, 3, 4), low=-3, high=3, avoid=(0.5,)),)),
+           Case({"beta": 0.5, "threshold": 0.5}, (In((2, 3, 4), low=-3, high=3, avoid=(1.0,)),))])
+def softplus(a: Softplus, x: TensorType) -> Inferred:
+    """log(1 + exp(beta · x)) / beta, and x itself where beta · x > threshold (as PyTorch)."""
+    _float_input("softplus", x)
+    if a.beta == 0:
+        raise ShapeError("softplus's beta must not be 0 (it divides by beta)", hint="the default is beta: 1",
+                         attr="beta")
+    return _elementwise(x)
 
 
 @lowering("softplus")
@@ -238,6 +180,16 @@ def softplus_onnx(b: Builder, node: Node, x: list, p: list) -> str:
     if beta != 1:
         sp = b.op("Div", [sp, b.const(beta)])
     return b.op("Where", [b.op("Greater", [z, b.const(threshold)]), x[0], sp])
+
+
+class Gelu(Attrs):
+    approximate: Literal["none", "tanh"] = "none"
+
+
+@op("gelu", Gelu, torch="F.gelu", cases=[Case({}, (X,)), Case({"approximate": "tanh"}, (X,))])
+def gelu(a: Gelu, x: TensorType) -> Inferred:
+    """x · Φ(x) with Φ the standard normal CDF; approximate: tanh uses PyTorch's tanh formula."""
+    return unary("gelu", x)
 
 
 @lowering("gelu")
@@ -255,9 +207,36 @@ def gelu_onnx(b: Builder, node: Node, x: list, p: list) -> str:
     return b.op("Mul", [half_x, b.op("Add", [t, b.const(1.0)])])
 
 
+class Elu(Attrs):
+    alpha: float = 1.0
+
+
+@op("elu", Elu, torch="F.elu", cases=[Case({}, (X,)), Case({"alpha": 0.5}, (X,))])
+def elu(a: Elu, x: TensorType) -> Inferred:
+    """x where x > 0, else alpha · (exp(x) − 1), elementwise."""
+    return unary("elu", x)
+
+
 @lowering("elu")
 def elu_onnx(b: Builder, node: Node, x: list, p: list) -> str:
     return b.op("Elu", [x[0]], alpha=float(node.attrs.alpha))
+
+
+class Softmax(Attrs):
+    dim: int = -1
+    temperature: float = 1.0
+
+
+@op("softmax", Softmax,
+    cases=[Case({}, ((2, 3, 4),)), Case({"dim": 1, "temperature": 0.5}, ((2, 3, 4),)), Case({"dim": 0}, ((5,),))])
+def softmax(a: Softmax, x: TensorType) -> Inferred:
+    """softmax(x / temperature) along `dim`: exp normalised to sum to 1."""
+    _float_input("softmax", x)
+    norm_dim(a.dim, x.rank)
+    if not a.temperature > 0:
+        raise ShapeError(f"softmax's temperature must be positive, got {a.temperature}",
+                         hint="1 is plain softmax; above 1 flattens, below 1 sharpens", attr="temperature")
+    return _elementwise(x)
 
 
 def _over_scalar(b: Builder, op_type: str, v: str, axis: int) -> str:
@@ -274,6 +253,23 @@ def softmax_onnx(b: Builder, node: Node, x: list, p: list) -> str:
     if float(node.attrs.temperature) != 1:
         v = b.op("Div", [v, b.const(float(node.attrs.temperature))])
     return _over_scalar(b, "Softmax", v, node.attrs.dim)
+
+
+@reference("softmax")
+def softmax_torch(c, x):
+    return F.softmax(x if c.a.temperature == 1.0 else x / c.a.temperature, c.a.dim)
+
+
+class LogSoftmax(Attrs):
+    dim: int = -1
+
+
+@op("log_softmax", LogSoftmax, torch="F.log_softmax", cases=[Case({}, ((2, 3, 4),)), Case({"dim": -2}, ((2, 3, 4),))])
+def log_softmax(a: LogSoftmax, x: TensorType) -> Inferred:
+    """log(softmax(x)) along `dim`, computed stably (x − logsumexp(x))."""
+    _float_input("log_softmax", x)
+    norm_dim(a.dim, x.rank)
+    return _elementwise(x)
 
 
 @lowering("log_softmax")

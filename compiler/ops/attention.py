@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ..errors import ShapeError
 from ..ir import Dim, Init, Node, ParamSpec, TensorType
-from .registry import DTYPES, Attrs, Inferred, lowering, np, op
+from .registry import DTYPES, F, Attrs, Inferred, lowering, np, op, reference, torch
 from .shapes import broadcast, concrete, float_input, per_sample
 
 if TYPE_CHECKING:
@@ -374,3 +374,93 @@ def positional_encoding_onnx(b: Builder, node: Node, x: list, p: list) -> str:
     pos = b.op("CumSum", [b.op("Add", [zeros, one]), axis0], exclusive=1)   # 0, 1, .., T-1
     pe = b.op("Gather", [table, pos], axis=0)                   # [T, d]; T > max_len: onnxruntime refuses
     return b.op("Add", [x[0], pe])
+
+
+# ---------------------------------------------------------------- PyTorch references
+# Each registered on its op's record; `torch` and `F` are lazy (compiler/ops/registry.py): imported at call time.
+
+def masked_softmax_torch(s: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """softmax over the last dim ignoring mask==True; rows with every key ignored give zeros (not NaN)."""
+    if mask is None:
+        return F.softmax(s, -1)
+    s = s.masked_fill(mask, float("-inf"))
+    dead = mask.all(-1, keepdim=True)
+    if bool(dead.any()):
+        s = s.masked_fill(dead, 0.0)
+        return F.softmax(s, -1).masked_fill(dead, 0.0)
+    return F.softmax(s, -1)
+
+
+def _causal_mask(tq: int, tk: int) -> torch.Tensor:
+    return torch.ones(tq, tk, dtype=torch.bool).triu(1)
+
+
+@reference("scaled_dot_product_attention")
+def _sdpa(c, q, k, v, mask=None):
+    d = q.shape[-1]
+    scale = c.a.scale if c.a.scale is not None else 1.0 / math.sqrt(d)
+    s = torch.matmul(q, k.transpose(-2, -1)) * scale
+    m = None
+    if mask is not None:
+        m = mask.bool()
+        if m.dim() == 2 and s.dim() >= 3:             # key padding [N, Tk] -> [N, 1, .., 1, Tk]
+            m = m.reshape((m.shape[0],) + (1,) * (s.dim() - 2) + (m.shape[1],))
+    if c.a.causal:
+        cm = _causal_mask(s.shape[-2], s.shape[-1])
+        m = cm if m is None else (m | cm)
+    return torch.matmul(masked_softmax_torch(s, m), v)
+
+
+@reference("multi_head_attention")
+def _mha(c, query, key=None, value=None, kpm=None, w_in=None, *rest):
+    a = c.a
+    if a.bias:
+        b_in, w_out, b_out = rest
+    else:
+        b_in, (w_out,), b_out = None, rest, None
+    key = query if key is None else key
+    value = key if value is None else value
+    e = query.shape[-1]
+    want_w = len(c.wanted) > 1 and c.wanted[1]
+    if kpm is None:
+        # PyTorch's own path (what nn.MultiheadAttention(batch_first=True) runs), sequence-first inside
+        q = query.transpose(0, 1)
+        k = q if key is query else key.transpose(0, 1)
+        v = k if value is key else value.transpose(0, 1)
+        am = _causal_mask(query.shape[1], key.shape[1]) if a.causal else None
+        out, w = F.multi_head_attention_forward(
+            q, k, v, e, a.num_heads, w_in, b_in, None, None, False, a.dropout, w_out, b_out,
+            training=c.training, need_weights=want_w, attn_mask=am, average_attn_weights=True,
+            is_causal=a.causal)
+        return out.transpose(0, 1), w
+    # with a key padding mask: explicit, so that a query whose keys are all masked gets zeros (PyTorch: NaN)
+    n, tq, tk, h = query.shape[0], query.shape[1], key.shape[1], a.num_heads
+    hd = e // h
+    wq, wk, wv = w_in.chunk(3)
+    bq, bk, bv = b_in.chunk(3) if b_in is not None else (None, None, None)
+
+    def heads(x, w, b, t):
+        return F.linear(x, w, b).reshape(n, t, h, hd).transpose(1, 2)
+
+    qh, kh, vh = heads(query, wq, bq, tq), heads(key, wk, bk, tk), heads(value, wv, bv, tk)
+    s = torch.matmul(qh, kh.transpose(-2, -1)) / math.sqrt(hd)
+    m = kpm.bool().reshape(n, 1, 1, tk)
+    if a.causal:
+        m = m | _causal_mask(tq, tk)
+    p = masked_softmax_torch(s, m)
+    if c.training and a.dropout > 0:
+        p = F.dropout(p, a.dropout, True)
+    o = torch.matmul(p, vh).transpose(1, 2).reshape(n, tq, e)
+    return F.linear(o, w_out, b_out), (p.mean(1) if want_w else None)
+
+
+_PE: dict[tuple, torch.Tensor] = {}
+
+
+@reference("positional_encoding")
+def _positional_encoding(c, x):
+    t, d = x.shape[1], x.shape[2]
+    key = (t, d, x.dtype)
+    if key not in _PE:
+        _PE[key] = torch.from_numpy(sinusoid_table(t, d)).to(x.dtype)
+    return x + _PE[key]

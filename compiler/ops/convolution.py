@@ -13,7 +13,7 @@ from pydantic import field_validator
 
 from ..errors import ShapeError, UserError
 from ..ir import Init, Node, ParamSpec, TensorType
-from .registry import Attrs, Inferred, lowering, np, op
+from .registry import F, Attrs, Inferred, lowering, np, op, reference
 from .shapes import concrete, per_sample
 
 if TYPE_CHECKING:
@@ -543,3 +543,62 @@ def upsample_onnx(b: Builder, node: Node, x: list, p: list) -> str:
         return b.op("Resize", [x[0], None, scales], mode="nearest", coordinate_transformation_mode="asymmetric",
                     nearest_mode="floor")
     return b.op("Resize", [x[0], None, scales], mode="linear", coordinate_transformation_mode="half_pixel")
+
+
+# ---------------------------------------------------------------- PyTorch references
+# Each registered on its op's record; `torch` and `F` are lazy (compiler/ops/registry.py): imported at call time.
+
+def _conv_torch(nd: int):
+    def run(c, x, w, b=None):
+        a = c.a
+        fn = F.conv1d if nd == 1 else F.conv2d
+        ks, dl = tuple(w.shape[2:]), tup(a.dilation, nd)
+        pads = conv_pads(a.padding, ks, dl)
+        if all(lo == hi for lo, hi in pads):
+            pad = tuple(lo for lo, _ in pads)
+        else:                                  # 'same' with an even total: the odd extra after (PyTorch)
+            x = F.pad(x, [p for lo_hi in reversed(pads) for p in lo_hi])
+            pad = 0
+        return fn(x, w, b, tup(a.stride, nd), pad, dl, a.groups)
+    return run
+
+
+reference("conv1d")(_conv_torch(1))
+reference("conv2d")(_conv_torch(2))
+
+
+@reference("conv_transpose2d")
+def _conv_transpose2d(c, x, w, b=None):
+    a = c.a
+    opad = transpose_output_padding(a, tuple(x.shape[2:]))
+    return F.conv_transpose2d(x, w, b, tup(a.stride, 2), tup(a.padding, 2), opad, a.groups, tup(a.dilation, 2))
+
+
+@reference("max_pool2d")
+def _max_pool2d(c, x):
+    ks, st, pd, dl, _ = pool_geometry(c.a, tuple(x.shape[2:]))
+    return F.max_pool2d(x, ks, st, pd, dl, ceil_mode=c.a.ceil_mode)
+
+
+@reference("avg_pool2d")
+def _avg_pool2d(c, x):
+    ks, st, pd, _, _ = pool_geometry(c.a, tuple(x.shape[2:]))
+    return F.avg_pool2d(x, ks, st, pd, ceil_mode=c.a.ceil_mode, count_include_pad=c.a.count_include_pad)
+
+
+@reference("adaptive_avg_pool2d")
+def _adaptive_avg_pool2d(c, x):
+    return F.adaptive_avg_pool2d(x, c.a.output_size)
+
+
+@reference("global_avg_pool2d")
+def _global_avg_pool2d(c, x):
+    return x.mean(dim=(2, 3))
+
+
+@reference("upsample")
+def _upsample(c, x):
+    sf = tuple(float(f) for f in tup(c.a.scale_factor, 2))
+    if c.a.mode == "nearest":
+        return F.interpolate(x, scale_factor=sf, mode="nearest")
+    return F.interpolate(x, scale_factor=sf, mode="bilinear", align_corners=False)

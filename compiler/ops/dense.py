@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from ..errors import ShapeError
 from ..ir import Init, Node, ParamSpec, TensorType
-from .registry import Attrs, Inferred, lowering, op
+from .registry import F, Attrs, Inferred, lowering, op, reference
 from .shapes import concrete, float_input, per_sample
 
 if TYPE_CHECKING:
@@ -48,3 +48,11 @@ def linear_onnx(b: Builder, node: Node, x: list, p: list) -> str:
     wt = b.op("Transpose", [p[0]], perm=[1, 0])
     y = b.op("MatMul", [x[0], wt])
     return b.op("Add", [y, p[1]]) if len(p) > 1 else y
+
+
+# ---------------------------------------------------------------- PyTorch references
+# Each registered on its op's record; `torch` and `F` are lazy (compiler/ops/registry.py): imported at call time.
+
+@reference("linear")
+def _linear(c, x, w, b=None):
+    return F.linear(x, w, b)

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ..errors import ShapeError
 from ..ir import Dim, Node, TensorType
-from .registry import Attrs, Inferred, NoAttrs, lowering, op
+from .registry import Attrs, Inferred, NoAttrs, lowering, op, reference, torch
 from .shapes import broadcast, per_sample
 
 if TYPE_CHECKING:
@@ -60,3 +60,24 @@ def reparameterize_onnx(b: Builder, node: Node, x: list, p: list) -> str:
     if tuple(node.out.shape) == tuple(b.ins[0].shape):
         return b.op("Identity", [x[0]])
     return b.op("Expand", [x[0], b.op("Shape", [x[1]])])
+
+
+# ---------------------------------------------------------------- PyTorch references
+# Each registered on its op's record; `torch` and `F` are lazy (compiler/ops/registry.py): imported at call time.
+
+@reference("reparameterize")
+def _reparameterize(c, mu, logvar):
+    if not c.training:
+        return mu
+    return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+
+
+def _reduce(t: torch.Tensor, reduction: str) -> torch.Tensor:
+    return t.mean() if reduction == "mean" else t.sum() if reduction == "sum" else t
+
+
+@reference("kl_normal")
+def _kl_normal(c, mu, logvar):
+    t = 0.5 * (mu * mu + torch.exp(logvar) - 1.0 - logvar)
+    per = t.sum(dim=tuple(range(1, t.dim()))) if t.dim() > 1 else t
+    return _reduce(per, c.a.reduction)

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Literal
 
 from ..errors import ShapeError
 from ..ir import Dim, Init, Node, ParamSpec, TensorType
-from .attention import masked_softmax
-from .registry import DTYPES, Attrs, Inferred, lowering, np, op
+from .attention import masked_softmax, masked_softmax_torch
+from .registry import DTYPES, F, Attrs, Inferred, lowering, np, op, reference, torch
 from .shapes import broadcast, concrete, float_input
 
 if TYPE_CHECKING:
@@ -253,3 +253,68 @@ def graph_aggregate_onnx(b: Builder, node: Node, x: list, p: list) -> str:
     cnt = b.op("ReduceSum", [b.op("Cast", [nz], to=DTYPES[b.ins[0].dtype]), b.ints([-1])], keepdims=1)
     has = b.op("Greater", [cnt, f32(b, 0.0, "zero")])                    # [.., V, 1]: any neighbour
     return b.op("Where", [has, mx, f32(b, 0.0, "zero")])
+
+
+# ---------------------------------------------------------------- PyTorch references
+# Each registered on its op's record; `torch` and `F` are lazy (compiler/ops/registry.py): imported at call time.
+
+def _adj_float(adj: torch.Tensor, dtype) -> torch.Tensor:
+    return adj if adj.dtype == dtype else adj.to(dtype)
+
+
+@reference("gcn_conv")
+def _gcn_conv(c, x, adj, w, b=None):
+    a = c.a
+    A = _adj_float(adj, x.dtype)
+    s = None
+    if a.normalize:
+        deg = A.sum(-1)
+        if a.add_self_loops:
+            deg = deg + 1
+        s = torch.where(deg > 0, deg.clamp_min(1e-30).rsqrt(), torch.zeros_like(deg)).unsqueeze(-1)
+
+    def prop(z):                                      # (S Â S) z without forming Â = A + I
+        zs = z * s if s is not None else z
+        y = torch.matmul(A, zs)
+        if a.add_self_loops:
+            y = y + zs
+        return y * s if s is not None else y
+
+    y = prop(F.linear(x, w)) if w.shape[0] < w.shape[1] else F.linear(prop(x), w)
+    return y + b if b is not None else y
+
+
+@reference("gat_conv")
+def _gat_conv(c, x, adj, w, att_src, att_dst, b=None):
+    a = c.a
+    h, ch = a.heads, a.out_features
+    hx = F.linear(x, w)
+    hx = hx.reshape(hx.shape[:-1] + (h, ch))                          # [.., V, H, C]
+    ss = (hx * att_src).sum(-1)                                      # [.., V, H]
+    sd = (hx * att_dst).sum(-1)
+    e = sd.transpose(-1, -2).unsqueeze(-1) + ss.transpose(-1, -2).unsqueeze(-2)   # [.., H, Vi, Vj]
+    e = F.leaky_relu(e, a.negative_slope)
+    nb = adj != 0
+    if a.add_self_loops:
+        nb = nb | torch.eye(adj.shape[-1], dtype=torch.bool)
+    alpha = masked_softmax_torch(e, (~nb).unsqueeze(-3))
+    out = torch.matmul(alpha, hx.transpose(-2, -3))                  # [.., H, V, C]
+    out = out.transpose(-2, -3)                                      # [.., V, H, C]
+    out = out.reshape(out.shape[:-2] + (h * ch,)) if a.concat else out.mean(-2)
+    return out + b if b is not None else out
+
+
+@reference("graph_aggregate")
+def _graph_aggregate(c, x, adj):
+    A = _adj_float(adj, x.dtype)
+    r = c.a.reduce
+    if r == "sum":
+        return torch.matmul(A, x)
+    nb = adj != 0
+    if r == "mean":
+        cnt = nb.sum(-1, keepdim=True).clamp_min(1).to(x.dtype)
+        return torch.matmul(A, x) / cnt
+    msg = A.unsqueeze(-1) * x.unsqueeze(-3)                          # [.., Vi, Vj, F]
+    msg = msg.masked_fill(~nb.unsqueeze(-1), float("-inf"))
+    out = msg.amax(-2)
+    return out.masked_fill(~nb.any(-1, keepdim=True), 0.0)

@@ -5,7 +5,7 @@ from typing import Literal
 
 from ..errors import ShapeError
 from ..ir import TensorType
-from .registry import Attrs, Inferred, op
+from .registry import F, Attrs, Inferred, op, reference
 from .shapes import per_sample
 
 FLOATS = ("float32", "float64")
@@ -122,3 +122,20 @@ def nll_loss(a: Loss, x: TensorType, t: TensorType) -> Inferred:
                          f"(shape {t})", hint="declare the labels as int64; for probabilities use cross_entropy")
     _index_target("nll_loss", x, t, want, "log-probabilities", False)
     return Inferred([_reduced(a, want, x.dtype)], macs=per_sample(x))
+
+
+# ---------------------------------------------------------------- PyTorch references
+# Each registered on its op's record; `torch` and `F` are lazy (compiler/ops/registry.py): imported at call time.
+
+reference("mse_loss")(lambda c, i, t: F.mse_loss(i, t.to(i.dtype), reduction=c.a.reduction))
+reference("l1_loss")(lambda c, i, t: F.l1_loss(i, t.to(i.dtype), reduction=c.a.reduction))
+reference("bce_loss")(lambda c, i, t: F.binary_cross_entropy(i, t.to(i.dtype), reduction=c.a.reduction))
+reference("bce_with_logits")(lambda c, i, t: F.binary_cross_entropy_with_logits(i, t.to(i.dtype),
+                                                                            reduction=c.a.reduction))
+reference("nll_loss")(lambda c, i, t: F.nll_loss(i, t.long(), reduction=c.a.reduction))
+
+
+@reference("cross_entropy")
+def _cross_entropy(c, i, t):
+    t = t.to(i.dtype) if t.is_floating_point() else t.long()
+    return F.cross_entropy(i, t, reduction=c.a.reduction, label_smoothing=c.a.label_smoothing)

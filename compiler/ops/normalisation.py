@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
 from ..errors import ShapeError
 from ..ir import Init, Node, ParamSpec, TensorType
-from .registry import Attrs, Inferred, lowering, np, op
+from .registry import F, Attrs, Inferred, lowering, np, op, reference, torch
 from .shapes import concrete, per_sample
+from .tensor import to_float
 
 if TYPE_CHECKING:
     from ..onnx.registry import Builder
@@ -224,3 +226,40 @@ def standardize_onnx(b: Builder, node: Node, x: list, p: list) -> str:
         shape = b.ints([-1] + [1] * (t.rank - 2))
         mean, std = b.op("Reshape", [mean, shape]), b.op("Reshape", [std, shape])
     return b.op("Div", [b.op("Sub", [v, mean]), std])
+
+
+# ---------------------------------------------------------------- PyTorch references
+# Each registered on its op's record; `torch` and `F` are lazy (compiler/ops/registry.py): imported at call time.
+
+@reference("batch_norm")
+def _batch_norm(c, x, *p):
+    a = c.a
+    w, b = (p[0], p[1]) if a.affine else (None, None)
+    rm, rv, nbt = p[-3:]
+    if c.training:
+        with torch.no_grad():
+            nbt.add_(1)
+        mom = a.momentum if a.momentum is not None else 1.0 / float(nbt)
+        return F.batch_norm(x, rm, rv, w, b, True, mom, a.eps)
+    return F.batch_norm(x, rm, rv, w, b, False, 0.0, a.eps)
+
+
+@reference("layer_norm")
+def _layer_norm(c, x, w=None, b=None):
+    ns = c.a.normalized_shape
+    ns = (x.shape[-1],) if ns is None else ((ns,) if isinstance(ns, int) else tuple(ns))
+    return F.layer_norm(x, ns, w, b, c.a.eps)
+
+
+@reference("dropout")
+def _dropout(c, x):
+    if not c.training or c.a.p == 0.0:
+        return x
+    return F.dropout(x, c.a.p, True)
+
+
+@reference("standardize")
+def _standardize(c, x, mean, std):
+    x = to_float(c, x)
+    shape = (-1,) + (1,) * (x.dim() - 2)
+    return (x - mean.to(x.dtype).view(shape)) / std.to(x.dtype).view(shape)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Literal
 from .. import limits
 from ..errors import ShapeError
 from ..ir import Dim, Init, Node, ParamSpec, TensorType
-from .registry import Attrs, Inferred, lowering, np, op
+from .registry import F, Attrs, Inferred, lowering, np, op, reference, torch
 from .shapes import concrete, float_input
 
 if TYPE_CHECKING:
@@ -234,3 +234,45 @@ def lstm_onnx(b: Builder, node: Node, x: list, p: list) -> list:
 @lowering("gru")
 def gru_onnx(b: Builder, node: Node, x: list, p: list) -> list:
     return _recurrent_onnx("gru", b, node, x, p)
+
+
+# ---------------------------------------------------------------- PyTorch references
+# Each registered on its op's record; `torch` and `F` are lazy (compiler/ops/registry.py): imported at call time.
+
+@reference("embedding")
+def _embedding(c, x, w):
+    pad = c.a.padding_idx
+    if pad is not None:
+        pad %= c.a.num_embeddings
+    return F.embedding(x.long(), w, padding_idx=pad)
+
+
+def _recurrent_torch(kind: str):
+    def run(c, x, *rest):
+        a = c.a
+        n_state = 2 if kind == "lstm" else 1
+        states, flat = rest[:n_state], list(rest[n_state:])
+        d = 2 if a.bidirectional else 1
+        n = x.shape[0] if a.batch_first else x.shape[1]
+        zeros = None
+        hx = []
+        for s in states:
+            if s is None:
+                if zeros is None:
+                    zeros = torch.zeros(a.num_layers * d, n, a.hidden_size, dtype=x.dtype)
+                s = zeros
+            hx.append(s)
+        args = (flat, a.bias, a.num_layers, a.dropout, c.training, a.bidirectional, a.batch_first)
+        if kind == "lstm":
+            out, h, cc = torch._VF.lstm(x, tuple(hx), *args)
+            return out, h, cc
+        fn = {"gru": torch._VF.gru, "rnn": torch._VF.rnn_relu if getattr(a, "nonlinearity", "tanh") == "relu"
+              else torch._VF.rnn_tanh}[kind]
+        out, h = fn(x, hx[0], *args)
+        return out, h
+    return run
+
+
+reference("rnn")(_recurrent_torch("rnn"))
+reference("lstm")(_recurrent_torch("lstm"))
+reference("gru")(_recurrent_torch("gru"))

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 import math
 from ..errors import ShapeError
 from ..ir import Dim, Node, TensorType
-from .registry import DTYPES, Attrs, Inferred, lowering, op
+from .registry import DTYPES, F, Attrs, Inferred, lowering, op, reference
 from .shapes import broadcast, norm_dim, per_sample
 
 if TYPE_CHECKING:
@@ -121,3 +121,10 @@ def pairwise_distance_onnx(b: Builder, node: Node, x: list, p: list) -> str:
         return _reduce(b, "ReduceSum", b.op("Cast", [nonzero], to=DTYPES[b.ins[0].dtype]), axes, keep)
     powered = b.op("Pow", [b.op("Abs", [d]), b.const(pv)])
     return b.op("Pow", [_reduce(b, "ReduceSum", powered, axes, keep), b.const(1.0 / pv)])
+
+
+# ---------------------------------------------------------------- PyTorch references
+# Each registered on its op's record; `torch` and `F` are lazy (compiler/ops/registry.py): imported at call time.
+
+reference("cosine_similarity")(lambda c, x1, x2: F.cosine_similarity(x1, x2, c.a.dim, c.a.eps))
+reference("pairwise_distance")(lambda c, x1, x2: F.pairwise_distance(x1, x2, c.a.p, c.a.eps, c.a.keepdim))

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Union
 from .. import limits
 from ..errors import ShapeError
 from ..ir import Dim, Init, Node, ParamSpec, TensorType
-from .registry import DTYPES, Attrs, Inferred, NoAttrs, lowering, np, op
+from .registry import DTYPES, F, Attrs, Inferred, NoAttrs, lowering, np, op, reference, torch
 from .shapes import broadcast, concrete, norm_dim, per_sample
 
 if TYPE_CHECKING:
@@ -620,8 +620,7 @@ def constant(a: Constant) -> Inferred:
 # ---------------------------------------------------------------- ONNX lowerings
 # Each registered on its op's record (compiler/ops/registry.py); they write into compiler/onnx's Builder.
 
-INT64_MAX = np.iinfo(np.int64).max
-NP_DTYPES = {"float32": np.float32, "float64": np.float64, "int64": np.int64, "int32": np.int32, "bool": np.bool_}
+INT64_MAX = 2**63 - 1
 
 
 def _norm(d: int, rank: int) -> int:
@@ -689,7 +688,7 @@ def _arith_onnx(op_type: str, b: Builder, node: Node, x: list) -> str:
     if len(x) > 1 and x[1] is not None:
         rhs = _cast(b, x[1], b.ins[1].dtype, want)
     else:
-        rhs = b.const(np.asarray(node.attrs.value, dtype=NP_DTYPES[want]), hint="value")
+        rhs = b.const(np.asarray(node.attrs.value, dtype=want), hint="value")
     return b.op(op_type, [lhs, rhs])
 
 
@@ -861,3 +860,147 @@ def param_onnx(b: Builder, node: Node, x: list, p: list) -> str:
 def constant_onnx(b: Builder, node: Node, x: list, p: list) -> str:
     return b.const(np.asarray(node.attrs.value, dtype=np.float32), hint="constant")
 
+
+# ---------------------------------------------------------------- PyTorch references
+# Each registered on its op's record; `torch` and `F` are lazy (compiler/ops/registry.py): imported at call time.
+
+def _bind(shape, symbols: dict[str, int]) -> list[int]:
+    return [symbols[d] if isinstance(d, str) else d for d in shape]
+
+
+def _ndims(dim, rank: int) -> list[int]:
+    dims = [dim] if isinstance(dim, int) else list(dim)
+    return sorted(d % rank if rank else 0 for d in dims)
+
+
+def to_float(c, x):
+    """x itself if it is a float tensor, else x in the reference's float dtype."""
+    return x if x.is_floating_point() else x.to(c.fdtype)
+
+
+@reference("identity")
+def _identity(c, x):
+    return x
+
+
+@reference("detach")
+def _detach(c, x):
+    return x.detach()
+
+
+def _arith_torch(name: str):
+    def run(c, a, b=None):
+        fn = getattr(torch, name)
+        if b is None:
+            return fn(a, c.a.value)
+        return fn(a, b)
+    return run
+
+
+reference("add")(_arith_torch("add"))
+reference("sub")(_arith_torch("sub"))
+reference("mul")(_arith_torch("mul"))
+reference("div")(_arith_torch("true_divide"))
+
+
+@reference("matmul")
+def _matmul(c, a, b):
+    return torch.matmul(a, b)
+
+
+@reference("concat")
+def _concat(c, *xs):
+    return torch.cat(xs, dim=c.a.dim)
+
+
+@reference("split")
+def _split(c, x):
+    return tuple(torch.split(x, c.a.sections, dim=c.a.dim))
+
+
+@reference("reshape")
+def _reshape(c, x):
+    return x.reshape(_bind(c.a.shape, c.symbols))
+
+
+@reference("flatten")
+def _flatten(c, x):
+    if x.dim() == 0:
+        return x.reshape(1)
+    return torch.flatten(x, c.a.start_dim, c.a.end_dim)
+
+
+@reference("permute")
+def _permute(c, x):
+    return x.permute(*c.a.dims)
+
+
+@reference("transpose")
+def _transpose(c, x):
+    return x.transpose(c.a.dim0, c.a.dim1)
+
+
+@reference("squeeze")
+def _squeeze(c, x):
+    t = c.in_types[0]
+    if c.a.dim is None:                       # static size-1 dims only: a symbol that is 1 at run time stays
+        axes = [i for i, d in enumerate(t.shape) if d == 1]
+    else:
+        axes = _ndims(c.a.dim, x.dim())
+    return x.squeeze(tuple(axes)) if axes else x
+
+
+@reference("unsqueeze")
+def _unsqueeze(c, x):
+    return x.unsqueeze(c.a.dim)
+
+
+@reference("slice")
+def _slice(c, x):
+    idx = [slice(None)] * x.dim()
+    idx[c.a.dim] = slice(c.a.start, c.a.end, c.a.step)
+    return x[tuple(idx)]
+
+
+@reference("select")
+def _select(c, x):
+    return x.select(c.a.dim, c.a.index)
+
+
+def _axes(c, x) -> tuple[int, ...]:
+    return tuple(range(x.dim())) if c.a.dim is None else tuple(_ndims(c.a.dim, x.dim()))
+
+
+@reference("sum")
+def _sum(c, x):
+    return torch.sum(x, dim=_axes(c, x), keepdim=c.a.keepdim)
+
+
+@reference("mean")
+def _mean(c, x):
+    return torch.mean(to_float(c, x), dim=_axes(c, x), keepdim=c.a.keepdim)
+
+
+@reference("max")
+def _max(c, x):
+    return torch.amax(x, dim=_axes(c, x), keepdim=c.a.keepdim)
+
+
+@reference("expand")
+def _expand(c, x):
+    return x.expand(*_bind(c.a.shape, c.symbols))
+
+
+@reference("one_hot")
+def _one_hot(c, x):
+    return F.one_hot(x.long(), c.a.num_classes).to(c.fdtype)
+
+
+@reference("param")
+def _param(c, p):
+    return p
+
+
+@reference("constant")
+def _constant(c):
+    return torch.tensor(c.a.value, dtype=c.fdtype)
