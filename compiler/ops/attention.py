@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ..errors import ShapeError
 from ..ir import Dim, Init, Node, ParamSpec, TensorType
-from .registry import DTYPES, F, Attrs, Inferred, lowering, np, op, reference, torch
+from .registry import DTYPES, F, Attrs, Case, In, Inferred, lowering, np, op, reference, torch
 from .shapes import broadcast, concrete, float_input, per_sample
 
 if TYPE_CHECKING:
@@ -50,7 +50,8 @@ def sdpa_mask_shape(mask: tuple[Dim, ...], scores: tuple[Dim, ...]) -> tuple[Dim
 
 
 @op("scaled_dot_product_attention", ScaledDotProductAttention, inputs=["q", "k", "v", "mask"],
-    optional=["mask"])
+    optional=["mask"],
+    cases=[Case({}, ((2, 3, 4), (2, 5, 4), (2, 5, 3), None)), Case({"causal": True, "scale": 0.5}, ((2, 2, 4, 3), (2, 2, 4, 3), (2, 2, 4, 3), None)), Case({}, ((2, 3, 4), (2, 5, 4), (2, 5, 3), In((2, 5), "bool")))])
 def scaled_dot_product_attention(a: ScaledDotProductAttention, q: TensorType, k: TensorType, v: TensorType,
                                  mask: TensorType | None = None) -> Inferred:
     """softmax(q kᵀ · scale + masks) v, with scale = 1/√d unless given.
@@ -128,7 +129,8 @@ def _divisors(e: int, limit: int = 100_000) -> str:
 
 
 @op("multi_head_attention", MultiHeadAttention, inputs=["query", "key", "value", "key_padding_mask"],
-    optional=["key", "value", "key_padding_mask"], ports=["out", "weights"], primary="num_heads")
+    optional=["key", "value", "key_padding_mask"], ports=["out", "weights"], primary="num_heads",
+    cases=[Case({"num_heads": 2}, ((2, 3, 4), None, None, None)), Case({"num_heads": 2, "causal": True, "bias": False}, ((2, 3, 4), (2, 5, 4), (2, 5, 4), None)), Case({"num_heads": 1}, ((2, 3, 4), (2, 5, 4), None, In((2, 5), "bool")))])
 def multi_head_attention(a: MultiHeadAttention, query: TensorType, key: TensorType | None = None,
                          value: TensorType | None = None, key_padding_mask: TensorType | None = None) -> Inferred:
     """PyTorch's nn.MultiheadAttention(batch_first=True): `out` [N, Tq, E] and head-averaged `weights` [N, Tq, Tk].
@@ -214,7 +216,8 @@ class PositionalEncoding(Attrs):
     max_len: int = 5000
 
 
-@op("positional_encoding", PositionalEncoding)
+@op("positional_encoding", PositionalEncoding,
+    cases=[Case({}, ((2, 3, 6),))])
 def positional_encoding(a: PositionalEncoding, x: TensorType) -> TensorType | Inferred:
     """x + PE[:T] with PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(pos / 10000^(2i/d)).
 

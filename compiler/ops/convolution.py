@@ -13,7 +13,7 @@ from pydantic import field_validator
 
 from ..errors import ShapeError, UserError
 from ..ir import Init, Node, ParamSpec, TensorType
-from .registry import F, Attrs, Inferred, lowering, np, op, reference
+from .registry import F, Attrs, Case, Inferred, lowering, np, op, reference
 from .shapes import concrete, per_sample
 
 if TYPE_CHECKING:
@@ -219,13 +219,15 @@ def _conv(name: str, nd: int, a, x: TensorType) -> Inferred:
     return Inferred([y], params, macs=per_sample(y) * cg * area)
 
 
-@op("conv1d", Conv1d, primary="out_channels")
+@op("conv1d", Conv1d, primary="out_channels",
+    cases=[Case({"out_channels": 4, "kernel_size": 3, "padding": 1}, ((2, 2, 7),)), Case({"out_channels": 4, "kernel_size": 2, "stride": 2, "groups": 2, "bias": False}, ((1, 2, 8),))])
 def conv1d(a: Conv1d, x: TensorType) -> Inferred:
     """1-d cross-correlation over [N, C, L] as torch.nn.Conv1d (weight [out, in/groups, k]); padding 'same' needs stride 1 and puts an odd extra pad on the right."""
     return _conv("conv1d", 1, a, x)
 
 
-@op("conv2d", Conv2d, primary="out_channels")
+@op("conv2d", Conv2d, primary="out_channels",
+    cases=[Case({"out_channels": 3, "kernel_size": 3, "padding": 1}, ((2, 2, 5, 5),)), Case({"out_channels": 4, "kernel_size": 2, "padding": "same", "dilation": 2, "groups": 2}, ((1, 2, 5, 6),)), Case({"out_channels": 2, "kernel_size": [3, 2], "stride": 2}, ((1, 3, 7, 6),))])
 def conv2d(a: Conv2d, x: TensorType) -> Inferred:
     """2-d cross-correlation over [N, C, H, W] as torch.nn.Conv2d (weight [out, in/groups, kh, kw]); padding 'same' needs stride 1 and puts an odd extra pad on the bottom/right."""
     return _conv("conv2d", 2, a, x)
@@ -246,7 +248,8 @@ class ConvTranspose2d(_NoBool):
     in_channels: Optional[int] = None
 
 
-@op("conv_transpose2d", ConvTranspose2d, primary="out_channels")
+@op("conv_transpose2d", ConvTranspose2d, primary="out_channels",
+    cases=[Case({"out_channels": 3, "kernel_size": 3, "stride": 2, "padding": 1, "output_padding": 1}, ((2, 2, 3, 4),)), Case({"out_channels": 4, "kernel_size": 2, "groups": 2, "bias": False}, ((1, 2, 3, 3),))])
 def conv_transpose2d(a: ConvTranspose2d, x: TensorType) -> Inferred:
     """Transposed 2-d convolution (the gradient of conv2d with respect to its input) as torch.nn.ConvTranspose2d: weight [in, out/groups, kh, kw], output (i−1)·s − 2p + d·(k−1) + output_padding + 1; `output_size` [H, W] picks output_padding (and wins over it, as in PyTorch's forward(output_size=...))."""
     name, nd = "conv_transpose2d", 2
@@ -350,13 +353,15 @@ def _pool(name: str, a, x: TensorType) -> Inferred:
     return Inferred([y], [], macs=per_sample(y) * ks[0] * ks[1])
 
 
-@op("max_pool2d", MaxPool2d, primary="kernel_size")
+@op("max_pool2d", MaxPool2d, primary="kernel_size",
+    cases=[Case({"kernel_size": 2}, ((2, 2, 4, 6),)), Case({"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}, ((1, 2, 6, 5),))])
 def max_pool2d(a: MaxPool2d, x: TensorType) -> Inferred:
     """Maximum over k×k windows of [N, C, H, W] as torch.nn.MaxPool2d (stride defaults to kernel_size; padding counts as −∞; ceil_mode keeps a last partial window only if it starts inside the input or left padding). Counts one comparison per window element."""
     return _pool("max_pool2d", a, x)
 
 
-@op("avg_pool2d", AvgPool2d, primary="kernel_size")
+@op("avg_pool2d", AvgPool2d, primary="kernel_size",
+    cases=[Case({"kernel_size": 2}, ((2, 2, 4, 6),)), Case({"kernel_size": 3, "stride": 2, "padding": 1, "count_include_pad": False}, ((1, 2, 6, 5),))])
 def avg_pool2d(a: AvgPool2d, x: TensorType) -> Inferred:
     """Mean over k×k windows of [N, C, H, W] as torch.nn.AvgPool2d (stride defaults to kernel_size; count_include_pad divides by the window size clipped to the padded input, else by the number of input elements). Counts one add per window element."""
     return _pool("avg_pool2d", a, x)
@@ -366,7 +371,8 @@ class AdaptiveAvgPool2d(_NoBool):
     output_size: Union[int, tuple[Optional[int], Optional[int]]]
 
 
-@op("adaptive_avg_pool2d", AdaptiveAvgPool2d, primary="output_size")
+@op("adaptive_avg_pool2d", AdaptiveAvgPool2d, primary="output_size",
+    cases=[Case({"output_size": [2, 3]}, ((2, 2, 5, 7),))])
 def adaptive_avg_pool2d(a: AdaptiveAvgPool2d, x: TensorType) -> Inferred:
     """Mean over the adaptive windows [floor(i·H/Oh), ceil((i+1)·H/Oh)) of [N, C, H, W] as torch.nn.AdaptiveAvgPool2d; keeps rank 4; a null size keeps that input size."""
     name = "adaptive_avg_pool2d"
@@ -384,7 +390,8 @@ def adaptive_avg_pool2d(a: AdaptiveAvgPool2d, x: TensorType) -> Inferred:
     return Inferred([TensorType(tuple(x.shape[:2]) + out, x.dtype)], [], macs=macs)
 
 
-@op("global_avg_pool2d", family="convolution")
+@op("global_avg_pool2d", family="convolution",
+    cases=[Case({}, ((2, 3, 4, 5),))])
 def global_avg_pool2d(a, x: TensorType) -> Inferred:
     """Mean over H and W of [N, C, H, W], giving [N, C] (adaptive_avg_pool2d(1) followed by flatten)."""
     _expect_rank("global_avg_pool2d", x, 2)
@@ -396,7 +403,8 @@ class Upsample(_NoBool):
     mode: Literal["nearest", "bilinear"] = "nearest"
 
 
-@op("upsample", Upsample, primary="scale_factor")
+@op("upsample", Upsample, primary="scale_factor",
+    cases=[Case({"scale_factor": 2}, ((1, 2, 3, 4),)), Case({"scale_factor": 2, "mode": "bilinear"}, ((1, 2, 3, 4),))])
 def upsample(a: Upsample, x: TensorType) -> Inferred:
     """Enlarge H and W of [N, C, H, W] by integer factors as torch.nn.Upsample: nearest copies pixels (no MACs), bilinear interpolates with align_corners=false (4 MACs per output element)."""
     name = "upsample"

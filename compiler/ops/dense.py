@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from ..errors import ShapeError
 from ..ir import Init, Node, ParamSpec, TensorType
-from .registry import F, Attrs, Inferred, lowering, op, reference
+from .registry import F, Attrs, Case, Inferred, lowering, op, reference
 from .shapes import concrete, float_input, per_sample
 
 if TYPE_CHECKING:
@@ -17,7 +17,8 @@ class Linear(Attrs):
     in_features: int | None = None
 
 
-@op("linear", Linear, primary="out_features")
+@op("linear", Linear, primary="out_features",
+    cases=[Case({"out_features": 3}, ((2, 4),)), Case({"out_features": 2, "bias": False}, ((2, 3, 4),))])
 def linear(a: Linear, x: TensorType) -> Inferred:
     """y = x Wᵀ + b on the last dimension; `in_features` is inferred (or checked when given). x is float
     (int64 token ids go through an embedding, bool masks are declared float32)."""

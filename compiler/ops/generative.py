@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ..errors import ShapeError
 from ..ir import Dim, Node, TensorType
-from .registry import Attrs, Inferred, NoAttrs, lowering, op, reference, torch
+from .registry import Attrs, Case, Inferred, NoAttrs, lowering, op, reference, torch
 from .shapes import broadcast, per_sample
 
 if TYPE_CHECKING:
@@ -25,7 +25,8 @@ def _mu_logvar(name: str, mu: TensorType, logvar: TensorType) -> tuple[Dim, ...]
                               "both with the latent size") from None
 
 
-@op("reparameterize", NoAttrs, inputs=["mu", "logvar"])
+@op("reparameterize", NoAttrs, inputs=["mu", "logvar"],
+    cases=[Case({}, ((2, 3), (2, 3))), Case({}, ((2, 3), (2, 3)), training=True, torch=False)])
 def reparameterize(a: NoAttrs, mu: TensorType, logvar: TensorType) -> Inferred:
     """z = mu + eps · exp(logvar / 2), eps ~ N(0, 1), in training; z = mu in eval (and in ONNX)."""
     shape = _mu_logvar("reparameterize", mu, logvar)
@@ -37,7 +38,8 @@ class KlNormal(Attrs):
     reduction: Literal["mean", "sum", "none"] = "mean"
 
 
-@op("kl_normal", KlNormal, inputs=["mu", "logvar"], loss=True)
+@op("kl_normal", KlNormal, inputs=["mu", "logvar"], loss=True,
+    cases=[Case({}, ((2, 3), (2, 3))), Case({"reduction": "none"}, ((2, 3, 2), (2, 3, 2)))])
 def kl_normal(a: KlNormal, mu: TensorType, logvar: TensorType) -> Inferred:
     """KL(N(mu, exp(logvar)) ‖ N(0, 1)) = 0.5 Σ (mu² + exp(logvar) − 1 − logvar) over all dims but the first.
 

@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Literal
 from ..errors import ShapeError
 from ..ir import Dim, Init, Node, ParamSpec, TensorType
 from .attention import masked_softmax, masked_softmax_torch
-from .registry import DTYPES, F, Attrs, Inferred, lowering, np, op, reference, torch
+from .registry import DTYPES, F, Attrs, Case, In, Inferred, lowering, np, op, reference, torch
 from .shapes import broadcast, concrete, float_input
 
 if TYPE_CHECKING:
     from ..onnx.registry import Builder
+
+ADJ = In((5, 5), low=0, high=2, integer=True)      # a 0/1 adjacency, for the test cases
 
 
 def _clash(a: Dim, b: Dim) -> bool:
@@ -61,7 +63,8 @@ class GCNConv(Attrs):
     normalize: bool = True
 
 
-@op("gcn_conv", GCNConv, inputs=["x", "adj"], primary="out_features")
+@op("gcn_conv", GCNConv, inputs=["x", "adj"], primary="out_features",
+    cases=[Case({"out_features": 3}, ((5, 4), ADJ)), Case({"out_features": 6, "normalize": False, "add_self_loops": False}, ((2, 5, 4), ADJ))])
 def gcn_conv(a: GCNConv, x: TensorType, adj: TensorType) -> Inferred:
     """Kipf & Welling's graph convolution: D^-1/2 Â D^-1/2 X Wᵀ + b (no activation).
 
@@ -93,7 +96,9 @@ class GATConv(Attrs):
     add_self_loops: bool = True
 
 
-@op("gat_conv", GATConv, inputs=["x", "adj"], primary="out_features")
+@op("gat_conv", GATConv, inputs=["x", "adj"], primary="out_features",
+    cases=[Case({"out_features": 3}, ((5, 4), ADJ), fixed=(1,)),
+           Case({"out_features": 2, "heads": 3, "concat": False}, ((2, 5, 4), ADJ), fixed=(1,))])
 def gat_conv(a: GATConv, x: TensorType, adj: TensorType) -> Inferred:
     """PyG's GATConv on a dense adjacency: out_i = Σ_j α_ij W x_j per head, heads concatenated or averaged, + b.
 
@@ -125,7 +130,9 @@ class GraphAggregate(Attrs):
     reduce: Literal["sum", "mean", "max"] = "sum"
 
 
-@op("graph_aggregate", GraphAggregate, inputs=["x", "adj"], primary="reduce")
+@op("graph_aggregate", GraphAggregate, inputs=["x", "adj"], primary="reduce",
+    cases=[Case({}, ((5, 4), ADJ)), Case({"reduce": "mean"}, ((2, 5, 4), ADJ), fixed=(1,)),
+           Case({"reduce": "max"}, ((5, 4), ADJ), fixed=(1,))])
 def graph_aggregate(a: GraphAggregate, x: TensorType, adj: TensorType) -> Inferred:
     """Message passing without parameters: out_i = reduce over neighbours j (adj[i, j] != 0) of adj[i, j]·x_j.
 

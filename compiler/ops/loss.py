@@ -5,7 +5,7 @@ from typing import Literal
 
 from ..errors import ShapeError
 from ..ir import TensorType
-from .registry import F, Attrs, Inferred, op, reference
+from .registry import F, Attrs, Case, In, Inferred, op, reference
 from .shapes import per_sample
 
 FLOATS = ("float32", "float64")
@@ -43,25 +43,30 @@ def _elementwise(name: str, a: Loss, x: TensorType, t: TensorType, what: str = "
     return Inferred([_reduced(a, x.shape, x.dtype)], macs=per_sample(x))
 
 
-@op("mse_loss", Loss, inputs=["input", "target"], loss=True)
+@op("mse_loss", Loss, inputs=["input", "target"], loss=True,
+    cases=[Case({}, ((4, 3), (4, 3))), Case({"reduction": "none"}, ((4, 3), (4, 3)))])
 def mse_loss(a: Loss, x: TensorType, t: TensorType) -> Inferred:
     """Mean squared error (input − target)², input and target of equal shape."""
     return _elementwise("mse_loss", a, x, t)
 
 
-@op("l1_loss", Loss, inputs=["input", "target"], loss=True)
+@op("l1_loss", Loss, inputs=["input", "target"], loss=True,
+    cases=[Case({}, (In((4, 3), avoid=(0.0,)), (4, 3))), Case({"reduction": "sum"}, ((4, 3), (4, 3)))])
 def l1_loss(a: Loss, x: TensorType, t: TensorType) -> Inferred:
     """Mean absolute error |input − target|, input and target of equal shape."""
     return _elementwise("l1_loss", a, x, t)
 
 
-@op("bce_loss", Loss, inputs=["input", "target"], loss=True)
+@op("bce_loss", Loss, inputs=["input", "target"], loss=True,
+    cases=[Case({}, (In((4, 3), low=0.05, high=0.95), In((4, 3), low=0.05, high=0.95))), Case({"reduction": "none"}, (In((4, 3), low=0.05, high=0.95), In((4, 3), low=0, high=2, integer=True)),
+                fixed=(1,))])
 def bce_loss(a: Loss, x: TensorType, t: TensorType) -> Inferred:
     """Binary cross-entropy of probabilities in [0, 1] with float targets; logs clamped at −100 as PyTorch."""
     return _elementwise("bce_loss", a, x, t, "float (0/1 or probability)")
 
 
-@op("bce_with_logits", Loss, inputs=["input", "target"], loss=True)
+@op("bce_with_logits", Loss, inputs=["input", "target"], loss=True,
+    cases=[Case({}, ((4, 3), In((4, 3), low=0.05, high=0.95))), Case({"reduction": "sum"}, ((4, 3), In((4, 3), low=0.05, high=0.95)))])
 def bce_with_logits(a: Loss, x: TensorType, t: TensorType) -> Inferred:
     """Binary cross-entropy on logits (a numerically stable sigmoid + bce_loss), float targets of the same shape."""
     return _elementwise("bce_with_logits", a, x, t, "float (0/1 or probability)")
@@ -87,7 +92,8 @@ def _index_target(name: str, x: TensorType, t: TensorType, want: tuple, what: st
                          f"has shape {t} with dtype {t.dtype}", hint=hint)
 
 
-@op("cross_entropy", CrossEntropy, inputs=["input", "target"], loss=True)
+@op("cross_entropy", CrossEntropy, inputs=["input", "target"], loss=True,
+    cases=[Case({}, ((4, 3), In((4,), "int64", 0, 3))), Case({"label_smoothing": 0.1, "reduction": "sum"}, ((2, 3, 4), In((2, 4), "int64", 0, 3))), Case({}, ((4, 3), In((4, 3), low=0.0, high=1.0)))])
 def cross_entropy(a: CrossEntropy, x: TensorType, t: TensorType) -> Inferred:
     """Softmax cross-entropy of logits N×C×… with int64 class indices N×… or float class probabilities of the logits' shape; label smoothing as PyTorch (mean over N×…); ignore_index: targets of that class add 0 and leave the mean's count (as PyTorch)."""
     want = _class_input("cross_entropy", x, "logits")
@@ -113,7 +119,8 @@ def cross_entropy(a: CrossEntropy, x: TensorType, t: TensorType) -> Inferred:
     return Inferred([_reduced(a, want, x.dtype)], macs=per_sample(x))
 
 
-@op("nll_loss", Loss, inputs=["input", "target"], loss=True)
+@op("nll_loss", Loss, inputs=["input", "target"], loss=True,
+    cases=[Case({}, ((4, 3), In((4,), "int64", 0, 3))), Case({"reduction": "none"}, ((2, 3, 4), In((2, 4), "int64", 0, 3)))])
 def nll_loss(a: Loss, x: TensorType, t: TensorType) -> Inferred:
     """Negative log-likelihood −input[target] of log-probabilities N×C×… with int64 class indices N×…."""
     want = _class_input("nll_loss", x, "log-probabilities")

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ShapeError
 from ..ir import Init, Node, ParamSpec, TensorType
-from .registry import F, Attrs, Inferred, lowering, np, op, reference, torch
+from .registry import F, Attrs, Case, Inferred, lowering, np, op, reference, torch
 from .shapes import concrete, per_sample
 from .tensor import to_float
 
@@ -34,7 +34,8 @@ class BatchNorm(Attrs):
     num_features: int | None = None
 
 
-@op("batch_norm", BatchNorm)
+@op("batch_norm", BatchNorm,
+    cases=[Case({}, ((4, 3, 2, 2),)), Case({}, ((6, 3),), training=True), Case({"affine": False, "momentum": None}, ((4, 3, 5),), training=True)])
 def batch_norm(a: BatchNorm, x: TensorType) -> Inferred:
     """Batch normalisation over dim 1 (N×C, N×C×L or N×C×H×W): batch statistics and running-stat updates (unbiased variance, PyTorch's momentum) in training, running statistics in eval."""
     if x.rank not in (2, 3, 4):
@@ -70,7 +71,8 @@ class LayerNorm(Attrs):
     bias: bool = True
 
 
-@op("layer_norm", LayerNorm)
+@op("layer_norm", LayerNorm,
+    cases=[Case({}, ((2, 3, 4),)), Case({"normalized_shape": [3, 4], "bias": False}, ((2, 3, 4),))])
 def layer_norm(a: LayerNorm, x: TensorType) -> Inferred:
     """Layer normalisation over the trailing `normalized_shape` dims (default: the last one), with weight and bias of that shape."""
     expect_float(x, "layer_norm")
@@ -109,7 +111,8 @@ class Dropout(Attrs):
     p: float = 0.5
 
 
-@op("dropout", Dropout, primary="p")
+@op("dropout", Dropout, primary="p",
+    cases=[Case({}, ((2, 3),)), Case({"p": 0.3}, ((4, 5),), training=True, torch=False)])
 def dropout(a: Dropout, x: TensorType) -> Inferred:
     """Inverted dropout: in training zero each element with probability p and scale the rest by 1/(1-p); identity in eval."""
     if not 0.0 <= a.p < 1.0:
@@ -144,7 +147,8 @@ def _values_init(vals: list[float]) -> Init:
     return Init.of("values", values=tuple(vals))
 
 
-@op("standardize", Standardize)
+@op("standardize", Standardize,
+    cases=[Case({"mean": [0.5, -1.0, 2.0], "std": [2.0, 0.5, 1.0]}, ((2, 3, 4),))])
 def standardize(a: Standardize, x: TensorType) -> Inferred:
     """Input normalisation (x − mean) / std per channel (dim 1), mean/std kept as buffers; from_data: the trainer fits them on the training set."""
     given = [n for n in ("mean", "std") if getattr(a, n) is not None]

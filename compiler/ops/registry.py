@@ -135,7 +135,9 @@ class Case:
     PyTorch reference against the kernel, forward and backward (`torch`).
 
     `training` runs the kernel (and the reference) in training mode; `params` replaces the initialised
-    parameters by given values; `rtol`/`atol` loosen the comparisons for numerically delicate cases.
+    parameters by given values; `fixed` lists the arguments (inputs, then parameters) read as structure,
+    whose gradient is not checked (a mask, an adjacency read by `!= 0`); buffers are never checked.
+    `rtol`/`atol` loosen the ONNX comparison for numerically delicate cases.
     """
     attrs: dict[str, Any] = field(default_factory=dict)
     inputs: tuple[Any, ...] = ((2, 3),)
@@ -144,6 +146,7 @@ class Case:
     grad: bool = True
     onnx: bool = True
     torch: bool = True
+    fixed: tuple[int, ...] = ()
     rtol: float = 1e-4
     atol: float = 1e-5
 

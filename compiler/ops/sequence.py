@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Literal
 from .. import limits
 from ..errors import ShapeError
 from ..ir import Dim, Init, Node, ParamSpec, TensorType
-from .registry import F, Attrs, Inferred, lowering, np, op, reference, torch
+from .registry import F, Attrs, Case, In, Inferred, lowering, np, op, reference, torch
 from .shapes import concrete, float_input
 
 if TYPE_CHECKING:
@@ -22,7 +22,8 @@ class Embedding(Attrs):
     padding_idx: int | None = None
 
 
-@op("embedding", Embedding, primary="num_embeddings")
+@op("embedding", Embedding, primary="num_embeddings",
+    cases=[Case({"num_embeddings": 5, "embedding_dim": 3}, (In((2, 4), "int64", 0, 5),)), Case({"num_embeddings": 5, "embedding_dim": 2, "padding_idx": 0}, (In((3,), "int64", 0, 5),))])
 def embedding(a: Embedding, x: TensorType) -> Inferred:
     """Looks up row x of a learned [num_embeddings, embedding_dim] table for each integer index x (any shape),
     giving [..., embedding_dim]; the padding_idx row starts at zero and gets no gradient (as PyTorch)."""
@@ -131,21 +132,24 @@ def _recurrent(kind: str, a: _Recurrent, x: TensorType, h0: TensorType | None,
     return Inferred(outs, params, macs=macs * steps)
 
 
-@op("rnn", RNN, inputs=("x", "h0"), optional=("h0",), ports=("out", "h"), primary="hidden_size")
+@op("rnn", RNN, inputs=("x", "h0"), optional=("h0",), ports=("out", "h"), primary="hidden_size",
+    cases=[Case({"hidden_size": 3}, ((2, 4, 2), None)), Case({"hidden_size": 2, "num_layers": 2, "bidirectional": True, "batch_first": False, "nonlinearity": "relu"}, ((4, 2, 3), (4, 2, 2)))])
 def rnn(a: RNN, x: TensorType, h0: TensorType | None = None) -> Inferred:
     """Elman RNN, h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh) with act tanh or relu, stacked and optionally
     bidirectional as torch.nn.RNN: port out is every step's last-layer state, h the final state of each layer."""
     return _recurrent("rnn", a, x, h0)
 
 
-@op("lstm", LSTM, inputs=("x", "h0", "c0"), optional=("h0", "c0"), ports=("out", "h", "c"), primary="hidden_size")
+@op("lstm", LSTM, inputs=("x", "h0", "c0"), optional=("h0", "c0"), ports=("out", "h", "c"), primary="hidden_size",
+    cases=[Case({"hidden_size": 3}, ((2, 4, 2), None, None)), Case({"hidden_size": 2, "num_layers": 2, "bidirectional": True, "bias": False}, ((2, 3, 3), (4, 2, 2), (4, 2, 2)))])
 def lstm(a: LSTM, x: TensorType, h0: TensorType | None = None, c0: TensorType | None = None) -> Inferred:
     """Long short-term memory as torch.nn.LSTM (gates i, f, g, o): port out is every step's last-layer hidden
     state, h and c the final hidden and cell states of each layer and direction; dropout acts between layers."""
     return _recurrent("lstm", a, x, h0, c0)
 
 
-@op("gru", GRU, inputs=("x", "h0"), optional=("h0",), ports=("out", "h"), primary="hidden_size")
+@op("gru", GRU, inputs=("x", "h0"), optional=("h0",), ports=("out", "h"), primary="hidden_size",
+    cases=[Case({"hidden_size": 3}, ((2, 4, 2), None)), Case({"hidden_size": 2, "bidirectional": True, "batch_first": False}, ((4, 2, 3), (2, 2, 2)))])
 def gru(a: GRU, x: TensorType, h0: TensorType | None = None) -> Inferred:
     """Gated recurrent unit as torch.nn.GRU (gates r, z, n; n = tanh(W_in x + b_in + r·(W_hn h + b_hn))):
     port out is every step's last-layer state, h the final state of each layer and direction."""

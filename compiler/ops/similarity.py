@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 import math
 from ..errors import ShapeError
 from ..ir import Dim, Node, TensorType
-from .registry import DTYPES, F, Attrs, Inferred, lowering, op, reference
+from .registry import DTYPES, F, Attrs, Case, Inferred, lowering, op, reference
 from .shapes import broadcast, norm_dim, per_sample
 
 if TYPE_CHECKING:
@@ -33,7 +33,8 @@ class CosineSimilarity(Attrs):
     eps: float = 1e-8
 
 
-@op("cosine_similarity", CosineSimilarity, inputs=["x1", "x2"])
+@op("cosine_similarity", CosineSimilarity, inputs=["x1", "x2"],
+    cases=[Case({}, ((2, 4), (2, 4))), Case({"dim": 1}, ((2, 3, 4), (1, 3, 4)))])
 def cosine_similarity(a: CosineSimilarity, x1: TensorType, x2: TensorType) -> Inferred:
     """x1·x2 / (max(‖x1‖, eps) · max(‖x2‖, eps)) along `dim`, which is removed; inputs broadcast.
 
@@ -54,7 +55,8 @@ class PairwiseDistance(Attrs):
     keepdim: bool = False
 
 
-@op("pairwise_distance", PairwiseDistance, inputs=["x1", "x2"])
+@op("pairwise_distance", PairwiseDistance, inputs=["x1", "x2"],
+    cases=[Case({}, ((2, 4), (2, 4))), Case({"p": 1.0, "keepdim": True}, ((2, 4), (2, 4)))])
 def pairwise_distance(a: PairwiseDistance, x1: TensorType, x2: TensorType) -> Inferred:
     """‖x1 − x2 + eps‖_p over the last dimension (removed unless keepdim); inputs broadcast.
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Union
 from .. import limits
 from ..errors import ShapeError
 from ..ir import Dim, Init, Node, ParamSpec, TensorType
-from .registry import DTYPES, F, Attrs, Inferred, NoAttrs, lowering, np, op, reference, torch
+from .registry import DTYPES, F, Attrs, Case, In, Inferred, NoAttrs, lowering, np, op, reference, torch
 from .shapes import broadcast, concrete, norm_dim, per_sample
 
 if TYPE_CHECKING:
@@ -65,13 +65,16 @@ def _merge(dims: tuple[Dim, ...], op_name: str, hint: str) -> Dim:
 
 # --------------------------------------------------------------------------- identity, arithmetic
 
-@op("identity", NoAttrs)
+@op("identity", NoAttrs,
+    cases=[Case({}, ((2, 3),))])
 def identity(a: NoAttrs, x: TensorType) -> Inferred:
     """Returns its input unchanged."""
     return Inferred([x])
 
 
-@op("detach", NoAttrs)
+@op("detach", NoAttrs,
+    cases=[Case({}, ((2, 3),))],
+    no_grad="stops gradients by definition: its kernel has no backward (tests/test_ops_tensor.py checks it)")
 def detach(a: NoAttrs, x: TensorType) -> Inferred:
     """Returns its input unchanged but stops the gradient (as torch.Tensor.detach)."""
     return Inferred([x])
@@ -117,25 +120,29 @@ def _arith(name: str, a: Arith, x: TensorType, y: TensorType | None) -> Inferred
     return Inferred([out], macs=per_sample(out))
 
 
-@op("add", Arith, inputs=("a", "b"), optional=("b",))
+@op("add", Arith, inputs=("a", "b"), optional=("b",),
+    cases=[Case({}, ((2, 3), (2, 3))), Case({}, ((2, 1, 4), (3, 1))), Case({"value": 2.5}, ((2, 3), None))])
 def add(a: Arith, x: TensorType, y: TensorType | None = None) -> Inferred:
     """a + b with NumPy broadcasting, or a + value. Two bool inputs give their logical or (as PyTorch)."""
     return _arith("add", a, x, y)
 
 
-@op("sub", Arith, inputs=("a", "b"), optional=("b",))
+@op("sub", Arith, inputs=("a", "b"), optional=("b",),
+    cases=[Case({}, ((2, 3), (2, 3))), Case({}, ((2, 1, 4), (3, 1))), Case({"value": 2.5}, ((2, 3), None))])
 def sub(a: Arith, x: TensorType, y: TensorType | None = None) -> Inferred:
     """a - b with NumPy broadcasting, or a - value. Two bool inputs are refused (as PyTorch)."""
     return _arith("sub", a, x, y)
 
 
-@op("mul", Arith, inputs=("a", "b"), optional=("b",))
+@op("mul", Arith, inputs=("a", "b"), optional=("b",),
+    cases=[Case({}, ((2, 3), (2, 3))), Case({}, ((2, 1, 4), (3, 1))), Case({"value": 2.5}, ((2, 3), None))])
 def mul(a: Arith, x: TensorType, y: TensorType | None = None) -> Inferred:
     """a * b (elementwise) with NumPy broadcasting, or a * value. Two bool inputs give their logical and."""
     return _arith("mul", a, x, y)
 
 
-@op("div", Arith, inputs=("a", "b"), optional=("b",))
+@op("div", Arith, inputs=("a", "b"), optional=("b",),
+    cases=[Case({}, ((2, 3), In((3,), low=0.5, high=2.0))), Case({"value": -4.0}, ((2, 3), None))])
 def div(a: Arith, x: TensorType, y: TensorType | None = None) -> Inferred:
     """a / b (true division, integers give float32) with NumPy broadcasting, or a / value."""
     return _arith("div", a, x, y)
@@ -143,7 +150,8 @@ def div(a: Arith, x: TensorType, y: TensorType | None = None) -> Inferred:
 
 # --------------------------------------------------------------------------- matmul
 
-@op("matmul", NoAttrs, inputs=("a", "b"))
+@op("matmul", NoAttrs, inputs=("a", "b"),
+    cases=[Case({}, ((2, 3, 4), (4, 5))), Case({}, ((4,), (2, 4, 3)))])
 def matmul(a: NoAttrs, x: TensorType, y: TensorType) -> Inferred:
     """Matrix product with NumPy/torch.matmul semantics: 1-D operands are promoted, batch dims broadcast.
 
@@ -180,7 +188,8 @@ class Concat(Attrs):
     dim: int = 0
 
 
-@op("concat", Concat, inputs=("x",), variadic=True)
+@op("concat", Concat, inputs=("x",), variadic=True,
+    cases=[Case({"dim": 1}, ((2, 3), (2, 2))), Case({"dim": 0}, ((1, 3), (2, 3), (1, 3)))])
 def concat(a: Concat, *xs: TensorType) -> Inferred:
     """Joins its inputs along `dim` (default 0, as torch.cat); all other dimensions must agree."""
     if not xs:
@@ -224,7 +233,8 @@ def split_sizes(sections: int | list[int], size: int) -> list[int]:
     return list(sections)
 
 
-@op("split", Split, ports=("0", "1"), primary="sections")
+@op("split", Split, ports=("0", "1"), primary="sections",
+    cases=[Case({"sections": [1, 3], "dim": 1}, ((2, 4, 2),)), Case({"sections": 2, "dim": -1}, ((3, 4),))])
 def split(a: Split, x: TensorType) -> Inferred:
     """Splits along `dim` (default 0, as torch.split) into chunks: `sections` is a chunk size or a list of sizes."""
     if x.rank == 0:
@@ -261,7 +271,8 @@ class Reshape(Attrs):
     shape: list[int | str]
 
 
-@op("reshape", Reshape, primary="shape")
+@op("reshape", Reshape, primary="shape",
+    cases=[Case({"shape": [3, -1]}, ((2, 3, 2),))])
 def reshape(a: Reshape, x: TensorType) -> Inferred:
     """Reshapes to `shape` (the full shape, batch included, as torch.reshape); one entry may be -1.
 
@@ -314,7 +325,8 @@ class Flatten(Attrs):
     end_dim: int = -1
 
 
-@op("flatten", Flatten)
+@op("flatten", Flatten,
+    cases=[Case({}, ((2, 3, 4),)), Case({"start_dim": 0, "end_dim": 1}, ((2, 3, 4),))])
 def flatten(a: Flatten, x: TensorType) -> Inferred:
     """Merges dimensions start_dim..end_dim into one (as torch.flatten; default keeps the batch dim)."""
     if x.rank == 0:
@@ -333,7 +345,8 @@ class Permute(Attrs):
     dims: list[int]
 
 
-@op("permute", Permute, primary="dims")
+@op("permute", Permute, primary="dims",
+    cases=[Case({"dims": [2, 0, 1]}, ((2, 3, 4),))])
 def permute(a: Permute, x: TensorType) -> Inferred:
     """Reorders the dimensions: output dim i is input dim dims[i] (as torch.permute)."""
     if len(a.dims) != x.rank:
@@ -351,7 +364,8 @@ class Transpose(Attrs):
     dim1: int
 
 
-@op("transpose", Transpose)
+@op("transpose", Transpose,
+    cases=[Case({"dim0": 0, "dim1": 2}, ((2, 3, 4),))])
 def transpose(a: Transpose, x: TensorType) -> Inferred:
     """Swaps dimensions dim0 and dim1."""
     if x.rank == 0:
@@ -381,7 +395,8 @@ def squeeze_axes(dim: int | list[int] | None, x: TensorType) -> list[int]:
     return dims
 
 
-@op("squeeze", Squeeze)
+@op("squeeze", Squeeze,
+    cases=[Case({}, ((2, 1, 3, 1),)), Case({"dim": 1}, ((2, 1, 3),))])
 def squeeze(a: Squeeze, x: TensorType) -> Inferred:
     """Removes size-1 dimensions: `dim` (one or a list, each must have size 1), or every size-1 dim.
 
@@ -395,7 +410,8 @@ class Unsqueeze(Attrs):
     dim: int
 
 
-@op("unsqueeze", Unsqueeze, primary="dim")
+@op("unsqueeze", Unsqueeze, primary="dim",
+    cases=[Case({"dim": 1}, ((2, 3),)), Case({"dim": -1}, ((2, 3),))])
 def unsqueeze(a: Unsqueeze, x: TensorType) -> Inferred:
     """Inserts a size-1 dimension at `dim` (negative counts from the end of the result, as torch)."""
     d = norm_dim(a.dim, x.rank + 1)
@@ -427,7 +443,8 @@ def slice_len(size: Dim, start: int, end: int | None, step: int) -> Dim | None:
     return None
 
 
-@op("slice", Slice)
+@op("slice", Slice,
+    cases=[Case({"dim": 1, "start": 1, "end": 4, "step": 2}, ((2, 5),)), Case({"dim": -1, "start": -3}, ((2, 5),))])
 def slice_(a: Slice, x: TensorType) -> Inferred:
     """x[start:end:step] along `dim`, with Python slicing semantics (negative indices count from the end).
 
@@ -457,7 +474,8 @@ class Select(Attrs):
     index: int
 
 
-@op("select", Select)
+@op("select", Select,
+    cases=[Case({"dim": 1, "index": -1}, ((2, 3, 4),))])
 def select(a: Select, x: TensorType) -> Inferred:
     """x[..., index, ...] along `dim`, removing that dimension (as torch.select; negative counts from the end)."""
     if x.rank == 0:
@@ -496,7 +514,8 @@ def _reduce(a: Reduce, x: TensorType, dtype: str) -> Inferred:
     return Inferred([TensorType(shape, dtype)], macs=per_sample(x))
 
 
-@op("sum", Reduce, primary="dim")
+@op("sum", Reduce, primary="dim",
+    cases=[Case({}, ((2, 3),)), Case({"dim": [0, 2], "keepdim": True}, ((2, 3, 4),))])
 def reduce_sum(a: Reduce, x: TensorType) -> Inferred:
     """Sum over `dim` (an int or a list; none = everything, giving a scalar), keeping it as size 1 if keepdim.
 
@@ -504,13 +523,15 @@ def reduce_sum(a: Reduce, x: TensorType) -> Inferred:
     return _reduce(a, x, "int64" if x.dtype == "bool" else x.dtype)      # counts the True values
 
 
-@op("mean", Reduce, primary="dim")
+@op("mean", Reduce, primary="dim",
+    cases=[Case({}, ((2, 3),)), Case({"dim": [0, 2], "keepdim": True}, ((2, 3, 4),))])
 def reduce_mean(a: Reduce, x: TensorType) -> Inferred:
     """Mean over `dim` (an int or a list; none = everything, giving a scalar), keeping it as size 1 if keepdim."""
     return _reduce(a, x, x.dtype if is_float(x.dtype) else "float32")
 
 
-@op("max", Reduce, primary="dim")
+@op("max", Reduce, primary="dim",
+    cases=[Case({}, ((2, 3),)), Case({"dim": [0, 2], "keepdim": True}, ((2, 3, 4),))])
 def reduce_max(a: Reduce, x: TensorType) -> Inferred:
     """Maximum over `dim` (values only, as torch.amax: tied maxima share the gradient equally)."""
     return _reduce(a, x, x.dtype)
@@ -522,7 +543,8 @@ class Expand(Attrs):
     shape: list[int | str]
 
 
-@op("expand", Expand, primary="shape")
+@op("expand", Expand, primary="shape",
+    cases=[Case({"shape": [2, 3, 4]}, ((2, 1, 4),))])
 def expand(a: Expand, x: TensorType) -> Inferred:
     """Broadcasts to `shape` (as torch.expand): -1 keeps a dim, size-1 dims grow, new dims are added in front.
 
@@ -564,7 +586,9 @@ class OneHot(Attrs):
     num_classes: int
 
 
-@op("one_hot", OneHot, primary="num_classes")
+@op("one_hot", OneHot, primary="num_classes",
+    cases=[Case({"num_classes": 4}, (In((2, 3), "int64", 0, 4),))],
+    no_grad="its only input is an int64 index array: nothing to differentiate")
 def one_hot(a: OneHot, x: TensorType) -> Inferred:
     """One-hot encoding of int64 class indices: adds a last dimension of size num_classes (float32 output)."""
     if a.num_classes < 1:
@@ -581,7 +605,8 @@ class Param(Attrs):
     shape: list[int]
 
 
-@op("param", Param, inputs=(), primary="shape")
+@op("param", Param, inputs=(), primary="shape",
+    cases=[Case({"shape": [2, 3]}, ())])
 def param(a: Param) -> Inferred:
     """A learned tensor of `shape` (e.g. a class token), initialised to zeros unless `init` says otherwise.
 
@@ -611,7 +636,9 @@ def constant_shape(value: object, what: str = "value") -> tuple[int, ...]:
     return (len(value),) + inner[0]
 
 
-@op("constant", Constant, inputs=())
+@op("constant", Constant, inputs=(),
+    cases=[Case({"value": [[1.0, -2.0], [0.5, 3.0]]}, ())],
+    no_grad="no inputs and no parameters: nothing to differentiate")
 def constant(a: Constant) -> Inferred:
     """A fixed float32 tensor given by a number or a nested list; not trained, not in the state_dict."""
     return Inferred([TensorType(constant_shape(a.value))])
