@@ -110,7 +110,7 @@ def test_every_op_is_complete():
                          "runtime/torch_backend/layers.py)")
         if not d.doc:
             lacks.append("a docstring on its shape rule (docs/ops.md is generated from it)")
-        problems += [f"{name}: no {what}" for what in lacks]
+        problems += [f"{name} lacks {what}" for what in lacks]
     assert not problems, "incomplete op records:\n  " + "\n  ".join(problems)
 
 
@@ -164,3 +164,49 @@ def test_docs_ops_md_is_up_to_date():
     path = Path(__file__).resolve().parent.parent / "docs" / "ops.md"
     assert path.read_text(encoding="utf-8") == render(), \
         "docs/ops.md is stale: run `python tools/gen_op_docs.py` and commit the result"
+
+
+def _declared_export_ops() -> list[str]:
+    from runtime.torch_backend.layers import declared, emitter
+    return [n for n in ops.OPS if emitter(n) is declared]
+
+
+@pytest.mark.parametrize("name", _declared_export_ops())
+def test_export_torch_default_form_matches_the_kernel(name, tmp_path):
+    """An op whose export-torch form is the record's default (`torch=`, `torch_module=`): a spec repeating it
+    twice (an nn.Sequential of its module form, when it has one) and once more on the input (its functional
+    form), exported, imported and run by PyTorch, gives the NumPy runtime's outputs."""
+    torch = pytest.importorskip("torch")
+    import importlib.util
+    import json
+
+    import compiler
+    import runtime
+    from runtime.torch_backend.codegen import generate
+
+    case = ops.OPS[name].cases[0]
+    shapes = [["N", *i.shape[1:]] for i in case.ins()]
+    inputs = {f"in{k}": s for k, s in enumerate(shapes)}
+    layers = [{"op": name, "name": "chain", "repeat": 2, **case.attrs},
+              {"op": name, "name": "single", "in": list(inputs), **case.attrs}]
+    spec = json.dumps({"specc": 1, "name": f"op_{name}", "inputs": inputs, "layers": layers,
+                       "outputs": ["chain", "single"]})
+    g = compiler.compile_text(spec)
+    exp = generate(g, f"op_{name}.yaml")
+    path = tmp_path / f"op_{name}_model.py"
+    path.write_text(exp.source)
+    if ops.OPS[name].torch_module:
+        assert f"nn.Sequential({ops.OPS[name].torch_module}(" in exp.source.replace("\n", "").replace(" ", "")
+    module_spec = importlib.util.spec_from_file_location(f"op_{name}_model", path)
+    mod = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(mod)
+    net = getattr(mod, exp.class_name)()
+    net.eval()
+    model = runtime.Model(g, seed=0)
+    model.eval()
+    xs = {k: v.astype(np.float32) for k, v in zip(inputs, draw(case, stable_seed(name)))}
+    ours = model(**xs)
+    with torch.no_grad():
+        res = net(*[torch.from_numpy(xs[k]) for k in exp.inputs])
+    for out, t in zip(exp.outputs, res):
+        np.testing.assert_allclose(t.numpy(), ours[out], rtol=1e-5, atol=1e-6, err_msg=f"{name}: {out}")
