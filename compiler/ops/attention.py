@@ -51,7 +51,9 @@ def sdpa_mask_shape(mask: tuple[Dim, ...], scores: tuple[Dim, ...]) -> tuple[Dim
 
 @op("scaled_dot_product_attention", ScaledDotProductAttention, inputs=["q", "k", "v", "mask"],
     optional=["mask"],
-    cases=[Case({}, ((2, 3, 4), (2, 5, 4), (2, 5, 3), None)), Case({"causal": True, "scale": 0.5}, ((2, 2, 4, 3), (2, 2, 4, 3), (2, 2, 4, 3), None)), Case({}, ((2, 3, 4), (2, 5, 4), (2, 5, 3), In((2, 5), "bool")))])
+    cases=[Case({}, ((2, 3, 4), (2, 5, 4), (2, 5, 3), None)),
+           Case({"causal": True, "scale": 0.5}, ((2, 2, 4, 3), (2, 2, 4, 3), (2, 2, 4, 3), None)),
+           Case({}, ((2, 3, 4), (2, 5, 4), (2, 5, 3), In((2, 5), "bool")))])
 def scaled_dot_product_attention(a: ScaledDotProductAttention, q: TensorType, k: TensorType, v: TensorType,
                                  mask: TensorType | None = None) -> Inferred:
     """softmax(q kᵀ · scale + masks) v, with scale = 1/√d unless given.
@@ -104,6 +106,50 @@ def scaled_dot_product_attention(a: ScaledDotProductAttention, q: TensorType, k:
     return Inferred([out], macs=macs)
 
 
+@lowering("scaled_dot_product_attention")
+def scaled_dot_product_attention_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    q, k, v, mask = x
+    tq_, tk_ = b.ins[0], b.ins[1]
+    d = tq_.shape[-1]
+    rk = tk_.rank
+    perm = list(range(rk - 2)) + [rk - 1, rk - 2]
+    s = b.op("MatMul", [q, b.op("Transpose", [k], perm=perm)])
+    scale = node.attrs.scale
+    if scale is None:
+        if not isinstance(d, int):
+            raise ValueError("scaled_dot_product_attention needs a concrete feature size d to export its scale")
+        scale = 1.0 / math.sqrt(d)
+    s = b.op("Mul", [s, b.const(np.array(scale, np.float32), hint="scale")])
+    rank = len(node.out.shape)                                  # scores have the output's rank
+    masks = []
+    if node.attrs.causal:
+        masks.append(causal_mask(b, q, k, tq_.shape[-2], tk_.shape[-2], tq_.rank - 2, rk - 2))
+    if mask is not None:
+        mt = b.ins[3]
+        if mt.dtype != "bool":
+            mask = b.op("Cast", [mask], to=DTYPES["bool"])
+        if mt.rank == 2 and rank >= 3:                          # key-padding mask [N, Tk] -> [N, 1.., Tk]
+            mask = b.op("Unsqueeze", [mask, b.ints(list(range(1, rank - 1)))])
+        masks.append(mask)
+    return b.op("MatMul", [masked_softmax(b, s, masks), v])
+
+
+@reference("scaled_dot_product_attention")
+def _sdpa(c, q, k, v, mask=None):
+    d = q.shape[-1]
+    scale = c.a.scale if c.a.scale is not None else 1.0 / math.sqrt(d)
+    s = torch.matmul(q, k.transpose(-2, -1)) * scale
+    m = None
+    if mask is not None:
+        m = mask.bool()
+        if m.dim() == 2 and s.dim() >= 3:             # key padding [N, Tk] -> [N, 1, .., 1, Tk]
+            m = m.reshape((m.shape[0],) + (1,) * (s.dim() - 2) + (m.shape[1],))
+    if c.a.causal:
+        cm = _causal_mask(s.shape[-2], s.shape[-1])
+        m = cm if m is None else (m | cm)
+    return torch.matmul(masked_softmax_torch(s, m), v)
+
+
 def _count_all(dims: tuple[Dim, ...]) -> int:
     n = 1
     for d in dims:
@@ -130,7 +176,9 @@ def _divisors(e: int, limit: int = 100_000) -> str:
 
 @op("multi_head_attention", MultiHeadAttention, inputs=["query", "key", "value", "key_padding_mask"],
     optional=["key", "value", "key_padding_mask"], ports=["out", "weights"], primary="num_heads",
-    cases=[Case({"num_heads": 2}, ((2, 3, 4), None, None, None)), Case({"num_heads": 2, "causal": True, "bias": False}, ((2, 3, 4), (2, 5, 4), (2, 5, 4), None)), Case({"num_heads": 1}, ((2, 3, 4), (2, 5, 4), None, In((2, 5), "bool")))])
+    cases=[Case({"num_heads": 2}, ((2, 3, 4), None, None, None)),
+           Case({"num_heads": 2, "causal": True, "bias": False}, ((2, 3, 4), (2, 5, 4), (2, 5, 4), None)),
+           Case({"num_heads": 1}, ((2, 3, 4), (2, 5, 4), None, In((2, 5), "bool")))])
 def multi_head_attention(a: MultiHeadAttention, query: TensorType, key: TensorType | None = None,
                          value: TensorType | None = None, key_padding_mask: TensorType | None = None) -> Inferred:
     """PyTorch's nn.MultiheadAttention(batch_first=True): `out` [N, Tq, E] and head-averaged `weights` [N, Tq, Tk].
@@ -195,112 +243,6 @@ def multi_head_attention(a: MultiHeadAttention, query: TensorType, key: TensorTy
     return Inferred([out, weights], params, macs=macs)
 
 
-# --- positional_encoding -----------------------------------------------------------------------
-
-def sinusoid_table(t: int, d: int):
-    """PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(pos / 10000^(2i/d)) as float64 [t, d]
-    (shared by the kernel and the ONNX lowering)."""
-    import numpy as np
-
-    pos = np.arange(t, dtype=np.float64)[:, None]
-    even = np.arange(0, d, 2, dtype=np.float64)                 # the column index 2i
-    angle = pos * np.exp(-math.log(10000.0) * even / d)         # pos / 10000^(2i/d)
-    pe = np.empty((t, d))
-    pe[:, 0::2] = np.sin(angle)
-    pe[:, 1::2] = np.cos(angle[:, : d // 2])
-    return pe
-
-
-class PositionalEncoding(Attrs):
-    kind: Literal["sinusoidal"] = "sinusoidal"
-    max_len: int = 5000
-
-
-@op("positional_encoding", PositionalEncoding,
-    cases=[Case({}, ((2, 3, 6),))])
-def positional_encoding(a: PositionalEncoding, x: TensorType) -> TensorType | Inferred:
-    """x + PE[:T] with PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(pos / 10000^(2i/d)).
-
-    Input [N, T, d]; no scaling of x, no dropout, no parameters. An odd d ends with a sine column.
-    T may be at most max_len.
-    """
-    if x.rank != 3:
-        raise ShapeError(f"positional_encoding expects a batch-first input [N, T, d], but it has shape {x}")
-    float_input("positional_encoding", "input", x, hint="declare the input as float32 (token indices go through "
-                                                        "an embedding first)")
-    concrete(x.shape[2], "positional_encoding's feature size d (last dimension)")
-    if not x.dtype.startswith("float"):
-        raise ShapeError(f"positional_encoding adds sines and cosines to a floating-point input, but its input "
-                         f"has dtype {x.dtype} (shape {x})", hint="embed integer tokens first (embedding)")
-    if a.max_len < 1:
-        raise ShapeError(f"max_len must be positive, got {a.max_len}", attr="max_len")
-    t = x.shape[1]
-    if isinstance(t, int) and t > a.max_len:
-        raise ShapeError(f"positional_encoding covers at most max_len = {a.max_len} positions, but its input "
-                         f"has {t} (shape {x})", hint=f"raise max_len to at least {t}", attr="max_len")
-    return Inferred([TensorType(x.shape, x.dtype)], macs=per_sample(x))
-
-
-# ---------------------------------------------------------------- ONNX lowerings
-# Each registered on its op's record (compiler/ops/registry.py); they write into compiler/onnx's Builder.
-
-def causal_mask(b: Builder, q: str, k: str, tq, tk, axis_q: int, axis_k: int) -> str:
-    """Bool [Tq, Tk], True where key j > query i: a constant when both sizes are known, else Range."""
-    if isinstance(tq, int) and isinstance(tk, int):
-        return b.const(np.triu(np.ones((tq, tk), dtype=bool), 1), hint="causal_mask")
-    zero, one = b.const(np.array(0, np.int64)), b.const(np.array(1, np.int64))
-
-    def rng(x: str, axis: int) -> str:
-        n = b.op("Shape", [x], start=axis, end=axis + 1)
-        n = b.op("Squeeze", [n, b.ints([0])])
-        return b.op("Range", [zero, n, one])
-
-    i = b.op("Unsqueeze", [rng(q, axis_q), b.ints([1])])       # [Tq, 1]
-    j = b.op("Unsqueeze", [rng(k, axis_k), b.ints([0])])       # [1, Tk]
-    return b.op("Greater", [j, i])
-
-
-def masked_softmax(b: Builder, s: str, masks: list[str]) -> str:
-    """Softmax over the last axis, True in a mask = ignored; fully masked rows give 0."""
-    if not masks:
-        return b.op("Softmax", [s], axis=-1)
-    m = masks[0]
-    for extra in masks[1:]:
-        m = b.op("Or", [m, extra])
-    ninf = b.const(np.array(-np.inf, np.float32), hint="neg_inf")
-    zero = b.const(np.array(0.0, np.float32), hint="zero")
-    p = b.op("Softmax", [b.op("Where", [m, ninf, s])], axis=-1)
-    return b.op("Where", [m, zero, p])
-
-
-@lowering("scaled_dot_product_attention")
-def scaled_dot_product_attention_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    q, k, v, mask = x
-    tq_, tk_ = b.ins[0], b.ins[1]
-    d = tq_.shape[-1]
-    rk = tk_.rank
-    perm = list(range(rk - 2)) + [rk - 1, rk - 2]
-    s = b.op("MatMul", [q, b.op("Transpose", [k], perm=perm)])
-    scale = node.attrs.scale
-    if scale is None:
-        if not isinstance(d, int):
-            raise ValueError("scaled_dot_product_attention needs a concrete feature size d to export its scale")
-        scale = 1.0 / math.sqrt(d)
-    s = b.op("Mul", [s, b.const(np.array(scale, np.float32), hint="scale")])
-    rank = len(node.out.shape)                                  # scores have the output's rank
-    masks = []
-    if node.attrs.causal:
-        masks.append(causal_mask(b, q, k, tq_.shape[-2], tk_.shape[-2], tq_.rank - 2, rk - 2))
-    if mask is not None:
-        mt = b.ins[3]
-        if mt.dtype != "bool":
-            mask = b.op("Cast", [mask], to=DTYPES["bool"])
-        if mt.rank == 2 and rank >= 3:                          # key-padding mask [N, Tk] -> [N, 1.., Tk]
-            mask = b.op("Unsqueeze", [mask, b.ints(list(range(1, rank - 1)))])
-        masks.append(mask)
-    return b.op("MatMul", [masked_softmax(b, s, masks), v])
-
-
 @lowering("multi_head_attention")
 def multi_head_attention_onnx(b: Builder, node: Node, x: list, p: list) -> list:
     a = node.attrs
@@ -359,61 +301,6 @@ def multi_head_attention_onnx(b: Builder, node: Node, x: list, p: list) -> list:
     return [out, weights]
 
 
-@lowering("positional_encoding")
-def positional_encoding_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    """x + PE[:T]: one constant [T, d] when T is known. For a symbolic T, rows 0..T-1 gathered from the
-    constant [max_len, d] table (values exactly the table's), the indices counted along x's own T axis so
-    that ONNX shape inference keeps T and N (a Shape -> Slice of the table gives a dimension it cannot name)."""
-    xt = b.ins[0]
-    t, d = xt.shape[1], xt.shape[2]
-    if isinstance(t, int):
-        return b.op("Add", [x[0], b.const(sinusoid_table(t, d).astype(np.float32), hint="pe")])
-    table = b.const(sinusoid_table(node.attrs.max_len, d).astype(np.float32), hint="pe_table")
-    one = b.const(np.array(1, np.int64), hint="one")
-    col = b.op("Slice", [x[0], b.ints([0]), b.ints([1]), b.ints([2])])     # [N, T, 1]
-    zeros = b.op("ArgMax", [col], axis=2, keepdims=0)           # [N, T] int64 0 (a 1-long axis: NaN-proof)
-    zeros = b.op("ReduceSum", [zeros, b.ints([0])], keepdims=0)  # [T] (0 for N = 0 too)
-    axis0 = b.const(np.array(0, np.int64), hint="axis")
-    pos = b.op("CumSum", [b.op("Add", [zeros, one]), axis0], exclusive=1)   # 0, 1, .., T-1
-    pe = b.op("Gather", [table, pos], axis=0)                   # [T, d]; T > max_len: onnxruntime refuses
-    return b.op("Add", [x[0], pe])
-
-
-# ---------------------------------------------------------------- PyTorch references
-# Each registered on its op's record; `torch` and `F` are lazy (compiler/ops/registry.py): imported at call time.
-
-def masked_softmax_torch(s: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """softmax over the last dim ignoring mask==True; rows with every key ignored give zeros (not NaN)."""
-    if mask is None:
-        return F.softmax(s, -1)
-    s = s.masked_fill(mask, float("-inf"))
-    dead = mask.all(-1, keepdim=True)
-    if bool(dead.any()):
-        s = s.masked_fill(dead, 0.0)
-        return F.softmax(s, -1).masked_fill(dead, 0.0)
-    return F.softmax(s, -1)
-
-
-def _causal_mask(tq: int, tk: int) -> torch.Tensor:
-    return torch.ones(tq, tk, dtype=torch.bool).triu(1)
-
-
-@reference("scaled_dot_product_attention")
-def _sdpa(c, q, k, v, mask=None):
-    d = q.shape[-1]
-    scale = c.a.scale if c.a.scale is not None else 1.0 / math.sqrt(d)
-    s = torch.matmul(q, k.transpose(-2, -1)) * scale
-    m = None
-    if mask is not None:
-        m = mask.bool()
-        if m.dim() == 2 and s.dim() >= 3:             # key padding [N, Tk] -> [N, 1, .., 1, Tk]
-            m = m.reshape((m.shape[0],) + (1,) * (s.dim() - 2) + (m.shape[1],))
-    if c.a.causal:
-        cm = _causal_mask(s.shape[-2], s.shape[-1])
-        m = cm if m is None else (m | cm)
-    return torch.matmul(masked_softmax_torch(s, m), v)
-
-
 @reference("multi_head_attention")
 def _mha(c, query, key=None, value=None, kpm=None, w_in=None, *rest):
     a = c.a
@@ -457,7 +344,70 @@ def _mha(c, query, key=None, value=None, kpm=None, w_in=None, *rest):
     return F.linear(o, w_out, b_out), (p.mean(1) if want_w else None)
 
 
-_PE: dict[tuple, torch.Tensor] = {}
+# --- positional_encoding -----------------------------------------------------------------------
+
+def sinusoid_table(t: int, d: int):
+    """PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(pos / 10000^(2i/d)) as float64 [t, d]
+    (shared by the kernel and the ONNX lowering)."""
+    import numpy as np
+
+    pos = np.arange(t, dtype=np.float64)[:, None]
+    even = np.arange(0, d, 2, dtype=np.float64)                 # the column index 2i
+    angle = pos * np.exp(-math.log(10000.0) * even / d)         # pos / 10000^(2i/d)
+    pe = np.empty((t, d))
+    pe[:, 0::2] = np.sin(angle)
+    pe[:, 1::2] = np.cos(angle[:, : d // 2])
+    return pe
+
+
+class PositionalEncoding(Attrs):
+    kind: Literal["sinusoidal"] = "sinusoidal"
+    max_len: int = 5000
+
+
+@op("positional_encoding", PositionalEncoding,
+    cases=[Case({}, ((2, 3, 6),))])
+def positional_encoding(a: PositionalEncoding, x: TensorType) -> TensorType | Inferred:
+    """x + PE[:T] with PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(pos / 10000^(2i/d)).
+
+    Input [N, T, d]; no scaling of x, no dropout, no parameters. An odd d ends with a sine column.
+    T may be at most max_len.
+    """
+    if x.rank != 3:
+        raise ShapeError(f"positional_encoding expects a batch-first input [N, T, d], but it has shape {x}")
+    float_input("positional_encoding", "input", x, hint="declare the input as float32 (token indices go through "
+                                                        "an embedding first)")
+    concrete(x.shape[2], "positional_encoding's feature size d (last dimension)")
+    if not x.dtype.startswith("float"):
+        raise ShapeError(f"positional_encoding adds sines and cosines to a floating-point input, but its input "
+                         f"has dtype {x.dtype} (shape {x})", hint="embed integer tokens first (embedding)")
+    if a.max_len < 1:
+        raise ShapeError(f"max_len must be positive, got {a.max_len}", attr="max_len")
+    t = x.shape[1]
+    if isinstance(t, int) and t > a.max_len:
+        raise ShapeError(f"positional_encoding covers at most max_len = {a.max_len} positions, but its input "
+                         f"has {t} (shape {x})", hint=f"raise max_len to at least {t}", attr="max_len")
+    return Inferred([TensorType(x.shape, x.dtype)], macs=per_sample(x))
+
+
+@lowering("positional_encoding")
+def positional_encoding_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    """x + PE[:T]: one constant [T, d] when T is known. For a symbolic T, rows 0..T-1 gathered from the
+    constant [max_len, d] table (values exactly the table's), the indices counted along x's own T axis so
+    that ONNX shape inference keeps T and N (a Shape -> Slice of the table gives a dimension it cannot name)."""
+    xt = b.ins[0]
+    t, d = xt.shape[1], xt.shape[2]
+    if isinstance(t, int):
+        return b.op("Add", [x[0], b.const(sinusoid_table(t, d).astype(np.float32), hint="pe")])
+    table = b.const(sinusoid_table(node.attrs.max_len, d).astype(np.float32), hint="pe_table")
+    one = b.const(np.array(1, np.int64), hint="one")
+    col = b.op("Slice", [x[0], b.ints([0]), b.ints([1]), b.ints([2])])     # [N, T, 1]
+    zeros = b.op("ArgMax", [col], axis=2, keepdims=0)           # [N, T] int64 0 (a 1-long axis: NaN-proof)
+    zeros = b.op("ReduceSum", [zeros, b.ints([0])], keepdims=0)  # [T] (0 for N = 0 too)
+    axis0 = b.const(np.array(0, np.int64), hint="axis")
+    pos = b.op("CumSum", [b.op("Add", [zeros, one]), axis0], exclusive=1)   # 0, 1, .., T-1
+    pe = b.op("Gather", [table, pos], axis=0)                   # [T, d]; T > max_len: onnxruntime refuses
+    return b.op("Add", [x[0], pe])
 
 
 @reference("positional_encoding")
@@ -467,3 +417,55 @@ def _positional_encoding(c, x):
     if key not in _PE:
         _PE[key] = torch.from_numpy(sinusoid_table(t, d)).to(x.dtype)
     return x + _PE[key]
+
+
+# ---------------------------------------------------------------- helpers of the ONNX lowerings
+
+def causal_mask(b: Builder, q: str, k: str, tq, tk, axis_q: int, axis_k: int) -> str:
+    """Bool [Tq, Tk], True where key j > query i: a constant when both sizes are known, else Range."""
+    if isinstance(tq, int) and isinstance(tk, int):
+        return b.const(np.triu(np.ones((tq, tk), dtype=bool), 1), hint="causal_mask")
+    zero, one = b.const(np.array(0, np.int64)), b.const(np.array(1, np.int64))
+
+    def rng(x: str, axis: int) -> str:
+        n = b.op("Shape", [x], start=axis, end=axis + 1)
+        n = b.op("Squeeze", [n, b.ints([0])])
+        return b.op("Range", [zero, n, one])
+
+    i = b.op("Unsqueeze", [rng(q, axis_q), b.ints([1])])       # [Tq, 1]
+    j = b.op("Unsqueeze", [rng(k, axis_k), b.ints([0])])       # [1, Tk]
+    return b.op("Greater", [j, i])
+
+
+def masked_softmax(b: Builder, s: str, masks: list[str]) -> str:
+    """Softmax over the last axis, True in a mask = ignored; fully masked rows give 0."""
+    if not masks:
+        return b.op("Softmax", [s], axis=-1)
+    m = masks[0]
+    for extra in masks[1:]:
+        m = b.op("Or", [m, extra])
+    ninf = b.const(np.array(-np.inf, np.float32), hint="neg_inf")
+    zero = b.const(np.array(0.0, np.float32), hint="zero")
+    p = b.op("Softmax", [b.op("Where", [m, ninf, s])], axis=-1)
+    return b.op("Where", [m, zero, p])
+
+
+# ---------------------------------------------------------------- helpers of the PyTorch references
+
+def masked_softmax_torch(s: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """softmax over the last dim ignoring mask==True; rows with every key ignored give zeros (not NaN)."""
+    if mask is None:
+        return F.softmax(s, -1)
+    s = s.masked_fill(mask, float("-inf"))
+    dead = mask.all(-1, keepdim=True)
+    if bool(dead.any()):
+        s = s.masked_fill(dead, 0.0)
+        return F.softmax(s, -1).masked_fill(dead, 0.0)
+    return F.softmax(s, -1)
+
+
+def _causal_mask(tq: int, tk: int) -> torch.Tensor:
+    return torch.ones(tq, tk, dtype=torch.bool).triu(1)
+
+
+_PE: dict[tuple, torch.Tensor] = {}

@@ -39,9 +39,6 @@ def linear(a: Linear, x: TensorType) -> Inferred:
     return Inferred([y], params, macs=per_sample(y) * fan_in if x.rank > 1 else a.out_features * fan_in)
 
 
-# ---------------------------------------------------------------- ONNX lowerings
-# Each registered on its op's record (compiler/ops/registry.py); they write into compiler/onnx's Builder.
-
 @lowering("linear")
 def linear_onnx(b: Builder, node: Node, x: list, p: list) -> str:
     if b.ins[0].rank == 2:
@@ -50,9 +47,6 @@ def linear_onnx(b: Builder, node: Node, x: list, p: list) -> str:
     y = b.op("MatMul", [x[0], wt])
     return b.op("Add", [y, p[1]]) if len(p) > 1 else y
 
-
-# ---------------------------------------------------------------- PyTorch references
-# Each registered on its op's record; `torch` and `F` are lazy (compiler/ops/registry.py): imported at call time.
 
 @reference("linear")
 def _linear(c, x, w, b=None):

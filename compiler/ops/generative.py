@@ -34,6 +34,21 @@ def reparameterize(a: NoAttrs, mu: TensorType, logvar: TensorType) -> Inferred:
     return Inferred([z], macs=per_sample(z))
 
 
+@lowering("reparameterize")
+def reparameterize_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    """Inference is eval mode: z = mu (broadcast to logvar's shape when that is larger)."""
+    if tuple(node.out.shape) == tuple(b.ins[0].shape):
+        return b.op("Identity", [x[0]])
+    return b.op("Expand", [x[0], b.op("Shape", [x[1]])])
+
+
+@reference("reparameterize")
+def _reparameterize(c, mu, logvar):
+    if not c.training:
+        return mu
+    return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+
+
 class KlNormal(Attrs):
     reduction: Literal["mean", "sum", "none"] = "mean"
 
@@ -53,33 +68,15 @@ def kl_normal(a: KlNormal, mu: TensorType, logvar: TensorType) -> Inferred:
     return Inferred([out], macs=per_sample(TensorType(shape)))
 
 
-# ---------------------------------------------------------------- ONNX lowerings
-# Each registered on its op's record (compiler/ops/registry.py); they write into compiler/onnx's Builder.
-
-@lowering("reparameterize")
-def reparameterize_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    """Inference is eval mode: z = mu (broadcast to logvar's shape when that is larger)."""
-    if tuple(node.out.shape) == tuple(b.ins[0].shape):
-        return b.op("Identity", [x[0]])
-    return b.op("Expand", [x[0], b.op("Shape", [x[1]])])
-
-
-# ---------------------------------------------------------------- PyTorch references
-# Each registered on its op's record; `torch` and `F` are lazy (compiler/ops/registry.py): imported at call time.
-
-@reference("reparameterize")
-def _reparameterize(c, mu, logvar):
-    if not c.training:
-        return mu
-    return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-
-
-def _reduce(t: torch.Tensor, reduction: str) -> torch.Tensor:
-    return t.mean() if reduction == "mean" else t.sum() if reduction == "sum" else t
-
-
 @reference("kl_normal")
 def _kl_normal(c, mu, logvar):
     t = 0.5 * (mu * mu + torch.exp(logvar) - 1.0 - logvar)
     per = t.sum(dim=tuple(range(1, t.dim()))) if t.dim() > 1 else t
     return _reduce(per, c.a.reduction)
+
+
+# ---------------------------------------------------------------- helpers of the PyTorch references
+
+
+def _reduce(t: torch.Tensor, reduction: str) -> torch.Tensor:
+    return t.mean() if reduction == "mean" else t.sum() if reduction == "sum" else t

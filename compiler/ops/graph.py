@@ -64,7 +64,8 @@ class GCNConv(Attrs):
 
 
 @op("gcn_conv", GCNConv, inputs=["x", "adj"], primary="out_features",
-    cases=[Case({"out_features": 3}, ((5, 4), ADJ)), Case({"out_features": 6, "normalize": False, "add_self_loops": False}, ((2, 5, 4), ADJ))])
+    cases=[Case({"out_features": 3}, ((5, 4), ADJ)),
+           Case({"out_features": 6, "normalize": False, "add_self_loops": False}, ((2, 5, 4), ADJ))])
 def gcn_conv(a: GCNConv, x: TensorType, adj: TensorType) -> Inferred:
     """Kipf & Welling's graph convolution: D^-1/2 Â D^-1/2 X Wᵀ + b (no activation).
 
@@ -83,6 +84,54 @@ def gcn_conv(a: GCNConv, x: TensorType, adj: TensorType) -> Inferred:
     cv = _count(v)
     macs = cv * f * a.out_features + cv * cv * min(f, a.out_features)
     return Inferred([TensorType(lead + (v, a.out_features), x.dtype)], params, macs=macs)
+
+
+@lowering("gcn_conv")
+def gcn_conv_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    a = node.attrs
+    xs, adj = x
+    A = float_adj(b, adj)
+    s = None
+    if a.normalize:
+        deg = b.op("ReduceSum", [A, b.ints([-1])], keepdims=1)             # [.., V, 1]
+        if a.add_self_loops:
+            deg = b.op("Add", [deg, f32(b, 1.0, "one")])
+        pos = b.op("Greater", [deg, f32(b, 0.0, "zero")])
+        s = b.op("Where", [pos, b.op("Pow", [deg, f32(b, -0.5, "neg_half")]), f32(b, 0.0, "zero")])
+
+    def prop(z: str) -> str:
+        zs = b.op("Mul", [z, s]) if s else z
+        y = b.op("MatMul", [A, zs])
+        if a.add_self_loops:
+            y = b.op("Add", [y, zs])
+        return b.op("Mul", [y, s]) if s else y
+
+    wt = b.op("Transpose", [p[0]], perm=[1, 0])
+    out_f, in_f = node.params[0].shape
+    y = prop(b.op("MatMul", [xs, wt])) if out_f < in_f else b.op("MatMul", [prop(xs), wt])
+    return b.op("Add", [y, p[1]]) if a.bias else y
+
+
+@reference("gcn_conv")
+def _gcn_conv(c, x, adj, w, b=None):
+    a = c.a
+    A = _adj_float(adj, x.dtype)
+    s = None
+    if a.normalize:
+        deg = A.sum(-1)
+        if a.add_self_loops:
+            deg = deg + 1
+        s = torch.where(deg > 0, deg.clamp_min(1e-30).rsqrt(), torch.zeros_like(deg)).unsqueeze(-1)
+
+    def prop(z):                                      # (S Â S) z without forming Â = A + I
+        zs = z * s if s is not None else z
+        y = torch.matmul(A, zs)
+        if a.add_self_loops:
+            y = y + zs
+        return y * s if s is not None else y
+
+    y = prop(F.linear(x, w)) if w.shape[0] < w.shape[1] else F.linear(prop(x), w)
+    return y + b if b is not None else y
 
 
 # --- gat_conv -----------------------------------------------------------------------------------
@@ -124,86 +173,6 @@ def gat_conv(a: GATConv, x: TensorType, adj: TensorType) -> Inferred:
     return Inferred([TensorType(lead + (v, width), x.dtype)], params, macs=macs)
 
 
-# --- graph_aggregate ----------------------------------------------------------------------------
-
-class GraphAggregate(Attrs):
-    reduce: Literal["sum", "mean", "max"] = "sum"
-
-
-@op("graph_aggregate", GraphAggregate, inputs=["x", "adj"], primary="reduce",
-    cases=[Case({}, ((5, 4), ADJ)), Case({"reduce": "mean"}, ((2, 5, 4), ADJ), fixed=(1,)),
-           Case({"reduce": "max"}, ((5, 4), ADJ), fixed=(1,))])
-def graph_aggregate(a: GraphAggregate, x: TensorType, adj: TensorType) -> Inferred:
-    """Message passing without parameters: out_i = reduce over neighbours j (adj[i, j] != 0) of adj[i, j]·x_j.
-
-    The message from j to i is adj[i, j]·x_j, so a weighted adjacency weights the messages (a 0/1 one
-    passes x_j as is): sum = A @ X; mean = A @ X divided by the number of neighbours (non-zero entries of
-    row i); max = elementwise max of the messages. Isolated nodes get 0. No self-loops are added.
-    Gradients reach x and a float adjacency (for mean and max only through its non-zero entries).
-    """
-    lead, v, f = graph_inputs("graph_aggregate", x, adj)
-    cv = _count(v)
-    return Inferred([TensorType(lead + (v, f), x.dtype)], macs=cv * cv * f)
-
-
-# ---------------------------------------------------------------- ONNX lowerings
-# Each registered on its op's record (compiler/ops/registry.py); they write into compiler/onnx's Builder.
-
-def float_adj(b: Builder, adj: str) -> str:
-    t = b.ins[1]
-    want = b.ins[0].dtype
-    return adj if t.dtype == want else b.op("Cast", [adj], to=DTYPES[want])
-
-
-def f32(b: Builder, value: float, hint: str = "const") -> str:
-    return b.const(np.array(value, np.float32), hint=hint)
-
-
-def eye_bool(b: Builder, adj: str) -> str:
-    """Bool [V, V] identity: a constant when V is known, else Equal of two Ranges over V."""
-    v = b.ins[1].shape[-1]
-    if isinstance(v, int):
-        return b.const(np.eye(v, dtype=bool), hint="eye")
-    n = b.op("Squeeze", [b.op("Shape", [adj], start=-1), b.ints([0])])
-    i = b.op("Range", [b.const(np.array(0, np.int64)), n, b.const(np.array(1, np.int64))])
-    return b.op("Equal", [b.op("Unsqueeze", [i, b.ints([1])]), b.op("Unsqueeze", [i, b.ints([0])])])
-
-
-def nonzero(b: Builder, adj: str) -> str:
-    """Bool adj != 0."""
-    if b.ins[1].dtype == "bool":
-        return adj
-    zero = b.const(np.array(0, dtype=np.float32 if b.ins[1].dtype == "float32" else
-                            {"float64": np.float64, "int64": np.int64}[b.ins[1].dtype]), hint="zero")
-    return b.op("Not", [b.op("Equal", [adj, zero])])
-
-
-@lowering("gcn_conv")
-def gcn_conv_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    a = node.attrs
-    xs, adj = x
-    A = float_adj(b, adj)
-    s = None
-    if a.normalize:
-        deg = b.op("ReduceSum", [A, b.ints([-1])], keepdims=1)             # [.., V, 1]
-        if a.add_self_loops:
-            deg = b.op("Add", [deg, f32(b, 1.0, "one")])
-        pos = b.op("Greater", [deg, f32(b, 0.0, "zero")])
-        s = b.op("Where", [pos, b.op("Pow", [deg, f32(b, -0.5, "neg_half")]), f32(b, 0.0, "zero")])
-
-    def prop(z: str) -> str:
-        zs = b.op("Mul", [z, s]) if s else z
-        y = b.op("MatMul", [A, zs])
-        if a.add_self_loops:
-            y = b.op("Add", [y, zs])
-        return b.op("Mul", [y, s]) if s else y
-
-    wt = b.op("Transpose", [p[0]], perm=[1, 0])
-    out_f, in_f = node.params[0].shape
-    y = prop(b.op("MatMul", [xs, wt])) if out_f < in_f else b.op("MatMul", [prop(xs), wt])
-    return b.op("Add", [y, p[1]]) if a.bias else y
-
-
 @lowering("gat_conv")
 def gat_conv_onnx(b: Builder, node: Node, x: list, p: list) -> str:
     a = node.attrs
@@ -238,6 +207,48 @@ def gat_conv_onnx(b: Builder, node: Node, x: list, p: list) -> str:
     return b.op("Add", [y, p[3]]) if a.bias else y
 
 
+@reference("gat_conv")
+def _gat_conv(c, x, adj, w, att_src, att_dst, b=None):
+    a = c.a
+    h, ch = a.heads, a.out_features
+    hx = F.linear(x, w)
+    hx = hx.reshape(hx.shape[:-1] + (h, ch))                          # [.., V, H, C]
+    ss = (hx * att_src).sum(-1)                                      # [.., V, H]
+    sd = (hx * att_dst).sum(-1)
+    e = sd.transpose(-1, -2).unsqueeze(-1) + ss.transpose(-1, -2).unsqueeze(-2)   # [.., H, Vi, Vj]
+    e = F.leaky_relu(e, a.negative_slope)
+    nb = adj != 0
+    if a.add_self_loops:
+        nb = nb | torch.eye(adj.shape[-1], dtype=torch.bool)
+    alpha = masked_softmax_torch(e, (~nb).unsqueeze(-3))
+    out = torch.matmul(alpha, hx.transpose(-2, -3))                  # [.., H, V, C]
+    out = out.transpose(-2, -3)                                      # [.., V, H, C]
+    out = out.reshape(out.shape[:-2] + (h * ch,)) if a.concat else out.mean(-2)
+    return out + b if b is not None else out
+
+
+# --- graph_aggregate ----------------------------------------------------------------------------
+
+class GraphAggregate(Attrs):
+    reduce: Literal["sum", "mean", "max"] = "sum"
+
+
+@op("graph_aggregate", GraphAggregate, inputs=["x", "adj"], primary="reduce",
+    cases=[Case({}, ((5, 4), ADJ)), Case({"reduce": "mean"}, ((2, 5, 4), ADJ), fixed=(1,)),
+           Case({"reduce": "max"}, ((5, 4), ADJ), fixed=(1,))])
+def graph_aggregate(a: GraphAggregate, x: TensorType, adj: TensorType) -> Inferred:
+    """Message passing without parameters: out_i = reduce over neighbours j (adj[i, j] != 0) of adj[i, j]·x_j.
+
+    The message from j to i is adj[i, j]·x_j, so a weighted adjacency weights the messages (a 0/1 one
+    passes x_j as is): sum = A @ X; mean = A @ X divided by the number of neighbours (non-zero entries of
+    row i); max = elementwise max of the messages. Isolated nodes get 0. No self-loops are added.
+    Gradients reach x and a float adjacency (for mean and max only through its non-zero entries).
+    """
+    lead, v, f = graph_inputs("graph_aggregate", x, adj)
+    cv = _count(v)
+    return Inferred([TensorType(lead + (v, f), x.dtype)], macs=cv * cv * f)
+
+
 @lowering("graph_aggregate")
 def graph_aggregate_onnx(b: Builder, node: Node, x: list, p: list) -> str:
     red = node.attrs.reduce
@@ -262,55 +273,6 @@ def graph_aggregate_onnx(b: Builder, node: Node, x: list, p: list) -> str:
     return b.op("Where", [has, mx, f32(b, 0.0, "zero")])
 
 
-# ---------------------------------------------------------------- PyTorch references
-# Each registered on its op's record; `torch` and `F` are lazy (compiler/ops/registry.py): imported at call time.
-
-def _adj_float(adj: torch.Tensor, dtype) -> torch.Tensor:
-    return adj if adj.dtype == dtype else adj.to(dtype)
-
-
-@reference("gcn_conv")
-def _gcn_conv(c, x, adj, w, b=None):
-    a = c.a
-    A = _adj_float(adj, x.dtype)
-    s = None
-    if a.normalize:
-        deg = A.sum(-1)
-        if a.add_self_loops:
-            deg = deg + 1
-        s = torch.where(deg > 0, deg.clamp_min(1e-30).rsqrt(), torch.zeros_like(deg)).unsqueeze(-1)
-
-    def prop(z):                                      # (S Â S) z without forming Â = A + I
-        zs = z * s if s is not None else z
-        y = torch.matmul(A, zs)
-        if a.add_self_loops:
-            y = y + zs
-        return y * s if s is not None else y
-
-    y = prop(F.linear(x, w)) if w.shape[0] < w.shape[1] else F.linear(prop(x), w)
-    return y + b if b is not None else y
-
-
-@reference("gat_conv")
-def _gat_conv(c, x, adj, w, att_src, att_dst, b=None):
-    a = c.a
-    h, ch = a.heads, a.out_features
-    hx = F.linear(x, w)
-    hx = hx.reshape(hx.shape[:-1] + (h, ch))                          # [.., V, H, C]
-    ss = (hx * att_src).sum(-1)                                      # [.., V, H]
-    sd = (hx * att_dst).sum(-1)
-    e = sd.transpose(-1, -2).unsqueeze(-1) + ss.transpose(-1, -2).unsqueeze(-2)   # [.., H, Vi, Vj]
-    e = F.leaky_relu(e, a.negative_slope)
-    nb = adj != 0
-    if a.add_self_loops:
-        nb = nb | torch.eye(adj.shape[-1], dtype=torch.bool)
-    alpha = masked_softmax_torch(e, (~nb).unsqueeze(-3))
-    out = torch.matmul(alpha, hx.transpose(-2, -3))                  # [.., H, V, C]
-    out = out.transpose(-2, -3)                                      # [.., V, H, C]
-    out = out.reshape(out.shape[:-2] + (h * ch,)) if a.concat else out.mean(-2)
-    return out + b if b is not None else out
-
-
 @reference("graph_aggregate")
 def _graph_aggregate(c, x, adj):
     A = _adj_float(adj, x.dtype)
@@ -325,3 +287,40 @@ def _graph_aggregate(c, x, adj):
     msg = msg.masked_fill(~nb.unsqueeze(-1), float("-inf"))
     out = msg.amax(-2)
     return out.masked_fill(~nb.any(-1, keepdim=True), 0.0)
+
+
+# ---------------------------------------------------------------- helpers of the ONNX lowerings
+
+def float_adj(b: Builder, adj: str) -> str:
+    t = b.ins[1]
+    want = b.ins[0].dtype
+    return adj if t.dtype == want else b.op("Cast", [adj], to=DTYPES[want])
+
+
+def f32(b: Builder, value: float, hint: str = "const") -> str:
+    return b.const(np.array(value, np.float32), hint=hint)
+
+
+def eye_bool(b: Builder, adj: str) -> str:
+    """Bool [V, V] identity: a constant when V is known, else Equal of two Ranges over V."""
+    v = b.ins[1].shape[-1]
+    if isinstance(v, int):
+        return b.const(np.eye(v, dtype=bool), hint="eye")
+    n = b.op("Squeeze", [b.op("Shape", [adj], start=-1), b.ints([0])])
+    i = b.op("Range", [b.const(np.array(0, np.int64)), n, b.const(np.array(1, np.int64))])
+    return b.op("Equal", [b.op("Unsqueeze", [i, b.ints([1])]), b.op("Unsqueeze", [i, b.ints([0])])])
+
+
+def nonzero(b: Builder, adj: str) -> str:
+    """Bool adj != 0."""
+    if b.ins[1].dtype == "bool":
+        return adj
+    zero = b.const(np.array(0, dtype=np.float32 if b.ins[1].dtype == "float32" else
+                            {"float64": np.float64, "int64": np.int64}[b.ins[1].dtype]), hint="zero")
+    return b.op("Not", [b.op("Equal", [adj, zero])])
+
+
+# ---------------------------------------------------------------- helpers of the PyTorch references
+
+def _adj_float(adj: torch.Tensor, dtype) -> torch.Tensor:
+    return adj if adj.dtype == dtype else adj.to(dtype)

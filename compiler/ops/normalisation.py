@@ -35,7 +35,9 @@ class BatchNorm(Attrs):
 
 
 @op("batch_norm", BatchNorm,
-    cases=[Case({}, ((4, 3, 2, 2),)), Case({}, ((6, 3),), training=True), Case({"affine": False, "momentum": None}, ((4, 3, 5),), training=True)])
+    cases=[Case({}, ((4, 3, 2, 2),)),
+           Case({}, ((6, 3),), training=True),
+           Case({"affine": False, "momentum": None}, ((4, 3, 5),), training=True)])
 def batch_norm(a: BatchNorm, x: TensorType) -> Inferred:
     """Batch normalisation over dim 1 (N×C, N×C×L or N×C×H×W): batch statistics and running-stat updates (unbiased variance, PyTorch's momentum) in training, running statistics in eval."""
     if x.rank not in (2, 3, 4):
@@ -60,6 +62,32 @@ def batch_norm(a: BatchNorm, x: TensorType) -> Inferred:
                ParamSpec("running_var", (c,), Init.of("ones"), buffer=True),
                ParamSpec("num_batches_tracked", (), Init.of("zeros"), buffer=True, dtype="int64")]
     return Inferred([TensorType(x.shape, x.dtype)], params, macs=per_sample(x))
+
+
+@lowering("batch_norm")
+def batch_norm_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    a = node.attrs
+    if a.affine:
+        scale, bias, mean, var = p[:4]
+    else:
+        c = b.ins[0].shape[1]
+        mean, var = p[:2]
+        scale, bias = b.const(np.ones(c, np.float32), hint="ones"), b.const(np.zeros(c, np.float32), hint="zeros")
+    # ONNX BatchNormalization takes N×C×D1×… of any rank >= 2; inference form uses the running statistics
+    return b.op("BatchNormalization", [x[0], scale, bias, mean, var], epsilon=float(a.eps))
+
+
+@reference("batch_norm")
+def _batch_norm(c, x, *p):
+    a = c.a
+    w, b = (p[0], p[1]) if a.affine else (None, None)
+    rm, rv, nbt = p[-3:]
+    if c.training:
+        with torch.no_grad():
+            nbt.add_(1)
+        mom = a.momentum if a.momentum is not None else 1.0 / float(nbt)
+        return F.batch_norm(x, rm, rv, w, b, True, mom, a.eps)
+    return F.batch_norm(x, rm, rv, w, b, False, 0.0, a.eps)
 
 
 # -- layer_norm -------------------------------------------------------------------------------
@@ -105,6 +133,26 @@ def layer_norm(a: LayerNorm, x: TensorType) -> Inferred:
     return Inferred([TensorType(x.shape, x.dtype)], params, macs=per_sample(x))
 
 
+@lowering("layer_norm")
+def layer_norm_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    a = node.attrs
+    ns = a.normalized_shape
+    k = 1 if ns is None or isinstance(ns, int) else len(ns)
+    if p:
+        scale, bias = p[0], (p[1] if len(p) > 1 else None)
+    else:
+        shape = [int(d) for d in b.ins[0].shape[-k:]]
+        scale, bias = b.const(np.ones(shape, np.float32), hint="ones"), None
+    return b.op("LayerNormalization", [x[0], scale, bias], axis=-k, epsilon=float(a.eps))
+
+
+@reference("layer_norm")
+def _layer_norm(c, x, w=None, b=None):
+    ns = c.a.normalized_shape
+    ns = (x.shape[-1],) if ns is None else ((ns,) if isinstance(ns, int) else tuple(ns))
+    return F.layer_norm(x, ns, w, b, c.a.eps)
+
+
 # -- dropout ----------------------------------------------------------------------------------
 
 class Dropout(Attrs):
@@ -120,6 +168,18 @@ def dropout(a: Dropout, x: TensorType) -> Inferred:
                          hint="p is the probability of dropping an element, e.g. p: 0.5")
     expect_float(x, "dropout")
     return Inferred([TensorType(x.shape, x.dtype)], macs=per_sample(x))
+
+
+@lowering("dropout")
+def dropout_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return b.op("Identity", [x[0]])
+
+
+@reference("dropout")
+def _dropout(c, x):
+    if not c.training or c.a.p == 0.0:
+        return x
+    return F.dropout(x, c.a.p, True)
 
 
 # -- standardize ------------------------------------------------------------------------------
@@ -183,40 +243,6 @@ def standardize(a: Standardize, x: TensorType) -> Inferred:
     return Inferred([out], params, macs=per_sample(x))
 
 
-# ---------------------------------------------------------------- ONNX lowerings
-# Each registered on its op's record (compiler/ops/registry.py); they write into compiler/onnx's Builder.
-
-@lowering("batch_norm")
-def batch_norm_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    a = node.attrs
-    if a.affine:
-        scale, bias, mean, var = p[:4]
-    else:
-        c = b.ins[0].shape[1]
-        mean, var = p[:2]
-        scale, bias = b.const(np.ones(c, np.float32), hint="ones"), b.const(np.zeros(c, np.float32), hint="zeros")
-    # ONNX BatchNormalization takes N×C×D1×… of any rank >= 2; inference form uses the running statistics
-    return b.op("BatchNormalization", [x[0], scale, bias, mean, var], epsilon=float(a.eps))
-
-
-@lowering("layer_norm")
-def layer_norm_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    a = node.attrs
-    ns = a.normalized_shape
-    k = 1 if ns is None or isinstance(ns, int) else len(ns)
-    if p:
-        scale, bias = p[0], (p[1] if len(p) > 1 else None)
-    else:
-        shape = [int(d) for d in b.ins[0].shape[-k:]]
-        scale, bias = b.const(np.ones(shape, np.float32), hint="ones"), None
-    return b.op("LayerNormalization", [x[0], scale, bias], axis=-k, epsilon=float(a.eps))
-
-
-@lowering("dropout")
-def dropout_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    return b.op("Identity", [x[0]])
-
-
 @lowering("standardize")
 def standardize_onnx(b: Builder, node: Node, x: list, p: list) -> str:
     t = b.ins[0]
@@ -230,36 +256,6 @@ def standardize_onnx(b: Builder, node: Node, x: list, p: list) -> str:
         shape = b.ints([-1] + [1] * (t.rank - 2))
         mean, std = b.op("Reshape", [mean, shape]), b.op("Reshape", [std, shape])
     return b.op("Div", [b.op("Sub", [v, mean]), std])
-
-
-# ---------------------------------------------------------------- PyTorch references
-# Each registered on its op's record; `torch` and `F` are lazy (compiler/ops/registry.py): imported at call time.
-
-@reference("batch_norm")
-def _batch_norm(c, x, *p):
-    a = c.a
-    w, b = (p[0], p[1]) if a.affine else (None, None)
-    rm, rv, nbt = p[-3:]
-    if c.training:
-        with torch.no_grad():
-            nbt.add_(1)
-        mom = a.momentum if a.momentum is not None else 1.0 / float(nbt)
-        return F.batch_norm(x, rm, rv, w, b, True, mom, a.eps)
-    return F.batch_norm(x, rm, rv, w, b, False, 0.0, a.eps)
-
-
-@reference("layer_norm")
-def _layer_norm(c, x, w=None, b=None):
-    ns = c.a.normalized_shape
-    ns = (x.shape[-1],) if ns is None else ((ns,) if isinstance(ns, int) else tuple(ns))
-    return F.layer_norm(x, ns, w, b, c.a.eps)
-
-
-@reference("dropout")
-def _dropout(c, x):
-    if not c.training or c.a.p == 0.0:
-        return x
-    return F.dropout(x, c.a.p, True)
 
 
 @reference("standardize")

@@ -23,7 +23,8 @@ class Embedding(Attrs):
 
 
 @op("embedding", Embedding, primary="num_embeddings",
-    cases=[Case({"num_embeddings": 5, "embedding_dim": 3}, (In((2, 4), "int64", 0, 5),)), Case({"num_embeddings": 5, "embedding_dim": 2, "padding_idx": 0}, (In((3,), "int64", 0, 5),))])
+    cases=[Case({"num_embeddings": 5, "embedding_dim": 3}, (In((2, 4), "int64", 0, 5),)),
+           Case({"num_embeddings": 5, "embedding_dim": 2, "padding_idx": 0}, (In((3,), "int64", 0, 5),))])
 def embedding(a: Embedding, x: TensorType) -> Inferred:
     """Looks up row x of a learned [num_embeddings, embedding_dim] table for each integer index x (any shape),
     giving [..., embedding_dim]; the padding_idx row starts at zero and gets no gradient (as PyTorch)."""
@@ -42,6 +43,19 @@ def embedding(a: Embedding, x: TensorType) -> Inferred:
         pad %= a.num_embeddings
     weight = ParamSpec("weight", (a.num_embeddings, a.embedding_dim), Init.of("embedding", padding_idx=pad))
     return Inferred([TensorType(x.shape + (a.embedding_dim,), "float32")], [weight], macs=0)
+
+
+@lowering("embedding")
+def embedding_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return b.op("Gather", [p[0], x[0]], axis=0)
+
+
+@reference("embedding")
+def _embedding(c, x, w):
+    pad = c.a.padding_idx
+    if pad is not None:
+        pad %= c.a.num_embeddings
+    return F.embedding(x.long(), w, padding_idx=pad)
 
 
 # -- recurrent layers ----------------------------------------------------------------------------------------
@@ -133,35 +147,85 @@ def _recurrent(kind: str, a: _Recurrent, x: TensorType, h0: TensorType | None,
 
 
 @op("rnn", RNN, inputs=("x", "h0"), optional=("h0",), ports=("out", "h"), primary="hidden_size",
-    cases=[Case({"hidden_size": 3}, ((2, 4, 2), None)), Case({"hidden_size": 2, "num_layers": 2, "bidirectional": True, "batch_first": False, "nonlinearity": "relu"}, ((4, 2, 3), (4, 2, 2)))])
+    cases=[Case({"hidden_size": 3}, ((2, 4, 2), None)),
+           Case({"hidden_size": 2, "num_layers": 2, "bidirectional": True, "batch_first": False,
+                 "nonlinearity": "relu"}, ((4, 2, 3), (4, 2, 2)))])
 def rnn(a: RNN, x: TensorType, h0: TensorType | None = None) -> Inferred:
     """Elman RNN, h_t = act(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh) with act tanh or relu, stacked and optionally
     bidirectional as torch.nn.RNN: port out is every step's last-layer state, h the final state of each layer."""
     return _recurrent("rnn", a, x, h0)
 
 
+@lowering("rnn")
+def rnn_onnx(b: Builder, node: Node, x: list, p: list) -> list:
+    return _recurrent_onnx("rnn", b, node, x, p)
+
+
+def _recurrent_torch(kind: str):
+    def run(c, x, *rest):
+        a = c.a
+        n_state = 2 if kind == "lstm" else 1
+        states, flat = rest[:n_state], list(rest[n_state:])
+        d = 2 if a.bidirectional else 1
+        n = x.shape[0] if a.batch_first else x.shape[1]
+        zeros = None
+        hx = []
+        for s in states:
+            if s is None:
+                if zeros is None:
+                    zeros = torch.zeros(a.num_layers * d, n, a.hidden_size, dtype=x.dtype)
+                s = zeros
+            hx.append(s)
+        args = (flat, a.bias, a.num_layers, a.dropout, c.training, a.bidirectional, a.batch_first)
+        if kind == "lstm":
+            out, h, cc = torch._VF.lstm(x, tuple(hx), *args)
+            return out, h, cc
+        fn = {"gru": torch._VF.gru, "rnn": torch._VF.rnn_relu if getattr(a, "nonlinearity", "tanh") == "relu"
+              else torch._VF.rnn_tanh}[kind]
+        out, h = fn(x, hx[0], *args)
+        return out, h
+    return run
+
+
+reference("rnn")(_recurrent_torch("rnn"))
+
+
 @op("lstm", LSTM, inputs=("x", "h0", "c0"), optional=("h0", "c0"), ports=("out", "h", "c"), primary="hidden_size",
-    cases=[Case({"hidden_size": 3}, ((2, 4, 2), None, None)), Case({"hidden_size": 2, "num_layers": 2, "bidirectional": True, "bias": False}, ((2, 3, 3), (4, 2, 2), (4, 2, 2)))])
+    cases=[Case({"hidden_size": 3}, ((2, 4, 2), None, None)),
+           Case({"hidden_size": 2, "num_layers": 2, "bidirectional": True, "bias": False},
+                ((2, 3, 3), (4, 2, 2), (4, 2, 2)))])
 def lstm(a: LSTM, x: TensorType, h0: TensorType | None = None, c0: TensorType | None = None) -> Inferred:
     """Long short-term memory as torch.nn.LSTM (gates i, f, g, o): port out is every step's last-layer hidden
     state, h and c the final hidden and cell states of each layer and direction; dropout acts between layers."""
     return _recurrent("lstm", a, x, h0, c0)
 
 
+@lowering("lstm")
+def lstm_onnx(b: Builder, node: Node, x: list, p: list) -> list:
+    return _recurrent_onnx("lstm", b, node, x, p)
+
+
+reference("lstm")(_recurrent_torch("lstm"))
+
+
 @op("gru", GRU, inputs=("x", "h0"), optional=("h0",), ports=("out", "h"), primary="hidden_size",
-    cases=[Case({"hidden_size": 3}, ((2, 4, 2), None)), Case({"hidden_size": 2, "bidirectional": True, "batch_first": False}, ((4, 2, 3), (2, 2, 2)))])
+    cases=[Case({"hidden_size": 3}, ((2, 4, 2), None)),
+           Case({"hidden_size": 2, "bidirectional": True, "batch_first": False}, ((4, 2, 3), (2, 2, 2)))])
 def gru(a: GRU, x: TensorType, h0: TensorType | None = None) -> Inferred:
     """Gated recurrent unit as torch.nn.GRU (gates r, z, n; n = tanh(W_in x + b_in + r·(W_hn h + b_hn))):
     port out is every step's last-layer state, h the final state of each layer and direction."""
     return _recurrent("gru", a, x, h0)
 
 
-# ---------------------------------------------------------------- ONNX lowerings
-# Each registered on its op's record (compiler/ops/registry.py); they write into compiler/onnx's Builder.
+@lowering("gru")
+def gru_onnx(b: Builder, node: Node, x: list, p: list) -> list:
+    return _recurrent_onnx("gru", b, node, x, p)
 
-@lowering("embedding")
-def embedding_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    return b.op("Gather", [p[0], x[0]], axis=0)
+
+reference("gru")(_recurrent_torch("gru"))
+
+
+# ---------------------------------------------------------------- helpers of the ONNX lowerings
 
 
 # rows of ONNX's gate order, as blocks of PyTorch's: LSTM i,f,g,o -> i,o,f,c; GRU r,z,n -> z,r,h
@@ -223,60 +287,3 @@ def _recurrent_onnx(kind: str, b: Builder, node: Node, x: list, p: list) -> list
     if not lstm:
         return [out, h]
     return [out, h, cs[0] if L == 1 else b.op("Concat", cs, axis=0)]
-
-
-@lowering("rnn")
-def rnn_onnx(b: Builder, node: Node, x: list, p: list) -> list:
-    return _recurrent_onnx("rnn", b, node, x, p)
-
-
-@lowering("lstm")
-def lstm_onnx(b: Builder, node: Node, x: list, p: list) -> list:
-    return _recurrent_onnx("lstm", b, node, x, p)
-
-
-@lowering("gru")
-def gru_onnx(b: Builder, node: Node, x: list, p: list) -> list:
-    return _recurrent_onnx("gru", b, node, x, p)
-
-
-# ---------------------------------------------------------------- PyTorch references
-# Each registered on its op's record; `torch` and `F` are lazy (compiler/ops/registry.py): imported at call time.
-
-@reference("embedding")
-def _embedding(c, x, w):
-    pad = c.a.padding_idx
-    if pad is not None:
-        pad %= c.a.num_embeddings
-    return F.embedding(x.long(), w, padding_idx=pad)
-
-
-def _recurrent_torch(kind: str):
-    def run(c, x, *rest):
-        a = c.a
-        n_state = 2 if kind == "lstm" else 1
-        states, flat = rest[:n_state], list(rest[n_state:])
-        d = 2 if a.bidirectional else 1
-        n = x.shape[0] if a.batch_first else x.shape[1]
-        zeros = None
-        hx = []
-        for s in states:
-            if s is None:
-                if zeros is None:
-                    zeros = torch.zeros(a.num_layers * d, n, a.hidden_size, dtype=x.dtype)
-                s = zeros
-            hx.append(s)
-        args = (flat, a.bias, a.num_layers, a.dropout, c.training, a.bidirectional, a.batch_first)
-        if kind == "lstm":
-            out, h, cc = torch._VF.lstm(x, tuple(hx), *args)
-            return out, h, cc
-        fn = {"gru": torch._VF.gru, "rnn": torch._VF.rnn_relu if getattr(a, "nonlinearity", "tanh") == "relu"
-              else torch._VF.rnn_tanh}[kind]
-        out, h = fn(x, hx[0], *args)
-        return out, h
-    return run
-
-
-reference("rnn")(_recurrent_torch("rnn"))
-reference("lstm")(_recurrent_torch("lstm"))
-reference("gru")(_recurrent_torch("gru"))

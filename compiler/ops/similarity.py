@@ -49,35 +49,6 @@ def cosine_similarity(a: CosineSimilarity, x1: TensorType, x2: TensorType) -> In
     return Inferred([y], macs=3 * per_sample(TensorType(shape)))
 
 
-class PairwiseDistance(Attrs):
-    p: float = 2.0
-    eps: float = 1e-6
-    keepdim: bool = False
-
-
-@op("pairwise_distance", PairwiseDistance, inputs=["x1", "x2"],
-    cases=[Case({}, ((2, 4), (2, 4))), Case({"p": 1.0, "keepdim": True}, ((2, 4), (2, 4)))])
-def pairwise_distance(a: PairwiseDistance, x1: TensorType, x2: TensorType) -> Inferred:
-    """‖x1 − x2 + eps‖_p over the last dimension (removed unless keepdim); inputs broadcast.
-
-    As torch.nn.functional.pairwise_distance: any real p, including inf (max |·|), -inf (min |·|)
-    and 0 (count of non-zeros, no gradient). One operation per input element.
-    """
-    shape = _pair("pairwise_distance", x1, x2)
-    y = TensorType(shape[:-1] + ((1,) if a.keepdim else ()), x1.dtype)
-    return Inferred([y], macs=per_sample(TensorType(shape)))
-
-
-# ---------------------------------------------------------------- ONNX lowerings
-# Each registered on its op's record (compiler/ops/registry.py); they write into compiler/onnx's Builder.
-
-def _reduce(b: Builder, op_type: str, x: str, axes: list[int], keepdims: int) -> str:
-    """Reduce* with `axes` as an input where the opset takes it so (ReduceSum from 13, the rest from 18)."""
-    if op_type == "ReduceSum" or b.opset >= 18:
-        return b.op(op_type, [x, b.ints(axes, hint="axes")], keepdims=keepdims)
-    return b.op(op_type, [x], axes=axes, keepdims=keepdims)
-
-
 @lowering("cosine_similarity")
 def cosine_similarity_onnx(b: Builder, node: Node, x: list, p: list) -> str:
     t1, t2 = b.ins[0], b.ins[1]
@@ -105,6 +76,28 @@ def cosine_similarity_onnx(b: Builder, node: Node, x: list, p: list) -> str:
     return b.op("Div", [dot, b.op("Mul", clamped)])
 
 
+reference("cosine_similarity")(lambda c, x1, x2: F.cosine_similarity(x1, x2, c.a.dim, c.a.eps))
+
+
+class PairwiseDistance(Attrs):
+    p: float = 2.0
+    eps: float = 1e-6
+    keepdim: bool = False
+
+
+@op("pairwise_distance", PairwiseDistance, inputs=["x1", "x2"],
+    cases=[Case({}, ((2, 4), (2, 4))), Case({"p": 1.0, "keepdim": True}, ((2, 4), (2, 4)))])
+def pairwise_distance(a: PairwiseDistance, x1: TensorType, x2: TensorType) -> Inferred:
+    """‖x1 − x2 + eps‖_p over the last dimension (removed unless keepdim); inputs broadcast.
+
+    As torch.nn.functional.pairwise_distance: any real p, including inf (max |·|), -inf (min |·|)
+    and 0 (count of non-zeros, no gradient). One operation per input element.
+    """
+    shape = _pair("pairwise_distance", x1, x2)
+    y = TensorType(shape[:-1] + ((1,) if a.keepdim else ()), x1.dtype)
+    return Inferred([y], macs=per_sample(TensorType(shape)))
+
+
 @lowering("pairwise_distance")
 def pairwise_distance_onnx(b: Builder, node: Node, x: list, p: list) -> str:
     a = node.attrs
@@ -125,8 +118,13 @@ def pairwise_distance_onnx(b: Builder, node: Node, x: list, p: list) -> str:
     return b.op("Pow", [_reduce(b, "ReduceSum", powered, axes, keep), b.const(1.0 / pv)])
 
 
-# ---------------------------------------------------------------- PyTorch references
-# Each registered on its op's record; `torch` and `F` are lazy (compiler/ops/registry.py): imported at call time.
-
-reference("cosine_similarity")(lambda c, x1, x2: F.cosine_similarity(x1, x2, c.a.dim, c.a.eps))
 reference("pairwise_distance")(lambda c, x1, x2: F.pairwise_distance(x1, x2, c.a.p, c.a.eps, c.a.keepdim))
+
+
+# ---------------------------------------------------------------- helpers of the ONNX lowerings
+
+def _reduce(b: Builder, op_type: str, x: str, axes: list[int], keepdims: int) -> str:
+    """Reduce* with `axes` as an input where the opset takes it so (ReduceSum from 13, the rest from 18)."""
+    if op_type == "ReduceSum" or b.opset >= 18:
+        return b.op(op_type, [x, b.ints(axes, hint="axes")], keepdims=keepdims)
+    return b.op(op_type, [x], axes=axes, keepdims=keepdims)

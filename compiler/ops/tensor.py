@@ -72,12 +72,32 @@ def identity(a: NoAttrs, x: TensorType) -> Inferred:
     return Inferred([x])
 
 
+@lowering("identity")
+def identity_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return b.op("Identity", [x[0]])
+
+
+@reference("identity")
+def _identity(c, x):
+    return x
+
+
 @op("detach", NoAttrs,
     cases=[Case({}, ((2, 3),))],
     no_grad="stops gradients by definition: its kernel has no backward (tests/test_ops_tensor.py checks it)")
 def detach(a: NoAttrs, x: TensorType) -> Inferred:
     """Returns its input unchanged but stops the gradient (as torch.Tensor.detach)."""
     return Inferred([x])
+
+
+@lowering("detach")
+def detach_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return b.op("Identity", [x[0]])
+
+
+@reference("detach")
+def _detach(c, x):
+    return x.detach()
 
 
 class Arith(Attrs):
@@ -127,11 +147,36 @@ def add(a: Arith, x: TensorType, y: TensorType | None = None) -> Inferred:
     return _arith("add", a, x, y)
 
 
+@lowering("add")
+def add_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return _arith_onnx("Add", b, node, x)
+
+
+def _arith_torch(name: str):
+    def run(c, a, b=None):
+        fn = getattr(torch, name)
+        if b is None:
+            return fn(a, c.a.value)
+        return fn(a, b)
+    return run
+
+
+reference("add")(_arith_torch("add"))
+
+
 @op("sub", Arith, inputs=("a", "b"), optional=("b",),
     cases=[Case({}, ((2, 3), (2, 3))), Case({}, ((2, 1, 4), (3, 1))), Case({"value": 2.5}, ((2, 3), None))])
 def sub(a: Arith, x: TensorType, y: TensorType | None = None) -> Inferred:
     """a - b with NumPy broadcasting, or a - value. Two bool inputs are refused (as PyTorch)."""
     return _arith("sub", a, x, y)
+
+
+@lowering("sub")
+def sub_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return _arith_onnx("Sub", b, node, x)
+
+
+reference("sub")(_arith_torch("sub"))
 
 
 @op("mul", Arith, inputs=("a", "b"), optional=("b",),
@@ -141,11 +186,27 @@ def mul(a: Arith, x: TensorType, y: TensorType | None = None) -> Inferred:
     return _arith("mul", a, x, y)
 
 
+@lowering("mul")
+def mul_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return _arith_onnx("Mul", b, node, x)
+
+
+reference("mul")(_arith_torch("mul"))
+
+
 @op("div", Arith, inputs=("a", "b"), optional=("b",),
     cases=[Case({}, ((2, 3), In((3,), low=0.5, high=2.0))), Case({"value": -4.0}, ((2, 3), None))])
 def div(a: Arith, x: TensorType, y: TensorType | None = None) -> Inferred:
     """a / b (true division, integers give float32) with NumPy broadcasting, or a / value."""
     return _arith("div", a, x, y)
+
+
+@lowering("div")
+def div_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return _arith_onnx("Div", b, node, x)
+
+
+reference("div")(_arith_torch("true_divide"))
 
 
 # --------------------------------------------------------------------------- matmul
@@ -180,6 +241,17 @@ def matmul(a: NoAttrs, x: TensorType, y: TensorType) -> Inferred:
     k = k1 if isinstance(k1, int) else 1
     macs = per_sample(out) * k if out.rank >= 2 else out.numel() * k
     return Inferred([out], macs=macs)
+
+
+@lowering("matmul")
+def matmul_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    want = node.out.dtype
+    return b.op("MatMul", [_cast(b, x[0], b.ins[0].dtype, want), _cast(b, x[1], b.ins[1].dtype, want)])
+
+
+@reference("matmul")
+def _matmul(c, a, b):
+    return torch.matmul(a, b)
 
 
 # --------------------------------------------------------------------------- concat, split
@@ -219,6 +291,18 @@ def concat(a: Concat, *xs: TensorType) -> Inferred:
                               "to join features write e.g. `dim: -1`", attr="dim")
     total = sizes[0] if syms else sum(sizes)
     return Inferred([TensorType(first.shape[:d] + (total,) + first.shape[d + 1:], first.dtype)])
+
+
+@lowering("concat")
+def concat_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    if len(x) == 1:
+        return b.op("Identity", [x[0]])
+    return b.op("Concat", x, axis=_norm(node.attrs.dim, b.ins[0].rank))
+
+
+@reference("concat")
+def _concat(c, *xs):
+    return torch.cat(xs, dim=c.a.dim)
 
 
 class Split(Attrs):
@@ -263,6 +347,19 @@ def split(a: Split, x: TensorType) -> Inferred:
                          hint="give a smaller chunk size or a list of sizes; to pass the input on, use identity")
     outs = [TensorType(x.shape[:d] + (s,) + x.shape[d + 1:], x.dtype) for s in sizes]
     return Inferred(outs, ports=[str(i) for i in range(len(outs))])
+
+
+@lowering("split")
+def split_onnx(b: Builder, node: Node, x: list, p: list) -> list[str]:
+    t = b.ins[0]
+    d = _norm(node.attrs.dim, t.rank)
+    sizes = split_sizes(node.attrs.sections, t.shape[d])       # at least two (the shape rule says so)
+    return list(b.op("Split", [x[0], b.ints(sizes, hint="split")], n_out=len(sizes), axis=d))
+
+
+@reference("split")
+def _split(c, x):
+    return tuple(torch.split(x, c.a.sections, dim=c.a.dim))
 
 
 # --------------------------------------------------------------------------- reshapes
@@ -320,6 +417,16 @@ def reshape(a: Reshape, x: TensorType) -> Inferred:
     return Inferred([TensorType(out, x.dtype)])
 
 
+@lowering("reshape")
+def reshape_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return b.op("Reshape", [x[0], shape_value(b, b.ins[0].shape, node.out.shape)])
+
+
+@reference("reshape")
+def _reshape(c, x):
+    return x.reshape(_bind(c.a.shape, c.symbols))
+
+
 class Flatten(Attrs):
     start_dim: int = 1
     end_dim: int = -1
@@ -341,6 +448,18 @@ def flatten(a: Flatten, x: TensorType) -> Inferred:
     return Inferred([TensorType(x.shape[:s] + (merged,) + x.shape[e + 1:], x.dtype)])
 
 
+@lowering("flatten")
+def flatten_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return b.op("Reshape", [x[0], shape_value(b, b.ins[0].shape, node.out.shape)])
+
+
+@reference("flatten")
+def _flatten(c, x):
+    if x.dim() == 0:
+        return x.reshape(1)
+    return torch.flatten(x, c.a.start_dim, c.a.end_dim)
+
+
 class Permute(Attrs):
     dims: list[int]
 
@@ -359,6 +478,19 @@ def permute(a: Permute, x: TensorType) -> Inferred:
     return Inferred([TensorType(tuple(x.shape[d] for d in dims), x.dtype)])
 
 
+@lowering("permute")
+def permute_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    rank = b.ins[0].rank
+    if rank == 0:                           # permute of a scalar (dims: []) changes nothing
+        return b.op("Identity", [x[0]])
+    return b.op("Transpose", [x[0]], perm=[_norm(d, rank) for d in node.attrs.dims])
+
+
+@reference("permute")
+def _permute(c, x):
+    return x.permute(*c.a.dims)
+
+
 class Transpose(Attrs):
     dim0: int
     dim1: int
@@ -375,6 +507,20 @@ def transpose(a: Transpose, x: TensorType) -> Inferred:
     shape = list(x.shape)
     shape[d0], shape[d1] = shape[d1], shape[d0]
     return Inferred([TensorType(tuple(shape), x.dtype)])
+
+
+@lowering("transpose")
+def transpose_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    rank = b.ins[0].rank
+    perm = list(range(rank))
+    d0, d1 = _norm(node.attrs.dim0, rank), _norm(node.attrs.dim1, rank)
+    perm[d0], perm[d1] = perm[d1], perm[d0]
+    return b.op("Transpose", [x[0]], perm=perm)
+
+
+@reference("transpose")
+def _transpose(c, x):
+    return x.transpose(c.a.dim0, c.a.dim1)
 
 
 class Squeeze(Attrs):
@@ -406,6 +552,24 @@ def squeeze(a: Squeeze, x: TensorType) -> Inferred:
     return Inferred([TensorType(tuple(d for i, d in enumerate(x.shape) if i not in axes), x.dtype)])
 
 
+@lowering("squeeze")
+def squeeze_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    axes = squeeze_axes(node.attrs.dim, b.ins[0])
+    if not axes:                      # never let ONNX squeeze "all 1s": a batch of 1 must stay
+        return b.op("Identity", [x[0]])
+    return b.op("Squeeze", [x[0], b.ints(axes, hint="axes")])
+
+
+@reference("squeeze")
+def _squeeze(c, x):
+    t = c.in_types[0]
+    if c.a.dim is None:                       # static size-1 dims only: a symbol that is 1 at run time stays
+        axes = [i for i, d in enumerate(t.shape) if d == 1]
+    else:
+        axes = _ndims(c.a.dim, x.dim())
+    return x.squeeze(tuple(axes)) if axes else x
+
+
 class Unsqueeze(Attrs):
     dim: int
 
@@ -416,6 +580,16 @@ def unsqueeze(a: Unsqueeze, x: TensorType) -> Inferred:
     """Inserts a size-1 dimension at `dim` (negative counts from the end of the result, as torch)."""
     d = norm_dim(a.dim, x.rank + 1)
     return Inferred([TensorType(x.shape[:d] + (1,) + x.shape[d:], x.dtype)])
+
+
+@lowering("unsqueeze")
+def unsqueeze_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return b.op("Unsqueeze", [x[0], b.ints([_norm(node.attrs.dim, b.ins[0].rank + 1)], hint="axes")])
+
+
+@reference("unsqueeze")
+def _unsqueeze(c, x):
+    return x.unsqueeze(c.a.dim)
 
 
 # --------------------------------------------------------------------------- slicing
@@ -444,7 +618,8 @@ def slice_len(size: Dim, start: int, end: int | None, step: int) -> Dim | None:
 
 
 @op("slice", Slice,
-    cases=[Case({"dim": 1, "start": 1, "end": 4, "step": 2}, ((2, 5),)), Case({"dim": -1, "start": -3}, ((2, 5),))])
+    cases=[Case({"dim": 1, "start": 1, "end": 4, "step": 2}, ((2, 5),)),
+           Case({"dim": -1, "start": -3}, ((2, 5),))])
 def slice_(a: Slice, x: TensorType) -> Inferred:
     """x[start:end:step] along `dim`, with Python slicing semantics (negative indices count from the end).
 
@@ -469,6 +644,21 @@ def slice_(a: Slice, x: TensorType) -> Inferred:
     return Inferred([TensorType(x.shape[:d] + (n,) + x.shape[d + 1:], x.dtype)])
 
 
+@lowering("slice")
+def slice__onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    a = node.attrs
+    end = INT64_MAX if a.end is None else a.end
+    return b.op("Slice", [x[0], b.ints([a.start], hint="starts"), b.ints([end], hint="ends"),
+                          b.ints([_norm(a.dim, b.ins[0].rank)], hint="axes"), b.ints([a.step], hint="steps")])
+
+
+@reference("slice")
+def _slice(c, x):
+    idx = [slice(None)] * x.dim()
+    idx[c.a.dim] = slice(c.a.start, c.a.end, c.a.step)
+    return x[tuple(idx)]
+
+
 class Select(Attrs):
     dim: int
     index: int
@@ -486,6 +676,17 @@ def select(a: Select, x: TensorType) -> Inferred:
         raise ShapeError(f"select: index {a.index} is out of range for dimension {a.dim} of size {size} "
                          f"(shape {x}); allowed {-size}..{size - 1}", attr="index")
     return Inferred([TensorType(x.shape[:d] + x.shape[d + 1:], x.dtype)])
+
+
+@lowering("select")
+def select_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    index = b.const(np.asarray(node.attrs.index, dtype=np.int64), hint="index")
+    return b.op("Gather", [x[0], index], axis=_norm(node.attrs.dim, b.ins[0].rank))
+
+
+@reference("select")
+def _select(c, x):
+    return x.select(c.a.dim, c.a.index)
 
 
 # --------------------------------------------------------------------------- reductions
@@ -523,6 +724,17 @@ def reduce_sum(a: Reduce, x: TensorType) -> Inferred:
     return _reduce(a, x, "int64" if x.dtype == "bool" else x.dtype)      # counts the True values
 
 
+@lowering("sum")
+def reduce_sum_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    v = _cast(b, x[0], b.ins[0].dtype, node.out.dtype)           # bool counts as int64
+    return _reduce_onnx(b, node, v, "ReduceSum", True)                # axes an input since opset 13
+
+
+@reference("sum")
+def _sum(c, x):
+    return torch.sum(x, dim=_axes(c, x), keepdim=c.a.keepdim)
+
+
 @op("mean", Reduce, primary="dim",
     cases=[Case({}, ((2, 3),)), Case({"dim": [0, 2], "keepdim": True}, ((2, 3, 4),))])
 def reduce_mean(a: Reduce, x: TensorType) -> Inferred:
@@ -530,11 +742,35 @@ def reduce_mean(a: Reduce, x: TensorType) -> Inferred:
     return _reduce(a, x, x.dtype if is_float(x.dtype) else "float32")
 
 
+@lowering("mean")
+def reduce_mean_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    v = _cast(b, x[0], b.ins[0].dtype, node.out.dtype)
+    return _reduce_onnx(b, node, v, "ReduceMean", b.opset >= 18)      # axes an input from opset 18
+
+
+@reference("mean")
+def _mean(c, x):
+    return torch.mean(to_float(c, x), dim=_axes(c, x), keepdim=c.a.keepdim)
+
+
 @op("max", Reduce, primary="dim",
     cases=[Case({}, ((2, 3),)), Case({"dim": [0, 2], "keepdim": True}, ((2, 3, 4),))])
 def reduce_max(a: Reduce, x: TensorType) -> Inferred:
     """Maximum over `dim` (values only, as torch.amax: tied maxima share the gradient equally)."""
     return _reduce(a, x, x.dtype)
+
+
+@lowering("max")
+def reduce_max_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    if b.ins[0].dtype == "bool":            # ReduceMax takes bool only from opset 20: max of 0/1 values
+        v = _reduce_onnx(b, node, b.op("Cast", [x[0]], to=DTYPES["int64"]), "ReduceMax", b.opset >= 18)
+        return b.op("Cast", [v], to=DTYPES["bool"])
+    return _reduce_onnx(b, node, x[0], "ReduceMax", b.opset >= 18)
+
+
+@reference("max")
+def _max(c, x):
+    return torch.amax(x, dim=_axes(c, x), keepdim=c.a.keepdim)
 
 
 # --------------------------------------------------------------------------- expand, one_hot
@@ -582,6 +818,24 @@ def expand(a: Expand, x: TensorType) -> Inferred:
     return Inferred([TensorType(tuple(out), x.dtype)])
 
 
+@lowering("expand")
+def expand_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    t, out = b.ins[0], node.out.shape
+    lead = len(out) - t.rank
+    entries: list[int | str] = []
+    for i, d in enumerate(out):
+        if i >= lead and t.shape[i - lead] == d:
+            entries.append(1)             # Expand broadcasts: 1 keeps the input's size
+        else:
+            entries.append(d)             # a number, or a symbol read off a graph input
+    return b.op("Expand", [x[0], _pieces(b, entries)])
+
+
+@reference("expand")
+def _expand(c, x):
+    return x.expand(*_bind(c.a.shape, c.symbols))
+
+
 class OneHot(Attrs):
     num_classes: int
 
@@ -597,6 +851,21 @@ def one_hot(a: OneHot, x: TensorType) -> Inferred:
         raise ShapeError(f"one_hot expects integer class indices, but its input is {x.dtype} (shape {x})",
                          hint="declare the input with `dtype: int64`")
     return Inferred([TensorType(x.shape + (a.num_classes,), "float32")])
+
+
+@lowering("one_hot")
+def one_hot_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    depth = b.ints([node.attrs.num_classes], hint="depth")
+    values = b.const(np.asarray([0.0, 1.0], dtype=np.float32), hint="off_on")
+    if b.ins[0].rank == 0:                  # OneHot needs indices of rank >= 1
+        zero = b.ints([0])
+        return b.op("Squeeze", [b.op("OneHot", [b.op("Unsqueeze", [x[0], zero]), depth, values], axis=-1), zero])
+    return b.op("OneHot", [x[0], depth, values], axis=-1)
+
+
+@reference("one_hot")
+def _one_hot(c, x):
+    return F.one_hot(x.long(), c.a.num_classes).to(c.fdtype)
 
 
 # --------------------------------------------------------------------------- param, constant
@@ -616,6 +885,16 @@ def param(a: Param) -> Inferred:
         raise ShapeError(f"param: the shape {a.shape} must have positive sizes", attr="shape")
     shape = tuple(a.shape)
     return Inferred([TensorType(shape)], [ParamSpec("", shape, Init.of("zeros"))])
+
+
+@lowering("param")
+def param_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return p[0]
+
+
+@reference("param")
+def _param(c, p):
+    return p
 
 
 class Constant(Attrs):
@@ -644,8 +923,17 @@ def constant(a: Constant) -> Inferred:
     return Inferred([TensorType(constant_shape(a.value))])
 
 
-# ---------------------------------------------------------------- ONNX lowerings
-# Each registered on its op's record (compiler/ops/registry.py); they write into compiler/onnx's Builder.
+@lowering("constant")
+def constant_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return b.const(np.asarray(node.attrs.value, dtype=np.float32), hint="constant")
+
+
+@reference("constant")
+def _constant(c):
+    return torch.tensor(c.a.value, dtype=c.fdtype)
+
+
+# ---------------------------------------------------------------- helpers of the ONNX lowerings
 
 INT64_MAX = 2**63 - 1
 
@@ -695,18 +983,6 @@ def _pieces(b: Builder, entries: list[int | str]) -> str:
     return parts[0] if len(parts) == 1 else b.op("Concat", parts, axis=0)
 
 
-# --------------------------------------------------------------------------- identity, arithmetic
-
-@lowering("identity")
-def identity_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    return b.op("Identity", [x[0]])
-
-
-@lowering("detach")
-def detach_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    return b.op("Identity", [x[0]])
-
-
 def _arith_onnx(op_type: str, b: Builder, node: Node, x: list) -> str:
     want = node.out.dtype
     if want == "bool":                      # bool + bool is or, bool * bool is and (the shape rule allows no other)
@@ -719,109 +995,6 @@ def _arith_onnx(op_type: str, b: Builder, node: Node, x: list) -> str:
     return b.op(op_type, [lhs, rhs])
 
 
-@lowering("add")
-def add_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    return _arith_onnx("Add", b, node, x)
-
-
-@lowering("sub")
-def sub_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    return _arith_onnx("Sub", b, node, x)
-
-
-@lowering("mul")
-def mul_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    return _arith_onnx("Mul", b, node, x)
-
-
-@lowering("div")
-def div_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    return _arith_onnx("Div", b, node, x)
-
-
-@lowering("matmul")
-def matmul_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    want = node.out.dtype
-    return b.op("MatMul", [_cast(b, x[0], b.ins[0].dtype, want), _cast(b, x[1], b.ins[1].dtype, want)])
-
-
-# --------------------------------------------------------------------------- concat, split
-
-@lowering("concat")
-def concat_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    if len(x) == 1:
-        return b.op("Identity", [x[0]])
-    return b.op("Concat", x, axis=_norm(node.attrs.dim, b.ins[0].rank))
-
-
-@lowering("split")
-def split_onnx(b: Builder, node: Node, x: list, p: list) -> list[str]:
-    t = b.ins[0]
-    d = _norm(node.attrs.dim, t.rank)
-    sizes = split_sizes(node.attrs.sections, t.shape[d])       # at least two (the shape rule says so)
-    return list(b.op("Split", [x[0], b.ints(sizes, hint="split")], n_out=len(sizes), axis=d))
-
-
-# --------------------------------------------------------------------------- reshapes
-
-@lowering("reshape")
-def reshape_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    return b.op("Reshape", [x[0], shape_value(b, b.ins[0].shape, node.out.shape)])
-
-
-@lowering("flatten")
-def flatten_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    return b.op("Reshape", [x[0], shape_value(b, b.ins[0].shape, node.out.shape)])
-
-
-@lowering("permute")
-def permute_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    rank = b.ins[0].rank
-    if rank == 0:                           # permute of a scalar (dims: []) changes nothing
-        return b.op("Identity", [x[0]])
-    return b.op("Transpose", [x[0]], perm=[_norm(d, rank) for d in node.attrs.dims])
-
-
-@lowering("transpose")
-def transpose_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    rank = b.ins[0].rank
-    perm = list(range(rank))
-    d0, d1 = _norm(node.attrs.dim0, rank), _norm(node.attrs.dim1, rank)
-    perm[d0], perm[d1] = perm[d1], perm[d0]
-    return b.op("Transpose", [x[0]], perm=perm)
-
-
-@lowering("squeeze")
-def squeeze_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    axes = squeeze_axes(node.attrs.dim, b.ins[0])
-    if not axes:                      # never let ONNX squeeze "all 1s": a batch of 1 must stay
-        return b.op("Identity", [x[0]])
-    return b.op("Squeeze", [x[0], b.ints(axes, hint="axes")])
-
-
-@lowering("unsqueeze")
-def unsqueeze_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    return b.op("Unsqueeze", [x[0], b.ints([_norm(node.attrs.dim, b.ins[0].rank + 1)], hint="axes")])
-
-
-# --------------------------------------------------------------------------- slicing
-
-@lowering("slice")
-def slice__onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    a = node.attrs
-    end = INT64_MAX if a.end is None else a.end
-    return b.op("Slice", [x[0], b.ints([a.start], hint="starts"), b.ints([end], hint="ends"),
-                          b.ints([_norm(a.dim, b.ins[0].rank)], hint="axes"), b.ints([a.step], hint="steps")])
-
-
-@lowering("select")
-def select_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    index = b.const(np.asarray(node.attrs.index, dtype=np.int64), hint="index")
-    return b.op("Gather", [x[0], index], axis=_norm(node.attrs.dim, b.ins[0].rank))
-
-
-# --------------------------------------------------------------------------- reductions
-
 def _reduce_onnx(b: Builder, node: Node, x: str, op_type: str, axes_input: bool) -> str:
     t = b.ins[0]
     axes = None if node.attrs.dim is None else reduce_axes(node.attrs, t)
@@ -831,65 +1004,7 @@ def _reduce_onnx(b: Builder, node: Node, x: str, op_type: str, axes_input: bool)
     return b.op(op_type, [x], axes=axes, keepdims=keep)
 
 
-@lowering("sum")
-def reduce_sum_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    v = _cast(b, x[0], b.ins[0].dtype, node.out.dtype)           # bool counts as int64
-    return _reduce_onnx(b, node, v, "ReduceSum", True)                # axes an input since opset 13
-
-
-@lowering("mean")
-def reduce_mean_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    v = _cast(b, x[0], b.ins[0].dtype, node.out.dtype)
-    return _reduce_onnx(b, node, v, "ReduceMean", b.opset >= 18)      # axes an input from opset 18
-
-
-@lowering("max")
-def reduce_max_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    if b.ins[0].dtype == "bool":            # ReduceMax takes bool only from opset 20: max of 0/1 values
-        v = _reduce_onnx(b, node, b.op("Cast", [x[0]], to=DTYPES["int64"]), "ReduceMax", b.opset >= 18)
-        return b.op("Cast", [v], to=DTYPES["bool"])
-    return _reduce_onnx(b, node, x[0], "ReduceMax", b.opset >= 18)
-
-
-# --------------------------------------------------------------------------- expand, one_hot
-
-@lowering("expand")
-def expand_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    t, out = b.ins[0], node.out.shape
-    lead = len(out) - t.rank
-    entries: list[int | str] = []
-    for i, d in enumerate(out):
-        if i >= lead and t.shape[i - lead] == d:
-            entries.append(1)             # Expand broadcasts: 1 keeps the input's size
-        else:
-            entries.append(d)             # a number, or a symbol read off a graph input
-    return b.op("Expand", [x[0], _pieces(b, entries)])
-
-
-@lowering("one_hot")
-def one_hot_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    depth = b.ints([node.attrs.num_classes], hint="depth")
-    values = b.const(np.asarray([0.0, 1.0], dtype=np.float32), hint="off_on")
-    if b.ins[0].rank == 0:                  # OneHot needs indices of rank >= 1
-        zero = b.ints([0])
-        return b.op("Squeeze", [b.op("OneHot", [b.op("Unsqueeze", [x[0], zero]), depth, values], axis=-1), zero])
-    return b.op("OneHot", [x[0], depth, values], axis=-1)
-
-
-# --------------------------------------------------------------------------- param, constant
-
-@lowering("param")
-def param_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    return p[0]
-
-
-@lowering("constant")
-def constant_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    return b.const(np.asarray(node.attrs.value, dtype=np.float32), hint="constant")
-
-
-# ---------------------------------------------------------------- PyTorch references
-# Each registered on its op's record; `torch` and `F` are lazy (compiler/ops/registry.py): imported at call time.
+# ---------------------------------------------------------------- helpers of the PyTorch references
 
 def _bind(shape, symbols: dict[str, int]) -> list[int]:
     return [symbols[d] if isinstance(d, str) else d for d in shape]
@@ -905,129 +1020,5 @@ def to_float(c, x):
     return x if x.is_floating_point() else x.to(c.fdtype)
 
 
-@reference("identity")
-def _identity(c, x):
-    return x
-
-
-@reference("detach")
-def _detach(c, x):
-    return x.detach()
-
-
-def _arith_torch(name: str):
-    def run(c, a, b=None):
-        fn = getattr(torch, name)
-        if b is None:
-            return fn(a, c.a.value)
-        return fn(a, b)
-    return run
-
-
-reference("add")(_arith_torch("add"))
-reference("sub")(_arith_torch("sub"))
-reference("mul")(_arith_torch("mul"))
-reference("div")(_arith_torch("true_divide"))
-
-
-@reference("matmul")
-def _matmul(c, a, b):
-    return torch.matmul(a, b)
-
-
-@reference("concat")
-def _concat(c, *xs):
-    return torch.cat(xs, dim=c.a.dim)
-
-
-@reference("split")
-def _split(c, x):
-    return tuple(torch.split(x, c.a.sections, dim=c.a.dim))
-
-
-@reference("reshape")
-def _reshape(c, x):
-    return x.reshape(_bind(c.a.shape, c.symbols))
-
-
-@reference("flatten")
-def _flatten(c, x):
-    if x.dim() == 0:
-        return x.reshape(1)
-    return torch.flatten(x, c.a.start_dim, c.a.end_dim)
-
-
-@reference("permute")
-def _permute(c, x):
-    return x.permute(*c.a.dims)
-
-
-@reference("transpose")
-def _transpose(c, x):
-    return x.transpose(c.a.dim0, c.a.dim1)
-
-
-@reference("squeeze")
-def _squeeze(c, x):
-    t = c.in_types[0]
-    if c.a.dim is None:                       # static size-1 dims only: a symbol that is 1 at run time stays
-        axes = [i for i, d in enumerate(t.shape) if d == 1]
-    else:
-        axes = _ndims(c.a.dim, x.dim())
-    return x.squeeze(tuple(axes)) if axes else x
-
-
-@reference("unsqueeze")
-def _unsqueeze(c, x):
-    return x.unsqueeze(c.a.dim)
-
-
-@reference("slice")
-def _slice(c, x):
-    idx = [slice(None)] * x.dim()
-    idx[c.a.dim] = slice(c.a.start, c.a.end, c.a.step)
-    return x[tuple(idx)]
-
-
-@reference("select")
-def _select(c, x):
-    return x.select(c.a.dim, c.a.index)
-
-
 def _axes(c, x) -> tuple[int, ...]:
     return tuple(range(x.dim())) if c.a.dim is None else tuple(_ndims(c.a.dim, x.dim()))
-
-
-@reference("sum")
-def _sum(c, x):
-    return torch.sum(x, dim=_axes(c, x), keepdim=c.a.keepdim)
-
-
-@reference("mean")
-def _mean(c, x):
-    return torch.mean(to_float(c, x), dim=_axes(c, x), keepdim=c.a.keepdim)
-
-
-@reference("max")
-def _max(c, x):
-    return torch.amax(x, dim=_axes(c, x), keepdim=c.a.keepdim)
-
-
-@reference("expand")
-def _expand(c, x):
-    return x.expand(*_bind(c.a.shape, c.symbols))
-
-
-@reference("one_hot")
-def _one_hot(c, x):
-    return F.one_hot(x.long(), c.a.num_classes).to(c.fdtype)
-
-
-@reference("param")
-def _param(c, p):
-    return p
-
-
-@reference("constant")
-def _constant(c):
-    return torch.tensor(c.a.value, dtype=c.fdtype)
