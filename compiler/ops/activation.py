@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Literal
 
 from ..errors import ShapeError
 from ..ir import Init, Node, ParamSpec, TensorType
-from .registry import DTYPES, F, Attrs, Case, In, Inferred, NoAttrs, lowering, op, reference
+from .cases import Case, In
+from .lazy import F
+from .registry import DTYPES, Attrs, Inferred, NoAttrs, lowering, op, reference
 from .shapes import concrete, norm_dim, per_sample
 
 if TYPE_CHECKING:

@@ -6,7 +6,9 @@ from typing import TYPE_CHECKING, Literal
 
 from ..errors import ShapeError
 from ..ir import Dim, Init, Node, ParamSpec, TensorType
-from .registry import DTYPES, F, Attrs, Case, In, Inferred, lowering, np, op, reference, torch
+from .cases import Case, In
+from .lazy import F, np, torch
+from .registry import DTYPES, Attrs, Inferred, lowering, op, reference
 from .shapes import broadcast, concrete, float_input, per_sample
 
 if TYPE_CHECKING:

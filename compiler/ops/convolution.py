@@ -13,7 +13,9 @@ from pydantic import field_validator
 
 from ..errors import ShapeError, UserError
 from ..ir import Init, Node, ParamSpec, TensorType
-from .registry import F, Attrs, Case, Inferred, lowering, np, op, reference
+from .cases import Case
+from .lazy import F, np
+from .registry import Attrs, Inferred, lowering, op, reference
 from .shapes import concrete, per_sample
 
 if TYPE_CHECKING:

@@ -4,7 +4,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from ..errors import ShapeError
 from ..ir import Init, Node, ParamSpec, TensorType
-from .registry import F, Attrs, Case, Inferred, lowering, op, reference
+from .cases import Case
+from .lazy import F
+from .registry import Attrs, Inferred, lowering, op, reference
 from .shapes import concrete, float_input, per_sample
 
 if TYPE_CHECKING:

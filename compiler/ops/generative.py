@@ -5,7 +5,9 @@ from typing import TYPE_CHECKING, Literal
 
 from ..errors import ShapeError
 from ..ir import Dim, Node, TensorType
-from .registry import Attrs, Case, Inferred, NoAttrs, lowering, op, reference, torch
+from .cases import Case
+from .lazy import torch
+from .registry import Attrs, Inferred, NoAttrs, lowering, op, reference
 from .shapes import broadcast, per_sample
 
 if TYPE_CHECKING:

@@ -5,7 +5,9 @@ from typing import Literal
 
 from ..errors import ShapeError
 from ..ir import TensorType
-from .registry import F, Attrs, Case, In, Inferred, op, reference
+from .cases import Case, In
+from .lazy import F
+from .registry import Attrs, Inferred, op, reference
 from .shapes import per_sample
 
 FLOATS = ("float32", "float64")

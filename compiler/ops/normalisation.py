@@ -5,7 +5,9 @@ from typing import TYPE_CHECKING
 
 from ..errors import ShapeError
 from ..ir import Init, Node, ParamSpec, TensorType
-from .registry import F, Attrs, Case, Inferred, lowering, np, op, reference, torch
+from .cases import Case
+from .lazy import F, np, torch
+from .registry import Attrs, Inferred, lowering, op, reference
 from .shapes import concrete, per_sample
 from .tensor import to_float
 

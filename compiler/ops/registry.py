@@ -20,7 +20,7 @@ The same record holds, next to the rule (docs/architecture.md, "Adding an op"):
   with `@lowering("linear")` in the same module, which writes nodes into the Builder of compiler/onnx;
 - its PyTorch reference: `torch="F.relu"` (called on the inputs, then the parameters, with the attributes as
   keyword arguments renamed by `torch_kw`), or a function registered with `@reference("linear")`. torch is
-  never imported by a record: `torch` and `F` below are lazy names that import it on first use;
+  never imported by a record: `torch` and `F` (compiler/ops/lazy.py) are lazy names that import it on first use;
 - its test cases: `cases=[Case(...)]`, which drive the generic shape, gradient, ONNX and PyTorch tests;
 - `torch_module="nn.ReLU"`: the module form export-torch writes for it inside an nn.Sequential.
 The NumPy kernel lives in runtime/kernels/<family>.py, registered by the op's name (the compiler never
@@ -28,13 +28,14 @@ imports the runtime).
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from ..ir import ParamSpec, TensorType
+from .cases import Case
+from .lazy import torch_function, torch_kwargs
 
 
 INT_LIMIT = 2**63                    # attribute integers must fit in int64, as NumPy and ONNX hold them
@@ -101,62 +102,12 @@ class OpDef:
     torch_kw: dict[str, str | None] = field(default_factory=dict)   # attribute -> torch keyword (None: drop)
     torch_module: str | None = None                 # export-torch's module form ("nn.ReLU")
     onnx: str | None = None                         # the ONNX op type of a declarative lowering ("Relu")
-    cases: tuple["Case", ...] = ()
+    cases: tuple[Case, ...] = ()
     no_grad: str = ""                               # why no gradient check applies (empty: one does)
 
     def infer(self, attrs: Attrs, ins: list[TensorType | None]) -> Inferred:
         result = self.rule(attrs, *ins)
         return Inferred([result]) if isinstance(result, TensorType) else result
-
-
-@dataclass(frozen=True)
-class In:
-    """One input of a test case: its shape and dtype, and where its values are drawn.
-
-    Floats are uniform in [low, high), pushed at least 0.05 away from every value in `avoid` (a kink,
-    where finite differences would straddle two slopes); `integer` floats are whole numbers (0/1
-    adjacency, class probabilities are not); int64 values are uniform integers in [low, high); bools
-    are True with probability 1/2. `value` gives the array itself instead.
-    """
-    shape: tuple[int, ...]
-    dtype: str = "float32"
-    low: float = -1.0
-    high: float = 1.0
-    avoid: tuple[float, ...] = ()
-    integer: bool = False
-    value: Any = None
-
-
-@dataclass(frozen=True)
-class Case:
-    """One test case of an op: attributes and inputs (a tuple shape, an In, or None for an omitted
-    optional input), checked by the generic tests of tests/test_op_records.py: shape rule, finite-difference
-    gradients of the kernel (`grad`), onnxruntime against the kernel (`onnx`, inference ops), and the
-    PyTorch reference against the kernel, forward and backward (`torch`).
-
-    `training` runs the kernel (and the reference) in training mode; `params` replaces the initialised
-    parameters by given values; `fixed` lists the arguments (inputs, then parameters) read as structure,
-    whose gradient is not checked (a mask, an adjacency read by `!= 0`); buffers are never checked.
-    `rtol`/`atol` loosen the ONNX comparison for numerically delicate cases.
-    """
-    attrs: dict[str, Any] = field(default_factory=dict)
-    inputs: tuple[Any, ...] = ((2, 3),)
-    training: bool = False
-    params: tuple[Any, ...] | None = None
-    grad: bool = True
-    onnx: bool = True
-    torch: bool = True
-    fixed: tuple[int, ...] = ()
-    rtol: float = 1e-4
-    atol: float = 1e-5
-
-    def ins(self) -> tuple[In | None, ...]:
-        return tuple(None if i is None else i if isinstance(i, In) else In(tuple(i)) for i in self.inputs)
-
-    def id(self) -> str:
-        attrs = ",".join(f"{k}={v}" for k, v in self.attrs.items())
-        shapes = ",".join("-" if i is None else "x".join(map(str, i.shape)) for i in self.ins())
-        return f"{attrs}|{shapes}" + ("|train" if self.training else "")
 
 
 OPS: dict[str, OpDef] = {}
@@ -229,42 +180,6 @@ def _native(op_type: str) -> Callable:
         return b.op(op_type, [x[0]])
     lower.__name__ = f"onnx_{op_type}"
     return lower
-
-
-class _Lazy:
-    """A module imported on first attribute access: the records' references name torch without importing it."""
-
-    def __init__(self, module: str):
-        self._name, self._module = module, None
-
-    def __getattr__(self, key: str) -> Any:
-        if self._module is None:
-            self._module = importlib.import_module(self._name)
-        return getattr(self._module, key)
-
-
-torch = _Lazy("torch")
-F = _Lazy("torch.nn.functional")
-np = _Lazy("numpy")              # lowerings build constants with NumPy; `specc check` must not import it
-
-
-def torch_function(dotted: str) -> Callable:
-    """"F.relu" / "torch.sigmoid" as the function itself (imports torch)."""
-    head, _, rest = dotted.partition(".")
-    obj: Any = {"F": F, "torch": torch}[head]
-    for part in rest.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-def torch_kwargs(attrs: Attrs, rename: dict[str, str | None]) -> dict[str, Any]:
-    """The attributes as the torch function's keyword arguments (renamed, or dropped where mapped to None)."""
-    out = {}
-    for k in type(attrs).model_fields:
-        key = rename.get(k, k)
-        if key is not None:
-            out[key] = getattr(attrs, k)
-    return out
 
 
 def _declared_reference(dotted: str, rename: dict[str, str | None]) -> Callable:

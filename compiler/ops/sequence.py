@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING, Literal
 from .. import limits
 from ..errors import ShapeError
 from ..ir import Dim, Init, Node, ParamSpec, TensorType
-from .registry import F, Attrs, Case, In, Inferred, lowering, np, op, reference, torch
+from .cases import Case, In
+from .lazy import F, np, torch
+from .registry import Attrs, Inferred, lowering, op, reference
 from .shapes import concrete, float_input
 
 if TYPE_CHECKING:

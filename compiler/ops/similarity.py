@@ -5,7 +5,9 @@ from typing import TYPE_CHECKING
 import math
 from ..errors import ShapeError
 from ..ir import Dim, Node, TensorType
-from .registry import DTYPES, F, Attrs, Case, Inferred, lowering, op, reference
+from .cases import Case
+from .lazy import F
+from .registry import DTYPES, Attrs, Inferred, lowering, op, reference
 from .shapes import broadcast, norm_dim, per_sample
 
 if TYPE_CHECKING:

@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Union
 from .. import limits
 from ..errors import ShapeError
 from ..ir import Dim, Init, Node, ParamSpec, TensorType
-from .registry import DTYPES, F, Attrs, Case, In, Inferred, NoAttrs, lowering, np, op, reference, torch
+from .cases import Case, In
+from .lazy import F, np, torch
+from .registry import DTYPES, Attrs, Inferred, NoAttrs, lowering, op, reference
 from .shapes import broadcast, concrete, norm_dim, per_sample
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from typing import Any, Callable
 from compiler.ir import Node
 from compiler.ops import OPS
 from compiler.ops.convolution import conv_pads, pool_geometry, transpose_output_padding, tup
-from compiler.ops.registry import torch_kwargs
+from compiler.ops.lazy import torch_kwargs
 
 from .source import Call, D, call, lit, render_call
 
