@@ -58,7 +58,6 @@ def test_shape_rule_matches_the_kernel(name, case):
         o = np.asarray(o)
         assert o.shape == tuple(t.shape), f"{name}: kernel gives shape {o.shape}, the rule says {t}"
         assert str(o.dtype) == t.dtype, f"{name}: kernel gives dtype {o.dtype}, the rule says {t.dtype}"
-    assert inf.macs >= 0
 
 
 @pytest.mark.parametrize("name,case", [(n, c) for n, c in CASES if c in _grad_cases(ops.OPS[n])],
