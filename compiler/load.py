@@ -239,9 +239,10 @@ class _Builder:
             value = _constructor.construct_object(node, deep=False)
         except yaml.constructor.ConstructorError as e:
             raise SpecError(f"unsupported YAML value: {e.problem}", self.loc(node)) from None
-        except (ValueError, KeyError, TypeError, OverflowError, ArithmeticError) as e:
+        except (ValueError, KeyError, TypeError, OverflowError, ArithmeticError, AttributeError) as e:
+            # AttributeError: PyYAML's timestamp constructor on an explicit !!timestamp that is not a date
             reason = {"integer": "not an integer", "boolean": "not true or false",
-                      "number": "not a number"}.get(kind, str(e))
+                      "number": "not a number", "date": "not a date (YYYY-MM-DD)"}.get(kind, str(e))
             raise SpecError(f"invalid YAML {kind or 'value'} '{_clip(text)}': {reason}", self.loc(node),
                             "quote it to make it a string" if kind in ("date", "boolean") else None) from None
         if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > limits.INT_BITS:
