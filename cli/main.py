@@ -8,7 +8,7 @@ import errno
 import importlib
 import os
 import sys
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from compiler.errors import SpecError, UserError
 from compiler.overrides import clip
@@ -47,25 +47,37 @@ def build_parser() -> argparse.ArgumentParser:
                    "after the command; or set SPECC_DEBUG=1)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    for family in (_spec_commands, _training_commands, _model_commands, _picture_commands, _analysis_commands,
+                   _tool_commands):
+        family(sub)
+    return p
 
-    def add(name: str, handler: Callable, help_: str) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help_, description=help_)
-        sp.set_defaults(handler=handler)
-        return sp
 
-    def trained(sp: argparse.ArgumentParser) -> None:
-        """The spec and its trained weights: what every command that uses a trained model takes first."""
-        sp.add_argument("spec")
-        sp.add_argument("--weights", required=True, metavar="CKPT", help="trained weights (a run's best.npz)")
+def add(sub: Any, name: str, handler: Callable | None, help_: str) -> argparse.ArgumentParser:
+    sp = sub.add_parser(name, help=help_, description=help_)
+    sp.set_defaults(handler=handler)
+    return sp
 
-    def scores(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--output", metavar="NAME",
-                        help="the class scores (default train.predict, else the first output)")
 
-    def sets(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec param, or any train key as train.KEY (dotted: train.optimizer.lr=3e-4)")
+def trained(sp: argparse.ArgumentParser) -> None:
+    """The spec and its trained weights: what every command that uses a trained model takes first."""
+    sp.add_argument("spec")
+    sp.add_argument("--weights", required=True, metavar="CKPT", help="trained weights (a run's best.npz)")
 
-    sp = add("check", lazy("cli.check:cmd_check"), "validate, expand and shape-check specs; print the layer table and totals")
+
+def scores(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--output", metavar="NAME",
+                    help="the class scores (default train.predict, else the first output)")
+
+
+def sets(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec param, or any train key "
+                    "as train.KEY (dotted: train.optimizer.lr=3e-4)")
+
+
+def _spec_commands(sub: Any) -> None:
+    """check, compile, import: a spec on its own"""
+    sp = add(sub, "check", lazy("cli.check:cmd_check"), "validate, expand and shape-check specs; print the layer table and totals")
     sp.add_argument("spec", nargs="+")
     sets(sp)
     sp.add_argument("--batch", type=positive_int, default=1, help="batch size for the training-memory estimate")
@@ -78,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--explain", metavar="NODE", help="print the formula behind NODE's output shape, with the "
                     "numbers and where each came from")
 
-    sp = add("compile", lazy("cli.compile:cmd_compile"), "export the inference graph to ONNX")
+    sp = add(sub, "compile", lazy("cli.compile:cmd_compile"), "export the inference graph to ONNX")
     sp.add_argument("spec")
     sp.add_argument("-o", "--out", required=True, metavar="OUT.onnx", help="the ONNX file to write")
     sp.add_argument("--weights", metavar="CKPT.npz", help="trained weights to embed (default: the spec's initial "
@@ -91,14 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "no batch-norm fusion (by default they are folded, as torch.onnx.export does)")
     sets(sp)
 
-    sp = add("import", lazy("cli.onnx_import:cmd_import"),
+    sp = add(sub, "import", lazy("cli.onnx_import:cmd_import"),
              "turn an ONNX model into a spec (and its weights into a checkpoint)")
     sp.add_argument("model", metavar="MODEL.onnx")
     sp.add_argument("-o", "--out", required=True, metavar="SPEC.yaml", help="the spec to write")
     sp.add_argument("--weights", metavar="OUT.npz", help="also write the model's weights as a checkpoint")
     sp.add_argument("--name", help="the spec's name (default: the model file's name)")
 
-    sp = add("train", lazy("cli.train:cmd_train"), "train with the NumPy runtime (or --backend torch) as the spec's train section says")
+
+def _training_commands(sub: Any) -> None:
+    """train, sweep, eval"""
+    sp = add(sub, "train", lazy("cli.train:cmd_train"), "train with the NumPy runtime (or --backend torch) as the spec's train section says")
     sp.add_argument("spec")
     sp.add_argument("--data", metavar="PATH", help="training data: an .npz with an array per input, or builtin:NAME "
                     "(default: train.data.train in the spec)")
@@ -117,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--nproc", type=positive_int, default=1, metavar="N",
                     help="with --backend torch: N data-parallel processes on this machine (torch.distributed)")
 
-    sp = add("sweep", lazy("cli.sweep:cmd_sweep"), "train once per combination of --grid values; a table "
+    sp = add(sub, "sweep", lazy("cli.sweep:cmd_sweep"), "train once per combination of --grid values; a table "
              "of results sorted by the monitored metric")
     sp.add_argument("spec")
     sp.add_argument("--grid", action="append", metavar="KEY=V1,V2", help="a spec param or train.KEY and its "
@@ -127,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--data", metavar="PATH", help="training data of every run (default: train.data.train)")
     sets(sp)
 
-    sp = add("eval", lazy("cli.train:cmd_eval"), "loss and metrics of a checkpoint on a data set")
+    sp = add(sub, "eval", lazy("cli.train:cmd_eval"), "loss and metrics of a checkpoint on a data set")
     sp.add_argument("spec")
     sp.add_argument("--weights", required=True, metavar="CKPT", help="the weights to score (a run's best.npz)")
     sp.add_argument("--data", metavar="PATH", help="an .npz or builtin:NAME (default: train.data.test in the spec)")
@@ -135,7 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--backend", choices=["numpy", "torch"], default="numpy", help="torch: needs specc[torch]")
     sp.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu", help="with --backend torch")
 
-    sp = add("run", lazy("cli.run:cmd_run"), "inference with the NumPy runtime or onnxruntime")
+
+def _model_commands(sub: Any) -> None:
+    """run, export-torch, data"""
+    sp = add(sub, "run", lazy("cli.run:cmd_run"), "inference with the NumPy runtime or onnxruntime")
     sp.add_argument("model", metavar="SPEC|MODEL.onnx")
     sp.add_argument("--weights", metavar="CKPT", help="weights for a spec (default: its initial values)")
     sp.add_argument("--input", action="append", metavar="NAME=FILE.npy", default=[],
@@ -147,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu", help="with --backend torch")
     sets(sp)
 
-    sp = add("export-torch", lazy("cli.export_torch:cmd_export_torch"),
+    sp = add(sub, "export-torch", lazy("cli.export_torch:cmd_export_torch"),
              "write the spec as a standalone, readable PyTorch file (nn.Module classes, specc's state_dict names)")
     sp.add_argument("spec")
     sp.add_argument("-o", "--out", required=True, metavar="MODEL.py", help="the Python file to write")
@@ -155,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="forward returns these (a spec output, node, node:port or loss; repeatable)")
     sets(sp)
 
-    data = add("data", lambda a: a.data_handler(a), "data sets: the built-in ones, what specc feeds a spec "
+    data = add(sub, "data", lambda a: a.data_handler(a), "data sets: the built-in ones, what specc feeds a spec "
                "(docs/data.md, docs/builtin-data.md)")
     data_sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     data_sub.required = True
@@ -171,7 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(data_handler=lazy("cli.data:cmd_list"))
     sp.add_argument("name", nargs="*", metavar="NAME", help="only these sets")
 
-    sp = add("graph", lazy("cli.graph:cmd_graph"), "draw the graph (dot, mmd, svg, png, pdf)")
+
+def _picture_commands(sub: Any) -> None:
+    """graph, generate, sample, interpolate, saliency"""
+    sp = add(sub, "graph", lazy("cli.graph:cmd_graph"), "draw the graph (dot, mmd, svg, png, pdf)")
     sp.add_argument("spec")
     sp.add_argument("-o", "--out", required=True, metavar="FILE", help="the picture: .dot, .mmd (Mermaid), .svg, "
                     ".png or .pdf (the last three need Graphviz's dot)")
@@ -183,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="layout direction: top to bottom (default) or left to right, ...")
     sets(sp)
 
-    sp = add("generate", lazy("cli.use:cmd_generate"),
+    sp = add(sub, "generate", lazy("cli.use:cmd_generate"),
              "decode token sequences from a trained seq2seq or decoder-only model (the spec's generate: section)")
     trained(sp)
     sp.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy|NAME=1,5,7",
@@ -207,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   "(class-conditional with --class); a PNG grid and the arrays"),
                        ("interpolate", "decode the codes on the line between two inputs' codes; a PNG grid and "
                                        "the arrays")):
-        sp = add(name, lazy(f"cli.use:cmd_{name}"), what)
+        sp = add(sub, name, lazy(f"cli.use:cmd_{name}"), what)
         trained(sp)
         if name == "sample":
             sp.add_argument("--n", type=positive_int, default=16, help="how many samples (default 16)")
@@ -227,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("-o", "--out", required=True, metavar="OUT.png", help="the grid; OUT.npz is written beside it")
         sets(sp)
 
-    sp = add("saliency", lazy("cli.use:cmd_saliency"),
+    sp = add(sub, "saliency", lazy("cli.use:cmd_saliency"),
              "saliency map: max over channels of |d class score / d input|, a heat map over each image")
     trained(sp)
     sp.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy",
@@ -240,7 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "the maps [N, H, W]")
     sets(sp)
 
-    sp = add("attack", lazy("cli.use:cmd_attack"),
+
+def _analysis_commands(sub: Any) -> None:
+    """attack, neighbors, attention, boundary"""
+    sp = add(sub, "attack", lazy("cli.use:cmd_attack"),
              "FGSM/PGD adversarial examples: accuracy and success rate per epsilon, a before/after picture")
     trained(sp)
     sp.add_argument("--data", metavar="SRC", help="the examples to attack: an .npz or builtin:NAME (default: the "
@@ -261,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "and the attacked examples")
     sets(sp)
 
-    sp = add("neighbors", lazy("cli.use:cmd_neighbors"),
+    sp = add(sub, "neighbors", lazy("cli.use:cmd_neighbors"),
              "nearest neighbours and analogies (a - b + c) in a trained embedding table")
     trained(sp)
     sp.add_argument("--table", metavar="NODE", help="the embedding node (default: the spec's only one) or a "
@@ -275,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="cosine similarity or Euclidean distance (default cosine)")
     sets(sp)
 
-    sp = add("attention", lazy("cli.use:cmd_attention"),
+    sp = add(sub, "attention", lazy("cli.use:cmd_attention"),
              "heat map of a transformer/ViT attention layer's weights (query x key positions)")
     trained(sp)
     sp.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy|NAME=1,5,7",
@@ -287,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "the weights [N, Tq, Tk]")
     sets(sp)
 
-    sp = add("boundary", lazy("cli.use:cmd_boundary"),
+    sp = add(sub, "boundary", lazy("cli.use:cmd_boundary"),
              "decision regions of a classifier of 2-D points, with the data on top")
     trained(sp)
     sp.add_argument("--data", metavar="SRC", help="the points to draw: an .npz or builtin:NAME (default: the "
@@ -299,7 +323,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "the grid and the points")
     sets(sp)
 
-    sp = add("weights", None, "weights from elsewhere: convert a PyTorch/NumPy/safetensors state_dict into a "
+
+def _tool_commands(sub: Any) -> None:
+    """weights, init, completion, schema"""
+    sp = add(sub, "weights", None, "weights from elsewhere: convert a PyTorch/NumPy/safetensors state_dict into a "
              "checkpoint of a spec")
     wsub = sp.add_subparsers(dest="weights_command", metavar="ACTION")
     wsub.required = True
@@ -321,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "get no weights (load it with strict=False)")
     sets(sp)
 
-    sp = add("init", lazy("cli.scaffold:cmd_init"), "write a commented starter spec that checks and "
+    sp = add(sub, "init", lazy("cli.scaffold:cmd_init"), "write a commented starter spec that checks and "
              "trains as written on built-in data")
     sp.add_argument("kind", nargs="?", default="classifier", choices=["classifier", "cnn", "autoencoder", "seq2seq",
                     "gnn"], help="what to start from (default classifier)")
@@ -329,13 +356,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--out", default=".", metavar="DIR", help="the folder to write NAME.yaml in (default: "
                     "the current one); an existing file is never overwritten")
 
-    sp = add("completion", lazy("cli.completion:cmd_completion"), "print a shell completion script "
+    sp = add(sub, "completion", lazy("cli.completion:cmd_completion"), "print a shell completion script "
              "(generated from this command line's parser)")
     sp.add_argument("shell", choices=["bash", "zsh", "fish"], help="the shell to complete in")
 
-    sp = add("schema", lazy("cli.check:cmd_schema"), "print the JSON Schema of the spec language")
+    sp = add(sub, "schema", lazy("cli.check:cmd_schema"), "print the JSON Schema of the spec language")
     sp.add_argument("-o", "--output", metavar="FILE", help="write the schema to FILE (default: print it)")
-    return p
+
 
 
 def main(argv: Sequence[str] | None = None) -> int:
