@@ -73,3 +73,40 @@ def test_real_blas_count_is_limited_and_restored():
     finally:
         for c, n in zip(ctrls, before):
             c.set_num_threads(n)
+
+
+def _conv_and_back(name, attrs, x):
+    from opcheck import run
+    outs, bwd, _ = run(name, attrs, [x])
+    bwd(np.ones_like(outs[0]))
+
+
+@pytest.mark.parametrize("name, attrs, x, mkn", [
+    ("conv2d", {"out_channels": 4, "kernel_size": 3, "padding": 1}, (2, 3, 8, 8), 2 * 64 * 4 * 27),
+    ("conv_transpose2d", {"out_channels": 4, "kernel_size": 3, "stride": 2}, (2, 3, 5, 5), 2 * 25 * 3 * 36),
+    ("conv1d", {"out_channels": 4, "kernel_size": 3, "stride": 2}, (2, 3, 9), 2 * 5 * 4 * 9),
+])
+def test_small_convolutions_run_on_one_thread(fake, monkeypatch, name, attrs, x, mkn):
+    x = np.random.default_rng(0).standard_normal(x)
+    _conv_and_back(name, attrs, x)
+    assert fake.calls == [1, 4, 1, 4]                 # forward, then backward, each restored
+    fake.calls.clear()
+    monkeypatch.setattr(threads, "SMALL_GEMM", mkn)   # the same work counted as big: threads left alone
+    _conv_and_back(name, attrs, x)
+    assert fake.calls == []
+
+
+@pytest.mark.parametrize("name", ["rnn", "lstm", "gru"])
+def test_recurrent_time_loop_runs_on_one_thread(fake, monkeypatch, name):
+    from opcheck import run
+    x = np.random.default_rng(0).standard_normal((5, 2, 3))       # [T, N, input]
+    attrs = {"hidden_size": 4, "batch_first": False}
+    outs, bwd, _ = run(name, attrs, [x] + [None] * (2 if name == "lstm" else 1))
+    bwd(tuple(np.ones_like(o) if o is not None else None for o in outs))
+    assert fake.calls == [1, 4, 1, 4]                 # the whole layer is small: one region each way
+    fake.calls.clear()
+    ng = {"rnn": 1, "lstm": 4, "gru": 3}[name]
+    monkeypatch.setattr(threads, "SMALL_GEMM", 10 * 4 * ng * 4)      # the layer big, one step's GEMM small
+    outs, bwd, _ = run(name, attrs, [x] + [None] * (2 if name == "lstm" else 1))
+    bwd(tuple(np.ones_like(o) if o is not None else None for o in outs))
+    assert fake.calls == [1, 4, 1, 4]                 # only the time loops limited
