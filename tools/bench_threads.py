@@ -22,22 +22,8 @@ import time
 from pathlib import Path
 
 
-def _threads_from_argv(argv: list[str]) -> int:
-    for i, a in enumerate(argv):
-        if a == "--threads" and i + 1 < len(argv):
-            return int(argv[i + 1])
-        if a.startswith("--threads="):
-            return int(a.split("=", 1)[1])
-    return 2
-
-
-THREADS = _threads_from_argv(sys.argv)          # before NumPy loads: BLAS reads these once
-for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_v] = str(THREADS)
-
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import ROOT, THREADS  # noqa: E402  (sets the BLAS thread caps from --threads before NumPy loads)
 
 import numpy as np  # noqa: E402
 
