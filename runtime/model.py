@@ -41,6 +41,7 @@ class _Plan:
     inputs: list[str]                       # graph inputs the plan reads
     wanted: dict[str, tuple[bool, ...]]     # node -> per-port: read by someone
     refs: dict[str, Ref]                    # requested name -> ref
+    steps: list | None = None               # per node, what _run looks up for it (Model._steps)
 
 
 def _kernel_error(node: Node, args: list, symbols: dict[str, int], e: Exception) -> UserError:
@@ -246,6 +247,15 @@ class Model:
             values[name] = t
         return values, symbols
 
+    def _steps(self, plan: _Plan) -> list[tuple]:
+        """Per node of the plan: (node, the keys of its inputs in _run's values, its parameter tensors, the
+        ports read, the keys of its outputs), worked out once per plan instead of once per node and call."""
+        if plan.steps is None:
+            plan.steps = [(n, [None if r is None else (r.node, r.port) for r in n.inputs],
+                           [self._params[n.param_name(p)] for p in n.params], plan.wanted[n.name],
+                           [(n.name, None if i == 0 else p) for i, p in enumerate(n.outputs)]) for n in plan.nodes]
+        return plan.steps
+
     def _run(self, given: Mapping[str, Any], outputs: list[str] | None, grad: bool) -> dict[str, Tensor]:
         plan = self.plan(outputs)
         env, symbols = self._bind_inputs(given, plan)
@@ -254,29 +264,30 @@ class Model:
             guard_activations(self.graph.name, plan.nodes, symbols, grad)
             self._sized.add(key)
         vals: dict[tuple[str, str | None], Tensor | None] = {(k, None): v for k, v in env.items()}
-        for node in plan.nodes:
-            args: list[Tensor | None] = [None if r is None else vals[(r.node, r.port)] for r in node.inputs]
-            args += [self._params[node.param_name(p)] for p in node.params]
-            needs = tuple(a is not None and a.tracked for a in args) if grad else ()
-            ctx = Ctx(node.attrs, self.training, self.rng, needs, plan.wanted[node.name], symbols, node)
+        training, rng, check = self.training, self.rng, self.check_finite
+        for node, keys, params, wanted, out_keys in self._steps(plan):
+            args: list[Tensor | None] = [None if k is None else vals[k] for k in keys]
+            if params:
+                args += params
+            needs = tuple(a is not None and (a.requires_grad or a._entry is not None) for a in args) if grad else ()
+            ctx = Ctx(node.attrs, training, rng, needs, wanted, symbols, node)
             try:
                 out, bwd = KERNELS[node.op](ctx, *[None if a is None else a.data for a in args])
             except (ValueError, IndexError) as e:         # bad data reaching a kernel, e.g. a label out of range
                 raise _kernel_error(node, args, symbols, e) from None
-            ports = list(node.outputs)
-            outs = out if len(ports) > 1 else (out,)
+            outs = out if len(out_keys) > 1 else (out,)
             tensors = [None if o is None else Tensor(o) for o in outs]
-            if grad and bwd is not None and any(needs):
+            if grad and bwd is not None and True in needs:
                 entry = Entry(bwd, args, tensors)
                 for t in tensors:
                     if t is not None:
                         t._entry = entry
-            if self.check_finite:
+            if check:
                 for t in tensors:
                     if t is not None and t.data.dtype.kind == "f" and not np.isfinite(t.data).all():
                         raise NonFiniteError(node.name, node.op)
-            for i, (p, t) in enumerate(zip(ports, tensors)):
-                vals[(node.name, None if i == 0 else p)] = t
+            for k, t in zip(out_keys, tensors):
+                vals[k] = t
         out = {}
         for name, r in plan.refs.items():
             v = vals.get((r.node, r.port))

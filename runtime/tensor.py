@@ -7,11 +7,13 @@ from the tensor in reverse creation order and then releases them.
 from __future__ import annotations
 
 import itertools
+from operator import attrgetter
 from typing import Callable, Sequence
 
 import numpy as np
 
 _seq = itertools.count()
+_by_seq = attrgetter("seq")
 
 
 class Entry:
@@ -73,26 +75,36 @@ class Tensor:
         if grad.shape != self.shape:
             raise ValueError(f"gradient shape {grad.shape} does not match tensor shape {self.shape}")
         grads: dict[int, np.ndarray] = {id(self): grad}
-        for entry in _reachable(self):
-            outs = [grads.pop(id(t), None) if t is not None else None for t in entry.outputs]
-            if all(g is None for g in outs) or entry.backward is None:
-                continue
-            result = entry.backward(outs[0] if len(outs) == 1 else tuple(outs))
+        entries = _reachable(self)
+        for entry in entries:
+            outputs = entry.outputs
+            if len(outputs) == 1:
+                t = outputs[0]
+                g0 = grads.pop(id(t), None) if t is not None else None
+                if g0 is None or entry.backward is None:
+                    continue
+                result = entry.backward(g0)
+            else:
+                outs = tuple(grads.pop(id(t), None) if t is not None else None for t in outputs)
+                if entry.backward is None or all(g is None for g in outs):
+                    continue
+                result = entry.backward(outs)
             if not isinstance(result, (tuple, list)):
                 result = (result,)
             for t, g in zip(entry.args, result):
-                if g is None or t is None or not t.tracked:
-                    if t is not None and t._freed and g is not None:
-                        raise RuntimeError(_RELEASED)
+                if g is None or t is None:
                     continue
-                if t._entry is None:
-                    _accumulate(t, g)
-                else:
+                if t._entry is not None:
                     key = id(t)
-                    grads[key] = grads[key] + g if key in grads else g
+                    prev = grads.get(key)
+                    grads[key] = g if prev is None else prev + g
+                elif t.requires_grad:
+                    _accumulate(t, g)
+                elif t._freed:
+                    raise RuntimeError(_RELEASED)
         if self._entry is None and self.requires_grad:
             _accumulate(self, grad)
-        _release(self)
+        _release(entries)
 
 
 _RELEASED = ("backward() reached a value whose tape an earlier backward() already released (a second "
@@ -108,20 +120,24 @@ def _accumulate(t: Tensor, g: np.ndarray) -> None:
 
 
 def _reachable(root: Tensor) -> list[Entry]:
-    seen: dict[int, Entry] = {}
+    """The entries the root's value depends on, newest first (the order backward visits them)."""
+    seen: set[int] = set()
+    found: list[Entry] = []
     stack = [root]
+    pop, push = stack.pop, stack.extend
     while stack:
-        t = stack.pop()
-        e = t._entry
+        e = pop()._entry
         if e is None or id(e) in seen:
             continue
-        seen[id(e)] = e
-        stack.extend(a for a in e.args if a is not None)
-    return sorted(seen.values(), key=lambda e: e.seq, reverse=True)
+        seen.add(id(e))
+        found.append(e)
+        push([a for a in e.args if a is not None and a._entry is not None])
+    found.sort(key=_by_seq, reverse=True)
+    return found
 
 
-def _release(root: Tensor) -> None:
-    for e in _reachable(root):
+def _release(entries: list[Entry]) -> None:
+    for e in entries:
         for t in e.outputs:
             if t is not None:
                 t._entry = None

@@ -28,7 +28,7 @@ from numpy.lib.stride_tricks import as_strided
 from compiler.ops.convolution import (adaptive_windows, conv_out, conv_pads, pool_geometry,
                                       transpose_base, transpose_output_padding, tup)
 
-from .. import parallel
+from .. import parallel, threads
 from .registry import Ctx, kernel
 
 _BLOCK = 4 << 20            # bytes of im2col columns per block of samples (cache-sized, yet big 2-thread GEMMs)
@@ -311,7 +311,26 @@ def _igrad(gy: np.ndarray, w: np.ndarray, s, d, groups: int, full, lo, out) -> n
 
 # -- conv1d / conv2d / conv_transpose2d ---------------------------------------------------------------
 
+def _one_thread_if_small(kernel_fn, x: np.ndarray, weight: np.ndarray, positions: int):
+    """Run a convolution kernel (forward, and later its backward) with one BLAS thread when its GEMMs are
+    small in total (runtime.threads): `positions` output (conv) or input (transpose) positions per sample."""
+    work = (x.shape[0] * positions, weight.size, 1)          # m·k·n of the whole convolution
+    with threads.gemm(*work):
+        y, back = kernel_fn()
+
+    def backward(gy: np.ndarray):
+        with threads.gemm(*work):
+            return back(gy)
+
+    return y, backward
+
+
 def _conv(ctx: Ctx, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, nd: int):
+    positions = math.prod(-(-i // s) for i, s in zip(x.shape[2:], tup(ctx.attrs.stride, nd)))
+    return _one_thread_if_small(lambda: _conv_run(ctx, x, weight, bias, nd), x, weight, positions)
+
+
+def _conv_run(ctx: Ctx, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, nd: int):
     a = ctx.attrs
     k = weight.shape[2:]
     st, dl = tup(a.stride, nd), tup(a.dilation, nd)
@@ -356,6 +375,11 @@ def conv2d(ctx: Ctx, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None 
 
 @kernel("conv_transpose2d")
 def conv_transpose2d(ctx: Ctx, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None):
+    return _one_thread_if_small(lambda: _conv_transpose_run(ctx, x, weight, bias), x, weight,
+                                math.prod(x.shape[2:]))
+
+
+def _conv_transpose_run(ctx: Ctx, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None):
     a = ctx.attrs
     k = weight.shape[2:]
     st, dl, pd = tup(a.stride, 2), tup(a.dilation, 2), tup(a.padding, 2)

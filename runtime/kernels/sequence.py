@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import threads
 from .registry import Ctx, kernel
 
 
@@ -311,6 +312,22 @@ _CELLS = {"rnn": (_rnn_fwd, _rnn_bwd, 1), "lstm": (_lstm_fwd, _lstm_bwd, 4), "gr
 
 
 def _recurrent(kind: str, ctx: Ctx, x: np.ndarray, h0, c0, params: tuple):
+    """The layer, forward and backward, with one BLAS thread when its largest GEMM (the input projection
+    or a weight gradient over all steps) is small; the time loop's GEMMs are limited on their own."""
+    a = ctx.attrs
+    width = max(x.shape[-1], (2 if a.bidirectional else 1) * a.hidden_size)
+    biggest = (x.shape[0] * x.shape[1], width, _CELLS[kind][2] * a.hidden_size)
+    with threads.gemm(*biggest):
+        out, back = _recurrent_run(kind, ctx, x, h0, c0, params)
+
+    def backward(grads):
+        with threads.gemm(*biggest):
+            return back(grads)
+
+    return out, backward
+
+
+def _recurrent_run(kind: str, ctx: Ctx, x: np.ndarray, h0, c0, params: tuple):
     a = ctx.attrs
     fwd, bwd, ng = _CELLS[kind]
     lstm = kind == "lstm"
@@ -345,7 +362,8 @@ def _recurrent(kind: str, ctx: Ctx, x: np.ndarray, h0, c0, params: tuple):
                 cs = np.empty((T + 1, N, H), dt)
                 cs[start] = 0 if c0 is None else c0[k]
                 extra = (cs,)
-            cache = fwd(a, relu, A, p, hs, rev, *extra)
+            with threads.gemm(N, H, ng * H):             # the time loop: small GEMMs, one thread
+                cache = fwd(a, relu, A, p, hs, rev, *extra)
             oc = 0 if rev else 1
             if D == 2:
                 y[:, :, d * H:(d + 1) * H] = hs[oc:oc + T]
@@ -388,7 +406,8 @@ def _recurrent(kind: str, ctx: Ctx, x: np.ndarray, h0, c0, params: tuple):
                 dy = None if dY is None else dY[:, :, d * H:(d + 1) * H]
                 dhT = None if gh is None else gh[k]
                 more = (None if gc is None else gc[k],) if lstm else ()
-                dzx, dzh, dh_init, dc_init = bwd(a, relu, A, cache, p, hs, dy, dhT, rev, *extra, *more)
+                with threads.gemm(N, ng * H, H):
+                    dzx, dzh, dh_init, dc_init = bwd(a, relu, A, cache, p, hs, dy, dhT, rev, *extra, *more)
                 if need_h0:
                     dh0[k] = dh_init
                 if need_c0:

@@ -1,0 +1,76 @@
+"""BLAS threads chosen per GEMM size: small GEMMs run on one thread.
+
+OpenBLAS splits a GEMM over its threads from m·k·n ≈ 2.6e5 on, and the threads meet at a barrier after
+every call. On an idle machine that costs microseconds; on a loaded one a thread that has lost its core
+makes every other one wait for a scheduler slice, and a loop of small GEMMs collapses: an RNN's time loop
+(one [N, H] × [H, gates·H] GEMM per step) took 52-177 ms per GRU step at T ≥ 20 with two BLAS threads
+and 4-6 ms with one (docs/benchmarks.md, "Convolution and BLAS threads"). Big GEMMs keep every thread.
+
+    with threads.gemm(m, k, n):          # one thread if m·k·n < SMALL_GEMM, else unchanged
+        for t in range(T):
+            np.matmul(h, w, out=z)
+
+Regions nest: inside a one-thread region everything stays on one thread; a kernel limits its whole
+body by its largest GEMM and, when that one is big, its loops of small GEMMs on their own.
+
+The limit goes through threadpoolctl (an optional dependency, `pip install specc[threads]`); without
+it, or with SPECC_BLAS_POLICY=off, `gemm` changes nothing. Setting the thread count is one ctypes call
+(~2 µs), so the policy is applied around loops and per convolution, not per element.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import Iterator
+
+SMALL_GEMM = 1 << 26        # m·k·n under which one thread is used (~134 MFLOP: about 2 ms on one core)
+
+_controllers: list | None = None
+_single = False             # inside a single-thread region (nested regions do nothing)
+
+
+def enabled() -> bool:
+    """Whether the per-size policy is on: SPECC_BLAS_POLICY unset or "size"; "off" leaves BLAS alone."""
+    return os.environ.get("SPECC_BLAS_POLICY", "size").strip().lower() != "off"
+
+
+def _blas() -> list:
+    """threadpoolctl's controllers of the BLAS libraries loaded now ([] without threadpoolctl)."""
+    global _controllers
+    if _controllers is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _controllers = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
+        except Exception:                               # noqa: BLE001 - optional: fall back silently
+            _controllers = []
+    return _controllers
+
+
+@contextmanager
+def single() -> Iterator[None]:
+    """Run the block with one BLAS thread, then restore the previous counts."""
+    global _single
+    if _single or not enabled():
+        yield
+        return
+    saved = [(c, c.num_threads) for c in _blas()]
+    changed = [(c, n) for c, n in saved if n != 1]
+    for c, _ in changed:
+        c.set_num_threads(1)
+    _single = True
+    try:
+        yield
+    finally:
+        _single = False
+        for c, n in changed:
+            c.set_num_threads(n)
+
+
+_NOTHING = contextmanager(lambda: (yield))
+
+
+def gemm(m: int, k: int, n: int):
+    """A context for GEMMs of [m, k] × [k, n] (or smaller): one BLAS thread when they are small."""
+    if m * k * n < SMALL_GEMM:
+        return single()
+    return _NOTHING()
