@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import math
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
@@ -47,13 +48,15 @@ class TorchOptimizer:
         self.params = dict(named_torch)
         groups = [{"params": [self.params[n] for n in g["params"]]} for g in self.spec.param_groups]
         g0 = self.spec.param_groups[0]
+        self.fused = _fusable(self.params.values())
+        impl = {"fused": True} if self.fused else {}
         if isinstance(self.spec, optim.SGD):
             self.opt = torch.optim.SGD(groups, lr=g0["lr"], momentum=g0["momentum"], dampening=g0["dampening"],
-                                       weight_decay=g0["weight_decay"], nesterov=g0["nesterov"], foreach=False)
+                                       weight_decay=g0["weight_decay"], nesterov=g0["nesterov"], **impl)
         else:
             cls = torch.optim.AdamW if isinstance(self.spec, optim.AdamW) else torch.optim.Adam
             self.opt = cls(groups, lr=g0["lr"], betas=tuple(g0["betas"]), eps=g0["eps"],
-                           weight_decay=g0["weight_decay"], foreach=False)
+                           weight_decay=g0["weight_decay"], **impl)
         self.sync()
 
     def sync(self) -> None:
@@ -94,8 +97,8 @@ class TorchOptimizer:
             p = self.params[name]
             st: dict[str, Any] = {}
             for k, v in slots.items():
-                if k == "step":
-                    st[k] = torch.tensor(float(v), dtype=torch.float32)
+                if k == "step":               # the fused kernels keep it on the parameter's device
+                    st[k] = torch.tensor(float(v), dtype=torch.float32, device=p.device if self.fused else "cpu")
                 else:
                     st[k] = torch.from_numpy(np.array(v, copy=True)).to(device=p.device, dtype=p.dtype)
             if st:
@@ -168,8 +171,6 @@ class TorchBackend:
         try:
             outs = self._forward(refs, feed)
             total = _weighted(outs, ph.terms) if self.world == 1 else self._weighted_share(outs, ph.terms)
-            if not bool(torch.isfinite(total)):
-                self._diverged(refs, feed, where)
             (self.scaler.scale(total) if self.scaler is not None else total).backward()
         finally:
             for p in others:
@@ -182,14 +183,27 @@ class TorchBackend:
                 torch.nn.utils.clip_grad_norm_(params, self.clip.max_norm)
             else:
                 torch.nn.utils.clip_grad_value_(params, self.clip.value)
-        if self.scaler is None:               # fp16: the scaler skips steps with overflowed gradients
-            bad = [n for n, p in ph.params.items() if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
-            if bad:
-                raise_bad_grads(bad, where)
+        self._check_finite(total, ph, refs, feed, where)
         ph.optimizer.step(self.scaler)
         if self.world > 1:
             outs = self._whole_batch(outs, refs, ph.terms)
         return {k: _numpy(outs[k]) for k in refs}
+
+    def _check_finite(self, total: torch.Tensor, ph: Phase, refs: list[str], feed: dict[str, np.ndarray],
+                      where: Any) -> None:
+        """Stop before the optimiser step when the objective or a gradient is NaN or infinite. One test (and
+        one wait for the device) per step: the sum of the objective and of every gradient's sum, in which NaN
+        and inf propagate; only when it fails, the exact tests. Backward has run on a non-finite objective
+        by then (harmless: nothing is stepped; and under DDP every process reaches the all-reduce). With
+        fp16 the gradients are not tested: the scaler skips the steps whose gradients overflowed."""
+        grads = [] if self.scaler is not None else [p.grad for p in ph.params.values() if p.grad is not None]
+        if math.isfinite(float(torch.stack([total.detach().float()] + [g.sum() for g in grads]).sum())):
+            return
+        if not math.isfinite(float(total.detach())):
+            self._diverged(refs, feed, where)
+        bad = _nonfinite_grads(ph.params) if self.scaler is None else []
+        if bad:
+            raise_bad_grads(bad, where)
 
     # -- data parallel --------------------------------------------------------------------------
     def shard(self, feed: dict[str, np.ndarray], n: int, batched: Any) -> dict[str, np.ndarray]:
@@ -302,6 +316,19 @@ def _weighted(outs: dict[str, torch.Tensor], terms: dict[str, float]) -> torch.T
     if len(terms) == 1 and next(iter(terms.values())) == 1.0:
         return outs[next(iter(terms))].float()
     return sum(w * outs[r].float() for r, w in terms.items())
+
+
+def _fusable(params: Iterable[torch.Tensor]) -> bool:
+    """torch.optim's fused kernels (one kernel per step for all parameters; the same update rule, within a
+    float32 rounding) take floating-point parameters on CPU and CUDA; elsewhere torch's default is used."""
+    params = list(params)
+    return bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+
+
+def _nonfinite_grads(params: Mapping[str, torch.Tensor]) -> list[str]:
+    """The parameters whose gradient holds a NaN or an infinity (element-wise: a sum of finite values can
+    overflow on its own)."""
+    return [n for n, p in params.items() if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
 
 
 def _numpy(v: torch.Tensor) -> np.ndarray:
