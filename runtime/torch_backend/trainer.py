@@ -115,7 +115,8 @@ class TorchBackend:
         """`world` > 1: one of a data-parallel run (torch.distributed already initialised, distributed.py)."""
         if precision not in PRECISIONS:
             raise UserError(f"unknown precision '{precision}'", hint="use fp32, bf16 or fp16", code=2)
-        self.rank, self.world, self.ddp = rank, world, None
+        self.rank, self.world = rank, world
+        self.ddp: dict[int, tuple[Any, Any]] = {}        # id(phase) -> (its Export, its DDP wrapper)
         self.sizes: list[int] = [0]
         self.np_model = np_model
         self.model = TorchModel(np_model.graph, device)
@@ -129,9 +130,6 @@ class TorchBackend:
     def prepare(self, plan: Plan, cfg: Any) -> None:
         self.clip = cfg.grad_clip
         self.plan = plan
-        if self.world > 1 and len(plan.phases) > 1:
-            raise UserError("--nproc: data-parallel training of a spec with phases (a GAN) is not supported yet",
-                            hint="train it in one process (without --nproc)", code=2)
         if self.precision == "fp16":
             self.scaler = torch.amp.GradScaler(self.model.device.type)
 
@@ -169,7 +167,7 @@ class TorchBackend:
         for p in others:                      # only the phase's parameters get gradients
             p.requires_grad_(False)
         try:
-            outs = self._forward(refs, feed)
+            outs = self._forward(ph, refs, feed)
             total = _weighted(outs, ph.terms) if self.world == 1 else self._weighted_share(outs, ph.terms)
             (self.scaler.scale(total) if self.scaler is not None else total).backward()
         finally:
@@ -215,33 +213,47 @@ class TorchBackend:
         b = a + self.sizes[self.rank]
         return {k: v[a:b] if k in batched else v for k, v in feed.items()}
 
-    def _forward(self, refs: list[str], feed: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    def _forward(self, ph: Phase, refs: list[str], feed: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         if self.world == 1:
             with self._autocast():
                 return self.model.forward(outputs=refs, **feed)
-        exp, mod = self.model.module_for(self.plan.refs)      # one module, one DDP wrapper, every step
-        if self.ddp is None:
-            from torch.nn.parallel import DistributedDataParallel
-            ids = [self.model.device.index] if self.model.device.type == "cuda" else None
-            self.ddp = DistributedDataParallel(mod, device_ids=ids, find_unused_parameters=not self._all_used())
+        exp, ddp = self._ddp_for(ph)
         args = [self.model.tensor(k, feed[k]) for k in exp.inputs]
         with self._autocast():
-            out = self.ddp(*args)
+            out = ddp(*args)
         return dict(zip(exp.outputs, out if len(exp.outputs) > 1 else (out,)))
 
-    def _all_used(self) -> bool:
-        """Whether the objective reaches every trainable parameter (else DDP must look for unused ones)."""
+    def _ddp_for(self, ph: Phase) -> tuple[Any, Any]:
+        """One DDP wrapper per phase, built on first use: its module returns the phase's objective terms (and
+        the metrics' predict/target for the first phase), its reducer all-reduces the phase's parameters only
+        (the others are in DDP's ignore list: a GAN's discriminator step leaves the generator's gradients
+        alone, and the reverse). A phase's backward fires the hooks of its own wrapper only: the other
+        phases' parameters do not require gradients during it (TorchBackend.step)."""
+        if id(ph) not in self.ddp:
+            from torch.nn.parallel import DistributedDataParallel
+            plan = self.plan
+            metrics = [plan.predict, plan.target] if ph is plan.phases[0] and plan.predict and plan.target else []
+            exp, mod = self.model.module_for(list(dict.fromkeys([*ph.terms, *metrics])))
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+                mod, [n for n in self.params if n not in ph.params])
+            ids = [self.model.device.index] if self.model.device.type == "cuda" else None
+            self.ddp[id(ph)] = (exp, DistributedDataParallel(mod, device_ids=ids,
+                                                             find_unused_parameters=not self._all_used(ph)))
+        return self.ddp[id(ph)]
+
+    def _all_used(self, ph: Phase) -> bool:
+        """Whether the phase's objective reaches each of the phase's parameters (else DDP must look for unused
+        ones every step, or it would wait for their gradients). A `detach` ends a path: no gradient passes."""
         g = self.np_model.graph
         need: set[str] = set()
-        stack = [g.ref_of(r).node for r in self.plan.phases[0].terms]
+        stack = [g.ref_of(r).node for r in ph.terms]
         while stack:
             n = stack.pop()
             if n not in need:
                 need.add(n)
-                if g.has_node(n):
+                if g.has_node(n) and g.node(n).op != "detach":
                     stack.extend(r.node for r in g.node(n).inputs if r is not None)
-        trainable = self.np_model.parameters()
-        return all(node.name in need for name, (_spec, node) in g.params().items() if name in trainable)
+        return all(node.name in need for name, (_spec, node) in g.params().items() if name in ph.params)
 
     def _share(self, ref: str) -> float:
         """This process's part of the batch's value of a term: n_rank / n of a mean, all of a sum."""
