@@ -330,6 +330,24 @@ def test_two_processes_train_as_one_with_the_global_batch_and_resume_exactly(tmp
     assert "--backend torch" in capsys.readouterr().err
 
 
+def test_fp16_with_the_fused_optimiser_trains_and_resumes_like_fp32(tmp_path):
+    """--precision fp16: autocast, a gradient scaler and the fused optimiser kernel (which then skips the
+    steps the scaler found overflowed): the epoch losses follow fp32's within fp16 rounding, and a last.npz
+    resumes (the scaler starts afresh)."""
+    from compiler.cli import main
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY)
+    x = np.random.default_rng(0).standard_normal((48, 6)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x, label=(x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0))
+    common = ["train", str(spec), "--data", str(tmp_path / "d.npz"), "--backend", "torch"]
+    assert main([*common, "--out", str(tmp_path / "a"), "--precision", "fp16", "--epochs", "1"]) == 0
+    assert main([*common, "--precision", "fp16", "--resume", str(tmp_path / "a" / "last.npz"), "--epochs", "2"]) == 0
+    assert main([*common, "--out", str(tmp_path / "b")]) == 0
+    half, full = (split(read_npz(tmp_path / d / "last.npz"))[1]["history"] for d in ("a", "b"))
+    assert len(half) == len(full) == 2 and half[1]["train.loss"] < half[0]["train.loss"]
+    np.testing.assert_allclose([r["train.loss"] for r in half], [r["train.loss"] for r in full], rtol=1e-2)
+
+
 TINY_GAN = """specc: 1
 name: tiny_gan
 inputs:
