@@ -8,7 +8,8 @@ both driven by the one loop (runtime/loop.py).
 - Random nodes: dropout's keep rate and scaling, reparameterize's mean and spread, and noise inputs (drawn by
   the loop, so both backends see the same draws and a GAN trains identically).
 - Checkpoints: a last.npz of either backend resumes on the other and ends with the weights of an
-  uninterrupted run; best.npz evaluates and exports on both; the CLI flags.
+  uninterrupted run; best.npz evaluates and exports on both; the CLI flags; fp16.
+- Data parallel (--nproc 2, gloo): a plain spec and a GAN's phases train as one process with the global batch.
 """
 from __future__ import annotations
 
