@@ -8,7 +8,8 @@ both driven by the one loop (runtime/loop.py).
 - Random nodes: dropout's keep rate and scaling, reparameterize's mean and spread, and noise inputs (drawn by
   the loop, so both backends see the same draws and a GAN trains identically).
 - Checkpoints: a last.npz of either backend resumes on the other and ends with the weights of an
-  uninterrupted run; best.npz evaluates and exports on both; the CLI flags.
+  uninterrupted run; best.npz evaluates and exports on both; the CLI flags; fp16.
+- Data parallel (--nproc 2, gloo): a plain spec and a GAN's phases train as one process with the global batch.
 """
 from __future__ import annotations
 
@@ -337,6 +338,88 @@ def test_two_processes_train_as_one_with_the_global_batch_and_resume_exactly(tmp
                                    rtol=1e-4, err_msg=col)
     assert main(["train", str(spec), "--nproc", "2"]) == 2                # needs --backend torch
     assert "--backend torch" in capsys.readouterr().err
+
+
+def test_fp16_with_the_fused_optimiser_trains_and_resumes_like_fp32(tmp_path):
+    """--precision fp16: autocast, a gradient scaler and the fused optimiser kernel (which then skips the
+    steps the scaler found overflowed): the epoch losses follow fp32's within fp16 rounding, and a last.npz
+    resumes (the scaler starts afresh)."""
+    from cli.main import main
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY)
+    x = np.random.default_rng(0).standard_normal((48, 6)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x, label=(x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0))
+    common = ["train", str(spec), "--data", str(tmp_path / "d.npz"), "--backend", "torch"]
+    assert main([*common, "--out", str(tmp_path / "a"), "--precision", "fp16", "--epochs", "1"]) == 0
+    assert main([*common, "--precision", "fp16", "--resume", str(tmp_path / "a" / "last.npz"), "--epochs", "2"]) == 0
+    assert main([*common, "--out", str(tmp_path / "b")]) == 0
+    half, full = (split(read_npz(tmp_path / d / "last.npz"))[1]["history"] for d in ("a", "b"))
+    assert len(half) == len(full) == 2 and half[1]["train.loss"] < half[0]["train.loss"]
+    np.testing.assert_allclose([r["train.loss"] for r in half], [r["train.loss"] for r in full], rtol=1e-2)
+
+
+TINY_GAN = """specc: 1
+name: tiny_gan
+inputs:
+  real: [N, 4]
+  noise: [N, 3]
+blocks:
+  critic:
+    layers:
+      - {op: linear, name: fc1, out_features: 8}
+      - {op: leaky_relu, name: act, negative_slope: 0.2}
+      - {op: linear, name: fc2, out_features: 1}
+layers:
+  - {op: linear, name: gen1, in: noise, out_features: 8}
+  - {op: tanh, name: gen_act}
+  - {op: linear, name: gen, out_features: 4}
+  - {op: detach, name: fake_detached, in: gen}
+  - {use: critic, name: disc, in: real}
+  - {call: disc, name: disc_fake, in: fake_detached}
+  - {call: disc, name: disc_gen, in: gen}
+  - {op: constant, name: one, value: [[1.0]]}
+  - {op: expand, name: ones, in: one, shape: [N, 1]}
+  - {op: constant, name: zero, value: [[0.0]]}
+  - {op: expand, name: zeros, in: zero, shape: [N, 1]}
+  - {op: bce_with_logits, name: d_real, in: [disc, ones]}
+  - {op: bce_with_logits, name: d_fake, in: [disc_fake, zeros]}
+  - {op: add, name: d_loss, in: [d_real, d_fake]}
+  - {op: bce_with_logits, name: g_loss, in: [disc_gen, ones]}
+outputs: {fake: gen}
+train:
+  phases:
+    - {objective: d_loss, update: ["disc.*"], steps: 2}
+    - {objective: g_loss, update: ["gen*"], optimizer: {type: sgd, lr: 0.05, momentum: 0.9}}
+  noise: {noise: normal}
+  optimizer: {type: adam, lr: 0.01}
+  batch_size: 8
+  epochs: 2
+"""
+
+
+def test_two_processes_train_a_gan_phase_by_phase_as_one(tmp_path):
+    """--nproc 2 with phases (one DDP wrapper per phase, each reducing its own parameters): a GAN without
+    batch norm, the discriminator stepped twice per batch (Adam), the generator once (SGD), 37 samples in
+    batches of 8 (the last, 5, split 3 + 2), noise drawn per batch: after 2 epochs the weights and the
+    per-phase losses are those of one process with the same global batch."""
+    from cli.main import main
+    spec = tmp_path / "gan.yaml"
+    spec.write_text(TINY_GAN)
+    real = np.tanh(np.random.default_rng(0).standard_normal((37, 4)) + 0.5).astype(np.float32)
+    np.savez(tmp_path / "d.npz", real=real)
+    common = ["train", str(spec), "--data", str(tmp_path / "d.npz"), "--backend", "torch"]
+    assert main([*common, "--nproc", "2", "--out", str(tmp_path / "ddp")]) == 0
+    assert main([*common, "--out", str(tmp_path / "one")]) == 0
+    ddp, one = (split(read_npz(tmp_path / d / "last.npz")) for d in ("ddp", "one"))
+    assert set(one[0]) == {"gen1.weight", "gen1.bias", "gen.weight", "gen.bias", "disc.fc1.weight",
+                           "disc.fc1.bias", "disc.fc2.weight", "disc.fc2.bias"}
+    start = runtime.Model(compiler.compile_file(spec), seed=0).state_dict()
+    for k, v in one[0].items():
+        assert np.abs(v - start[k]).max() > 1e-3, f"{k} did not train"
+        np.testing.assert_allclose(ddp[0][k], v, rtol=1e-4, atol=1e-6, err_msg=k)
+    for key in ("train.d_loss", "train.g_loss"):
+        np.testing.assert_allclose([r[key] for r in ddp[1]["history"]], [r[key] for r in one[1]["history"]],
+                                   rtol=1e-5, err_msg=key)
 
 
 def test_a_diverging_run_stops_with_the_numpy_message(tmp_path, capsys):

@@ -113,7 +113,8 @@ class TorchModel:
             share_tensors(mod, self.module)
             self._other[key] = (exp, mod)
         exp, mod = self._other[key]
-        mod.train(self.module.training)
+        if mod.training != self.module.training:      # (train() walks every submodule: not on every step)
+            mod.train(self.module.training)
         return exp, mod
 
     def forward(self, outputs: list[str] | None = None, **inputs: Any) -> dict[str, torch.Tensor]:

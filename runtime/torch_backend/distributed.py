@@ -5,18 +5,22 @@
         -m cli train SPEC --backend torch                            # 8 processes on 2 machines
 
 `--nproc N` starts N processes with torch.multiprocessing.spawn, each given torch's standard environment
-(MASTER_ADDR/MASTER_PORT on localhost, RANK, WORLD_SIZE, LOCAL_RANK); under torchrun that environment
-is already there and the command runs as one of its processes. Every process then joins the process
-group (`init_method="env://"`; gloo on CPU, NCCL on GPUs) and runs the one training loop with the model
-wrapped in DistributedDataParallel, which all-reduces the gradients. All processes draw the same global
+(RANK, WORLD_SIZE, LOCAL_RANK) and a rendezvous file in a fresh temporary folder (SPECC_DIST_INIT=file://...,
+torch's FileStore): no TCP port is chosen, so no other program can take it between its choice and its
+use (a port found free and then bound by the processes could be taken meanwhile on a busy machine).
+Under torchrun the environment (MASTER_ADDR/MASTER_PORT too) is already there and the command runs as one
+of its processes (`init_method="env://"`). Every process then joins the process group (gloo on CPU,
+NCCL on GPUs) and runs the one training loop with the model wrapped in DistributedDataParallel (one
+wrapper per phase of the train section), which all-reduces the gradients. All processes draw the same global
 permutation, augmentation and noise (the same seeds); each trains on its slice of every global batch
 (runtime/torch_backend/trainer.py: TorchBackend.shard). Only rank 0 writes checkpoints, history and logs.
 """
 from __future__ import annotations
 
 import os
-import socket
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -41,7 +45,11 @@ def init(device: str) -> tuple[int, int, str]:
         torch.cuda.set_device(local)
         device = f"cuda:{local}"
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo", init_method="env://")
+        url = os.environ.get(INIT_VAR)
+        if url:
+            dist.init_process_group("nccl" if cuda else "gloo", init_method=url, rank=rank, world_size=world)
+        else:
+            dist.init_process_group("nccl" if cuda else "gloo", init_method="env://")
     return rank, world, "cpu" if not cuda else device
 
 
@@ -50,29 +58,27 @@ def finish() -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+INIT_VAR = "SPECC_DIST_INIT"
 
 
 def launch(main: Callable[[list[str]], int], argv: list[str], nproc: int) -> int:
     """Run `main(argv)` (the `specc` command line's entry point, passed in: the runtime does not import the
     command line) in `nproc` processes on this machine; the first non-zero exit code, else 0."""
     import torch.multiprocessing as mp
-    port = _free_port()
-    try:
-        mp.spawn(_worker, args=(main, argv, nproc, port), nprocs=nproc, join=True)
-    except mp.ProcessExitedException as e:
-        return int(e.exit_code or 1)
-    except mp.ProcessRaisedException as e:
-        raise UserError(f"a training process failed: {str(e).strip().splitlines()[-1]}") from None
+    with tempfile.TemporaryDirectory(prefix="specc-ddp-") as tmp:
+        url = Path(tmp, "rendezvous").as_uri()          # the processes create it; removed with the folder
+        try:
+            mp.spawn(_worker, args=(main, argv, nproc, url), nprocs=nproc, join=True)
+        except mp.ProcessExitedException as e:
+            return int(e.exit_code or 1)
+        except mp.ProcessRaisedException as e:
+            raise UserError(f"a training process failed: {str(e).strip().splitlines()[-1]}") from None
     return 0
 
 
-def _worker(rank: int, main: Callable[[list[str]], int], argv: list[str], world: int, port: int) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
+def _worker(rank: int, main: Callable[[list[str]], int], argv: list[str], world: int, url: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
+    os.environ[INIT_VAR] = url
     if "OMP_NUM_THREADS" not in os.environ:          # as torchrun: the cores are shared by the processes
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     code = main(argv)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import math
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
@@ -47,13 +48,15 @@ class TorchOptimizer:
         self.params = dict(named_torch)
         groups = [{"params": [self.params[n] for n in g["params"]]} for g in self.spec.param_groups]
         g0 = self.spec.param_groups[0]
+        self.fused = _fusable(self.params.values())
+        impl = {"fused": True} if self.fused else {}
         if isinstance(self.spec, optim.SGD):
             self.opt = torch.optim.SGD(groups, lr=g0["lr"], momentum=g0["momentum"], dampening=g0["dampening"],
-                                       weight_decay=g0["weight_decay"], nesterov=g0["nesterov"], foreach=False)
+                                       weight_decay=g0["weight_decay"], nesterov=g0["nesterov"], **impl)
         else:
             cls = torch.optim.AdamW if isinstance(self.spec, optim.AdamW) else torch.optim.Adam
             self.opt = cls(groups, lr=g0["lr"], betas=tuple(g0["betas"]), eps=g0["eps"],
-                           weight_decay=g0["weight_decay"], foreach=False)
+                           weight_decay=g0["weight_decay"], **impl)
         self.sync()
 
     def sync(self) -> None:
@@ -94,8 +97,8 @@ class TorchOptimizer:
             p = self.params[name]
             st: dict[str, Any] = {}
             for k, v in slots.items():
-                if k == "step":
-                    st[k] = torch.tensor(float(v), dtype=torch.float32)
+                if k == "step":               # the fused kernels keep it on the parameter's device
+                    st[k] = torch.tensor(float(v), dtype=torch.float32, device=p.device if self.fused else "cpu")
                 else:
                     st[k] = torch.from_numpy(np.array(v, copy=True)).to(device=p.device, dtype=p.dtype)
             if st:
@@ -112,7 +115,8 @@ class TorchBackend:
         """`world` > 1: one of a data-parallel run (torch.distributed already initialised, distributed.py)."""
         if precision not in PRECISIONS:
             raise UserError(f"unknown precision '{precision}'", hint="use fp32, bf16 or fp16", code=2)
-        self.rank, self.world, self.ddp = rank, world, None
+        self.rank, self.world = rank, world
+        self.ddp: dict[int, tuple[Any, Any]] = {}        # id(phase) -> (its Export, its DDP wrapper)
         self.sizes: list[int] = [0]
         self.np_model = np_model
         self.model = TorchModel(np_model.graph, device)
@@ -127,9 +131,6 @@ class TorchBackend:
     def prepare(self, plan: Plan, cfg: Any) -> None:
         self.clip = cfg.grad_clip
         self.plan = plan
-        if self.world > 1 and len(plan.phases) > 1:
-            raise UserError("--nproc: data-parallel training of a spec with phases (a GAN) is not supported yet",
-                            hint="train it in one process (without --nproc)", code=2)
         if self.precision == "fp16":
             self.scaler = torch.amp.GradScaler(self.model.device.type)
 
@@ -167,10 +168,8 @@ class TorchBackend:
         for p in others:                      # only the phase's parameters get gradients
             p.requires_grad_(False)
         try:
-            outs = self._forward(refs, feed)
+            outs = self._forward(ph, refs, feed)
             total = _weighted(outs, ph.terms) if self.world == 1 else self._weighted_share(outs, ph.terms)
-            if not bool(torch.isfinite(total)):
-                self._diverged(refs, feed, where)
             (self.scaler.scale(total) if self.scaler is not None else total).backward()
         finally:
             for p in others:
@@ -179,10 +178,7 @@ class TorchBackend:
         if self.scaler is not None:
             self.scaler.unscale_(ph.optimizer.opt)
         self._clip(params, getattr(where, "log", False))
-        if self.scaler is None:               # fp16: the scaler skips steps with overflowed gradients
-            bad = [n for n, p in ph.params.items() if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
-            if bad:
-                raise_bad_grads(bad, where)
+        self._check_finite(total, ph, refs, feed, where)
         ph.optimizer.step(self.scaler)
         if self.world > 1:
             outs = self._whole_batch(outs, refs, ph.terms)
@@ -204,6 +200,22 @@ class TorchBackend:
         if clip is not None:
             torch.nn.utils.clip_grad_value_(params, clip.value)
 
+    def _check_finite(self, total: torch.Tensor, ph: Phase, refs: list[str], feed: dict[str, np.ndarray],
+                      where: Any) -> None:
+        """Stop before the optimiser step when the objective or a gradient is NaN or infinite. One test (and
+        one wait for the device) per step: the sum of the objective and of every gradient's sum, in which NaN
+        and inf propagate; only when it fails, the exact tests. Backward has run on a non-finite objective
+        by then (harmless: nothing is stepped; and under DDP every process reaches the all-reduce). With
+        fp16 the gradients are not tested: the scaler skips the steps whose gradients overflowed."""
+        grads = [] if self.scaler is not None else [p.grad for p in ph.params.values() if p.grad is not None]
+        if math.isfinite(float(torch.stack([total.detach().float()] + [g.sum() for g in grads]).sum())):
+            return
+        if not math.isfinite(float(total.detach())):
+            self._diverged(refs, feed, where)
+        bad = _nonfinite_grads(ph.params) if self.scaler is None else []
+        if bad:
+            raise_bad_grads(bad, where)
+
     # -- data parallel --------------------------------------------------------------------------
     def shard(self, feed: dict[str, np.ndarray], n: int, batched: Any) -> dict[str, np.ndarray]:
         """This process's rows of a global batch of n: np.array_split's rank-th piece."""
@@ -214,33 +226,47 @@ class TorchBackend:
         b = a + self.sizes[self.rank]
         return {k: v[a:b] if k in batched else v for k, v in feed.items()}
 
-    def _forward(self, refs: list[str], feed: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    def _forward(self, ph: Phase, refs: list[str], feed: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
         if self.world == 1:
             with self._autocast():
                 return self.model.forward(outputs=refs, **feed)
-        exp, mod = self.model.module_for(self.plan.refs)      # one module, one DDP wrapper, every step
-        if self.ddp is None:
-            from torch.nn.parallel import DistributedDataParallel
-            ids = [self.model.device.index] if self.model.device.type == "cuda" else None
-            self.ddp = DistributedDataParallel(mod, device_ids=ids, find_unused_parameters=not self._all_used())
+        exp, ddp = self._ddp_for(ph)
         args = [self.model.tensor(k, feed[k]) for k in exp.inputs]
         with self._autocast():
-            out = self.ddp(*args)
+            out = ddp(*args)
         return dict(zip(exp.outputs, out if len(exp.outputs) > 1 else (out,)))
 
-    def _all_used(self) -> bool:
-        """Whether the objective reaches every trainable parameter (else DDP must look for unused ones)."""
+    def _ddp_for(self, ph: Phase) -> tuple[Any, Any]:
+        """One DDP wrapper per phase, built on first use: its module returns the phase's objective terms (and
+        the metrics' predict/target for the first phase), its reducer all-reduces the phase's parameters only
+        (the others are in DDP's ignore list: a GAN's discriminator step leaves the generator's gradients
+        alone, and the reverse). A phase's backward fires the hooks of its own wrapper only: the other
+        phases' parameters do not require gradients during it (TorchBackend.step)."""
+        if id(ph) not in self.ddp:
+            from torch.nn.parallel import DistributedDataParallel
+            plan = self.plan
+            metrics = [plan.predict, plan.target] if ph is plan.phases[0] and plan.predict and plan.target else []
+            exp, mod = self.model.module_for(list(dict.fromkeys([*ph.terms, *metrics])))
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+                mod, [n for n in self.params if n not in ph.params])
+            ids = [self.model.device.index] if self.model.device.type == "cuda" else None
+            self.ddp[id(ph)] = (exp, DistributedDataParallel(mod, device_ids=ids,
+                                                             find_unused_parameters=not self._all_used(ph)))
+        return self.ddp[id(ph)]
+
+    def _all_used(self, ph: Phase) -> bool:
+        """Whether the phase's objective reaches each of the phase's parameters (else DDP must look for unused
+        ones every step, or it would wait for their gradients). A `detach` ends a path: no gradient passes."""
         g = self.np_model.graph
         need: set[str] = set()
-        stack = [g.ref_of(r).node for r in self.plan.phases[0].terms]
+        stack = [g.ref_of(r).node for r in ph.terms]
         while stack:
             n = stack.pop()
             if n not in need:
                 need.add(n)
-                if g.has_node(n):
+                if g.has_node(n) and g.node(n).op != "detach":
                     stack.extend(r.node for r in g.node(n).inputs if r is not None)
-        trainable = self.np_model.parameters()
-        return all(node.name in need for name, (_spec, node) in g.params().items() if name in trainable)
+        return all(node.name in need for name, (_spec, node) in g.params().items() if name in ph.params)
 
     def _share(self, ref: str) -> float:
         """This process's part of the batch's value of a term: n_rank / n of a mean, all of a sum."""
@@ -315,6 +341,19 @@ def _weighted(outs: dict[str, torch.Tensor], terms: dict[str, float]) -> torch.T
     if len(terms) == 1 and next(iter(terms.values())) == 1.0:
         return outs[next(iter(terms))].float()
     return sum(w * outs[r].float() for r, w in terms.items())
+
+
+def _fusable(params: Iterable[torch.Tensor]) -> bool:
+    """torch.optim's fused kernels (one kernel per step for all parameters; the same update rule, within a
+    float32 rounding) take floating-point parameters on CPU and CUDA; elsewhere torch's default is used."""
+    params = list(params)
+    return bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+
+
+def _nonfinite_grads(params: Mapping[str, torch.Tensor]) -> list[str]:
+    """The parameters whose gradient holds a NaN or an infinity (element-wise: a sum of finite values can
+    overflow on its own)."""
+    return [n for n, p in params.items() if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
 
 
 def _numpy(v: torch.Tensor) -> np.ndarray:
