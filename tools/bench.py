@@ -264,26 +264,41 @@ def geomean(xs: list[float]) -> float:
 # ----------------------------------------------------------------------------------------------- runtime
 
 class Side:
-    """One model on both sides: specc's Model + SGD, torch_ref's module + torch.optim.SGD."""
+    """One model on both sides: specc's Model + SGD; the torch.nn module a user writes (tools/bench_models.py,
+    specc's state_dict loaded into it) + torch.optim.SGD. The torch_ref interpreter (parity only) is built on
+    demand, for the ONNX export comparison."""
 
-    def __init__(self, b: Bench):
+    def __init__(self, b: Bench, planned: bool = True):
         import torch
 
         import runtime
         from runtime.optim import SGD
-        from tools.torch_ref import TorchRef
+        from tools.bench_models import INPUTS, TARGET, build_torch_model, torch_loss
 
         self.b = b
         self.g = compile_bench(b)
         self.model = runtime.Model(self.g, seed=0)
-        self.ref = TorchRef(self.g, self.model.state_dict())
+        self.model.planned = planned
+        self.net = build_torch_model(b.key, self.model.state_dict())
         self.x = make_inputs(self.g, b)
         self.tx = {k: torch.from_numpy(v) for k, v in self.x.items()}
+        self.targs = [self.tx[k] for k in INPUTS[b.key]]
+        self.ttarget = self.tx[TARGET[b.key]]
+        self.tloss = lambda y: torch_loss(b.key, y, self.ttarget)
         self.opt = SGD(self.model.parameters(), lr=0.01, momentum=0.9)
-        self.topt = torch.optim.SGD(self.ref.parameters(), lr=0.01, momentum=0.9)
+        self.topt = torch.optim.SGD(self.net.parameters(), lr=0.01, momentum=0.9)
         self.torch = torch
         self.infer_x = {k: v for k, v in self.x.items() if k in self.model.plan(b.infer).inputs}
         self.infer_tx = {k: self.tx[k] for k in self.infer_x}
+        self._ref = None
+
+    @property
+    def ref(self):
+        """tools/torch_ref.py's interpreter of the same IR with the same weights (ONNX export only)."""
+        if self._ref is None:
+            from tools.torch_ref import TorchRef
+            self._ref = TorchRef(self.g, self.model.state_dict())
+        return self._ref
 
     def specc_train(self) -> None:
         m = self.model
@@ -294,11 +309,10 @@ class Side:
         self.opt.zero_grad()
 
     def torch_train(self) -> None:
-        r = self.ref
-        r.train()
+        n = self.net
+        n.train()
         self.topt.zero_grad(set_to_none=True)
-        out = r(outputs=[self.b.loss], **self.tx)
-        out[self.b.loss].backward()
+        self.tloss(n(*self.targs)).backward()
         self.topt.step()
 
     def specc_infer(self) -> None:
@@ -306,9 +320,9 @@ class Side:
         self.model(outputs=self.b.infer, **self.infer_x)
 
     def torch_infer(self) -> None:
-        self.ref.eval()
+        self.net.eval()
         with self.torch.inference_mode():
-            self.ref(outputs=self.b.infer, **self.infer_tx)
+            self.net(*self.targs)
 
 
 QUIET: tuple[float, float] | None = None      # (cores, max seconds): wait for other processes to calm down
@@ -374,7 +388,7 @@ def memory_child(lib: str, key: str, mode: str = "rss", steps: int = 5) -> dict:
     s = Side(BY_KEY[key])
     step = s.specc_train if lib == "specc" else s.torch_train
     if lib == "specc":                       # the torch side is only needed for the other child
-        del s.ref, s.topt
+        del s.net, s.topt
     else:
         del s.model, s.opt
     gc.collect()
@@ -886,29 +900,75 @@ def profile_step(key: str, steps: int = 10, top: int = 12) -> dict:
 
 # ----------------------------------------------------------------------------------------------- report
 
+def _cpuinfo() -> tuple[str, str, str]:
+    """(model name, vendor, the widest SIMD the CPU flags list) from /proc/cpuinfo."""
+    cpu, vendor, flags = "unknown", "unknown", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, val = line.partition(":")
+            key = key.strip()
+            if key == "model name" and cpu == "unknown":
+                cpu = val.strip()
+            elif key == "vendor_id" and vendor == "unknown":
+                vendor = val.strip()
+            elif key == "flags" and not flags:
+                flags = set(val.split())
+    except OSError:
+        pass
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "AVX" if "avx" in flags else "SSE"
+    return cpu, vendor, simd
+
+
+def _numpy_blas() -> str:
+    """NumPy's BLAS as loaded: library, version, the kernels it picked (threadpoolctl), threads."""
+    try:
+        from threadpoolctl import threadpool_info
+        for d in threadpool_info():
+            if d.get("user_api") == "blas":
+                return (f"{d.get('internal_api')} {d.get('version')}, {d.get('architecture')} kernels, "
+                        f"{d.get('num_threads')} threads")
+    except ImportError:
+        pass
+    try:
+        import numpy
+        cfg = numpy.show_config(mode="dicts")
+        return cfg["Build Dependencies"]["blas"]["name"] + " " + cfg["Build Dependencies"]["blas"]["version"]
+    except Exception:                                         # noqa: BLE001
+        return "?"
+
+
+def _torch_backends() -> str:
+    """PyTorch's math libraries (torch.__config__.show(): MKL, oneDNN) and its SIMD level."""
+    try:
+        import torch
+    except ImportError:
+        return "absent"
+    cfg = torch.__config__.show()
+    parts = []
+    for line in cfg.splitlines():
+        line = line.strip(" -")
+        if "Math Kernel Library Version" in line:
+            parts.append("MKL " + line.split("Version", 1)[1].split()[0])
+        elif line.startswith("Intel(R) MKL-DNN") or line.startswith("oneDNN"):
+            parts.append("oneDNN " + line.split()[-3 if "Git" in line else -1].lstrip("v"))
+        elif line.startswith("CPU capability usage"):
+            parts.append(line.split(":", 1)[1].strip() + " kernels")
+    return ", ".join(parts) + f", {torch.get_num_threads()} threads"
+
+
 def machine() -> dict:
     import numpy
 
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = dict(cpu=cpu, cores=os.cpu_count(), python=platform.python_version(), numpy=numpy.__version__,
-                platform=platform.platform())
+    cpu, vendor, simd = _cpuinfo()
+    info = dict(cpu=cpu, vendor=vendor, simd=simd, cores=os.cpu_count(), python=platform.python_version(),
+                numpy=numpy.__version__, platform=platform.platform())
     for mod in ("torch", "onnx", "onnxruntime"):
         try:
             info[mod] = __import__(mod).__version__
         except ImportError:
             info[mod] = "absent"
-    try:
-        cfg = numpy.show_config(mode="dicts")
-        info["blas"] = cfg["Build Dependencies"]["blas"]["name"] + " " + cfg["Build Dependencies"]["blas"]["version"]
-    except Exception:                                         # noqa: BLE001
-        info["blas"] = "?"
+    info["blas"] = _numpy_blas()
+    info["torch_math"] = _torch_backends()
     try:
         info["load"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     except OSError:
