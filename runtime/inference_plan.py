@@ -23,6 +23,7 @@ Escape hatch: `model.planned = False`, or SPECC_INFERENCE_PLAN=0 in the environm
 from __future__ import annotations
 
 import os
+import time
 from typing import Any, Callable
 
 import numpy as np
@@ -161,12 +162,15 @@ class InferencePlan:
                 s.free.append(k)
 
     # -- running ----------------------------------------------------------------------------
-    def run(self, env: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, env: dict[str, np.ndarray], profile: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+        """The requested outputs. With `profile`, each step's seconds are added to profile[its label]
+        (`label(step)`: the op, "conv2d+batch_norm", "relu in place", ...)."""
         params = {k: t.data for k, t in self.model._params.items()}
         vals: dict[Key, Any] = {(k, None): v for k, v in env.items()}
         fresh: set[Key] = set()              # values their producer allocated (no memory shared with its args)
         rng = self.model.rng
         for s in self.steps:
+            t0 = time.perf_counter() if profile is not None else 0.0
             args = [None if k is None else vals[k] for k in s.args]
             if s.kind == "skip":
                 vals[s.outs[0]] = args[0]
@@ -174,22 +178,28 @@ class InferencePlan:
                 vals[s.outs[0]] = self._in_place(s, args)
                 fresh.add(s.outs[0])
             else:
-                s.ctx.rng = rng
-                pv = [params[p] for p in s.params]
-                try:
-                    out = self._conv_bn(s, args, pv, params) if s.kind == "conv_bn" else \
-                        KERNELS[s.node.op](s.ctx, *args, *pv)[0]
-                except (ValueError, IndexError) as e:        # bad data reaching a kernel: as Model._run says it
-                    raise _data_error(s, args, pv, e) from None
-                outs = out if len(s.outs) > 1 else (out,)
-                for k, o in zip(s.outs, outs):
-                    vals[k] = o
-                    if isinstance(o, np.ndarray) and _owned(o, args, pv):
-                        fresh.add(k)
+                self._call(s, args, params, vals, fresh, rng)
             for k in s.free:
                 vals.pop(k, None)
                 fresh.discard(k)
+            if profile is not None:
+                lab = label(s)
+                profile[lab] = profile.get(lab, 0.0) + time.perf_counter() - t0
         return {name: vals[_key(r)] for name, r in self.refs.items()}
+
+    def _call(self, s: Step, args: list, params: dict[str, np.ndarray], vals: dict, fresh: set, rng: Any) -> None:
+        s.ctx.rng = rng
+        pv = [params[p] for p in s.params]
+        try:
+            out = self._conv_bn(s, args, pv, params) if s.kind == "conv_bn" else \
+                KERNELS[s.node.op](s.ctx, *args, *pv)[0]
+        except (ValueError, IndexError) as e:        # bad data reaching a kernel: as Model._run says it
+            raise _data_error(s, args, pv, e) from None
+        outs = out if len(s.outs) > 1 else (out,)
+        for k, o in zip(s.outs, outs):
+            vals[k] = o
+            if isinstance(o, np.ndarray) and _owned(o, args, pv):
+                fresh.add(k)
 
     @staticmethod
     def _fits(s: Step, args: list) -> bool:
@@ -239,6 +249,17 @@ class InferencePlan:
         y *= scale.reshape(shape)
         y += shift.reshape(shape)
         return y
+
+
+def label(s: Step) -> str:
+    """A step's kind for profiles: its op, or what the plan made of it."""
+    if s.kind == "conv_bn":
+        return f"{s.node.op}+batch_norm ({'folded' if s.fold else 'scaled'})"
+    if s.kind == "inplace":
+        return f"{s.node.op} (in place when allowed)"
+    if s.kind == "skip":
+        return f"{s.node.op} (skipped)"
+    return s.node.op
 
 
 def _data_error(s: Step, args: list, pv: list, e: Exception) -> Exception:

@@ -114,7 +114,8 @@ MODELS = [
 ]
 BY_KEY = {b.key: b for b in MODELS}
 
-TRAIN_TARGET, TRAIN_GEO_TARGET = 2.0, 1.5
+TRAIN_TARGET, TRAIN_GEO_TARGET = 1.5, 1.25      # issue 15: every model, geometric mean
+PLANNED = True                                    # specc's inference through runtime/inference_plan.py
 MEMORY_TARGET = 1.5
 ONNX_TARGET = 1.05
 
@@ -336,10 +337,10 @@ def _quiet() -> None:
 def run_runtime(models: list[Bench], quick: bool) -> dict:
     import torch
     torch.set_num_threads(THREADS)
-    budget, lo, hi, warm = (3.0, 3, 8, 1) if quick else (30.0, 9, 40, 2)
+    budget, lo, hi, warm = (3.0, 3, 8, 1) if quick else (11.0, 7, 30, 2)   # the 8 models in ~4 min when quiet
     rows = []
     for b in models:
-        s = Side(b)
+        s = Side(b, planned=PLANNED)
         _quiet()
         tr = compare(s.specc_train, s.torch_train, warm, budget, lo, hi)
         _quiet()
@@ -357,7 +358,7 @@ def run_runtime(models: list[Bench], quick: bool) -> dict:
               f"others busy {tr.others:.1f}/{inf.others:.1f} cores)", flush=True)
         del s
         gc.collect()
-    res = dict(rows=rows, threads=THREADS, train_geo=geomean([r["train_ratio"] for r in rows]),
+    res = dict(rows=rows, threads=THREADS, planned=PLANNED, train_geo=geomean([r["train_ratio"] for r in rows]),
                train_cpu_geo=geomean([r["train_cpu_ratio"] for r in rows]),
                infer_cpu_geo=geomean([r["infer_cpu_ratio"] for r in rows]),
                infer_geo=geomean([r["infer_ratio"] for r in rows]),
@@ -898,6 +899,78 @@ def profile_step(key: str, steps: int = 10, top: int = 12) -> dict:
     return res
 
 
+def gemm_rate(n: int = 1024, repeats: int = 7) -> dict:
+    """Measured float32 GEMM speed on this machine at THREADS threads: NumPy's BLAS and torch's (GFLOP/s,
+    best of `repeats` n×n×n products). The physical bound of a model is its FLOPs at this rate."""
+    import torch
+    torch.set_num_threads(THREADS)
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    out = {}
+    for name, fn in (("numpy", lambda: a @ b), ("torch", lambda: ta @ tb)):
+        fn()
+        out[name] = 2.0 * n ** 3 / min(_timed(fn) for _ in range(repeats)) / 1e9
+    return out
+
+
+def profile_infer(key: str, repeats: int = 10, rate: dict | None = None) -> dict:
+    """Where specc's inference time goes, per op kind (the plan's steps timed, median per kind over
+    `repeats` calls) beside torch.profiler's self CPU time per aten op of the torch.nn module under
+    inference_mode; and the physical bound: the model's forward FLOPs at the GEMM rate measured here."""
+    import torch
+    from runtime.inference_plan import plan_for
+    from tools.bench_models import forward_flops
+    torch.set_num_threads(THREADS)
+    s = Side(BY_KEY[key])
+    m = s.model.eval()
+    for _ in range(2):
+        s.specc_infer()
+        s.torch_infer()
+    plan = m.plan(s.b.infer)
+    env, symbols = m._bind_inputs(s.infer_x, plan)
+    ip = plan_for(m, plan, symbols)
+    arrays = {k: v.data for k, v in env.items()}
+    per: list[dict[str, float]] = []
+    for _ in range(repeats):
+        d: dict[str, float] = {}
+        gc.collect()
+        ip.run(arrays, profile=d)
+        per.append(d)
+    kinds = {k for d in per for k in d}
+    med = {k: statistics.median(d.get(k, 0.0) for d in per) for k in kinds}
+    counts: dict[str, int] = {}
+    from runtime.inference_plan import label
+    for st in ip.steps:
+        counts[label(st)] = counts.get(label(st), 0) + 1
+    t_specc = statistics.median(_timed(s.specc_infer) for _ in range(repeats))
+    t_torch = statistics.median(_timed(s.torch_infer) for _ in range(repeats))
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(repeats):
+            s.torch_infer()
+    avg = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:10]
+    flops = forward_flops(key, s.x)
+    rate = rate or gemm_rate()
+    res = dict(key=key, threads=THREADS, specc=t_specc, torch=t_torch, flops=flops, gemm=rate,
+               bound=flops / (rate["numpy"] * 1e9), bound_torch=flops / (rate["torch"] * 1e9),
+               ops=sorted(({"op": k, "ms": v * 1e3, "calls": counts.get(k, 0)} for k, v in med.items()),
+                          key=lambda r: -r["ms"]),
+               torch_ops=[{"op": e.key, "ms": e.self_cpu_time_total / 1e3 / repeats, "calls": e.count // repeats}
+                          for e in avg])
+    tot = sum(r["ms"] for r in res["ops"]) or 1.0
+    print(f"\n{key} inference: specc {t_specc * 1e3:.2f} ms, torch {t_torch * 1e3:.2f} ms (x{t_specc / t_torch:.2f}); "
+          f"{flops / 1e9:.3f} GFLOP forward; GEMM {rate['numpy']:.0f} GFLOP/s (NumPy) / {rate['torch']:.0f} (torch) "
+          f"-> bound {res['bound'] * 1e3:.2f} ms / {res['bound_torch'] * 1e3:.2f} ms")
+    print(f"  {'specc step kind':40s} {'ms':>8s} {'share':>6s} {'calls':>6s}")
+    for r in res["ops"]:
+        print(f"  {r['op']:40s} {r['ms']:8.3f} {r['ms'] / tot:6.0%} {r['calls']:6d}")
+    print("  torch, self CPU per aten op (per call of the model):")
+    for r in res["torch_ops"]:
+        print(f"  {r['op']:40s} {r['ms']:8.3f} ms {r['calls']:6d}")
+    return res
+
+
 # ----------------------------------------------------------------------------------------------- report
 
 def _cpuinfo() -> tuple[str, str, str]:
@@ -987,7 +1060,8 @@ def _mark(r: float, target: float) -> str:
 def render_runtime(res: dict, mem: dict | None) -> str:
     out = []
     for mode, what in (("train", "Training step (forward, loss, backward, SGD-momentum update)"),
-                       ("infer", "Inference (eval mode, no tape)")):
+                       ("infer", "Inference (specc: eval mode, " + ("the inference plan" if res.get("planned", True)
+                                 else "without the plan") + "; torch: eval() under torch.inference_mode())")):
         out += [f"{what}, {res.get('threads', 2)} thread(s):", "",
                 "| model | input | specc ms | torch ms | ratio | best-of ratio | CPU-time ratio | repeats "
                 "| others busy |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -1002,7 +1076,7 @@ def render_runtime(res: dict, mem: dict | None) -> str:
                "*ratio*: median over the repeats of specc time / torch time, the two measured back to back; "
                "*best-of*: best specc time / best torch time; *CPU-time ratio*: the same with process CPU time "
                "(every thread, spinning included); *others busy*: cores used by other processes meanwhile "
-               "(of 2).")
+               "(of 2). PyTorch side: the torch.nn modules of tools/bench_models.py with specc's weights loaded.")
     if mem:
         out += ["", f"Peak memory of LeNet-5 training, batch 64: the peak RSS of 5 training steps (from a freshly "
                 f"built model and optimiser, so the first step's allocations count) above the RSS before them, "
@@ -1126,6 +1200,43 @@ def render_profile(p: dict, top: int = 8) -> str:
     return "\n".join(out)
 
 
+def cpu_slug(info: dict) -> str:
+    """The key of a machine's tables: CPU model, vendor and SIMD level (a run on another CPU adds a table)."""
+    import re
+    text = f"{info['cpu']} {info['vendor']} {info['simd']}".lower().replace("(r)", "").replace("(tm)", "")
+    return re.sub(r"[^a-z0-9]+", "-", text).strip("-")
+
+
+def _insert_section(doc: str, name: str, body: str, after: str) -> str:
+    """Rewrite section `name` if the doc has it; else add it after the last section whose name starts with
+    `after` (so tables from other CPUs stay), or at the end."""
+    begin = f"<!-- bench:{name}:begin -->"
+    if begin in doc:
+        return _replace_section(doc, name, body)
+    marker = f"<!-- bench:{after}"
+    i = doc.rfind(marker)
+    if i < 0:
+        return _replace_section(doc, name, body)
+    j = doc.index(":end -->", i) + len(":end -->")
+    return doc[:j] + f"\n\n{begin}\n{body}\n<!-- bench:{name}:end -->" + doc[j:]
+
+
+def render_bounds(res: dict) -> str:
+    g = res["gemm"]
+    out = [f"GEMM measured here ({res['n']}³ float32, best of 7, {THREADS} thread(s)): NumPy {g['numpy']:.0f} "
+           f"GFLOP/s, torch {g['torch']:.0f} GFLOP/s. *bound*: the model's forward FLOPs "
+           "(`tools/bench_models.py:forward_flops`) at NumPy's GEMM rate: no implementation on this BLAS does "
+           "the forward pass faster. Inference, specc's planned steps timed per kind (median of 10 calls).", "",
+           "| model | GFLOP | bound ms | specc ms | torch ms | specc / bound | where specc's time goes |",
+           "|---|---:|---:|---:|---:|---:|---|"]
+    for r in res["rows"]:
+        tot = sum(o["ms"] for o in r["ops"]) or 1.0
+        where = ", ".join(f"{o['op']} {o['ms'] / tot:.0%}" for o in r["ops"][:3])
+        out.append(f"| {r['key']} | {r['flops'] / 1e9:.3f} | {r['bound'] * 1e3:.2f} | {r['specc'] * 1e3:.2f} | "
+                   f"{r['torch'] * 1e3:.2f} | {r['specc'] / r['bound']:.1f}× | {where} |")
+    return "\n".join(out)
+
+
 def _replace_section(doc: str, name: str, body: str) -> str:
     begin, end = f"<!-- bench:{name}:begin -->", f"<!-- bench:{name}:end -->"
     block = f"{begin}\n{body}\n{end}"
@@ -1149,12 +1260,21 @@ def write_doc(results: dict, argv: list[str]) -> None:
            f"{info['load']}",
            f"- Python {info['python']}, NumPy {info['numpy']} ({info['blas']}), torch {info['torch']}, "
            f"onnx {info['onnx']}, onnxruntime {info['onnxruntime']}; {THREADS} thread(s) everywhere",
+           f"- PyTorch's math libraries: {info.get('torch_math', '?')}",
            f"- command: `python tools/bench.py {' '.join(argv)}`",
            f"- date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}"]
     if "runtime" in results:
-        tag = "runtime" if results["runtime"].get("threads", 2) == 2 else f"runtime-t{results['runtime']['threads']}"
-        doc = _replace_section(doc, f"{tag}-env", "\n".join(env))
-        doc = _replace_section(doc, tag, render_runtime(results["runtime"], results.get("memory")))
+        t = results["runtime"].get("threads", 2)
+        tag = f"runtime@{cpu_slug(info)}" + ("" if t == 2 else f"-t{t}") + ("" if PLANNED else "-noplan")
+        head = (f"### {info['cpu']} ({info['vendor']}, {info['simd']}), {t} thread(s)"
+                + ("" if PLANNED else ", inference without the plan"))
+        body = "\n".join([head, ""] + env + ["", render_runtime(results["runtime"], results.get("memory"))])
+        doc = _insert_section(doc, tag, body, after="runtime@")
+    if "bounds" in results:
+        tag = f"bounds@{cpu_slug(info)}" + ("" if THREADS == 2 else f"-t{THREADS}")
+        head = f"### {info['cpu']} ({info['vendor']}, {info['simd']}), {THREADS} thread(s)"
+        body = "\n".join([head, ""] + env + ["", render_bounds(results["bounds"])])
+        doc = _insert_section(doc, tag, body, after="bounds@")
     if "onnx" in results:
         doc = _replace_section(doc, "onnx-env", "\n".join(env))
         doc = _replace_section(doc, "onnx", render_onnx(results["onnx"]))
@@ -1202,8 +1322,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
     ap.add_argument("--write", action="store_true", help="update docs/benchmarks.md (and docs/benchmarks.json)")
     ap.add_argument("--models", default="", help="comma-separated subset: " + ",".join(BY_KEY))
-    ap.add_argument("--profile", default="", help="comma-separated models to profile per op (or 'misses': "
-                                                   "those over the training target in this run)")
+    ap.add_argument("--profile", default="", help="comma-separated models to profile per op, training step and "
+                                                   "inference (or 'misses': those over the target in this run; "
+                                                   "'all': every model, inference only, with the GEMM bound)")
+    ap.add_argument("--no-plan", action="store_true", help="specc's inference without runtime/inference_plan.py "
+                                                          "(Model.planned = False), to measure what the plan gains")
     ap.add_argument("--no-memory", action="store_true", help="skip the LeNet-5 peak-memory measurement")
     ap.add_argument("--threads", type=int, default=2, help="threads for torch, BLAS and onnxruntime (default 2)")
     ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
@@ -1211,6 +1334,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     global QUIET
     QUIET = (0.3, a.wait_quiet) if a.wait_quiet > 0 else None
+    global PLANNED
+    PLANNED = not a.no_plan
     if not (a.runtime or a.onnx or a.compiler or a.digits or a.all or a.profile or a.data_throughput):
         ap.error("choose --runtime, --onnx, --compiler, --digits, --all, --profile or --data-throughput")
     models = [BY_KEY[k] for k in a.models.split(",")] if a.models else MODELS
@@ -1233,12 +1358,17 @@ def main(argv: list[str] | None = None) -> int:
         print("== data loading: image folder decoding vs training step; CSV reading", flush=True)
         from tools.bench_data import run_data_throughput
         results["data_throughput"] = run_data_throughput(a.quick)
-    if a.profile:
+    if a.profile == "all":
+        rate = gemm_rate()
+        results["bounds"] = dict(gemm=rate, n=1024, rows=[profile_infer(b.key, rate=rate) for b in models])
+    elif a.profile:
         keys = a.profile.split(",")
         if keys == ["misses"]:
             keys = [r["key"] for r in results.get("runtime", {}).get("rows", [])
                     if r["train_ratio"] > TRAIN_TARGET or r["infer_ratio"] > TRAIN_TARGET]
         results["profiles"] = {k: profile_step(k) for k in keys}
+        rate = gemm_rate()
+        results["infer_profiles"] = {k: profile_infer(k, rate=rate) for k in keys}
     if a.write:
         write_doc(results, argv)
     return 0

@@ -216,3 +216,20 @@ def torch_loss(key: str, prediction: torch.Tensor, target: torch.Tensor) -> torc
     if key == "conv_autoencoder":
         return F.mse_loss(prediction, target)
     return F.cross_entropy(prediction, target)
+
+
+def forward_flops(key: str, inputs: Mapping[str, Any]) -> float:
+    """Floating-point operations of one forward pass (2 per multiply-add of the convolutions and matrix
+    products), counted by torch.utils.flop_counter on the module in training mode (inference's fused fast
+    paths hide their GEMMs from the counter); nn.LSTM's recurrent GEMMs are added by formula."""
+    from torch.utils.flop_counter import FlopCounterMode
+    m = TORCH_BUILDERS[key]().train()
+    args = [torch.as_tensor(inputs[k]) for k in INPUTS[key]]
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        m(*args)
+    flops = float(fc.get_total_flops())
+    if key == "lstm":
+        n, t = args[0].shape
+        lstm = m.lstm
+        flops += 2.0 * n * t * 4 * lstm.hidden_size * (lstm.input_size + lstm.hidden_size)
+    return flops
