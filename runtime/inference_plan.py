@@ -13,6 +13,8 @@ The IR is static, so for inference (eval mode, no tape) the node list is rewritt
 - **dropout** (the identity in eval) is skipped;
 - **buffers freed by liveness**: each value is dropped right after its last reader runs, so NumPy's
   allocator reuses the memory for the next activations of the same size;
+- **linear on [..., K] inputs as one GEMM** over all leading positions (NumPy's matmul runs one GEMM
+  per leading index of a 3-D operand: 30 % slower for the transformer's [16, 64, 128] activations);
 - no Tensor objects, no tape bookkeeping, one Ctx per node made at planning time.
 
 Outputs equal the unplanned path's up to float rounding (folding changes the order of two multiplies);
@@ -191,8 +193,13 @@ class InferencePlan:
         s.ctx.rng = rng
         pv = [params[p] for p in s.params]
         try:
-            out = self._conv_bn(s, args, pv, params) if s.kind == "conv_bn" else \
-                KERNELS[s.node.op](s.ctx, *args, *pv)[0]
+            if s.kind == "conv_bn":
+                out = self._conv_bn(s, args, pv, params)
+            elif s.node.op == "linear" and isinstance(args[0], np.ndarray) and args[0].ndim > 2 \
+                    and args[0].flags.c_contiguous:
+                out = _linear_flat(s, args[0], pv)
+            else:
+                out = KERNELS[s.node.op](s.ctx, *args, *pv)[0]
         except (ValueError, IndexError) as e:        # bad data reaching a kernel: as Model._run says it
             raise _data_error(s, args, pv, e) from None
         outs = out if len(s.outs) > 1 else (out,)
@@ -249,6 +256,12 @@ class InferencePlan:
         y *= scale.reshape(shape)
         y += shift.reshape(shape)
         return y
+
+
+def _linear_flat(s: Step, x: np.ndarray, pv: list) -> np.ndarray:
+    """linear on [..., K] as one [rows, K] GEMM: NumPy's matmul would run one GEMM per leading index."""
+    y = KERNELS["linear"](s.ctx, x.reshape(-1, x.shape[-1]), *pv)[0]
+    return y.reshape(x.shape[:-1] + (y.shape[-1],))
 
 
 def label(s: Step) -> str:
