@@ -7,11 +7,14 @@ with PyTorch.
     python tools/bench.py --digits             # the whole specs/digits_cnn.yaml training run, specc vs torch
     python tools/bench.py --all --write        # everything, and update docs/benchmarks.md
     python tools/bench.py --runtime --quick --models lenet5,mlp
-    python tools/bench.py --profile resnet18   # where a training step's time goes, per op
+    python tools/bench.py --profile resnet18   # where a training step's and an inference's time goes, per op
+    python tools/bench.py --runtime --profile all --write   # THE table: 8 models train+infer, memory, bounds
     python tools/bench.py --data-throughput    # image-folder decoding (images/s) vs training step; CSV reading
 
-Method. Both sides get the same weights (runtime.Model's, copied into tools/torch_ref.py's module),
-the same inputs and shapes, float32, 2 threads (torch.set_num_threads(2); OpenBLAS and OpenMP capped
+Method. The PyTorch side is what a user writes: the torch.nn modules of tools/bench_models.py
+(nn.Linear, nn.Conv2d + nn.BatchNorm2d, a torchvision-style ResNet-18, nn.LSTM, nn.TransformerEncoderLayer),
+with specc's state_dict loaded into them (the names match; tools/torch_ref.py, an interpreter of the IR, is
+kept for parity tests and the ONNX export comparison). Both sides get the same weights, the same inputs and shapes, float32, 2 threads (torch.set_num_threads(2); OpenBLAS and OpenMP capped
 at 2 through the environment before NumPy loads; onnxruntime intra_op_num_threads=2). Every
 measurement warms up first, then runs N repeats in which the specc and the PyTorch call alternate
 (the order flips every repeat), so that load from other processes on the machine hits both alike.
@@ -19,8 +22,10 @@ Reported: the median time of each, and the median of the per-repeat ratios specc
 ratio, robust to the machine's load drifting during the run); geometric means over the models.
 
 A training step is forward + loss + backward + SGD(momentum 0.9) update + zero_grad, on both sides
-(runtime.optim.SGD / torch.optim.SGD). Inference is eval mode without a tape (specc's Model.__call__;
-torch under inference_mode).
+(runtime.optim.SGD / torch.optim.SGD). Inference is eval mode without a tape (specc's Model.__call__, which
+runs the inference plan of runtime/inference_plan.py unless --no-plan; the torch module in eval() under
+torch.inference_mode(), so nn.TransformerEncoderLayer takes its fused fast path). Runtime tables are keyed
+by the CPU (model, vendor, SIMD level): a run on another CPU adds a table to docs/benchmarks.md.
 
 Peak memory (LeNet-5 training, batch 64) is measured in fresh subprocesses, one per library: after
 imports, model, optimiser and data are set up and garbage-collected, the kernel's peak-RSS counter is
@@ -337,7 +342,7 @@ def _quiet() -> None:
 def run_runtime(models: list[Bench], quick: bool) -> dict:
     import torch
     torch.set_num_threads(THREADS)
-    budget, lo, hi, warm = (3.0, 3, 8, 1) if quick else (11.0, 7, 30, 2)   # the 8 models in ~4 min when quiet
+    budget, lo, hi, warm = (3.0, 3, 8, 1) if quick else (9.0, 7, 30, 2)   # the 8 models in ~3 min when quiet
     rows = []
     for b in models:
         s = Side(b, planned=PLANNED)
@@ -1016,14 +1021,15 @@ def _torch_backends() -> str:
         import torch
     except ImportError:
         return "absent"
-    cfg = torch.__config__.show()
+    import re
     parts = []
-    for line in cfg.splitlines():
+    for line in torch.__config__.show().splitlines():
         line = line.strip(" -")
         if "Math Kernel Library Version" in line:
-            parts.append("MKL " + line.split("Version", 1)[1].split()[0])
-        elif line.startswith("Intel(R) MKL-DNN") or line.startswith("oneDNN"):
-            parts.append("oneDNN " + line.split()[-3 if "Git" in line else -1].lstrip("v"))
+            parts.append("MKL " + line.split("Version", 1)[1].split()[0].split("-")[0])
+        elif "MKL-DNN" in line or "oneDNN" in line:
+            v = re.search(r"v(\d+(?:\.\d+)+)", line)
+            parts.append("oneDNN " + (v.group(1) if v else "?"))
         elif line.startswith("CPU capability usage"):
             parts.append(line.split(":", 1)[1].strip() + " kernels")
     return ", ".join(parts) + f", {torch.get_num_threads()} threads"
