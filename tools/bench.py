@@ -1298,10 +1298,13 @@ def write_doc(results: dict, argv: list[str]) -> None:
     DOC.write_text(doc)
     raw = DOC.with_suffix(".json")
     old = json.loads(raw.read_text()) if raw.exists() else {}
+    slug = cpu_slug(info)
     for k, v in results.items():
-        key = f"{k}-t{THREADS}" if k in ("runtime", "memory", "digits") and THREADS != 2 else k
+        key = f"{k}-t{THREADS}" if k in ("runtime", "memory", "digits", "bounds") and THREADS != 2 else k
+        if k in ("runtime", "memory", "bounds"):          # keyed by CPU, as their tables
+            key = key.replace(k, f"{k}@{slug}", 1) + ("" if PLANNED or k != "runtime" else "-noplan")
         old[key] = v
-    old["machine"] = info
+    old[f"machine@{slug}"] = info
     raw.write_text(json.dumps(old, indent=1, default=float) + "\n")
     print(f"wrote {DOC.relative_to(ROOT)} and {raw.relative_to(ROOT)}")
 
