@@ -205,7 +205,7 @@ class InferencePlan:
         outs = out if len(s.outs) > 1 else (out,)
         for k, o in zip(s.outs, outs):
             vals[k] = o
-            if isinstance(o, np.ndarray) and _owned(o, args, pv):
+            if isinstance(o, np.ndarray) and (args or pv) and _owned(o, args, pv):   # a constant may be cached
                 fresh.add(k)
 
     @staticmethod
