@@ -289,7 +289,7 @@ def _owned(y: np.ndarray, args: list, params: list) -> bool:
 
 def plan_for(model: Any, plan: Any, symbols: dict[str, int]) -> InferencePlan:
     """The cached InferencePlan of this Model plan at these input sizes."""
-    cache: dict = model.__dict__.setdefault("_inference_plans", {})
+    cache: dict = model._inference_plans
     key = (id(plan), tuple(sorted(symbols.items())))
     ip = cache.get(key)
     if ip is None:

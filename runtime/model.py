@@ -97,6 +97,7 @@ class Model:
         self._nodes = {n.name: n for n in graph.nodes}
         self._sized: set[tuple] = set()         # (plan, symbol sizes, grad) already found to fit in memory
         self.planned = True                     # eval-mode calls run through runtime/inference_plan.py
+        self._inference_plans: dict[tuple, Any] = {}    # (plan, symbol sizes) -> InferencePlan
 
     # -- modes and parameters ----------------------------------------------------------------
     def train(self, mode: bool = True) -> "Model":
