@@ -90,6 +90,8 @@ class Model:
         self.pretrained: set[str] = set()   # names whose values were loaded from another run (fit keeps them)
         self._nodes = {n.name: n for n in graph.nodes}
         self._sized: set[tuple] = set()         # (plan, symbol sizes, grad) already found to fit in memory
+        self.planned = True                     # eval-mode calls run through runtime/inference_plan.py
+        self._inference_plans: dict[tuple, Any] = {}    # (plan, symbol sizes) -> InferencePlan
 
     # -- modes and parameters ----------------------------------------------------------------
     def train(self, mode: bool = True) -> "Model":
@@ -154,7 +156,13 @@ class Model:
 
     # -- running ------------------------------------------------------------------------------
     def __call__(self, outputs: list[str] | None = None, **inputs: Any) -> dict[str, np.ndarray]:
-        """Inference: no tape is kept. Returns {output name: ndarray}."""
+        """Inference: no tape is kept. Returns {output name: ndarray}. In eval mode this runs the inference
+        plan (batch norm folded, elementwise ops in place: runtime/inference_plan.py) unless
+        `model.planned = False` or SPECC_INFERENCE_PLAN=0."""
+        if not self.training and self.planned and not self.check_finite:
+            from . import inference_plan
+            if inference_plan.enabled():
+                return self._run_planned(inputs, outputs)
         res = self._run(inputs, outputs, grad=False)
         return {k: v.data for k, v in res.items()}
 
@@ -256,13 +264,23 @@ class Model:
                            [(n.name, None if i == 0 else p) for i, p in enumerate(n.outputs)]) for n in plan.nodes]
         return plan.steps
 
-    def _run(self, given: Mapping[str, Any], outputs: list[str] | None, grad: bool) -> dict[str, Tensor]:
+    def _run_planned(self, given: Mapping[str, Any], outputs: list[str] | None) -> dict[str, np.ndarray]:
+        from .inference_plan import plan_for
         plan = self.plan(outputs)
         env, symbols = self._bind_inputs(given, plan)
+        self._guard(plan, symbols, False)
+        return plan_for(self, plan, symbols).run({k: v.data for k, v in env.items()})
+
+    def _guard(self, plan: _Plan, symbols: dict[str, int], grad: bool) -> None:
         key = (id(plan), tuple(sorted(symbols.items())), grad)
         if key not in self._sized:
             guard_activations(self.graph.name, plan.nodes, symbols, grad)
             self._sized.add(key)
+
+    def _run(self, given: Mapping[str, Any], outputs: list[str] | None, grad: bool) -> dict[str, Tensor]:
+        plan = self.plan(outputs)
+        env, symbols = self._bind_inputs(given, plan)
+        self._guard(plan, symbols, grad)
         vals: dict[tuple[str, str | None], Tensor | None] = {(k, None): v for k, v in env.items()}
         training, rng, check = self.training, self.rng, self.check_finite
         for node, keys, params, wanted, out_keys in self._steps(plan):

@@ -7,11 +7,14 @@ with PyTorch.
     python tools/bench.py --digits             # the whole specs/digits_cnn.yaml training run, specc vs torch
     python tools/bench.py --all --write        # everything, and update docs/benchmarks.md
     python tools/bench.py --runtime --quick --models lenet5,mlp
-    python tools/bench.py --profile resnet18   # where a training step's time goes, per op
+    python tools/bench.py --profile resnet18   # where a training step's and an inference's time goes, per op
+    python tools/bench.py --runtime --profile all --write   # THE table: 8 models train+infer, memory, bounds
     python tools/bench.py --data-throughput    # image-folder decoding (images/s) vs training step; CSV reading
 
-Method. Both sides get the same weights (runtime.Model's, copied into tools/torch_ref.py's module),
-the same inputs and shapes, float32, 2 threads (torch.set_num_threads(2); OpenBLAS and OpenMP capped
+Method. The PyTorch side is what a user writes: the torch.nn modules of tools/bench_models.py
+(nn.Linear, nn.Conv2d + nn.BatchNorm2d, a torchvision-style ResNet-18, nn.LSTM, nn.TransformerEncoderLayer),
+with specc's state_dict loaded into them (the names match; tools/torch_ref.py, an interpreter of the IR, is
+kept for parity tests and the ONNX export comparison). Both sides get the same weights, the same inputs and shapes, float32, 2 threads (torch.set_num_threads(2); OpenBLAS and OpenMP capped
 at 2 through the environment before NumPy loads; onnxruntime intra_op_num_threads=2). Every
 measurement warms up first, then runs N repeats in which the specc and the PyTorch call alternate
 (the order flips every repeat), so that load from other processes on the machine hits both alike.
@@ -19,8 +22,10 @@ Reported: the median time of each, and the median of the per-repeat ratios specc
 ratio, robust to the machine's load drifting during the run); geometric means over the models.
 
 A training step is forward + loss + backward + SGD(momentum 0.9) update + zero_grad, on both sides
-(runtime.optim.SGD / torch.optim.SGD). Inference is eval mode without a tape (specc's Model.__call__;
-torch under inference_mode).
+(runtime.optim.SGD / torch.optim.SGD). Inference is eval mode without a tape (specc's Model.__call__, which
+runs the inference plan of runtime/inference_plan.py unless --no-plan; the torch module in eval() under
+torch.inference_mode(), so nn.TransformerEncoderLayer takes its fused fast path). Runtime tables are keyed
+by the CPU (model, vendor, SIMD level): a run on another CPU adds a table to docs/benchmarks.md.
 
 Peak memory (LeNet-5 training, batch 64) is measured in fresh subprocesses, one per library: after
 imports, model, optimiser and data are set up and garbage-collected, the kernel's peak-RSS counter is
@@ -114,7 +119,8 @@ MODELS = [
 ]
 BY_KEY = {b.key: b for b in MODELS}
 
-TRAIN_TARGET, TRAIN_GEO_TARGET = 2.0, 1.5
+TRAIN_TARGET, TRAIN_GEO_TARGET = 1.5, 1.25      # issue 15: every model, geometric mean
+PLANNED = True                                    # specc's inference through runtime/inference_plan.py
 MEMORY_TARGET = 1.5
 ONNX_TARGET = 1.05
 
@@ -264,26 +270,41 @@ def geomean(xs: list[float]) -> float:
 # ----------------------------------------------------------------------------------------------- runtime
 
 class Side:
-    """One model on both sides: specc's Model + SGD, torch_ref's module + torch.optim.SGD."""
+    """One model on both sides: specc's Model + SGD; the torch.nn module a user writes (tools/bench_models.py,
+    specc's state_dict loaded into it) + torch.optim.SGD. The torch_ref interpreter (parity only) is built on
+    demand, for the ONNX export comparison."""
 
-    def __init__(self, b: Bench):
+    def __init__(self, b: Bench, planned: bool = True):
         import torch
 
         import runtime
         from runtime.optim import SGD
-        from tools.torch_ref import TorchRef
+        from tools.bench_models import INPUTS, TARGET, build_torch_model, torch_loss
 
         self.b = b
         self.g = compile_bench(b)
         self.model = runtime.Model(self.g, seed=0)
-        self.ref = TorchRef(self.g, self.model.state_dict())
+        self.model.planned = planned
+        self.net = build_torch_model(b.key, self.model.state_dict())
         self.x = make_inputs(self.g, b)
         self.tx = {k: torch.from_numpy(v) for k, v in self.x.items()}
+        self.targs = [self.tx[k] for k in INPUTS[b.key]]
+        self.ttarget = self.tx[TARGET[b.key]]
+        self.tloss = lambda y: torch_loss(b.key, y, self.ttarget)
         self.opt = SGD(self.model.parameters(), lr=0.01, momentum=0.9)
-        self.topt = torch.optim.SGD(self.ref.parameters(), lr=0.01, momentum=0.9)
+        self.topt = torch.optim.SGD(self.net.parameters(), lr=0.01, momentum=0.9)
         self.torch = torch
         self.infer_x = {k: v for k, v in self.x.items() if k in self.model.plan(b.infer).inputs}
         self.infer_tx = {k: self.tx[k] for k in self.infer_x}
+        self._ref = None
+
+    @property
+    def ref(self):
+        """tools/torch_ref.py's interpreter of the same IR with the same weights (ONNX export only)."""
+        if self._ref is None:
+            from tools.torch_ref import TorchRef
+            self._ref = TorchRef(self.g, self.model.state_dict())
+        return self._ref
 
     def specc_train(self) -> None:
         m = self.model
@@ -294,11 +315,10 @@ class Side:
         self.opt.zero_grad()
 
     def torch_train(self) -> None:
-        r = self.ref
-        r.train()
+        n = self.net
+        n.train()
         self.topt.zero_grad(set_to_none=True)
-        out = r(outputs=[self.b.loss], **self.tx)
-        out[self.b.loss].backward()
+        self.tloss(n(*self.targs)).backward()
         self.topt.step()
 
     def specc_infer(self) -> None:
@@ -306,9 +326,9 @@ class Side:
         self.model(outputs=self.b.infer, **self.infer_x)
 
     def torch_infer(self) -> None:
-        self.ref.eval()
+        self.net.eval()
         with self.torch.inference_mode():
-            self.ref(outputs=self.b.infer, **self.infer_tx)
+            self.net(*self.targs)
 
 
 QUIET: tuple[float, float] | None = None      # (cores, max seconds): wait for other processes to calm down
@@ -322,10 +342,10 @@ def _quiet() -> None:
 def run_runtime(models: list[Bench], quick: bool) -> dict:
     import torch
     torch.set_num_threads(THREADS)
-    budget, lo, hi, warm = (3.0, 3, 8, 1) if quick else (30.0, 9, 40, 2)
+    budget, lo, hi, warm = (3.0, 3, 8, 1) if quick else (9.0, 7, 30, 2)   # the 8 models in ~3 min when quiet
     rows = []
     for b in models:
-        s = Side(b)
+        s = Side(b, planned=PLANNED)
         _quiet()
         tr = compare(s.specc_train, s.torch_train, warm, budget, lo, hi)
         _quiet()
@@ -343,7 +363,7 @@ def run_runtime(models: list[Bench], quick: bool) -> dict:
               f"others busy {tr.others:.1f}/{inf.others:.1f} cores)", flush=True)
         del s
         gc.collect()
-    res = dict(rows=rows, threads=THREADS, train_geo=geomean([r["train_ratio"] for r in rows]),
+    res = dict(rows=rows, threads=THREADS, planned=PLANNED, train_geo=geomean([r["train_ratio"] for r in rows]),
                train_cpu_geo=geomean([r["train_cpu_ratio"] for r in rows]),
                infer_cpu_geo=geomean([r["infer_cpu_ratio"] for r in rows]),
                infer_geo=geomean([r["infer_ratio"] for r in rows]),
@@ -374,7 +394,7 @@ def memory_child(lib: str, key: str, mode: str = "rss", steps: int = 5) -> dict:
     s = Side(BY_KEY[key])
     step = s.specc_train if lib == "specc" else s.torch_train
     if lib == "specc":                       # the torch side is only needed for the other child
-        del s.ref, s.topt
+        del s.net, s.topt
     else:
         del s.model, s.opt
     gc.collect()
@@ -884,31 +904,150 @@ def profile_step(key: str, steps: int = 10, top: int = 12) -> dict:
     return res
 
 
+def gemm_rate(n: int = 1024, repeats: int = 7) -> dict:
+    """Measured float32 GEMM speed on this machine at THREADS threads: NumPy's BLAS and torch's (GFLOP/s,
+    best of `repeats` n×n×n products). The physical bound of a model is its FLOPs at this rate."""
+    import torch
+    torch.set_num_threads(THREADS)
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    out = {}
+    for name, fn in (("numpy", lambda: a @ b), ("torch", lambda: ta @ tb)):
+        fn()
+        out[name] = 2.0 * n ** 3 / min(_timed(fn) for _ in range(repeats)) / 1e9
+    return out
+
+
+def profile_infer(key: str, repeats: int = 10, rate: dict | None = None) -> dict:
+    """Where specc's inference time goes, per op kind (the plan's steps timed, median per kind over
+    `repeats` calls) beside torch.profiler's self CPU time per aten op of the torch.nn module under
+    inference_mode; and the physical bound: the model's forward FLOPs at the GEMM rate measured here."""
+    import torch
+    from runtime.inference_plan import plan_for
+    from tools.bench_models import forward_flops
+    torch.set_num_threads(THREADS)
+    s = Side(BY_KEY[key])
+    m = s.model.eval()
+    for _ in range(2):
+        s.specc_infer()
+        s.torch_infer()
+    plan = m.plan(s.b.infer)
+    env, symbols = m._bind_inputs(s.infer_x, plan)
+    ip = plan_for(m, plan, symbols)
+    arrays = {k: v.data for k, v in env.items()}
+    per: list[dict[str, float]] = []
+    for _ in range(repeats):
+        d: dict[str, float] = {}
+        gc.collect()
+        ip.run(arrays, profile=d)
+        per.append(d)
+    kinds = {k for d in per for k in d}
+    med = {k: statistics.median(d.get(k, 0.0) for d in per) for k in kinds}
+    counts: dict[str, int] = {}
+    from runtime.inference_plan import label
+    for st in ip.steps:
+        counts[label(st)] = counts.get(label(st), 0) + 1
+    t_specc = statistics.median(_timed(s.specc_infer) for _ in range(repeats))
+    t_torch = statistics.median(_timed(s.torch_infer) for _ in range(repeats))
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(repeats):
+            s.torch_infer()
+    avg = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:10]
+    flops = forward_flops(key, s.x)
+    rate = rate or gemm_rate()
+    res = dict(key=key, threads=THREADS, specc=t_specc, torch=t_torch, flops=flops, gemm=rate,
+               bound=flops / (rate["numpy"] * 1e9), bound_torch=flops / (rate["torch"] * 1e9),
+               ops=sorted(({"op": k, "ms": v * 1e3, "calls": counts.get(k, 0)} for k, v in med.items()),
+                          key=lambda r: -r["ms"]),
+               torch_ops=[{"op": e.key, "ms": e.self_cpu_time_total / 1e3 / repeats, "calls": e.count // repeats}
+                          for e in avg])
+    tot = sum(r["ms"] for r in res["ops"]) or 1.0
+    print(f"\n{key} inference: specc {t_specc * 1e3:.2f} ms, torch {t_torch * 1e3:.2f} ms (x{t_specc / t_torch:.2f}); "
+          f"{flops / 1e9:.3f} GFLOP forward; GEMM {rate['numpy']:.0f} GFLOP/s (NumPy) / {rate['torch']:.0f} (torch) "
+          f"-> bound {res['bound'] * 1e3:.2f} ms / {res['bound_torch'] * 1e3:.2f} ms")
+    print(f"  {'specc step kind':40s} {'ms':>8s} {'share':>6s} {'calls':>6s}")
+    for r in res["ops"]:
+        print(f"  {r['op']:40s} {r['ms']:8.3f} {r['ms'] / tot:6.0%} {r['calls']:6d}")
+    print("  torch, self CPU per aten op (per call of the model):")
+    for r in res["torch_ops"]:
+        print(f"  {r['op']:40s} {r['ms']:8.3f} ms {r['calls']:6d}")
+    return res
+
+
 # ----------------------------------------------------------------------------------------------- report
+
+def _cpuinfo() -> tuple[str, str, str]:
+    """(model name, vendor, the widest SIMD the CPU flags list) from /proc/cpuinfo."""
+    cpu, vendor, flags = "unknown", "unknown", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, val = line.partition(":")
+            key = key.strip()
+            if key == "model name" and cpu == "unknown":
+                cpu = val.strip()
+            elif key == "vendor_id" and vendor == "unknown":
+                vendor = val.strip()
+            elif key == "flags" and not flags:
+                flags = set(val.split())
+    except OSError:
+        pass
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "AVX" if "avx" in flags else "SSE"
+    return cpu, vendor, simd
+
+
+def _numpy_blas() -> str:
+    """NumPy's BLAS as loaded: library, version, the kernels it picked (threadpoolctl), threads."""
+    try:
+        from threadpoolctl import threadpool_info
+        for d in threadpool_info():
+            if d.get("user_api") == "blas":
+                return (f"{d.get('internal_api')} {d.get('version')}, {d.get('architecture')} kernels, "
+                        f"{d.get('num_threads')} threads")
+    except ImportError:
+        pass
+    try:
+        import numpy
+        cfg = numpy.show_config(mode="dicts")
+        return cfg["Build Dependencies"]["blas"]["name"] + " " + cfg["Build Dependencies"]["blas"]["version"]
+    except Exception:                                         # noqa: BLE001
+        return "?"
+
+
+def _torch_backends() -> str:
+    """PyTorch's math libraries (torch.__config__.show(): MKL, oneDNN) and its SIMD level."""
+    try:
+        import torch
+    except ImportError:
+        return "absent"
+    import re
+    parts = []
+    for line in torch.__config__.show().splitlines():
+        line = line.strip(" -")
+        if "Math Kernel Library Version" in line:
+            parts.append("MKL " + line.split("Version", 1)[1].split()[0].split("-")[0])
+        elif "MKL-DNN" in line or "oneDNN" in line:
+            v = re.search(r"v(\d+(?:\.\d+)+)", line)
+            parts.append("oneDNN " + (v.group(1) if v else "?"))
+        elif line.startswith("CPU capability usage"):
+            parts.append(line.split(":", 1)[1].strip() + " kernels")
+    return ", ".join(parts) + f", {torch.get_num_threads()} threads"
+
 
 def machine() -> dict:
     import numpy
 
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = dict(cpu=cpu, cores=os.cpu_count(), python=platform.python_version(), numpy=numpy.__version__,
-                platform=platform.platform())
+    cpu, vendor, simd = _cpuinfo()
+    info = dict(cpu=cpu, vendor=vendor, simd=simd, cores=os.cpu_count(), python=platform.python_version(),
+                numpy=numpy.__version__, platform=platform.platform())
     for mod in ("torch", "onnx", "onnxruntime"):
         try:
             info[mod] = __import__(mod).__version__
         except ImportError:
             info[mod] = "absent"
-    try:
-        cfg = numpy.show_config(mode="dicts")
-        info["blas"] = cfg["Build Dependencies"]["blas"]["name"] + " " + cfg["Build Dependencies"]["blas"]["version"]
-    except Exception:                                         # noqa: BLE001
-        info["blas"] = "?"
+    info["blas"] = _numpy_blas()
+    info["torch_math"] = _torch_backends()
     try:
         info["load"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     except OSError:
@@ -927,7 +1066,8 @@ def _mark(r: float, target: float) -> str:
 def render_runtime(res: dict, mem: dict | None) -> str:
     out = []
     for mode, what in (("train", "Training step (forward, loss, backward, SGD-momentum update)"),
-                       ("infer", "Inference (eval mode, no tape)")):
+                       ("infer", "Inference (specc: eval mode, " + ("the inference plan" if res.get("planned", True)
+                                 else "without the plan") + "; torch: eval() under torch.inference_mode())")):
         out += [f"{what}, {res.get('threads', 2)} thread(s):", "",
                 "| model | input | specc ms | torch ms | ratio | best-of ratio | CPU-time ratio | repeats "
                 "| others busy |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -942,7 +1082,7 @@ def render_runtime(res: dict, mem: dict | None) -> str:
                "*ratio*: median over the repeats of specc time / torch time, the two measured back to back; "
                "*best-of*: best specc time / best torch time; *CPU-time ratio*: the same with process CPU time "
                "(every thread, spinning included); *others busy*: cores used by other processes meanwhile "
-               "(of 2).")
+               "(of 2). PyTorch side: the torch.nn modules of tools/bench_models.py with specc's weights loaded.")
     if mem:
         out += ["", f"Peak memory of LeNet-5 training, batch 64: the peak RSS of 5 training steps (from a freshly "
                 f"built model and optimiser, so the first step's allocations count) above the RSS before them, "
@@ -1066,6 +1206,43 @@ def render_profile(p: dict, top: int = 8) -> str:
     return "\n".join(out)
 
 
+def cpu_slug(info: dict) -> str:
+    """The key of a machine's tables: CPU model, vendor and SIMD level (a run on another CPU adds a table)."""
+    import re
+    text = f"{info['cpu']} {info['vendor']} {info['simd']}".lower().replace("(r)", "").replace("(tm)", "")
+    return re.sub(r"[^a-z0-9]+", "-", text).strip("-")
+
+
+def _insert_section(doc: str, name: str, body: str, after: str) -> str:
+    """Rewrite section `name` if the doc has it; else add it after the last section whose name starts with
+    `after` (so tables from other CPUs stay), or at the end."""
+    begin = f"<!-- bench:{name}:begin -->"
+    if begin in doc:
+        return _replace_section(doc, name, body)
+    marker = f"<!-- bench:{after}"
+    i = doc.rfind(marker)
+    if i < 0:
+        return _replace_section(doc, name, body)
+    j = doc.index(":end -->", i) + len(":end -->")
+    return doc[:j] + f"\n\n{begin}\n{body}\n<!-- bench:{name}:end -->" + doc[j:]
+
+
+def render_bounds(res: dict) -> str:
+    g = res["gemm"]
+    out = [f"GEMM measured here ({res['n']}³ float32, best of 7, {THREADS} thread(s)): NumPy {g['numpy']:.0f} "
+           f"GFLOP/s, torch {g['torch']:.0f} GFLOP/s. *bound*: the model's forward FLOPs "
+           "(`tools/bench_models.py:forward_flops`) at NumPy's GEMM rate: no implementation on this BLAS does "
+           "the forward pass faster. Inference, specc's planned steps timed per kind (median of 10 calls).", "",
+           "| model | GFLOP | bound ms | specc ms | torch ms | specc / bound | where specc's time goes |",
+           "|---|---:|---:|---:|---:|---:|---|"]
+    for r in res["rows"]:
+        tot = sum(o["ms"] for o in r["ops"]) or 1.0
+        where = ", ".join(f"{o['op']} {o['ms'] / tot:.0%}" for o in r["ops"][:3])
+        out.append(f"| {r['key']} | {r['flops'] / 1e9:.3f} | {r['bound'] * 1e3:.2f} | {r['specc'] * 1e3:.2f} | "
+                   f"{r['torch'] * 1e3:.2f} | {r['specc'] / r['bound']:.1f}× | {where} |")
+    return "\n".join(out)
+
+
 def _replace_section(doc: str, name: str, body: str) -> str:
     begin, end = f"<!-- bench:{name}:begin -->", f"<!-- bench:{name}:end -->"
     block = f"{begin}\n{body}\n{end}"
@@ -1089,12 +1266,21 @@ def write_doc(results: dict, argv: list[str]) -> None:
            f"{info['load']}",
            f"- Python {info['python']}, NumPy {info['numpy']} ({info['blas']}), torch {info['torch']}, "
            f"onnx {info['onnx']}, onnxruntime {info['onnxruntime']}; {THREADS} thread(s) everywhere",
+           f"- PyTorch's math libraries: {info.get('torch_math', '?')}",
            f"- command: `python tools/bench.py {' '.join(argv)}`",
            f"- date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}"]
     if "runtime" in results:
-        tag = "runtime" if results["runtime"].get("threads", 2) == 2 else f"runtime-t{results['runtime']['threads']}"
-        doc = _replace_section(doc, f"{tag}-env", "\n".join(env))
-        doc = _replace_section(doc, tag, render_runtime(results["runtime"], results.get("memory")))
+        t = results["runtime"].get("threads", 2)
+        tag = f"runtime@{cpu_slug(info)}" + ("" if t == 2 else f"-t{t}") + ("" if PLANNED else "-noplan")
+        head = (f"### {info['cpu']} ({info['vendor']}, {info['simd']}), {t} thread(s)"
+                + ("" if PLANNED else ", inference without the plan"))
+        body = "\n".join([head, ""] + env + ["", render_runtime(results["runtime"], results.get("memory"))])
+        doc = _insert_section(doc, tag, body, after="runtime@")
+    if "bounds" in results:
+        tag = f"bounds@{cpu_slug(info)}" + ("" if THREADS == 2 else f"-t{THREADS}")
+        head = f"### {info['cpu']} ({info['vendor']}, {info['simd']}), {THREADS} thread(s)"
+        body = "\n".join([head, ""] + env + ["", render_bounds(results["bounds"])])
+        doc = _insert_section(doc, tag, body, after="bounds@")
     if "onnx" in results:
         doc = _replace_section(doc, "onnx-env", "\n".join(env))
         doc = _replace_section(doc, "onnx", render_onnx(results["onnx"]))
@@ -1112,10 +1298,13 @@ def write_doc(results: dict, argv: list[str]) -> None:
     DOC.write_text(doc)
     raw = DOC.with_suffix(".json")
     old = json.loads(raw.read_text()) if raw.exists() else {}
+    slug = cpu_slug(info)
     for k, v in results.items():
-        key = f"{k}-t{THREADS}" if k in ("runtime", "memory", "digits") and THREADS != 2 else k
+        key = f"{k}-t{THREADS}" if k in ("runtime", "memory", "digits", "bounds") and THREADS != 2 else k
+        if k in ("runtime", "memory", "bounds"):          # keyed by CPU, as their tables
+            key = key.replace(k, f"{k}@{slug}", 1) + ("" if PLANNED or k != "runtime" else "-noplan")
         old[key] = v
-    old["machine"] = info
+    old[f"machine@{slug}"] = info
     raw.write_text(json.dumps(old, indent=1, default=float) + "\n")
     print(f"wrote {DOC.relative_to(ROOT)} and {raw.relative_to(ROOT)}")
 
@@ -1142,8 +1331,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
     ap.add_argument("--write", action="store_true", help="update docs/benchmarks.md (and docs/benchmarks.json)")
     ap.add_argument("--models", default="", help="comma-separated subset: " + ",".join(BY_KEY))
-    ap.add_argument("--profile", default="", help="comma-separated models to profile per op (or 'misses': "
-                                                   "those over the training target in this run)")
+    ap.add_argument("--profile", default="", help="comma-separated models to profile per op, training step and "
+                                                   "inference (or 'misses': those over the target in this run; "
+                                                   "'all': every model, inference only, with the GEMM bound)")
+    ap.add_argument("--no-plan", action="store_true", help="specc's inference without runtime/inference_plan.py "
+                                                          "(Model.planned = False), to measure what the plan gains")
     ap.add_argument("--no-memory", action="store_true", help="skip the LeNet-5 peak-memory measurement")
     ap.add_argument("--threads", type=int, default=2, help="threads for torch, BLAS and onnxruntime (default 2)")
     ap.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
@@ -1151,6 +1343,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     global QUIET
     QUIET = (0.3, a.wait_quiet) if a.wait_quiet > 0 else None
+    global PLANNED
+    PLANNED = not a.no_plan
     if not (a.runtime or a.onnx or a.compiler or a.digits or a.all or a.profile or a.data_throughput):
         ap.error("choose --runtime, --onnx, --compiler, --digits, --all, --profile or --data-throughput")
     models = [BY_KEY[k] for k in a.models.split(",")] if a.models else MODELS
@@ -1173,12 +1367,17 @@ def main(argv: list[str] | None = None) -> int:
         print("== data loading: image folder decoding vs training step; CSV reading", flush=True)
         from tools.bench_data import run_data_throughput
         results["data_throughput"] = run_data_throughput(a.quick)
-    if a.profile:
+    if a.profile == "all":
+        rate = gemm_rate()
+        results["bounds"] = dict(gemm=rate, n=1024, rows=[profile_infer(b.key, rate=rate) for b in models])
+    elif a.profile:
         keys = a.profile.split(",")
         if keys == ["misses"]:
             keys = [r["key"] for r in results.get("runtime", {}).get("rows", [])
                     if r["train_ratio"] > TRAIN_TARGET or r["infer_ratio"] > TRAIN_TARGET]
         results["profiles"] = {k: profile_step(k) for k in keys}
+        rate = gemm_rate()
+        results["infer_profiles"] = {k: profile_infer(k, rate=rate) for k in keys}
     if a.write:
         write_doc(results, argv)
     return 0
