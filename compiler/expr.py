@@ -106,6 +106,25 @@ def render(value: str, names: Mapping[str, Any], shape_of: Callable[[str], list]
     return "".join(out)
 
 
+def reads_name(value: Any, name: str) -> bool:
+    """Whether a "${...}" string reads the name `name` (False for plain values and unparsable text)."""
+    if not is_template(value) or len(value) > MAX_TEXT:
+        return False
+    try:
+        parts = _split(value)
+        trees = [ast.parse(t.strip(), mode="eval") for is_expr, t in parts if is_expr]
+    except (ExprError, SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return any(isinstance(n, ast.Name) and n.id == name for tree in trees for n in ast.walk(tree))
+
+
+def _dashed_name(node: ast.AST) -> bool:
+    """`block1-0` parsed as a subtraction of names and integers (a node name with '-', unquoted)."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Sub):
+        return _dashed_name(node.left) and _dashed_name(node.right)
+    return isinstance(node, ast.Name) or isinstance(node, ast.Constant) and type(node.value) is int
+
+
 def _text(value: Any) -> str:
     if isinstance(value, list) and _size(value, MAX_STR) > MAX_STR // 2:
         raise ExprError(f"a list of more than {MAX_STR // 2:,} items cannot be written into a string")
@@ -330,6 +349,10 @@ class _Eval:
             if self.shape_of is None or len(node.args) != 1:
                 raise ExprError("shape(ref) takes one reference (a node or input name)")
             arg = node.args[0]
+            if isinstance(arg, ast.BinOp) and isinstance(arg.op, ast.Sub) and _dashed_name(arg):
+                text = ast.unparse(arg).replace(" ", "")
+                raise ExprError(f"shape({ast.unparse(arg)}) subtracts; a node name with '-' is quoted in an "
+                                f"expression", hint=f"write shape('{text}')")
             ref = arg.id if isinstance(arg, ast.Name) else self.visit(arg, d)
             if not isinstance(ref, str):
                 raise ExprError("shape(ref) takes a node or input name")

@@ -244,7 +244,7 @@ def build_state(graph: Graph, plan: Plan, source: dict[str, np.ndarray]) -> dict
         arr = np.asarray(source[key])
         if arr.dtype.kind not in "fiub":
             raise UserError(f"source array '{key}' is not numeric (dtype {arr.dtype})")
-        out[target] = np.ascontiguousarray(arr, dtype=NP_DTYPES.get(params[target][0].dtype, np.float32))
+        out[target] = np.array(arr, dtype=NP_DTYPES.get(params[target][0].dtype, np.float32), order="C")  # 0-d stays 0-d
     return {k: out[k] for k in params if k in out}          # the spec's order
 
 
