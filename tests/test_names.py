@@ -170,7 +170,7 @@ def test_dashed_names_in_onnx_and_checkpoints(tmp_path):
 def test_a_checkpoint_from_before_repeat_one_was_numbered_converts(tmp_path, capsys):
     """docs/spec-language.md "Migrating": a `repeat: 1` layer's parameters moved from `stage.*` to `stage.0.*`."""
     import runtime
-    from compiler.cli import main
+    from cli.main import main
     layers = "  - {use: b, name: stage%s}\n  - {op: linear, name: head, out_features: 2}\n"
     block = "blocks: {b: {layers: [{op: linear, name: fc, out_features: 3}, {op: batch_norm, name: bn}]}}\n"
     old = compile_("inputs: {x: [N, 4]}\n" + block + "layers:\n" + layers % "")
