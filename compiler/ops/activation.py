@@ -362,14 +362,7 @@ def hardsigmoid_onnx(b: Builder, node: Node, x: list, p: list) -> str:
     return b.op("HardSigmoid", [x[0]], alpha=1.0 / 6.0, beta=0.5)
 
 
-@op("hardswish", torch="F.hardswish", torch_module="nn.Hardswish", cases=HARD)
+@op("hardswish", onnx="HardSwish", torch="F.hardswish", torch_module="nn.Hardswish", cases=HARD)
 def hardswish(a: NoAttrs, x: TensorType) -> Inferred:
     """x · relu6(x + 3) / 6, elementwise (torch.nn.Hardswish; MobileNetV3)."""
     return unary("hardswish", x)
-
-
-@lowering("hardswish")
-def hardswish_onnx(b: Builder, node: Node, x: list, p: list) -> str:
-    if b.opset >= 14:
-        return b.op("HardSwish", [x[0]])
-    return b.op("Mul", [x[0], b.op("HardSigmoid", [x[0]], alpha=1.0 / 6.0, beta=0.5)])
