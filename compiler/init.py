@@ -103,7 +103,7 @@ def initialise(init: Init, shape: tuple[int, ...], rng: np.random.Generator, dty
     elif kind == "constant":
         out = np.full(shape, kw["value"])
     elif kind == "values":
-        out = np.asarray(kw["values"], dtype=np.float64).reshape(shape)
+        out = np.asarray(kw["values"]).reshape(shape)       # int64 buffers keep every digit (no float64 detour)
     elif kind == "embedding":
         out = rng.normal(0.0, 1.0, shape)
         if kw.get("padding_idx") is not None:
