@@ -120,7 +120,10 @@ def _init_applies(param_name: str) -> bool:
 
 def init_for(node: Any, spec: Any) -> Init:
     """The initialiser of one of node's parameters: the layer's `init:` where it applies (`init: KIND` sets
-    the weights; `init: {param: KIND, ...}` the parameters it names), else the op's default."""
+    the weights; `init: {param: KIND, ...}` the parameters it names), else the op's default. A buffer always
+    keeps its own (its value, or the running statistics' start)."""
+    if spec.buffer:
+        return spec.init
     if isinstance(node.init, dict):
         return node.init.get(spec.name, spec.init)
     return node.init if node.init is not None and _init_applies(spec.name) else spec.init
