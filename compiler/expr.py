@@ -16,7 +16,6 @@ import ast
 import math
 import operator
 import re
-from collections import ChainMap
 from typing import Any, Callable, Mapping
 
 from . import limits
@@ -409,10 +408,12 @@ class _Eval:
             raise ExprError(f"a comprehension goes over a list (such as range(n)), not over "
                             f"{_clip(repr(items))}")
         scope = self.names
+        local = dict(scope)                     # one copy per loop, its name rebound per item (ChainMap is slower)
+        self.names = local
         for item in items:
-            self.names = ChainMap({g.target.id: item}, scope)
+            local[g.target.id] = item
             if all(self.visit(c, d) for c in g.ifs):
-                self._comprehend(node, k + 1, d, out)
+                self._comprehend(node, k + 1, d, out)      # an inner loop leaves self.names as `local`
         self.names = scope
 
     def v_Subscript(self, node: ast.Subscript, d: int) -> Any:
