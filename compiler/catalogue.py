@@ -1,29 +1,37 @@
-"""The operator catalogue of spec language v1, by family: the list every op registry is held to."""
+"""The operator catalogue of spec language v1, by family, derived from the op records.
 
-CATALOGUE: dict[str, tuple[str, ...]] = {
-    "tensor": ("identity", "add", "sub", "mul", "div", "matmul", "concat", "split", "reshape", "flatten", "permute",
-               "transpose", "squeeze", "unsqueeze", "slice", "select", "sum", "mean", "max", "expand", "detach",
-               "one_hot", "param", "constant"),
-    "dense": ("linear",),
-    "activation": ("relu", "leaky_relu", "prelu", "sigmoid", "tanh", "sign", "step", "silu", "softplus", "gelu",
-                   "elu", "softmax", "log_softmax"),
-    "convolution": ("conv1d", "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
-                    "global_avg_pool2d", "upsample"),
-    "normalisation": ("batch_norm", "layer_norm", "dropout", "standardize"),
-    "sequence": ("embedding", "rnn", "lstm", "gru"),
-    "attention": ("scaled_dot_product_attention", "multi_head_attention", "positional_encoding"),
-    "graph": ("gcn_conv", "gat_conv", "graph_aggregate"),
-    "generative": ("reparameterize", "kl_normal"),
-    "similarity": ("cosine_similarity", "pairwise_distance"),
-    "loss": ("mse_loss", "l1_loss", "cross_entropy", "nll_loss", "bce_loss", "bce_with_logits"),
-}
+FAMILIES is the one list kept here: the modules compiler/ops/<family>.py (the records) and
+runtime/kernels/<family>.py (the NumPy kernels), in the order docs/ops.md shows them. CATALOGUE
+({family: op names in declaration order}) and ALL_OPS are read off compiler.ops.OPS on first use.
+"""
+from __future__ import annotations
 
-ALL_OPS: tuple[str, ...] = tuple(op for ops in CATALOGUE.values() for op in ops)
+from typing import Any
+
+FAMILIES: tuple[str, ...] = ("tensor", "dense", "activation", "convolution", "normalisation", "sequence",
+                             "attention", "graph", "generative", "similarity", "loss")
 
 
 def import_families(package: str, exclude: tuple[str, ...] = ()) -> None:
-    """Import `<package>.<family>` for every family, registering its ops, kernels or lowerings."""
+    """Import `<package>.<family>` for every family, registering its ops or kernels."""
     from importlib import import_module
-    for family in CATALOGUE:
+    for family in FAMILIES:
         if family not in exclude:
             import_module(f"{package}.{family}")
+
+
+def catalogue() -> dict[str, tuple[str, ...]]:
+    """{family: its ops, in declaration order}, from the records."""
+    from .ops import OPS
+    return {f: tuple(n for n, d in OPS.items() if d.family == f) for f in FAMILIES}
+
+
+def __getattr__(name: str) -> Any:            # CATALOGUE and ALL_OPS, computed once the records are loaded
+    if name == "CATALOGUE":
+        value: Any = catalogue()
+    elif name == "ALL_OPS":
+        value = tuple(n for ops in catalogue().values() for n in ops)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value

@@ -4,10 +4,18 @@
     gradcheck("linear", {"out_features": 3}, [rand(2, 4)])           # vs central differences, float64
     onnx_parity("linear", {"out_features": 3}, [rand(2, 4)])         # kernel (eval) vs onnxruntime
     run("linear", {...}, inputs, params=None, training=False)        -> tuple of outputs
+    torch_parity("linear", {"out_features": 3}, [rand(2, 4)])        # kernel vs the record's PyTorch reference
+    draw(case, seed)                                                 -> the inputs of an op record's Case
 Inputs are arrays (or None for an omitted optional input); shapes are taken from them.
 Parameters are drawn with the op's own initialisers unless given.
+
+Random data is seeded per test: `rand` draws from a stream seeded by a stable hash of the running test's
+id (PYTEST_CURRENT_TEST), so adding or reordering tests never changes another test's data.
 """
 from __future__ import annotations
+
+import os
+import zlib
 
 import numpy as np
 
@@ -16,15 +24,52 @@ import runtime.kernels as kernels
 from compiler.ir import TensorType
 from compiler.init import initialise
 
-rng = np.random.default_rng(1234)
+_stream: dict[str, object] = {"test": None, "rng": None}
 
 # The ops whose gradcheck / onnx_parity ran to completion in this process (at least one element compared),
 # read by tests/test_registry.py::test_every_op_is_gradchecked_and_onnx_checked.
 CHECKED: dict[str, set[str]] = {"gradcheck": set(), "onnx_parity": set()}
 
 
+def stable_seed(text: str) -> int:
+    """A seed that depends on `text` only (not on the process, nor on what ran before)."""
+    return zlib.crc32(text.encode())
+
+
+def _rng() -> np.random.Generator:
+    test = os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0]
+    if _stream["test"] != test:
+        _stream["test"], _stream["rng"] = test, np.random.default_rng(stable_seed(test))
+    return _stream["rng"]
+
+
 def rand(*shape, low=-1.0, high=1.0) -> np.ndarray:
-    return rng.uniform(low, high, shape)
+    """Uniform floats in [low, high) from the running test's own stream."""
+    return _rng().uniform(low, high, shape)
+
+
+def draw(case, seed: int) -> list:
+    """The inputs of an op record's Case (compiler/ops/registry.py's In), float ones in float64."""
+    r = np.random.default_rng(seed)
+    out = []
+    for spec in case.ins():
+        if spec is None:
+            out.append(None)
+        elif spec.value is not None:
+            out.append(np.asarray(spec.value, dtype=np.float64 if spec.dtype.startswith("float") else spec.dtype))
+        elif spec.dtype == "int64":
+            out.append(r.integers(int(spec.low), int(spec.high), spec.shape))
+        elif spec.dtype == "bool":
+            out.append(r.random(spec.shape) < 0.5)
+        else:
+            x = r.uniform(spec.low, spec.high, spec.shape)
+            if spec.integer:
+                x = np.floor(x)
+            for k in spec.avoid:                    # off the kinks: finite differences must not straddle one
+                near = np.abs(x - k) < 0.05
+                x = np.where(near, k + np.where(x >= k, 0.05, -0.05) + (x - k), x)
+            out.append(x)
+    return out
 
 
 def _type(a) -> TensorType | None:
@@ -175,3 +220,51 @@ def onnx_parity(name: str, attrs: dict, inputs: list, params: list | None = None
         np.testing.assert_allclose(g, np.asarray(w), rtol=rtol, atol=atol, err_msg=f"{name} output {nm}")
     if checks:
         CHECKED["onnx_parity"].add(name)
+
+
+def torch_parity(name: str, attrs: dict, inputs: list, params: list | None = None, *, training: bool = False,
+                 rtol: float = 1e-5, atol: float = 1e-7, grads: bool = True, skip: tuple[int, ...] = ()) -> None:
+    """The kernel against the op record's PyTorch reference (tools/torch_ref.py's C), in float64: every
+    output, then the vector-Jacobian product for a random cotangent of every float argument."""
+    import torch
+
+    from compiler.ir import Node
+    from tools.torch_ref import C
+
+    inputs = [None if v is None else (np.asarray(v, np.float64) if _float(v) else np.asarray(v)) for v in inputs]
+    opdef, a, inf = infer(name, attrs, inputs)
+    if params is None:
+        params = make_params(name, attrs, inputs)
+    params = [np.asarray(p, np.float64) if _float(p) else np.asarray(p) for p in params]
+    outs, bwd, _ = run(name, attrs, inputs, params, training=training)
+    trainable = [_float(v) for v in inputs] + [_float(v) and not spec.buffer for v, spec in zip(params, inf.params)]
+    args = [None if v is None else torch.tensor(v, requires_grad=t) for v, t in zip(inputs + params, trainable)]
+    node = Node(name=name, op=name, attrs=a, inputs=[], outputs=dict(zip(opdef.ports, inf.outputs)),
+                params=inf.params)
+    c = C(a, node, training, {}, (True,) * len(opdef.ports), [_type(v) for v in inputs], torch.float64)
+    ref = opdef.reference(c, *args)
+    refs = tuple(ref) if len(opdef.ports) > 1 else (ref,)
+    for k, (o, t) in enumerate(zip(outs, refs)):
+        if o is not None and t is not None:
+            np.testing.assert_allclose(np.asarray(o), t.detach().numpy(), rtol=rtol, atol=atol,
+                                       err_msg=f"{name}: output {opdef.ports[k]} differs from PyTorch")
+    if bwd is None or not grads:
+        return
+    r = np.random.default_rng(11)
+    cots = [r.standard_normal(np.shape(o)) if o is not None and np.asarray(o).dtype.kind == "f" else None
+            for o in outs]
+    got = bwd(cots[0] if len(outs) == 1 else tuple(cots))
+    got = got if isinstance(got, (tuple, list)) else (got,)
+    pairs = [(t, torch.tensor(cot)) for t, cot in zip(refs, cots) if cot is not None and t is not None
+             and t.requires_grad]
+    leaves = [(i, v) for i, v in enumerate(args) if v is not None and v.requires_grad and i not in skip]
+    if not pairs or not leaves:
+        return
+    total = sum((t * cot).sum() for t, cot in pairs)
+    want = torch.autograd.grad(total, [v for _, v in leaves], allow_unused=True)
+    for (i, v), w in zip(leaves, want):
+        g = got[i] if i < len(got) else None
+        w = np.zeros(tuple(v.shape)) if w is None else w.numpy()
+        assert g is not None, f"{name}: the kernel gives no gradient for argument {i}, PyTorch does"
+        np.testing.assert_allclose(np.broadcast_to(np.asarray(g), w.shape), w, rtol=rtol, atol=atol,
+                                   err_msg=f"{name}: d/d(argument {i}) differs from PyTorch")

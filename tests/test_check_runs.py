@@ -148,6 +148,9 @@ EDGES = {                                     # shapes at the edges: odd sizes, 
     "matmul": [Case(shapes=[[3], [3]]), Case(shapes=[["N", 2, 3], [3]]), Case(shapes=[[3], ["N", 3, 2]])],
     "squeeze": [Case(shapes=[[1, "N", 1]])],
 }
+for _name, _op in ops.OPS.items():            # an op not listed above: the test cases of its record
+    CASES.setdefault(_name, [Case(c.attrs, shapes=[None if i is None else ["N", *i.shape[1:]] for i in c.ins()])
+                             for c in _op.cases])
 for _more in (MORE, EDGES):
     for _name, _cases in _more.items():
         CASES[_name] += _cases

@@ -152,9 +152,11 @@ def test_cli_refuses_to_overwrite_the_spec_and_other_files(tmp_path, capsys):
 
 
 def test_every_catalogue_op_is_exported_by_some_test_spec():
+    """(An op exported in the record's default form is exported by tests/test_op_records.py instead.)"""
     from compiler.catalogue import ALL_OPS
+    from runtime.torch_backend.layers import declared, emitter
     used = {n.op for p in SPECS + OP_SPECS for n in _compile(p).nodes}
-    assert sorted(set(ALL_OPS) - used) == []
+    assert sorted(set(ALL_OPS) - used - {n for n in ALL_OPS if emitter(n) is declared}) == []
 
 
 def test_output_flag_exports_loss_terms(tmp_path):

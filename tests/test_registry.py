@@ -15,14 +15,8 @@ def test_op_has_shape_rule_kernel_and_lowering(name):
         assert name in lowerings.LOWERINGS, f"{name}: no ONNX lowering registered"
 
 
-# Ops that no gradcheck can cover, each with the reason. Their own tests check what they do instead.
-NO_GRADCHECK = {
-    "step": "piecewise constant: its gradient is 0 everywhere (test_ops_activation checks the zero backward)",
-    "sign": "piecewise constant: its gradient is 0 everywhere (test_ops_activation checks the zero backward)",
-    "detach": "stops gradients by definition: its kernel has no backward (test_ops_tensor checks that)",
-    "one_hot": "its only input is an int64 index array, so there is nothing to differentiate",
-    "constant": "no inputs and no parameters, so there is nothing to differentiate",
-}
+# Ops that no gradcheck can cover: their records say why (OpDef.no_grad); their own tests check what they do.
+NO_GRADCHECK = {name: d.no_grad for name, d in ops.OPS.items() if d.no_grad}
 
 
 def test_every_op_is_gradchecked_and_onnx_checked(op_test_run):

@@ -1,4 +1,6 @@
-"""Generate docs/ops.md from the op registry: attributes, defaults, inputs, ports, what each op computes."""
+"""Generate docs/ops.md from the op records (compiler/ops/<family>.py): attributes, defaults, inputs, ports,
+what each op computes. Run `python tools/gen_op_docs.py` or `python -m tools.gen_op_docs` after changing an
+op; tests/test_op_records.py fails while docs/ops.md is stale."""
 from __future__ import annotations
 
 import sys
@@ -23,7 +25,8 @@ def _attrs(opdef) -> str:
 
 def render() -> str:
     out = ["# Operator catalogue", "",
-           "Generated from the op registry by `python tools/gen_op_docs.py`; do not edit by hand.",
+           "Generated from the op records (compiler/ops/<family>.py) by `python tools/gen_op_docs.py`; do not edit "
+           "by hand.",
            "Primary attribute in **bold** (the value of the `{op: value}` shorthand). Inputs in brackets are "
            "optional. Every op has a shape rule, a NumPy kernel with its gradient, and an ONNX lowering "
            "(losses are pruned from exported graphs).", ""]

@@ -1,8 +1,10 @@
-"""ONNX lowerings, one per inference op, and the Builder they write into.
+"""The Builder the ONNX lowerings write into, and LOWERINGS: every op record's lowering, by op name.
+
+A lowering is declared on its op's record in compiler/ops/<family>.py (see compiler/ops/registry.py):
 
     @lowering("linear")
-    def linear(b: Builder, node: Node, x: list[str | None], p: list[str]) -> str | list[str | None]:
-        return b.op("Gemm", [x[0], p[0], p[1]], transB=1)   # (rank 2 only; see dense.py)
+    def linear_onnx(b: Builder, node: Node, x: list[str | None], p: list[str]) -> str | list[str | None]:
+        return b.op("Gemm", [x[0], p[0], p[1]], transB=1)   # (rank 2 only; see compiler/ops/dense.py)
 
 `x` are the value names of the node's inputs (None for an omitted optional input) and `p` the
 initialiser names of its parameters (state_dict names, buffers included), in the order the shape
@@ -17,22 +19,18 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..ir import Node, TensorType
+from ..ir import TensorType
+from ..ops import OPS
+from ..ops.registry import DTYPES, lowering
 
 Lowering = Callable[..., "str | list[str | None]"]
-LOWERINGS: dict[str, Lowering] = {}
+# Derived from the records (losses have none: they are pruned from exports). A dict, so tests can patch it.
+LOWERINGS: dict[str, Lowering] = {n: d.lowering for n, d in OPS.items() if d.lowering is not None}
 
-DTYPES = {"float32": TensorProto.FLOAT, "int64": TensorProto.INT64, "bool": TensorProto.BOOL,
-          "float64": TensorProto.DOUBLE}
-
-
-def lowering(name: str) -> Callable[[Lowering], Lowering]:
-    def register(fn: Lowering) -> Lowering:
-        if name in LOWERINGS:
-            raise RuntimeError(f"lowering {name!r} registered twice")
-        LOWERINGS[name] = fn
-        return fn
-    return register
+if DTYPES != {"float32": TensorProto.FLOAT, "int64": TensorProto.INT64, "bool": TensorProto.BOOL,
+              "float64": TensorProto.DOUBLE}:                                   # pragma: no cover
+    raise RuntimeError("compiler/ops/registry.py's DTYPES disagree with onnx's TensorProto")
+__all__ = ["DTYPES", "LOWERINGS", "Builder", "lowering"]
 
 
 class Builder:

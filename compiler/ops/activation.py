@@ -1,12 +1,28 @@
-"""Activation functions: elementwise nonlinearities and the softmax family."""
+"""Activation functions: elementwise nonlinearities and the softmax family.
+
+Each op is one record: the @op line declares its attributes, ONNX form (`onnx=`), PyTorch form (`torch=`,
+`torch_module=`) and test cases; the function below it is the shape rule, whose docstring is its entry in
+docs/ops.md. Ops whose ONNX or PyTorch form is more than one call register a function with @lowering /
+@reference right after the rule. The NumPy kernel is in runtime/kernels/activation.py.
+"""
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import TYPE_CHECKING, Literal
 
 from ..errors import ShapeError
-from ..ir import Init, ParamSpec, TensorType
-from .registry import Attrs, Inferred, NoAttrs, op
+from ..ir import Init, Node, ParamSpec, TensorType
+from .cases import Case, In
+from .lazy import F
+from .registry import DTYPES, Attrs, Inferred, NoAttrs, lowering, op, reference
 from .shapes import concrete, norm_dim, per_sample
+
+if TYPE_CHECKING:
+    from ..onnx.registry import Builder
+
+X = In((2, 3, 4), low=-3.0, high=3.0, avoid=(0.0,))     # values off the kink at 0 of relu and friends
+UNARY = [Case(inputs=(X,))]                               # the test case of an attribute-free activation
+ZERO_GRADIENT = "piecewise constant: its gradient is 0 everywhere (tests/test_ops_activation.py checks the zeros)"
 
 
 def _elementwise(x: TensorType) -> Inferred:
@@ -20,22 +36,32 @@ def _float_input(name: str, x: TensorType) -> None:
                          hint="feed it a float tensor (class indices and masks are not activations)")
 
 
-@op("relu", NoAttrs)
+def unary(name: str, x: TensorType) -> Inferred:
+    """The shape rule of an elementwise activation: a float input, the same shape out."""
+    _float_input(name, x)
+    return _elementwise(x)
+
+
+@op("relu", onnx="Relu", torch="F.relu", torch_module="nn.ReLU", cases=UNARY)
 def relu(a: NoAttrs, x: TensorType) -> Inferred:
     """max(x, 0), elementwise."""
-    _float_input("relu", x)
-    return _elementwise(x)
+    return unary("relu", x)
 
 
 class LeakyRelu(Attrs):
     negative_slope: float = 0.01
 
 
-@op("leaky_relu", LeakyRelu)
+@op("leaky_relu", LeakyRelu, torch="F.leaky_relu",
+    cases=[Case({}, (X,)), Case({"negative_slope": 0.2}, (X,)), Case({"negative_slope": -0.3}, (X,))])
 def leaky_relu(a: LeakyRelu, x: TensorType) -> Inferred:
     """x where x > 0, else negative_slope · x, elementwise."""
-    _float_input("leaky_relu", x)
-    return _elementwise(x)
+    return unary("leaky_relu", x)
+
+
+@lowering("leaky_relu")
+def leaky_relu_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return b.op("LeakyRelu", [x[0]], alpha=float(node.attrs.negative_slope))
 
 
 class PRelu(Attrs):
@@ -43,7 +69,9 @@ class PRelu(Attrs):
     init_value: float = 0.25
 
 
-@op("prelu", PRelu)
+@op("prelu", PRelu, torch="F.prelu", torch_kw={"num_parameters": None, "init_value": None},
+    cases=[Case({}, (X,)), Case({"num_parameters": 3}, (X,), params=([0.1, -0.4, 1.7],)),
+           Case({"num_parameters": 3}, (In((4, 3), avoid=(0.0,)),), params=([0.1, -0.4, 1.7],))])
 def prelu(a: PRelu, x: TensorType) -> Inferred:
     """x where x > 0, else weight · x, with a learned slope `weight` [num_parameters] (init init_value).
 
@@ -69,39 +97,61 @@ def prelu(a: PRelu, x: TensorType) -> Inferred:
     return Inferred([TensorType(x.shape, x.dtype)], [w], macs=per_sample(x))
 
 
-@op("sigmoid", NoAttrs)
+@lowering("prelu")
+def prelu_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    rank = b.ins[0].rank
+    slope = p[0]
+    if node.attrs.num_parameters > 1 and rank > 2:
+        # PRelu broadcasts the slope from the right: [C] must become [C, 1, ..., 1] to hit dim 1
+        slope = b.op("Reshape", [slope, b.ints([node.attrs.num_parameters] + [1] * (rank - 2))])
+    elif rank == 0:                         # a [1] slope would broadcast a scalar input to [1]
+        slope = b.op("Squeeze", [slope])
+    return b.op("PRelu", [x[0], slope])
+
+
+@op("sigmoid", onnx="Sigmoid", torch="torch.sigmoid", torch_module="nn.Sigmoid", cases=UNARY)
 def sigmoid(a: NoAttrs, x: TensorType) -> Inferred:
     """1 / (1 + exp(-x)), elementwise."""
-    _float_input("sigmoid", x)
-    return _elementwise(x)
+    return unary("sigmoid", x)
 
 
-@op("tanh", NoAttrs)
+@op("tanh", onnx="Tanh", torch="torch.tanh", torch_module="nn.Tanh", cases=UNARY)
 def tanh(a: NoAttrs, x: TensorType) -> Inferred:
     """The hyperbolic tangent, elementwise."""
-    _float_input("tanh", x)
-    return _elementwise(x)
+    return unary("tanh", x)
 
 
-@op("sign", NoAttrs)
+@op("sign", onnx="Sign", torch="torch.sign", cases=UNARY, no_grad=ZERO_GRADIENT)
 def sign(a: NoAttrs, x: TensorType) -> Inferred:
     """-1, 0 or 1 by the sign of x, elementwise; its gradient is zero (as torch.sign)."""
-    _float_input("sign", x)
-    return _elementwise(x)
+    return unary("sign", x)
 
 
-@op("step", NoAttrs)
+@op("step", cases=UNARY, no_grad=ZERO_GRADIENT)
 def step(a: NoAttrs, x: TensorType) -> Inferred:
     """Perceptron unit step: 1 where x > 0, else 0 (so step(0) = 0); its gradient is zero."""
-    _float_input("step", x)
-    return _elementwise(x)
+    return unary("step", x)
 
 
-@op("silu", NoAttrs)
+@lowering("step")
+def step_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return b.op("Cast", [b.op("Greater", [x[0], b.const(0.0)])], to=DTYPES[b.ins[0].dtype])
+
+
+@reference("step")
+def step_torch(c, x):
+    return (x > 0).to(x.dtype)
+
+
+@op("silu", torch="F.silu", torch_module="nn.SiLU", cases=UNARY)
 def silu(a: NoAttrs, x: TensorType) -> Inferred:
     """x · sigmoid(x) (SiLU, also called swish), elementwise."""
-    _float_input("silu", x)
-    return _elementwise(x)
+    return unary("silu", x)
+
+
+@lowering("silu")
+def silu_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return b.op("Mul", [x[0], b.op("Sigmoid", [x[0]])])
 
 
 class Softplus(Attrs):
@@ -109,7 +159,9 @@ class Softplus(Attrs):
     threshold: float = 20.0
 
 
-@op("softplus", Softplus)
+@op("softplus", Softplus, torch="F.softplus",
+    cases=[Case({}, (X,)), Case({"beta": 2.0, "threshold": 1.0}, (In((2, 3, 4), low=-3, high=3, avoid=(0.5,)),)),
+           Case({"beta": 0.5, "threshold": 0.5}, (In((2, 3, 4), low=-3, high=3, avoid=(1.0,)),))])
 def softplus(a: Softplus, x: TensorType) -> Inferred:
     """log(1 + exp(beta · x)) / beta, and x itself where beta · x > threshold (as PyTorch)."""
     _float_input("softplus", x)
@@ -119,26 +171,57 @@ def softplus(a: Softplus, x: TensorType) -> Inferred:
     return _elementwise(x)
 
 
+@lowering("softplus")
+def softplus_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    beta, threshold = float(node.attrs.beta), float(node.attrs.threshold)
+    if beta == 1 and threshold >= 20:
+        # beyond 20 PyTorch's switch to x changes nothing a float32 can hold
+        return b.op("Softplus", [x[0]])
+    z = b.op("Mul", [x[0], b.const(beta)]) if beta != 1 else x[0]
+    sp = b.op("Softplus", [z])
+    if beta != 1:
+        sp = b.op("Div", [sp, b.const(beta)])
+    return b.op("Where", [b.op("Greater", [z, b.const(threshold)]), x[0], sp])
+
+
 class Gelu(Attrs):
     approximate: Literal["none", "tanh"] = "none"
 
 
-@op("gelu", Gelu)
+@op("gelu", Gelu, torch="F.gelu", cases=[Case({}, (X,)), Case({"approximate": "tanh"}, (X,))])
 def gelu(a: Gelu, x: TensorType) -> Inferred:
     """x · Φ(x) with Φ the standard normal CDF; approximate: tanh uses PyTorch's tanh formula."""
-    _float_input("gelu", x)
-    return _elementwise(x)
+    return unary("gelu", x)
+
+
+@lowering("gelu")
+def gelu_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    approximate = node.attrs.approximate
+    if b.opset >= 20:
+        return b.op("Gelu", [x[0]], approximate=approximate)
+    half_x = b.op("Mul", [x[0], b.const(0.5)])
+    if approximate == "tanh":
+        cube = b.op("Mul", [b.op("Mul", [x[0], x[0]]), x[0]])
+        inner = b.op("Add", [x[0], b.op("Mul", [cube, b.const(0.044715)])])
+        t = b.op("Tanh", [b.op("Mul", [inner, b.const(math.sqrt(2 / math.pi))])])
+    else:
+        t = b.op("Erf", [b.op("Mul", [x[0], b.const(math.sqrt(0.5))])])
+    return b.op("Mul", [half_x, b.op("Add", [t, b.const(1.0)])])
 
 
 class Elu(Attrs):
     alpha: float = 1.0
 
 
-@op("elu", Elu)
+@op("elu", Elu, torch="F.elu", cases=[Case({}, (X,)), Case({"alpha": 0.5}, (X,))])
 def elu(a: Elu, x: TensorType) -> Inferred:
     """x where x > 0, else alpha · (exp(x) − 1), elementwise."""
-    _float_input("elu", x)
-    return _elementwise(x)
+    return unary("elu", x)
+
+
+@lowering("elu")
+def elu_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return b.op("Elu", [x[0]], alpha=float(node.attrs.alpha))
 
 
 class Softmax(Attrs):
@@ -146,7 +229,8 @@ class Softmax(Attrs):
     temperature: float = 1.0
 
 
-@op("softmax", Softmax)
+@op("softmax", Softmax,
+    cases=[Case({}, ((2, 3, 4),)), Case({"dim": 1, "temperature": 0.5}, ((2, 3, 4),)), Case({"dim": 0}, ((5,),))])
 def softmax(a: Softmax, x: TensorType) -> Inferred:
     """softmax(x / temperature) along `dim`: exp normalised to sum to 1."""
     _float_input("softmax", x)
@@ -157,13 +241,39 @@ def softmax(a: Softmax, x: TensorType) -> Inferred:
     return _elementwise(x)
 
 
+def _over_scalar(b: Builder, op_type: str, v: str, axis: int) -> str:
+    """Softmax/LogSoftmax need rank >= 1: a scalar goes through as a 1-element vector."""
+    if b.ins[0].rank:
+        return b.op(op_type, [v], axis=axis)
+    zero = b.ints([0])
+    return b.op("Squeeze", [b.op(op_type, [b.op("Unsqueeze", [v, zero])], axis=0), zero])
+
+
+@lowering("softmax")
+def softmax_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    v = x[0]
+    if float(node.attrs.temperature) != 1:
+        v = b.op("Div", [v, b.const(float(node.attrs.temperature))])
+    return _over_scalar(b, "Softmax", v, node.attrs.dim)
+
+
+@reference("softmax")
+def softmax_torch(c, x):
+    return F.softmax(x if c.a.temperature == 1.0 else x / c.a.temperature, c.a.dim)
+
+
 class LogSoftmax(Attrs):
     dim: int = -1
 
 
-@op("log_softmax", LogSoftmax)
+@op("log_softmax", LogSoftmax, torch="F.log_softmax", cases=[Case({}, ((2, 3, 4),)), Case({"dim": -2}, ((2, 3, 4),))])
 def log_softmax(a: LogSoftmax, x: TensorType) -> Inferred:
     """log(softmax(x)) along `dim`, computed stably (x − logsumexp(x))."""
     _float_input("log_softmax", x)
     norm_dim(a.dim, x.rank)
     return _elementwise(x)
+
+
+@lowering("log_softmax")
+def log_softmax_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return _over_scalar(b, "LogSoftmax", x[0], node.attrs.dim)

@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ..errors import ShapeError
-from ..ir import Dim, Init, ParamSpec, TensorType
-from .registry import Attrs, Inferred, op
+from ..ir import Dim, Init, Node, ParamSpec, TensorType
+from .cases import Case, In
+from .lazy import F, np, torch
+from .registry import DTYPES, Attrs, Inferred, lowering, op, reference
 from .shapes import broadcast, concrete, float_input, per_sample
+
+if TYPE_CHECKING:
+    from ..onnx.registry import Builder
 
 
 def _fmt(shape: tuple[Dim, ...]) -> str:
@@ -47,7 +52,10 @@ def sdpa_mask_shape(mask: tuple[Dim, ...], scores: tuple[Dim, ...]) -> tuple[Dim
 
 
 @op("scaled_dot_product_attention", ScaledDotProductAttention, inputs=["q", "k", "v", "mask"],
-    optional=["mask"])
+    optional=["mask"],
+    cases=[Case({}, ((2, 3, 4), (2, 5, 4), (2, 5, 3), None)),
+           Case({"causal": True, "scale": 0.5}, ((2, 2, 4, 3), (2, 2, 4, 3), (2, 2, 4, 3), None)),
+           Case({}, ((2, 3, 4), (2, 5, 4), (2, 5, 3), In((2, 5), "bool")))])
 def scaled_dot_product_attention(a: ScaledDotProductAttention, q: TensorType, k: TensorType, v: TensorType,
                                  mask: TensorType | None = None) -> Inferred:
     """softmax(q kᵀ · scale + masks) v, with scale = 1/√d unless given.
@@ -100,6 +108,50 @@ def scaled_dot_product_attention(a: ScaledDotProductAttention, q: TensorType, k:
     return Inferred([out], macs=macs)
 
 
+@lowering("scaled_dot_product_attention")
+def scaled_dot_product_attention_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    q, k, v, mask = x
+    tq_, tk_ = b.ins[0], b.ins[1]
+    d = tq_.shape[-1]
+    rk = tk_.rank
+    perm = list(range(rk - 2)) + [rk - 1, rk - 2]
+    s = b.op("MatMul", [q, b.op("Transpose", [k], perm=perm)])
+    scale = node.attrs.scale
+    if scale is None:
+        if not isinstance(d, int):
+            raise ValueError("scaled_dot_product_attention needs a concrete feature size d to export its scale")
+        scale = 1.0 / math.sqrt(d)
+    s = b.op("Mul", [s, b.const(np.array(scale, np.float32), hint="scale")])
+    rank = len(node.out.shape)                                  # scores have the output's rank
+    masks = []
+    if node.attrs.causal:
+        masks.append(causal_mask(b, q, k, tq_.shape[-2], tk_.shape[-2], tq_.rank - 2, rk - 2))
+    if mask is not None:
+        mt = b.ins[3]
+        if mt.dtype != "bool":
+            mask = b.op("Cast", [mask], to=DTYPES["bool"])
+        if mt.rank == 2 and rank >= 3:                          # key-padding mask [N, Tk] -> [N, 1.., Tk]
+            mask = b.op("Unsqueeze", [mask, b.ints(list(range(1, rank - 1)))])
+        masks.append(mask)
+    return b.op("MatMul", [masked_softmax(b, s, masks), v])
+
+
+@reference("scaled_dot_product_attention")
+def _sdpa(c, q, k, v, mask=None):
+    d = q.shape[-1]
+    scale = c.a.scale if c.a.scale is not None else 1.0 / math.sqrt(d)
+    s = torch.matmul(q, k.transpose(-2, -1)) * scale
+    m = None
+    if mask is not None:
+        m = mask.bool()
+        if m.dim() == 2 and s.dim() >= 3:             # key padding [N, Tk] -> [N, 1, .., 1, Tk]
+            m = m.reshape((m.shape[0],) + (1,) * (s.dim() - 2) + (m.shape[1],))
+    if c.a.causal:
+        cm = _causal_mask(s.shape[-2], s.shape[-1])
+        m = cm if m is None else (m | cm)
+    return torch.matmul(masked_softmax_torch(s, m), v)
+
+
 def _count_all(dims: tuple[Dim, ...]) -> int:
     n = 1
     for d in dims:
@@ -125,7 +177,10 @@ def _divisors(e: int, limit: int = 100_000) -> str:
 
 
 @op("multi_head_attention", MultiHeadAttention, inputs=["query", "key", "value", "key_padding_mask"],
-    optional=["key", "value", "key_padding_mask"], ports=["out", "weights"], primary="num_heads")
+    optional=["key", "value", "key_padding_mask"], ports=["out", "weights"], primary="num_heads",
+    cases=[Case({"num_heads": 2}, ((2, 3, 4), None, None, None)),
+           Case({"num_heads": 2, "causal": True, "bias": False}, ((2, 3, 4), (2, 5, 4), (2, 5, 4), None)),
+           Case({"num_heads": 1}, ((2, 3, 4), (2, 5, 4), None, In((2, 5), "bool")))])
 def multi_head_attention(a: MultiHeadAttention, query: TensorType, key: TensorType | None = None,
                          value: TensorType | None = None, key_padding_mask: TensorType | None = None) -> Inferred:
     """PyTorch's nn.MultiheadAttention(batch_first=True): `out` [N, Tq, E] and head-averaged `weights` [N, Tq, Tk].
@@ -190,6 +245,107 @@ def multi_head_attention(a: MultiHeadAttention, query: TensorType, key: TensorTy
     return Inferred([out, weights], params, macs=macs)
 
 
+@lowering("multi_head_attention")
+def multi_head_attention_onnx(b: Builder, node: Node, x: list, p: list) -> list:
+    a = node.attrs
+    query, key, value, kpm = x
+    if a.bias:
+        w_in, b_in, w_out, b_out = p
+    else:
+        (w_in, w_out), b_in, b_out = p, None, None
+    qt = b.ins[0]
+    e = qt.shape[2]
+    h = a.num_heads
+    hd = e // h
+    key_t = b.ins[1] if key is not None else qt
+    k_src = key if key is not None else query
+    v_src = value if value is not None else k_src
+
+    def proj(src: str, i: int) -> str:
+        w = b.op("Slice", [w_in, b.ints([i * e]), b.ints([(i + 1) * e]), b.ints([0])])
+        y = b.op("MatMul", [src, b.op("Transpose", [w], perm=[1, 0])])
+        if b_in is not None:
+            y = b.op("Add", [y, b.op("Slice", [b_in, b.ints([i * e]), b.ints([(i + 1) * e]), b.ints([0])])])
+        return y
+
+    def split_heads(y: str, perm: list[int]) -> str:            # [N, T, E] -> [N, H, T, hd] (or kᵀ)
+        return b.op("Transpose", [b.op("Reshape", [y, b.ints([0, 0, h, hd])])], perm=perm)
+
+    if k_src == query and v_src == query:                       # self-attention: one MatMul
+        qkv = b.op("MatMul", [query, b.op("Transpose", [w_in], perm=[1, 0])])
+        if b_in is not None:
+            qkv = b.op("Add", [qkv, b_in])
+        qp, kp, vp = b.op("Split", [qkv, b.ints([e, e, e])], 3, axis=2)
+    else:
+        qp, kp, vp = proj(query, 0), proj(k_src, 1), proj(v_src, 2)
+    qh = split_heads(qp, [0, 2, 1, 3])
+    kh_t = split_heads(kp, [0, 2, 3, 1])                        # [N, H, hd, Tk]
+    vh = split_heads(vp, [0, 2, 1, 3])
+    qh = b.op("Mul", [qh, b.const(np.array(1.0 / math.sqrt(hd), np.float32), hint="scale")])
+    s = b.op("MatMul", [qh, kh_t])                              # [N, H, Tq, Tk]
+    masks = []
+    if a.causal:
+        masks.append(causal_mask(b, query, k_src, qt.shape[1], key_t.shape[1], 1, 1))
+    if kpm is not None:
+        m = kpm if b.ins[3].dtype == "bool" else b.op("Cast", [kpm], to=DTYPES["bool"])
+        masks.append(b.op("Unsqueeze", [m, b.ints([1, 2])]))
+    pr = masked_softmax(b, s, masks)
+    wanted = set(node.outputs)
+    ctxv = b.op("MatMul", [pr, vh])                             # [N, H, Tq, hd]
+    ctxv = b.op("Reshape", [b.op("Transpose", [ctxv], perm=[0, 2, 1, 3]), b.ints([0, 0, e])])
+    out = b.op("MatMul", [ctxv, b.op("Transpose", [w_out], perm=[1, 0])])
+    if b_out is not None:
+        out = b.op("Add", [out, b_out])
+    weights = None
+    if "weights" in wanted:
+        weights = b.op("ReduceSum", [pr, b.ints([1])], keepdims=0)
+        weights = b.op("Mul", [weights, b.const(np.array(1.0 / h, np.float32), hint="inv_heads")])
+    return [out, weights]
+
+
+@reference("multi_head_attention")
+def _mha(c, query, key=None, value=None, kpm=None, w_in=None, *rest):
+    a = c.a
+    if a.bias:
+        b_in, w_out, b_out = rest
+    else:
+        b_in, (w_out,), b_out = None, rest, None
+    key = query if key is None else key
+    value = key if value is None else value
+    e = query.shape[-1]
+    want_w = len(c.wanted) > 1 and c.wanted[1]
+    if kpm is None:
+        # PyTorch's own path (what nn.MultiheadAttention(batch_first=True) runs), sequence-first inside
+        q = query.transpose(0, 1)
+        k = q if key is query else key.transpose(0, 1)
+        v = k if value is key else value.transpose(0, 1)
+        am = _causal_mask(query.shape[1], key.shape[1]) if a.causal else None
+        out, w = F.multi_head_attention_forward(
+            q, k, v, e, a.num_heads, w_in, b_in, None, None, False, a.dropout, w_out, b_out,
+            training=c.training, need_weights=want_w, attn_mask=am, average_attn_weights=True,
+            is_causal=a.causal)
+        return out.transpose(0, 1), w
+    # with a key padding mask: explicit, so that a query whose keys are all masked gets zeros (PyTorch: NaN)
+    n, tq, tk, h = query.shape[0], query.shape[1], key.shape[1], a.num_heads
+    hd = e // h
+    wq, wk, wv = w_in.chunk(3)
+    bq, bk, bv = b_in.chunk(3) if b_in is not None else (None, None, None)
+
+    def heads(x, w, b, t):
+        return F.linear(x, w, b).reshape(n, t, h, hd).transpose(1, 2)
+
+    qh, kh, vh = heads(query, wq, bq, tq), heads(key, wk, bk, tk), heads(value, wv, bv, tk)
+    s = torch.matmul(qh, kh.transpose(-2, -1)) / math.sqrt(hd)
+    m = kpm.bool().reshape(n, 1, 1, tk)
+    if a.causal:
+        m = m | _causal_mask(tq, tk)
+    p = masked_softmax_torch(s, m)
+    if c.training and a.dropout > 0:
+        p = F.dropout(p, a.dropout, True)
+    o = torch.matmul(p, vh).transpose(1, 2).reshape(n, tq, e)
+    return F.linear(o, w_out, b_out), (p.mean(1) if want_w else None)
+
+
 # --- positional_encoding -----------------------------------------------------------------------
 
 def sinusoid_table(t: int, d: int):
@@ -211,7 +367,8 @@ class PositionalEncoding(Attrs):
     max_len: int = 5000
 
 
-@op("positional_encoding", PositionalEncoding)
+@op("positional_encoding", PositionalEncoding,
+    cases=[Case({}, ((2, 3, 6),))])
 def positional_encoding(a: PositionalEncoding, x: TensorType) -> TensorType | Inferred:
     """x + PE[:T] with PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(pos / 10000^(2i/d)).
 
@@ -233,3 +390,84 @@ def positional_encoding(a: PositionalEncoding, x: TensorType) -> TensorType | In
         raise ShapeError(f"positional_encoding covers at most max_len = {a.max_len} positions, but its input "
                          f"has {t} (shape {x})", hint=f"raise max_len to at least {t}", attr="max_len")
     return Inferred([TensorType(x.shape, x.dtype)], macs=per_sample(x))
+
+
+@lowering("positional_encoding")
+def positional_encoding_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    """x + PE[:T]: one constant [T, d] when T is known. For a symbolic T, rows 0..T-1 gathered from the
+    constant [max_len, d] table (values exactly the table's), the indices counted along x's own T axis so
+    that ONNX shape inference keeps T and N (a Shape -> Slice of the table gives a dimension it cannot name)."""
+    xt = b.ins[0]
+    t, d = xt.shape[1], xt.shape[2]
+    if isinstance(t, int):
+        return b.op("Add", [x[0], b.const(sinusoid_table(t, d).astype(np.float32), hint="pe")])
+    table = b.const(sinusoid_table(node.attrs.max_len, d).astype(np.float32), hint="pe_table")
+    one = b.const(np.array(1, np.int64), hint="one")
+    col = b.op("Slice", [x[0], b.ints([0]), b.ints([1]), b.ints([2])])     # [N, T, 1]
+    zeros = b.op("ArgMax", [col], axis=2, keepdims=0)           # [N, T] int64 0 (a 1-long axis: NaN-proof)
+    zeros = b.op("ReduceSum", [zeros, b.ints([0])], keepdims=0)  # [T] (0 for N = 0 too)
+    axis0 = b.const(np.array(0, np.int64), hint="axis")
+    pos = b.op("CumSum", [b.op("Add", [zeros, one]), axis0], exclusive=1)   # 0, 1, .., T-1
+    pe = b.op("Gather", [table, pos], axis=0)                   # [T, d]; T > max_len: onnxruntime refuses
+    return b.op("Add", [x[0], pe])
+
+
+@reference("positional_encoding")
+def _positional_encoding(c, x):
+    t, d = x.shape[1], x.shape[2]
+    key = (t, d, x.dtype)
+    if key not in _PE:
+        _PE[key] = torch.from_numpy(sinusoid_table(t, d)).to(x.dtype)
+    return x + _PE[key]
+
+
+# ---------------------------------------------------------------- helpers of the ONNX lowerings
+
+def causal_mask(b: Builder, q: str, k: str, tq, tk, axis_q: int, axis_k: int) -> str:
+    """Bool [Tq, Tk], True where key j > query i: a constant when both sizes are known, else Range."""
+    if isinstance(tq, int) and isinstance(tk, int):
+        return b.const(np.triu(np.ones((tq, tk), dtype=bool), 1), hint="causal_mask")
+    zero, one = b.const(np.array(0, np.int64)), b.const(np.array(1, np.int64))
+
+    def rng(x: str, axis: int) -> str:
+        n = b.op("Shape", [x], start=axis, end=axis + 1)
+        n = b.op("Squeeze", [n, b.ints([0])])
+        return b.op("Range", [zero, n, one])
+
+    i = b.op("Unsqueeze", [rng(q, axis_q), b.ints([1])])       # [Tq, 1]
+    j = b.op("Unsqueeze", [rng(k, axis_k), b.ints([0])])       # [1, Tk]
+    return b.op("Greater", [j, i])
+
+
+def masked_softmax(b: Builder, s: str, masks: list[str]) -> str:
+    """Softmax over the last axis, True in a mask = ignored; fully masked rows give 0."""
+    if not masks:
+        return b.op("Softmax", [s], axis=-1)
+    m = masks[0]
+    for extra in masks[1:]:
+        m = b.op("Or", [m, extra])
+    ninf = b.const(np.array(-np.inf, np.float32), hint="neg_inf")
+    zero = b.const(np.array(0.0, np.float32), hint="zero")
+    p = b.op("Softmax", [b.op("Where", [m, ninf, s])], axis=-1)
+    return b.op("Where", [m, zero, p])
+
+
+# ---------------------------------------------------------------- helpers of the PyTorch references
+
+def masked_softmax_torch(s: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """softmax over the last dim ignoring mask==True; rows with every key ignored give zeros (not NaN)."""
+    if mask is None:
+        return F.softmax(s, -1)
+    s = s.masked_fill(mask, float("-inf"))
+    dead = mask.all(-1, keepdim=True)
+    if bool(dead.any()):
+        s = s.masked_fill(dead, 0.0)
+        return F.softmax(s, -1).masked_fill(dead, 0.0)
+    return F.softmax(s, -1)
+
+
+def _causal_mask(tq: int, tk: int) -> torch.Tensor:
+    return torch.ones(tq, tk, dtype=torch.bool).triu(1)
+
+
+_PE: dict[tuple, torch.Tensor] = {}

@@ -7,14 +7,19 @@ that shape rule, kernel and lowering agree on every size.
 from __future__ import annotations
 
 import math
-from typing import Literal, Optional, Union
+from typing import TYPE_CHECKING, Literal, Optional, Union
 
 from pydantic import field_validator
 
-from ..errors import ShapeError
-from ..ir import Init, ParamSpec, TensorType
-from .registry import Attrs, Inferred, op
+from ..errors import ShapeError, UserError
+from ..ir import Init, Node, ParamSpec, TensorType
+from .cases import Case
+from .lazy import F, np
+from .registry import Attrs, Inferred, lowering, op, reference
 from .shapes import concrete, per_sample
+
+if TYPE_CHECKING:
+    from ..onnx.registry import Builder
 
 Int1 = Union[int, tuple[int]]
 Int2 = Union[int, tuple[int, int]]
@@ -216,16 +221,52 @@ def _conv(name: str, nd: int, a, x: TensorType) -> Inferred:
     return Inferred([y], params, macs=per_sample(y) * cg * area)
 
 
-@op("conv1d", Conv1d, primary="out_channels")
+@op("conv1d", Conv1d, primary="out_channels",
+    cases=[Case({"out_channels": 4, "kernel_size": 3, "padding": 1}, ((2, 2, 7),)),
+           Case({"out_channels": 4, "kernel_size": 2, "stride": 2, "groups": 2, "bias": False}, ((1, 2, 8),))])
 def conv1d(a: Conv1d, x: TensorType) -> Inferred:
     """1-d cross-correlation over [N, C, L] as torch.nn.Conv1d (weight [out, in/groups, k]); padding 'same' needs stride 1 and puts an odd extra pad on the right."""
     return _conv("conv1d", 1, a, x)
 
 
-@op("conv2d", Conv2d, primary="out_channels")
+@lowering("conv1d")
+def conv1d_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return _conv_onnx(b, node, x, p, 1)
+
+
+def _conv_torch(nd: int):
+    def run(c, x, w, b=None):
+        a = c.a
+        fn = F.conv1d if nd == 1 else F.conv2d
+        ks, dl = tuple(w.shape[2:]), tup(a.dilation, nd)
+        pads = conv_pads(a.padding, ks, dl)
+        if all(lo == hi for lo, hi in pads):
+            pad = tuple(lo for lo, _ in pads)
+        else:                                  # 'same' with an even total: the odd extra after (PyTorch)
+            x = F.pad(x, [p for lo_hi in reversed(pads) for p in lo_hi])
+            pad = 0
+        return fn(x, w, b, tup(a.stride, nd), pad, dl, a.groups)
+    return run
+
+
+reference("conv1d")(_conv_torch(1))
+
+
+@op("conv2d", Conv2d, primary="out_channels",
+    cases=[Case({"out_channels": 3, "kernel_size": 3, "padding": 1}, ((2, 2, 5, 5),)),
+           Case({"out_channels": 4, "kernel_size": 2, "padding": "same", "dilation": 2, "groups": 2}, ((1, 2, 5, 6),)),
+           Case({"out_channels": 2, "kernel_size": [3, 2], "stride": 2}, ((1, 3, 7, 6),))])
 def conv2d(a: Conv2d, x: TensorType) -> Inferred:
     """2-d cross-correlation over [N, C, H, W] as torch.nn.Conv2d (weight [out, in/groups, kh, kw]); padding 'same' needs stride 1 and puts an odd extra pad on the bottom/right."""
     return _conv("conv2d", 2, a, x)
+
+
+@lowering("conv2d")
+def conv2d_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return _conv_onnx(b, node, x, p, 2)
+
+
+reference("conv2d")(_conv_torch(2))
 
 
 # -- conv_transpose2d ----------------------------------------------------------------------------------
@@ -243,7 +284,9 @@ class ConvTranspose2d(_NoBool):
     in_channels: Optional[int] = None
 
 
-@op("conv_transpose2d", ConvTranspose2d, primary="out_channels")
+@op("conv_transpose2d", ConvTranspose2d, primary="out_channels",
+    cases=[Case({"out_channels": 3, "kernel_size": 3, "stride": 2, "padding": 1, "output_padding": 1}, ((2, 2, 3, 4),)),
+           Case({"out_channels": 4, "kernel_size": 2, "groups": 2, "bias": False}, ((1, 2, 3, 3),))])
 def conv_transpose2d(a: ConvTranspose2d, x: TensorType) -> Inferred:
     """Transposed 2-d convolution (the gradient of conv2d with respect to its input) as torch.nn.ConvTranspose2d: weight [in, out/groups, kh, kw], output (i−1)·s − 2p + d·(k−1) + output_padding + 1; `output_size` [H, W] picks output_padding (and wins over it, as in PyTorch's forward(output_size=...))."""
     name, nd = "conv_transpose2d", 2
@@ -290,6 +333,42 @@ def conv_transpose2d(a: ConvTranspose2d, x: TensorType) -> Inferred:
         params.append(ParamSpec("bias", (a.out_channels,), Init.of("bias_uniform", fan_in=og * area)))
     y = TensorType((x.shape[0], a.out_channels) + tuple(out), x.dtype)
     return Inferred([y], params, macs=per_sample(x) * og * area)
+
+
+@lowering("conv_transpose2d")
+def conv_transpose2d_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    a = node.attrs
+    ks, st, dl, pd = tup(a.kernel_size, 2), tup(a.stride, 2), tup(a.dilation, 2), tup(a.padding, 2)
+    sp = b.ins[0].shape[2:]
+    if a.output_size is not None:
+        opad = transpose_output_padding(a, tuple(sp))      # the shape rule made these sizes concrete
+    else:
+        opad = tup(a.output_padding, 2)
+    # onnxruntime accepts output_padding < stride only (PyTorch: < max(stride, dilation)); a larger
+    # one is taken off the end padding, and what is left over is appended as zeros before the bias.
+    ends, outpad, extra = [], [], []
+    for q, o, s in zip(pd, opad, st):
+        if o < s:
+            ends.append(q), outpad.append(o), extra.append(0)
+        elif o <= q:
+            ends.append(q - o), outpad.append(0), extra.append(0)
+        else:
+            ends.append(0), outpad.append(0), extra.append(o - q)
+    bias = p[1] if len(p) > 1 else None
+    y = b.op("ConvTranspose", [x[0], p[0], None if any(extra) else bias], kernel_shape=list(ks),
+             strides=list(st), dilations=list(dl), pads=list(pd) + ends, output_padding=outpad, group=a.groups)
+    if any(extra):
+        y = b.op("Pad", [y, b.ints([0, 0, 0, 0, 0, 0] + extra, hint="pads")])
+        if bias is not None:
+            y = b.op("Add", [y, b.op("Unsqueeze", [bias, b.ints([1, 2], hint="axes")])])
+    return y
+
+
+@reference("conv_transpose2d")
+def _conv_transpose2d(c, x, w, b=None):
+    a = c.a
+    opad = transpose_output_padding(a, tuple(x.shape[2:]))
+    return F.conv_transpose2d(x, w, b, tup(a.stride, 2), tup(a.padding, 2), opad, a.groups, tup(a.dilation, 2))
 
 
 # -- pooling ------------------------------------------------------------------------------------------------
@@ -347,23 +426,50 @@ def _pool(name: str, a, x: TensorType) -> Inferred:
     return Inferred([y], [], macs=per_sample(y) * ks[0] * ks[1])
 
 
-@op("max_pool2d", MaxPool2d, primary="kernel_size")
+@op("max_pool2d", MaxPool2d, primary="kernel_size",
+    cases=[Case({"kernel_size": 2}, ((2, 2, 4, 6),)),
+           Case({"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}, ((1, 2, 6, 5),))])
 def max_pool2d(a: MaxPool2d, x: TensorType) -> Inferred:
     """Maximum over k×k windows of [N, C, H, W] as torch.nn.MaxPool2d (stride defaults to kernel_size; padding counts as −∞; ceil_mode keeps a last partial window only if it starts inside the input or left padding). Counts one comparison per window element."""
     return _pool("max_pool2d", a, x)
 
 
-@op("avg_pool2d", AvgPool2d, primary="kernel_size")
+@lowering("max_pool2d")
+def max_pool2d_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return _pool_onnx(b, node, x[0], "MaxPool", dilations=list(tup(node.attrs.dilation, 2)))
+
+
+@reference("max_pool2d")
+def _max_pool2d(c, x):
+    ks, st, pd, dl, _ = pool_geometry(c.a, tuple(x.shape[2:]))
+    return F.max_pool2d(x, ks, st, pd, dl, ceil_mode=c.a.ceil_mode)
+
+
+@op("avg_pool2d", AvgPool2d, primary="kernel_size",
+    cases=[Case({"kernel_size": 2}, ((2, 2, 4, 6),)),
+           Case({"kernel_size": 3, "stride": 2, "padding": 1, "count_include_pad": False}, ((1, 2, 6, 5),))])
 def avg_pool2d(a: AvgPool2d, x: TensorType) -> Inferred:
     """Mean over k×k windows of [N, C, H, W] as torch.nn.AvgPool2d (stride defaults to kernel_size; count_include_pad divides by the window size clipped to the padded input, else by the number of input elements). Counts one add per window element."""
     return _pool("avg_pool2d", a, x)
+
+
+@lowering("avg_pool2d")
+def avg_pool2d_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return _pool_onnx(b, node, x[0], "AveragePool", count_include_pad=int(node.attrs.count_include_pad))
+
+
+@reference("avg_pool2d")
+def _avg_pool2d(c, x):
+    ks, st, pd, _, _ = pool_geometry(c.a, tuple(x.shape[2:]))
+    return F.avg_pool2d(x, ks, st, pd, ceil_mode=c.a.ceil_mode, count_include_pad=c.a.count_include_pad)
 
 
 class AdaptiveAvgPool2d(_NoBool):
     output_size: Union[int, tuple[Optional[int], Optional[int]]]
 
 
-@op("adaptive_avg_pool2d", AdaptiveAvgPool2d, primary="output_size")
+@op("adaptive_avg_pool2d", AdaptiveAvgPool2d, primary="output_size",
+    cases=[Case({"output_size": [2, 3]}, ((2, 2, 5, 7),))])
 def adaptive_avg_pool2d(a: AdaptiveAvgPool2d, x: TensorType) -> Inferred:
     """Mean over the adaptive windows [floor(i·H/Oh), ceil((i+1)·H/Oh)) of [N, C, H, W] as torch.nn.AdaptiveAvgPool2d; keeps rank 4; a null size keeps that input size."""
     name = "adaptive_avg_pool2d"
@@ -381,11 +487,51 @@ def adaptive_avg_pool2d(a: AdaptiveAvgPool2d, x: TensorType) -> Inferred:
     return Inferred([TensorType(tuple(x.shape[:2]) + out, x.dtype)], [], macs=macs)
 
 
-@op("global_avg_pool2d", family="convolution")
+@lowering("adaptive_avg_pool2d")
+def adaptive_avg_pool2d_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    sp = tuple(b.ins[0].shape[2:])
+    out = tuple(node.outputs.values())[0].shape[2:]
+    if out == (1, 1):
+        return b.op("GlobalAveragePool", [x[0]])
+    if not all(isinstance(i, int) for i in sp):
+        raise UserError(f"adaptive_avg_pool2d to {list(out)} needs a concrete input height and width for ONNX export, "
+                        f"but its input is {b.ins[0]}",
+                        hint="give the spatial sizes as numbers in `inputs`, or pool to 1×1")
+    if sp[0] % out[0] == 0 and sp[1] % out[1] == 0:
+        k = [sp[0] // out[0], sp[1] // out[1]]
+        if k == [1, 1]:
+            return b.op("Identity", [x[0]])
+        return b.op("AveragePool", [x[0]], kernel_shape=k, strides=k, pads=[0, 0, 0, 0])
+    # general windows (overlapping or uneven): the mean is separable, y = A_h · x · A_wᵀ
+    y = x[0]
+    if sp[1] != out[1]:
+        y = b.op("MatMul", [y, b.const(_adaptive_matrix(sp[1], out[1]).T, hint="adaptive_w")])
+    if sp[0] != out[0]:
+        y = b.op("MatMul", [b.const(_adaptive_matrix(sp[0], out[0]), hint="adaptive_h"), y])
+    return y
+
+
+@reference("adaptive_avg_pool2d")
+def _adaptive_avg_pool2d(c, x):
+    return F.adaptive_avg_pool2d(x, c.a.output_size)
+
+
+@op("global_avg_pool2d", family="convolution",
+    cases=[Case({}, ((2, 3, 4, 5),))])
 def global_avg_pool2d(a, x: TensorType) -> Inferred:
     """Mean over H and W of [N, C, H, W], giving [N, C] (adaptive_avg_pool2d(1) followed by flatten)."""
     _expect_rank("global_avg_pool2d", x, 2)
     return Inferred([TensorType(tuple(x.shape[:2]), x.dtype)], [], macs=per_sample(x))
+
+
+@lowering("global_avg_pool2d")
+def global_avg_pool2d_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return b.op("Flatten", [b.op("GlobalAveragePool", [x[0]])], axis=1)
+
+
+@reference("global_avg_pool2d")
+def _global_avg_pool2d(c, x):
+    return x.mean(dim=(2, 3))
 
 
 class Upsample(_NoBool):
@@ -393,7 +539,9 @@ class Upsample(_NoBool):
     mode: Literal["nearest", "bilinear"] = "nearest"
 
 
-@op("upsample", Upsample, primary="scale_factor")
+@op("upsample", Upsample, primary="scale_factor",
+    cases=[Case({"scale_factor": 2}, ((1, 2, 3, 4),)),
+           Case({"scale_factor": 2, "mode": "bilinear"}, ((1, 2, 3, 4),))])
 def upsample(a: Upsample, x: TensorType) -> Inferred:
     """Enlarge H and W of [N, C, H, W] by integer factors as torch.nn.Upsample: nearest copies pixels (no MACs), bilinear interpolates with align_corners=false (4 MACs per output element)."""
     name = "upsample"
@@ -404,3 +552,68 @@ def upsample(a: Upsample, x: TensorType) -> Inferred:
                 for i, f, d in zip(_spatial(x, 2), sf, _DIMS[2]))
     y = TensorType(tuple(x.shape[:2]) + out, x.dtype)
     return Inferred([y], [], macs=0 if a.mode == "nearest" else 4 * per_sample(y))
+
+
+@lowering("upsample")
+def upsample_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    sh, sw = tup(node.attrs.scale_factor, 2)
+    scales = b.const(np.asarray([1.0, 1.0, sh, sw], np.float32), hint="scales")
+    if node.attrs.mode == "nearest":
+        return b.op("Resize", [x[0], None, scales], mode="nearest", coordinate_transformation_mode="asymmetric",
+                    nearest_mode="floor")
+    return b.op("Resize", [x[0], None, scales], mode="linear", coordinate_transformation_mode="half_pixel")
+
+
+@reference("upsample")
+def _upsample(c, x):
+    sf = tuple(float(f) for f in tup(c.a.scale_factor, 2))
+    if c.a.mode == "nearest":
+        return F.interpolate(x, scale_factor=sf, mode="nearest")
+    return F.interpolate(x, scale_factor=sf, mode="bilinear", align_corners=False)
+
+
+# ---------------------------------------------------------------- helpers of the ONNX lowerings
+
+def _onnx_pads(pads) -> list[int]:
+    """((lo, hi) per dim) -> ONNX [x1_begin, x2_begin, ..., x1_end, x2_end, ...]."""
+    return [lo for lo, _ in pads] + [hi for _, hi in pads]
+
+
+def _conv_onnx(b: Builder, node: Node, x: list, p: list, nd: int) -> str:
+    a = node.attrs
+    ks, st, dl = tup(a.kernel_size, nd), tup(a.stride, nd), tup(a.dilation, nd)
+    return b.op("Conv", [x[0], p[0], p[1] if len(p) > 1 else None], kernel_shape=list(ks), strides=list(st),
+                dilations=list(dl), pads=_onnx_pads(conv_pads(a.padding, ks, dl)), group=a.groups)
+
+
+def _pool_onnx(b: Builder, node: Node, x: str, op_type: str, **extra) -> str:
+    """MaxPool/AveragePool with PyTorch's output size. ONNX's ceil_mode keeps a last window that starts
+    in the right padding, PyTorch's drops it; so the end padding is set to exactly what the kept windows
+    reach (never more than `padding`, so count_include_pad divides alike), trailing rows no window reads
+    are sliced off, and ceil_mode is only written where a window must hang over the end padding."""
+    sp = tuple(b.ins[0].shape[2:])
+    ks, st, pd, dl, out = pool_geometry(node.attrs, sp)
+    begins, ends, ceil, crop = list(pd), [], 0, {}
+    for ax, (i, k, s, p, d, o) in enumerate(zip(sp, ks, st, pd, dl, out)):
+        need = (o - 1) * s + d * (k - 1) + 1 - i - p          # how far the last window reaches past the input
+        if need > p:                                            # overhang: ONNX's ceil_mode does it, as PyTorch
+            ends.append(p)
+            ceil = 1
+        elif need < 0:                                          # trailing rows no window reads
+            crop[ax + 2] = i + need
+            ends.append(0)
+        else:
+            ends.append(need)
+    if crop:
+        axes = sorted(crop)
+        x = b.op("Slice", [x, b.ints([0] * len(axes), hint="starts"), b.ints([crop[a] for a in axes], hint="ends"),
+                           b.ints(axes, hint="axes")])
+    attrs = dict(kernel_shape=list(ks), strides=list(st), pads=begins + ends, ceil_mode=ceil, **extra)
+    return b.op(op_type, [x], **attrs)
+
+
+def _adaptive_matrix(i: int, o: int) -> np.ndarray:
+    m = np.zeros((o, i), np.float32)
+    for j, (s, e) in enumerate(adaptive_windows(i, o)):
+        m[j, s:e] = 1.0 / (e - s)
+    return m

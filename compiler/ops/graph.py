@@ -10,12 +10,20 @@ MAC count is for the whole graph (the graph is the sample).
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ..errors import ShapeError
-from ..ir import Dim, Init, ParamSpec, TensorType
-from .registry import Attrs, Inferred, op
+from ..ir import Dim, Init, Node, ParamSpec, TensorType
+from .attention import masked_softmax, masked_softmax_torch
+from .cases import Case, In
+from .lazy import F, np, torch
+from .registry import DTYPES, Attrs, Inferred, lowering, op, reference
 from .shapes import broadcast, concrete, float_input
+
+if TYPE_CHECKING:
+    from ..onnx.registry import Builder
+
+ADJ = In((5, 5), low=0, high=2, integer=True)      # a 0/1 adjacency, for the test cases
 
 
 def _clash(a: Dim, b: Dim) -> bool:
@@ -57,7 +65,9 @@ class GCNConv(Attrs):
     normalize: bool = True
 
 
-@op("gcn_conv", GCNConv, inputs=["x", "adj"], primary="out_features")
+@op("gcn_conv", GCNConv, inputs=["x", "adj"], primary="out_features",
+    cases=[Case({"out_features": 3}, ((5, 4), ADJ)),
+           Case({"out_features": 6, "normalize": False, "add_self_loops": False}, ((2, 5, 4), ADJ))])
 def gcn_conv(a: GCNConv, x: TensorType, adj: TensorType) -> Inferred:
     """Kipf & Welling's graph convolution: D^-1/2 Â D^-1/2 X Wᵀ + b (no activation).
 
@@ -78,6 +88,54 @@ def gcn_conv(a: GCNConv, x: TensorType, adj: TensorType) -> Inferred:
     return Inferred([TensorType(lead + (v, a.out_features), x.dtype)], params, macs=macs)
 
 
+@lowering("gcn_conv")
+def gcn_conv_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    a = node.attrs
+    xs, adj = x
+    A = float_adj(b, adj)
+    s = None
+    if a.normalize:
+        deg = b.op("ReduceSum", [A, b.ints([-1])], keepdims=1)             # [.., V, 1]
+        if a.add_self_loops:
+            deg = b.op("Add", [deg, f32(b, 1.0, "one")])
+        pos = b.op("Greater", [deg, f32(b, 0.0, "zero")])
+        s = b.op("Where", [pos, b.op("Pow", [deg, f32(b, -0.5, "neg_half")]), f32(b, 0.0, "zero")])
+
+    def prop(z: str) -> str:
+        zs = b.op("Mul", [z, s]) if s else z
+        y = b.op("MatMul", [A, zs])
+        if a.add_self_loops:
+            y = b.op("Add", [y, zs])
+        return b.op("Mul", [y, s]) if s else y
+
+    wt = b.op("Transpose", [p[0]], perm=[1, 0])
+    out_f, in_f = node.params[0].shape
+    y = prop(b.op("MatMul", [xs, wt])) if out_f < in_f else b.op("MatMul", [prop(xs), wt])
+    return b.op("Add", [y, p[1]]) if a.bias else y
+
+
+@reference("gcn_conv")
+def _gcn_conv(c, x, adj, w, b=None):
+    a = c.a
+    A = _adj_float(adj, x.dtype)
+    s = None
+    if a.normalize:
+        deg = A.sum(-1)
+        if a.add_self_loops:
+            deg = deg + 1
+        s = torch.where(deg > 0, deg.clamp_min(1e-30).rsqrt(), torch.zeros_like(deg)).unsqueeze(-1)
+
+    def prop(z):                                      # (S Â S) z without forming Â = A + I
+        zs = z * s if s is not None else z
+        y = torch.matmul(A, zs)
+        if a.add_self_loops:
+            y = y + zs
+        return y * s if s is not None else y
+
+    y = prop(F.linear(x, w)) if w.shape[0] < w.shape[1] else F.linear(prop(x), w)
+    return y + b if b is not None else y
+
+
 # --- gat_conv -----------------------------------------------------------------------------------
 
 class GATConv(Attrs):
@@ -89,7 +147,9 @@ class GATConv(Attrs):
     add_self_loops: bool = True
 
 
-@op("gat_conv", GATConv, inputs=["x", "adj"], primary="out_features")
+@op("gat_conv", GATConv, inputs=["x", "adj"], primary="out_features",
+    cases=[Case({"out_features": 3}, ((5, 4), ADJ), fixed=(1,)),
+           Case({"out_features": 2, "heads": 3, "concat": False}, ((2, 5, 4), ADJ), fixed=(1,))])
 def gat_conv(a: GATConv, x: TensorType, adj: TensorType) -> Inferred:
     """PyG's GATConv on a dense adjacency: out_i = Σ_j α_ij W x_j per head, heads concatenated or averaged, + b.
 
@@ -115,13 +175,69 @@ def gat_conv(a: GATConv, x: TensorType, adj: TensorType) -> Inferred:
     return Inferred([TensorType(lead + (v, width), x.dtype)], params, macs=macs)
 
 
+@lowering("gat_conv")
+def gat_conv_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    a = node.attrs
+    h, c = a.heads, a.out_features
+    xs, adj = x
+    weight, att_src, att_dst = p[:3]
+    rank = b.ins[0].rank
+    hx = b.op("MatMul", [xs, b.op("Transpose", [weight], perm=[1, 0])])   # [.., V, H*C]
+    if rank == 2:
+        hh = b.op("Transpose", [b.op("Reshape", [hx, b.ints([-1, h, c])])], perm=[1, 0, 2])
+    else:
+        hh = b.op("Transpose", [b.op("Reshape", [hx, b.ints([0, -1, h, c])])], perm=[0, 2, 1, 3])
+    # hh: [.., H, V, C]; scores per node: hh @ att[h] as [H, C, 1] -> [.., H, V, 1]
+    s_src = b.op("MatMul", [hh, b.op("Reshape", [att_src, b.ints([h, c, 1])])])
+    s_dst = b.op("MatMul", [hh, b.op("Reshape", [att_dst, b.ints([h, c, 1])])])
+    perm = list(range(rank - 1)) + [rank, rank - 1]                        # swap the last two axes
+    z = b.op("Add", [s_dst, b.op("Transpose", [s_src], perm=perm)])        # [.., H, V, V]
+    z = b.op("LeakyRelu", [z], alpha=float(a.negative_slope))
+    m = nonzero(b, adj)
+    if a.add_self_loops:
+        m = b.op("Or", [m, eye_bool(b, adj)])
+    ignore = b.op("Unsqueeze", [b.op("Not", [m]), b.ints([-3])])           # [.., 1, V, V]
+    o = b.op("MatMul", [masked_softmax(b, z, [ignore]), hh])               # [.., H, V, C]
+    if a.concat:
+        if len(node.out.shape) == 2:
+            y = b.op("Reshape", [b.op("Transpose", [o], perm=[1, 0, 2]), b.ints([-1, h * c])])
+        else:
+            y = b.op("Reshape", [b.op("Transpose", [o], perm=[0, 2, 1, 3]), b.ints([0, -1, h * c])])
+    else:
+        y = b.op("ReduceSum", [o, b.ints([-3])], keepdims=0)
+        y = b.op("Mul", [y, f32(b, 1.0 / h, "inv_heads")])
+    return b.op("Add", [y, p[3]]) if a.bias else y
+
+
+@reference("gat_conv")
+def _gat_conv(c, x, adj, w, att_src, att_dst, b=None):
+    a = c.a
+    h, ch = a.heads, a.out_features
+    hx = F.linear(x, w)
+    hx = hx.reshape(hx.shape[:-1] + (h, ch))                          # [.., V, H, C]
+    ss = (hx * att_src).sum(-1)                                      # [.., V, H]
+    sd = (hx * att_dst).sum(-1)
+    e = sd.transpose(-1, -2).unsqueeze(-1) + ss.transpose(-1, -2).unsqueeze(-2)   # [.., H, Vi, Vj]
+    e = F.leaky_relu(e, a.negative_slope)
+    nb = adj != 0
+    if a.add_self_loops:
+        nb = nb | torch.eye(adj.shape[-1], dtype=torch.bool)
+    alpha = masked_softmax_torch(e, (~nb).unsqueeze(-3))
+    out = torch.matmul(alpha, hx.transpose(-2, -3))                  # [.., H, V, C]
+    out = out.transpose(-2, -3)                                      # [.., V, H, C]
+    out = out.reshape(out.shape[:-2] + (h * ch,)) if a.concat else out.mean(-2)
+    return out + b if b is not None else out
+
+
 # --- graph_aggregate ----------------------------------------------------------------------------
 
 class GraphAggregate(Attrs):
     reduce: Literal["sum", "mean", "max"] = "sum"
 
 
-@op("graph_aggregate", GraphAggregate, inputs=["x", "adj"], primary="reduce")
+@op("graph_aggregate", GraphAggregate, inputs=["x", "adj"], primary="reduce",
+    cases=[Case({}, ((5, 4), ADJ)), Case({"reduce": "mean"}, ((2, 5, 4), ADJ), fixed=(1,)),
+           Case({"reduce": "max"}, ((5, 4), ADJ), fixed=(1,))])
 def graph_aggregate(a: GraphAggregate, x: TensorType, adj: TensorType) -> Inferred:
     """Message passing without parameters: out_i = reduce over neighbours j (adj[i, j] != 0) of adj[i, j]·x_j.
 
@@ -133,3 +249,80 @@ def graph_aggregate(a: GraphAggregate, x: TensorType, adj: TensorType) -> Inferr
     lead, v, f = graph_inputs("graph_aggregate", x, adj)
     cv = _count(v)
     return Inferred([TensorType(lead + (v, f), x.dtype)], macs=cv * cv * f)
+
+
+@lowering("graph_aggregate")
+def graph_aggregate_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    red = node.attrs.reduce
+    xs, adj = x
+    A = float_adj(b, adj)
+    if red == "sum":
+        return b.op("MatMul", [A, xs])
+    nz = nonzero(b, adj)
+    if red == "mean":
+        cnt = b.op("ReduceSum", [b.op("Cast", [nz], to=DTYPES[b.ins[0].dtype]), b.ints([-1])], keepdims=1)
+        return b.op("Div", [b.op("MatMul", [A, xs]), b.op("Max", [cnt, f32(b, 1.0, "one")])])
+    # max: dense messages [.., V(i), V(j), F] = adj[i, j] x_j, non-neighbours at -inf, max over j
+    msg = b.op("Mul", [b.op("Unsqueeze", [A, b.ints([-1])]), b.op("Unsqueeze", [xs, b.ints([-3])])])
+    nz4 = b.op("Unsqueeze", [nz, b.ints([-1])])
+    msg = b.op("Where", [nz4, msg, f32(b, -np.inf, "neg_inf")])
+    if b.opset >= 18:
+        mx = b.op("ReduceMax", [msg, b.ints([-2])], keepdims=0)
+    else:
+        mx = b.op("ReduceMax", [msg], axes=[-2], keepdims=0)
+    cnt = b.op("ReduceSum", [b.op("Cast", [nz], to=DTYPES[b.ins[0].dtype]), b.ints([-1])], keepdims=1)
+    has = b.op("Greater", [cnt, f32(b, 0.0, "zero")])                    # [.., V, 1]: any neighbour
+    return b.op("Where", [has, mx, f32(b, 0.0, "zero")])
+
+
+@reference("graph_aggregate")
+def _graph_aggregate(c, x, adj):
+    A = _adj_float(adj, x.dtype)
+    r = c.a.reduce
+    if r == "sum":
+        return torch.matmul(A, x)
+    nb = adj != 0
+    if r == "mean":
+        cnt = nb.sum(-1, keepdim=True).clamp_min(1).to(x.dtype)
+        return torch.matmul(A, x) / cnt
+    msg = A.unsqueeze(-1) * x.unsqueeze(-3)                          # [.., Vi, Vj, F]
+    msg = msg.masked_fill(~nb.unsqueeze(-1), float("-inf"))
+    out = msg.amax(-2)
+    return out.masked_fill(~nb.any(-1, keepdim=True), 0.0)
+
+
+# ---------------------------------------------------------------- helpers of the ONNX lowerings
+
+def float_adj(b: Builder, adj: str) -> str:
+    t = b.ins[1]
+    want = b.ins[0].dtype
+    return adj if t.dtype == want else b.op("Cast", [adj], to=DTYPES[want])
+
+
+def f32(b: Builder, value: float, hint: str = "const") -> str:
+    return b.const(np.array(value, np.float32), hint=hint)
+
+
+def eye_bool(b: Builder, adj: str) -> str:
+    """Bool [V, V] identity: a constant when V is known, else Equal of two Ranges over V."""
+    v = b.ins[1].shape[-1]
+    if isinstance(v, int):
+        return b.const(np.eye(v, dtype=bool), hint="eye")
+    n = b.op("Squeeze", [b.op("Shape", [adj], start=-1), b.ints([0])])
+    i = b.op("Range", [b.const(np.array(0, np.int64)), n, b.const(np.array(1, np.int64))])
+    return b.op("Equal", [b.op("Unsqueeze", [i, b.ints([1])]), b.op("Unsqueeze", [i, b.ints([0])])])
+
+
+def nonzero(b: Builder, adj: str) -> str:
+    """Bool adj != 0."""
+    if b.ins[1].dtype == "bool":
+        return adj
+    zero = b.const(np.array(0, dtype=np.float32 if b.ins[1].dtype == "float32" else
+                            {"float64": np.float64, "int64": np.int64}[b.ins[1].dtype]), hint="zero")
+    return b.op("Not", [b.op("Equal", [adj, zero])])
+
+
+# ---------------------------------------------------------------- helpers of the PyTorch references
+
+def _adj_float(adj: torch.Tensor, dtype) -> torch.Tensor:
+    return adj if adj.dtype == dtype else adj.to(dtype)

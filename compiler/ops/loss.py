@@ -5,10 +5,14 @@ from typing import Literal
 
 from ..errors import ShapeError
 from ..ir import TensorType
-from .registry import Attrs, Inferred, op
+from .cases import Case, In
+from .lazy import F
+from .registry import Attrs, Inferred, op, reference
 from .shapes import per_sample
 
 FLOATS = ("float32", "float64")
+
+PROB = In((4, 3), low=0.05, high=0.95)      # probabilities, for the test cases
 
 
 class Loss(Attrs):
@@ -43,28 +47,47 @@ def _elementwise(name: str, a: Loss, x: TensorType, t: TensorType, what: str = "
     return Inferred([_reduced(a, x.shape, x.dtype)], macs=per_sample(x))
 
 
-@op("mse_loss", Loss, inputs=["input", "target"], loss=True)
+@op("mse_loss", Loss, inputs=["input", "target"], loss=True,
+    cases=[Case({}, ((4, 3), (4, 3))), Case({"reduction": "none"}, ((4, 3), (4, 3)))])
 def mse_loss(a: Loss, x: TensorType, t: TensorType) -> Inferred:
     """Mean squared error (input − target)², input and target of equal shape."""
     return _elementwise("mse_loss", a, x, t)
 
 
-@op("l1_loss", Loss, inputs=["input", "target"], loss=True)
+reference("mse_loss")(lambda c, i, t: F.mse_loss(i, t.to(i.dtype), reduction=c.a.reduction))
+
+
+@op("l1_loss", Loss, inputs=["input", "target"], loss=True,
+    cases=[Case({}, (In((4, 3), avoid=(0.0,)), (4, 3))), Case({"reduction": "sum"}, ((4, 3), (4, 3)))])
 def l1_loss(a: Loss, x: TensorType, t: TensorType) -> Inferred:
     """Mean absolute error |input − target|, input and target of equal shape."""
     return _elementwise("l1_loss", a, x, t)
 
 
-@op("bce_loss", Loss, inputs=["input", "target"], loss=True)
+reference("l1_loss")(lambda c, i, t: F.l1_loss(i, t.to(i.dtype), reduction=c.a.reduction))
+
+
+@op("bce_loss", Loss, inputs=["input", "target"], loss=True,
+    cases=[Case({}, (PROB, PROB)),
+           Case({"reduction": "none"}, (PROB, In((4, 3), low=0, high=2, integer=True)), fixed=(1,))])
 def bce_loss(a: Loss, x: TensorType, t: TensorType) -> Inferred:
     """Binary cross-entropy of probabilities in [0, 1] with float targets; logs clamped at −100 as PyTorch."""
     return _elementwise("bce_loss", a, x, t, "float (0/1 or probability)")
 
 
-@op("bce_with_logits", Loss, inputs=["input", "target"], loss=True)
+reference("bce_loss")(lambda c, i, t: F.binary_cross_entropy(i, t.to(i.dtype), reduction=c.a.reduction))
+
+
+@op("bce_with_logits", Loss, inputs=["input", "target"], loss=True,
+    cases=[Case({}, ((4, 3), PROB)),
+           Case({"reduction": "sum"}, ((4, 3), PROB))])
 def bce_with_logits(a: Loss, x: TensorType, t: TensorType) -> Inferred:
     """Binary cross-entropy on logits (a numerically stable sigmoid + bce_loss), float targets of the same shape."""
     return _elementwise("bce_with_logits", a, x, t, "float (0/1 or probability)")
+
+
+reference("bce_with_logits")(lambda c, i, t: F.binary_cross_entropy_with_logits(i, t.to(i.dtype),
+                                                                            reduction=c.a.reduction))
 
 
 def _class_input(name: str, x: TensorType, what: str) -> tuple:
@@ -90,7 +113,10 @@ def _index_target(name: str, x: TensorType, t: TensorType, want: tuple, what: st
                          f"has shape {t} with dtype {t.dtype}", hint=hint)
 
 
-@op("cross_entropy", CrossEntropy, inputs=["input", "target"], loss=True)
+@op("cross_entropy", CrossEntropy, inputs=["input", "target"], loss=True,
+    cases=[Case({}, ((4, 3), In((4,), "int64", 0, 3))),
+           Case({"label_smoothing": 0.1, "reduction": "sum"}, ((2, 3, 4), In((2, 4), "int64", 0, 3))),
+           Case({}, ((4, 3), In((4, 3), low=0.0, high=1.0)))])
 def cross_entropy(a: CrossEntropy, x: TensorType, t: TensorType) -> Inferred:
     """Softmax cross-entropy of logits N×C×… with int64 class indices N×… or float class probabilities of the logits' shape; label smoothing as PyTorch (mean over N×…); ignore_index: targets of that class add 0 and leave the mean's count (as PyTorch)."""
     want = _class_input("cross_entropy", x, "logits")
@@ -116,7 +142,15 @@ def cross_entropy(a: CrossEntropy, x: TensorType, t: TensorType) -> Inferred:
     return Inferred([_reduced(a, want, x.dtype)], macs=per_sample(x))
 
 
-@op("nll_loss", Loss, inputs=["input", "target"], loss=True)
+@reference("cross_entropy")
+def _cross_entropy(c, i, t):
+    t = t.to(i.dtype) if t.is_floating_point() else t.long()
+    return F.cross_entropy(i, t, reduction=c.a.reduction, label_smoothing=c.a.label_smoothing)
+
+
+@op("nll_loss", Loss, inputs=["input", "target"], loss=True,
+    cases=[Case({}, ((4, 3), In((4,), "int64", 0, 3))),
+           Case({"reduction": "none"}, ((2, 3, 4), In((2, 4), "int64", 0, 3)))])
 def nll_loss(a: Loss, x: TensorType, t: TensorType) -> Inferred:
     """Negative log-likelihood −input[target] of log-probabilities N×C×… with int64 class indices N×…."""
     want = _class_input("nll_loss", x, "log-probabilities")
@@ -125,3 +159,6 @@ def nll_loss(a: Loss, x: TensorType, t: TensorType) -> Inferred:
                          f"(shape {t})", hint="declare the labels as int64; for probabilities use cross_entropy")
     _index_target("nll_loss", x, t, want, "log-probabilities", False)
     return Inferred([_reduced(a, want, x.dtype)], macs=per_sample(x))
+
+
+reference("nll_loss")(lambda c, i, t: F.nll_loss(i, t.long(), reduction=c.a.reduction))

@@ -1,10 +1,18 @@
 """Normalisation: batch_norm, layer_norm, dropout, standardize."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..errors import ShapeError
-from ..ir import Init, ParamSpec, TensorType
-from .registry import Attrs, Inferred, op
+from ..ir import Init, Node, ParamSpec, TensorType
+from .cases import Case
+from .lazy import F, np, torch
+from .registry import Attrs, Inferred, lowering, op, reference
 from .shapes import concrete, per_sample
+from .tensor import to_float
+
+if TYPE_CHECKING:
+    from ..onnx.registry import Builder
 
 FLOATS = ("float32", "float64")
 
@@ -28,7 +36,10 @@ class BatchNorm(Attrs):
     num_features: int | None = None
 
 
-@op("batch_norm", BatchNorm)
+@op("batch_norm", BatchNorm,
+    cases=[Case({}, ((4, 3, 2, 2),)),
+           Case({}, ((6, 3),), training=True),
+           Case({"affine": False, "momentum": None}, ((4, 3, 5),), training=True)])
 def batch_norm(a: BatchNorm, x: TensorType) -> Inferred:
     """Batch normalisation over dim 1 (N×C, N×C×L or N×C×H×W): batch statistics and running-stat updates (unbiased variance, PyTorch's momentum) in training, running statistics in eval."""
     if x.rank not in (2, 3, 4):
@@ -55,6 +66,32 @@ def batch_norm(a: BatchNorm, x: TensorType) -> Inferred:
     return Inferred([TensorType(x.shape, x.dtype)], params, macs=per_sample(x))
 
 
+@lowering("batch_norm")
+def batch_norm_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    a = node.attrs
+    if a.affine:
+        scale, bias, mean, var = p[:4]
+    else:
+        c = b.ins[0].shape[1]
+        mean, var = p[:2]
+        scale, bias = b.const(np.ones(c, np.float32), hint="ones"), b.const(np.zeros(c, np.float32), hint="zeros")
+    # ONNX BatchNormalization takes N×C×D1×… of any rank >= 2; inference form uses the running statistics
+    return b.op("BatchNormalization", [x[0], scale, bias, mean, var], epsilon=float(a.eps))
+
+
+@reference("batch_norm")
+def _batch_norm(c, x, *p):
+    a = c.a
+    w, b = (p[0], p[1]) if a.affine else (None, None)
+    rm, rv, nbt = p[-3:]
+    if c.training:
+        with torch.no_grad():
+            nbt.add_(1)
+        mom = a.momentum if a.momentum is not None else 1.0 / float(nbt)
+        return F.batch_norm(x, rm, rv, w, b, True, mom, a.eps)
+    return F.batch_norm(x, rm, rv, w, b, False, 0.0, a.eps)
+
+
 # -- layer_norm -------------------------------------------------------------------------------
 
 class LayerNorm(Attrs):
@@ -64,7 +101,8 @@ class LayerNorm(Attrs):
     bias: bool = True
 
 
-@op("layer_norm", LayerNorm)
+@op("layer_norm", LayerNorm,
+    cases=[Case({}, ((2, 3, 4),)), Case({"normalized_shape": [3, 4], "bias": False}, ((2, 3, 4),))])
 def layer_norm(a: LayerNorm, x: TensorType) -> Inferred:
     """Layer normalisation over the trailing `normalized_shape` dims (default: the last one), with weight and bias of that shape."""
     expect_float(x, "layer_norm")
@@ -97,13 +135,34 @@ def layer_norm(a: LayerNorm, x: TensorType) -> Inferred:
     return Inferred([TensorType(x.shape, x.dtype)], params, macs=per_sample(x))
 
 
+@lowering("layer_norm")
+def layer_norm_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    a = node.attrs
+    ns = a.normalized_shape
+    k = 1 if ns is None or isinstance(ns, int) else len(ns)
+    if p:
+        scale, bias = p[0], (p[1] if len(p) > 1 else None)
+    else:
+        shape = [int(d) for d in b.ins[0].shape[-k:]]
+        scale, bias = b.const(np.ones(shape, np.float32), hint="ones"), None
+    return b.op("LayerNormalization", [x[0], scale, bias], axis=-k, epsilon=float(a.eps))
+
+
+@reference("layer_norm")
+def _layer_norm(c, x, w=None, b=None):
+    ns = c.a.normalized_shape
+    ns = (x.shape[-1],) if ns is None else ((ns,) if isinstance(ns, int) else tuple(ns))
+    return F.layer_norm(x, ns, w, b, c.a.eps)
+
+
 # -- dropout ----------------------------------------------------------------------------------
 
 class Dropout(Attrs):
     p: float = 0.5
 
 
-@op("dropout", Dropout, primary="p")
+@op("dropout", Dropout, primary="p",
+    cases=[Case({}, ((2, 3),)), Case({"p": 0.3}, ((4, 5),), training=True, torch=False)])
 def dropout(a: Dropout, x: TensorType) -> Inferred:
     """Inverted dropout: in training zero each element with probability p and scale the rest by 1/(1-p); identity in eval."""
     if not 0.0 <= a.p < 1.0:
@@ -111,6 +170,18 @@ def dropout(a: Dropout, x: TensorType) -> Inferred:
                          hint="p is the probability of dropping an element, e.g. p: 0.5")
     expect_float(x, "dropout")
     return Inferred([TensorType(x.shape, x.dtype)], macs=per_sample(x))
+
+
+@lowering("dropout")
+def dropout_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return b.op("Identity", [x[0]])
+
+
+@reference("dropout")
+def _dropout(c, x):
+    if not c.training or c.a.p == 0.0:
+        return x
+    return F.dropout(x, c.a.p, True)
 
 
 # -- standardize ------------------------------------------------------------------------------
@@ -138,7 +209,8 @@ def _values_init(vals: list[float]) -> Init:
     return Init.of("values", values=tuple(vals))
 
 
-@op("standardize", Standardize)
+@op("standardize", Standardize,
+    cases=[Case({"mean": [0.5, -1.0, 2.0], "std": [2.0, 0.5, 1.0]}, ((2, 3, 4),))])
 def standardize(a: Standardize, x: TensorType) -> Inferred:
     """Input normalisation (x − mean) / std per channel (dim 1), mean/std kept as buffers; from_data: the trainer fits them on the training set."""
     given = [n for n in ("mean", "std") if getattr(a, n) is not None]
@@ -171,3 +243,25 @@ def standardize(a: Standardize, x: TensorType) -> Inferred:
     params = [ParamSpec("mean", (c,), mean_init, buffer=True), ParamSpec("std", (c,), std_init, buffer=True)]
     out = TensorType(x.shape, x.dtype if x.dtype in FLOATS else "float32")
     return Inferred([out], params, macs=per_sample(x))
+
+
+@lowering("standardize")
+def standardize_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    t = b.ins[0]
+    v = x[0]
+    if t.dtype not in ("float32", "float64"):
+        v = b.op("Cast", [v], to=1)                       # TensorProto.FLOAT
+    mean, std = p
+    if t.dtype == "float64":                              # buffers are float32 initialisers
+        mean, std = b.op("Cast", [mean], to=11), b.op("Cast", [std], to=11)
+    if t.rank > 2:
+        shape = b.ints([-1] + [1] * (t.rank - 2))
+        mean, std = b.op("Reshape", [mean, shape]), b.op("Reshape", [std, shape])
+    return b.op("Div", [b.op("Sub", [v, mean]), std])
+
+
+@reference("standardize")
+def _standardize(c, x, mean, std):
+    x = to_float(c, x)
+    shape = (-1,) + (1,) * (x.dim() - 2)
+    return (x - mean.to(x.dtype).view(shape)) / std.to(x.dtype).view(shape)

@@ -3,13 +3,18 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 from .. import limits
 from ..errors import ShapeError
-from ..ir import Dim, Init, ParamSpec, TensorType
-from .registry import Attrs, Inferred, NoAttrs, op
+from ..ir import Dim, Init, Node, ParamSpec, TensorType
+from .cases import Case, In
+from .lazy import F, np, torch
+from .registry import DTYPES, Attrs, Inferred, NoAttrs, lowering, op, reference
 from .shapes import broadcast, concrete, norm_dim, per_sample
+
+if TYPE_CHECKING:
+    from ..onnx.registry import Builder
 
 Number = Union[int, float]
 
@@ -62,16 +67,39 @@ def _merge(dims: tuple[Dim, ...], op_name: str, hint: str) -> Dim:
 
 # --------------------------------------------------------------------------- identity, arithmetic
 
-@op("identity", NoAttrs)
+@op("identity", NoAttrs,
+    cases=[Case({}, ((2, 3),))])
 def identity(a: NoAttrs, x: TensorType) -> Inferred:
     """Returns its input unchanged."""
     return Inferred([x])
 
 
-@op("detach", NoAttrs)
+@lowering("identity")
+def identity_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return b.op("Identity", [x[0]])
+
+
+@reference("identity")
+def _identity(c, x):
+    return x
+
+
+@op("detach", NoAttrs,
+    cases=[Case({}, ((2, 3),))],
+    no_grad="stops gradients by definition: its kernel has no backward (tests/test_ops_tensor.py checks it)")
 def detach(a: NoAttrs, x: TensorType) -> Inferred:
     """Returns its input unchanged but stops the gradient (as torch.Tensor.detach)."""
     return Inferred([x])
+
+
+@lowering("detach")
+def detach_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return b.op("Identity", [x[0]])
+
+
+@reference("detach")
+def _detach(c, x):
+    return x.detach()
 
 
 class Arith(Attrs):
@@ -114,33 +142,79 @@ def _arith(name: str, a: Arith, x: TensorType, y: TensorType | None) -> Inferred
     return Inferred([out], macs=per_sample(out))
 
 
-@op("add", Arith, inputs=("a", "b"), optional=("b",))
+@op("add", Arith, inputs=("a", "b"), optional=("b",),
+    cases=[Case({}, ((2, 3), (2, 3))), Case({}, ((2, 1, 4), (3, 1))), Case({"value": 2.5}, ((2, 3), None))])
 def add(a: Arith, x: TensorType, y: TensorType | None = None) -> Inferred:
     """a + b with NumPy broadcasting, or a + value. Two bool inputs give their logical or (as PyTorch)."""
     return _arith("add", a, x, y)
 
 
-@op("sub", Arith, inputs=("a", "b"), optional=("b",))
+@lowering("add")
+def add_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return _arith_onnx("Add", b, node, x)
+
+
+def _arith_torch(name: str):
+    def run(c, a, b=None):
+        fn = getattr(torch, name)
+        if b is None:
+            return fn(a, c.a.value)
+        return fn(a, b)
+    return run
+
+
+reference("add")(_arith_torch("add"))
+
+
+@op("sub", Arith, inputs=("a", "b"), optional=("b",),
+    cases=[Case({}, ((2, 3), (2, 3))), Case({}, ((2, 1, 4), (3, 1))), Case({"value": 2.5}, ((2, 3), None))])
 def sub(a: Arith, x: TensorType, y: TensorType | None = None) -> Inferred:
     """a - b with NumPy broadcasting, or a - value. Two bool inputs are refused (as PyTorch)."""
     return _arith("sub", a, x, y)
 
 
-@op("mul", Arith, inputs=("a", "b"), optional=("b",))
+@lowering("sub")
+def sub_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return _arith_onnx("Sub", b, node, x)
+
+
+reference("sub")(_arith_torch("sub"))
+
+
+@op("mul", Arith, inputs=("a", "b"), optional=("b",),
+    cases=[Case({}, ((2, 3), (2, 3))), Case({}, ((2, 1, 4), (3, 1))), Case({"value": 2.5}, ((2, 3), None))])
 def mul(a: Arith, x: TensorType, y: TensorType | None = None) -> Inferred:
     """a * b (elementwise) with NumPy broadcasting, or a * value. Two bool inputs give their logical and."""
     return _arith("mul", a, x, y)
 
 
-@op("div", Arith, inputs=("a", "b"), optional=("b",))
+@lowering("mul")
+def mul_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return _arith_onnx("Mul", b, node, x)
+
+
+reference("mul")(_arith_torch("mul"))
+
+
+@op("div", Arith, inputs=("a", "b"), optional=("b",),
+    cases=[Case({}, ((2, 3), In((3,), low=0.5, high=2.0))), Case({"value": -4.0}, ((2, 3), None))])
 def div(a: Arith, x: TensorType, y: TensorType | None = None) -> Inferred:
     """a / b (true division, integers give float32) with NumPy broadcasting, or a / value."""
     return _arith("div", a, x, y)
 
 
+@lowering("div")
+def div_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return _arith_onnx("Div", b, node, x)
+
+
+reference("div")(_arith_torch("true_divide"))
+
+
 # --------------------------------------------------------------------------- matmul
 
-@op("matmul", NoAttrs, inputs=("a", "b"))
+@op("matmul", NoAttrs, inputs=("a", "b"),
+    cases=[Case({}, ((2, 3, 4), (4, 5))), Case({}, ((4,), (2, 4, 3)))])
 def matmul(a: NoAttrs, x: TensorType, y: TensorType) -> Inferred:
     """Matrix product with NumPy/torch.matmul semantics: 1-D operands are promoted, batch dims broadcast.
 
@@ -171,13 +245,25 @@ def matmul(a: NoAttrs, x: TensorType, y: TensorType) -> Inferred:
     return Inferred([out], macs=macs)
 
 
+@lowering("matmul")
+def matmul_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    want = node.out.dtype
+    return b.op("MatMul", [_cast(b, x[0], b.ins[0].dtype, want), _cast(b, x[1], b.ins[1].dtype, want)])
+
+
+@reference("matmul")
+def _matmul(c, a, b):
+    return torch.matmul(a, b)
+
+
 # --------------------------------------------------------------------------- concat, split
 
 class Concat(Attrs):
     dim: int = 0
 
 
-@op("concat", Concat, inputs=("x",), variadic=True)
+@op("concat", Concat, inputs=("x",), variadic=True,
+    cases=[Case({"dim": 1}, ((2, 3), (2, 2))), Case({"dim": 0}, ((1, 3), (2, 3), (1, 3)))])
 def concat(a: Concat, *xs: TensorType) -> Inferred:
     """Joins its inputs along `dim` (default 0, as torch.cat); all other dimensions must agree."""
     if not xs:
@@ -209,6 +295,18 @@ def concat(a: Concat, *xs: TensorType) -> Inferred:
     return Inferred([TensorType(first.shape[:d] + (total,) + first.shape[d + 1:], first.dtype)])
 
 
+@lowering("concat")
+def concat_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    if len(x) == 1:
+        return b.op("Identity", [x[0]])
+    return b.op("Concat", x, axis=_norm(node.attrs.dim, b.ins[0].rank))
+
+
+@reference("concat")
+def _concat(c, *xs):
+    return torch.cat(xs, dim=c.a.dim)
+
+
 class Split(Attrs):
     sections: int | list[int]
     dim: int = 0
@@ -221,7 +319,8 @@ def split_sizes(sections: int | list[int], size: int) -> list[int]:
     return list(sections)
 
 
-@op("split", Split, ports=("0", "1"), primary="sections")
+@op("split", Split, ports=("0", "1"), primary="sections",
+    cases=[Case({"sections": [1, 3], "dim": 1}, ((2, 4, 2),)), Case({"sections": 2, "dim": -1}, ((3, 4),))])
 def split(a: Split, x: TensorType) -> Inferred:
     """Splits along `dim` (default 0, as torch.split) into chunks: `sections` is a chunk size or a list of sizes."""
     if x.rank == 0:
@@ -252,13 +351,27 @@ def split(a: Split, x: TensorType) -> Inferred:
     return Inferred(outs, ports=[str(i) for i in range(len(outs))])
 
 
+@lowering("split")
+def split_onnx(b: Builder, node: Node, x: list, p: list) -> list[str]:
+    t = b.ins[0]
+    d = _norm(node.attrs.dim, t.rank)
+    sizes = split_sizes(node.attrs.sections, t.shape[d])       # at least two (the shape rule says so)
+    return list(b.op("Split", [x[0], b.ints(sizes, hint="split")], n_out=len(sizes), axis=d))
+
+
+@reference("split")
+def _split(c, x):
+    return tuple(torch.split(x, c.a.sections, dim=c.a.dim))
+
+
 # --------------------------------------------------------------------------- reshapes
 
 class Reshape(Attrs):
     shape: list[int | str]
 
 
-@op("reshape", Reshape, primary="shape")
+@op("reshape", Reshape, primary="shape",
+    cases=[Case({"shape": [3, -1]}, ((2, 3, 2),))])
 def reshape(a: Reshape, x: TensorType) -> Inferred:
     """Reshapes to `shape` (the full shape, batch included, as torch.reshape); one entry may be -1.
 
@@ -306,12 +419,23 @@ def reshape(a: Reshape, x: TensorType) -> Inferred:
     return Inferred([TensorType(out, x.dtype)])
 
 
+@lowering("reshape")
+def reshape_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return b.op("Reshape", [x[0], shape_value(b, b.ins[0].shape, node.out.shape)])
+
+
+@reference("reshape")
+def _reshape(c, x):
+    return x.reshape(_bind(c.a.shape, c.symbols))
+
+
 class Flatten(Attrs):
     start_dim: int = 1
     end_dim: int = -1
 
 
-@op("flatten", Flatten)
+@op("flatten", Flatten,
+    cases=[Case({}, ((2, 3, 4),)), Case({"start_dim": 0, "end_dim": 1}, ((2, 3, 4),))])
 def flatten(a: Flatten, x: TensorType) -> Inferred:
     """Merges dimensions start_dim..end_dim into one (as torch.flatten; default keeps the batch dim)."""
     if x.rank == 0:
@@ -326,11 +450,24 @@ def flatten(a: Flatten, x: TensorType) -> Inferred:
     return Inferred([TensorType(x.shape[:s] + (merged,) + x.shape[e + 1:], x.dtype)])
 
 
+@lowering("flatten")
+def flatten_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return b.op("Reshape", [x[0], shape_value(b, b.ins[0].shape, node.out.shape)])
+
+
+@reference("flatten")
+def _flatten(c, x):
+    if x.dim() == 0:
+        return x.reshape(1)
+    return torch.flatten(x, c.a.start_dim, c.a.end_dim)
+
+
 class Permute(Attrs):
     dims: list[int]
 
 
-@op("permute", Permute, primary="dims")
+@op("permute", Permute, primary="dims",
+    cases=[Case({"dims": [2, 0, 1]}, ((2, 3, 4),))])
 def permute(a: Permute, x: TensorType) -> Inferred:
     """Reorders the dimensions: output dim i is input dim dims[i] (as torch.permute)."""
     if len(a.dims) != x.rank:
@@ -343,12 +480,26 @@ def permute(a: Permute, x: TensorType) -> Inferred:
     return Inferred([TensorType(tuple(x.shape[d] for d in dims), x.dtype)])
 
 
+@lowering("permute")
+def permute_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    rank = b.ins[0].rank
+    if rank == 0:                           # permute of a scalar (dims: []) changes nothing
+        return b.op("Identity", [x[0]])
+    return b.op("Transpose", [x[0]], perm=[_norm(d, rank) for d in node.attrs.dims])
+
+
+@reference("permute")
+def _permute(c, x):
+    return x.permute(*c.a.dims)
+
+
 class Transpose(Attrs):
     dim0: int
     dim1: int
 
 
-@op("transpose", Transpose)
+@op("transpose", Transpose,
+    cases=[Case({"dim0": 0, "dim1": 2}, ((2, 3, 4),))])
 def transpose(a: Transpose, x: TensorType) -> Inferred:
     """Swaps dimensions dim0 and dim1."""
     if x.rank == 0:
@@ -358,6 +509,20 @@ def transpose(a: Transpose, x: TensorType) -> Inferred:
     shape = list(x.shape)
     shape[d0], shape[d1] = shape[d1], shape[d0]
     return Inferred([TensorType(tuple(shape), x.dtype)])
+
+
+@lowering("transpose")
+def transpose_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    rank = b.ins[0].rank
+    perm = list(range(rank))
+    d0, d1 = _norm(node.attrs.dim0, rank), _norm(node.attrs.dim1, rank)
+    perm[d0], perm[d1] = perm[d1], perm[d0]
+    return b.op("Transpose", [x[0]], perm=perm)
+
+
+@reference("transpose")
+def _transpose(c, x):
+    return x.transpose(c.a.dim0, c.a.dim1)
 
 
 class Squeeze(Attrs):
@@ -378,7 +543,8 @@ def squeeze_axes(dim: int | list[int] | None, x: TensorType) -> list[int]:
     return dims
 
 
-@op("squeeze", Squeeze)
+@op("squeeze", Squeeze,
+    cases=[Case({}, ((2, 1, 3, 1),)), Case({"dim": 1}, ((2, 1, 3),))])
 def squeeze(a: Squeeze, x: TensorType) -> Inferred:
     """Removes size-1 dimensions: `dim` (one or a list, each must have size 1), or every size-1 dim.
 
@@ -388,15 +554,44 @@ def squeeze(a: Squeeze, x: TensorType) -> Inferred:
     return Inferred([TensorType(tuple(d for i, d in enumerate(x.shape) if i not in axes), x.dtype)])
 
 
+@lowering("squeeze")
+def squeeze_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    axes = squeeze_axes(node.attrs.dim, b.ins[0])
+    if not axes:                      # never let ONNX squeeze "all 1s": a batch of 1 must stay
+        return b.op("Identity", [x[0]])
+    return b.op("Squeeze", [x[0], b.ints(axes, hint="axes")])
+
+
+@reference("squeeze")
+def _squeeze(c, x):
+    t = c.in_types[0]
+    if c.a.dim is None:                       # static size-1 dims only: a symbol that is 1 at run time stays
+        axes = [i for i, d in enumerate(t.shape) if d == 1]
+    else:
+        axes = _ndims(c.a.dim, x.dim())
+    return x.squeeze(tuple(axes)) if axes else x
+
+
 class Unsqueeze(Attrs):
     dim: int
 
 
-@op("unsqueeze", Unsqueeze, primary="dim")
+@op("unsqueeze", Unsqueeze, primary="dim",
+    cases=[Case({"dim": 1}, ((2, 3),)), Case({"dim": -1}, ((2, 3),))])
 def unsqueeze(a: Unsqueeze, x: TensorType) -> Inferred:
     """Inserts a size-1 dimension at `dim` (negative counts from the end of the result, as torch)."""
     d = norm_dim(a.dim, x.rank + 1)
     return Inferred([TensorType(x.shape[:d] + (1,) + x.shape[d:], x.dtype)])
+
+
+@lowering("unsqueeze")
+def unsqueeze_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return b.op("Unsqueeze", [x[0], b.ints([_norm(node.attrs.dim, b.ins[0].rank + 1)], hint="axes")])
+
+
+@reference("unsqueeze")
+def _unsqueeze(c, x):
+    return x.unsqueeze(c.a.dim)
 
 
 # --------------------------------------------------------------------------- slicing
@@ -424,7 +619,9 @@ def slice_len(size: Dim, start: int, end: int | None, step: int) -> Dim | None:
     return None
 
 
-@op("slice", Slice)
+@op("slice", Slice,
+    cases=[Case({"dim": 1, "start": 1, "end": 4, "step": 2}, ((2, 5),)),
+           Case({"dim": -1, "start": -3}, ((2, 5),))])
 def slice_(a: Slice, x: TensorType) -> Inferred:
     """x[start:end:step] along `dim`, with Python slicing semantics (negative indices count from the end).
 
@@ -449,12 +646,28 @@ def slice_(a: Slice, x: TensorType) -> Inferred:
     return Inferred([TensorType(x.shape[:d] + (n,) + x.shape[d + 1:], x.dtype)])
 
 
+@lowering("slice")
+def slice__onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    a = node.attrs
+    end = INT64_MAX if a.end is None else a.end
+    return b.op("Slice", [x[0], b.ints([a.start], hint="starts"), b.ints([end], hint="ends"),
+                          b.ints([_norm(a.dim, b.ins[0].rank)], hint="axes"), b.ints([a.step], hint="steps")])
+
+
+@reference("slice")
+def _slice(c, x):
+    idx = [slice(None)] * x.dim()
+    idx[c.a.dim] = slice(c.a.start, c.a.end, c.a.step)
+    return x[tuple(idx)]
+
+
 class Select(Attrs):
     dim: int
     index: int
 
 
-@op("select", Select)
+@op("select", Select,
+    cases=[Case({"dim": 1, "index": -1}, ((2, 3, 4),))])
 def select(a: Select, x: TensorType) -> Inferred:
     """x[..., index, ...] along `dim`, removing that dimension (as torch.select; negative counts from the end)."""
     if x.rank == 0:
@@ -465,6 +678,17 @@ def select(a: Select, x: TensorType) -> Inferred:
         raise ShapeError(f"select: index {a.index} is out of range for dimension {a.dim} of size {size} "
                          f"(shape {x}); allowed {-size}..{size - 1}", attr="index")
     return Inferred([TensorType(x.shape[:d] + x.shape[d + 1:], x.dtype)])
+
+
+@lowering("select")
+def select_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    index = b.const(np.asarray(node.attrs.index, dtype=np.int64), hint="index")
+    return b.op("Gather", [x[0], index], axis=_norm(node.attrs.dim, b.ins[0].rank))
+
+
+@reference("select")
+def _select(c, x):
+    return x.select(c.a.dim, c.a.index)
 
 
 # --------------------------------------------------------------------------- reductions
@@ -493,7 +717,8 @@ def _reduce(a: Reduce, x: TensorType, dtype: str) -> Inferred:
     return Inferred([TensorType(shape, dtype)], macs=per_sample(x))
 
 
-@op("sum", Reduce, primary="dim")
+@op("sum", Reduce, primary="dim",
+    cases=[Case({}, ((2, 3),)), Case({"dim": [0, 2], "keepdim": True}, ((2, 3, 4),))])
 def reduce_sum(a: Reduce, x: TensorType) -> Inferred:
     """Sum over `dim` (an int or a list; none = everything, giving a scalar), keeping it as size 1 if keepdim.
 
@@ -501,16 +726,53 @@ def reduce_sum(a: Reduce, x: TensorType) -> Inferred:
     return _reduce(a, x, "int64" if x.dtype == "bool" else x.dtype)      # counts the True values
 
 
-@op("mean", Reduce, primary="dim")
+@lowering("sum")
+def reduce_sum_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    v = _cast(b, x[0], b.ins[0].dtype, node.out.dtype)           # bool counts as int64
+    return _reduce_onnx(b, node, v, "ReduceSum", True)                # axes an input since opset 13
+
+
+@reference("sum")
+def _sum(c, x):
+    return torch.sum(x, dim=_axes(c, x), keepdim=c.a.keepdim)
+
+
+@op("mean", Reduce, primary="dim",
+    cases=[Case({}, ((2, 3),)), Case({"dim": [0, 2], "keepdim": True}, ((2, 3, 4),))])
 def reduce_mean(a: Reduce, x: TensorType) -> Inferred:
     """Mean over `dim` (an int or a list; none = everything, giving a scalar), keeping it as size 1 if keepdim."""
     return _reduce(a, x, x.dtype if is_float(x.dtype) else "float32")
 
 
-@op("max", Reduce, primary="dim")
+@lowering("mean")
+def reduce_mean_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    v = _cast(b, x[0], b.ins[0].dtype, node.out.dtype)
+    return _reduce_onnx(b, node, v, "ReduceMean", b.opset >= 18)      # axes an input from opset 18
+
+
+@reference("mean")
+def _mean(c, x):
+    return torch.mean(to_float(c, x), dim=_axes(c, x), keepdim=c.a.keepdim)
+
+
+@op("max", Reduce, primary="dim",
+    cases=[Case({}, ((2, 3),)), Case({"dim": [0, 2], "keepdim": True}, ((2, 3, 4),))])
 def reduce_max(a: Reduce, x: TensorType) -> Inferred:
     """Maximum over `dim` (values only, as torch.amax: tied maxima share the gradient equally)."""
     return _reduce(a, x, x.dtype)
+
+
+@lowering("max")
+def reduce_max_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    if b.ins[0].dtype == "bool":            # ReduceMax takes bool only from opset 20: max of 0/1 values
+        v = _reduce_onnx(b, node, b.op("Cast", [x[0]], to=DTYPES["int64"]), "ReduceMax", b.opset >= 18)
+        return b.op("Cast", [v], to=DTYPES["bool"])
+    return _reduce_onnx(b, node, x[0], "ReduceMax", b.opset >= 18)
+
+
+@reference("max")
+def _max(c, x):
+    return torch.amax(x, dim=_axes(c, x), keepdim=c.a.keepdim)
 
 
 # --------------------------------------------------------------------------- expand, one_hot
@@ -519,7 +781,8 @@ class Expand(Attrs):
     shape: list[int | str]
 
 
-@op("expand", Expand, primary="shape")
+@op("expand", Expand, primary="shape",
+    cases=[Case({"shape": [2, 3, 4]}, ((2, 1, 4),))])
 def expand(a: Expand, x: TensorType) -> Inferred:
     """Broadcasts to `shape` (as torch.expand): -1 keeps a dim, size-1 dims grow, new dims are added in front.
 
@@ -557,11 +820,31 @@ def expand(a: Expand, x: TensorType) -> Inferred:
     return Inferred([TensorType(tuple(out), x.dtype)])
 
 
+@lowering("expand")
+def expand_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    t, out = b.ins[0], node.out.shape
+    lead = len(out) - t.rank
+    entries: list[int | str] = []
+    for i, d in enumerate(out):
+        if i >= lead and t.shape[i - lead] == d:
+            entries.append(1)             # Expand broadcasts: 1 keeps the input's size
+        else:
+            entries.append(d)             # a number, or a symbol read off a graph input
+    return b.op("Expand", [x[0], _pieces(b, entries)])
+
+
+@reference("expand")
+def _expand(c, x):
+    return x.expand(*_bind(c.a.shape, c.symbols))
+
+
 class OneHot(Attrs):
     num_classes: int
 
 
-@op("one_hot", OneHot, primary="num_classes")
+@op("one_hot", OneHot, primary="num_classes",
+    cases=[Case({"num_classes": 4}, (In((2, 3), "int64", 0, 4),))],
+    no_grad="its only input is an int64 index array: nothing to differentiate")
 def one_hot(a: OneHot, x: TensorType) -> Inferred:
     """One-hot encoding of int64 class indices: adds a last dimension of size num_classes (float32 output)."""
     if a.num_classes < 1:
@@ -572,13 +855,29 @@ def one_hot(a: OneHot, x: TensorType) -> Inferred:
     return Inferred([TensorType(x.shape + (a.num_classes,), "float32")])
 
 
+@lowering("one_hot")
+def one_hot_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    depth = b.ints([node.attrs.num_classes], hint="depth")
+    values = b.const(np.asarray([0.0, 1.0], dtype=np.float32), hint="off_on")
+    if b.ins[0].rank == 0:                  # OneHot needs indices of rank >= 1
+        zero = b.ints([0])
+        return b.op("Squeeze", [b.op("OneHot", [b.op("Unsqueeze", [x[0], zero]), depth, values], axis=-1), zero])
+    return b.op("OneHot", [x[0], depth, values], axis=-1)
+
+
+@reference("one_hot")
+def _one_hot(c, x):
+    return F.one_hot(x.long(), c.a.num_classes).to(c.fdtype)
+
+
 # --------------------------------------------------------------------------- param, constant
 
 class Param(Attrs):
     shape: list[int]
 
 
-@op("param", Param, inputs=(), primary="shape")
+@op("param", Param, inputs=(), primary="shape",
+    cases=[Case({"shape": [2, 3]}, ())])
 def param(a: Param) -> Inferred:
     """A learned tensor of `shape` (e.g. a class token), initialised to zeros unless `init` says otherwise.
 
@@ -588,6 +887,16 @@ def param(a: Param) -> Inferred:
         raise ShapeError(f"param: the shape {a.shape} must have positive sizes", attr="shape")
     shape = tuple(a.shape)
     return Inferred([TensorType(shape)], [ParamSpec("", shape, Init.of("zeros"))])
+
+
+@lowering("param")
+def param_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return p[0]
+
+
+@reference("param")
+def _param(c, p):
+    return p
 
 
 class Constant(Attrs):
@@ -608,7 +917,110 @@ def constant_shape(value: object, what: str = "value") -> tuple[int, ...]:
     return (len(value),) + inner[0]
 
 
-@op("constant", Constant, inputs=())
+@op("constant", Constant, inputs=(),
+    cases=[Case({"value": [[1.0, -2.0], [0.5, 3.0]]}, ())],
+    no_grad="no inputs and no parameters: nothing to differentiate")
 def constant(a: Constant) -> Inferred:
     """A fixed float32 tensor given by a number or a nested list; not trained, not in the state_dict."""
     return Inferred([TensorType(constant_shape(a.value))])
+
+
+@lowering("constant")
+def constant_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return b.const(np.asarray(node.attrs.value, dtype=np.float32), hint="constant")
+
+
+@reference("constant")
+def _constant(c):
+    return torch.tensor(c.a.value, dtype=c.fdtype)
+
+
+# ---------------------------------------------------------------- helpers of the ONNX lowerings
+
+INT64_MAX = 2**63 - 1
+
+
+def _norm(d: int, rank: int) -> int:
+    return d % rank if rank else 0
+
+
+def _cast(b: Builder, value: str, have: str, want: str) -> str:
+    return value if have == want else b.op("Cast", [value], to=DTYPES[want])
+
+
+def shape_value(b: Builder, in_shape: tuple[Dim, ...], out_shape: tuple[Dim, ...]) -> str:
+    """An int64 shape tensor for Reshape to `out_shape`: numbers as they are, a symbol at the same
+    position as in the input as 0 (copy), a lone other symbol as -1, several through b.dim."""
+    moved = [i for i, d in enumerate(out_shape)
+             if isinstance(d, str) and not (i < len(in_shape) and in_shape[i] == d)]
+    entries: list[int | str] = []
+    for i, d in enumerate(out_shape):
+        if isinstance(d, int):
+            entries.append(d)
+        elif i not in moved:
+            entries.append(0)
+        elif len(moved) == 1:
+            entries.append(-1)
+        else:
+            entries.append(d)
+    return _pieces(b, entries)
+
+
+def _pieces(b: Builder, entries: list[int | str]) -> str:
+    """Concatenate constant runs and b.dim(symbol) values into one int64 [rank] tensor."""
+    if all(isinstance(e, int) for e in entries):
+        return b.ints(entries)
+    parts: list[str] = []
+    run: list[int] = []
+    for e in entries:
+        if isinstance(e, int):
+            run.append(e)
+            continue
+        if run:
+            parts.append(b.ints(run))
+            run = []
+        parts.append(b.dim(e))
+    if run:
+        parts.append(b.ints(run))
+    return parts[0] if len(parts) == 1 else b.op("Concat", parts, axis=0)
+
+
+def _arith_onnx(op_type: str, b: Builder, node: Node, x: list) -> str:
+    want = node.out.dtype
+    if want == "bool":                      # bool + bool is or, bool * bool is and (the shape rule allows no other)
+        return b.op({"Add": "Or", "Mul": "And"}[op_type], [x[0], x[1]])
+    lhs = _cast(b, x[0], b.ins[0].dtype, want)
+    if len(x) > 1 and x[1] is not None:
+        rhs = _cast(b, x[1], b.ins[1].dtype, want)
+    else:
+        rhs = b.const(np.asarray(node.attrs.value, dtype=want), hint="value")
+    return b.op(op_type, [lhs, rhs])
+
+
+def _reduce_onnx(b: Builder, node: Node, x: str, op_type: str, axes_input: bool) -> str:
+    t = b.ins[0]
+    axes = None if node.attrs.dim is None else reduce_axes(node.attrs, t)
+    keep = int(node.attrs.keepdim)
+    if axes_input:
+        return b.op(op_type, [x, None if axes is None else b.ints(axes, hint="axes")], keepdims=keep)
+    return b.op(op_type, [x], axes=axes, keepdims=keep)
+
+
+# ---------------------------------------------------------------- helpers of the PyTorch references
+
+def _bind(shape, symbols: dict[str, int]) -> list[int]:
+    return [symbols[d] if isinstance(d, str) else d for d in shape]
+
+
+def _ndims(dim, rank: int) -> list[int]:
+    dims = [dim] if isinstance(dim, int) else list(dim)
+    return sorted(d % rank if rank else 0 for d in dims)
+
+
+def to_float(c, x):
+    """x itself if it is a float tensor, else x in the reference's float dtype."""
+    return x if x.is_floating_point() else x.to(c.fdtype)
+
+
+def _axes(c, x) -> tuple[int, ...]:
+    return tuple(range(x.dim())) if c.a.dim is None else tuple(_ndims(c.a.dim, x.dim()))

@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from compiler.ir import Node
+from compiler.ops import OPS
 from compiler.ops.convolution import conv_pads, pool_geometry, transpose_output_padding, tup
+from compiler.ops.lazy import torch_kwargs
 
 from .source import Call, D, call, lit, render_call
 
@@ -231,16 +233,6 @@ def _linear(cx: Cx) -> Emit:
 
 
 # ---------------------------------------------------------------------------------------- activations
-
-SIMPLE = {"relu": ("F.relu", "nn.ReLU"), "sigmoid": ("torch.sigmoid", "nn.Sigmoid"),
-          "tanh": ("torch.tanh", "nn.Tanh"), "silu": ("F.silu", "nn.SiLU"), "sign": ("torch.sign", None)}
-
-
-@emits(*SIMPLE)
-def _simple(cx: Cx) -> Emit:
-    fn, mod = SIMPLE[cx.node.op]
-    return Emit(f"{fn}({cx.x})", modform=call(mod) if mod else None)
-
 
 @emits("step")
 def _step(cx: Cx) -> Emit:
@@ -617,8 +609,26 @@ def init_lines(node: Node) -> list[str]:
     return [_init_call(node.init, "{m}." + p.name) for p in node.params if "weight" in p.name]
 
 
+def declared(cx: Cx) -> Emit:
+    """The default form of an op whose record names its torch function (`torch="F.relu"`) and has no
+    parameters: that function on the inputs, the attributes as keyword arguments; in an nn.Sequential,
+    the record's `torch_module` (nn.ReLU) with the same keywords."""
+    d = OPS[cx.node.op]
+    kw = torch_kwargs(cx.a, d.torch_kw)
+    args = [i for i in cx.ins if i is not None] + [f"{k}={lit(v)}" for k, v in kw.items()]
+    return Emit(f"{d.torch}({', '.join(args)})", modform=call(d.torch_module, **kw) if d.torch_module else None)
+
+
+def emitter(op: str) -> Callable[[Cx], Emit] | None:
+    """The op's emitter: its own function above, else the declared default (param-less ops with `torch=`)."""
+    if op in EMIT:
+        return EMIT[op]
+    d = OPS.get(op)
+    return declared if d is not None and d.torch else None
+
+
 def emit(cx: Cx) -> Emit:
-    fn = EMIT.get(cx.node.op)
-    if fn is None:
+    fn = emitter(cx.node.op)
+    if fn is None or (fn is declared and cx.node.params):
         raise Unsupported(f"export-torch has no PyTorch form for op '{cx.node.op}'")
     return fn(cx)
