@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from compiler.ops.tensor import split_sizes
+from compiler.ops.tensor import arange_values, pad_pairs, promoted, roll_pairs, split_sizes
 from .registry import Ctx, kernel, unbroadcast
 
 
@@ -387,3 +387,101 @@ def param(ctx: Ctx, p):
 @kernel("constant")
 def constant(ctx: Ctx):
     return np.asarray(ctx.attrs.value, dtype=np.float32), None
+
+
+# --------------------------------------------------------------------------- comparisons, where, cast, arange
+
+_COMPARE = {"eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal, "gt": np.greater,
+            "ge": np.greater_equal}
+
+
+def _comparison(name: str):
+    fn = _COMPARE[name]
+
+    def compare(ctx: Ctx, a, b=None):
+        a, b, other = _operand_pair(ctx, a, b)
+        return np.asarray(fn(a, other)), None          # a bool mask: no gradient
+
+    compare.__name__ = name
+    return kernel(name)(compare)
+
+
+for _name in _COMPARE:
+    _comparison(_name)
+
+
+@kernel("where")
+def where(ctx: Ctx, cond, x, y=None):
+    want = promoted([str(x.dtype)] + ([] if y is None else [str(y.dtype)]), ctx.attrs.value)
+    x = x.astype(want, copy=False)
+    other = np.asarray(ctx.attrs.value if y is None else y).astype(want, copy=False)
+    y_out = np.where(cond, x, other)
+
+    def backward(gy):
+        zero = np.zeros((), dtype=gy.dtype)
+        gx = unbroadcast(np.where(cond, gy, zero), x.shape) if ctx.need(1) else None
+        gz = unbroadcast(np.where(cond, zero, gy), y.shape) if y is not None and ctx.need(2) else None
+        return None, gx, gz
+
+    return y_out, backward
+
+
+@kernel("cast")
+def cast(ctx: Ctx, x):
+    want = ctx.attrs.dtype
+    if want == "float32" and x.dtype.kind == "f":
+        return x, lambda gy: (gy,)                     # float stays float (float64 in gradient checks)
+    return x.astype(want), None                        # float to int64 truncates toward zero, as PyTorch
+
+
+@kernel("arange")
+def arange(ctx: Ctx):
+    return np.asarray(arange_values(ctx.attrs, np)), None
+
+
+# --------------------------------------------------------------------------- pad, roll
+
+def _pad_index(size: int, before: int, after: int, mode: str) -> np.ndarray:
+    """For each position of the padded dimension, the input position it copies (reflect or replicate)."""
+    i = np.arange(-before, size + after)
+    if mode == "replicate":
+        return np.clip(i, 0, size - 1)
+    i = np.abs(i)                                      # reflect: no edge repeat (the shape rule keeps pads < size)
+    return np.where(i > size - 1, 2 * (size - 1) - i, i)
+
+
+@kernel("pad")
+def pad(ctx: Ctx, x):
+    a = ctx.attrs
+    pairs = pad_pairs(a.pad, x.ndim)
+    if a.mode == "constant":
+        y = np.pad(x, pairs, constant_values=np.asarray(a.value or 0).astype(x.dtype))
+        inner = tuple(slice(s, s + n) for (s, _), n in zip(pairs, x.shape))
+        return y, (lambda gy: (gy[inner],)) if x.dtype.kind == "f" else None
+    index = [None if not (s or e) else _pad_index(n, s, e, a.mode) for (s, e), n in zip(pairs, x.shape)]
+    y = x
+    for d, idx in enumerate(index):
+        if idx is not None:
+            y = np.take(y, idx, axis=d)
+
+    def backward(gy):
+        g = gy
+        for d in reversed(range(x.ndim)):
+            if index[d] is not None:
+                acc = np.zeros(g.shape[:d] + (x.shape[d],) + g.shape[d + 1:], dtype=g.dtype)
+                np.add.at(acc, (slice(None),) * d + (index[d],), g)   # edge values gather their mirrors
+                g = acc
+        return (g,)
+
+    return y, backward
+
+
+@kernel("roll")
+def roll(ctx: Ctx, x):
+    pairs = roll_pairs(ctx.attrs, x.ndim)
+    if pairs[0][1] is None:
+        shifts, axes = pairs[0][0], None
+    else:
+        shifts, axes = tuple(s for s, _ in pairs), tuple(d for _, d in pairs)
+    back = -shifts if axes is None else tuple(-s for s in shifts)
+    return np.roll(x, shifts, axis=axes), lambda gy: (np.roll(gy, back, axis=axes),)
