@@ -1100,8 +1100,8 @@ def eq(a: Compare, x: TensorType, y: TensorType | None = None) -> Inferred:
     """a == b elementwise with NumPy broadcasting, or a == value: a bool tensor, e.g. the padding mask of
     `{op: eq, in: tokens, value: 0}` for multi_head_attention's key_padding_mask. No gradient.
 
-    Operands of different dtypes are compared as PyTorch promotes them (a float with anything as float;
-    an int64 tensor and a float value as float), as are the ordering comparisons ne, lt, le, gt, ge."""
+    Operands of different dtypes meet as PyTorch promotes them (a float with anything as float, an int64
+    tensor with a float value as float), here and in ne, lt, le, gt, ge."""
     return _compare("eq", a, x, y)
 
 
