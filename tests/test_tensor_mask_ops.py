@@ -267,12 +267,12 @@ BAD = [
     ("x: [N, 2, 3]", "{op: pad, name: n, pad: [3, 0], mode: reflect}", "each size below", "replicate"),
     ("x: [N, 2, 3]", "{op: pad, name: n, pad: [1, 0], mode: reflect, value: 1}", "takes no `value`", None),
     ("x: [N, 2, 3]", "{op: pad, name: n, pad: [1, 1, 1, 1, 1, 1], mode: replicate}", "last 1, 2 or 3", "R-1"),
-    ("x: [N, 3]", "{op: pad, name: n, pad: [0, 0, 1, 1]}", "symbol 'N'", None),
+    ("x: [N, 3]", "{op: pad, name: n, pad: [0, 0, 1, 1]}", "symbol 'N'", "the batch N cannot grow"),
     ("x: {shape: [N, 3], dtype: int64}", "{op: pad, name: n, pad: [1, 1], value: 0.5}", "does not fit the int64",
      None),
     ("x: [N, 3]", "{op: roll, name: n, shifts: [1, 2], dims: 1}", "2 shift(s) [1, 2] but 1 dim(s)", None),
-    ("x: [N, 3]", "{op: roll, name: n, shifts: 1, dims: 0}", "symbol 'N'", None),
-    ("x: [N, 3]", "{op: roll, name: n, shifts: 1}", "flattens the input", None),
+    ("x: [N, 3]", "{op: roll, name: n, shifts: 1, dims: 0}", "symbol 'N'", "not the batch N"),
+    ("x: [N, 3]", "{op: roll, name: n, shifts: 1}", "flattens the input", "dims: -1"),
     ("x: [N, 3]", "{op: roll, name: n, shifts: 1, dims: 2}", "dims=2 is out of range", None),
 ]
 
@@ -286,7 +286,7 @@ def test_bad_attributes_are_errors_at_the_layer_line(inputs, layer, words, hint,
     d = e.value.diagnostics[0]
     assert d.loc is not None and d.loc.line == 4, e.value.render()
     text = e.value.render()
-    assert f"bad.yaml:4:" in text, text
+    assert "bad.yaml:4:" in text, text
     assert words in text, text
     if hint:
         assert hint in text, text

@@ -1315,6 +1315,13 @@ def _arange_torch(c):
 
 # --------------------------------------------------------------------------- pad
 
+def _fixed(d: Dim, what: str, attr: str, hint: str) -> int:
+    """A dimension that must be a number, with a hint that fits the op (shapes.concrete's is generic)."""
+    if not isinstance(d, int):
+        raise ShapeError(f"{what} must be a concrete size, but it is the symbol '{d}'", hint=hint, attr=attr)
+    return d
+
+
 class Pad(Attrs):
     pad: list[int]
     mode: Literal["constant", "reflect", "replicate"] = "constant"
@@ -1370,7 +1377,9 @@ def pad(a: Pad, x: TensorType) -> Inferred:
     for d, (before, after) in enumerate(pad_pairs(a.pad, x.rank)):
         if not before and not after:
             continue
-        size = concrete(x.shape[d], f"pad: dimension {d} of the input (shape {x}), which it pads,", attr="pad")
+        size = _fixed(x.shape[d], f"pad: dimension {d} of the input (shape {x}), which it pads,", "pad",
+                      "pad only dimensions of a fixed size (the last ones: the batch N cannot grow); give that "
+                      "dimension a number in `inputs` if it has one")
         if a.mode == "reflect" and max(before, after) >= size:
             raise ShapeError(f"pad: mode reflect pads dimension {d} (size {size}) by {max(before, after)}; "
                              "reflection needs each size below the dimension's", attr="pad",
@@ -1427,14 +1436,17 @@ def roll(a: Roll, x: TensorType) -> Inferred:
             raise ShapeError(f"roll: {len(shifts)} shifts but no dims; without dims the flattened tensor takes "
                              "one shift", hint="name a dimension per shift, e.g. `dims: [1, 2]`", attr="dims")
         for d, s in enumerate(x.shape):
-            concrete(s, f"roll without dims flattens the input (shape {x}), so dimension {d}", attr="dims")
+            _fixed(s, f"roll without dims flattens the input (shape {x}), so dimension {d}", "dims",
+                   "name the dimensions to roll, e.g. `dims: -1`")
     else:
         dims = [a.dims] if isinstance(a.dims, int) else list(a.dims)
         if len(dims) != len(shifts):
             raise ShapeError(f"roll: {len(shifts)} shift(s) {shifts} but {len(dims)} dim(s) {dims}; give one shift "
                              "per dimension", attr="dims")
         for _, d in roll_pairs(a, x.rank):
-            concrete(x.shape[d], f"roll: dimension {d} of the input (shape {x}), which it rolls,", attr="dims")
+            _fixed(x.shape[d], f"roll: dimension {d} of the input (shape {x}), which it rolls,", "dims",
+                   "roll dimensions of a fixed size (not the batch N); give that dimension a number in `inputs` "
+                   "if it has one")
     return Inferred([x])
 
 
