@@ -441,13 +441,27 @@ def arange(ctx: Ctx):
 
 # --------------------------------------------------------------------------- pad, roll
 
-def _pad_index(size: int, before: int, after: int, mode: str) -> np.ndarray:
-    """For each position of the padded dimension, the input position it copies (reflect or replicate)."""
-    i = np.arange(-before, size + after)
+def _fold_border(g: np.ndarray, axis: int, size: int, before: int, after: int, mode: str) -> np.ndarray:
+    """The gradient of one padded axis back to its `size` input positions: the interior, plus each border
+    added where it was copied from (mirrored positions for reflect, the edge for replicate)."""
+    def part(start: int, stop: int) -> np.ndarray:
+        return g[(slice(None),) * axis + (slice(start, stop),)]
+
+    def at(start: int, stop: int) -> tuple:
+        return (slice(None),) * axis + (slice(start, stop),)
+
+    out = part(before, before + size).copy()
     if mode == "replicate":
-        return np.clip(i, 0, size - 1)
-    i = np.abs(i)                                      # reflect: no edge repeat (the shape rule keeps pads < size)
-    return np.where(i > size - 1, 2 * (size - 1) - i, i)
+        if before:
+            out[at(0, 1)] += part(0, before).sum(axis=axis, keepdims=True)
+        if after:
+            out[at(size - 1, size)] += part(before + size, before + size + after).sum(axis=axis, keepdims=True)
+        return out
+    if before:                                         # reflect: position -k copies k
+        out[at(1, before + 1)] += np.flip(part(0, before), axis=axis)
+    if after:                                          # position size-1+k copies size-1-k
+        out[at(size - 1 - after, size - 1)] += np.flip(part(before + size, before + size + after), axis=axis)
+    return out
 
 
 @kernel("pad")
@@ -458,22 +472,16 @@ def pad(ctx: Ctx, x):
         y = np.pad(x, pairs, constant_values=np.asarray(a.value or 0).astype(x.dtype))
         inner = tuple(slice(s, s + n) for (s, _), n in zip(pairs, x.shape))
         return y, (lambda gy: (gy[inner],)) if x.dtype.kind == "f" else None
-    index = [None if not (s or e) else _pad_index(n, s, e, a.mode) for (s, e), n in zip(pairs, x.shape)]
-    y = x
-    for d, idx in enumerate(index):
-        if idx is not None:
-            y = np.take(y, idx, axis=d)
+    y = np.pad(x, pairs, mode="reflect" if a.mode == "reflect" else "edge")   # NumPy's reflect: no edge repeat
 
     def backward(gy):
         g = gy
-        for d in reversed(range(x.ndim)):
-            if index[d] is not None:
-                acc = np.zeros(g.shape[:d] + (x.shape[d],) + g.shape[d + 1:], dtype=g.dtype)
-                np.add.at(acc, (slice(None),) * d + (index[d],), g)   # edge values gather their mirrors
-                g = acc
+        for d, (before, after) in enumerate(pairs):
+            if before or after:
+                g = _fold_border(g, d, x.shape[d], before, after, a.mode)
         return (g,)
 
-    return y, backward
+    return y, backward if x.dtype.kind == "f" else None
 
 
 @kernel("roll")
