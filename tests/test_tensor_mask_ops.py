@@ -299,3 +299,26 @@ def test_specc_check_exits_1_with_the_position(tmp_path, capsys):
     assert main(["check", str(path)]) == 1
     err = capsys.readouterr().err
     assert "bad.yaml:4:" in err and "negative size" in err and "Traceback" not in err
+
+
+def test_onnx_import_turns_a_cast_into_the_cast_op():
+    """An ONNX Cast to int64 / bool (refused before specc had a cast op) imports as `cast`."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from compiler.onnx_import import import_model
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])
+    y = helper.make_tensor_value_info("y", TensorProto.INT64, ["N", 3])
+    z = helper.make_tensor_value_info("z", TensorProto.BOOL, ["N", 3])
+    nodes = [helper.make_node("Cast", ["x"], ["y"], to=TensorProto.INT64),
+             helper.make_node("Cast", ["y"], ["z"], to=TensorProto.BOOL)]
+    model = helper.make_model(helper.make_graph(nodes, "c", [x], [y, z]), opset_imports=[helper.make_opsetid("", 18)])
+    onnx.checker.check_model(model)
+    imp = import_model(model, name="c")
+    assert [n.op for n in imp.graph.nodes] == ["cast", "cast"]
+    import runtime
+    data = np.array([[1.7, -0.2, 0.0]], np.float32)
+    out = runtime.Model(imp.graph)(x=data)
+    got = list(out.values())
+    np.testing.assert_array_equal(got[0], [[1, 0, 0]])
+    np.testing.assert_array_equal(got[1], [[True, False, False]])
