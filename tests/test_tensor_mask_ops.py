@@ -56,6 +56,7 @@ def test_a_comparison_that_does_not_broadcast_names_both_shapes():
     ("lt", np.array([0, 3, 0, 5]), 2.5, [True, False, True, False]),     # int64 against a float value
     ("le", np.array([True, False]), 0, [False, True]),                   # bool against an integer
     ("gt", np.array([0.5, -1.0], np.float32), 0, [True, False]),
+    ("eq", np.array([16777217, 3]), 16777216.0, [True, False]),         # compared in float32, as torch
 ])
 def test_a_scalar_value_compares_like_pytorch(op, x, value, want):
     torch = pytest.importorskip("torch")

@@ -399,8 +399,12 @@ def _comparison(name: str):
     fn = _COMPARE[name]
 
     def compare(ctx: Ctx, a, b=None):
-        a, b, other = _operand_pair(ctx, a, b)
-        return np.asarray(fn(a, other)), None          # a bool mask: no gradient
+        value = ctx.attrs.value
+        if b is None and value is None:
+            raise ValueError(f"{name} needs a second input or a value")
+        want = promoted([str(a.dtype)] + ([] if b is None else [str(b.dtype)]), value)   # as torch and ONNX
+        other = np.asarray(value if b is None else b).astype(want, copy=False)
+        return np.asarray(fn(a.astype(want, copy=False), other)), None     # a bool mask: no gradient
 
     compare.__name__ = name
     return kernel(name)(compare)
