@@ -187,3 +187,21 @@ def test_train_section_checks():
     with pytest.raises(SpecError, match="unknown key 'lrate'") as e:
         compile_(base + "train: {objective: loss, optimizer: {type: sgd, lrate: 0.1}}\n")
     assert "lr" in e.value.diagnostics[0].hint
+
+
+def test_blocks_see_the_evaluated_params_and_set_overrides():
+    """A block reads the file's params as its layers do: computed from earlier params, and --set applied."""
+    text = """
+specc: 1
+name: t
+params: {a: [1, 2], width: "${a[0] + a[1]}"}
+inputs: {x: [N, 4]}
+blocks:
+  blk:
+    layers: [{op: linear, name: fc, out_features: "${width}"}]
+layers:
+  - {use: blk, name: b}
+"""
+    assert compiler.compile_text(text).node("b.fc").out.shape == ("N", 3)
+    assert compiler.compile_text(text, params={"width": 7}).node("b.fc").out.shape == ("N", 7)
+    assert compiler.compile_text(text, params={"a": [4, 4]}).node("b.fc").out.shape == ("N", 8)

@@ -332,3 +332,45 @@ def test_torch_sigmoid_left_tail_relative_precision():
     x = -np.linspace(0, 80, 161).astype(np.float32)
     (y,), _, _ = run("sigmoid", {}, [x])
     np.testing.assert_allclose(y, torch.sigmoid(torch.tensor(x)).numpy(), rtol=2e-6, atol=0)
+
+
+# --- relu6, hardtanh, clamp, hardsigmoid, hardswish ------------------------------------------------
+
+def test_clipping_activations_values():
+    x = np.array([-7.0, -3.0, -1.5, -1.0, 0.0, 0.5, 1.0, 3.0, 6.0, 8.0], np.float32)
+    want = {
+        ("relu6", ()): [0, 0, 0, 0, 0, 0.5, 1, 3, 6, 6],
+        ("hardtanh", ()): [-1, -1, -1, -1, 0, 0.5, 1, 1, 1, 1],
+        ("hardtanh", (("min_val", -2.0), ("max_val", 4.0))): [-2, -2, -1.5, -1, 0, 0.5, 1, 3, 4, 4],
+        ("clamp", (("min", 0.5),)): [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 1, 3, 6, 8],
+        ("clamp", (("max", -1.0),)): [-7, -3, -1.5, -1, -1, -1, -1, -1, -1, -1],
+        ("hardsigmoid", ()): [0, 0, 0.25, 1 / 3, 0.5, 3.5 / 6, 2 / 3, 1, 1, 1],
+        ("hardswish", ()): [0, 0, -0.375, -1 / 3, 0, 0.5 * 3.5 / 6, 2 / 3, 3, 6, 8],
+    }
+    for (name, attrs), y in want.items():
+        (out,), _, _ = run(name, dict(attrs), [x])
+        assert out.dtype == np.float32
+        np.testing.assert_allclose(out, y, rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+def test_clipping_gradients_at_and_off_the_bounds():
+    x = np.array([-4.0, -3.0, -1.0, 0.0, 2.0, 3.0, 6.0, 7.0])
+    g = np.ones_like(x)
+    grads = {
+        "relu6": [0, 0, 0, 0, 1, 1, 0, 0],                    # strictly inside (0, 6), as torch
+        "hardsigmoid": [0, 0, 1 / 6, 1 / 6, 1 / 6, 0, 0, 0],
+        "hardswish": [0, 0, 1 / 6, 0.5, 7 / 6, 1, 1, 1],       # x/3 + 1/2 on (-3, 3), as torch
+    }
+    for name, want in grads.items():
+        _, bwd, _ = run(name, {}, [x])
+        np.testing.assert_allclose(bwd(g), want, rtol=1e-12, err_msg=name)
+    _, bwd, _ = run("clamp", {"min": -1.0, "max": 6.0}, [x])
+    np.testing.assert_array_equal(bwd(g), [0, 0, 1, 1, 1, 1, 1, 0])    # bounds included, as torch.clamp
+
+
+@pytest.mark.parametrize("name,attrs,attr", [("clamp", {}, None), ("clamp", {"min": 2.0, "max": 1.0}, "min"),
+                                             ("hardtanh", {"min_val": 1.0, "max_val": -1.0}, "min_val")])
+def test_clipping_bounds_errors(name, attrs, attr):
+    with pytest.raises(ShapeError) as e:
+        infer(name, attrs, [("N", 4)])
+    assert e.value.attr == attr and e.value.hint

@@ -317,3 +317,73 @@ def test_standardize_torch():
     yt.backward(torch.tensor(gy))
     np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(bwd(gy)[0], xt.grad.numpy(), rtol=1e-5, atol=1e-5)
+
+
+# -- layer_norm over one dimension (LayerNorm2d) --------------------------------------------------
+
+def test_layer_norm_dim_is_layer_norm_of_the_moved_axis():
+    x = rand(2, 5, 3, 4) * 3 + 1
+    w, b = rand(5), rand(5)
+    (y,), bwd, _ = run("layer_norm", {"dim": 1}, [x], [w, b])
+    (ref,), rbwd, _ = run("layer_norm", {}, [np.moveaxis(x, 1, -1).copy()], [w, b])
+    np.testing.assert_allclose(y, np.moveaxis(ref, -1, 1), rtol=1e-12)
+    gy = rand(*x.shape)
+    gx, gw, gb = bwd(gy)
+    rx, rw, rb = rbwd(np.moveaxis(gy, 1, -1).copy())
+    np.testing.assert_allclose(gx, np.moveaxis(rx, -1, 1), rtol=1e-10)
+    np.testing.assert_allclose(gw, rw, rtol=1e-10)
+    np.testing.assert_allclose(gb, rb, rtol=1e-10)
+    _, _, inf = infer("layer_norm", {"dim": 1}, [("N", 5, 3, 4)])
+    assert [(p.name, p.shape) for p in inf.params] == [("weight", (5,)), ("bias", (5,))]
+
+
+def test_layer_norm_dim_errors():
+    e = shape_error("layer_norm", {"dim": 1, "normalized_shape": 5}, [("N", 5, 3)])
+    assert e.attr == "dim" and "not both" in e.message
+    assert shape_error("layer_norm", {"dim": 3}, [("N", 5, 3)]).attr == "dim"
+
+
+def test_layer_norm_dim_onnx_without_affine():
+    onnx_parity("layer_norm", {"dim": 1, "elementwise_affine": False}, [rand(2, 4, 3, 3)])
+
+
+# -- stochastic_depth ---------------------------------------------------------------------------
+
+def test_stochastic_depth_is_identity_in_eval():
+    x = rand(8, 3, 4)
+    (y,), bwd, _ = run("stochastic_depth", {"p": 0.5}, [x])
+    np.testing.assert_array_equal(y, x)
+    np.testing.assert_array_equal(bwd(x)[0], x)
+
+
+@pytest.mark.parametrize("mode", ["row", "batch"])
+def test_stochastic_depth_statistics(mode):
+    """Whole rows (or the whole input) survive with probability 1 - p, scaled so that the mean is kept."""
+    p, n = 0.3, 4000 if mode == "row" else 1
+    x = (np.abs(rand(n, 2, 3)) + 1).astype(np.float32)
+    draws, means = [], []
+    for seed in range(1 if mode == "row" else 2000):
+        (y,), bwd, _ = run("stochastic_depth", {"p": p, "mode": mode}, [x], training=True, seed=seed)
+        kept = np.all(y != 0, axis=(1, 2))
+        dropped = np.all(y == 0, axis=(1, 2))
+        assert np.all(kept | dropped)                          # all of a row or none of it
+        np.testing.assert_allclose(y[kept], x[kept] / (1 - p), rtol=1e-6)
+        np.testing.assert_allclose(bwd(np.ones_like(x))[0], y / x, rtol=1e-6)   # the same mask scales the gradient
+        draws.append(kept)
+        means.append(y.mean())
+    rate = np.concatenate(draws).mean()
+    assert abs(rate - (1 - p)) < 0.03, rate                   # ~4.5 standard deviations
+    mean = np.mean(means) if mode == "batch" else y.mean()
+    assert abs(mean / x.mean() - 1) < 0.05
+    (y2,), _, _ = run("stochastic_depth", {"p": p, "mode": mode}, [x], training=True, seed=0)
+    (y3,), _, _ = run("stochastic_depth", {"p": p, "mode": mode}, [x], training=True, seed=0)
+    np.testing.assert_array_equal(y2, y3)                     # the draw comes from ctx.rng
+
+
+def test_stochastic_depth_errors_and_p_one():
+    for p in (-0.1, 1.5):
+        assert shape_error("stochastic_depth", {"p": p}, [("N", 4)]).attr == "p"
+    assert shape_error("stochastic_depth", {"p": 0.1}, [()]).attr == "mode"
+    x = rand(5, 3)
+    (y,), _, _ = run("stochastic_depth", {"p": 1.0}, [x], training=True)
+    np.testing.assert_array_equal(y, np.zeros_like(x))

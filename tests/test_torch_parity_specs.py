@@ -117,7 +117,7 @@ def make_inputs(g, rng: np.random.Generator, batch: int = BATCH) -> dict[str, np
 
 
 def _stochastic(g) -> bool:
-    return any((n.op == "dropout" and n.attrs.p > 0) or n.op == "reparameterize"
+    return any((n.op in ("dropout", "stochastic_depth") and n.attrs.p > 0) or n.op == "reparameterize"
                or (n.op in ("multi_head_attention", "rnn", "lstm", "gru") and n.attrs.dropout > 0)
                for n in g.nodes)
 

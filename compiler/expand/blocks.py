@@ -56,7 +56,7 @@ class BlockNodes:
         full = scope.prefix + name
         inner = Scope(prefix=full + ".", param_prefix=(param_prefix if param_prefix is not None
                                                        else scope.param_prefix + name) + ".",
-                      env={**module.spec.params, **given}, module=module,
+                      env={**(module.spec.params if module.env is None else module.env), **given}, module=module,
                       names={n: v for n, v in zip(block.inputs, inputs)},
                       first_input=inputs[0] if inputs else None,
                       use_sites=scope.use_sites + [locs.node],

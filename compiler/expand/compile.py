@@ -36,6 +36,7 @@ def compile_tree(tree: Any, path: str, params: dict[str, Any] | None, text: str,
         raise c.fail()
     spec: Spec = mod.spec
     env = apply_overrides(c, spec, tree, params or {})
+    mod.env = env                             # its blocks see the same values as its layers
     ex = Expander(c)
     top = Scope(prefix="", param_prefix="", env=env, module=mod)
     graph_inputs = build_inputs(c, ex, tree, spec, top)

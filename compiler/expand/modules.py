@@ -24,6 +24,7 @@ class Module:
     root: Path
     imports: dict[str, "Module"] = field(default_factory=dict)
     failed: set[str] = field(default_factory=set)      # imports that failed (already reported)
+    env: dict[str, Any] | None = None                   # the top spec's params as evaluated, --set applied
 
     def block(self, name: str) -> tuple[BlockSpec, "Module", SMap] | None:
         if "." in name:

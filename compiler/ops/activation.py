@@ -277,3 +277,92 @@ def log_softmax(a: LogSoftmax, x: TensorType) -> Inferred:
 @lowering("log_softmax")
 def log_softmax_onnx(b: Builder, node: Node, x: list, p: list) -> str:
     return _over_scalar(b, "LogSoftmax", x[0], node.attrs.dim)
+
+
+# --- clipping family: relu6, hardtanh, clamp, hardsigmoid, hardswish --------------------------------
+
+def _clip_onnx(b: Builder, v: str, lo: float | None, hi: float | None) -> str:
+    """ONNX Clip (opset 11+ takes its bounds as inputs; an omitted bound is an empty input)."""
+    return b.op("Clip", [v, None if lo is None else b.const(float(lo)), None if hi is None else b.const(float(hi))])
+
+
+@op("relu6", torch="F.relu6", torch_module="nn.ReLU6",
+    cases=[Case(inputs=(In((2, 3, 4), low=-3.0, high=9.0, avoid=(0.0, 6.0)),))])
+def relu6(a: NoAttrs, x: TensorType) -> Inferred:
+    """min(max(x, 0), 6), elementwise (MobileNet's activation; torch.nn.ReLU6)."""
+    return unary("relu6", x)
+
+
+@lowering("relu6")
+def relu6_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return _clip_onnx(b, x[0], 0.0, 6.0)
+
+
+class Hardtanh(Attrs):
+    min_val: float = -1.0
+    max_val: float = 1.0
+
+
+def _bounds(name: str, lo: float | None, hi: float | None, attrs: tuple[str, str]) -> None:
+    if lo is not None and hi is not None and lo > hi:
+        raise ShapeError(f"{name}'s lower bound {attrs[0]}: {lo} is above its upper bound {attrs[1]}: {hi}",
+                         hint=f"swap them: {attrs[0]} is the lower bound", attr=attrs[0])
+
+
+@op("hardtanh", Hardtanh, torch="F.hardtanh", torch_module="nn.Hardtanh",
+    cases=[Case({}, (In((2, 3, 4), low=-3.0, high=3.0, avoid=(-1.0, 1.0)),)),
+           Case({"min_val": -2.0, "max_val": 0.5}, (In((2, 3, 4), low=-3.0, high=3.0, avoid=(-2.0, 0.5)),))])
+def hardtanh(a: Hardtanh, x: TensorType) -> Inferred:
+    """x clipped to [min_val, max_val] (default [-1, 1]), elementwise; gradient 1 strictly inside, else 0 (torch.nn.Hardtanh)."""
+    _float_input("hardtanh", x)
+    _bounds("hardtanh", a.min_val, a.max_val, ("min_val", "max_val"))
+    return _elementwise(x)
+
+
+@lowering("hardtanh")
+def hardtanh_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return _clip_onnx(b, x[0], node.attrs.min_val, node.attrs.max_val)
+
+
+class Clamp(Attrs):
+    min: float | None = None
+    max: float | None = None
+
+
+@op("clamp", Clamp, torch="torch.clamp",
+    cases=[Case({"min": -1.0, "max": 2.0}, (In((2, 3, 4), low=-3.0, high=3.0, avoid=(-1.0, 2.0)),)),
+           Case({"min": 0.5}, (In((2, 3, 4), low=-3.0, high=3.0, avoid=(0.5,)),)),
+           Case({"max": -0.5}, (In((3, 4), low=-3.0, high=3.0, avoid=(-0.5,)),))])
+def clamp(a: Clamp, x: TensorType) -> Inferred:
+    """x clipped below at `min` and above at `max`, elementwise; either bound may be omitted (torch.clamp)."""
+    _float_input("clamp", x)
+    if a.min is None and a.max is None:
+        raise ShapeError("clamp needs a bound: min, max or both",
+                         hint="e.g. {op: clamp, min: 0} clips negative values to 0")
+    _bounds("clamp", a.min, a.max, ("min", "max"))
+    return _elementwise(x)
+
+
+@lowering("clamp")
+def clamp_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return _clip_onnx(b, x[0], node.attrs.min, node.attrs.max)
+
+
+HARD = [Case(inputs=(In((2, 3, 4), low=-5.0, high=5.0, avoid=(-3.0, 3.0)),))]    # kinks at ±3
+
+
+@op("hardsigmoid", torch="F.hardsigmoid", torch_module="nn.Hardsigmoid", cases=HARD)
+def hardsigmoid(a: NoAttrs, x: TensorType) -> Inferred:
+    """relu6(x + 3) / 6, elementwise: 0 below −3, 1 above 3, linear between (torch.nn.Hardsigmoid; MobileNetV3)."""
+    return unary("hardsigmoid", x)
+
+
+@lowering("hardsigmoid")
+def hardsigmoid_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return b.op("HardSigmoid", [x[0]], alpha=1.0 / 6.0, beta=0.5)
+
+
+@op("hardswish", onnx="HardSwish", torch="F.hardswish", torch_module="nn.Hardswish", cases=HARD)
+def hardswish(a: NoAttrs, x: TensorType) -> Inferred:
+    """x · relu6(x + 3) / 6, elementwise (torch.nn.Hardswish; MobileNetV3)."""
+    return unary("hardswish", x)

@@ -1,14 +1,14 @@
-"""Normalisation: batch_norm, layer_norm, dropout, standardize."""
+"""Normalisation: batch_norm, layer_norm, dropout, standardize, stochastic_depth."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from ..errors import ShapeError
 from ..ir import Init, Node, ParamSpec, TensorType
 from .cases import Case
 from .lazy import F, np, torch
 from .registry import Attrs, Inferred, lowering, op, reference
-from .shapes import concrete, per_sample
+from .shapes import concrete, norm_dim, per_sample
 from .tensor import to_float
 
 if TYPE_CHECKING:
@@ -99,16 +99,28 @@ class LayerNorm(Attrs):
     eps: float = 1e-5
     elementwise_affine: bool = True
     bias: bool = True
+    dim: int | None = None                              # one dimension to normalise instead (channels-first: 1)
 
 
 @op("layer_norm", LayerNorm,
-    cases=[Case({}, ((2, 3, 4),)), Case({"normalized_shape": [3, 4], "bias": False}, ((2, 3, 4),))])
+    cases=[Case({}, ((2, 3, 4),)), Case({"normalized_shape": [3, 4], "bias": False}, ((2, 3, 4),)),
+           Case({"dim": 1}, ((2, 3, 4, 5),)), Case({"dim": -2, "eps": 1e-6}, ((2, 3, 4),))])
 def layer_norm(a: LayerNorm, x: TensorType) -> Inferred:
-    """Layer normalisation over the trailing `normalized_shape` dims (default: the last one), with weight and bias of that shape."""
+    """Layer normalisation over the trailing `normalized_shape` dims (default: the last one), with weight and bias of that shape.
+
+    `dim` normalises over that one dimension instead, weight and bias [its size]: `dim: 1` on an N×C×H×W
+    input is torchvision's LayerNorm2d (ConvNeXt), the channels normalised at each position.
+    """
     expect_float(x, "layer_norm")
     if x.rank < 1:
         raise ShapeError("layer_norm needs an input with at least one dimension, got a scalar")
-    if a.normalized_shape is None:
+    if a.dim is not None:
+        if a.normalized_shape is not None:
+            raise ShapeError("layer_norm takes normalized_shape (trailing dimensions) or dim (one dimension), "
+                             "not both", hint="drop normalized_shape: dim's size is read off the input", attr="dim")
+        d = norm_dim(a.dim, x.rank)
+        ns = (concrete(x.shape[d], f"layer_norm's normalised size (dimension {d} of its input)", attr="dim"),)
+    elif a.normalized_shape is None:
         ns = (concrete(x.shape[-1], "layer_norm's normalised size (last dimension of its input)"),)
     else:
         ns = (a.normalized_shape,) if isinstance(a.normalized_shape, int) else tuple(a.normalized_shape)
@@ -140,16 +152,26 @@ def layer_norm_onnx(b: Builder, node: Node, x: list, p: list) -> str:
     a = node.attrs
     ns = a.normalized_shape
     k = 1 if ns is None or isinstance(ns, int) else len(ns)
+    rank = b.ins[0].rank
+    d = None if a.dim is None else a.dim % rank
+    moved = d is not None and d != rank - 1
     if p:
         scale, bias = p[0], (p[1] if len(p) > 1 else None)
     else:
-        shape = [int(d) for d in b.ins[0].shape[-k:]]
+        shape = [int(b.ins[0].shape[d])] if d is not None else [int(s) for s in b.ins[0].shape[-k:]]
         scale, bias = b.const(np.ones(shape, np.float32), hint="ones"), None
-    return b.op("LayerNormalization", [x[0], scale, bias], axis=-k, epsilon=float(a.eps))
+    # LayerNormalization normalises trailing axes: a channels-first dim goes last and back (a Transpose pair)
+    perm = [i for i in range(rank) if i != d] + [d] if moved else None
+    v = b.op("Transpose", [x[0]], perm=perm) if moved else x[0]
+    y = b.op("LayerNormalization", [v, scale, bias], axis=-k, epsilon=float(a.eps))
+    return b.op("Transpose", [y], perm=[perm.index(i) for i in range(rank)]) if moved else y
 
 
 @reference("layer_norm")
 def _layer_norm(c, x, w=None, b=None):
+    if c.a.dim is not None:
+        d = c.a.dim % x.dim()
+        return F.layer_norm(x.movedim(d, -1), (x.shape[d],), w, b, c.a.eps).movedim(-1, d)
     ns = c.a.normalized_shape
     ns = (x.shape[-1],) if ns is None else ((ns,) if isinstance(ns, int) else tuple(ns))
     return F.layer_norm(x, ns, w, b, c.a.eps)
@@ -265,3 +287,44 @@ def _standardize(c, x, mean, std):
     x = to_float(c, x)
     shape = (-1,) + (1,) * (x.dim() - 2)
     return (x - mean.to(x.dtype).view(shape)) / std.to(x.dtype).view(shape)
+
+
+# -- stochastic_depth -------------------------------------------------------------------------
+
+class StochasticDepth(Attrs):
+    p: float
+    mode: Literal["row", "batch"] = "row"
+
+
+@op("stochastic_depth", StochasticDepth, primary="p",
+    cases=[Case({"p": 0.2}, ((4, 3, 2, 2),)),
+           Case({"p": 0.5}, ((6, 3, 2),), training=True, torch=False),
+           Case({"p": 0.3, "mode": "batch"}, ((4, 5),), training=True, torch=False)])
+def stochastic_depth(a: StochasticDepth, x: TensorType) -> Inferred:
+    """Stochastic depth (torchvision.ops.StochasticDepth), on a residual branch: in training drop whole rows with probability p and scale the survivors by 1/(1-p); identity in eval.
+
+    mode: row drops each sample's row independently (dim 0, the batch); batch drops the whole input at once.
+    """
+    if not 0.0 <= a.p <= 1.0:
+        raise ShapeError(f"stochastic_depth probability p must be in [0, 1], got {a.p}", attr="p",
+                         hint="p is the probability of dropping a sample's branch, e.g. p: 0.1")
+    expect_float(x, "stochastic_depth")
+    if a.mode == "row" and x.rank < 1:
+        raise ShapeError("stochastic_depth with mode: row drops rows of dimension 0, but its input is a scalar",
+                         hint="use mode: batch", attr="mode")
+    return Inferred([TensorType(x.shape, x.dtype)], macs=per_sample(x))
+
+
+@lowering("stochastic_depth")
+def stochastic_depth_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return b.op("Identity", [x[0]])
+
+
+@reference("stochastic_depth")
+def _stochastic_depth(c, x):
+    a = c.a
+    if not c.training or a.p == 0.0:
+        return x
+    size = [x.shape[0]] + [1] * (x.dim() - 1) if a.mode == "row" else [1] * x.dim()
+    keep = torch.empty(size, dtype=x.dtype).bernoulli_(1.0 - a.p)
+    return x * (keep / (1.0 - a.p) if a.p < 1.0 else keep)

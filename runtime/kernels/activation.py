@@ -416,3 +416,77 @@ def log_softmax(ctx: Ctx, x: np.ndarray):
         p *= _rowsum(gy, axis)
         return np.subtract(gy, p, out=p)
     return y, backward
+
+
+# --- clipping family: relu6, hardtanh, clamp, hardsigmoid, hardswish -------------------------------
+
+def _clipped(ctx: Ctx, x: np.ndarray, lo: float | None, hi: float | None, inclusive: bool = False):
+    """x clipped to [lo, hi] (None: unbounded); the gradient passes where x is inside the bounds
+    (strictly inside as torch's hardtanh, or bounds included as torch.clamp)."""
+    y = np.clip(x, lo, hi)
+
+    def backward(gy):
+        if not ctx.need(0):
+            return None
+        inside = np.ones(x.shape, bool)
+        if lo is not None:
+            inside &= (x >= lo) if inclusive else (x > lo)
+        if hi is not None:
+            inside &= (x <= hi) if inclusive else (x < hi)
+        return np.multiply(gy, _mask(inside, gy.dtype))
+    return y, backward
+
+
+@kernel("relu6")
+@_rank0_safe
+def relu6(ctx: Ctx, x: np.ndarray):
+    return _clipped(ctx, x, 0.0, 6.0)
+
+
+@kernel("hardtanh")
+@_rank0_safe
+def hardtanh(ctx: Ctx, x: np.ndarray):
+    return _clipped(ctx, x, float(ctx.attrs.min_val), float(ctx.attrs.max_val))
+
+
+@kernel("clamp")
+@_rank0_safe
+def clamp(ctx: Ctx, x: np.ndarray):
+    a = ctx.attrs
+    return _clipped(ctx, x, None if a.min is None else float(a.min), None if a.max is None else float(a.max),
+                    inclusive=True)
+
+
+@kernel("hardsigmoid")
+@_rank0_safe
+def hardsigmoid(ctx: Ctx, x: np.ndarray):
+    y = np.multiply(x, 1.0 / 6.0)
+    y += 0.5
+    np.clip(y, 0.0, 1.0, out=y)
+
+    def backward(gy):
+        if not ctx.need(0):
+            return None
+        return np.multiply(gy, _mask((x > -3.0) & (x < 3.0), gy.dtype) * (1.0 / 6.0))
+    return y, backward
+
+
+@kernel("hardswish")
+@_rank0_safe
+def hardswish(ctx: Ctx, x: np.ndarray):
+    s = np.multiply(x, 1.0 / 6.0)
+    s += 0.5
+    np.clip(s, 0.0, 1.0, out=s)             # hardsigmoid(x)
+    y = np.multiply(x, s)
+
+    def backward(gy):
+        if not ctx.need(0):
+            return None
+        # 0 up to −3, 1 from 3 on, x/3 + 1/2 strictly between (as torch)
+        d = np.multiply(x, 1.0 / 3.0)
+        d += 0.5
+        d *= _mask((x > -3.0) & (x < 3.0), d.dtype)
+        d += _mask(x >= 3.0, d.dtype)
+        d *= gy
+        return d
+    return y, backward

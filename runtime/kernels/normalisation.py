@@ -1,4 +1,4 @@
-"""Normalisation: batch_norm, layer_norm, dropout, standardize."""
+"""Normalisation: batch_norm, layer_norm, dropout, standardize, stochastic_depth."""
 from __future__ import annotations
 
 import math
@@ -226,8 +226,23 @@ def batch_norm(ctx: Ctx, x: np.ndarray, *p: np.ndarray):
 @kernel("layer_norm")
 def layer_norm(ctx: Ctx, x: np.ndarray, weight: np.ndarray | None = None, bias: np.ndarray | None = None):
     a = ctx.attrs
-    ns = a.normalized_shape
-    k = 1 if ns is None or isinstance(ns, int) else len(ns)
+    if a.dim is None or a.dim % x.ndim == x.ndim - 1:
+        ns = a.normalized_shape
+        return _layer_norm_last(ctx, x, weight, bias, 1 if ns is None or isinstance(ns, int) else len(ns))
+    # one inner dimension (channels-first, LayerNorm2d): normalise it as the last one, and move it back
+    d = a.dim % x.ndim
+    y, bwd = _layer_norm_last(ctx, np.ascontiguousarray(np.moveaxis(x, d, -1)), weight, bias, 1)
+
+    def backward(gy: np.ndarray):
+        gx, gw, gb = bwd(np.ascontiguousarray(np.moveaxis(gy, d, -1)))
+        return (None if gx is None else np.ascontiguousarray(np.moveaxis(gx, -1, d))), gw, gb
+
+    return np.ascontiguousarray(np.moveaxis(y, -1, d)), backward
+
+
+def _layer_norm_last(ctx: Ctx, x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None, k: int):
+    """Layer norm over the last k dimensions of x (forward, and its backward)."""
+    a = ctx.attrs
     d = math.prod(x.shape[x.ndim - k:])
     x2 = x.reshape(-1, d)
     dt = x.dtype.type
@@ -297,5 +312,23 @@ def standardize(ctx: Ctx, x: np.ndarray, mean: np.ndarray, std: np.ndarray):
 
     def backward(gy: np.ndarray):
         return (gy / s if ctx.need(0) else None, None, None)
+
+    return y, backward
+
+
+@kernel("stochastic_depth")
+def stochastic_depth(ctx: Ctx, x: np.ndarray):
+    """torchvision's stochastic_depth: one keep-or-drop draw per row (mode row) or per call (mode batch)."""
+    p = float(ctx.attrs.p)
+    if not ctx.training or p == 0.0:
+        return x, lambda gy: (gy,)
+    size = (x.shape[0],) + (1,) * (x.ndim - 1) if ctx.attrs.mode == "row" else (1,) * x.ndim
+    mask = (ctx.rng.random(size) >= p).astype(x.dtype)
+    if p < 1.0:
+        mask *= x.dtype.type(1.0 / (1.0 - p))
+    y = x * mask
+
+    def backward(gy: np.ndarray):
+        return (gy * mask if ctx.need(0) else None,)
 
     return y, backward

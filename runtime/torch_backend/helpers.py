@@ -166,6 +166,24 @@ def kl_normal(mu: torch.Tensor, logvar: torch.Tensor, reduction: str = "mean") -
 ''')
 
 
+helper("StochasticDepth", '''
+class StochasticDepth(nn.Module):
+    """torchvision.ops.StochasticDepth: in training, zero whole rows (mode "row": per sample; "batch": all)
+    with probability p and scale the survivors by 1 / (1 - p); identity in eval."""
+
+    def __init__(self, p: float, mode: str = "row"):
+        super().__init__()
+        self.p, self.mode = p, mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        size = [x.shape[0]] + [1] * (x.dim() - 1) if self.mode == "row" else [1] * x.dim()
+        keep = torch.empty(size, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
+        return x * (keep / (1.0 - self.p) if self.p < 1.0 else keep)
+''')
+
+
 def _reserve() -> None:
     from .source import RESERVED
     RESERVED.update(HELPERS)

@@ -400,6 +400,10 @@ def _layer_norm(cx: Cx) -> Emit:
     kw: dict[str, Any] = {}
     for k, v, d in (("eps", a.eps, 1e-5), ("elementwise_affine", a.elementwise_affine, True), ("bias", a.bias, True)):
         kw[k] = D(v, d)
+    if a.dim is not None and a.dim % t.rank != t.rank - 1:      # channels-first (LayerNorm2d)
+        d = a.dim % t.rank
+        return Emit(f"{{m}}({cx.x}.movedim({d}, -1)).movedim(-1, {d})",
+                    call("nn.LayerNorm", ("normalized_shape", t.shape[d]), **kw))
     shape = ns[0] if len(ns) == 1 else ns
     return Emit(f"{{m}}({cx.x})", call("nn.LayerNorm", ("normalized_shape", shape), **kw))
 
@@ -407,6 +411,12 @@ def _layer_norm(cx: Cx) -> Emit:
 @emits("dropout")
 def _dropout(cx: Cx) -> Emit:
     return Emit(f"{{m}}({cx.x})", call("nn.Dropout", ("p", cx.a.p)))
+
+
+@emits("stochastic_depth")
+def _stochastic_depth(cx: Cx) -> Emit:
+    return Emit(f"{{m}}({cx.x})", call("StochasticDepth", ("p", cx.a.p), ("mode", cx.a.mode)),
+                helpers=("StochasticDepth",))
 
 
 @emits("standardize")

@@ -362,13 +362,13 @@ class ScopeWriter:
         if extra:
             self.code.members.append(Member(name, "module", call("nn.ModuleList", ("modules", Call("[]", tuple(
                 (str(i), m, True, NO_DEFAULT) for i, m in enumerate(mods))))), inits=inits))
-            self.code.forward += [f"{out} = {x}", f"for layer in self.{name}:",
+            self.code.forward += [f"{out} = {x}", f"for layer in {self.access(name)}:",
                                   f"    {out} = layer({', '.join([out] + extra)})"]
         else:
             self.code.members.append(Member(name, "module", Call("nn.Sequential", tuple(
                 (str(i), m, True, NO_DEFAULT) for i, m in enumerate(mods))), inits=inits))
             self.code.line_of[name] = (len(self.code.forward), out, x)
-            self.code.forward.append(f"{out} = self.{name}({x})")
+            self.code.forward.append(f"{out} = {self.access(name)}({x})")
         self.env[key_of(self.g, members[-1].out_refs()[0])] = out
         return True
 
