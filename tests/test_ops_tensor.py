@@ -814,7 +814,8 @@ def test_every_tensor_op_has_kernel_and_lowering():
     names = {n for n, d in ops.OPS.items() if d.family == "tensor"}
     assert names == {"identity", "add", "sub", "mul", "div", "matmul", "concat", "split", "reshape", "flatten",
                      "permute", "transpose", "squeeze", "unsqueeze", "slice", "select", "sum", "mean", "max",
-                     "expand", "detach", "one_hot", "param", "constant"}
+                     "expand", "detach", "one_hot", "param", "constant",
+                     "eq", "ne", "lt", "le", "gt", "ge", "where", "cast", "arange", "pad", "roll"}
     for n in names:
         assert n in kernels.KERNELS and n in LOWERINGS, n
         assert ops.OPS[n].doc, n

@@ -42,7 +42,10 @@ def cast(cx: Context, nd: OnnxNode) -> None:
     if want == "float32" and (have in (None, "float32")):
         cx.bind(nd.outputs[0], src)
         return
-    raise cx.refuse(nd, f"a cast to {want or nd.attr('to')}: specc has no cast op",
+    if want in ("float32", "int64", "bool"):
+        cx.emit("cast", [nd.inputs[0]], {"dtype": want}, hint=nd.name, outputs=nd.outputs)
+        return
+    raise cx.refuse(nd, f"a cast to {want or nd.attr('to')}: specc's cast op gives float32, int64 or bool",
                     hint="specc's arithmetic promotes integers itself; export the model with float inputs")
 
 

@@ -32,7 +32,8 @@ def _check_mask(mask: TensorType, what: str) -> None:
     if mask.dtype != "bool":
         raise ShapeError(f"{what} must be boolean (True = ignore this position), but it is {mask.dtype} "
                          f"(shape {mask})",
-                         hint="compare to build it, e.g. `tokens == pad_id`; masks here follow PyTorch's "
+                         hint="compare to build it, e.g. `{op: eq, in: tokens, value: 0}` (0 the padding id), or "
+                              "`{op: cast, dtype: bool}`; masks here follow PyTorch's "
                               "key_padding_mask convention (True = ignore), not SDPA's attn_mask")
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Literal, Union
 
 from .. import limits
 from ..errors import ShapeError
@@ -1024,3 +1024,453 @@ def to_float(c, x):
 
 def _axes(c, x) -> tuple[int, ...]:
     return tuple(range(x.dim())) if c.a.dim is None else tuple(_ndims(c.a.dim, x.dim()))
+
+
+# =========================================================================== comparisons, where, cast, arange,
+# pad, roll (issue 12 item 3): each op's lowering and reference follow its rule
+
+def promoted(dtypes: list[str], value: object = None) -> str:
+    """The dtype two operands (or one and a scalar `value`) meet in, as PyTorch promotes them: a float
+    tensor wins, a float value lifts integers and bools to float32, an int64 tensor or an integer value
+    lifts bools to int64; two bool tensors stay bool."""
+    floats = [d for d in dtypes if is_float(d)]
+    if floats:
+        return "float64" if "float64" in floats else floats[0]
+    if isinstance(value, float):
+        return "float32"
+    if "int64" in dtypes or (value is not None and not isinstance(value, bool)):
+        return "int64"
+    return "bool"
+
+
+def _operand_shapes(name: str, shapes: list[tuple[Dim, ...]], what: str = "inputs") -> tuple[Dim, ...]:
+    out = shapes[0]
+    for s in shapes[1:]:
+        try:
+            out = broadcast(out, s)
+        except ShapeError as e:
+            raise ShapeError(f"{name}: {what} of {e.message}",
+                             hint="broadcasting aligns shapes from the right; each pair of sizes must be "
+                                  "equal or one of them 1") from None
+    return out
+
+
+def _value_or_input(name: str, value: object, y: TensorType | None, example: str) -> None:
+    if y is None and value is None:
+        raise ShapeError(f"{name} needs a second input or a `value`, but got neither",
+                         hint=f"write `in: [a, b]`, or `{{op: {name}, value: {example}}}` to compare with a "
+                              "number", attr="value")
+    if y is not None and value is not None:
+        raise ShapeError(f"{name} got both a second input and `value: {value}`; give only one",
+                         hint="drop `value`, or drop the second input", attr="value")
+
+
+# --------------------------------------------------------------------------- comparisons
+
+class Compare(Attrs):
+    value: bool | int | float | None = None
+
+
+COMPARISONS = {"eq": ("==", "Equal"), "ne": ("!=", "Equal"), "lt": ("<", "Less"), "le": ("<=", "LessOrEqual"),
+               "gt": (">", "Greater"), "ge": (">=", "GreaterOrEqual")}
+
+
+def _compare(name: str, a: Compare, x: TensorType, y: TensorType | None) -> Inferred:
+    _value_or_input(name, a.value, y, "0")
+    shape = x.shape if y is None else _operand_shapes(name, [x.shape, y.shape])
+    out = TensorType(shape, "bool")
+    return Inferred([out], macs=per_sample(out))
+
+
+def _compare_cases() -> list[Case]:
+    ints = In((2, 3), "int64", 0, 3)
+    return [Case({}, (In((2, 3), integer=True, low=-2, high=2), In((3,), integer=True, low=-2, high=2))),
+            Case({}, ((2, 1, 4), (3, 1))),
+            Case({"value": 1}, (ints, None)),
+            Case({"value": 0.25}, ((2, 3), None)),
+            Case({}, (ints, In((2, 3), "float32", 0, 3, integer=True)))]
+
+
+_NO_GRAD_BOOL = "its output is bool: no gradient flows through it (as in PyTorch)"
+
+
+@op("eq", Compare, inputs=("a", "b"), optional=("b",), primary="value", cases=_compare_cases(),
+    no_grad=_NO_GRAD_BOOL)
+def eq(a: Compare, x: TensorType, y: TensorType | None = None) -> Inferred:
+    """a == b elementwise with NumPy broadcasting, or a == value: a bool tensor, e.g. the padding mask of
+    `{op: eq, in: tokens, value: 0}` for multi_head_attention's key_padding_mask. No gradient.
+
+    Operands of different dtypes meet as PyTorch promotes them (a float with anything as float, an int64
+    tensor with a float value as float), here and in ne, lt, le, gt, ge."""
+    return _compare("eq", a, x, y)
+
+
+@op("ne", Compare, inputs=("a", "b"), optional=("b",), primary="value", cases=_compare_cases(),
+    no_grad=_NO_GRAD_BOOL)
+def ne(a: Compare, x: TensorType, y: TensorType | None = None) -> Inferred:
+    """a != b elementwise with NumPy broadcasting, or a != value: a bool tensor. No gradient."""
+    return _compare("ne", a, x, y)
+
+
+@op("lt", Compare, inputs=("a", "b"), optional=("b",), primary="value", cases=_compare_cases(),
+    no_grad=_NO_GRAD_BOOL)
+def lt(a: Compare, x: TensorType, y: TensorType | None = None) -> Inferred:
+    """a < b elementwise with NumPy broadcasting, or a < value: a bool tensor. No gradient."""
+    return _compare("lt", a, x, y)
+
+
+@op("le", Compare, inputs=("a", "b"), optional=("b",), primary="value", cases=_compare_cases(),
+    no_grad=_NO_GRAD_BOOL)
+def le(a: Compare, x: TensorType, y: TensorType | None = None) -> Inferred:
+    """a <= b elementwise with NumPy broadcasting, or a <= value: a bool tensor. No gradient."""
+    return _compare("le", a, x, y)
+
+
+@op("gt", Compare, inputs=("a", "b"), optional=("b",), primary="value", cases=_compare_cases(),
+    no_grad=_NO_GRAD_BOOL)
+def gt(a: Compare, x: TensorType, y: TensorType | None = None) -> Inferred:
+    """a > b elementwise with NumPy broadcasting, or a > value: a bool tensor. No gradient."""
+    return _compare("gt", a, x, y)
+
+
+@op("ge", Compare, inputs=("a", "b"), optional=("b",), primary="value", cases=_compare_cases(),
+    no_grad=_NO_GRAD_BOOL)
+def ge(a: Compare, x: TensorType, y: TensorType | None = None) -> Inferred:
+    """a >= b elementwise with NumPy broadcasting, or a >= value: a bool tensor. No gradient."""
+    return _compare("ge", a, x, y)
+
+
+@lowering(*COMPARISONS)
+def compare_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    a = node.attrs
+    ins = [t for t in b.ins if t is not None]
+    common = promoted([t.dtype for t in ins], a.value)
+    ordering = node.op not in ("eq", "ne")
+    want = "int64" if ordering and common == "bool" else common     # Less & co. take no bool
+    lhs = _cast(b, x[0], ins[0].dtype, want)
+    if len(x) > 1 and x[1] is not None:
+        rhs = _cast(b, x[1], ins[1].dtype, want)
+    else:
+        rhs = b.const(np.asarray(a.value, dtype=want), hint="value")
+    out = b.op(COMPARISONS[node.op][1], [lhs, rhs])
+    return b.op("Not", [out]) if node.op == "ne" else out
+
+
+@reference(*COMPARISONS)
+def _compare_torch(c, x, y=None):
+    return getattr(torch, c.node.op)(x, c.a.value if y is None else y)
+
+
+# --------------------------------------------------------------------------- where
+
+class Where(Attrs):
+    value: bool | int | float | None = None
+
+
+@op("where", Where, inputs=("condition", "x", "y"), optional=("y",),
+    cases=[Case({}, (In((2, 3), "bool"), (2, 3), (2, 3))),
+           Case({}, (In((2, 1, 3), "bool"), (4, 1), (3,))),
+           Case({"value": -1.5}, (In((2, 3), "bool"), (2, 3), None)),
+           Case({}, (In((2, 3), "bool"), In((2, 3), "int64", -3, 3), (2, 3)))])
+def where(a: Where, cond: TensorType, x: TensorType, y: TensorType | None = None) -> Inferred:
+    """x where condition is True, else y (or the scalar `value`: masked_fill), with NumPy broadcasting of
+    all three, as torch.where. condition must be bool; x and y meet in a common dtype as PyTorch promotes
+    them. Gradients flow to x where the condition holds and to y elsewhere."""
+    if cond.dtype != "bool":
+        raise ShapeError(f"where needs a bool condition (its first input), but it is {cond.dtype} (shape {cond})",
+                         hint="build one with a comparison, e.g. `{op: gt, in: scores, value: 0}`, or cast it: "
+                              "`{op: cast, dtype: bool}`")
+    if y is None and a.value is None:
+        raise ShapeError("where needs a third input (the values where the condition is False) or a `value`",
+                         hint="write `in: [condition, x, y]`, or `{op: where, in: [mask, x], value: 0.0}`",
+                         attr="value")
+    if y is not None and a.value is not None:
+        raise ShapeError(f"where got both a third input and `value: {a.value}`; give only one",
+                         hint="drop `value`, or drop the third input", attr="value")
+    shapes = [cond.shape, x.shape] + ([] if y is None else [y.shape])
+    dts = [x.dtype] + ([] if y is None else [y.dtype])
+    out = TensorType(_operand_shapes("where", shapes, "condition, x and y"), promoted(dts, a.value))
+    return Inferred([out], macs=per_sample(out))
+
+
+@lowering("where")
+def where_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    want = "int64" if node.out.dtype == "bool" else node.out.dtype      # onnxruntime's Where takes no bool
+    lhs = _cast(b, x[1], b.ins[1].dtype, want)
+    if len(x) > 2 and x[2] is not None:
+        rhs = _cast(b, x[2], b.ins[2].dtype, want)
+    else:
+        rhs = b.const(np.asarray(node.attrs.value, dtype=want), hint="value")
+    return _cast(b, b.op("Where", [x[0], lhs, rhs]), want, node.out.dtype)
+
+
+@reference("where")
+def _where_torch(c, cond, x, y=None):
+    return torch.where(cond, x, c.a.value if y is None else y)
+
+
+# --------------------------------------------------------------------------- cast
+
+class CastTo(Attrs):
+    dtype: Literal["float32", "int64", "bool"]
+
+
+@op("cast", CastTo, primary="dtype",
+    cases=[Case({"dtype": "float32"}, ((2, 3),)),
+           Case({"dtype": "int64"}, (In((2, 3), low=-3.0, high=3.0),), grad=False),
+           Case({"dtype": "bool"}, (In((2, 3), "int64", -1, 2),), grad=False),
+           Case({"dtype": "float32"}, (In((2, 3), "bool"),), grad=False)])
+def cast(a: CastTo, x: TensorType) -> Inferred:
+    """x converted to `dtype` (float32, int64 or bool), as torch.Tensor.to: float to int64 truncates toward
+    zero, anything to bool is `!= 0`. The gradient flows through a float-to-float cast only (a float input
+    cast to float32 is unchanged)."""
+    dtype = x.dtype if a.dtype == "float32" and is_float(x.dtype) else a.dtype
+    return Inferred([TensorType(x.shape, dtype)])
+
+
+@lowering("cast")
+def cast_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return b.op("Cast", [x[0]], to=DTYPES[node.out.dtype]) if node.out.dtype != b.ins[0].dtype else \
+        b.op("Identity", [x[0]])
+
+
+@reference("cast")
+def _cast_torch(c, x):
+    if c.a.dtype == "float32":
+        return x if x.is_floating_point() else x.to(c.fdtype)
+    return x.to(getattr(torch, c.a.dtype))
+
+
+# --------------------------------------------------------------------------- arange
+
+class Arange(Attrs):
+    end: int | float
+    start: int | float = 0
+    step: int | float = 1
+    dtype: Literal["float32", "int64"] | None = None
+
+
+def arange_size(start: float, end: float, step: float) -> int:
+    """The length of arange(start, end, step), computed as PyTorch does (in double precision)."""
+    return max(math.ceil((float(end) - float(start)) / float(step)), 0)
+
+
+def arange_dtype(a: Arange) -> str:
+    ints = all(isinstance(v, int) for v in (a.start, a.end, a.step))
+    return a.dtype or ("int64" if ints else "float32")
+
+
+@op("arange", Arange, inputs=(), primary="end",
+    cases=[Case({"end": 5}, ()), Case({"start": -1.0, "end": 1.0, "step": 0.25}, ()),
+           Case({"start": 10, "end": 1, "step": -3, "dtype": "float32"}, ())],
+    no_grad="no inputs and no parameters: nothing to differentiate")
+def arange(a: Arange) -> Inferred:
+    """The values start, start + step, ... up to `end` (excluded), as torch.arange: int64 when start, end and
+    step are all integers, else float32 (or the given dtype). Its length comes from the attributes, so it is a
+    fixed size (e.g. the positions 0..T-1 of a sequence of known length T)."""
+    if a.step == 0:
+        raise ShapeError("arange: step must not be 0", attr="step")
+    for k in ("start", "end", "step"):
+        v = getattr(a, k)
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ShapeError(f"arange: {k} must be a finite number, got {v}", attr=k)
+    dtype = arange_dtype(a)
+    if dtype == "int64" and not all(isinstance(v, int) for v in (a.start, a.end, a.step)):
+        raise ShapeError(f"arange: dtype int64 needs integer start, end and step, got start {a.start}, end {a.end}, "
+                         f"step {a.step}", hint="drop `dtype` (fractional values give float32), or use integers",
+                         attr="dtype")
+    n = arange_size(a.start, a.end, a.step)
+    if n == 0:
+        toward = "up" if a.step > 0 else "down"
+        raise ShapeError(f"arange from {a.start} to {a.end} with step {a.step} is empty (a step of {a.step} counts "
+                         f"{toward}, away from the end)",
+                         hint="swap start and end, or change the sign of step", attr="step")
+    if n > limits.ARANGE:
+        raise ShapeError(f"arange from {a.start} to {a.end} with step {a.step} has {n:,} values, more than the "
+                         f"limit of {limits.ARANGE:,}", attr="end")
+    return Inferred([TensorType((n,), dtype)])
+
+
+def arange_values(a: Arange, np_module) -> object:
+    """The values (as the kernel and the ONNX initialiser hold them): start + step·i in double precision,
+    then rounded to the dtype, as PyTorch computes them."""
+    n = arange_size(a.start, a.end, a.step)
+    if arange_dtype(a) == "int64":
+        return a.start + a.step * np_module.arange(n, dtype=np_module.int64)
+    return (float(a.start) + float(a.step) * np_module.arange(n, dtype=np_module.float64)).astype(np_module.float32)
+
+
+@lowering("arange")
+def arange_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return b.const(arange_values(node.attrs, np), hint="arange")     # exact: no float32 length question
+
+
+@reference("arange")
+def _arange_torch(c):
+    a = c.a
+    dtype = torch.int64 if arange_dtype(a) == "int64" else torch.float32
+    out = torch.arange(a.start, a.end, a.step, dtype=dtype)
+    return out if dtype == torch.int64 else out.to(c.fdtype)
+
+
+# --------------------------------------------------------------------------- pad
+
+def _fixed(d: Dim, what: str, attr: str, hint: str) -> int:
+    """A dimension that must be a number, with a hint that fits the op (shapes.concrete's is generic)."""
+    if not isinstance(d, int):
+        raise ShapeError(f"{what} must be a concrete size, but it is the symbol '{d}'", hint=hint, attr=attr)
+    return d
+
+
+class Pad(Attrs):
+    pad: list[int]
+    mode: Literal["constant", "reflect", "replicate"] = "constant"
+    value: bool | int | float | None = None
+
+
+def pad_pairs(pad: list[int], rank: int) -> list[tuple[int, int]]:
+    """torch.nn.functional.pad's list (last dimension first) as (before, after) per dimension, first to last."""
+    pairs = [(0, 0)] * (rank - len(pad) // 2) + [(pad[2 * k], pad[2 * k + 1]) for k in range(len(pad) // 2)][::-1]
+    return pairs
+
+
+def _check_pad_list(a: Pad, x: TensorType) -> None:
+    pad = a.pad
+    if not pad or len(pad) % 2:
+        raise ShapeError(f"pad: the list {pad} must hold pairs (before, after), the last dimension first, as "
+                         "torch.nn.functional.pad", hint="e.g. `pad: [1, 1]` pads the last dimension by 1 on "
+                         "each side, `pad: [1, 1, 2, 2]` also the one before it by 2", attr="pad")
+    if any(p < 0 for p in pad):
+        raise ShapeError(f"pad: the list {pad} has a negative size; pad only adds",
+                         hint="to crop, use slice (`{op: slice, dim: -1, start: 1, end: -1}`)", attr="pad")
+    k = len(pad) // 2
+    if k > x.rank:
+        raise ShapeError(f"pad: the list {pad} pads {k} dimensions, but the input has only {x.rank} (shape {x})",
+                         attr="pad")
+    if a.mode != "constant" and (k > 3 or x.rank not in (k + 1, k + 2)):
+        raise ShapeError(f"pad: mode {a.mode} pads the last 1, 2 or 3 dimensions of a tensor with one or two "
+                         f"leading (batch, channel) dimensions, as PyTorch; {k} padded dimension(s) of a rank-"
+                         f"{x.rank} input (shape {x}) is not such a case",
+                         hint="for a rank-R input give R-1 or R-2 pairs (e.g. [N, C, H, W]: pad: [l, r, t, b]), "
+                              "or use mode constant", attr="mode")
+
+
+@op("pad", Pad, primary="pad", torch="F.pad",
+    cases=[Case({"pad": [1, 2]}, ((2, 3, 4),)),
+           Case({"pad": [2, 1, 1, 0], "mode": "reflect"}, ((2, 2, 3, 4),)),
+           Case({"pad": [1, 3, 2, 0], "mode": "replicate"}, ((2, 3, 4),)),
+           Case({"pad": [0, 1, 1, 1], "value": -2.5}, ((2, 3, 4),)),
+           Case({"pad": [1, 1], "value": 7}, (In((2, 3), "int64", 0, 5),), grad=False)])
+def pad(a: Pad, x: TensorType) -> Inferred:
+    """Pads as torch.nn.functional.pad: `pad` lists (before, after) sizes, the last dimension first
+    ([left, right, top, bottom] for an image). mode constant fills with `value` (default 0), reflect mirrors
+    without repeating the edge (each size below the dimension's), replicate repeats the edge; reflect and
+    replicate pad the last 1-3 dimensions of a tensor with one or two leading ones."""
+    _check_pad_list(a, x)
+    if a.value is not None and a.mode != "constant":
+        raise ShapeError(f"pad: mode {a.mode} takes no `value` (only mode constant fills with one)",
+                         hint="drop `value`, or use mode constant", attr="value")
+    if a.value is not None and x.dtype == "int64" and not isinstance(a.value, int):
+        raise ShapeError(f"pad: value {a.value} does not fit the int64 input (shape {x})",
+                         hint="use an integer value, or cast the input to float32 first", attr="value")
+    shape = list(x.shape)
+    for d, (before, after) in enumerate(pad_pairs(a.pad, x.rank)):
+        if not before and not after:
+            continue
+        size = _fixed(x.shape[d], f"pad: dimension {d} of the input (shape {x}), which it pads,", "pad",
+                      "pad only dimensions of a fixed size (the last ones: the batch N cannot grow); give that "
+                      "dimension a number in `inputs` if it has one")
+        if a.mode == "reflect" and max(before, after) >= size:
+            raise ShapeError(f"pad: mode reflect pads dimension {d} (size {size}) by {max(before, after)}; "
+                             "reflection needs each size below the dimension's", attr="pad",
+                             hint="use smaller sizes, or mode replicate")
+        shape[d] = size + before + after
+    out = TensorType(tuple(shape), x.dtype)
+    return Inferred([out])
+
+
+@lowering("pad")
+def pad_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    a, t = node.attrs, b.ins[0]
+    pairs = pad_pairs(a.pad, t.rank)
+    pads = b.ints([s for s, _ in pairs] + [e for _, e in pairs], hint="pads")
+    mode = {"constant": "constant", "reflect": "reflect", "replicate": "edge"}[a.mode]
+    if a.mode != "constant":
+        return b.op("Pad", [x[0], pads], mode=mode)
+    fill = b.const(np.asarray(a.value or 0, dtype=t.dtype), hint="value")
+    return b.op("Pad", [x[0], pads, fill], mode=mode)
+
+
+# --------------------------------------------------------------------------- roll
+
+class Roll(Attrs):
+    shifts: int | list[int]
+    dims: int | list[int] | None = None
+
+
+def roll_pairs(a: Roll, rank: int) -> list[tuple[int, int]]:
+    """(shift, dim) pairs, dims normalised (no dims: one pair for the flattened tensor, dim None)."""
+    shifts = [a.shifts] if isinstance(a.shifts, int) else list(a.shifts)
+    if a.dims is None:
+        return [(shifts[0], None)]
+    dims = [a.dims] if isinstance(a.dims, int) else list(a.dims)
+    return [(s, norm_dim(d, rank, "dims")) for s, d in zip(shifts, dims)]
+
+
+@op("roll", Roll, primary="shifts", torch="torch.roll",
+    cases=[Case({"shifts": 1, "dims": 1}, ((2, 5),)),
+           Case({"shifts": [-2, 3], "dims": [2, -2]}, ((2, 3, 4),)),
+           Case({"shifts": [7, -1], "dims": [1, 1]}, ((2, 3),)),
+           Case({"shifts": -4}, ((2, 3),))])
+def roll(a: Roll, x: TensorType) -> Inferred:
+    """Rolls as torch.roll: elements shifted by `shifts` along `dims` wrap around to the other end (negative
+    shifts roll toward the start); several dims take a list of shifts each. Without dims the flattened tensor
+    is rolled and the shape restored."""
+    if x.rank == 0:
+        raise ShapeError("roll needs an input with at least one dimension, got a scalar")
+    shifts = [a.shifts] if isinstance(a.shifts, int) else list(a.shifts)
+    if not shifts:
+        raise ShapeError("roll: shifts is an empty list", hint="give a shift, e.g. `shifts: 1`", attr="shifts")
+    if a.dims is None:
+        if len(shifts) != 1:
+            raise ShapeError(f"roll: {len(shifts)} shifts but no dims; without dims the flattened tensor takes "
+                             "one shift", hint="name a dimension per shift, e.g. `dims: [1, 2]`", attr="dims")
+        for d, s in enumerate(x.shape):
+            _fixed(s, f"roll without dims flattens the input (shape {x}), so dimension {d}", "dims",
+                   "name the dimensions to roll, e.g. `dims: -1`")
+    else:
+        dims = [a.dims] if isinstance(a.dims, int) else list(a.dims)
+        if len(dims) != len(shifts):
+            raise ShapeError(f"roll: {len(shifts)} shift(s) {shifts} but {len(dims)} dim(s) {dims}; give one shift "
+                             "per dimension", attr="dims")
+        for _, d in roll_pairs(a, x.rank):
+            _fixed(x.shape[d], f"roll: dimension {d} of the input (shape {x}), which it rolls,", "dims",
+                   "roll dimensions of a fixed size (not the batch N); give that dimension a number in `inputs` "
+                   "if it has one")
+    return Inferred([x])
+
+
+@lowering("roll")
+def roll_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    t = b.ins[0]
+    value = x[0]
+    pairs = roll_pairs(node.attrs, t.rank)
+    if pairs[0][1] is None:
+        total = math.prod(t.shape)
+        flat = b.op("Reshape", [value, b.ints([total])])
+        rolled = _roll_axis(b, flat, pairs[0][0], 0, total)
+        return b.op("Reshape", [rolled, b.ints(list(t.shape))])
+    for shift, d in pairs:
+        value = _roll_axis(b, value, shift, d, t.shape[d])
+    return value if value != x[0] else b.op("Identity", [value])
+
+
+def _roll_axis(b: Builder, value: str, shift: int, axis: int, size: int) -> str:
+    """value rolled by `shift` along `axis` (of `size`): its last `shift` elements, then the rest."""
+    s = shift % size
+    if s == 0:
+        return value
+    axes = b.ints([axis], hint="axes")
+    tail = b.op("Slice", [value, b.ints([size - s], hint="starts"), b.ints([size], hint="ends"), axes])
+    head = b.op("Slice", [value, b.ints([0], hint="starts"), b.ints([size - s], hint="ends"), axes])
+    return b.op("Concat", [tail, head], axis=axis)

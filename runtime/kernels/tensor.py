@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from compiler.ops.tensor import split_sizes
+from compiler.ops.tensor import arange_values, pad_pairs, promoted, roll_pairs, split_sizes
 from .registry import Ctx, kernel, unbroadcast
 
 
@@ -387,3 +387,113 @@ def param(ctx: Ctx, p):
 @kernel("constant")
 def constant(ctx: Ctx):
     return np.asarray(ctx.attrs.value, dtype=np.float32), None
+
+
+# --------------------------------------------------------------------------- comparisons, where, cast, arange
+
+_COMPARE = {"eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal, "gt": np.greater,
+            "ge": np.greater_equal}
+
+
+def _comparison(name: str):
+    fn = _COMPARE[name]
+
+    def compare(ctx: Ctx, a, b=None):
+        value = ctx.attrs.value
+        if b is None and value is None:
+            raise ValueError(f"{name} needs a second input or a value")
+        want = promoted([str(a.dtype)] + ([] if b is None else [str(b.dtype)]), value)   # as torch and ONNX
+        other = np.asarray(value if b is None else b).astype(want, copy=False)
+        return np.asarray(fn(a.astype(want, copy=False), other)), None     # a bool mask: no gradient
+
+    compare.__name__ = name
+    return kernel(name)(compare)
+
+
+for _name in _COMPARE:
+    _comparison(_name)
+
+
+@kernel("where")
+def where(ctx: Ctx, cond, x, y=None):
+    want = promoted([str(x.dtype)] + ([] if y is None else [str(y.dtype)]), ctx.attrs.value)
+    x = x.astype(want, copy=False)
+    other = np.asarray(ctx.attrs.value if y is None else y).astype(want, copy=False)
+    y_out = np.where(cond, x, other)
+
+    def backward(gy):
+        zero = np.zeros((), dtype=gy.dtype)
+        gx = unbroadcast(np.where(cond, gy, zero), x.shape) if ctx.need(1) else None
+        gz = unbroadcast(np.where(cond, zero, gy), y.shape) if y is not None and ctx.need(2) else None
+        return None, gx, gz
+
+    return y_out, backward
+
+
+@kernel("cast")
+def cast(ctx: Ctx, x):
+    want = ctx.attrs.dtype
+    if want == "float32" and x.dtype.kind == "f":
+        return x, lambda gy: (gy,)                     # float stays float (float64 in gradient checks)
+    return x.astype(want), None                        # float to int64 truncates toward zero, as PyTorch
+
+
+@kernel("arange")
+def arange(ctx: Ctx):
+    return np.asarray(arange_values(ctx.attrs, np)), None
+
+
+# --------------------------------------------------------------------------- pad, roll
+
+def _fold_border(g: np.ndarray, axis: int, size: int, before: int, after: int, mode: str) -> np.ndarray:
+    """The gradient of one padded axis back to its `size` input positions: the interior, plus each border
+    added where it was copied from (mirrored positions for reflect, the edge for replicate)."""
+    def part(start: int, stop: int) -> np.ndarray:
+        return g[(slice(None),) * axis + (slice(start, stop),)]
+
+    def at(start: int, stop: int) -> tuple:
+        return (slice(None),) * axis + (slice(start, stop),)
+
+    out = part(before, before + size).copy()
+    if mode == "replicate":
+        if before:
+            out[at(0, 1)] += part(0, before).sum(axis=axis, keepdims=True)
+        if after:
+            out[at(size - 1, size)] += part(before + size, before + size + after).sum(axis=axis, keepdims=True)
+        return out
+    if before:                                         # reflect: position -k copies k
+        out[at(1, before + 1)] += np.flip(part(0, before), axis=axis)
+    if after:                                          # position size-1+k copies size-1-k
+        out[at(size - 1 - after, size - 1)] += np.flip(part(before + size, before + size + after), axis=axis)
+    return out
+
+
+@kernel("pad")
+def pad(ctx: Ctx, x):
+    a = ctx.attrs
+    pairs = pad_pairs(a.pad, x.ndim)
+    if a.mode == "constant":
+        y = np.pad(x, pairs, constant_values=np.asarray(a.value or 0).astype(x.dtype))
+        inner = tuple(slice(s, s + n) for (s, _), n in zip(pairs, x.shape))
+        return y, (lambda gy: (gy[inner],)) if x.dtype.kind == "f" else None
+    y = np.pad(x, pairs, mode="reflect" if a.mode == "reflect" else "edge")   # NumPy's reflect: no edge repeat
+
+    def backward(gy):
+        g = gy
+        for d, (before, after) in enumerate(pairs):
+            if before or after:
+                g = _fold_border(g, d, x.shape[d], before, after, a.mode)
+        return (g,)
+
+    return y, backward if x.dtype.kind == "f" else None
+
+
+@kernel("roll")
+def roll(ctx: Ctx, x):
+    pairs = roll_pairs(ctx.attrs, x.ndim)
+    if pairs[0][1] is None:
+        shifts, axes = pairs[0][0], None
+    else:
+        shifts, axes = tuple(s for s, _ in pairs), tuple(d for _, d in pairs)
+    back = -shifts if axes is None else tuple(-s for s in shifts)
+    return np.roll(x, shifts, axis=axes), lambda gy: (np.roll(gy, back, axis=axes),)

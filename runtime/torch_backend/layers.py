@@ -6,6 +6,7 @@ and, for ops with weights or configuration, the torch module to build in __init_
 reference) and docs/ops.md."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -13,6 +14,7 @@ from compiler.ir import Node
 from compiler.ops import OPS
 from compiler.ops.convolution import conv_pads, pool_geometry, transpose_output_padding, tup
 from compiler.ops.lazy import torch_kwargs
+from compiler.ops.tensor import COMPARISONS, arange_dtype
 
 from .source import Call, D, call, lit, render_call
 
@@ -221,6 +223,37 @@ def _param(cx: Cx) -> Emit:
 @emits("constant")
 def _constant(cx: Cx) -> Emit:
     return Emit("{m}", buffer=f"torch.tensor({lit(cx.a.value)}, dtype=torch.float32)")
+
+
+def _number(v: Any) -> str:
+    """A number's source; float('inf') and float('nan') as calls (repr gives a bare name)."""
+    return f"float({repr(v)!r})" if isinstance(v, float) and not math.isfinite(v) else lit(v)
+
+
+@emits("eq", "ne", "lt", "le", "gt", "ge")
+def _compare(cx: Cx) -> Emit:
+    other = cx.ins[1] if len(cx.ins) > 1 and cx.ins[1] is not None else _number(cx.a.value)
+    return Emit(f"({cx.x} {COMPARISONS[cx.node.op][0]} {other})")
+
+
+@emits("where")
+def _where(cx: Cx) -> Emit:
+    other = cx.ins[2] if len(cx.ins) > 2 and cx.ins[2] is not None else _number(cx.a.value)
+    return Emit(f"torch.where({cx.ins[0]}, {cx.ins[1]}, {other})")
+
+
+@emits("cast")
+def _cast(cx: Cx) -> Emit:
+    if cx.a.dtype == "float32" and cx.in_types[0].dtype.startswith("float"):
+        return Emit(cx.x)
+    return Emit(f"{cx.x}.to(torch.{cx.a.dtype})")
+
+
+@emits("arange")
+def _arange(cx: Cx) -> Emit:
+    a = cx.a
+    return Emit("{m}", buffer=f"torch.arange({_number(a.start)}, {_number(a.end)}, {_number(a.step)}, "
+                              f"dtype=torch.{arange_dtype(a)})")
 
 
 # ---------------------------------------------------------------------------------------- dense
