@@ -1,9 +1,9 @@
 """The safe expression evaluator for "${...}" strings.
 
 Expressions are parsed with `ast` and walked by a whitelist: literals, names in scope, arithmetic,
-comparisons, boolean logic, conditional expressions, indexing/slicing, list literals, and the
-functions min max abs round int float len log log2 ceil floor range shape. Nothing is ever passed to
-Python's eval.
+comparisons, boolean logic, conditional expressions, indexing/slicing, list literals, list comprehensions
+(`[f(i) for i in range(n) if c]`: index tables such as Swin's relative positions), and the functions
+min max abs round int float len log log2 ceil floor range shape. Nothing is ever passed to Python's eval.
 
 Every value an expression produces is checked against compiler/limits.py (integer size, string
 length, list items, formatting width) before the next step uses it, and the walk counts its work
@@ -16,6 +16,7 @@ import ast
 import math
 import operator
 import re
+from collections import ChainMap
 from typing import Any, Callable, Mapping
 
 from . import limits
@@ -287,7 +288,7 @@ class _Eval:
         if method is None:
             raise ExprError(f"'{_clip(ast.unparse(node))}' is not allowed in an expression "
                             "(only literals, params, arithmetic, comparisons, and/or/not, if-else, indexing, "
-                            f"lists and the functions {_ALLOWED})")
+                            f"lists, list comprehensions and the functions {_ALLOWED})")
         return method(node, depth + 1)
 
     def v_Constant(self, node: ast.Constant, d: int) -> Any:
@@ -381,6 +382,38 @@ class _Eval:
         return self.measure([self.visit(e, d) for e in node.elts])
 
     v_Tuple = v_List
+
+    def v_ListComp(self, node: ast.ListComp, d: int) -> Any:
+        """[elt for name in list if cond ...]: each `for` binds one name over a list; the names it binds
+        shadow params inside the comprehension only. Every item is work, and the result a list within limits."""
+        out: list = []
+        scope = self.names
+        try:
+            self._comprehend(node, 0, d, out)
+        finally:
+            self.names = scope
+        return self.measure(out)
+
+    def _comprehend(self, node: ast.ListComp, k: int, d: int, out: list) -> None:
+        if k == len(node.generators):
+            out.append(self.visit(node.elt, d))
+            if len(out) > MAX_LIST:
+                raise ExprError(f"the list comprehension would have more than {MAX_LIST:,} items, the list limit")
+            return
+        g = node.generators[k]
+        if not isinstance(g.target, ast.Name) or g.is_async:
+            raise ExprError(f"'for {_clip(ast.unparse(g.target))} in ...' is not allowed: a comprehension's "
+                            "`for` binds one name", hint="write [f(i) for i in range(n)]")
+        items = self.visit(g.iter, d)
+        if not isinstance(items, list):
+            raise ExprError(f"a comprehension goes over a list (such as range(n)), not over "
+                            f"{_clip(repr(items))}")
+        scope = self.names
+        for item in items:
+            self.names = ChainMap({g.target.id: item}, scope)
+            if all(self.visit(c, d) for c in g.ifs):
+                self._comprehend(node, k + 1, d, out)
+        self.names = scope
 
     def v_Subscript(self, node: ast.Subscript, d: int) -> Any:
         base = self.visit(node.value, d)

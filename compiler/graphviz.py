@@ -45,6 +45,8 @@ def key_attrs(node: Node, limit: int = 4) -> str:
     for f in given[:limit]:
         v = getattr(a, f)
         v = "×".join(map(str, v)) if isinstance(v, (list, tuple)) and len(v) <= 4 else v
+        if isinstance(v, list) and len(str(v)) > 40:          # a buffer's table: its size, not its items
+            v = f"[{len(v)} items]"
         parts.append(f"{SHORT.get(f, f)}={v}")
     return " ".join(parts)
 

@@ -103,7 +103,7 @@ def initialise(init: Init, shape: tuple[int, ...], rng: np.random.Generator, dty
     elif kind == "constant":
         out = np.full(shape, kw["value"])
     elif kind == "values":
-        out = np.asarray(kw["values"], dtype=np.float64).reshape(shape)
+        out = np.asarray(kw["values"]).reshape(shape)       # int64 buffers keep every digit (no float64 detour)
     elif kind == "embedding":
         out = rng.normal(0.0, 1.0, shape)
         if kw.get("padding_idx") is not None:
@@ -120,7 +120,10 @@ def _init_applies(param_name: str) -> bool:
 
 def init_for(node: Any, spec: Any) -> Init:
     """The initialiser of one of node's parameters: the layer's `init:` where it applies (`init: KIND` sets
-    the weights; `init: {param: KIND, ...}` the parameters it names), else the op's default."""
+    the weights; `init: {param: KIND, ...}` the parameters it names), else the op's default. A buffer always
+    keeps its own (its value, or the running statistics' start)."""
+    if spec.buffer:
+        return spec.init
     if isinstance(node.init, dict):
         return node.init.get(spec.name, spec.init)
     return node.init if node.init is not None and _init_applies(spec.name) else spec.init

@@ -58,7 +58,7 @@ class ParamSpec:
     name: str
     shape: tuple[int, ...]
     init: Init
-    buffer: bool = False                    # running statistics: in state_dict, not trained
+    buffer: bool = False                    # running statistics, `buffer` ops: in state_dict, not trained
     dtype: str = "float32"
 
 

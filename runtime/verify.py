@@ -73,6 +73,11 @@ def _int_high(graph: Graph, name: str) -> int:
             c = t.shape[1] if t.rank >= 2 else None
             if isinstance(c, int):
                 highs.append(c)
+        elif n.op in ("gather", "index_select") and i == 1 and n.inputs[0] is not None:
+            t = graph.type_of(n.inputs[0])
+            size = t.shape[n.attrs.dim % t.rank] if t.rank else None
+            if isinstance(size, int):
+                highs.append(size)
     return max(1, min(highs)) if highs else 2
 
 
@@ -95,8 +100,8 @@ def _float_kind(graph: Graph, name: str) -> str:
 def random_inputs(graph: Graph, seed: int = 0, sizes: dict[str, int] | None = None) -> dict[str, np.ndarray]:
     """Seeded random values for every graph input, valid for the ops that read them: floats ~ N(0, 1)
     (in [0, 1) for probability-loss targets; 0/1 with self loops for adjacency matrices); int64 in a
-    range every consumer accepts (embedding rows, one_hot classes, class labels); bool masks (True =
-    ignore) that never mask the first position."""
+    range every consumer accepts (embedding rows, one_hot classes, class labels, gather/index_select
+    positions); bool masks (True = ignore) that never mask the first position."""
     from .memory import ensure_fits, nbytes
     rng = np.random.default_rng(seed)
     sym = symbol_sizes(graph, sizes)

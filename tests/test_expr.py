@@ -92,12 +92,23 @@ def test_log_natural_against_math():
     ("range(1, 2, 0)", "step cannot be 0"),
     ("range(1.5)", "range takes 1 to 3 integers"),
     ("range(1, 2, 3, 4)", "range takes 1 to 3 integers"),
-    ("[64 * 2 ** i for i in range(3)]", "not allowed"),        # range is a list, not a way into comprehensions
+    ("[i for i in 3]", "a comprehension goes over a list"),
+    ("[i for i, j in [[1, 2]]]", "binds one name"),
+    ("[i * j for i in range(200) for j in range(200)]", "more than 10,000 items"),
 ])
 def test_math_and_range_refused(text, msg):
     with pytest.raises(ExprError) as e:
         evaluate(text, {})
     assert msg in e.value.message
+
+
+def test_list_comprehensions():
+    """Comprehensions build index tables (Swin's relative positions); their names shadow params locally."""
+    assert evaluate("[64 * 2 ** i for i in range(3)]", {}) == [64, 128, 256]
+    assert evaluate("[[i + j for j in range(2)] for i in range(2) if i != k]", {"i": 9, "k": 1}) == [[0, 1]]
+    assert evaluate("i", {"i": 9}) == 9
+    with pytest.raises(ExprError, match="steps of work"):
+        evaluate("[i for a in range(9999) for b in range(9999) if i]", {"i": 0})
 
 
 def test_range_counts_its_items_as_work():

@@ -815,7 +815,8 @@ def test_every_tensor_op_has_kernel_and_lowering():
     assert names == {"identity", "add", "sub", "mul", "div", "matmul", "concat", "split", "reshape", "flatten",
                      "permute", "transpose", "squeeze", "unsqueeze", "slice", "select", "sum", "mean", "max",
                      "expand", "detach", "one_hot", "param", "constant",
-                     "eq", "ne", "lt", "le", "gt", "ge", "where", "cast", "arange", "pad", "roll"}
+                     "eq", "ne", "lt", "le", "gt", "ge", "where", "cast", "arange", "pad", "roll",
+                     "buffer", "gather", "index_select"}
     for n in names:
         assert n in kernels.KERNELS and n in LOWERINGS, n
         assert ops.OPS[n].doc, n

@@ -617,3 +617,74 @@ def _adaptive_matrix(i: int, o: int) -> np.ndarray:
     for j, (s, e) in enumerate(adaptive_windows(i, o)):
         m[j, s:e] = 1.0 / (e - s)
     return m
+
+
+# --------------------------------------------------------------------------- pixel_shuffle, channel_shuffle
+
+class PixelShuffle(Attrs):
+    upscale_factor: int
+
+
+@op("pixel_shuffle", PixelShuffle, primary="upscale_factor", torch="F.pixel_shuffle",
+    torch_module="nn.PixelShuffle",
+    cases=[Case({"upscale_factor": 2}, ((1, 16, 2, 3),)), Case({"upscale_factor": 3}, ((2, 9, 2, 2),))])
+def pixel_shuffle(a: PixelShuffle, x: TensorType) -> Inferred:
+    """[N, C·r², H, W] → [N, C, H·r, W·r] with r = upscale_factor (as torch.pixel_shuffle, ONNX
+    DepthToSpace in CRD mode): sub-pixel convolution's upsampling, channels c·r² + i·r + j going to row
+    offset i and column offset j."""
+    r = a.upscale_factor
+    if r < 1:
+        raise ShapeError(f"pixel_shuffle: upscale_factor must be positive, got {r}", attr="upscale_factor")
+    if x.rank != 4:
+        raise ShapeError(f"pixel_shuffle expects a rank-4 input [N, C, H, W], but it has shape {x}")
+    n, c, h, w = x.shape
+    c = concrete(c, "pixel_shuffle's channel count")
+    h, w = concrete(h, "pixel_shuffle's height"), concrete(w, "pixel_shuffle's width")
+    if c % (r * r):
+        raise ShapeError(f"pixel_shuffle: the input's {c} channels are not a multiple of upscale_factor² = "
+                         f"{r * r} (shape {x})", attr="upscale_factor",
+                         hint=f"give the layer before it a multiple of {r * r} output channels")
+    return Inferred([TensorType((n, c // (r * r), h * r, w * r), x.dtype)])
+
+
+@lowering("pixel_shuffle")
+def pixel_shuffle_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    r = node.attrs.upscale_factor
+    if b.ins[0].dtype.startswith("float"):
+        return b.op("DepthToSpace", [x[0]], blocksize=r, mode="CRD")
+    _, c, h, w = node.out.shape             # onnxruntime's DepthToSpace takes floats only: spelled out
+    split = b.op("Reshape", [x[0], b.ints([0, c, r, r, h // r, w // r])])
+    moved = b.op("Transpose", [split], perm=[0, 1, 4, 2, 5, 3])
+    return b.op("Reshape", [moved, b.ints([0, c, h, w])])
+
+
+class ChannelShuffle(Attrs):
+    groups: int
+
+
+@op("channel_shuffle", ChannelShuffle, primary="groups", torch="F.channel_shuffle",
+    torch_module="nn.ChannelShuffle",
+    cases=[Case({"groups": 2}, ((2, 6, 3),)), Case({"groups": 3}, ((1, 6, 2, 2),))])
+def channel_shuffle(a: ChannelShuffle, x: TensorType) -> Inferred:
+    """Interleaves the channels (dim 1) of `groups` groups, as ShuffleNet between grouped convolutions (and
+    torch.nn.functional.channel_shuffle): channel i·(C/groups) + k goes to k·groups + i; shape unchanged."""
+    g = a.groups
+    if g < 1:
+        raise ShapeError(f"channel_shuffle: groups must be positive, got {g}", attr="groups")
+    if x.rank < 3:
+        raise ShapeError(f"channel_shuffle expects an input [N, C, ...] of rank 3 or more, but it has shape {x}",
+                         hint="as PyTorch: add a spatial dimension with unsqueeze")
+    c = concrete(x.shape[1], "channel_shuffle's channel count")
+    if c % g:
+        raise ShapeError(f"channel_shuffle: the input's {c} channels do not split into {g} groups (shape {x})",
+                         attr="groups")
+    return Inferred([x])
+
+
+@lowering("channel_shuffle")
+def channel_shuffle_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    g = node.attrs.groups
+    c = b.ins[0].shape[1]
+    split = b.op("Reshape", [x[0], b.ints([0, g, c // g, -1])])
+    swapped = b.op("Transpose", [split], perm=[0, 2, 1, 3])
+    return b.op("Reshape", [swapped, b.op("Shape", [x[0]])])

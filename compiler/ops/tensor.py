@@ -1474,3 +1474,169 @@ def _roll_axis(b: Builder, value: str, shift: int, axis: int, size: int) -> str:
     tail = b.op("Slice", [value, b.ints([size - s], hint="starts"), b.ints([size], hint="ends"), axes])
     head = b.op("Slice", [value, b.ints([0], hint="starts"), b.ints([size - s], hint="ends"), axes])
     return b.op("Concat", [tail, head], axis=axis)
+
+# --------------------------------------------------------------------------- buffers, gather, index_select
+
+class Buffer(Attrs):
+    value: Number | list
+    dtype: Literal["float32", "int64", "bool"] = "float32"
+    shape: list[int] | None = None
+    persistent: bool = True
+
+
+def _buffer_items(value: object, dtype: str) -> tuple[tuple[int, ...], list]:
+    """(shape, flat items) of a buffer's value, each item checked against the dtype."""
+    shape: list[int] = []
+    v = value
+    while isinstance(v, list) and v:                     # the shape along the first entries
+        shape.append(len(v))
+        v = v[0]
+    flat: list = []
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:                                         # iterative: values may be large, nesting deep
+        v, depth = stack.pop()
+        if isinstance(v, list):
+            if not v:
+                raise ShapeError("buffer: the value holds an empty list", attr="value")
+            if depth >= len(shape) or len(v) != shape[depth]:
+                raise ShapeError(f"buffer: the value is ragged: a list of {len(v)} stands where "
+                                 + (f"{shape[depth]} items are" if depth < len(shape) else "a number is")
+                                 + " expected", hint="every row of a nested list needs the same length", attr="value")
+            stack.extend((u, depth + 1) for u in reversed(v))
+        elif depth != len(shape):
+            raise ShapeError("buffer: the value is ragged: a number stands where a list is expected",
+                             hint="every row of a nested list needs the same length", attr="value")
+        else:
+            flat.append(_buffer_item(v, dtype))
+    return tuple(shape), flat
+
+
+def _buffer_item(v: object, dtype: str) -> Number:
+    if dtype == "bool":
+        if v in (0, 1) and not isinstance(v, float):
+            return bool(v)
+        raise ShapeError(f"buffer: a bool buffer holds true/false (or 0/1), got {v!r}", attr="value")
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ShapeError(f"buffer: the value holds {v!r}, which is not a number", attr="value")
+    if dtype == "int64" and not isinstance(v, int):
+        raise ShapeError(f"buffer: an int64 buffer holds integers, got {v!r}", attr="value",
+                         hint="use int(...) or // in the expression, or `dtype: float32`")
+    return v
+
+
+def buffer_shape(a: Buffer) -> tuple[tuple[int, ...], list]:
+    """The buffer's shape (its value's, or `shape` with at most one -1) and its items, flat."""
+    shape, flat = _buffer_items(a.value, a.dtype)
+    if a.shape is None:
+        return shape, flat
+    if any(d < 1 and d != -1 for d in a.shape) or a.shape.count(-1) > 1:
+        raise ShapeError(f"buffer: the shape {a.shape} needs positive sizes (and at most one -1)", attr="shape")
+    known = math.prod(d for d in a.shape if d != -1)
+    if len(flat) % known or (-1 not in a.shape and len(flat) != known):
+        raise ShapeError(f"buffer: the value has {len(flat)} items, which do not fill the shape {a.shape}",
+                         attr="shape", hint="the element counts must match (as torch.reshape)")
+    return tuple(len(flat) // known if d == -1 else d for d in a.shape), flat
+
+
+@op("buffer", Buffer, inputs=(),
+    cases=[Case({"value": [[0, 2], [1, 1], [2, 0]], "dtype": "int64"}, ()),
+           Case({"value": [0.5, -1.0, 2.0, 3.0], "shape": [2, 2]}, ()),
+           Case({"value": [True, False], "dtype": "bool", "persistent": False}, ())],
+    no_grad="a buffer is never trained: it has no gradient")
+def buffer(a: Buffer) -> Inferred:
+    """A fixed tensor kept in the state_dict under the node's name (as PyTorch's register_buffer): not
+    trained, saved and loaded with the weights, an ONNX initialiser. `value` is a number or (nested) list,
+    often an expression (an index table), reshaped to `shape` if given; `dtype` float32, int64 or bool.
+    `persistent: false` leaves it out of the state_dict (register_buffer(..., persistent=False))."""
+    shape, flat = buffer_shape(a)
+    params = [ParamSpec("", shape, Init.of("values", values=tuple(flat)), buffer=True, dtype=a.dtype)] \
+        if a.persistent else []
+    return Inferred([TensorType(shape, a.dtype)], params)
+
+
+def buffer_value(a: Buffer) -> "np.ndarray":
+    """A buffer's value as an array of its dtype and shape (what a non-persistent buffer computes)."""
+    shape, flat = buffer_shape(a)
+    return np.asarray(flat, dtype={"float32": np.float32, "int64": np.int64, "bool": np.bool_}[a.dtype]).reshape(shape)
+
+
+@lowering("buffer")
+def buffer_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return p[0] if p else b.const(buffer_value(node.attrs), hint="buffer")
+
+
+@reference("buffer")
+def _buffer(c, p=None):
+    return p if p is not None else torch.as_tensor(buffer_value(c.a))
+
+
+class IndexDim(Attrs):
+    dim: int
+
+
+def _index_input(name: str, index: TensorType) -> None:
+    if index.dtype != "int64":
+        raise ShapeError(f"{name}: the index must be int64, but it is {index.dtype} (shape {index})",
+                         hint="declare it with `dtype: int64`, or build it with `{op: buffer, dtype: int64}`")
+
+
+@op("gather", IndexDim, inputs=("x", "index"), primary="dim",
+    cases=[Case({"dim": 1}, ((2, 4), In((2, 6), "int64", 0, 4))),
+           Case({"dim": -1}, ((2, 3, 5), In((2, 2, 4), "int64", 0, 5)))])
+def gather(a: IndexDim, x: TensorType, index: TensorType) -> Inferred:
+    """out[i][j] = x[index[i][j]][j] for dim 0, and likewise for any `dim` (as torch.gather): `index` is int64
+    of the input's rank, no larger than it except along `dim`; the output has the index's shape. Indices
+    run from 0 to size-1 (a value out of range is an error at run time)."""
+    _index_input("gather", index)
+    if index.rank != x.rank:
+        raise ShapeError(f"gather: the index has rank {index.rank} (shape {index}) but the input has rank "
+                         f"{x.rank} (shape {x}); they must be equal", hint="use index_select for a 1-D index")
+    d = norm_dim(a.dim, x.rank)
+    for k, (s, t) in enumerate(zip(x.shape, index.shape)):
+        if k != d and isinstance(s, int) and isinstance(t, int) and t > s:
+            raise ShapeError(f"gather: the index (shape {index}) is larger than the input (shape {x}) in "
+                             f"dimension {k}", hint="outside `dim`, the index may only be as large as the input")
+    return Inferred([TensorType(index.shape, x.dtype)])
+
+
+@lowering("gather")
+def gather_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    t, i = b.ins[0], b.ins[1]
+    d = _norm(node.attrs.dim, t.rank)
+    axes = [k for k in range(t.rank) if k != d and t.shape[k] != i.shape[k]]
+    data = x[0]
+    if axes:                                # the index covers a corner of the input: cut it out first
+        data = b.op("Slice", [data, b.ints([0] * len(axes), hint="starts"),
+                              _pieces(b, [i.shape[k] for k in axes]), b.ints(axes, hint="axes")])
+    return b.op("GatherElements", [data, x[1]], axis=d)
+
+
+@reference("gather")
+def _gather(c, x, index):
+    return torch.gather(x, c.a.dim, index)
+
+
+@op("index_select", IndexDim, inputs=("x", "index"), primary="dim",
+    cases=[Case({"dim": 1}, ((3, 5), In((7,), "int64", 0, 5))),
+           Case({"dim": 1}, ((2, 4, 3), In((3,), "int64", 0, 4)))])
+def index_select(a: IndexDim, x: TensorType, index: TensorType) -> Inferred:
+    """The entries of `x` at the positions `index` (a 1-D int64 tensor) along `dim` (as torch.index_select):
+    that dimension becomes the index's length. Swin's relative position bias is `table` indexed by a buffer."""
+    _index_input("index_select", index)
+    if index.rank != 1:
+        raise ShapeError(f"index_select: the index must be 1-D, but it has shape {index}",
+                         hint="flatten it first, or use gather for an index of the input's rank")
+    if x.rank == 0:
+        raise ShapeError("index_select needs an input with at least one dimension, got a scalar")
+    d = norm_dim(a.dim, x.rank)
+    return Inferred([TensorType(x.shape[:d] + index.shape + x.shape[d + 1:], x.dtype)])
+
+
+@lowering("index_select")
+def index_select_onnx(b: Builder, node: Node, x: list, p: list) -> str:
+    return b.op("Gather", [x[0], x[1]], axis=_norm(node.attrs.dim, b.ins[0].rank))
+
+
+@reference("index_select")
+def _index_select(c, x, index):
+    return torch.index_select(x, c.a.dim, index)

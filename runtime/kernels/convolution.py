@@ -737,3 +737,31 @@ def upsample(ctx: Ctx, x: np.ndarray):
         return g.copy() if g is gy else g
 
     return y, backward_bilinear
+
+
+# --------------------------------------------------------------------------- pixel_shuffle, channel_shuffle
+
+@kernel("pixel_shuffle")
+def pixel_shuffle(ctx: Ctx, x):
+    r = ctx.attrs.upscale_factor
+    n, c, h, w = x.shape
+    y = x.reshape(n, c // (r * r), r, r, h, w).transpose(0, 1, 4, 2, 5, 3).reshape(n, c // (r * r), h * r, w * r)
+
+    def backward(gy):
+        g = gy.reshape(n, c // (r * r), h, r, w, r).transpose(0, 1, 3, 5, 2, 4).reshape(x.shape)
+        return (g if ctx.need(0) else None,)
+
+    return y, backward
+
+
+@kernel("channel_shuffle")
+def channel_shuffle(ctx: Ctx, x):
+    g = ctx.attrs.groups
+    n, c = x.shape[:2]
+    y = x.reshape(n, g, c // g, -1).swapaxes(1, 2).reshape(x.shape)
+
+    def backward(gy):
+        gx = gy.reshape(n, c // g, g, -1).swapaxes(1, 2).reshape(x.shape)
+        return (gx if ctx.need(0) else None,)
+
+    return y, backward

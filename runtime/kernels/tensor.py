@@ -497,3 +497,68 @@ def roll(ctx: Ctx, x):
         shifts, axes = tuple(s for s, _ in pairs), tuple(d for _, d in pairs)
     back = -shifts if axes is None else tuple(-s for s in shifts)
     return np.roll(x, shifts, axis=axes), lambda gy: (np.roll(gy, back, axis=axes),)
+
+# --------------------------------------------------------------------------- buffer, gather, index_select
+
+@kernel("buffer")
+def buffer(ctx: Ctx, p=None):
+    if p is None:                                   # persistent: false, the value is the attribute's
+        from compiler.ops.tensor import buffer_value
+        return buffer_value(ctx.attrs), None
+    return p, None
+
+
+def _check_index(op: str, index: np.ndarray, size: int, dim: int) -> None:
+    """Indices outside 0..size-1 are the data's fault: a clear error (as PyTorch refuses them), never a
+    NumPy IndexError or a silent wrap-around of a negative index."""
+    if index.size and (index.min() < 0 or index.max() >= size):
+        bad = int(index.min() if index.min() < 0 else index.max())
+        raise ValueError(f"{op}: index {bad} is out of range for dimension {dim} of size {size} "
+                         f"(allowed 0..{size - 1})")
+
+
+def _scatter_add(flat_index: np.ndarray, g: np.ndarray, size: int) -> np.ndarray:
+    """out[k] = sum of g where flat_index == k, as a flat array of `size` in g's dtype (repeated indices add up)."""
+    return np.bincount(flat_index.reshape(-1), weights=g.reshape(-1), minlength=size).astype(g.dtype, copy=False)
+
+
+@kernel("gather")
+def gather(ctx: Ctx, x, index):
+    d = _axis(ctx.attrs.dim, x.ndim)
+    _check_index("gather", index, x.shape[d], ctx.attrs.dim)
+    corner = tuple(slice(None) if k == d else slice(0, n) for k, n in enumerate(index.shape))
+    xs = x[corner]                                  # outside dim the index may cover only a corner of x
+    y = np.take_along_axis(xs, index, axis=d)
+
+    def backward(gy):
+        if not ctx.need(0):
+            return None, None
+        flat = np.zeros(index.shape, dtype=np.int64)   # each index entry's position in xs, C order
+        stride = 1
+        for k in reversed(range(xs.ndim)):
+            pos = index if k == d else np.arange(index.shape[k]).reshape((-1,) + (1,) * (xs.ndim - 1 - k))
+            flat += pos * stride
+            stride *= xs.shape[k]
+        g = np.zeros(x.shape, dtype=gy.dtype)
+        g[corner] = _scatter_add(flat, gy, xs.size).reshape(xs.shape)
+        return g, None
+
+    return y, backward
+
+
+@kernel("index_select")
+def index_select(ctx: Ctx, x, index):
+    d = _axis(ctx.attrs.dim, x.ndim)
+    _check_index("index_select", index, x.shape[d], ctx.attrs.dim)
+    y = np.take(x, index, axis=d)
+
+    def backward(gy):
+        if not ctx.need(0):
+            return None, None
+        moved = np.moveaxis(gy, d, 0).reshape(len(index), -1)      # k × rest
+        rest = moved.shape[1]
+        flat = index[:, None] * rest + np.arange(rest)
+        g = _scatter_add(flat, moved, x.shape[d] * rest).reshape((x.shape[d],) + np.moveaxis(gy, d, 0).shape[1:])
+        return np.moveaxis(g, 0, d), None
+
+    return y, backward

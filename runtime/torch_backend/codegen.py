@@ -252,6 +252,8 @@ def _member_line(m: Member) -> str:
     ind = "        "
     if m.how == "buffer":
         return f"self.register_buffer({m.attr!r}, {m.value}, persistent=False)"
+    if m.how == "persistent buffer":
+        return f"self.register_buffer({m.attr!r}, {m.value})"
     value = render_call(m.value, ind) if isinstance(m.value, Call) else m.value
     if m.flag:
         value = f"{value} if {m.flag} else None"

@@ -31,7 +31,8 @@ class Emit:
     helpers: tuple[str, ...] = ()               # helper functions/classes of helpers.py it needs
     lhs: str | None = None                      # several outputs: "{0}, ({1}, {2})"
     parameter: str | None = None                # an nn.Parameter's source (param op)
-    buffer: str | None = None                   # a non-persistent buffer's source (constant op)
+    buffer: str | None = None                   # a buffer's source (constant op, buffer op)
+    persistent: bool = False                    # the buffer is in the state_dict (buffer op)
 
 
 @dataclass
@@ -254,6 +255,24 @@ def _arange(cx: Cx) -> Emit:
     a = cx.a
     return Emit("{m}", buffer=f"torch.arange({_number(a.start)}, {_number(a.end)}, {_number(a.step)}, "
                               f"dtype=torch.{arange_dtype(a)})")
+
+@emits("buffer")
+def _buffer(cx: Cx) -> Emit:
+    from compiler.ops.tensor import buffer_shape
+    shape, flat = buffer_shape(cx.a)
+    items = ", ".join(lit(v) for v in flat)
+    if len(items) > 80:                         # an index table: a few numbers a line
+        rows = [", ".join(lit(v) for v in flat[i:i + 16]) for i in range(0, len(flat), 16)]
+        items = "\n            " + ",\n            ".join(rows) + ",\n        "
+    value = f"torch.tensor([{items}], dtype=torch.{cx.a.dtype})"
+    if len(shape) != 1:
+        value += f".reshape({', '.join(map(str, shape))})" if shape else ".reshape(())"
+    return Emit("{m}", buffer=value, persistent=cx.a.persistent)
+
+
+@emits("gather", "index_select")
+def _gather(cx: Cx) -> Emit:
+    return Emit(f"torch.{cx.node.op}({cx.x}, {cx.a.dim}, {cx.ins[1]})")
 
 
 # ---------------------------------------------------------------------------------------- dense

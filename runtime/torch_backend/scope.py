@@ -22,7 +22,7 @@ Key = tuple[str, "str | None"]
 @dataclass
 class Member:
     attr: str                       # key in the module: "conv1", "0", "layer1"
-    how: str                        # module | parameter | buffer
+    how: str                        # module | parameter | buffer | persistent buffer
     value: Any                      # a Call (module) or source text (parameter, buffer)
     flag: str | None = None         # merged classes: built only when this constructor flag is true
     inits: list[str] = field(default_factory=list)   # torch.nn.init calls on "{m}" (the member)
@@ -227,7 +227,8 @@ class ScopeWriter:
         self.code.helpers.update(e.helpers)
         member = None
         if not u.shared and (e.module or e.parameter or e.buffer):
-            how = "module" if e.module else "parameter" if e.parameter else "buffer"
+            how = "module" if e.module else "parameter" if e.parameter else \
+                "persistent buffer" if e.persistent else "buffer"
             member = Member(u.child, how, e.module or e.parameter or e.buffer, inits=init_lines(n), unused=not needed)
         if member is not None and where is None:
             self.code.members.append(member)
