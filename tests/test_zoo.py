@@ -21,6 +21,7 @@ MODELS = {
     "convnext_tiny": ("convnext_tiny", 28_589_128),
     "mobilenet_v3_small": ("mobilenet_v3_small", 2_542_856),
     "efficientnet_b0": ("efficientnet_b0", 5_288_548),
+    "swin_t": ("swin_t", 28_288_354),
 }
 SIZE = 64                       # a small image keeps the parity test fast; every stage still runs
 
