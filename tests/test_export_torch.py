@@ -218,3 +218,17 @@ def test_a_structure_without_a_pytorch_form_is_a_clear_error(tmp_path, capsys):
     assert "cannot write 'm' as PyTorch code: 'fc' is shared from outside the block that uses it" in \
         capsys.readouterr().err
     assert not out.exists()
+
+
+def test_reshape_with_the_batch_symbol_and_minus_one(tmp_path):
+    """`shape: [N, -1, 4]` (Swin's windows) keeps -1 for the inferred dimension and reads N from the input:
+    torch infers one dimension only."""
+    from runtime.torch_backend.codegen import generate
+    g = compiler.compile_text("specc: 1\nname: m\ninputs: {x: [N, 6, 8]}\n"
+                              "layers:\n  - {op: reshape, shape: [N, -1, 4]}\noutputs: [reshape_1]\n")
+    exp = generate(g)
+    out = tmp_path / "m_model.py"
+    out.write_text(exp.source)
+    net = getattr(_import(out, "export_reshape_minus_one"), exp.class_name)()
+    x = np.random.default_rng(0).standard_normal((3, 6, 8)).astype(np.float32)
+    np.testing.assert_array_equal(net(torch.from_numpy(x)).numpy(), runtime.Model(g)(x=x)["reshape_1"])

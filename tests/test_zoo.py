@@ -21,6 +21,7 @@ MODELS = {
     "convnext_tiny": ("convnext_tiny", 28_589_128),
     "mobilenet_v3_small": ("mobilenet_v3_small", 2_542_856),
     "efficientnet_b0": ("efficientnet_b0", 5_288_548),
+    "swin_t": ("swin_t", 28_288_354),
 }
 SIZE = 64                       # a small image keeps the parity test fast; every stage still runs
 
@@ -135,3 +136,41 @@ def test_export_torch_file_loads_torchvision_weights(name, tmp_path):
     x = torch.from_numpy(np.random.default_rng(1).standard_normal((2, 3, SIZE, SIZE)).astype(np.float32))
     with torch.no_grad():
         np.testing.assert_allclose(net(x).numpy(), tv(x).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_swin_t_small_image_pads_shifts_and_skips_the_shift():
+    """At the parity tests' size every branch of torchvision's shifted_window_attention is taken: stage 1's
+    16x16 map is padded to 21x21, odd blocks of stages 1 and 2 roll their windows by 3 and add the attention
+    mask, and stages 3 and 4 (4x4 and 2x2, padded to one 7x7 window) do not shift."""
+    g = compiler.compile_file(ZOO / "swin_t.yaml", params={"size": SIZE})
+    nodes = {n.name: n for n in g.nodes}
+    assert list(nodes["features.1.0.attn.padded"].attrs.pad) == [0, 0, 0, 5, 0, 5]
+    rolled = sorted(n.name for n in g.nodes if n.op == "roll")
+    assert rolled == [f"features.{s}.1.attn.{r}" for s in (1, 3) for r in ("rolled", "unrolled")]
+    assert list(nodes["features.1.1.attn.rolled"].attrs.shifts) == [-3, -3]
+    masks = sorted({n.name.split(".masked.")[0] for n in g.nodes if ".masked." in n.name})
+    assert masks == ["features.1.1.attn", "features.3.1.attn"]
+    assert "features.5.1.attn.masked" not in " ".join(nodes) and "features.7.1.attn.rolled" not in nodes
+
+
+def test_swin_t_gradients_match_torchvision():
+    """The backward pass through padding, rolls, the gathered bias table and the mask: every parameter's
+    gradient of the cross-entropy is torchvision's (eval mode, so stochastic depth is the identity)."""
+    torchvision = pytest.importorskip("torchvision")
+    import torch
+    import runtime
+
+    torch.manual_seed(0)
+    tv = torchvision.models.swin_t(weights=None).eval()
+    _perturbed(tv)
+    model = runtime.Model(compiler.compile_file(ZOO / "swin_t.yaml", params={"size": SIZE}), seed=0).eval()
+    model.load_state_dict({k: v.detach().numpy() for k, v in tv.state_dict().items()}, strict=True)
+    x = np.random.default_rng(2).standard_normal((2, 3, SIZE, SIZE)).astype(np.float32)
+    y = np.array([3, 917])
+    model.forward(["loss"], image=x, label=y)["loss"].backward()
+    torch.nn.functional.cross_entropy(tv(torch.from_numpy(x)), torch.from_numpy(y)).backward()
+    grads = model.grads()
+    for key, p in tv.named_parameters():
+        scale = p.grad.abs().max().item()
+        assert scale > 0, key
+        np.testing.assert_allclose(grads[key] / scale, p.grad.numpy() / scale, rtol=1e-4, atol=1e-4, err_msg=key)

@@ -62,7 +62,7 @@ class Cx:
         out = []
         for d in shape:
             if isinstance(d, str):
-                if allow_minus and len(syms) == 1:
+                if allow_minus and len(syms) == 1 and -1 not in shape:   # torch infers one dimension only
                     out.append("-1")
                 elif d in self.symbols:
                     out.append(self.symbols[d])
