@@ -20,6 +20,8 @@ pytestmark = pytest.mark.skipif(not blas.fused(np.float32), reason="numpy's bund
 @pytest.fixture
 def shifted(monkeypatch):
     monkeypatch.setattr(conv, "_SHIFT_MIN_CH", 1)
+    monkeypatch.setattr(conv, "_SHIFT_MAX_CH", 1 << 30)
+    monkeypatch.setattr(conv, "_SHIFT_MAX_POS", 1 << 30)
     monkeypatch.setattr(conv, "_SHIFT_WASTE", 1e9)
 
 
@@ -78,13 +80,16 @@ def test_shifted_conv1d_matches_torch(shifted):
 
 
 def test_dispatch_by_shape():
-    """By default: VGG's 32-px 3×3 conv takes the shifted path; few channels (each offset's GEMM has
-    K = C_in), much padding, a stride or groups keep the im2col path."""
+    """By default: VGG's 3×3 convs at 32 and 16 px take the shifted path; few or many channels, large
+    images (measured no faster), much padding, a stride or groups keep the im2col path."""
     def ok(x, w, pad=1, st=(1, 1), groups=1):
         return conv._shifted_ok(np.zeros(x, np.float32), np.zeros(w, np.float32), st, (1, 1), groups, ((pad, pad),) * 2)
     assert ok((32, 32, 32, 32), (32, 32, 3, 3))
     assert not ok((64, 6, 14, 14), (16, 6, 5, 5), pad=0)
+    assert ok((32, 64, 16, 16), (64, 64, 3, 3))
     assert not ok((32, 128, 4, 4), (128, 128, 3, 3))
+    assert not ok((8, 256, 14, 14), (256, 256, 3, 3))
+    assert not ok((8, 64, 56, 56), (64, 64, 3, 3))
     assert not ok((32, 32, 32, 32), (32, 32, 3, 3), st=(2, 2))
     assert not ok((32, 32, 32, 32), (32, 16, 3, 3), groups=2)
 

@@ -311,8 +311,13 @@ def _igrad(gy: np.ndarray, w: np.ndarray, s, d, groups: int, full, lo, out) -> n
 
 # -- shifted-view convolution (stride 1) ----------------------------------------------------------------
 
-_SHIFT_MIN_CH = 16          # input and output channels at least: each offset's GEMM has K = C_in
-_SHIFT_WASTE = 1.25         # padded grid positions per output position at most (the junk is computed too)
+# Where the shifted views beat im2col (tools/bench_conv.py, docs/benchmarks.md "Shifted-view convolution"):
+# each offset's GEMM has K = C_in and N = C_out, so few channels make thin, slow GEMMs; many channels or
+# large images make im2col's own GEMM (K = C_in·kh·kw) efficient enough that its copy no longer matters.
+_SHIFT_MIN_CH = 16          # input and output channels at least ...
+_SHIFT_MAX_CH = 64          # ... and at most
+_SHIFT_MAX_POS = 1024       # output positions per sample at most
+_SHIFT_WASTE = 1.3          # padded grid positions per output position at most (the junk is computed too)
 _shift_enabled = True       # tools/bench_conv.py switches it off to time the im2col path
 
 
@@ -323,11 +328,11 @@ def _shifted_ok(x4: np.ndarray, w4: np.ndarray, st, dl, groups: int, pads) -> bo
     n, c, h, w = x4.shape
     o, _, kh, kw = w4.shape
     plain = kh * kw == 1 and not any(p for lo_hi in pads for p in lo_hi)    # _corr's plain GEMM
-    if plain or min(c, o) < _SHIFT_MIN_CH or not blas.fused(np.result_type(x4, w4)):
+    if plain or not _SHIFT_MIN_CH <= min(c, o) <= max(c, o) <= _SHIFT_MAX_CH or not blas.fused(np.result_type(x4, w4)):
         return False
     hp, wp = h + sum(pads[0]), w + sum(pads[1])
     oh, ow = hp - dl[0] * (kh - 1), wp - dl[1] * (kw - 1)
-    return oh > 0 and ow > 0 and hp * wp <= _SHIFT_WASTE * oh * ow
+    return 0 < oh * ow <= _SHIFT_MAX_POS and oh > 0 and hp * wp <= _SHIFT_WASTE * oh * ow
 
 
 class _Grid:
@@ -359,38 +364,43 @@ class _Grid:
 
     def forward(self, wk: np.ndarray) -> np.ndarray:
         """y [N, O, oh, ow] for the kernel as wk [kh·kw, C, O]."""
-        ln = self.length
         yr = np.empty((self.rows, wk.shape[2]), wk.dtype)
-        for i, off in enumerate(self.offs):
-            blas.gemm(self.x[off:off + ln], wk[i], yr[:ln], beta=1.0 if i else 0.0)
+        _shifted_gemms(self.x, self.offs, wk, yr, self.length)
         y = np.empty((self.n, wk.shape[2]) + self.out, wk.dtype)
         _pcopy(y, self.valid(yr))
         return y
 
     def grad_rows(self, gy: np.ndarray) -> np.ndarray:
-        """The output gradient gy [N, O, oh, ow] as grid rows [N·Hp·Wp, O], zero at the junk rows."""
-        g = np.zeros((self.rows, gy.shape[1]), self.dtype)
-        _pcopy(self.valid(g), gy)
+        """The output gradient gy [N, O, oh, ow] as grid rows [max off + N·Hp·Wp, O]: after max off zero rows
+        (read by igrad's first rows), zero at the junk rows."""
+        g = np.zeros((self.offs[-1] + self.rows, gy.shape[1]), self.dtype)
+        _pcopy(self.valid(g[self.offs[-1]:]), gy)
         return g
 
     def wgrad(self, g: np.ndarray) -> np.ndarray:
         """Weight gradient [kh·kw, C, O]: X[off:off + L]ᵀ · G[:L] per offset."""
-        ln = self.length
+        g, ln = g[self.offs[-1]:], self.length
         gw = np.empty((len(self.offs), self.c, g.shape[1]), g.dtype)
         for i, off in enumerate(self.offs):
             blas.gemm(self.x[off:off + ln].T, g[:ln], gw[i], beta=0.0)
         return gw
 
     def igrad(self, g: np.ndarray, wk: np.ndarray) -> np.ndarray:
-        """Input gradient [N, C, H, W]: G[:L] · W_ijᵀ added into rows off:off + L, cropped to the input."""
-        ln = self.length
+        """Input gradient [N, C, H, W]: row r gets Σ G[r − off] · W_offᵀ (a forward pass over the zero-led
+        gradient rows with the offsets mirrored), cropped to the input."""
         gx = np.empty((self.rows, self.c), g.dtype)
-        gx[ln:] = 0                                         # offs[0] == 0: the first GEMM writes rows :L
-        for i, off in enumerate(self.offs):
-            blas.gemm(g[:ln], wk[i].T, gx[off:off + ln], beta=1.0 if i else 0.0)
+        top = self.offs[-1]
+        _shifted_gemms(g, [top - off for off in self.offs], wk.transpose(0, 2, 1), gx, self.rows)
         out = np.empty((self.n, self.c) + self.hw, g.dtype)
         _pcopy(out, self.valid(gx, self.lo, self.hw))
         return out
+
+
+def _shifted_gemms(src: np.ndarray, offs, mats: np.ndarray, dst: np.ndarray, rows: int) -> None:
+    """dst[:rows] = Σ_i src[offs[i]:offs[i] + rows] · mats[i], accumulated in place (BLAS beta = 1).
+    Row blocks that keep dst in cache across the offsets were measured no faster: OpenBLAS blocks itself."""
+    for i, off in enumerate(offs):
+        blas.gemm(src[off:off + rows], mats[i], dst[:rows], beta=1.0 if i else 0.0)
 
 
 def _shifted_run(ctx: Ctx, x4: np.ndarray, w4: np.ndarray, bias, pads, dl, squeeze: bool):
