@@ -107,3 +107,16 @@ def test_blas_gemm_accumulates_in_place_on_row_ranges():
         gw = np.empty((6, 5), dt)
         blas.gemm(x[2:32].T, c[:30], gw, beta=0.0)               # a transposed operand
         np.testing.assert_allclose(gw, x[2:32].T @ c[:30], rtol=1e-5)
+
+
+def test_an_op_record_case_takes_the_shifted_path(monkeypatch):
+    """tests/test_op_records.py checks conv2d's record cases against finite differences and PyTorch: one of
+    them must run the shifted path with the default dispatch."""
+    from compiler import ops
+    from opcheck import draw
+    calls = []
+    real = conv._shifted_run
+    monkeypatch.setattr(conv, "_shifted_run", lambda *a, **k: calls.append(1) or real(*a, **k))
+    for case in ops.OPS["conv2d"].cases:
+        run("conv2d", case.attrs, draw(case, 0))
+    assert calls
