@@ -120,3 +120,21 @@ def test_an_op_record_case_takes_the_shifted_path(monkeypatch):
     for case in ops.OPS["conv2d"].cases:
         run("conv2d", case.attrs, draw(case, 0))
     assert calls
+
+
+def test_blas_falls_back_to_numpy_for_other_layouts_and_when_off():
+    import subprocess
+    import sys
+    from pathlib import Path
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((12, 8))[:, ::2]                    # no unit stride: numpy does it
+    b = rng.standard_normal((4, 3))
+    c = rng.standard_normal((12, 3))
+    want = c + a @ b
+    blas.gemm(a, b, c, beta=1.0)
+    np.testing.assert_allclose(c, want)
+    root = Path(__file__).resolve().parent.parent
+    code = "from runtime import blas; import numpy as np; print(blas.fused(np.float32))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                         env={**__import__("os").environ, "SPECC_FUSED_GEMM": "off"}, check=True).stdout
+    assert out.strip() == "False"

@@ -3,6 +3,7 @@
     python tools/bench_conv.py                 # every shape, median of 7
     python tools/bench_conv.py --repeats 15 --only vgg_bn
     python tools/bench_conv.py --force         # the shifted path for every shape (to tune the dispatch)
+    python tools/bench_conv.py --steps vgg_bn,lenet5     # whole training steps (tools/bench.py's models)
 
 Times one forward + backward of the conv2d kernel (runtime/kernels/convolution.py) per shape, as a
 training step runs it (a network's first layer needs no input gradient), with the shifted-view path
@@ -105,12 +106,38 @@ def measure(shape, out_ch, k, pad, first, repeats: int) -> tuple[float, float | 
     return med["old"], med["new"], med["torch"], taken
 
 
+def measure_steps(key: str, repeats: int) -> tuple[float, float, float]:
+    """Median CPU ms of a training step of tools/bench.py's model `key`: im2col only, dispatch, PyTorch."""
+    from tools.bench import BY_KEY, Side
+    side = Side(BY_KEY[key])
+    side.torch.set_num_threads(1)
+    times: dict[str, list] = {"old": [], "new": [], "torch": []}
+    for r in range(repeats + 1):
+        for name in (("old", "new", "torch") if r % 2 else ("torch", "new", "old")):
+            conv._shift_enabled = name != "old"
+            t = _cpu_ms(side.torch_train if name == "torch" else side.specc_train)
+            if r:
+                times[name].append(t)
+    conv._shift_enabled = True
+    return tuple(statistics.median(times[k]) for k in ("old", "new", "torch"))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--only", default="", help="comma-separated models (lenet5, vgg_bn, resnet18, conv_autoencoder)")
     ap.add_argument("--force", action="store_true", help="take the shifted path for every shape (thresholds off)")
+    ap.add_argument("--steps", default="", help="time whole training steps of these tools/bench.py models instead")
     args = ap.parse_args(argv)
+    if args.steps:
+        print(f"load average at start: {os.getloadavg()[0]:.2f}; CPU ms of a training step, 1 thread, "
+              f"median of {args.repeats}\n")
+        print("| model | im2col only ms | with shifted views ms | PyTorch ms |\n|---|---:|---:|---:|")
+        for key in args.steps.split(","):
+            old, new, ref = measure_steps(key, args.repeats)
+            print(f"| {key} | {old:.1f} | {new:.1f} | {ref:.1f} |", flush=True)
+        print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
+        return 0
     if args.force:
         conv._SHIFT_MIN_CH, conv._SHIFT_WASTE = 1, float("inf")
     only = {m for m in args.only.split(",") if m}

@@ -9,6 +9,10 @@ Every convolution runs on three primitives over NCHW arrays (conv1d is conv2d wi
   _igrad  the input gradient: for stride 1 a correlation of the padded output gradient with the
           flipped kernel, otherwise (or when the output has many more channels than the input) a
           GEMM to columns and a col2im that loops over the kh·kw kernel offsets only.
+A stride-1 conv with 16-64 channels on small images (VGG's 3×3 convs at 32 and 16 px) runs instead on
+shifted views (_Grid): the input once in channels-last order, zero-padded and flattened to rows, and per
+kernel offset one GEMM over a contiguous row range, accumulated in place (runtime/blas.py), for the
+forward, the input gradient and the weight gradient alike: no im2col copy, 1.1-1.2x faster there.
 conv_transpose2d is conv2d with forward and input gradient swapped. Blocks keep each column matrix
 around _BLOCK bytes, so that it is still in cache when the GEMM reads it.
 Pooling is separable (max along W, then H, as PyTorch's row-major tie rule needs) and loops over the
