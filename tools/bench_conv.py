@@ -139,7 +139,7 @@ def main(argv=None) -> int:
         print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
         return 0
     if args.force:
-        conv._SHIFT_MIN_CH, conv._SHIFT_WASTE = 1, float("inf")
+        conv._SHIFT_MIN_CH, conv._SHIFT_MAX_CH, conv._SHIFT_MAX_POS, conv._SHIFT_WASTE = 1, 1 << 30, 1 << 30, float("inf")
     only = {m for m in args.only.split(",") if m}
     print(f"load average at start: {os.getloadavg()[0]:.2f}; CPU ms of forward + backward, 1 thread, "
           f"median of {args.repeats}\n")
