@@ -326,17 +326,20 @@ _shift_enabled = True       # tools/bench_conv.py switches it off to time the im
 
 
 def _shifted_ok(x4: np.ndarray, w4: np.ndarray, st, dl, groups: int, pads) -> bool:
-    """Whether a conv runs as shifted views: stride 1, one group, enough channels, little padding waste."""
+    """Whether a conv runs as shifted views: stride 1, one group, 16-64 channels, small images, little
+    padding waste, and BLAS that accumulates in place (measured: docs/benchmarks.md)."""
     if not _shift_enabled or tuple(st) != (1, 1) or groups != 1 or any(p < 0 for lo_hi in pads for p in lo_hi):
         return False
     n, c, h, w = x4.shape
     o, _, kh, kw = w4.shape
     plain = kh * kw == 1 and not any(p for lo_hi in pads for p in lo_hi)    # _corr's plain GEMM
-    if plain or not _SHIFT_MIN_CH <= min(c, o) <= max(c, o) <= _SHIFT_MAX_CH or not blas.fused(np.result_type(x4, w4)):
+    if plain or not _SHIFT_MIN_CH <= min(c, o) <= max(c, o) <= _SHIFT_MAX_CH:
+        return False
+    if not blas.fused(np.result_type(x4, w4)):
         return False
     hp, wp = h + sum(pads[0]), w + sum(pads[1])
     oh, ow = hp - dl[0] * (kh - 1), wp - dl[1] * (kw - 1)
-    return 0 < oh * ow <= _SHIFT_MAX_POS and oh > 0 and hp * wp <= _SHIFT_WASTE * oh * ow
+    return n > 0 and oh > 0 and 0 < oh * ow <= _SHIFT_MAX_POS and hp * wp <= _SHIFT_WASTE * oh * ow
 
 
 class _Grid:
