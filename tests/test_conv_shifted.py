@@ -72,6 +72,7 @@ def test_shifted_conv2d_dilation_and_partial_needs(shifted):
     _compare((2, 16, 11, 10), 16, 3, 2, np.float64, dilation=2)
     _compare((2, 16, 9, 9), 16, 3, 1, np.float64, needs=(False, True, True))      # a first layer
     _compare((2, 16, 9, 9), 16, 3, 1, np.float64, needs=(True, False, False))
+    _compare((2, 16, 9, 9), 16, 3, 1, np.float64, needs=(False, False, True))
 
 
 def test_shifted_conv1d_matches_torch(shifted):

@@ -423,8 +423,9 @@ def _shifted_run(ctx: Ctx, x4: np.ndarray, w4: np.ndarray, bias, pads, dl, squee
         grid.x = None                                       # the input rows only serve the weight gradient
 
     def backward(gy: np.ndarray):
-        g = grid.grad_rows(gy[:, :, None, :] if squeeze else gy)
         gx = gw = None
+        if ctx.need(0) or ctx.need(1):
+            g = grid.grad_rows(gy[:, :, None, :] if squeeze else gy)
         if ctx.need(0):
             gx = grid.igrad(g, wk)
             gx = gx[:, :, 0] if squeeze else gx
