@@ -255,7 +255,8 @@ reference("conv1d")(_conv_torch(1))
 @op("conv2d", Conv2d, primary="out_channels",
     cases=[Case({"out_channels": 3, "kernel_size": 3, "padding": 1}, ((2, 2, 5, 5),)),
            Case({"out_channels": 4, "kernel_size": 2, "padding": "same", "dilation": 2, "groups": 2}, ((1, 2, 5, 6),)),
-           Case({"out_channels": 2, "kernel_size": [3, 2], "stride": 2}, ((1, 3, 7, 6),))])
+           Case({"out_channels": 2, "kernel_size": [3, 2], "stride": 2}, ((1, 3, 7, 6),)),
+           Case({"out_channels": 17, "kernel_size": 3, "padding": 1}, ((1, 16, 16, 20),))])   # the shifted-view path
 def conv2d(a: Conv2d, x: TensorType) -> Inferred:
     """2-d cross-correlation over [N, C, H, W] as torch.nn.Conv2d (weight [out, in/groups, kh, kw]); padding 'same' needs stride 1 and puts an odd extra pad on the bottom/right."""
     return _conv("conv2d", 2, a, x)

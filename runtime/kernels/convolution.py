@@ -9,6 +9,10 @@ Every convolution runs on three primitives over NCHW arrays (conv1d is conv2d wi
   _igrad  the input gradient: for stride 1 a correlation of the padded output gradient with the
           flipped kernel, otherwise (or when the output has many more channels than the input) a
           GEMM to columns and a col2im that loops over the kh·kw kernel offsets only.
+A stride-1 conv with 16-64 channels on small images (VGG's 3×3 convs at 32 and 16 px) runs instead on
+shifted views (_Grid): the input once in channels-last order, zero-padded and flattened to rows, and per
+kernel offset one GEMM over a contiguous row range, accumulated in place (runtime/blas.py), for the
+forward, the input gradient and the weight gradient alike: no im2col copy, 1.1-1.2x faster there.
 conv_transpose2d is conv2d with forward and input gradient swapped. Blocks keep each column matrix
 around _BLOCK bytes, so that it is still in cache when the GEMM reads it.
 Pooling is separable (max along W, then H, as PyTorch's row-major tie rule needs) and loops over the
@@ -28,7 +32,7 @@ from numpy.lib.stride_tricks import as_strided
 from compiler.ops.convolution import (adaptive_windows, conv_out, conv_pads, pool_geometry,
                                       transpose_base, transpose_output_padding, tup)
 
-from .. import parallel, threads
+from .. import blas, parallel, threads
 from .registry import Ctx, kernel
 
 _BLOCK = 4 << 20            # bytes of im2col columns per block of samples (cache-sized, yet big 2-thread GEMMs)
@@ -309,6 +313,132 @@ def _igrad(gy: np.ndarray, w: np.ndarray, s, d, groups: int, full, lo, out) -> n
     return gxp[:, :, lo[0]:lo[0] + out[0], lo[1]:lo[1] + out[1]]
 
 
+# -- shifted-view convolution (stride 1) ----------------------------------------------------------------
+
+# Where the shifted views beat im2col (tools/bench_conv.py, docs/benchmarks.md "Shifted-view convolution"):
+# each offset's GEMM has K = C_in and N = C_out, so few channels make thin, slow GEMMs; many channels or
+# large images make im2col's own GEMM (K = C_in·kh·kw) efficient enough that its copy no longer matters.
+_SHIFT_MIN_CH = 16          # input and output channels at least ...
+_SHIFT_MAX_CH = 64          # ... and at most
+_SHIFT_MAX_POS = 1024       # output positions per sample at most
+_SHIFT_WASTE = 1.3          # padded grid positions per output position at most (the junk is computed too)
+_shift_enabled = True       # tools/bench_conv.py switches it off to time the im2col path
+
+
+def _shifted_ok(x4: np.ndarray, w4: np.ndarray, st, dl, groups: int, pads) -> bool:
+    """Whether a conv runs as shifted views: stride 1, one group, 16-64 channels, small images, little
+    padding waste, and BLAS that accumulates in place (measured: docs/benchmarks.md)."""
+    if not _shift_enabled or tuple(st) != (1, 1) or groups != 1 or any(p < 0 for lo_hi in pads for p in lo_hi):
+        return False
+    n, c, h, w = x4.shape
+    o, _, kh, kw = w4.shape
+    plain = kh * kw == 1 and not any(p for lo_hi in pads for p in lo_hi)    # _corr's plain GEMM
+    if plain or not _SHIFT_MIN_CH <= min(c, o) <= max(c, o) <= _SHIFT_MAX_CH:
+        return False
+    if not blas.fused(np.result_type(x4, w4)):
+        return False
+    hp, wp = h + sum(pads[0]), w + sum(pads[1])
+    oh, ow = hp - dl[0] * (kh - 1), wp - dl[1] * (kw - 1)
+    return n > 0 and oh > 0 and 0 < oh * ow <= _SHIFT_MAX_POS and hp * wp <= _SHIFT_WASTE * oh * ow
+
+
+class _Grid:
+    """The padded input of a stride-1 conv in channels-last order, flattened to rows X [N·Hp·Wp, C].
+
+    Output position (n, p, q) is row r = (n·Hp + p)·Wp + q of the grid, and kernel offset (i, j) reads row
+    r + off with off = i·dh·Wp + j·dw; so y[r] = Σ X[r + off] · W_ij over the rows r < L = N·Hp·Wp − max off,
+    kh·kw GEMMs over contiguous row ranges (no im2col copy). Rows whose (p, q) lies outside the output
+    are junk, computed and dropped: a (Hp·Wp)/(oh·ow) share of extra work.
+    """
+
+    def __init__(self, x4: np.ndarray, pads, k, dl, dt):
+        n, c, h, w = x4.shape
+        (top, bottom), (left, right) = pads
+        self.n, self.c, self.hw, self.lo, self.dtype = n, c, (h, w), (top, left), np.dtype(dt)
+        self.hp, self.wp = h + top + bottom, w + left + right
+        self.out = (self.hp - dl[0] * (k[0] - 1), self.wp - dl[1] * (k[1] - 1))
+        self.offs = [i * dl[0] * self.wp + j * dl[1] for i in range(k[0]) for j in range(k[1])]
+        self.rows = n * self.hp * self.wp
+        self.length = self.rows - self.offs[-1]
+        xp = np.zeros((n, self.hp, self.wp, c), dt)
+        _pcopy(xp[:, top:top + h, left:left + w].transpose(0, 3, 1, 2), x4)
+        self.x = xp.reshape(self.rows, c)
+
+    def valid(self, a: np.ndarray, lo=(0, 0), size=None) -> np.ndarray:
+        """Rows a [N·Hp·Wp, ch] as an [N, ch, h, w] view of the grid region starting at lo."""
+        (t, l), (h, w) = lo, size or self.out
+        return a.reshape(self.n, self.hp, self.wp, -1)[:, t:t + h, l:l + w].transpose(0, 3, 1, 2)
+
+    def forward(self, wk: np.ndarray) -> np.ndarray:
+        """y [N, O, oh, ow] for the kernel as wk [kh·kw, C, O]."""
+        yr = np.empty((self.rows, wk.shape[2]), wk.dtype)
+        _shifted_gemms(self.x, self.offs, wk, yr, self.length)
+        y = np.empty((self.n, wk.shape[2]) + self.out, wk.dtype)
+        _pcopy(y, self.valid(yr))
+        return y
+
+    def grad_rows(self, gy: np.ndarray) -> np.ndarray:
+        """The output gradient gy [N, O, oh, ow] as grid rows [max off + N·Hp·Wp, O]: after max off zero rows
+        (read by igrad's first rows), zero at the junk rows."""
+        g = np.zeros((self.offs[-1] + self.rows, gy.shape[1]), self.dtype)
+        _pcopy(self.valid(g[self.offs[-1]:]), gy)
+        return g
+
+    def wgrad(self, g: np.ndarray) -> np.ndarray:
+        """Weight gradient [kh·kw, C, O]: X[off:off + L]ᵀ · G[:L] per offset."""
+        g, ln = g[self.offs[-1]:], self.length
+        gw = np.empty((len(self.offs), self.c, g.shape[1]), g.dtype)
+        for i, off in enumerate(self.offs):
+            blas.gemm(self.x[off:off + ln].T, g[:ln], gw[i], beta=0.0)
+        return gw
+
+    def igrad(self, g: np.ndarray, wk: np.ndarray) -> np.ndarray:
+        """Input gradient [N, C, H, W]: row r gets Σ G[r − off] · W_offᵀ (a forward pass over the zero-led
+        gradient rows with the offsets mirrored), cropped to the input."""
+        gx = np.empty((self.rows, self.c), g.dtype)
+        top = self.offs[-1]
+        _shifted_gemms(g, [top - off for off in self.offs], wk.transpose(0, 2, 1), gx, self.rows)
+        out = np.empty((self.n, self.c) + self.hw, g.dtype)
+        _pcopy(out, self.valid(gx, self.lo, self.hw))
+        return out
+
+
+def _shifted_gemms(src: np.ndarray, offs, mats: np.ndarray, dst: np.ndarray, rows: int) -> None:
+    """dst[:rows] = Σ_i src[offs[i]:offs[i] + rows] · mats[i], accumulated in place (BLAS beta = 1).
+    Row blocks that keep dst in cache across the offsets were measured no faster: OpenBLAS blocks itself."""
+    for i, off in enumerate(offs):
+        blas.gemm(src[off:off + rows], mats[i], dst[:rows], beta=1.0 if i else 0.0)
+
+
+def _shifted_run(ctx: Ctx, x4: np.ndarray, w4: np.ndarray, bias, pads, dl, squeeze: bool):
+    """_conv_run's stride-1 case on a _Grid: forward, and a backward that computes only what is needed."""
+    dt = np.result_type(x4.dtype, w4.dtype)
+    o, _, kh, kw = w4.shape
+    grid = _Grid(x4, pads, (kh, kw), dl, dt)
+    wk = np.ascontiguousarray(w4.transpose(2, 3, 1, 0), dt).reshape(kh * kw, -1, o)
+    y = grid.forward(wk)
+    if bias is not None:
+        y += bias.reshape(-1, 1, 1)
+    if not ctx.need(1):
+        grid.x = None                                       # the input rows only serve the weight gradient
+
+    def backward(gy: np.ndarray):
+        gx = gw = None
+        if ctx.need(0) or ctx.need(1):
+            g = grid.grad_rows(gy[:, :, None, :] if squeeze else gy)
+        if ctx.need(0):
+            gx = grid.igrad(g, wk)
+            gx = gx[:, :, 0] if squeeze else gx
+        if ctx.need(1):
+            gw = np.ascontiguousarray(grid.wgrad(g).reshape(kh, kw, -1, o).transpose(3, 2, 0, 1))
+            gw = gw[:, :, 0] if squeeze else gw
+        if bias is None:
+            return gx, gw
+        return gx, gw, (gy.sum(axis=(0,) + tuple(range(2, gy.ndim))) if ctx.need(2) else None)
+
+    return (y[:, :, 0] if squeeze else y), backward
+
+
 # -- conv1d / conv2d / conv_transpose2d ---------------------------------------------------------------
 
 def _one_thread_if_small(kernel_fn, x: np.ndarray, weight: np.ndarray, positions: int):
@@ -338,6 +468,8 @@ def _conv_run(ctx: Ctx, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | No
     x4, w4 = (x[:, :, None, :], weight[:, :, None, :]) if nd == 1 else (x, weight)
     if nd == 1:
         k, st, dl, pads = (1,) + k, (1,) + st, (1,) + dl, ((0, 0),) + pads
+    if _shifted_ok(x4, w4, st, dl, a.groups, pads):
+        return _shifted_run(ctx, x4, w4, bias, pads, dl, nd == 1)
     xp = _pad(x4, pads)
     out = tuple(conv_out(i, k_, s, d, lo, hi) for i, k_, s, d, (lo, hi) in zip(x4.shape[2:], k, st, dl, pads))
     y, kept = _corr(xp, w4, st, dl, a.groups, out, keep=True)
