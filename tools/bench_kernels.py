@@ -1,7 +1,7 @@
 """Per-op CPU time of batch_norm (training), max_pool2d, relu, add and linear: specc's kernels now, the
 same kernels as on a git ref (default `main`), and PyTorch, forward and backward at the conv nets' shapes.
 
-    OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python tools/bench_kernels.py [--ref main] [--repeats 15]
+    OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python tools/bench_kernels.py [--ref main] [--repeats 15] [--write]
 
 Prints the markdown table of docs/benchmarks.md "Batch norm, pooling, activations". Times are CPU
 time (time.process_time) of the calling process on one thread, so that other processes on a shared
@@ -162,17 +162,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     p.add_argument("--only", help="run only the rows whose op name contains this")
+    p.add_argument("--write", action="store_true", help="update the table in docs/benchmarks.md")
     args = p.parse_args(argv)
     if args.only:
         CASES[:] = [c for c in CASES if args.only in c[1]]
-    with_torch = not args.no_torch
-    if with_torch:
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            with_torch = False
-    print(table(measure(args.repeats, args.ref, with_torch), args.ref))
+    with_torch = not args.no_torch and importlib.util.find_spec("torch") is not None
+    start = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load0 = os.getloadavg()[0]
+    rows = measure(args.repeats, args.ref, with_torch)
+    text = (f"{start}, load average {load0:.1f} → {os.getloadavg()[0]:.1f}, median of {args.repeats}, "
+            f"CPU ms, 1 thread, numpy {np.__version__}\n\n{table(rows, args.ref)}")
+    print(text)
+    if args.write:
+        write_doc(text)
     return 0
+
+
+def write_doc(text: str) -> None:
+    """Replace the table between the bench-kernels markers of docs/benchmarks.md."""
+    doc = ROOT / "docs" / "benchmarks.md"
+    s = doc.read_text()
+    begin, end = "<!-- bench-kernels:begin -->", "<!-- bench-kernels:end -->"
+    i, j = s.find(begin), s.find(end)
+    if i < 0 or j < i:
+        raise SystemExit(f"{doc}: no {begin} … {end} section to update")
+    doc.write_text(s[:i + len(begin)] + "\n" + text + "\n" + s[j:])
 
 
 if __name__ == "__main__":
