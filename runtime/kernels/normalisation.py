@@ -10,7 +10,7 @@ from .registry import Ctx, kernel
 
 
 _PIECE = 8 << 20            # bytes per array and piece of batch-norm work (passes over a piece stay in the L3)
-_ROW_PIECE = 256 << 10      # the same for training with L ≥ 64 (_batch_norm_rows: its passes stay in the L2)
+_ROW_PIECE = 256 << 10      # the same for training on long rows (_batch_norm_rows: its passes stay in the L2)
 
 
 class _Channels:
@@ -132,37 +132,44 @@ _KEEP_X_ROWS = 8192         # L from which training keeps x, not x − mean (_ba
 _LONG_ROWS = 4096           # L from which per-channel vectors broadcast as [C, 1] rather than repeat to C·L
 
 
+def _row_stats(ch: _Channels, x2: np.ndarray, view) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and biased variance (float64) of x2 [N, C·L] in one pass: per (sample, channel)
+    row its sum and, while the piece is in cache, its squares about the row's own mean; the rows are
+    combined exactly (Chan et al.) on the small [N, C] arrays, as accurate as a two-pass variance."""
+    l = ch.l
+    s1 = np.empty((ch.n, ch.c), x2.dtype)
+    q = np.empty((ch.n, ch.c), x2.dtype)
+
+    def stats(r0, r1, c0, c1):
+        x3, k0, k1 = view(x2, r0, r1, c0, c1), c0 // l, c1 // l
+        np.einsum("rcl->rc", x3, out=s1[r0:r1, k0:k1])
+        t = np.subtract(x3, (s1[r0:r1, k0:k1] / x2.dtype.type(l))[:, :, None])
+        np.vecdot(t, t, out=q[r0:r1, k0:k1])
+
+    ch.each(stats, 1)
+    rm = s1.astype(np.float64) / l
+    mean = rm.mean(axis=0)
+    return mean, (q.sum(axis=0, dtype=np.float64) + l * ((rm - mean) ** 2).sum(axis=0)) / ch.m
+
+
 def _batch_norm_rows(ctx: Ctx, ch: _Channels, x: np.ndarray, weight, bias, running_mean, running_var, nbt,
                      nparams: int):
-    """Training batch norm for long rows (L ≥ _KEEP_X_ROWS) that keeps x, not x − mean, for backward (as PyTorch): two
-    passes over x forward (statistics, then y) and two over x and gy backward.
+    """Training batch norm on long rows (L ≥ _KEEP_X_ROWS) that keeps x, not x − mean, for backward
+    (as PyTorch): two passes over x forward (statistics, then y) and two over x and gy backward.
 
-    The statistics take one pass: per (sample, channel) row its sum and, while the piece is in cache,
-    the sum of squares about the row's own mean; rows are combined exactly (Chan et al.) in float64 on
-    the small [N, C] arrays, so the variance is as accurate as the two-pass one. Σ gy·(x − mean)
-    subtracts the mean piece by piece in cache; y and gx are affine in x per channel (x·scale + shift,
-    as PyTorch's CPU kernels). Pieces are L2-sized (_ROW_PIECE): each pass is several ufuncs over one.
+    Σ gy·(x − mean) subtracts the mean piece by piece in cache; y and gx are affine in x per channel
+    (x·scale + shift, as PyTorch's CPU kernels). Pieces are L2-sized (_ROW_PIECE): each pass runs
+    several ufuncs over one piece.
     """
     a = ctx.attrs
     n, c, l, m = ch.n, ch.c, ch.l, ch.m
     dt = x.dtype.type
     x2 = ch.flat(x)
-    s1 = np.empty((n, c), x.dtype)
-    q = np.empty((n, c), x.dtype)
 
     def view(a2, r0, r1, c0, c1):
         return a2[r0:r1, c0:c1].reshape(r1 - r0, (c1 - c0) // l, l)
 
-    def stats(r0, r1, c0, c1):
-        x3, k0, k1 = view(x2, r0, r1, c0, c1), c0 // l, c1 // l
-        np.einsum("rcl->rc", x3, out=s1[r0:r1, k0:k1])
-        t = np.subtract(x3, (s1[r0:r1, k0:k1] / dt(l))[:, :, None])
-        np.vecdot(t, t, out=q[r0:r1, k0:k1])
-
-    ch.each(stats, 1)
-    rm = s1.astype(np.float64) / l                      # per-row means, combined in float64
-    mean64 = rm.mean(axis=0)
-    var64 = (q.sum(axis=0, dtype=np.float64) + l * ((rm - mean64) ** 2).sum(axis=0)) / m
+    mean64, var64 = _row_stats(ch, x2, view)
     mean, var = mean64.astype(x.dtype), var64.astype(x.dtype)
     inv = (1.0 / np.sqrt(var64 + a.eps)).astype(x.dtype)
     scale = inv * weight if weight is not None else inv
