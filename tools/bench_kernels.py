@@ -138,6 +138,8 @@ def measure(repeats: int, ref: str, with_torch: bool) -> list[tuple]:
         for f in (fn, old):                             # warm up: first calls page in code and buffers
             if f is not None:
                 specc_step(f, op, attrs, x, params, gy, True)
+        if with_torch:
+            torch_step(op, attrs, x, params, gy)
         for i in range(repeats):
             order = [("new", fn), ("old", old)] if old is not None else [("new", fn)]
             for key, f in (order if i % 2 else order[::-1]):       # alternate which runs first
