@@ -131,6 +131,41 @@ def test_batch_norm_torch_training(shape, affine, momentum):
     assert [q.name for q in inf.params] == list(sd)
 
 
+@pytest.mark.parametrize("long", [False, True])
+@pytest.mark.parametrize("piece", [None, 256])
+def test_batch_norm_keep_x_path(monkeypatch, long, piece):
+    """The long-row training path (x kept, one-pass Chan statistics), with the per-channel vectors
+    repeated or broadcast over L and in one piece or runs of whole channels: float64 gradients against
+    finite differences, float32 outputs, gradients and running statistics against PyTorch."""
+    from runtime.kernels import normalisation
+    monkeypatch.setattr(normalisation, "_KEEP_X_ROWS", 64)
+    monkeypatch.setattr(normalisation, "_LONG_ROWS", 64 if long else 1 << 30)
+    if piece is not None:
+        monkeypatch.setattr(normalisation, "_ROW_PIECE", piece)
+    gradcheck("batch_norm", {}, [rand(3, 3, 8, 8)], bn_params(3), training=True, skip=(3, 4))
+    gradcheck("batch_norm", {"affine": False}, [rand(2, 3, 8, 9)], bn_params(3, False), training=True, skip=(1, 2))
+    for momentum in (0.1, None):
+        test_batch_norm_torch_training((4, 3, 8, 10), True, momentum)
+    test_batch_norm_torch_training((4, 3, 70), False, 0.1)
+
+
+def test_batch_norm_keep_x_path_offset_mean():
+    """One-pass statistics stay accurate when the mean is large against the spread (float32, vs PyTorch)."""
+    torch = pytest.importorskip("torch")
+    x = (np.random.default_rng(1).standard_normal((4, 2, 96, 96)) * 0.1 + 30).astype(np.float32)
+    gy = np.random.default_rng(2).standard_normal(x.shape).astype(np.float32)
+    p = bn_params(2, True, np.float32)
+    w, b, rm, rv = (torch.tensor(q, dtype=torch.float64) for q in p[:4])
+    (y,), bwd, _ = run("batch_norm", {}, [x], p, training=True)
+    gx = bwd(gy)[0]
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    yt = torch.nn.functional.batch_norm(xt, rm, rv, w, b, training=True)
+    yt.backward(torch.tensor(gy, dtype=torch.float64))
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-4, atol=2e-4)
+    np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-3, atol=2e-3)
+    np.testing.assert_allclose(p[3], rv.numpy(), rtol=1e-4)
+
+
 def test_batch_norm_float32_stays_float32_and_skips_unneeded_grads():
     x = rand(4, 3, 5, 5).astype(np.float32)
     p = bn_params(3, True, np.float32)

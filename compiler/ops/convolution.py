@@ -429,7 +429,10 @@ def _pool(name: str, a, x: TensorType) -> Inferred:
 
 @op("max_pool2d", MaxPool2d, primary="kernel_size",
     cases=[Case({"kernel_size": 2}, ((2, 2, 4, 6),)),
-           Case({"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}, ((1, 2, 6, 5),))])
+           Case({"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}, ((1, 2, 6, 5),)),
+           Case({"kernel_size": [3, 2]}, ((2, 2, 6, 8),)),
+           Case({"kernel_size": 2, "ceil_mode": True}, ((1, 2, 5, 7),)),
+           Case({"kernel_size": 2, "padding": 1}, ((1, 2, 6, 6),))])
 def max_pool2d(a: MaxPool2d, x: TensorType) -> Inferred:
     """Maximum over k×k windows of [N, C, H, W] as torch.nn.MaxPool2d (stride defaults to kernel_size; padding counts as −∞; ceil_mode keeps a last partial window only if it starts inside the input or left padding). Counts one comparison per window element."""
     return _pool("max_pool2d", a, x)

@@ -8,6 +8,7 @@ import numpy as np
 
 from compiler.ops.attention import sinusoid_table
 
+from .. import threads
 from .registry import Ctx, kernel, unbroadcast
 
 
@@ -71,9 +72,28 @@ def _sdpa_masks(ctx: Ctx, mask: np.ndarray | None, scores_shape: tuple[int, ...]
     return masks
 
 
+def _under_policy(run, work: int):
+    """run() (a kernel's forward: (y, backward)) with forward and backward in one BLAS-thread region
+    sized by the kernel's largest GEMM, `work` = m·k·n (runtime.threads: one thread when small)."""
+    with threads.gemm(work, 1, 1):
+        y, bwd = run()
+
+    def backward(g):
+        with threads.gemm(work, 1, 1):
+            return bwd(g)
+
+    return y, backward
+
+
 @kernel("scaled_dot_product_attention")
 def scaled_dot_product_attention(ctx: Ctx, q: np.ndarray, k: np.ndarray, v: np.ndarray,
                                  mask: np.ndarray | None = None):
+    rows = max(math.prod(q.shape[:-1]), math.prod(k.shape[:-2]) * q.shape[-2])      # batch·Tq
+    work = rows * k.shape[-2] * max(q.shape[-1], v.shape[-1])
+    return _under_policy(lambda: _sdpa(ctx, q, k, v, mask), work)
+
+
+def _sdpa(ctx: Ctx, q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | None):
     scale = ctx.attrs.scale if ctx.attrs.scale is not None else 1.0 / math.sqrt(q.shape[-1])
     kt = np.swapaxes(k, -1, -2)
     s = q @ kt
@@ -100,6 +120,14 @@ def scaled_dot_product_attention(ctx: Ctx, q: np.ndarray, k: np.ndarray, v: np.n
 @kernel("multi_head_attention")
 def multi_head_attention(ctx: Ctx, query: np.ndarray, key: np.ndarray | None, value: np.ndarray | None,
                          key_padding_mask: np.ndarray | None, *params: np.ndarray):
+    n, tq, e = query.shape
+    tk = (query if key is None else key).shape[1]
+    work = n * max(tq, tk) * e * max(3 * e, tk)             # the projections', or the scores' GEMMs
+    return _under_policy(lambda: _mha(ctx, query, key, value, key_padding_mask, *params), work)
+
+
+def _mha(ctx: Ctx, query: np.ndarray, key: np.ndarray | None, value: np.ndarray | None,
+         key_padding_mask: np.ndarray | None, *params: np.ndarray):
     a = ctx.attrs
     if a.bias:
         w_in, b_in, w_out, b_out = params

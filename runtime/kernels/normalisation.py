@@ -10,6 +10,7 @@ from .registry import Ctx, kernel
 
 
 _PIECE = 8 << 20            # bytes per array and piece of batch-norm work (passes over a piece stay in the L3)
+_ROW_PIECE = 256 << 10      # the same for training on long rows (_batch_norm_rows: its passes stay in the L2)
 
 
 class _Channels:
@@ -29,15 +30,16 @@ class _Channels:
     columns (`columns`), split over the columns.
     """
 
-    def __init__(self, x: np.ndarray):
+    def __init__(self, x: np.ndarray, piece: int | None = None):
         self.n, self.c = x.shape[:2]
         self.l = math.prod(x.shape[2:])
         self.m = self.n * self.l
         self.cl = self.c * self.l
         self.item = x.dtype.itemsize
         sample = self.cl * self.item
-        if sample > _PIECE and self.c > 1:
-            self.width = self.l * max(1, _PIECE // (self.l * self.item))               # whole channels
+        self.piece = piece = piece or _PIECE
+        if sample > piece and self.c > 1:
+            self.width = self.l * max(1, piece // (self.l * self.item))                # whole channels
         else:
             self.width = self.cl
         self.blocks = -(-self.cl // self.width)
@@ -57,7 +59,7 @@ class _Channels:
             def rows(lo: int, hi: int):
                 fn(lo, hi, 0, self.cl)
 
-            parallel.run(rows, self.n, nbytes, max(1, _PIECE // max(1, self.cl * self.item)))
+            parallel.run(rows, self.n, nbytes, max(1, self.piece // max(1, self.cl * self.item)))
             return
 
         def blocks(lo: int, hi: int):
@@ -109,6 +111,119 @@ class _Channels:
         return s.reshape(self.c, self.l).sum(axis=1) if self.l > 1 else s
 
 
+def _update_running(a, running_mean, running_var, nbt, mean, var, m: int) -> None:
+    """Running statistics, in place, as PyTorch: momentum (or cumulative average) and unbiased variance."""
+    nbt += 1
+    mom = a.momentum if a.momentum is not None else 1.0 / float(nbt)
+    running_mean *= 1.0 - mom
+    running_mean += mom * mean
+    running_var *= 1.0 - mom
+    running_var += (mom * m / (m - 1)) * var
+
+
+def _vec(v: np.ndarray, row: np.ndarray | None, c0: int, c1: int, l: int) -> np.ndarray:
+    """Per-channel values for channels c0:c1 of an [r, c, L] piece: [c, 1] (broadcast over L) when L
+    is long, else the slice of the repeated row as [c, L] (one long inner loop per sample)."""
+    return v[c0:c1, None] if row is None else row[c0 * l:c1 * l].reshape(c1 - c0, l)
+
+
+_KEEP_X_ROWS = 8192         # L from which training keeps x, not x − mean (_batch_norm_rows; measured faster
+                            # there, slower in backward at L = 1024 and 3136: docs/benchmarks.md)
+_LONG_ROWS = 4096           # L from which per-channel vectors broadcast as [C, 1] rather than repeat to C·L
+
+
+def _row_stats(ch: _Channels, x2: np.ndarray, view) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and biased variance (float64) of x2 [N, C·L] in one pass: per (sample, channel)
+    row its sum and, while the piece is in cache, its squares about the row's own mean; the rows are
+    combined exactly (Chan et al.) on the small [N, C] arrays, as accurate as a two-pass variance."""
+    l = ch.l
+    s1 = np.empty((ch.n, ch.c), x2.dtype)
+    q = np.empty((ch.n, ch.c), x2.dtype)
+
+    def stats(r0, r1, c0, c1):
+        x3, k0, k1 = view(x2, r0, r1, c0, c1), c0 // l, c1 // l
+        np.einsum("rcl->rc", x3, out=s1[r0:r1, k0:k1])
+        t = np.subtract(x3, (s1[r0:r1, k0:k1] / x2.dtype.type(l))[:, :, None])
+        np.vecdot(t, t, out=q[r0:r1, k0:k1])
+
+    ch.each(stats, 1)
+    rm = s1.astype(np.float64) / l
+    mean = rm.mean(axis=0)
+    return mean, (q.sum(axis=0, dtype=np.float64) + l * ((rm - mean) ** 2).sum(axis=0)) / ch.m
+
+
+def _batch_norm_rows(ctx: Ctx, ch: _Channels, x: np.ndarray, weight, bias, running_mean, running_var, nbt,
+                     nparams: int):
+    """Training batch norm on long rows (L ≥ _KEEP_X_ROWS) that keeps x, not x − mean, for backward
+    (as PyTorch): two passes over x forward (statistics, then y) and two over x and gy backward.
+
+    Σ gy·(x − mean) subtracts the mean piece by piece in cache; y and gx are affine in x per channel
+    (x·scale + shift, as PyTorch's CPU kernels). Pieces are L2-sized (_ROW_PIECE): each pass runs
+    several ufuncs over one piece.
+    """
+    a = ctx.attrs
+    n, c, l, m = ch.n, ch.c, ch.l, ch.m
+    dt = x.dtype.type
+    x2 = ch.flat(x)
+
+    def view(a2, r0, r1, c0, c1):
+        return a2[r0:r1, c0:c1].reshape(r1 - r0, (c1 - c0) // l, l)
+
+    mean64, var64 = _row_stats(ch, x2, view)
+    mean, var = mean64.astype(x.dtype), var64.astype(x.dtype)
+    inv = (1.0 / np.sqrt(var64 + a.eps)).astype(x.dtype)
+    scale = inv * weight if weight is not None else inv
+    shift = -mean * scale                               # y = x·scale + shift, as PyTorch's CPU kernel
+    if bias is not None:
+        shift += bias
+    long = l >= _LONG_ROWS
+    mrow, srow, hrow = (None,) * 3 if long else (ch.row(mean), ch.row(scale), ch.row(shift))
+    y = np.empty(x2.shape, x.dtype)
+
+    def normalise(r0, r1, c0, c1):
+        k0, k1 = c0 // l, c1 // l
+        y3 = np.multiply(view(x2, r0, r1, c0, c1), _vec(scale, srow, k0, k1, l), out=view(y, r0, r1, c0, c1))
+        y3 += _vec(shift, hrow, k0, k1, l)
+
+    ch.each(normalise, 2)
+    _update_running(a, running_mean, running_var, nbt, mean, var, m)
+
+    def backward(gy: np.ndarray):
+        g2 = ch.flat(gy)
+        sums = np.empty((2, n, c), x.dtype)
+
+        def grad_stats(r0, r1, c0, c1):                 # Σ gy and Σ gy·(x − mean) per (sample, channel)
+            k0, k1, g3 = c0 // l, c1 // l, view(g2, r0, r1, c0, c1)
+            np.einsum("rcl->rc", g3, out=sums[0, r0:r1, k0:k1])
+            t = np.subtract(view(x2, r0, r1, c0, c1), _vec(mean, mrow, k0, k1, l))
+            np.vecdot(g3, t, out=sums[1, r0:r1, k0:k1])
+
+        ch.each(grad_stats, 2)
+        gb, gxc = sums.sum(axis=1)
+        gw = gxc * inv if weight is not None and ctx.need(1) else None
+        gx = None
+        if ctx.need(0):
+            # gx = s·(gy − Σgy/M − x̂·Σ(gy·x̂)/M) with s = weight·inv, as s·gy + k·x + h
+            k = -scale * inv * inv * gxc / dt(m)
+            h = -scale * gb / dt(m) - k * mean
+            krow, hrow2 = (None, None) if long else (ch.row(k), ch.row(h))
+            gx = np.empty(g2.shape, x.dtype)
+
+            def grad(r0, r1, c0, c1):
+                k0, k1, g3 = c0 // l, c1 // l, view(g2, r0, r1, c0, c1)
+                t = np.multiply(view(x2, r0, r1, c0, c1), _vec(k, krow, k0, k1, l), out=view(gx, r0, r1, c0, c1))
+                t += _vec(h, hrow2, k0, k1, l)
+                t += g3 * _vec(scale, srow, k0, k1, l)
+
+            ch.each(grad, 3)
+            gx = gx.reshape(x.shape)
+        if weight is None:
+            return (gx,) + (None,) * nparams
+        return (gx, gw, gb if ctx.need(2) else None) + (None,) * (nparams - 2)
+
+    return y.reshape(x.shape), backward
+
+
 @kernel("batch_norm")
 def batch_norm(ctx: Ctx, x: np.ndarray, *p: np.ndarray):
     a = ctx.attrs
@@ -126,6 +241,9 @@ def batch_norm(ctx: Ctx, x: np.ndarray, *p: np.ndarray):
         if m < 2:
             raise ValueError(f"batch_norm needs more than one value per channel in training, "
                              f"got input of shape {'×'.join(map(str, x.shape))}")
+        if ch.l >= _KEEP_X_ROWS:
+            return _batch_norm_rows(ctx, _Channels(x, _ROW_PIECE), x, weight, bias, running_mean, running_var,
+                                    nbt, len(p))
         mean = ch.sum(x2) / dt(m)
         mrow = ch.row(mean)
         xc = np.empty(x2.shape, np.result_type(x2.dtype, mrow.dtype))     # kept for backward: x̂ = xc·inv
@@ -151,13 +269,7 @@ def batch_norm(ctx: Ctx, x: np.ndarray, *p: np.ndarray):
                 yb += brow[c0:c1]
 
         ch.each(normalise, 2)
-        # running statistics, in place, as PyTorch: momentum (or cumulative average) and unbiased variance
-        nbt += 1
-        mom = a.momentum if a.momentum is not None else 1.0 / float(nbt)
-        running_mean *= 1.0 - mom
-        running_mean += mom * mean
-        running_var *= 1.0 - mom
-        running_var += (mom * m / (m - 1)) * var
+        _update_running(a, running_mean, running_var, nbt, mean, var, m)
 
         def backward(gy: np.ndarray):
             g2 = ch.flat(gy)

@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from compiler.ops.tensor import arange_values, pad_pairs, promoted, roll_pairs, split_sizes
+from .. import threads
 from .registry import Ctx, kernel, unbroadcast
 
 
@@ -130,34 +131,42 @@ def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 @kernel("matmul")
 def matmul(ctx: Ctx, a, b):
     a, b = _operands(a, b)
-    y = _mm(a, b) if a.ndim > 1 and b.ndim > 1 else np.asarray(np.matmul(a, b))
+    m, n = (a.shape[-2] if a.ndim > 1 else 1), (b.shape[-1] if b.ndim > 1 else 1)
+    work = max(a.size * n, b.size * m)              # batch·m·k·n of the product, with broadcasting
+    with threads.gemm(work, 1, 1):                  # one BLAS thread for small GEMMs (runtime.threads)
+        y = _mm(a, b) if a.ndim > 1 and b.ndim > 1 else np.asarray(np.matmul(a, b))
 
     def backward(gy):
-        a2 = a[None, :] if a.ndim == 1 else a
-        b2 = b[:, None] if b.ndim == 1 else b
-        batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
-        g = np.reshape(gy, batch + (a2.shape[-2], b2.shape[-1]))
-        ga = gb = None
-        if ctx.need(0):
-            if a2.ndim == 2 and b2.ndim > 2 and b2.shape[:-2] == batch:
-                # a shared matrix against a batch: one contraction over batch and m
-                axes = list(range(len(batch))) + [g.ndim - 1]
-                ga = np.tensordot(g, b2, axes=(axes, axes))
-            else:
-                ga = unbroadcast(_mm(g, np.swapaxes(b2, -1, -2)), a2.shape)
-            ga = ga.reshape(a.shape)
-        if ctx.need(1):
-            if b2.ndim == 2 and a2.ndim > 2:
-                # a weight matrix shared by the batch (x @ W): one GEMM over all rows
-                k, n = a2.shape[-1], a2.shape[-2]
-                ga2 = a2 if a2.shape[:-2] == batch else np.broadcast_to(a2, batch + (n, k))
-                gb = ga2.reshape(-1, k).T @ g.reshape(-1, g.shape[-1])
-            else:
-                gb = unbroadcast(_mm(np.swapaxes(a2, -1, -2), g), b2.shape)
-            gb = gb.reshape(b.shape)
-        return ga, gb
+        with threads.gemm(work, 1, 1):
+            return _matmul_backward(ctx, a, b, gy)
 
     return y, backward
+
+
+def _matmul_backward(ctx: Ctx, a, b, gy):
+    a2 = a[None, :] if a.ndim == 1 else a
+    b2 = b[:, None] if b.ndim == 1 else b
+    batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
+    g = np.reshape(gy, batch + (a2.shape[-2], b2.shape[-1]))
+    ga = gb = None
+    if ctx.need(0):
+        if a2.ndim == 2 and b2.ndim > 2 and b2.shape[:-2] == batch:
+            # a shared matrix against a batch: one contraction over batch and m
+            axes = list(range(len(batch))) + [g.ndim - 1]
+            ga = np.tensordot(g, b2, axes=(axes, axes))
+        else:
+            ga = unbroadcast(_mm(g, np.swapaxes(b2, -1, -2)), a2.shape)
+        ga = ga.reshape(a.shape)
+    if ctx.need(1):
+        if b2.ndim == 2 and a2.ndim > 2:
+            # a weight matrix shared by the batch (x @ W): one GEMM over all rows
+            k, n = a2.shape[-1], a2.shape[-2]
+            ga2 = a2 if a2.shape[:-2] == batch else np.broadcast_to(a2, batch + (n, k))
+            gb = ga2.reshape(-1, k).T @ g.reshape(-1, g.shape[-1])
+        else:
+            gb = unbroadcast(_mm(np.swapaxes(a2, -1, -2), g), b2.shape)
+        gb = gb.reshape(b.shape)
+    return ga, gb
 
 
 # --------------------------------------------------------------------------- concat, split
