@@ -22,6 +22,11 @@ TYPES = {1: "float32", 7: "int64", 9: "bool", 11: "float64", 6: "int32"}
 # ops evaluated on shape lists (object arrays of ints and symbols)
 ZERO_KEEPING = {"Slice", "Gather", "Squeeze", "Unsqueeze", "Reshape", "Transpose", "Identity", "Expand"}
 SHAPE_OPS = {"Shape", "Gather", "Concat", "Unsqueeze", "Squeeze", "Slice", "Cast", "Identity", "Reshape"}
+# folds that keep a learned tensor's values (only rearranged): the result is still that parameter
+REARRANGING = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity"}
+# lookups into a learned tensor by a model's buffer are left to the converters (index_select of a `param` by a
+# `buffer`, as Swin's relative position bias); by a constant of the lowering (RNN gate reordering) they fold
+LOOKUPS = {"Gather", "GatherElements"}
 
 
 def load_model(path: str | Path) -> Any:
@@ -87,6 +92,7 @@ class Source:
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
         self.consts: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in g.initializer}
         self.initializer_names = set(self.consts)
+        self.learned: dict[str, str] = {}                 # a folded constant -> the learned initialiser it rearranges
         self.symbols: dict[str, str] = {}
         self.inputs: dict[str, tuple[tuple, str]] = {}
         for vi in g.input:
@@ -105,6 +111,7 @@ class Source:
         self.folded: set[int] = set()
         self.zeros: set[str] = set()
         self._fold()
+        self._reinfer_shapes()
         self.consumers: dict[str, list[OnnxNode]] = {}
         self.producer = {o: nd for nd in self.nodes if nd.index not in self.folded for o in nd.outputs if o}
         for nd in self.nodes:
@@ -150,13 +157,17 @@ class Source:
                 self.folded.add(nd.index)
             elif ins and all(i in self.consts for i in ins) and nd.op_type not in ("RandomNormal", "RandomUniform",
                                                                                     "RandomNormalLike",
-                                                                                    "RandomUniformLike", "Dropout"):
+                                                                                    "RandomUniformLike", "Dropout") \
+                    and not (nd.op_type in LOOKUPS and self.learned_name(ins[0]) and self.named(ins[1])):
                 try:
                     res = _evaluate(protos[nd.index], [self.consts[i] if i else None for i in nd.inputs], self.opset)
                 except Exception:                                    # noqa: BLE001 - left to the converters
                     continue
                 for o, r in zip([o for o in nd.outputs if o], res):
                     self.consts[o] = r
+                source = self.learned_name(ins[0])
+                if nd.op_type in REARRANGING and source and nd.outputs[0]:
+                    self.learned[nd.outputs[0]] = source
                 self.folded.add(nd.index)
             elif nd.op_type in SHAPE_OPS and self._fold_shape(nd):
                 self.folded.add(nd.index)
@@ -167,6 +178,45 @@ class Source:
             elif nd.op_type in ZERO_KEEPING and nd.inputs and nd.inputs[0] in self.zeros:
                 self.zeros.add(nd.outputs[0])            # a slice (per layer) of a zero state is zero
                 self.folded.add(nd.index)
+
+    def _reinfer_shapes(self) -> None:
+        """Shapes ONNX could not infer while a value was computed (torch.onnx.export's pads and shapes made of
+        Constant → Reshape → Cast chains), inferred again with the folded values as initialisers."""
+        import onnx
+        from onnx import helper, numpy_helper
+        g = self.model.graph
+        missing = [o for nd in self.nodes if nd.index not in self.folded for o in nd.outputs
+                   if o and (self.shapes.get(o) is None or None in self.shapes[o])]
+        if not missing:
+            return
+        gone = {i for i, nd in enumerate(self.nodes) if nd.outputs and all(o in self.consts for o in nd.outputs if o)}
+        keep = [n for i, n in enumerate(g.node) if i not in gone]
+        needed = {i for n in keep for i in n.input} - {t.name for t in g.initializer}
+        inits = list(g.initializer) + [numpy_helper.from_array(np.asarray(v), k) for k, v in self.consts.items()
+                                       if k in needed]
+        graph = helper.make_graph(keep, g.name, list(g.input), list(g.output), inits)
+        model = helper.make_model(graph, opset_imports=list(self.model.opset_import))
+        try:
+            model = onnx.shape_inference.infer_shapes(model)
+        except Exception:                                            # noqa: BLE001 - shapes are a help, not a need
+            return
+        for vi in model.graph.value_info:
+            have = self.shapes.get(vi.name)
+            if have is None or None in have:
+                s = self._shape(vi)
+                if s is not None:
+                    self.shapes[vi.name] = s
+
+    def learned_name(self, name: str) -> str | None:
+        """The model parameter (a float initialiser with a plain name, as `conv1.weight`) that constant `name`
+        is or rearranges; None for constants of the lowering (`/conv1/shape`, `zero`)."""
+        if name in self.learned:
+            return self.learned[name]
+        return name if self.named(name) and self.consts[name].dtype.kind == "f" else None
+
+    def named(self, name: str) -> bool:
+        """An initialiser with a model's name (`conv1.weight`, `relative_position_index`), not the lowering's."""
+        return name in self.initializer_names and "/" not in name and "::" not in name
 
     def _fold_shape(self, nd: OnnxNode) -> bool:
         """Shape arithmetic on object arrays of ints and symbols; True when `nd` was evaluated."""
