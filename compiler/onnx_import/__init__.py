@@ -49,6 +49,7 @@ def import_model(model: Any, name: str | None = None, source: str = "") -> Impor
     for nd in src.nodes:
         if nd.index in src.folded or nd.index in cx.taken:
             continue
+        cx.node = nd
         try:
             CONVERTERS[nd.op_type](cx, nd)
         except UserError:

@@ -101,10 +101,12 @@ class Source:
             self.inputs[vi.name] = (self._shape(vi, input_=True), self._dtype(vi))
         self.outputs = [o.name for o in g.output]
         self.shapes: dict[str, tuple] = {k: v[0] for k, v in self.inputs.items()}
+        self.types: dict[str, str] = {k: v[1] for k, v in self.inputs.items()}   # element types, where known
         for vi in list(g.value_info) + list(g.output):
             s = self._shape(vi)
             if s is not None:
                 self.shapes[vi.name] = s
+            self._note_type(vi)
         self.nodes = [OnnxNode(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}", n.name,
                                list(n.input), list(n.output), _attrs(n), i) for i, n in enumerate(g.node)]
         self.symbolic: dict[str, np.ndarray] = {}
@@ -137,6 +139,18 @@ class Source:
             else:
                 dims.append(None)
         return tuple(dims)
+
+    def _note_type(self, vi: Any) -> None:
+        et = vi.type.tensor_type.elem_type
+        if et in TYPES and vi.name not in self.types:
+            self.types[vi.name] = TYPES[et]
+
+    def dtype(self, name: str) -> str | None:
+        """The element type of value `name` (float32, int64, bool, ...), None when ONNX could not tell."""
+        if name in self.consts:
+            return {"f": "float32" if self.consts[name].dtype == np.float32 else "float64", "b": "bool"}.get(
+                self.consts[name].dtype.kind, "int64")
+        return self.types.get(name)
 
     @staticmethod
     def _dtype(vi: Any) -> str:
@@ -201,6 +215,7 @@ class Source:
         except Exception:                                            # noqa: BLE001 - shapes are a help, not a need
             return
         for vi in model.graph.value_info:
+            self._note_type(vi)
             have = self.shapes.get(vi.name)
             if have is None or None in have:
                 s = self._shape(vi)

@@ -91,6 +91,7 @@ class Context:
         self.layers: list[Layer] = []
         self.bound: dict[str, Src] = {n: (n, 0) for n in source.inputs}
         self.taken: set[int] = set()
+        self.node: OnnxNode | None = None                  # the node being converted (named by refusals)
 
     # -- reading values
     def is_const(self, name: str) -> bool:
@@ -108,6 +109,7 @@ class Context:
         """The layer port holding run-time value `name`; a constant becomes a `constant` layer."""
         if name in self.bound:
             return self.bound[name]
+        nd = nd or self.node
         if name in self.g.consts:
             self.bound[name] = (self._constant_layer(name, nd), 0)
             return self.bound[name]

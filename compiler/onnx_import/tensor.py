@@ -37,9 +37,9 @@ def identity(cx: Context, nd: OnnxNode) -> None:
 def cast(cx: Context, nd: OnnxNode) -> None:
     from .graph import TYPES
     want = TYPES.get(nd.attr("to"))
-    have = cx.g.inputs.get(nd.inputs[0], (None, None))[1]
+    have = cx.g.dtype(nd.inputs[0])
     src = cx.src(nd.inputs[0], nd)
-    if want == "float32" and (have in (None, "float32")):
+    if want == have or want == "float32" and have == "float64":
         cx.bind(nd.outputs[0], src)
         return
     if want in ("float32", "int64", "bool"):
