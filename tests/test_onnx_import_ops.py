@@ -175,13 +175,13 @@ def test_clip_bounds_as_attributes_and_one_sided():
     assert "{op: clamp, name: y, max: 1.5}" in _against_ort(new, {"x": _x(2, 5)})
 
 
-def test_comparison_with_the_constant_first_and_a_2d_index_gather():
+def test_comparison_with_the_constant_first_and_a_2d_index_gather_with_a_negative_index():
     from onnx import TensorProto, helper
     nodes = [helper.make_node("Less", ["two", "x"], ["m"]),                   # 2 < x: gt 2
              helper.make_node("Cast", ["m"], ["y"], to=TensorProto.FLOAT),
              helper.make_node("Gather", ["x", "idx"], ["z"], axis=1)]
     model = _model(nodes, {"x": _x(2, 5)}, {"two": np.array(2.0, np.float32),
-                                            "idx": np.array([[4, 0], [1, 1], [3, 2]], np.int64)}, outputs=("y", "z"))
+                                            "idx": np.array([[4, 0], [1, -1], [3, 2]], np.int64)}, outputs=("y", "z"))
     text = _against_ort(model, {"x": _x(2, 5)})
     assert "{gt: 2.0}\n  - {cast: float32, name: y}" in text and "{index_select: 1, in: [x, idx]}" in text and "{reshape: [N, 3, 2], name: z}" in text
 

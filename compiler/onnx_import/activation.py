@@ -133,6 +133,9 @@ def _f32(v: float) -> float:
 @converter("Clip")
 def clip(cx: Context, nd: OnnxNode) -> None:
     lo, hi = _bound(cx, nd, 1, "min"), _bound(cx, nd, 2, "max")
+    if cx.g.dtype(nd.inputs[0]) in ("int64", "int32", "bool"):
+        raise cx.refuse(nd, "a Clip of an integer tensor (specc's relu6, hardtanh and clamp take floats)",
+                        hint="cast it to float32 first")
     if lo is not None and hi is not None and lo > hi:
         raise cx.refuse(nd, f"its min {lo} is above its max {hi}")
     if lo is None and hi is None:

@@ -205,10 +205,14 @@ class Source:
             return
         gone = {i for i, nd in enumerate(self.nodes) if nd.outputs and all(o in self.consts for o in nd.outputs if o)}
         keep = [n for i, n in enumerate(g.node) if i not in gone]
-        needed = {i for n in keep for i in n.input} - {t.name for t in g.initializer}
-        inits = list(g.initializer) + [numpy_helper.from_array(np.asarray(v), k) for k, v in self.consts.items()
-                                       if k in needed]
-        graph = helper.make_graph(keep, g.name, list(g.input), list(g.output), inits)
+        needed = {i for n in keep for i in n.input if i in self.consts}
+        # values (pads, shapes) as initialisers; large tensors (weights) by their type and shape alone
+        inits = [numpy_helper.from_array(np.asarray(self.consts[k]), k) for k in needed if self.consts[k].size <= 4096]
+        typed = [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(self.consts[k].dtype),
+                                               list(self.consts[k].shape))
+                 for k in needed if self.consts[k].size > 4096]
+        ins = [vi for vi in g.input if vi.name not in self.consts]
+        graph = helper.make_graph(keep, g.name, ins + typed, list(g.output), inits)
         model = helper.make_model(graph, opset_imports=list(self.model.opset_import))
         try:
             model = onnx.shape_inference.infer_shapes(model)

@@ -41,18 +41,30 @@ def _index_select(cx: Context, nd: OnnxNode, data: str, idx: str, axis: int) -> 
     """index_select along `axis`; a constant index of another rank is flattened (a `buffer`) and the
     result reshaped to ONNX's x.shape[:axis] + index.shape + x.shape[axis + 1:]."""
     index = cx.const(idx)
+    size = _size(cx, data, axis)
+    if index is not None and np.any(index < 0):             # ONNX counts negative indices from the end
+        if size is None:
+            raise cx.refuse(nd, "a Gather by negative indices along a dimension of unknown size")
+        idx = idx + ":wrapped"
+        cx.g.consts[idx] = index = np.where(index < 0, index + size, index)
     if index is not None and index.ndim != 1:
         shape = cx.shape(data)
         if shape is None:
             raise cx.refuse(nd, "a Gather by a constant index of rank other than 1 on an input of unknown shape")
         axis %= len(shape)
-        flat = idx + "/flat"
+        flat = idx + ":flat"
         cx.g.consts[flat] = index.reshape(-1)
         sel = cx.emit("index_select", [data, flat], {"dim": axis}, hint=nd.name)
         out = list(shape[:axis]) + list(index.shape) + list(shape[axis + 1:])
         cx.emit("reshape", [(sel, 0)], {"shape": out}, hint=nd.name, outputs=nd.outputs)
         return
     cx.emit("index_select", [data, idx], {"dim": axis}, hint=nd.name, outputs=nd.outputs)
+
+
+def _size(cx: Context, name: str, axis: int) -> int | None:
+    shape = cx.shape(name)
+    d = None if shape is None or not -len(shape) <= axis < len(shape) else shape[axis]
+    return d if isinstance(d, int) else None
 
 
 @converter("GatherElements")
