@@ -201,3 +201,19 @@ def test_clip_with_a_run_time_bound_is_refused_naming_the_node():
     model = _model([helper.make_node("Clip", ["x", "lo"], ["y"], name="clip1")], {"x": _x(2, 5), "lo": _x(1)})
     with pytest.raises(OnnxImportError, match=r"node 'clip1' \(Clip\): its min bound 'lo' is not a constant number"):
         import_model(model)
+
+
+def test_bool_logic_and_hardswish_as_x_times_hardsigmoid():
+    from onnx import TensorProto, helper
+    nodes = [helper.make_node("Greater", ["x", "zero"], ["p"]), helper.make_node("Less", ["x", "one"], ["q"]),
+             helper.make_node("And", ["p", "q"], ["a"]), helper.make_node("Xor", ["p", "q"], ["b"]),
+             helper.make_node("Or", ["a", "b"], ["c"]), helper.make_node("Not", ["c"], ["d"]),
+             helper.make_node("Cast", ["d"], ["y"], to=TensorProto.FLOAT),
+             helper.make_node("HardSigmoid", ["x"], ["h"], alpha=1.0 / 6.0, beta=0.5),
+             helper.make_node("Mul", ["x", "h"], ["z"])]
+    model = _model(nodes, {"x": _x(3, 4)}, {"zero": np.array(0.0, np.float32), "one": np.array(1.0, np.float32)},
+                   outputs=("y", "z"))
+    text = _against_ort(model, {"x": _x(3, 4)})
+    for line in ("{op: mul, name: mul, in: [gt, lt]}", "{op: ne, name: ne, in: [gt, lt]}", "{op: add, in: [mul, ne]}",
+                 "{eq: false}\n  - {cast: float32, name: y}", "{op: hardswish, name: z, in: x}"):
+        assert line in text
