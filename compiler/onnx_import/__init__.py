@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SpecError, UserError
-from . import activation, compare, convolution, dense, layout, normalisation, sequence, tensor  # noqa: F401 - register converters
+from . import activation, compare, convolution, dense, layout, normalisation, sequence, tensor  # noqa: F401
 from .registry import CONVERTERS, Context, OnnxImportError
 
 __all__ = ["import_model", "Imported", "supported_ops", "OnnxImportError"]

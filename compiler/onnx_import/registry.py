@@ -135,8 +135,8 @@ class Context:
         if dtype == "int64" and not named and (rng := arange_of(arr)) is not None:
             return self.emit("arange", [], rng, hint=name)
         if arr.size > MAX_BUFFER:
-            raise self.refuse(nd, f"it reads the {dtype} constant '{name}' of {arr.size:,} values as data; specc writes "
-                                  f"such a tensor into the spec as a buffer, which takes at most {MAX_BUFFER:,}",
+            raise self.refuse(nd, f"it reads the {dtype} constant '{name}' of {arr.size:,} values as data; specc "
+                                  f"writes such a tensor into the spec as a buffer, which takes at most {MAX_BUFFER:,}",
                               hint="a mask or index table this large is better computed in the spec (comparisons, "
                                    "arange) than stored")
         attrs: dict[str, Any] = {"value": arr.reshape(-1).tolist() if arr.ndim > 1 else arr.tolist(),
