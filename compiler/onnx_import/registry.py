@@ -106,7 +106,7 @@ class Context:
         return self.g.shapes.get(name)
 
     def src(self, name: str, nd: OnnxNode | None = None) -> Src:
-        """The layer port holding run-time value `name`; a constant becomes a `constant` layer."""
+        """The layer port holding run-time value `name`; a constant becomes a layer (`_constant_layer`)."""
         if name in self.bound:
             return self.bound[name]
         nd = nd or self.node
