@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SpecError, UserError
-from . import activation, convolution, dense, normalisation, sequence, tensor  # noqa: F401 - register converters
+from . import activation, compare, convolution, dense, layout, normalisation, sequence, tensor  # noqa: F401
 from .registry import CONVERTERS, Context, OnnxImportError
 
 __all__ = ["import_model", "Imported", "supported_ops", "OnnxImportError"]
@@ -49,6 +49,7 @@ def import_model(model: Any, name: str | None = None, source: str = "") -> Impor
     for nd in src.nodes:
         if nd.index in src.folded or nd.index in cx.taken:
             continue
+        cx.node = nd
         try:
             CONVERTERS[nd.op_type](cx, nd)
         except UserError:

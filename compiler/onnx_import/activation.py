@@ -1,4 +1,5 @@
-"""Activations: one ONNX op each, plus specc's own decompositions (x·sigmoid(x) is silu, Cast(x > 0) is step)."""
+"""Activations: one ONNX op each, plus specc's own decompositions (x·sigmoid(x) is silu, x·HardSigmoid(x) is
+hardswish; a Clip is relu6, hardtanh or clamp by its bounds)."""
 from __future__ import annotations
 
 import numpy as np
@@ -67,18 +68,6 @@ def prelu(cx: Context, nd: OnnxNode) -> None:
             outputs=nd.outputs)
 
 
-@converter("Greater")
-def greater(cx: Context, nd: OnnxNode) -> None:
-    zero = cx.const(nd.inputs[1])
-    cast = cx.only_consumer(nd.outputs[0], "Cast")
-    if zero is not None and zero.size == 1 and float(zero.reshape(())) == 0.0 and cast is not None \
-            and cast.attr("to") == 1:
-        cx.take(cast)
-        cx.emit("step", [nd.inputs[0]], hint=nd.name, outputs=cast.outputs)
-        return
-    raise cx.refuse(nd, "a comparison other than Cast(x > 0) to float (specc's step)")
-
-
 def _scalar(cx: Context, nd: OnnxNode | None, value: float, x: str | None = None) -> str | None:
     """The other input of binary `nd` when one input is the constant `value` (and the other `x`, if given)."""
     if nd is None or len(nd.inputs) != 2:
@@ -119,3 +108,66 @@ def erf(cx: Context, nd: OnnxNode) -> None:
     for t in nodes:
         cx.take(t)
     cx.emit("gelu", [x], hint=nodes[-1].name, outputs=nodes[-1].outputs)
+
+
+TORCH_HARDSIGMOID = (1.0 / 6.0, 0.5)                 # torch.nn.Hardsigmoid: relu6(x + 3) / 6
+
+
+def _bound(cx: Context, nd: OnnxNode, k: int, attr: str) -> float | None:
+    """Clip's bound k (an input from opset 11, an attribute before); None when omitted."""
+    if cx.g.opset < 11:
+        v = nd.attr(attr)
+        return None if v is None else float(v)
+    if k >= len(nd.inputs) or not nd.inputs[k]:
+        return None
+    c = cx.const(nd.inputs[k])
+    if c is None or c.size != 1:
+        raise cx.refuse(nd, f"its {attr} bound '{nd.inputs[k]}' is not a constant number")
+    return float(c.reshape(()))
+
+
+def _f32(v: float) -> float:
+    return float(str(np.float32(v)))               # 0.1, not 0.10000000149011612
+
+
+@converter("Clip")
+def clip(cx: Context, nd: OnnxNode) -> None:
+    lo, hi = _bound(cx, nd, 1, "min"), _bound(cx, nd, 2, "max")
+    if cx.g.dtype(nd.inputs[0]) in ("int64", "int32", "bool"):
+        raise cx.refuse(nd, "a Clip of an integer tensor (specc's relu6, hardtanh and clamp take floats)",
+                        hint="cast it to float32 first")
+    if lo is not None and hi is not None and lo > hi:
+        raise cx.refuse(nd, f"its min {lo} is above its max {hi}")
+    if lo is None and hi is None:
+        cx.bind(nd.outputs[0], cx.src(nd.inputs[0], nd))
+        return
+    if (lo, hi) == (0.0, 6.0):
+        op, attrs = "relu6", {}
+    elif lo is not None and hi is not None:
+        op, attrs = "hardtanh", {k: _f32(v) for k, v, d in (("min_val", lo, -1.0), ("max_val", hi, 1.0)) if v != d}
+    else:
+        op, attrs = "clamp", {k: _f32(v) for k, v in (("min", lo), ("max", hi)) if v is not None}
+    cx.emit(op, [nd.inputs[0]], attrs, hint=nd.name, outputs=nd.outputs)
+
+
+@converter("HardSigmoid")
+def hardsigmoid(cx: Context, nd: OnnxNode) -> None:
+    alpha, beta = float(nd.attr("alpha", 0.2)), float(nd.attr("beta", 0.5))
+    x = nd.inputs[0]
+    if abs(alpha - TORCH_HARDSIGMOID[0]) < 1e-6 and abs(beta - TORCH_HARDSIGMOID[1]) < 1e-6:
+        mul = cx.only_consumer(nd.outputs[0], "Mul")
+        if mul is not None and x in mul.inputs:                    # x * hardsigmoid(x), before opset 14
+            cx.take(mul)
+            cx.emit("hardswish", [x], hint=mul.name, outputs=mul.outputs)
+            return
+        cx.emit("hardsigmoid", [x], hint=nd.name, outputs=nd.outputs)
+        return
+    # ONNX's general form max(0, min(1, alpha·x + beta)), spelled out
+    scaled = cx.emit("mul", [x], {"value": _f32(alpha)}, hint=nd.name)
+    shifted = cx.emit("add", [(scaled, 0)], {"value": _f32(beta)}, hint=nd.name)
+    cx.emit("hardtanh", [(shifted, 0)], {"min_val": 0.0}, hint=nd.name, outputs=nd.outputs)
+
+
+@converter("HardSwish")
+def hardswish(cx: Context, nd: OnnxNode) -> None:
+    cx.emit("hardswish", [nd.inputs[0]], hint=nd.name, outputs=nd.outputs)

@@ -22,6 +22,11 @@ TYPES = {1: "float32", 7: "int64", 9: "bool", 11: "float64", 6: "int32"}
 # ops evaluated on shape lists (object arrays of ints and symbols)
 ZERO_KEEPING = {"Slice", "Gather", "Squeeze", "Unsqueeze", "Reshape", "Transpose", "Identity", "Expand"}
 SHAPE_OPS = {"Shape", "Gather", "Concat", "Unsqueeze", "Squeeze", "Slice", "Cast", "Identity", "Reshape"}
+# folds that keep a learned tensor's values (only rearranged): the result is still that parameter
+REARRANGING = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity"}
+# lookups into a learned tensor by a model's buffer are left to the converters (index_select of a `param` by a
+# `buffer`, as Swin's relative position bias); by a constant of the lowering (RNN gate reordering) they fold
+LOOKUPS = {"Gather", "GatherElements"}
 
 
 def load_model(path: str | Path) -> Any:
@@ -87,6 +92,7 @@ class Source:
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
         self.consts: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in g.initializer}
         self.initializer_names = set(self.consts)
+        self.learned: dict[str, str] = {}                 # a folded constant -> the learned initialiser it rearranges
         self.symbols: dict[str, str] = {}
         self.inputs: dict[str, tuple[tuple, str]] = {}
         for vi in g.input:
@@ -95,16 +101,19 @@ class Source:
             self.inputs[vi.name] = (self._shape(vi, input_=True), self._dtype(vi))
         self.outputs = [o.name for o in g.output]
         self.shapes: dict[str, tuple] = {k: v[0] for k, v in self.inputs.items()}
+        self.types: dict[str, str] = {k: v[1] for k, v in self.inputs.items()}   # element types, where known
         for vi in list(g.value_info) + list(g.output):
             s = self._shape(vi)
             if s is not None:
                 self.shapes[vi.name] = s
+            self._note_type(vi)
         self.nodes = [OnnxNode(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}", n.name,
                                list(n.input), list(n.output), _attrs(n), i) for i, n in enumerate(g.node)]
         self.symbolic: dict[str, np.ndarray] = {}
         self.folded: set[int] = set()
         self.zeros: set[str] = set()
         self._fold()
+        self._reinfer_shapes()
         self.consumers: dict[str, list[OnnxNode]] = {}
         self.producer = {o: nd for nd in self.nodes if nd.index not in self.folded for o in nd.outputs if o}
         for nd in self.nodes:
@@ -131,6 +140,18 @@ class Source:
                 dims.append(None)
         return tuple(dims)
 
+    def _note_type(self, vi: Any) -> None:
+        et = vi.type.tensor_type.elem_type
+        if et in TYPES and vi.name not in self.types:
+            self.types[vi.name] = TYPES[et]
+
+    def dtype(self, name: str) -> str | None:
+        """The element type of value `name` (float32, int64, bool, ...), None when ONNX could not tell."""
+        if name in self.consts:
+            return {"f": "float32" if self.consts[name].dtype == np.float32 else "float64", "b": "bool"}.get(
+                self.consts[name].dtype.kind, "int64")
+        return self.types.get(name)
+
     @staticmethod
     def _dtype(vi: Any) -> str:
         et = vi.type.tensor_type.elem_type
@@ -150,13 +171,17 @@ class Source:
                 self.folded.add(nd.index)
             elif ins and all(i in self.consts for i in ins) and nd.op_type not in ("RandomNormal", "RandomUniform",
                                                                                     "RandomNormalLike",
-                                                                                    "RandomUniformLike", "Dropout"):
+                                                                                    "RandomUniformLike", "Dropout") \
+                    and not (nd.op_type in LOOKUPS and self.learned_name(ins[0]) and self.named(ins[1])):
                 try:
                     res = _evaluate(protos[nd.index], [self.consts[i] if i else None for i in nd.inputs], self.opset)
                 except Exception:                                    # noqa: BLE001 - left to the converters
                     continue
                 for o, r in zip([o for o in nd.outputs if o], res):
                     self.consts[o] = r
+                source = self.learned_name(ins[0])
+                if nd.op_type in REARRANGING and source and nd.outputs[0]:
+                    self.learned[nd.outputs[0]] = source
                 self.folded.add(nd.index)
             elif nd.op_type in SHAPE_OPS and self._fold_shape(nd):
                 self.folded.add(nd.index)
@@ -167,6 +192,50 @@ class Source:
             elif nd.op_type in ZERO_KEEPING and nd.inputs and nd.inputs[0] in self.zeros:
                 self.zeros.add(nd.outputs[0])            # a slice (per layer) of a zero state is zero
                 self.folded.add(nd.index)
+
+    def _reinfer_shapes(self) -> None:
+        """Shapes ONNX could not infer while a value was computed (torch.onnx.export's pads and shapes made of
+        Constant → Reshape → Cast chains), inferred again with the folded values as initialisers."""
+        import onnx
+        from onnx import helper, numpy_helper
+        g = self.model.graph
+        missing = [o for nd in self.nodes if nd.index not in self.folded for o in nd.outputs
+                   if o and (self.shapes.get(o) is None or None in self.shapes[o])]
+        if not missing:
+            return
+        gone = {i for i, nd in enumerate(self.nodes) if nd.outputs and all(o in self.consts for o in nd.outputs if o)}
+        keep = [n for i, n in enumerate(g.node) if i not in gone]
+        needed = {i for n in keep for i in n.input if i in self.consts}
+        # values (pads, shapes) as initialisers; large tensors (weights) by their type and shape alone
+        inits = [numpy_helper.from_array(np.asarray(self.consts[k]), k) for k in needed if self.consts[k].size <= 4096]
+        typed = [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(self.consts[k].dtype),
+                                               list(self.consts[k].shape))
+                 for k in needed if self.consts[k].size > 4096]
+        ins = [vi for vi in g.input if vi.name not in self.consts]
+        graph = helper.make_graph(keep, g.name, ins + typed, list(g.output), inits)
+        model = helper.make_model(graph, opset_imports=list(self.model.opset_import))
+        try:
+            model = onnx.shape_inference.infer_shapes(model)
+        except Exception:                                            # noqa: BLE001 - shapes are a help, not a need
+            return
+        for vi in model.graph.value_info:
+            self._note_type(vi)
+            have = self.shapes.get(vi.name)
+            if have is None or None in have:
+                s = self._shape(vi)
+                if s is not None:
+                    self.shapes[vi.name] = s
+
+    def learned_name(self, name: str) -> str | None:
+        """The model parameter (a float initialiser with a plain name, as `conv1.weight`) that constant `name`
+        is or rearranges; None for constants of the lowering (`/conv1/shape`, `zero`)."""
+        if name in self.learned:
+            return self.learned[name]
+        return name if self.named(name) and self.consts[name].dtype.kind == "f" else None
+
+    def named(self, name: str) -> bool:
+        """An initialiser with a model's name (`conv1.weight`, `relative_position_index`), not the lowering's."""
+        return name in self.initializer_names and "/" not in name and "::" not in name
 
     def _fold_shape(self, nd: OnnxNode) -> bool:
         """Shape arithmetic on object arrays of ints and symbols; True when `nd` was evaluated."""

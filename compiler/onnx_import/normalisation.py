@@ -1,4 +1,5 @@
-"""Normalisation: BatchNormalization (inference form) and LayerNormalization."""
+"""Normalisation: BatchNormalization (inference form) and LayerNormalization (with a Transpose pair around
+it: layer_norm over `dim`)."""
 from __future__ import annotations
 
 import numpy as np
@@ -30,6 +31,12 @@ def batch_norm(cx: Context, nd: OnnxNode) -> None:
 
 @converter("LayerNormalization")
 def layer_norm(cx: Context, nd: OnnxNode) -> None:
+    attrs, params = _layer_norm_parts(cx, nd)
+    cx.emit("layer_norm", [nd.inputs[0]], attrs, params, hint=_weight_hint(nd.inputs[1], nd), outputs=nd.outputs[:1])
+
+
+def _layer_norm_parts(cx: Context, nd: OnnxNode) -> tuple[dict, dict]:
+    """The layer_norm attributes and parameters of a LayerNormalization node."""
     if any(cx.consumers(o) for o in nd.outputs[1:] if o):
         raise cx.refuse(nd, "its Mean / InvStdDev outputs are read")
     scale = cx.const(nd.inputs[1])
@@ -56,4 +63,26 @@ def layer_norm(cx: Context, nd: OnnxNode) -> None:
                                          params["weight"].shape).astype(np.float32).copy()
     else:
         attrs["bias"] = False
-    cx.emit("layer_norm", [nd.inputs[0]], attrs, params, hint=_weight_hint(nd.inputs[1], nd), outputs=nd.outputs[:1])
+    return attrs, params
+
+
+def layer_norm_over_dim(cx: Context, nd: OnnxNode, perm: list[int]) -> bool:
+    """Transpose (dim d to the end) → LayerNormalization over the last axis → Transpose back: specc's
+    layer_norm with `dim: d` (as specc lowers it, and torchvision's LayerNorm2d over channels)."""
+    rank = len(perm)
+    d = perm[-1]
+    if perm != [i for i in range(rank) if i != d] + [d]:
+        return False
+    ln = cx.only_consumer(nd.outputs[0], "LayerNormalization")
+    back = None if ln is None else cx.only_consumer(ln.outputs[0], "Transpose")
+    if back is None or list(back.attr("perm") or []) != [perm.index(i) for i in range(rank)] \
+            or nd.inputs[0] == ln.inputs[0] or ln.attr("axis", -1) not in (-1, rank - 1):
+        return False
+    attrs, params = _layer_norm_parts(cx, ln)
+    if params["weight"].ndim != 1:
+        return False
+    cx.take(ln)
+    cx.take(back)
+    cx.emit("layer_norm", [nd.inputs[0]], {"dim": d, **attrs}, params, hint=_weight_hint(ln.inputs[1], ln),
+            outputs=back.outputs)
+    return True

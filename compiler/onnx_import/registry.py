@@ -21,6 +21,7 @@ from ..errors import UserError
 Converter = Callable[["Context", "OnnxNode"], None]
 CONVERTERS: dict[str, Converter] = {}
 MAX_INLINE = 64                        # constants up to this size are written into the spec as `constant`
+MAX_BUFFER = 65536                     # integer / bool constants (written into the spec as `buffer`) up to this size
 
 
 def converter(*op_types: str) -> Callable[[Converter], Converter]:
@@ -31,6 +32,21 @@ def converter(*op_types: str) -> Callable[[Converter], Converter]:
             CONVERTERS[t] = fn
         return fn
     return register
+
+
+def arange_of(arr: np.ndarray) -> dict[str, int] | None:
+    """{end, start, step} of `specc`'s arange when the 1-d integer `arr` counts evenly (3 values or more)."""
+    if arr.ndim != 1 or arr.size < 3 or arr.dtype.kind not in "iu":
+        return None
+    start, step = int(arr[0]), int(arr[1]) - int(arr[0])
+    if step == 0 or not np.array_equal(arr, start + step * np.arange(arr.size, dtype=np.int64)):
+        return None
+    out = {"end": start + step * arr.size}
+    if start:
+        out["start"] = start
+    if step != 1:
+        out["step"] = step
+    return out
 
 
 class OnnxImportError(UserError):
@@ -75,6 +91,7 @@ class Context:
         self.layers: list[Layer] = []
         self.bound: dict[str, Src] = {n: (n, 0) for n in source.inputs}
         self.taken: set[int] = set()
+        self.node: OnnxNode | None = None                  # the node being converted (named by refusals)
 
     # -- reading values
     def is_const(self, name: str) -> bool:
@@ -89,23 +106,47 @@ class Context:
         return self.g.shapes.get(name)
 
     def src(self, name: str, nd: OnnxNode | None = None) -> Src:
-        """The layer port holding run-time value `name`; a constant becomes a `constant` layer."""
+        """The layer port holding run-time value `name`; a constant becomes a layer (`_constant_layer`)."""
         if name in self.bound:
             return self.bound[name]
+        nd = nd or self.node
         if name in self.g.consts:
-            arr = self.g.consts[name]
-            if arr.dtype.kind != "f":
-                raise self.refuse(nd, f"it reads the constant integer tensor '{name}' as data")
-            learned = name in self.g.initializer_names and "/" not in name and "::" not in name
-            if arr.size <= MAX_INLINE and not learned:
-                layer = self.emit("constant", [], {"value": arr.astype(np.float32).tolist()}, hint=name)
-            else:                                          # a model tensor, or too big to write: a `param`
-                layer = self.emit("param", [], {"shape": list(arr.shape)}, {"": arr.astype(np.float32)}, hint=name)
-            self.bound[name] = (layer, 0)
+            self.bound[name] = (self._constant_layer(name, nd), 0)
             return self.bound[name]
         if name in self.g.symbolic:
             raise self.refuse(nd, f"it computes with the run-time shape value '{name}'")
         raise self.refuse(nd, f"its input '{name}' comes from a node that was not converted")
+
+    def _constant_layer(self, name: str, nd: OnnxNode | None) -> "Layer":
+        """A constant read as data: a model tensor (or one too big to write) becomes a `param`, a small float
+        one a `constant`; integer and bool tensors become `arange` when they count evenly, else a `buffer`
+        (kept in the state_dict under its name when it is a named initialiser, as a model's buffer is)."""
+        arr = self.g.consts[name]
+        learned = self.g.learned_name(name)
+        if arr.dtype.kind == "f":
+            if arr.size <= MAX_INLINE and not learned:
+                return self.emit("constant", [], {"value": arr.astype(np.float32).tolist()}, hint=name)
+            return self.emit("param", [], {"shape": list(arr.shape)}, {"": arr.astype(np.float32)},
+                             hint=[learned or name, name])
+        if arr.dtype.kind not in "biu":
+            raise self.refuse(nd, f"it reads the constant '{name}' of type {arr.dtype}, which specc has no dtype for")
+        dtype = "bool" if arr.dtype.kind == "b" else "int64"
+        named = self.g.named(name)
+        if dtype == "int64" and not named and (rng := arange_of(arr)) is not None:
+            return self.emit("arange", [], rng, hint=name)
+        if arr.size > MAX_BUFFER:
+            raise self.refuse(nd, f"it reads the {dtype} constant '{name}' of {arr.size:,} values as data; specc "
+                                  f"writes such a tensor into the spec as a buffer, which takes at most {MAX_BUFFER:,}",
+                              hint="a mask or index table this large is better computed in the spec (comparisons, "
+                                   "arange) than stored")
+        attrs: dict[str, Any] = {"value": arr.reshape(-1).tolist() if arr.ndim > 1 else arr.tolist(),
+                                 "dtype": dtype}
+        if arr.ndim > 1:
+            attrs["shape"] = list(arr.shape)
+        value = arr.astype(np.int64 if dtype == "int64" else np.bool_)
+        if not named:
+            attrs["persistent"] = False
+        return self.emit("buffer", [], attrs, {"": value} if named else {}, hint=name)
 
     # -- writing layers
     def emit(self, op: str, inputs: list, attrs: dict | None = None, params: dict | None = None,

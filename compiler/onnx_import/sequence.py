@@ -1,4 +1,5 @@
-"""Gather (embedding lookups and `select`) and the recurrent layers LSTM / GRU / RNN.
+"""Gather (embedding lookups, `select`, `index_select`), GatherElements (`gather`) and the recurrent layers
+LSTM / GRU / RNN.
 
 ONNX's recurrent ops run sequence-first with Y [T, dirs, N, H], stacked weights W [dirs, gates·H, in],
 R [dirs, gates·H, H], B [dirs, 2·gates·H] in ONNX's gate order (LSTM i,o,f,c; GRU z,r,h); specc (as
@@ -22,15 +23,71 @@ SPEC_OP = {"LSTM": "lstm", "GRU": "gru", "RNN": "rnn"}
 def gather(cx: Context, nd: OnnxNode) -> None:
     data, idx = nd.inputs[:2]
     table, index = cx.const(data), cx.const(idx)
-    if table is not None and table.ndim == 2 and nd.attr("axis", 0) == 0 and table.dtype.kind == "f":
+    axis = nd.attr("axis", 0)
+    if table is not None and table.ndim == 2 and axis == 0 and table.dtype.kind == "f" and index is None:
         hint = [data, nd.name]
         cx.emit("embedding", [idx], {"num_embeddings": int(table.shape[0]), "embedding_dim": int(table.shape[1])},
                 {"weight": table.astype(np.float32)}, hint=hint, outputs=nd.outputs)
     elif index is not None and index.ndim == 0:
-        cx.emit("select", [data], {"dim": nd.attr("axis", 0), "index": int(index)}, hint=nd.name, outputs=nd.outputs)
+        cx.emit("select", [data], {"dim": axis, "index": int(index)}, hint=nd.name, outputs=nd.outputs)
+    elif index is not None or len(cx.shape(idx) or ()) == 1:
+        _index_select(cx, nd, data, idx, axis)
     else:
-        raise cx.refuse(nd, "a Gather that is neither an embedding lookup (a constant 2-d table) nor a "
-                            "select of one index")
+        raise cx.refuse(nd, "a Gather whose index is computed at run time and not 1-d (specc's index_select takes "
+                            "a 1-d index; a run-time index into a constant 2-d table is an embedding)")
+
+
+def _index_select(cx: Context, nd: OnnxNode, data: str, idx: str, axis: int) -> None:
+    """index_select along `axis`; a constant index of another rank is flattened (a `buffer`) and the
+    result reshaped to ONNX's x.shape[:axis] + index.shape + x.shape[axis + 1:]."""
+    index = cx.const(idx)
+    size = _size(cx, data, axis)
+    if index is not None and np.any(index < 0):             # ONNX counts negative indices from the end
+        if size is None:
+            raise cx.refuse(nd, "a Gather by negative indices along a dimension of unknown size")
+        idx = idx + ":wrapped"
+        cx.g.consts[idx] = index = np.where(index < 0, index + size, index)
+    if index is not None and index.ndim != 1:
+        shape = cx.shape(data)
+        if shape is None:
+            raise cx.refuse(nd, "a Gather by a constant index of rank other than 1 on an input of unknown shape")
+        axis %= len(shape)
+        flat = idx + ":flat"
+        cx.g.consts[flat] = index.reshape(-1)
+        sel = cx.emit("index_select", [data, flat], {"dim": axis}, hint=nd.name)
+        out = list(shape[:axis]) + list(index.shape) + list(shape[axis + 1:])
+        cx.emit("reshape", [(sel, 0)], {"shape": out}, hint=nd.name, outputs=nd.outputs)
+        return
+    cx.emit("index_select", [data, idx], {"dim": axis}, hint=nd.name, outputs=nd.outputs)
+
+
+def _size(cx: Context, name: str, axis: int) -> int | None:
+    shape = cx.shape(name)
+    d = None if shape is None or not -len(shape) <= axis < len(shape) else shape[axis]
+    return d if isinstance(d, int) else None
+
+
+@converter("GatherElements")
+def gather_elements(cx: Context, nd: OnnxNode) -> None:
+    data, idx = nd.inputs[:2]
+    axis = nd.attr("axis", 0)
+    cut = cx.g.producer.get(data)
+    if cut is not None and cut.op_type == "Slice" and _corner(cx, cut, idx, axis):
+        data = cut.inputs[0]                        # specc's gather reads the corner of the input itself
+    cx.emit("gather", [data, idx], {"dim": axis}, hint=nd.name, outputs=nd.outputs)
+
+
+def _corner(cx: Context, cut: OnnxNode, idx: str, axis: int) -> bool:
+    """Slice `cut` keeps [0, index size) of axes other than `axis` (as specc's gather lowering writes it)."""
+    starts, ends = cx.const(cut.inputs[1]), cx.const(cut.inputs[2])
+    axes = cx.const(cut.inputs[3]) if len(cut.inputs) > 3 and cut.inputs[3] else None
+    steps = cx.const(cut.inputs[4]) if len(cut.inputs) > 4 and cut.inputs[4] else None
+    shape, rank = cx.shape(idx), len(cx.shape(cut.inputs[0]) or ())
+    if starts is None or ends is None or shape is None or rank != len(shape) or cx.is_const(cut.inputs[0]):
+        return False
+    axes = list(range(len(starts))) if axes is None else [int(a) % rank for a in axes]
+    return (not np.any(starts) and (steps is None or np.all(steps == 1)) and axis % rank not in axes
+            and all(int(e) == shape[a] for a, e in zip(axes, ends)))
 
 
 def _reorder(kind: str, w: np.ndarray, h: int) -> np.ndarray:

@@ -37,9 +37,9 @@ def identity(cx: Context, nd: OnnxNode) -> None:
 def cast(cx: Context, nd: OnnxNode) -> None:
     from .graph import TYPES
     want = TYPES.get(nd.attr("to"))
-    have = cx.g.inputs.get(nd.inputs[0], (None, None))[1]
+    have = cx.g.dtype(nd.inputs[0])
     src = cx.src(nd.inputs[0], nd)
-    if want == "float32" and (have in (None, "float32")):
+    if want == have or want == "float32" and have == "float64":
         cx.bind(nd.outputs[0], src)
         return
     if want in ("float32", "int64", "bool"):
@@ -101,9 +101,12 @@ def matmul(cx: Context, nd: OnnxNode) -> None:
 
 @converter("Concat")
 def concat(cx: Context, nd: OnnxNode) -> None:
+    from .layout import roll
     ins = [i for i in nd.inputs if i]
     if len(ins) == 1:
         cx.bind(nd.outputs[0], cx.src(ins[0], nd))
+        return
+    if roll(cx, nd):
         return
     cx.emit("concat", ins, {"dim": nd.attr("axis")}, hint=nd.name, outputs=nd.outputs)
 
@@ -127,7 +130,10 @@ def split(cx: Context, nd: OnnxNode) -> None:
 
 @converter("Reshape")
 def reshape(cx: Context, nd: OnnxNode) -> None:
+    from .layout import channel_shuffle
     x = nd.inputs[0]
+    if channel_shuffle(cx, nd):
+        return
     shape = cx.const(nd.inputs[1])
     if shape is None:
         shape = cx.g.symbolic.get(nd.inputs[1])
@@ -187,6 +193,9 @@ def transpose(cx: Context, nd: OnnxNode) -> None:
             raise cx.refuse(nd, "a Transpose without perm on an input of unknown rank")
         perm = list(range(r))[::-1]
     moved = [i for i, p in enumerate(perm) if p != i]
+    from .normalisation import layer_norm_over_dim
+    if moved and layer_norm_over_dim(cx, nd, list(perm)):
+        return
     if not moved:
         cx.bind(nd.outputs[0], cx.src(nd.inputs[0], nd))
     elif len(moved) == 2:
