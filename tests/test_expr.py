@@ -92,6 +92,11 @@ def test_log_natural_against_math():
     ("range(1, 2, 0)", "step cannot be 0"),
     ("range(1.5)", "range takes 1 to 3 integers"),
     ("range(1, 2, 3, 4)", "range takes 1 to 3 integers"),
+    ("log()", "log takes 1 or 2 arguments, got 0: log()"),          # not "_log() missing 1 required ..."
+    ("log(8, 2, 1)", "log takes 1 or 2 arguments, got 3"),
+    ("log2(8, 2)", "log2 takes one argument, got 2"),
+    ("ceil(2.5, 1)", "ceil takes one argument, got 2"),            # not "_rounding.<locals>.run() takes ..."
+    ("floor()", "floor takes one argument, got 0"),
     ("[64 * 2 ** i for i in range(3)]", "not allowed"),        # range is a list, not a way into comprehensions
 ])
 def test_math_and_range_refused(text, msg):
