@@ -243,6 +243,8 @@ class _Builder:
             # AttributeError: PyYAML's timestamp constructor on an explicit !!timestamp that is not a date
             reason = {"integer": "not an integer", "boolean": "not true or false",
                       "number": "not a number", "date": "not a date (YYYY-MM-DD)"}.get(kind, str(e))
+            if kind == "date" and isinstance(e, ValueError):   # a date out of range: datetime says which part
+                reason = str(e)
             raise SpecError(f"invalid YAML {kind or 'value'} '{_clip(text)}': {reason}", self.loc(node),
                             "quote it to make it a string" if kind in ("date", "boolean") else None) from None
         if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > limits.INT_BITS:
