@@ -113,7 +113,7 @@ def initialise(init: Init, shape: tuple[int, ...], rng: np.random.Generator, dty
     return np.asarray(out, dtype=dtype)
 
 
-def _init_applies(param_name: str) -> bool:
+def init_applies(param_name: str) -> bool:
     """A node's `init: KIND` sets its weights (a parameter named "" or "*weight*"), never its biases or buffers."""
     return param_name == "" or "weight" in param_name
 
@@ -123,7 +123,7 @@ def init_for(node: Any, spec: Any) -> Init:
     the weights; `init: {param: KIND, ...}` the parameters it names), else the op's default."""
     if isinstance(node.init, dict):
         return node.init.get(spec.name, spec.init)
-    return node.init if node.init is not None and _init_applies(spec.name) else spec.init
+    return node.init if node.init is not None and init_applies(spec.name) else spec.init
 
 
 def initial_state(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
