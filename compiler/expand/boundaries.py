@@ -62,7 +62,7 @@ def build_inputs(c: Compiler, ex: Expander, tree: SMap, spec: Spec, top: Scope) 
 def _input_type(c: Compiler, ex: Expander, itree: SMap, name: str, decl: Any, top: Scope) -> TensorType | None:
     loc = itree.loc_of(name)
     if not NAME_RE.match(str(name)):
-        c.error(f"invalid input name '{name}'", itree.key_locs.get(name, loc))
+        c.error(f"invalid input name {name!r}", itree.key_locs.get(name, loc))
         return None
     shape, dtype = decl, "float32"
     if isinstance(decl, dict):
