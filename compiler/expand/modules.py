@@ -13,7 +13,7 @@ from ..spec import BlockSpec, Library, Spec
 from .diagnose import Compiler
 
 STD_LIB = Path(__file__).resolve().parent.parent.parent / "specs" / "lib"
-SYMBOL_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SYMBOL_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 @dataclass
@@ -54,6 +54,11 @@ def load_module(c: Compiler, tree: Any, path: str, root: Path, model: type,
     mod = Module(path, tree, spec, root)
     for alias, target in spec.imports.items():
         loc = tree["imports"].loc_of(alias)
+        if not SYMBOL_RE.match(alias):        # `use: a.b.block` could never reach it: it splits at the first dot
+            c.error(f"invalid import name {alias!r}", tree["imports"].key_locs.get(alias, loc),
+                    "an import name is ASCII letters, digits and _, not starting with a digit, as in imports: {res: \"std:resnet\"}")
+            mod.failed.add(alias)
+            continue
         sub = import_file(c, alias, target, mod, loc, stack)
         if sub is not None:
             mod.imports[alias] = sub
