@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .expand.node_init import init_applies
 from .ir import Graph, Init
 
 NP_DTYPES = {"float32": np.float32, "int64": np.int64, "bool": np.bool_}   # a parameter's dtype; else float32
@@ -111,11 +112,6 @@ def initialise(init: Init, shape: tuple[int, ...], rng: np.random.Generator, dty
     else:
         raise ValueError(f"unknown initialiser {kind!r}")
     return np.asarray(out, dtype=dtype)
-
-
-def init_applies(param_name: str) -> bool:
-    """A node's `init: KIND` sets its weights (a parameter named "" or "*weight*"), never its biases or buffers."""
-    return param_name == "" or "weight" in param_name
 
 
 def init_for(node: Any, spec: Any) -> Init:

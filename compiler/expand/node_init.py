@@ -6,7 +6,6 @@ import math
 from typing import Any
 
 from ..errors import Loc, did_you_mean
-from ..init import init_applies
 from ..ir import Init
 from ..values import Poisoned
 from .diagnose import Compiler
@@ -53,6 +52,11 @@ def parse_inits(c: Compiler, raw: Any, loc: Loc, use_sites: list[Loc]) -> Init |
 def _looks_like_param(key: Any) -> bool:
     """A key that names a parameter rather than an initialiser, or a misspelt one (`kaiming_normall`)."""
     return isinstance(key, str) and key not in USER_INITS and not did_you_mean(key, USER_INITS)
+
+
+def init_applies(param_name: str) -> bool:
+    """A node's `init: KIND` sets its weights (a parameter named "" or "*weight*"), never its biases or buffers."""
+    return param_name == "" or "weight" in param_name
 
 
 def check_param_inits(c: Compiler, inits: Any, params: list, op: str, loc: Loc, use_sites: list[Loc]) -> None:
