@@ -308,6 +308,10 @@ class _Eval:
         if node.id in ("true", "false", "True", "False"):
             return node.id.lower() == "true"
         from .errors import did_you_mean
+        if node.id == "index":                # a repeated block's copy number does not reach its layers
+            raise ExprError("unknown name 'index' in expression: index is the copy number of a layer with repeat, "
+                            "in that layer's own expressions", hint="inside a block, pass it as a param: "
+                            "{use: BLOCK, repeat: K, i: \"${index}\"} and read i")
         raise ExprError(f"unknown name '{node.id}' in expression",
                         hint=did_you_mean(node.id, list(self.names)) or
                         f"names in scope: {', '.join(sorted(self.names)) or 'none'}")
