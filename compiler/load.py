@@ -106,6 +106,12 @@ def _syntax_error(e: yaml.MarkedYAMLError, text: str, filename: str) -> SpecErro
             return SpecError(f"invalid YAML: this '{bracket}' is not closed (expected ',' or '{close}', found "
                              f"{where})", at(opening),
                              f"close it with '{close}', or put the missing ',' between its items")
+    if e.problem_mark is not None and _char_at(text, e.problem_mark) in ("]", "}") and \
+            _unclosed_bracket(text, e.problem_mark) is None:      # `[{linear: 2}]]`: one bracket too many
+        stray = _char_at(text, e.problem_mark)
+        opener = "[" if stray == "]" else "{"
+        return SpecError(f"invalid YAML: this '{stray}' closes nothing (no '{opener}' is open here)",
+                         at(e.problem_mark), "remove it, or add the opening bracket it was meant to close")
     at_end = mark is not None and _at_end(text, mark)
     if e.context_mark is not None and (at_end or e.problem_mark is None):
         mark = e.context_mark                   # an error at the end of the file: point where it began
