@@ -120,6 +120,10 @@ _FUNCS: dict[str, Callable] = {"min": min, "max": max, "abs": abs, "round": roun
                                "float": float, "len": len, "log": _log, "log2": _log2,
                                "ceil": _rounding(math.ceil), "floor": _rounding(math.floor), "range": _range}
 _ALLOWED = ", ".join(sorted(_FUNCS) + ["shape"])
+# how the functions defined here are called, for a clear message when the number of arguments is wrong
+# (Python's own would name the helper: "_rounding.<locals>.run() takes 1 positional argument")
+_USAGE = {"log": (1, 2, "log(x) or log(x, base)"), "log2": (1, 1, "log2(x)"),
+          "ceil": (1, 1, "ceil(x)"), "floor": (1, 1, "floor(x)")}
 
 
 def evaluate(text: str, names: Mapping[str, Any], shape_of: Callable[[str], list] | None = None,
@@ -304,6 +308,10 @@ class _Eval:
         if node.id in ("true", "false", "True", "False"):
             return node.id.lower() == "true"
         from .errors import did_you_mean
+        if node.id == "index":                # a repeated block's copy number does not reach its layers
+            raise ExprError("unknown name 'index' in expression: index is the copy number of a layer with repeat, "
+                            "in that layer's own expressions", hint="inside a block, pass it as a param: "
+                            "{use: BLOCK, repeat: K, i: \"${index}\"} and read i")
         raise ExprError(f"unknown name '{node.id}' in expression",
                         hint=did_you_mean(node.id, list(self.names)) or
                         f"names in scope: {', '.join(sorted(self.names)) or 'none'}")
@@ -455,6 +463,10 @@ class _Eval:
         args = [self.visit(a, d) for a in node.args]
         if fname == "round" and len(args) == 2 and isinstance(args[1], int) and abs(args[1]) > MAX_EXPONENT:
             raise ExprError(f"round: {_num_text(args[1])} digits is beyond the limit {MAX_EXPONENT}")
+        usage = _USAGE.get(fname)
+        if usage and not usage[0] <= len(args) <= usage[1]:
+            raise ExprError(f"{fname} takes {'one argument' if usage[1] == 1 else '1 or 2 arguments'}, "
+                            f"got {len(args)}: {_clip(ast.unparse(node))}", hint=f"write {usage[2]}")
         self.charge(sum(_size(a, MAX_LIST) for a in args))
         try:
             return self.measure(_FUNCS[fname](*args))

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .expand.node_init import init_applies
 from .ir import Graph, Init
 
 NP_DTYPES = {"float32": np.float32, "int64": np.int64, "bool": np.bool_}   # a parameter's dtype; else float32
@@ -113,11 +114,6 @@ def initialise(init: Init, shape: tuple[int, ...], rng: np.random.Generator, dty
     return np.asarray(out, dtype=dtype)
 
 
-def _init_applies(param_name: str) -> bool:
-    """A node's `init: KIND` sets its weights (a parameter named "" or "*weight*"), never its biases or buffers."""
-    return param_name == "" or "weight" in param_name
-
-
 def init_for(node: Any, spec: Any) -> Init:
     """The initialiser of one of node's parameters: the layer's `init:` where it applies (`init: KIND` sets
     the weights; `init: {param: KIND, ...}` the parameters it names), else the op's default. A buffer always
@@ -126,7 +122,7 @@ def init_for(node: Any, spec: Any) -> Init:
         return spec.init
     if isinstance(node.init, dict):
         return node.init.get(spec.name, spec.init)
-    return node.init if node.init is not None and _init_applies(spec.name) else spec.init
+    return node.init if node.init is not None and init_applies(spec.name) else spec.init
 
 
 def initial_state(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:

@@ -106,6 +106,12 @@ def _syntax_error(e: yaml.MarkedYAMLError, text: str, filename: str) -> SpecErro
             return SpecError(f"invalid YAML: this '{bracket}' is not closed (expected ',' or '{close}', found "
                              f"{where})", at(opening),
                              f"close it with '{close}', or put the missing ',' between its items")
+    if e.problem_mark is not None and _char_at(text, e.problem_mark) in ("]", "}") and \
+            _unclosed_bracket(text, e.problem_mark) is None:      # `[{linear: 2}]]`: one bracket too many
+        stray = _char_at(text, e.problem_mark)
+        opener = "[" if stray == "]" else "{"
+        return SpecError(f"invalid YAML: this '{stray}' closes nothing (no '{opener}' is open here)",
+                         at(e.problem_mark), "remove it, or add the opening bracket it was meant to close")
     at_end = mark is not None and _at_end(text, mark)
     if e.context_mark is not None and (at_end or e.problem_mark is None):
         mark = e.context_mark                   # an error at the end of the file: point where it began
@@ -242,9 +248,9 @@ class _Builder:
         except (ValueError, KeyError, TypeError, OverflowError, ArithmeticError, AttributeError) as e:
             # AttributeError: PyYAML's timestamp constructor on an explicit !!timestamp that is not a date
             reason = {"integer": "not an integer", "boolean": "not true or false",
-                      "number": "not a number"}.get(kind, str(e))
-            if isinstance(e, AttributeError):
-                reason = "not a date (YYYY-MM-DD)"
+                      "number": "not a number", "date": "not a date (YYYY-MM-DD)"}.get(kind, str(e))
+            if kind == "date" and isinstance(e, ValueError):   # a date out of range: datetime says which part
+                reason = str(e)
             raise SpecError(f"invalid YAML {kind or 'value'} '{_clip(text)}': {reason}", self.loc(node),
                             "quote it to make it a string" if kind in ("date", "boolean") else None) from None
         if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > limits.INT_BITS:

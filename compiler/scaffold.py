@@ -15,7 +15,7 @@ WHAT = {"classifier": "a multilayer perceptron classifier (digits)",
         "autoencoder": "a fully connected autoencoder (digits images)",
         "seq2seq": "a GRU encoder-decoder with teacher forcing (digits rows as sequences)",
         "gnn": "a graph convolutional graph classifier (digits rows as nodes, learned edges)"}
-NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}\Z")
 
 
 def render(kind: str, name: str, file: str) -> str:

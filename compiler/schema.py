@@ -4,18 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from .expand.node_init import INIT_ARGS, MODES, NONLINEARITIES, USER_INITS
 from .ops import OPS
 from .spec import BlockSpec, Generate, Train
 
 EXPR = {"type": "string", "pattern": r"\$\{.*\}", "description": "an expression ${...}"}
 REF = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": ["string", "null"]}}]}
-NODE_COMMON: dict[str, Any] = {
-    "name": {"anyOf": [{"type": "string"}, {"type": "integer", "minimum": 0}]},
-    "in": REF,
-    "repeat": {"anyOf": [{"type": "integer", "minimum": 1}, EXPR]},
-    "when": {"anyOf": [{"type": "boolean"}, EXPR]},
-    "init": {"anyOf": [{"type": "string"}, {"type": "object"}]},
-}
 
 
 def _allow_expr(schema: Any) -> Any:
@@ -32,6 +26,33 @@ def _allow_expr(schema: Any) -> Any:
         if key in out:
             out[key] = [_allow_expr(x) for x in out[key]]
     return {"anyOf": [out, EXPR]}
+
+
+def _init_schema() -> dict[str, Any]:
+    """`init:` (docs/spec-language.md): KIND, {KIND: {arguments}}, or one of those per parameter name."""
+    kinds = list(USER_INITS)
+    arg = {"mode": {"enum": list(MODES)}, "nonlinearity": {"enum": list(NONLINEARITIES)}}
+    one = {"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": False,
+           "properties": {k: {"anyOf": [{"type": "null"}, {
+               "type": "object", "additionalProperties": False,
+               "properties": {a: _allow_expr(arg.get(want, {"type": "number"})) for a, want in args.items()}}]}
+               for k, args in INIT_ARGS.items()}}
+    initialiser = {"anyOf": [{"enum": kinds}, EXPR, one]}
+    per_param = {"type": "object", "minProperties": 1, "propertyNames": {"not": {"enum": kinds}},
+                 "additionalProperties": initialiser}
+    return {"description": "KIND, {KIND: {arguments}} or {PARAMETER: KIND, ...}",
+            "anyOf": [{"enum": kinds}, EXPR, one, per_param]}
+
+
+NODE_COMMON: dict[str, Any] = {
+    # a PyTorch module name (compiler/expand/scope.py NODE_NAME_RE), or text holding an expression
+    "name": {"anyOf": [{"type": "string", "pattern": r"^[A-Za-z0-9_][A-Za-z0-9_-]*$"},
+                       {"type": "string", "pattern": r"\$\{"}, {"type": "integer", "minimum": 0}]},
+    "in": REF,
+    "repeat": {"anyOf": [{"type": "integer", "minimum": 1}, EXPR]},
+    "when": {"anyOf": [{"type": "boolean"}, EXPR]},
+    "init": _init_schema(),
+}
 
 
 def _expressions_in_train(schema: dict[str, Any]) -> dict[str, Any]:
@@ -73,10 +94,11 @@ def _layer_schema(defs: dict[str, Any]) -> dict[str, Any]:
              "else": {"properties": {"op": {"enum": op_names}},
                       "allOf": [{"if": {"properties": {"op": {"const": n}}}, "then": {"$ref": f"#/$defs/op.{n}"}}
                                 for n in op_names]}}
-    use = {"title": "block use", "properties": {"use": {"type": "string"}, **NODE_COMMON}}
-    call = {"title": "call (shared weights)", "properties": {"call": {"type": "string"}, **NODE_COMMON},
+    no_init = {**NODE_COMMON, "init": False}          # init: belongs on the layers of a block, or the called one
+    use = {"title": "block use", "properties": {"use": {"type": "string"}, **no_init}}
+    call = {"title": "call (shared weights)", "properties": {"call": {"type": "string"}, **no_init},
             "additionalProperties": False}
-    short = {"title": "shorthand {op: primary value or attributes}", "minProperties": 1,
+    short = {"title": "shorthand {op: primary value or attributes}", "minProperties": 1, "properties": NODE_COMMON,
              "propertyNames": {"enum": op_names + list(NODE_COMMON)}, "allOf": shorthand}
     return {
         "description": "a layer: an op name, {op: NAME, ...attributes}, {NAME: value}, {use: BLOCK} or {call: NODE}",

@@ -10,6 +10,7 @@ A bad value or an unknown key is reported by the Train model with the full dotte
 """
 from __future__ import annotations
 
+import json
 from typing import Any, Mapping
 
 from .expr import ExprError, is_template, render
@@ -60,7 +61,8 @@ def _blame_sets(diags: list, sets: Mapping[str, Any]) -> None:
             parent, _, leaf = dotted.rpartition(".")
             inside = d.message.startswith(dotted + ".")        # an item of a list given whole: train.log.to.0
             if d.message.startswith(dotted + ":") or inside or d.message == f"unknown key '{leaf}' in {parent}":
-                d.message = f"--set {dotted}={value}: " + d.message.removeprefix(dotted + ": ")
+                shown = value if isinstance(value, str) else json.dumps(value, default=str)   # null, not None
+                d.message = f"--set {dotted}={shown}: " + d.message.removeprefix(dotted + ": ")
                 d.loc = None
                 break
 

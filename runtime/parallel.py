@@ -15,7 +15,7 @@ each item from that item's inputs alone gives the same bits at any thread count 
 items must be split along another axis, or stay outside the parallel part). The kernels also use the
 pieces on one thread, for cache blocking.
 
-Threads: SPECC_NUM_THREADS=N uses N; SPECC_NUM_THREADS=auto uses OMP_NUM_THREADS / OPENBLAS_NUM_THREADS
+Threads: SPECC_NUM_THREADS=N uses N (at most 4 per allowed CPU); SPECC_NUM_THREADS=auto uses OMP_NUM_THREADS / OPENBLAS_NUM_THREADS
 if set (the cap given to BLAS), else the CPUs this process may run on (os.sched_getaffinity); unset, 1.
 One thread is the default because splitting was slower on the machine the benchmarks run on (2 vCPUs,
 docs/benchmarks.md): there one core already draws most of the memory bandwidth (a 64 MB float32
@@ -35,6 +35,7 @@ import threading
 from typing import Callable
 
 MIN_BYTES = 256 << 10       # below this, waking another thread costs more than it saves
+MAX_PER_CPU = 4             # SPECC_NUM_THREADS is capped at this many threads per allowed CPU
 PIECE_BYTES = 1 << 20       # default piece size: a few passes over it stay in the 1-2 MiB L2 cache
 
 
@@ -57,9 +58,11 @@ def _env_int(env, name: str) -> int | None:
 def threads_from_env(env=None) -> int:
     """The number of threads the runtime's elementwise work may use (see the module docstring)."""
     env = os.environ if env is None else env
-    if env.get("SPECC_NUM_THREADS", "").strip().lower() != "auto":
-        return _env_int(env, "SPECC_NUM_THREADS") or 1
     cpus = len(_cpus())
+    if env.get("SPECC_NUM_THREADS", "").strip().lower() != "auto":
+        # at most MAX_PER_CPU per CPU: more never helps, and SPECC_NUM_THREADS=100000 failed to start its
+        # threads ("can't start new thread", an internal error in the first kernel that split its work)
+        return min(_env_int(env, "SPECC_NUM_THREADS") or 1, MAX_PER_CPU * cpus)
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         n = _env_int(env, name)
         if n is not None:

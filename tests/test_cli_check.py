@@ -151,6 +151,14 @@ def test_check_set_unknown_param_is_reported_with_a_suggestion():
     assert "Traceback" not in err
 
 
+def test_check_set_expression_error_names_the_flag_not_the_spec_line():
+    """An expression given with --set that fails was reported at the spec's `classes: 10` line."""
+    code, _, err = run("check", LENET, "--set", "classes=${log(0)}")
+    assert code == 1
+    assert err.startswith("error: --set classes=${log(0)}: log: its argument must be positive"), err
+    assert "lenet5.yaml:5" not in err
+
+
 def test_check_several_specs():
     code, out, _ = run("check", LENET, PERCEPTRON)
     assert code == 0

@@ -95,6 +95,11 @@ def test_log_natural_against_math():
     ("[i for i in 3]", "a comprehension goes over a list"),
     ("[i for i, j in [[1, 2]]]", "binds one name"),
     ("[i * j for i in range(200) for j in range(200)]", "more than 10,000 items"),
+    ("log()", "log takes 1 or 2 arguments, got 0: log()"),          # not "_log() missing 1 required ..."
+    ("log(8, 2, 1)", "log takes 1 or 2 arguments, got 3"),
+    ("log2(8, 2)", "log2 takes one argument, got 2"),
+    ("ceil(2.5, 1)", "ceil takes one argument, got 2"),            # not "_rounding.<locals>.run() takes ..."
+    ("floor()", "floor takes one argument, got 0"),
 ])
 def test_math_and_range_refused(text, msg):
     with pytest.raises(ExprError) as e:

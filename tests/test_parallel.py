@@ -14,6 +14,7 @@ def test_threads_from_env():
     assert f({}) == 1 and f({"OMP_NUM_THREADS": "2"}) == 1            # off unless asked for
     assert f({"SPECC_NUM_THREADS": "3", "OMP_NUM_THREADS": "1"}) == 3
     assert f({"SPECC_NUM_THREADS": "x"}) == 1 and f({"SPECC_NUM_THREADS": "0"}) == 1
+    assert f({"SPECC_NUM_THREADS": "100000"}) == 4 * cpus          # could not start its threads: exit 3
     assert f({"SPECC_NUM_THREADS": "auto"}) == cpus
     assert f({"SPECC_NUM_THREADS": "auto", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "2"}) == 1
     assert f({"SPECC_NUM_THREADS": " Auto ", "OPENBLAS_NUM_THREADS": "1"}) == 1

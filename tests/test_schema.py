@@ -57,3 +57,31 @@ def test_a_typo_is_one_error_naming_it(validator, layer, path, says):
 ])
 def test_every_layer_form_validates(validator, layer):
     assert errors(validator, SPEC.replace("LAYER", layer)) == []
+
+
+@pytest.mark.parametrize("layer", [
+    "{linear: 3, init: {weight: {kaiming_normal: {mode: fan_out}}, bias: zeros}}",
+    "{linear: 3, init: {trunc_normal: {std: 0.02, a: -0.04, b: 0.04}}}",
+    "{linear: 3, init: xavier_uniform, name: block1-0}",
+    "{linear: 3, init: {normal: {std: '${s}'}}, name: 'fc${k}'}",
+    "{linear: 3, init: {zeros: null}, name: 0}",
+])
+def test_init_and_names_validate(validator, layer):
+    assert errors(validator, SPEC.replace("LAYER", layer)) == []
+
+
+@pytest.mark.parametrize("layer,says", [
+    ("{linear: 3, init: {weight: {normal: 0.02}}}", "init"),          # arguments are a mapping
+    ("{linear: 3, init: {kaiming_normal: {mode: fan}}}", "init"),
+    ("{linear: 3, init: {normal: {stdev: 0.02}}}", "init"),
+    ("{linear: 3, init: {kaiming_normal: {}, bias: zeros}}", "init"),  # both forms at once
+    ("{linear: 3, name: '-a'}", "name"),
+    ("{linear: 3, name: 'a.b'}", "name"),
+    ("{use: block, init: zeros}", "does not allow 'zeros'"),          # init belongs on the block's layers
+])
+def test_init_and_name_mistakes_are_refused(validator, layer, says):
+    """The schema accepted any string or mapping as init and any string as a name."""
+    found = errors(validator, SPEC.replace("LAYER", layer))
+    assert found
+    best = best_match(found)
+    assert says in list(best.absolute_path) or says in best.message, (list(best.absolute_path), best.message)

@@ -768,6 +768,8 @@ def test_train_section_expressions_and_set_overrides():
     ("train.batch_size", 0, r"--set train.batch_size=0: .*greater than or equal to 1"),
     ("train.epochs.x", 1, r"train.epochs is a value"),
     ("train.batch_size", "${nope}", r"train.batch_size: unknown name 'nope'"),
+    ("train.batch_size", None, r"--set train.batch_size=null: "),        # as typed, not Python's None
+    ("train.log.to", ["csv", "foo"], r'--set train.log.to=\["csv", "foo"\]: train.log.to.1'),
 ])
 def test_bad_train_overrides_name_the_key(key, value, message):
     with pytest.raises(SpecError, match=message):

@@ -42,6 +42,11 @@ class BlockNodes:
                                                         "this file defines no blocks"))
             self.c.error(f"unknown block '{block_name}'", locs.at("use"), hint, use_sites=scope.use_sites)
             raise Poisoned
+        if "init" in fields:                  # it was ignored: init sets one layer's parameters
+            self.c.error(f"init: a block instance ('{block_name}') has no parameters of its own to initialise",
+                         locs.at("init"), "write init: on the layers inside the block (a block param can carry "
+                         "it: init: \"${...}\")", use_sites=scope.use_sites)
+            raise Poisoned
         block, module, btree = found
         key = f"{module.path}:{block_name.rsplit('.', 1)[-1]}"
         if key in scope.block_stack:
@@ -128,6 +133,10 @@ class BlockNodes:
     def build_call(self: "Expander", target: str, fields: dict, locs: Locs, scope: Scope, name: str,
                    inputs: list[Value | None]) -> Value:
         extra = [k for k in fields if k not in RESERVED]
+        if "init" in fields:                  # it was ignored: a call reuses the parameters as drawn
+            self.c.error(f"init: a call shares the parameters of '{target}', initialised where it is built",
+                         locs.at("init"), f"write init: on '{target}'", use_sites=scope.use_sites)
+            raise Poisoned
         if extra:
             self.c.error(f"a call takes no attributes (found {', '.join(extra)}): it reuses '{target}' as built",
                          locs.keys.get(extra[0], locs.node), use_sites=scope.use_sites)

@@ -36,7 +36,9 @@ def apply_overrides(c: Compiler, spec: Spec, tree: SMap, params: dict[str, Any])
                 env[k] = render(v, env, budget=c.budget)
             except ExprError as e:
                 env[k] = FAILED                  # reading it later fails quietly: one error, not a cascade
-                if not e.quiet:
+                if not e.quiet and k in params:  # the value came from --set, not from the spec's line
+                    c.error(f"--set {k}={v}: {e.message}", None, e.hint)
+                elif not e.quiet:
                     c.error(e.message, locate(tree, ("params", k)), e.hint)
     return env
 
@@ -62,7 +64,7 @@ def build_inputs(c: Compiler, ex: Expander, tree: SMap, spec: Spec, top: Scope) 
 def _input_type(c: Compiler, ex: Expander, itree: SMap, name: str, decl: Any, top: Scope) -> TensorType | None:
     loc = itree.loc_of(name)
     if not NAME_RE.match(str(name)):
-        c.error(f"invalid input name '{name}'", itree.key_locs.get(name, loc))
+        c.error(f"invalid input name {name!r}", itree.key_locs.get(name, loc))
         return None
     shape, dtype = decl, "float32"
     if isinstance(decl, dict):

@@ -13,7 +13,8 @@ from ..spec import BlockSpec, Library, Spec
 from .diagnose import Compiler
 
 STD_LIB = Path(__file__).resolve().parent.parent.parent / "specs" / "lib"
-SYMBOL_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SYMBOL_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+BLOCK_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*\Z")        # use: conv-bn needs no expression
 
 
 @dataclass
@@ -53,14 +54,38 @@ def load_module(c: Compiler, tree: Any, path: str, root: Path, model: type,
     if spec is None:
         return None
     mod = Module(path, tree, spec, root)
+    _check_symbols(c, tree, spec)
     for alias, target in spec.imports.items():
         loc = tree["imports"].loc_of(alias)
+        if not SYMBOL_RE.match(alias):        # `use: a.b.block` could never reach it: it splits at the first dot
+            c.error(f"invalid import name {alias!r}", tree["imports"].key_locs.get(alias, loc),
+                    "an import name is ASCII letters, digits and _, not starting with a digit, as in imports: {res: \"std:resnet\"}")
+            mod.failed.add(alias)
+            continue
         sub = import_file(c, alias, target, mod, loc, stack)
         if sub is not None:
             mod.imports[alias] = sub
         else:
             mod.failed.add(alias)
     return mod
+
+
+def _check_symbols(c: Compiler, tree: SMap, spec: Any) -> None:
+    """Block and param names are written bare in `use:` and in expressions: one that cannot be written there
+    ('x.y', 'a b', 'n\\n') is an error at its key, not an 'unknown block'/'unknown name' at every use."""
+    def check(where: Any, names: Any, what: str) -> None:
+        for name in names or ():
+            if not (SYMBOL_RE if what == "param" else BLOCK_RE).match(str(name)):
+                loc = where.key_locs.get(name, where.loc) if isinstance(where, SMap) else tree.loc
+                c.error(f"invalid {what} name {name!r}", loc, f"a {what} name is ASCII letters, digits"
+                        + (" and _" if what == "param" else ", _ and -") + ", not starting with a digit: it is written "
+                        "bare in " + ("use:" if what == "block" else "${...}"))
+    check(tree.get("params"), spec.params, "param")
+    blocks = tree.get("blocks")
+    check(blocks, spec.blocks, "block")
+    for bname, block in (spec.blocks or {}).items():
+        btree = blocks.get(bname) if isinstance(blocks, SMap) else None
+        check(btree.get("params") if isinstance(btree, SMap) else None, block.params, "param")
 
 
 def import_file(c: Compiler, alias: str, target: str, mod: Module, loc: Loc,

@@ -10,11 +10,11 @@ from ..errors import Loc
 from ..values import Value
 from .modules import Module
 
-NAME_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*|[0-9]+)$")       # an input's name
+NAME_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*|[0-9]+)\Z")       # an input's name
 # a node's name: a PyTorch module name (letters, digits, _ and -, not first) -- no `.` (hierarchy), `:` (ports),
 # spaces or glob characters
-NODE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
-NAME_HINT = ("a name is made of letters, digits, _ and - (not first), as PyTorch module names are: conv1, 0, "
+NODE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*\Z")
+NAME_HINT = ("a name is made of ASCII letters, digits, _ and - (not first), as PyTorch module names are: conv1, 0, "
              "block1-0; dots are added by blocks and repeat, colons name ports")
 
 

@@ -20,7 +20,7 @@ from .registry import Layer
 
 KEYWORDS = {"true", "false", "null", "yes", "no", "on", "off", "~"}
 JUNK = {"onnx", "val", "const", "Constant", "tmp"}            # torch.onnx's generated value names
-PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:]*$")
+PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:]*\Z")
 
 
 def sanitise(text: str) -> str | None:
