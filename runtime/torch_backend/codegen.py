@@ -260,6 +260,8 @@ def _member_line(m: Member) -> str:
     note = "  # only a loss needs it (see --output); kept for the state_dict" if m.unused else ""
     if m.attr.isidentifier():
         return f"self.{m.attr} = {value}{note}"
+    if isinstance(value, str) and value.startswith("nn.Parameter("):     # a `param` node named like block1-0
+        return f"self.register_parameter({m.attr!r}, {value}){note}"
     return f"self.add_module({m.attr!r}, {value}){note}"
 
 
