@@ -16,6 +16,17 @@ ScalarOrExpr = Union[int, float, bool, str, list, None]
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, v: Any, info: Any) -> Any:
+        """`epochs: true` is not 1: a boolean where a number is expected is refused (pydantic's lax mode
+        reads True as 1), unless the field takes a boolean too."""
+        if isinstance(v, bool) and info.field_name in cls.model_fields:
+            text = repr(cls.model_fields[info.field_name].annotation)
+            if ("int" in text or "float" in text) and "bool" not in text and "Any" not in text:
+                raise ValueError("expected a number, got a boolean")
+        return v
+
 
 class InputSpec(Strict):
     shape: list[Union[int, str]]

@@ -73,7 +73,8 @@ class Compiler:
             self.error(f"missing required key '{path[-1]}'" + (f" in {'.'.join(str(p) for p in prefix + path[:-1])}"
                                                                 if prefix + path[:-1] else ""), loc)
         else:
-            self.error(f"{where}: {err['msg']} (found {err.get('input')!r})", loc)
+            msg = err["msg"].removeprefix("Value error, ")           # our own validators' messages
+            self.error(f"{where}: {msg} (found {err.get('input')!r})", loc)
 
 
 def _clip(text: str) -> str:
