@@ -242,7 +242,8 @@ def _picture_commands(sub: Any) -> None:
                             help="the other end, the same inputs")
             sp.add_argument("--steps", type=positive_int, default=8, help="codes per row, ends included (default 8)")
         sp.add_argument("--class", dest="cls", type=int, metavar="K",
-                        help="a class-conditional generator's class (sample default: every class in turn)")
+                        help="a class-conditional generator's class (default: " + (
+                            "every class in turn)" if name == "sample" else "the class input given with --input)"))
         sp.add_argument("--latent", metavar="NODE|INPUT", help="the latent code (default: the only train.noise "
                         "input, or the only reparameterize node)")
         sp.add_argument("--output", metavar="NAME", help="what to draw (default: the first output that depends "
