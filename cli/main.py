@@ -115,11 +115,11 @@ def _training_commands(sub: Any) -> None:
     """train, sweep, eval"""
     sp = add(sub, "train", lazy("cli.train:cmd_train"), "train with the NumPy runtime (or --backend torch) as the spec's train section says")
     sp.add_argument("spec")
-    sp.add_argument("--data", metavar="PATH", help="training data: an .npz with an array per input, or builtin:NAME "
-                    "(default: train.data.train in the spec)")
+    sp.add_argument("--data", metavar="PATH", help="training data: an .npz, a folder of .npy, a CSV table, an image "
+                    "folder, text (docs/data.md) or builtin:NAME (default: train.data.train in the spec)")
     sp.add_argument("--epochs", type=positive_int, help="train this many epochs in all (default: train.epochs)")
     sp.add_argument("--out", default=None, metavar="DIR", help="the run folder for best.npz, last.npz, history.csv, "
-                    "curves.png (default runs/NAME)")
+                    "curves.png and train.log's steps files (default runs/NAME)")
     sp.add_argument("--resume", metavar="CKPT", help="continue an interrupted run from its last.npz")
     sp.add_argument("--init", metavar="CKPT", help="start from the matching weights of another run (any spec)")
     sp.add_argument("--init-map", action="append", default=[], metavar="OLD=NEW",
@@ -145,7 +145,8 @@ def _training_commands(sub: Any) -> None:
     sp = add(sub, "eval", lazy("cli.train:cmd_eval"), "loss and metrics of a checkpoint on a data set")
     sp.add_argument("spec")
     sp.add_argument("--weights", required=True, metavar="CKPT", help="the weights to score (a run's best.npz)")
-    sp.add_argument("--data", metavar="PATH", help="an .npz or builtin:NAME (default: train.data.test in the spec)")
+    sp.add_argument("--data", metavar="PATH", help="a data source (docs/data.md) or builtin:NAME (default: train.data.test "
+                    "in the spec)")
     sets(sp)
     sp.add_argument("--backend", choices=["numpy", "torch"], default="numpy", help="torch: needs specc[torch]")
     sp.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu", help="with --backend torch")
@@ -153,9 +154,10 @@ def _training_commands(sub: Any) -> None:
 
 def _model_commands(sub: Any) -> None:
     """run, export-torch, data"""
-    sp = add(sub, "run", lazy("cli.run:cmd_run"), "inference with the NumPy runtime or onnxruntime")
+    sp = add(sub, "run", lazy("cli.run:cmd_run"),
+             "inference with the NumPy runtime, onnxruntime or PyTorch, on given inputs or a data source")
     sp.add_argument("model", metavar="SPEC|MODEL.onnx")
-    sp.add_argument("--weights", metavar="CKPT", help="weights for a spec (default: its initial values)")
+    sp.add_argument("--weights", metavar="CKPT", help="a spec's trained weights (a run's best.npz; needed with a spec)")
     sp.add_argument("--input", action="append", metavar="NAME=FILE.npy", default=[],
                     help="an input's values from a .npy file (one per input the outputs need; repeatable)")
     sp.add_argument("--data", metavar="SOURCE", help="run over a data source (docs/data.md) instead of --input")
@@ -240,7 +242,8 @@ def _picture_commands(sub: Any) -> None:
                             help="the other end, the same inputs")
             sp.add_argument("--steps", type=positive_int, default=8, help="codes per row, ends included (default 8)")
         sp.add_argument("--class", dest="cls", type=int, metavar="K",
-                        help="a class-conditional generator's class (sample default: every class in turn)")
+                        help="a class-conditional generator's class (default: " + (
+                            "every class in turn)" if name == "sample" else "the class input given with --input)"))
         sp.add_argument("--latent", metavar="NODE|INPUT", help="the latent code (default: the only train.noise "
                         "input, or the only reparameterize node)")
         sp.add_argument("--output", metavar="NAME", help="what to draw (default: the first output that depends "
@@ -267,8 +270,8 @@ def _analysis_commands(sub: Any) -> None:
     sp = add(sub, "attack", lazy("cli.use:cmd_attack"),
              "FGSM/PGD adversarial examples: accuracy and success rate per epsilon, a before/after picture")
     trained(sp)
-    sp.add_argument("--data", metavar="SRC", help="the examples to attack: an .npz or builtin:NAME (default: the "
-                    "spec's test set, else its training data)")
+    sp.add_argument("--data", metavar="SRC", help="the examples to attack: a data source (docs/data.md) or builtin:NAME "
+                    "(default: the spec's test set, else its training data)")
     sp.add_argument("--method", choices=["fgsm", "pgd"], default="fgsm", help="one signed-gradient step (fgsm) or "
                     "--steps projected steps (pgd); default fgsm")
     sp.add_argument("--eps", default="0.05,0.1,0.2", metavar="E1,E2,...",
@@ -314,8 +317,8 @@ def _analysis_commands(sub: Any) -> None:
     sp = add(sub, "boundary", lazy("cli.use:cmd_boundary"),
              "decision regions of a classifier of 2-D points, with the data on top")
     trained(sp)
-    sp.add_argument("--data", metavar="SRC", help="the points to draw: an .npz or builtin:NAME (default: the "
-                    "spec's test set, else its training data)")
+    sp.add_argument("--data", metavar="SRC", help="the points to draw: a data source (docs/data.md) or builtin:NAME "
+                    "(default: the spec's test set, else its training data)")
     sp.add_argument("--resolution", type=positive_int, default=200, help="grid points per axis (default 200)")
     scores(sp)
     sp.add_argument("--input-name", metavar="NAME", help="the 2-D input (default: the only float input)")

@@ -17,6 +17,8 @@ _LAZY = {
     "save": ("runtime.checkpoint", "save"),
     "load": ("runtime.checkpoint", "load"),
     "optim": ("runtime.optim", None),
+    "train": ("runtime.train", None),          # runtime.train.evaluate, as the docs write it
+    "transfer": ("runtime.transfer", None),    # runtime.transfer.init_from
 }
 
 tune_allocator()

@@ -408,3 +408,15 @@ def test_tensor_inputs_of_another_dtype():
     np.testing.assert_array_equal(out.data, m(x=x.astype(np.float32))["fc"])
     with pytest.raises(UserError, match="float64 Tensor that needs a gradient"):
         m.forward(x=Tensor(x, requires_grad=True))
+
+
+def test_the_documented_dotted_names_resolve_after_a_bare_import_runtime():
+    """docs/runtime.md and docs/training.md write runtime.train.evaluate, runtime.transfer.init_from and
+    runtime.optim.SGD after `import runtime` alone: a fresh interpreter, so no other test imported them."""
+    import subprocess
+    import sys
+    code = ("import runtime; print(runtime.train.evaluate.__name__, runtime.train.weighted_sum.__name__, "
+            "runtime.transfer.init_from.__name__, runtime.optim.SGD.__name__)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["evaluate", "weighted_sum", "init_from", "SGD"]

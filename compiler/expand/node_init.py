@@ -12,7 +12,7 @@ from .diagnose import Compiler
 
 USER_INITS = ("kaiming_uniform", "kaiming_normal", "xavier_uniform", "xavier_normal", "normal", "trunc_normal",
               "zeros", "ones", "uniform", "constant")
-# the arguments each `init:` takes (runtime.init's meaning): "number", "non-negative" or "nonlinearity"
+# the arguments each `init:` takes (compiler/init.py's meaning): "number", "non-negative" or "nonlinearity"
 INIT_ARGS: dict[str, dict[str, str]] = {
     "kaiming_uniform": {"a": "non-negative", "nonlinearity": "nonlinearity", "mode": "mode"},
     "kaiming_normal": {"a": "non-negative", "nonlinearity": "nonlinearity", "mode": "mode"},

@@ -1,7 +1,7 @@
 """Convolution and pooling: conv1d, conv2d, conv_transpose2d, max/avg/adaptive/global pooling, upsample.
 
 The geometry helpers at the top (padding resolution, pooling windows, output_padding from
-output_size) are shared with runtime/kernels/convolution.py and compiler/onnx/convolution.py so
+output_size) are shared with runtime/kernels/convolution.py and the lowerings below so
 that shape rule, kernel and lowering agree on every size.
 """
 from __future__ import annotations
