@@ -158,12 +158,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         load_graph(args.spec, args.set)                 # a bad spec or --set fails here, once
         from runtime.torch_backend import distributed
         return distributed.launch(_specc, _train_argv(args), nproc)
+    ok = False
     try:
-        return _train(args)
+        code = _train(args)
+        ok = code == 0
+        return code
     finally:
         if _distributed() and getattr(args, "backend", "numpy") == "torch":
             from runtime.torch_backend import distributed
-            distributed.finish()
+            distributed.finish(ok)
 
 
 def _train(args: argparse.Namespace) -> int:

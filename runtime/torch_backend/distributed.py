@@ -53,8 +53,14 @@ def init(device: str) -> tuple[int, int, str]:
     return rank, world, "cpu" if not cuda else device
 
 
-def finish() -> None:
+def finish(ok: bool = True) -> None:
+    """Leave the process group. After a successful run every process first waits for the others (rank 0
+    still writes checkpoints and logs when the rest are done): a process that tore its connections down while
+    a peer still held them could abort that peer in gloo ("terminate called without an active exception",
+    exit -6). After a failure there is no barrier: the peer may never arrive, and spawn stops the rest."""
     if dist.is_initialized():
+        if ok:
+            dist.barrier()
         dist.destroy_process_group()
 
 
