@@ -107,7 +107,12 @@ class Log(Strict):
     @field_validator("to", mode="before")
     @classmethod
     def _one_sink(cls, v: Any) -> Any:
-        return [v] if isinstance(v, str) else v
+        v = [v] if isinstance(v, str) else v
+        if isinstance(v, list) and not v:
+            raise ValueError("empty: nothing would be recorded (list csv, jsonl and/or tensorboard, or drop log:)")
+        if isinstance(v, list) and len(set(map(str, v))) < len(v):
+            raise ValueError("a sink is listed twice")
+        return v
 
 
 class Augment(Strict):

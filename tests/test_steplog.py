@@ -47,6 +47,9 @@ def test_log_section_keys_defaults_and_set_override():
     ({"evry": 5}, r"unknown key 'evry' in train.log[\s\S]*every"),
     ({"to": ["tensorbord"]}, r"train.log.to.0: .*'csv', 'jsonl' or 'tensorboard'"),
     ({"every": -1}, r"train.log.every: .*greater than or equal to 0"),
+    ({"to": []}, r"train.log.to: empty: nothing would be recorded"),           # was silently no records
+    ({"to": ["csv", "csv"]}, r"train.log.to: a sink is listed twice"),
+    ({"every": True}, r"train.log.every: expected a number, got a boolean"),    # was read as every: 1
 ])
 def test_bad_log_sections_are_spec_errors(log, message):
     with pytest.raises(SpecError, match=message):
