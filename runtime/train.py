@@ -436,6 +436,7 @@ def plot_curves(path: Path, history: list[dict[str, Any]], log: Callable | None 
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         if log:
             log("note: matplotlib is not installed, so curves.png was not drawn (pip install matplotlib)")
@@ -467,6 +468,7 @@ def plot_curves(path: Path, history: list[dict[str, Any]], log: Callable | None 
             ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=0.8, label=f"best ({best_epoch})")
         ax.set_title(q)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))      # epochs are whole numbers
         ax.grid(alpha=0.3)
         ax.legend()
     if panels > len(keys):
@@ -483,6 +485,7 @@ def plot_curves(path: Path, history: list[dict[str, Any]], log: Callable | None 
 def _lr_panel(ax: Any, epochs: list[int], history: list[dict[str, Any]], rates: list[str]) -> None:
     """The learning rate each epoch trained with (history's `lr`, and `lr.<group>` with lr_scale or phases);
     a log scale when the rates span 20x or more."""
+    from matplotlib.ticker import MaxNLocator
     lowest, highest = math.inf, 0.0
     for k in rates:
         ys = [float(v) if isinstance(v := r.get(k), (int, float)) else np.nan for r in history]
@@ -494,6 +497,7 @@ def _lr_panel(ax: Any, epochs: list[int], history: list[dict[str, Any]], rates: 
         ax.set_yscale("log")
     ax.set_title("learning rate")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     if len(rates) > 1:
         ax.legend()
