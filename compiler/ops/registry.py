@@ -142,33 +142,29 @@ def _record(name: str, what: str) -> OpDef:
     return OPS[name]
 
 
-def lowering(*names: str) -> Callable:
-    """Register the decorated function as the ONNX lowering of the ops `names` (declared above it)."""
+def _attach(field: str, what: str, names: tuple[str, ...]) -> Callable:
+    """A decorator setting the records' `field` (their lowering or reference) to the decorated function."""
 
     def register(fn: Callable) -> Callable:
         for name in names:
-            d = _record(name, "an ONNX lowering")
-            if d.lowering is not None:
-                raise RuntimeError(f"lowering {name!r} registered twice")
-            d.lowering = fn
+            d = _record(name, what)
+            if getattr(d, field) is not None:
+                raise RuntimeError(f"{field} {name!r} registered twice")
+            setattr(d, field, fn)
         return fn
 
     return register
+
+
+def lowering(*names: str) -> Callable:
+    """Register the decorated function as the ONNX lowering of the ops `names` (declared above it)."""
+    return _attach("lowering", "an ONNX lowering", names)
 
 
 def reference(*names: str) -> Callable:
     """Register the decorated function as the PyTorch reference of the ops `names`: fn(c, *tensors) with c
     tools/torch_ref.py's C (attributes, training, symbols, wanted ports, input types, float dtype)."""
-
-    def register(fn: Callable) -> Callable:
-        for name in names:
-            d = _record(name, "a PyTorch reference")
-            if d.reference is not None:
-                raise RuntimeError(f"reference {name!r} registered twice")
-            d.reference = fn
-        return fn
-
-    return register
+    return _attach("reference", "a PyTorch reference", names)
 
 
 # ONNX's TensorProto data types, as plain numbers so that lowerings never import onnx.
