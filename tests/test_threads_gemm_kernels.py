@@ -4,15 +4,7 @@ import numpy as np
 import pytest
 
 from runtime import threads
-from test_threads import FakeBlas
-
-
-@pytest.fixture
-def fake(monkeypatch):
-    blas = FakeBlas(4)
-    monkeypatch.setattr(threads, "_controllers", [blas])
-    monkeypatch.delenv("SPECC_BLAS_POLICY", raising=False)
-    return blas
+from test_threads import fake  # noqa: F401  (the fixture: a fake BLAS controller with 4 threads)
 
 
 def _run_and_back(name, attrs, inputs):
