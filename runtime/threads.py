@@ -74,3 +74,22 @@ def gemm(m: int, k: int, n: int):
     if m * k * n < SMALL_GEMM:
         return single()
     return _NOTHING()
+
+
+def current() -> int:
+    """The BLAS thread count in effect here: 1 inside a one-thread region, else the BLAS library's own
+    (OPENBLAS_NUM_THREADS / OMP_NUM_THREADS, or the CPUs this process may use, without threadpoolctl).
+    Other thread pools (runtime/mlas_conv.py's onnxruntime sessions) follow it."""
+    if _single and enabled():
+        return 1
+    counts = [c.num_threads for c in _blas()]
+    if counts:
+        return max(1, min(counts))
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        v = os.environ.get(name, "").split(",")[0].strip()
+        if v.isdigit() and int(v) >= 1:
+            return int(v)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.skipif(not blas.fused(np.float32), reason="numpy's bund
 
 @pytest.fixture
 def shifted(monkeypatch):
+    monkeypatch.setenv("SPECC_CONV_KERNEL", "numpy")        # float32 would take MLAS (test_conv_mlas.py)
     monkeypatch.setattr(conv, "_SHIFT_MIN_CH", 1)
     monkeypatch.setattr(conv, "_SHIFT_MAX_CH", 1 << 30)
     monkeypatch.setattr(conv, "_SHIFT_MAX_POS", 1 << 30)
@@ -115,6 +116,7 @@ def test_an_op_record_case_takes_the_shifted_path(monkeypatch):
     them must run the shifted path with the default dispatch."""
     from compiler import ops
     from opcheck import draw
+    monkeypatch.setenv("SPECC_CONV_KERNEL", "numpy")
     calls = []
     real = conv._shifted_run
     monkeypatch.setattr(conv, "_shifted_run", lambda *a, **k: calls.append(1) or real(*a, **k))

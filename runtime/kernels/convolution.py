@@ -1,6 +1,9 @@
 """Convolution and pooling kernels.
 
-Every convolution runs on three primitives over NCHW arrays (conv1d is conv2d with H = 1):
+Float32 convolutions with one group run their forward pass and their stride-1 input gradient on
+onnxruntime's MLAS direct kernels (runtime/mlas_conv.py, 2-3x faster than im2col + OpenBLAS); their
+weight gradient, float64 (the gradient checks) and what MLAS does not take use the NumPy primitives.
+Every NumPy convolution runs on three primitives over NCHW arrays (conv1d is conv2d with H = 1):
   _corr   the forward correlation: im2col as a strided window view, copied block by block of samples
           into a column matrix (_Columns), and one GEMM per block or per sample; a 1×1 stride-1 conv
           is a plain GEMM on the input itself;
@@ -32,7 +35,7 @@ from numpy.lib.stride_tricks import as_strided
 from compiler.ops.convolution import (adaptive_windows, conv_out, conv_pads, pool_geometry,
                                       transpose_base, transpose_output_padding, tup)
 
-from .. import blas, parallel, threads
+from .. import blas, mlas_conv, parallel, threads
 from .registry import Ctx, kernel
 
 _BLOCK = 4 << 20            # bytes of im2col columns per block of samples (cache-sized, yet big 2-thread GEMMs)
@@ -213,6 +216,9 @@ class _Columns:
         parallel.run(channels, self.shape[0], 2 * buf.nbytes)
 
 
+_NO_PADS = ((0, 0), (0, 0))
+
+
 def _corr(xp: np.ndarray, w: np.ndarray, s, d, groups: int, out, keep: bool = False):
     """Cross-correlation of padded xp [N, C, Hp, Wp] with w [O, C/g, kh, kw]: y [N, O, *out].
     With keep, also returns the columns when the batch is one block (else None) for _wgrad."""
@@ -222,6 +228,9 @@ def _corr(xp: np.ndarray, w: np.ndarray, s, d, groups: int, out, keep: bool = Fa
     kk = cg * kh * kw
     oh, ow = out
     dt = np.result_type(xp.dtype, w.dtype)
+    if mlas_conv.applies(xp, w, groups, _NO_PADS):
+        y = mlas_conv.conv(xp, w, None, _NO_PADS, s, d)[:, :, :oh, :ow]
+        return (y, None) if keep else y
     wm = w.reshape(g, og, kk)
     if _is_plain_gemm((kh, kw), s, xp.shape[2:], out):
         y = np.matmul(wm, xp.reshape(n, g, cg, oh * ow)).reshape(n, o, oh, ow)
@@ -283,9 +292,10 @@ def _igrad(gy: np.ndarray, w: np.ndarray, s, d, groups: int, full, lo, out) -> n
     _, cg, kh, kw = w.shape
     g, og = groups, o // groups
     c = g * cg
-    if tuple(s) == (1, 1) and o * out[0] * (out[1] + d[1] * (kw - 1)) <= 3 * c * oh * ow:
-        # correlation of the padded output gradient with the flipped, in/out-swapped kernel
-        # (cheaper than GEMM + col2im unless the gradient has many more channels than the input)
+    if tuple(s) == (1, 1) and (mlas_conv.applies(gy, w, groups, _NO_PADS)
+                               or o * out[0] * (out[1] + d[1] * (kw - 1)) <= 3 * c * oh * ow):
+        # correlation of the padded output gradient with the flipped, in/out-swapped kernel (cheaper
+        # than GEMM + col2im unless the gradient has many more channels than the input and runs on NumPy)
         wf = w.reshape(g, og, cg, kh, kw).transpose(0, 2, 1, 3, 4).reshape(c, og, kh, kw)[:, :, ::-1, ::-1]
         pads = []
         for k_, d_, l_, o_, m in zip((kh, kw), d, lo, out, (oh, ow)):
@@ -468,6 +478,8 @@ def _conv_run(ctx: Ctx, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | No
     x4, w4 = (x[:, :, None, :], weight[:, :, None, :]) if nd == 1 else (x, weight)
     if nd == 1:
         k, st, dl, pads = (1,) + k, (1,) + st, (1,) + dl, ((0, 0),) + pads
+    if mlas_conv.applies(x4, w4, a.groups, pads):
+        return _mlas_run(ctx, x4, w4, bias, pads, st, dl, nd == 1)
     if _shifted_ok(x4, w4, st, dl, a.groups, pads):
         return _shifted_run(ctx, x4, w4, bias, pads, dl, nd == 1)
     xp = _pad(x4, pads)
@@ -493,6 +505,36 @@ def _conv_run(ctx: Ctx, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | No
         return gx, gw, gb
 
     return (y[:, :, 0] if nd == 1 else y), backward
+
+
+def _mlas_run(ctx: Ctx, x4: np.ndarray, w4: np.ndarray, bias, pads, st, dl, squeeze: bool):
+    """_conv_run on MLAS (runtime/mlas_conv.py): the forward and, by _igrad's stride-1 correlation, the input
+    gradient; the weight gradient is a GEMM (shifted views where they pay, else im2col)."""
+    y = mlas_conv.conv(x4, w4, bias, pads, st, dl)
+
+    def backward(gy: np.ndarray):
+        g4 = gy[:, :, None, :] if squeeze else gy
+        gx = gw = gb = None
+        if ctx.need(0):
+            full = tuple(i + lo + hi for i, (lo, hi) in zip(x4.shape[2:], pads))
+            gx = _igrad(g4, w4, st, dl, 1, full, tuple(lo for lo, _ in pads), x4.shape[2:])
+            gx = gx[:, :, 0] if squeeze else gx
+        if ctx.need(1):
+            gw = _mlas_wgrad(x4, g4, w4, pads, st, dl)
+            gw = gw[:, :, 0] if squeeze else gw
+        if bias is None:
+            return gx, gw
+        if ctx.need(2):
+            gb = gy.sum(axis=(0,) + tuple(range(2, gy.ndim)))
+        return gx, gw, gb
+
+    return (y[:, :, 0] if squeeze else y), backward
+
+
+def _mlas_wgrad(x4: np.ndarray, g4: np.ndarray, w4: np.ndarray, pads, st, dl) -> np.ndarray:
+    """The weight gradient beside an MLAS forward: im2col and one GEMM. (Shifted views, faster at one
+    BLAS thread on VGG's middle layers, were 1.3-1.8x slower than im2col at two: docs/benchmarks.md.)"""
+    return _wgrad(_pad(x4, pads), g4, w4.shape[2:], st, dl, 1)
 
 
 @kernel("conv1d")

@@ -1,0 +1,196 @@
+"""Direct float32 convolution on onnxruntime's MLAS kernels (the NCHWc blocked layout).
+
+Why: NumPy has no convolution, and im2col + OpenBLAS ran VGG's and ResNet-18's 3×3 convolutions 2.3-2.6×
+slower than PyTorch's oneDNN at two threads; MLAS's direct NCHWc kernels run them at 0.9-1.2× PyTorch's
+time (docs/benchmarks.md, "Convolution on MLAS"). onnxruntime is already a dependency of specc, so this is
+a faster kernel from a library that is installed anyway, as NumPy's matmul is OpenBLAS.
+
+How: the com.microsoft.nchwc operators (ReorderInput, Conv, ReorderOutput) are what onnxruntime's own
+graph optimiser puts in place of a Conv whose filter is a constant. Here the filter is a graph *input*,
+so one small session per geometry serves every call of a training run while the weights change: the
+filter is reordered in NumPy on each call into the blocked layout OIHWBiBo (input and output channels
+in blocks of B, B = 16 with AVX-512, 8 with AVX2), or OIHWBo when the input has fewer than B channels
+(then the input is read as plain NCHW). The block size and the layout are read once from what the
+optimiser itself produces for a probe convolution (`block_size`), and checked against a NumPy
+reference; if anything differs (another CPU, another onnxruntime), MLAS is not used.
+
+Used by runtime/kernels/convolution.py for the forward correlation and the stride-1 input gradient
+(a correlation with the flipped kernel) of 2-D and 1-D convolutions with one group; the weight
+gradient stays a GEMM. Float64 (the gradient checks) and groups > 1 keep the NumPy kernels.
+SPECC_CONV_KERNEL=numpy turns this off; the sessions use runtime.threads' current thread count.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import OrderedDict
+
+import numpy as np
+
+from . import threads
+
+_DOMAIN = "com.microsoft.nchwc"
+_MAX_SESSIONS = 64          # geometries kept (a training run has a few per conv layer)
+_block: int | None = None
+_sessions: OrderedDict = OrderedDict()
+_owner: list[int] = []     # the process that loaded onnxruntime's kernels (probed)
+
+
+def enabled() -> bool:
+    """SPECC_CONV_KERNEL unset, "auto" or "mlas": use MLAS where it applies; "numpy": never."""
+    return os.environ.get("SPECC_CONV_KERNEL", "auto").strip().lower() != "numpy"
+
+
+def _blocked(w: np.ndarray, b: int, block_in: bool) -> np.ndarray:
+    """w [O, C, kh, kw] in the NCHWc filter layout: OIHWBiBo (block_in) or OIHWBo, O (and C) zero-padded
+    to multiples of b."""
+    o, c, kh, kw = w.shape
+    op = -(-o // b) * b
+    cp = -(-c // b) * b if block_in else c
+    if (op, cp) != (o, c):
+        wp = np.zeros((op, cp, kh, kw), np.float32)
+        wp[:o, :c] = w
+        w = wp
+    if block_in:
+        wb = w.reshape(op // b, b, cp // b, b, kh, kw).transpose(0, 2, 4, 5, 3, 1)
+    else:
+        wb = w.reshape(op // b, b, cp, kh, kw).transpose(0, 2, 3, 4, 1)
+    return np.ascontiguousarray(wb).reshape(op, cp, kh, kw)
+
+
+def _probe() -> int:
+    """The NCHWc block size of this onnxruntime on this CPU, read from the optimiser's own rewrite of a
+    probe convolution; 0 when the rewrite is absent or its filter layout is not the one expected."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(0).standard_normal((64, 64, 3, 3)).astype(np.float32)
+    g = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1], kernel_shape=[3, 3])], "probe",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    with tempfile.TemporaryDirectory() as tmp:
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.optimized_model_filepath = os.path.join(tmp, "probe.onnx")
+        so.log_severity_level = 3
+        ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        opt = onnx.load(so.optimized_model_filepath)
+    convs = [n for n in opt.graph.node if n.domain == _DOMAIN and n.op_type == "Conv"]
+    inits = {i.name: numpy_helper.to_array(i) for i in opt.graph.initializer}
+    if len(convs) != 1 or convs[0].input[1] not in inits:
+        return 0
+    filt = inits[convs[0].input[1]]
+    for b in (4, 8, 16, 32, 64):
+        if filt.shape == w.shape and np.array_equal(filt, _blocked(w, b, True)):
+            return b
+    return 0
+
+
+def block_size() -> int:
+    """B of the NCHWc layout here, or 0 when MLAS convolution is unavailable (probed once, checked)."""
+    global _block
+    if _owner and _owner[0] != os.getpid():
+        return 0            # a fork()ed child: onnxruntime's thread pools do not survive fork, use NumPy
+    if _block is None:
+        _owner.append(os.getpid())
+        _block = 0
+        if enabled():
+            try:
+                b = _probe()
+                _block = b if b and _self_test(b) else 0
+            except Exception:                       # noqa: BLE001 - any failure: keep the NumPy kernels
+                _block = 0
+    return _block
+
+
+def _self_test(b: int) -> bool:
+    """One small convolution per layout against a direct NumPy sum."""
+    global _block
+    _block = b
+    rng = np.random.default_rng(1)
+    for c in (3, 2 * b):
+        x = rng.standard_normal((2, c, 6, 5)).astype(np.float32)
+        w = rng.standard_normal((b + 3, c, 3, 2)).astype(np.float32)
+        bias = rng.standard_normal(b + 3).astype(np.float32)
+        y = conv(x, w, bias, ((1, 0), (0, 1)), (1, 1), (1, 1))
+        xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (1, 0), (0, 1)))
+        ref = np.zeros(y.shape)
+        for i in range(3):
+            for j in range(2):
+                ref += np.einsum("nchw,oc->nohw", xp[:, :, i:i + y.shape[2], j:j + y.shape[3]], w[:, :, i, j])
+        ref += bias.reshape(-1, 1, 1)
+        if not np.allclose(y, ref, rtol=1e-4, atol=1e-4):
+            return False
+    return True
+
+
+def applies(x: np.ndarray, w: np.ndarray, groups: int, pads) -> bool:
+    """Whether conv() takes this 2-D convolution: float32, one group, non-negative padding, an input
+    with fewer channels than a block or a multiple of 4, and MLAS available."""
+    if x.dtype != np.float32 or w.dtype != np.float32 or groups != 1 or x.ndim != 4 or x.shape[0] == 0:
+        return False
+    if any(p < 0 for lo_hi in pads for p in lo_hi):
+        return False
+    b = block_size() if enabled() else 0
+    return b > 0 and (x.shape[1] < b or x.shape[1] % 4 == 0)
+
+
+def _session(key: tuple, x_shape: tuple, w_shape: tuple, bias: bool, pads, st, dl, o: int, n_threads: int):
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    (top, bottom), (left, right) = pads
+    block_in = x_shape[1] >= _block
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape)),
+              helper.make_tensor_value_info("w", TensorProto.FLOAT, list(w_shape))]
+    nodes, src = [], "x"
+    if block_in:
+        nodes.append(helper.make_node("ReorderInput", ["x"], ["xb"], domain=_DOMAIN, channels_last=0))
+        src = "xb"
+    conv_in = [src, "w"]
+    if bias:
+        inputs.append(helper.make_tensor_value_info("b", TensorProto.FLOAT, [w_shape[0]]))
+        conv_in.append("b")
+    nodes.append(helper.make_node("Conv", conv_in, ["yb"], domain=_DOMAIN, kernel_shape=list(w_shape[2:]),
+                                  pads=[top, left, bottom, right], strides=list(st), dilations=list(dl),
+                                  group=1))
+    nodes.append(helper.make_node("ReorderOutput", ["yb"], ["y"], domain=_DOMAIN, channels_last=0, channels=o))
+    g = helper.make_graph(nodes, "conv", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(_DOMAIN, 1)])
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.intra_op_num_threads = n_threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    # idle pool threads sleep instead of spinning: they would take the core from OpenBLAS's threads
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    _sessions[key] = sess
+    while len(_sessions) > _MAX_SESSIONS:
+        _sessions.popitem(last=False)
+    return sess
+
+
+def conv(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, pads, st, dl) -> np.ndarray:
+    """Cross-correlation y [N, O, oh, ow] of x [N, C, H, W] (float32) with w [O, C, kh, kw], plus bias;
+    pads ((top, bottom), (left, right)); call only where applies() is true."""
+    b = _block
+    o, c = w.shape[:2]
+    block_in = c >= b
+    wb = _blocked(w, b, block_in)
+    n_threads = threads.current()
+    key = (x.shape, wb.shape, bias is not None, tuple(map(tuple, pads)), tuple(st), tuple(dl), o, n_threads)
+    sess = _sessions.get(key)
+    if sess is None:
+        sess = _session(key, x.shape, wb.shape, bias is not None, pads, st, dl, o, n_threads)
+    else:
+        _sessions.move_to_end(key)
+    feeds = {"x": np.ascontiguousarray(x), "w": wb}
+    if bias is not None:
+        bp = np.zeros(wb.shape[0], np.float32)
+        bp[:o] = bias
+        feeds["b"] = bp
+    return sess.run(None, feeds)[0]

@@ -1,0 +1,134 @@
+"""Convolution on onnxruntime's MLAS kernels (runtime/mlas_conv.py) against PyTorch, and its dispatch.
+
+Every comparison checks that MLAS really ran (a call counter on mlas_conv.conv), so these test that
+path and not the NumPy one; float64 (the finite-difference checks) never takes it."""
+import numpy as np
+import pytest
+
+from runtime import mlas_conv, threads
+from runtime.kernels import convolution as conv
+
+from opcheck import run
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+pytestmark = pytest.mark.skipif(mlas_conv.block_size() == 0, reason="no NCHWc convolution in this onnxruntime")
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    monkeypatch.delenv("SPECC_CONV_KERNEL", raising=False)
+    seen = []
+    real = mlas_conv.conv
+    monkeypatch.setattr(mlas_conv, "conv", lambda *a, **k: seen.append(a[0].shape) or real(*a, **k))
+    return seen
+
+
+def _compare(shape, out_ch, k, padding=0, stride=1, dilation=1, nd=2, bias=True, needs=(True, True, True)):
+    rng = np.random.default_rng(sum(shape) + out_ch + 7 * padding + 13 * stride)
+    x = rng.standard_normal(shape).astype(np.float32)
+    ks = (k, k + 1)[:nd] if nd == 2 else (k,)
+    w = (rng.standard_normal((out_ch, shape[1]) + ks) / np.sqrt(shape[1] * np.prod(ks))).astype(np.float32)
+    b = rng.standard_normal(out_ch).astype(np.float32)
+    name = "conv2d" if nd == 2 else "conv1d"
+    attrs = {"out_channels": out_ch, "kernel_size": list(ks), "padding": padding, "stride": stride,
+             "dilation": dilation, "bias": bias}
+    params = [w, b] if bias else [w]
+    (y,), bwd, _ = run(name, attrs, [x], params, needs=needs[:len(params) + 1])
+    fn = F.conv2d if nd == 2 else F.conv1d
+    ts = [torch.tensor(v, requires_grad=True) for v in [x] + params]
+    yt = fn(ts[0], ts[1], ts[2] if bias else None, padding=padding, stride=stride, dilation=dilation)
+    gy = rng.standard_normal(yt.shape).astype(np.float32)
+    yt.backward(torch.tensor(gy))
+    assert y.dtype == np.float32 and y.shape == tuple(yt.shape)
+    scale = float(np.abs(yt.detach().numpy()).max())
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-5, atol=1e-5 * scale)
+    for g, t, need in zip(bwd(gy), ts, needs):
+        if not need:
+            assert g is None
+            continue
+        want = t.grad.numpy()
+        assert g.shape == want.shape and g.dtype == np.float32
+        np.testing.assert_allclose(g, want, rtol=1e-4, atol=1e-5 * float(np.abs(want).max()))
+
+
+@pytest.mark.parametrize("shape,out_ch,k,padding,stride,dilation", [
+    ((2, 3, 9, 8), 5, 3, 1, 1, 1),           # fewer input channels than a block: NCHW input, OIHWBo filter
+    ((3, 16, 7, 6), 16, 3, 1, 1, 1),         # whole blocks
+    ((2, 20, 8, 9), 6, 3, 2, 1, 1),          # channels padded up to blocks both ways
+    ((2, 32, 11, 10), 24, 3, 1, 2, 1),       # stride 2 (the input gradient stays GEMM + col2im)
+    ((1, 8, 12, 12), 40, 3, 2, 1, 2),        # dilation
+    ((4, 6, 14, 14), 16, 5, 0, 1, 1),        # LeNet-5's second convolution
+])
+def test_mlas_conv2d_matches_torch(calls, shape, out_ch, k, padding, stride, dilation):
+    _compare(shape, out_ch, k, padding, stride, dilation)
+    assert calls
+
+
+def test_mlas_conv1d_without_bias_and_partial_needs(calls):
+    _compare((3, 12, 17), 7, 3, padding=1, nd=1, bias=False)
+    _compare((2, 16, 9, 9), 16, 3, padding=1, needs=(False, True, True))
+    assert len(calls) >= 2
+
+
+def test_dispatch():
+    """Float64, groups, an input with C >= block and C % 4 != 0, negative padding or an empty batch keep
+    the NumPy kernels; SPECC_CONV_KERNEL=numpy turns MLAS off."""
+    b = mlas_conv.block_size()
+    x32, w32 = np.zeros((2, 16, 8, 8), np.float32), np.zeros((8, 16, 3, 3), np.float32)
+    no_pads = ((0, 0), (0, 0))
+    assert mlas_conv.applies(x32, w32, 1, no_pads)
+    assert not mlas_conv.applies(x32.astype(np.float64), w32.astype(np.float64), 1, no_pads)
+    assert not mlas_conv.applies(x32, w32[:, :8], 2, no_pads)
+    assert not mlas_conv.applies(np.zeros((2, b + 2, 8, 8), np.float32), np.zeros((8, b + 2, 3, 3), np.float32),
+                                 1, no_pads)
+    assert not mlas_conv.applies(x32, w32, 1, ((-1, 0), (0, 0)))
+    assert not mlas_conv.applies(x32[:0], w32, 1, no_pads)
+
+
+def test_off_switch_and_numpy_fallback_agree(monkeypatch, calls):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 16, 10, 10)).astype(np.float32)
+    w = rng.standard_normal((8, 16, 3, 3)).astype(np.float32)
+    attrs = {"out_channels": 8, "kernel_size": 3, "padding": 1, "bias": False}
+    (y_mlas,), _, _ = run("conv2d", attrs, [x], [w])
+    assert len(calls) == 1
+    monkeypatch.setenv("SPECC_CONV_KERNEL", "numpy")
+    assert not mlas_conv.applies(x, w, 1, ((1, 1), (1, 1)))
+    (y_np,), _, _ = run("conv2d", attrs, [x], [w])
+    assert len(calls) == 1
+    np.testing.assert_allclose(y_mlas, y_np, rtol=1e-5, atol=1e-5)
+
+
+def test_sessions_follow_the_blas_thread_count(calls):
+    x = np.random.default_rng(4).standard_normal((1, 16, 6, 6)).astype(np.float32)
+    w = np.random.default_rng(5).standard_normal((16, 16, 3, 3)).astype(np.float32)
+    y_any = mlas_conv.conv(x, w, None, ((1, 1), (1, 1)), (1, 1), (1, 1))
+    with threads.single():
+        y_one = mlas_conv.conv(x, w, None, ((1, 1), (1, 1)), (1, 1), (1, 1))
+    counts = {key[-1] for key in mlas_conv._sessions if key[0] == x.shape}
+    assert 1 in counts
+    np.testing.assert_array_equal(y_any, y_one)
+
+
+def _child_conv(x, w):
+    (y,), _, _ = run("conv2d", {"out_channels": 16, "kernel_size": 3, "padding": 1, "bias": False}, [x], [w])
+    return y, mlas_conv.block_size()
+
+
+def test_a_forked_child_falls_back_to_numpy():
+    """onnxruntime's thread pools do not survive fork() (a session made in the child hung): a child of a
+    process that loaded the MLAS kernels computes its convolutions with NumPy."""
+    import multiprocessing as mp
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((1, 16, 5, 5)).astype(np.float32)
+    w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    want, block = _child_conv(x, w)
+    assert block > 0
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        got, child_block = pool.apply_async(_child_conv, (x, w)).get(timeout=60)
+    assert child_block == 0
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
