@@ -292,7 +292,7 @@ def _igrad(gy: np.ndarray, w: np.ndarray, s, d, groups: int, full, lo, out) -> n
     _, cg, kh, kw = w.shape
     g, og = groups, o // groups
     c = g * cg
-    if tuple(s) == (1, 1) and (mlas_conv.applies(gy, w, groups, _NO_PADS)
+    if tuple(s) == (1, 1) and ((c >= 4 and mlas_conv.applies(gy, w, groups, _NO_PADS))
                                or o * out[0] * (out[1] + d[1] * (kw - 1)) <= 3 * c * oh * ow):
         # correlation of the padded output gradient with the flipped, in/out-swapped kernel (cheaper
         # than GEMM + col2im unless the gradient has many more channels than the input and runs on NumPy)
