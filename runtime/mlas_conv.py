@@ -17,7 +17,8 @@ reference; if anything differs (another CPU, another onnxruntime), MLAS is not u
 Used by runtime/kernels/convolution.py for the forward correlation and the stride-1 input gradient
 (a correlation with the flipped kernel) of 2-D and 1-D convolutions with one group; the weight
 gradient stays a GEMM. Float64 (the gradient checks) and groups > 1 keep the NumPy kernels.
-SPECC_CONV_KERNEL=numpy turns this off; the sessions use runtime.threads' current thread count.
+SPECC_CONV_KERNEL=numpy turns this off; the sessions use runtime.threads.cap() threads (also inside a
+one-thread BLAS region: onnxruntime's pool shares work out dynamically), one below _MIN_SPLIT.
 """
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ from . import threads
 
 _DOMAIN = "com.microsoft.nchwc"
 _MAX_SESSIONS = 64          # geometries kept (a training run has a few per conv layer)
+_SMALL_MAP, _MANY_CHANNELS = 100, 256 * 256     # input positions below / channels in × out from: NumPy
+_MIN_SPLIT = 1 << 22        # multiply-adds from which a convolution uses more than one thread (below it
+                            # waking a second thread cost more than it saved: docs/benchmarks.md)
 _block: int | None = None
 _sessions: OrderedDict = OrderedDict()
 _owner: list[int] = []     # the process that loaded onnxruntime's kernels (probed)
@@ -129,11 +133,14 @@ def _self_test(b: int) -> bool:
 
 def applies(x: np.ndarray, w: np.ndarray, groups: int, pads) -> bool:
     """Whether conv() takes this 2-D convolution: float32, one group, non-negative padding, an input
-    with fewer channels than a block or a multiple of 4, and MLAS available."""
+    with fewer channels than a block or a multiple of 4, not a small map of many channels, and MLAS
+    available."""
     if x.dtype != np.float32 or w.dtype != np.float32 or groups != 1 or x.ndim != 4 or x.shape[0] == 0:
         return False
     if any(p < 0 for lo_hi in pads for p in lo_hi):
         return False
+    if x.shape[2] * x.shape[3] < _SMALL_MAP and x.shape[1] * w.shape[0] >= _MANY_CHANNELS:
+        return False        # ResNet-18's layer4: 7×7 maps of 512 channels ran faster as im2col + GEMM
     b = block_size() if enabled() else 0
     return b > 0 and (x.shape[1] < b or x.shape[1] % 4 == 0)
 
@@ -181,7 +188,11 @@ def conv(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, pads, st, dl) ->
     o, c = w.shape[:2]
     block_in = c >= b
     wb = _blocked(w, b, block_in)
-    n_threads = threads.current()
+    (top, bottom), (left, right) = pads
+    oh = (x.shape[2] + top + bottom - dl[0] * (w.shape[2] - 1) - 1) // st[0] + 1
+    ow = (x.shape[3] + left + right - dl[1] * (w.shape[3] - 1) - 1) // st[1] + 1
+    macs = x.shape[0] * max(oh, 0) * max(ow, 0) * w.size
+    n_threads = threads.cap() if macs >= _MIN_SPLIT else 1
     key = (x.shape, wb.shape, bias is not None, tuple(map(tuple, pads)), tuple(st), tuple(dl), o, n_threads)
     sess = _sessions.get(key)
     if sess is None:

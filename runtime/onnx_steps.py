@@ -106,7 +106,7 @@ def run(node: Any, ctx: Any, args: list, params: list) -> tuple | None:
     floats = [v for v in list(args) + list(params) if v is not None]
     if any(not isinstance(v, np.ndarray) or (v.dtype.kind == "f" and v.dtype != np.float32) for v in floats):
         return None
-    n_threads = threads.current()
+    n_threads = threads.cap()
     key = (id(node), node.name, tuple(None if v is None else (v.shape, v.dtype.str) for v in args),
            tuple(v.shape for v in params), ctx.wanted, n_threads)
     if key in _refused:

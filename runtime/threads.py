@@ -27,6 +27,7 @@ SMALL_GEMM = 1 << 24        # m·k·n under which one thread is used (~34 MFLOP:
 
 _controllers: list | None = None
 _single = False             # inside a single-thread region (nested regions do nothing)
+_outer: list[int] = []      # the BLAS thread count outside the current single-thread region
 
 
 def enabled() -> bool:
@@ -55,6 +56,7 @@ def single() -> Iterator[None]:
         return
     saved = [(c, c.num_threads) for c in _blas()]
     changed = [(c, n) for c, n in saved if n != 1]
+    _outer[:] = [max(1, min(n for _, n in saved))] if saved else []
     for c, _ in changed:
         c.set_num_threads(1)
     _single = True
@@ -62,6 +64,7 @@ def single() -> Iterator[None]:
         yield
     finally:
         _single = False
+        _outer.clear()
         for c, n in changed:
             c.set_num_threads(n)
 
@@ -77,11 +80,20 @@ def gemm(m: int, k: int, n: int):
 
 
 def current() -> int:
-    """The BLAS thread count in effect here: 1 inside a one-thread region, else the BLAS library's own
-    (OPENBLAS_NUM_THREADS / OMP_NUM_THREADS, or the CPUs this process may use, without threadpoolctl).
-    Other thread pools (runtime/mlas_conv.py's onnxruntime sessions) follow it."""
+    """The BLAS thread count in effect here: 1 inside a one-thread region, else cap()."""
     if _single and enabled():
         return 1
+    return cap()
+
+
+def cap() -> int:
+    """The BLAS library's own thread count, outside any one-thread region (OPENBLAS_NUM_THREADS /
+    OMP_NUM_THREADS, or the CPUs this process may use, without threadpoolctl). onnxruntime's sessions
+    (runtime/mlas_conv.py, runtime/onnx_steps.py) use it: their thread pool hands out work in small
+    pieces to whichever thread is free, so a thread that lost its core does not stall the others as
+    OpenBLAS's fixed split does, and small work needs no one-thread region there."""
+    if _single and _outer:
+        return _outer[0]
     counts = [c.num_threads for c in _blas()]
     if counts:
         return max(1, min(counts))

@@ -57,7 +57,9 @@ def _compare(shape, out_ch, k, padding=0, stride=1, dilation=1, nd=2, bias=True,
     ((2, 3, 9, 8), 5, 3, 1, 1, 1),           # fewer input channels than a block: NCHW input, OIHWBo filter
     ((3, 16, 7, 6), 16, 3, 1, 1, 1),         # whole blocks
     ((2, 20, 8, 9), 6, 3, 2, 1, 1),          # channels padded up to blocks both ways
-    ((2, 32, 11, 10), 24, 3, 1, 2, 1),       # stride 2 (the input gradient stays GEMM + col2im)
+    ((2, 32, 11, 10), 24, 3, 1, 2, 1),       # stride 2: the input gradient by stride phases
+    ((2, 16, 12, 12), 8, 1, 0, 2, 1),        # a 1×1 stride-2 shortcut (ResNet's downsample)
+    ((2, 8, 15, 13), 16, 5, 2, 3, 1),        # stride 3 over a 5×6 kernel: uneven phases
     ((1, 8, 12, 12), 40, 3, 2, 1, 2),        # dilation
     ((4, 6, 14, 14), 16, 5, 0, 1, 1),        # LeNet-5's second convolution
 ])
@@ -101,15 +103,23 @@ def test_off_switch_and_numpy_fallback_agree(monkeypatch, calls):
     np.testing.assert_allclose(y_mlas, y_np, rtol=1e-5, atol=1e-5)
 
 
-def test_sessions_follow_the_blas_thread_count(calls):
-    x = np.random.default_rng(4).standard_normal((1, 16, 6, 6)).astype(np.float32)
+def test_sessions_use_the_blas_cap_even_in_a_one_thread_region(calls):
+    """onnxruntime's pool shares work out dynamically, so small convolutions keep every thread (the
+    one-thread regions of runtime/threads.py are for OpenBLAS's fixed split)."""
+    x = np.random.default_rng(4).standard_normal((2, 16, 32, 32)).astype(np.float32)
     w = np.random.default_rng(5).standard_normal((16, 16, 3, 3)).astype(np.float32)
+    assert 2 * 32 * 32 * w.size >= mlas_conv._MIN_SPLIT
     y_any = mlas_conv.conv(x, w, None, ((1, 1), (1, 1)), (1, 1), (1, 1))
+    outside = threads.cap()
     with threads.single():
+        assert threads.cap() == outside
         y_one = mlas_conv.conv(x, w, None, ((1, 1), (1, 1)), (1, 1), (1, 1))
     counts = {key[-1] for key in mlas_conv._sessions if key[0] == x.shape}
-    assert 1 in counts
+    assert counts == {outside}
     np.testing.assert_array_equal(y_any, y_one)
+    tiny = x[:1, :, :6, :6].copy()                     # under _MIN_SPLIT: one thread
+    mlas_conv.conv(tiny, w, None, ((1, 1), (1, 1)), (1, 1), (1, 1))
+    assert {key[-1] for key in mlas_conv._sessions if key[0] == tiny.shape} == {1}
 
 
 def _child_conv(x, w):
@@ -132,3 +142,28 @@ def test_a_forked_child_falls_back_to_numpy():
     assert child_block == 0
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
+
+
+@pytest.mark.parametrize("shape,out_ch,k,stride,padding,output_padding", [
+    ((2, 32, 7, 7), 16, 3, 2, 1, 1),         # the conv autoencoder's decoder
+    ((3, 16, 5, 6), 8, 4, 2, 1, 0),
+    ((2, 8, 4, 4), 12, 3, 3, 0, 2),
+])
+def test_mlas_conv_transpose2d_matches_torch(calls, shape, out_ch, k, stride, padding, output_padding):
+    """conv_transpose2d's forward is the strided input gradient: stride phases on MLAS."""
+    rng = np.random.default_rng(sum(shape) + k)
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = (rng.standard_normal((shape[1], out_ch, k, k)) / np.sqrt(shape[1] * k * k)).astype(np.float32)
+    b = rng.standard_normal(out_ch).astype(np.float32)
+    attrs = {"out_channels": out_ch, "kernel_size": k, "stride": stride, "padding": padding,
+             "output_padding": output_padding}
+    (y,), bwd, _ = run("conv_transpose2d", attrs, [x], [w, b], needs=(True, True, True))
+    ts = [torch.tensor(v, requires_grad=True) for v in (x, w, b)]
+    yt = F.conv_transpose2d(*ts, stride=stride, padding=padding, output_padding=output_padding)
+    gy = rng.standard_normal(yt.shape).astype(np.float32)
+    yt.backward(torch.tensor(gy))
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-5, atol=1e-5 * float(np.abs(y).max()))
+    for g, t in zip(bwd(gy), ts):
+        want = t.grad.numpy()
+        np.testing.assert_allclose(g, want, rtol=1e-4, atol=1e-5 * float(np.abs(want).max()))
+    assert calls

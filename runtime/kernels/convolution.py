@@ -302,6 +302,8 @@ def _igrad(gy: np.ndarray, w: np.ndarray, s, d, groups: int, full, lo, out) -> n
             before = d_ * (k_ - 1) - l_
             pads.append((before, o_ + d_ * (k_ - 1) - m - before))
         return _corr(_pad(gy, pads), wf, (1, 1), d, g, out)
+    if tuple(d) == (1, 1) and g == 1 and c >= 4 and mlas_conv.applies(gy, w, 1, _NO_PADS):
+        return _igrad_phases(gy, w, s, full, lo, out)
     dt = np.result_type(gy.dtype, w.dtype)
     size = [max(f, l_ + o_) for f, l_, o_ in zip(full, lo, out)]
     gxp = np.zeros((n, c) + tuple(size), dt)
@@ -320,6 +322,26 @@ def _igrad(gy: np.ndarray, w: np.ndarray, s, d, groups: int, full, lo, out) -> n
                         cols[c0:c1, i, j]
 
         parallel.run(col2im, c, 2 * cols.nbytes)
+    return gxp[:, :, lo[0]:lo[0] + out[0], lo[1]:lo[1] + out[1]]
+
+
+def _igrad_phases(gy: np.ndarray, w: np.ndarray, s, full, lo, out) -> np.ndarray:
+    """_igrad of a strided convolution (dilation 1, one group) on MLAS, one stride phase at a time: the
+    positions a::sh, b::sw of the padded input's gradient get Σ gy[Y − i', X − j'] · W[a + sh·i', b + sw·j'],
+    a full correlation of gy with that phase's flipped sub-kernel; no multiply by an inserted zero."""
+    n, o, oh, ow = gy.shape
+    c, (kh, kw) = w.shape[1], w.shape[2:]
+    size = [max(f, l_ + o_) for f, l_, o_ in zip(full, lo, out)]
+    gxp = np.zeros((n, c) + tuple(size), np.float32)
+    for a in range(min(s[0], kh)):
+        for b in range(min(s[1], kw)):
+            sub = w[:, :, a::s[0], b::s[1]]
+            ka, kb = sub.shape[2:]
+            wf = np.ascontiguousarray(sub.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
+            ph = mlas_conv.conv(gy, wf, None, ((ka - 1, ka - 1), (kb - 1, kb - 1)), (1, 1), (1, 1))
+            dst = gxp[:, :, a::s[0], b::s[1]]
+            rows, cols = min(dst.shape[2], ph.shape[2]), min(dst.shape[3], ph.shape[3])
+            dst[:, :, :rows, :cols] = ph[:, :, :rows, :cols]
     return gxp[:, :, lo[0]:lo[0] + out[0], lo[1]:lo[1] + out[1]]
 
 
