@@ -167,3 +167,17 @@ def test_mlas_conv_transpose2d_matches_torch(calls, shape, out_ch, k, stride, pa
         want = t.grad.numpy()
         np.testing.assert_allclose(g, want, rtol=1e-4, atol=1e-5 * float(np.abs(want).max()))
     assert calls
+
+
+@pytest.mark.parametrize("shape,out_ch,k,padding,nd", [
+    ((16, 6, 10, 10), 16, 5, 0, 2),          # LeNet-5's second convolution: a 6×6 map of a 5×6 kernel
+    ((16, 8, 9, 7), 12, 3, 1, 2),
+    ((20, 16, 11), 8, 3, 2, 1),              # conv1d
+])
+def test_weight_gradient_as_a_correlation(calls, monkeypatch, shape, out_ch, k, padding, nd):
+    """A batch of >= 16 small maps takes _wgrad_by_corr (the batch as channels, gy as the filter)."""
+    used = []
+    real = conv._wgrad_by_corr
+    monkeypatch.setattr(conv, "_wgrad_by_corr", lambda *a: used.append(1) or real(*a))
+    _compare(shape, out_ch, k, padding, nd=nd)
+    assert used

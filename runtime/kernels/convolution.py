@@ -554,9 +554,30 @@ def _mlas_run(ctx: Ctx, x4: np.ndarray, w4: np.ndarray, bias, pads, st, dl, sque
 
 
 def _mlas_wgrad(x4: np.ndarray, g4: np.ndarray, w4: np.ndarray, pads, st, dl) -> np.ndarray:
-    """The weight gradient beside an MLAS forward: im2col and one GEMM. (Shifted views, faster at one
-    BLAS thread on VGG's middle layers, were 1.3-1.8x slower than im2col at two: docs/benchmarks.md.)"""
+    """The weight gradient beside an MLAS forward: for a stride-1 conv over a batch of small maps, itself a
+    correlation on MLAS (_wgrad_by_corr), else im2col and one GEMM. (Shifted views, faster at one BLAS
+    thread on VGG's middle layers, were 1.3-1.8x slower than im2col at two: docs/benchmarks.md.)"""
+    n, c = x4.shape[:2]
+    oh, ow = g4.shape[2:]
+    if tuple(st) == (1, 1) and tuple(dl) == (1, 1) and n >= _WG_MIN_BATCH and c >= 4 and oh * ow <= _WG_MAX_MAP:
+        # zero-padded here: MLAS's edge code for a padded oh×ow kernel was 1.5x slower than its interior
+        xt = _pad(x4.transpose(1, 0, 2, 3), pads)
+        gt = np.ascontiguousarray(g4.transpose(1, 0, 2, 3))
+        if mlas_conv.applies(xt, gt, 1, _NO_PADS):
+            return _wgrad_by_corr(xt, gt, _NO_PADS, w4.shape[2:])
     return _wgrad(_pad(x4, pads), g4, w4.shape[2:], st, dl, 1)
+
+
+_WG_MIN_BATCH = 16          # _wgrad_by_corr from this batch size on (the batch is its channel count) ...
+_WG_MAX_MAP = 1024          # ... and up to this many output positions (measured: docs/benchmarks.md)
+
+
+def _wgrad_by_corr(xt: np.ndarray, gt: np.ndarray, pads, k) -> np.ndarray:
+    """The weight gradient of a stride-1 conv as one more correlation: gw[o, c, i, j] = Σ_n,h,w
+    gy[n, o, h, w] · xp[n, c, h + i, w + j] is the input's channels taken as a batch (xt [C, N, H, W]) and
+    correlated with the output gradient as a filter (gt [O, N, oh, ow]): an oh×ow kernel, an i×j output."""
+    y = mlas_conv.conv(xt, gt, None, pads, (1, 1), (1, 1))       # [C, O, >= kh, >= kw]
+    return np.ascontiguousarray(y[:, :, :k[0], :k[1]].transpose(1, 0, 2, 3))
 
 
 @kernel("conv1d")
