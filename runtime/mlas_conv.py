@@ -32,7 +32,6 @@ from . import threads
 
 _DOMAIN = "com.microsoft.nchwc"
 _MAX_SESSIONS = 64          # geometries kept (a training run has a few per conv layer)
-_SMALL_MAP, _MANY_CHANNELS = 100, 256 * 256     # input positions below / channels in × out from: NumPy
 _MIN_SPLIT = 1 << 22        # multiply-adds from which a convolution uses more than one thread (below it
                             # waking a second thread cost more than it saved: docs/benchmarks.md)
 _block: int | None = None
@@ -133,14 +132,11 @@ def _self_test(b: int) -> bool:
 
 def applies(x: np.ndarray, w: np.ndarray, groups: int, pads) -> bool:
     """Whether conv() takes this 2-D convolution: float32, one group, non-negative padding, an input
-    with fewer channels than a block or a multiple of 4, not a small map of many channels, and MLAS
-    available."""
+    with fewer channels than a block or a multiple of 4, and MLAS available."""
     if x.dtype != np.float32 or w.dtype != np.float32 or groups != 1 or x.ndim != 4 or x.shape[0] == 0:
         return False
     if any(p < 0 for lo_hi in pads for p in lo_hi):
         return False
-    if x.shape[2] * x.shape[3] < _SMALL_MAP and x.shape[1] * w.shape[0] >= _MANY_CHANNELS:
-        return False        # ResNet-18's layer4: 7×7 maps of 512 channels ran faster as im2col + GEMM
     b = block_size() if enabled() else 0
     return b > 0 and (x.shape[1] < b or x.shape[1] % 4 == 0)
 
@@ -199,9 +195,50 @@ def conv(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, pads, st, dl) ->
         sess = _session(key, x.shape, wb.shape, bias is not None, pads, st, dl, o, n_threads)
     else:
         _sessions.move_to_end(key)
+    threads.other_pool_used()
     feeds = {"x": np.ascontiguousarray(x), "w": wb}
     if bias is not None:
         bp = np.zeros(wb.shape[0], np.float32)
         bp[:o] = bias
         feeds["b"] = bp
     return sess.run(None, feeds)[0]
+
+
+def gemm_ok(dtype) -> bool:
+    """Whether gemm_nt serves this dtype here: float32 where the MLAS convolution is available."""
+    return np.dtype(dtype) == np.float32 and enabled() and block_size() > 0
+
+
+def gemm_nt(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a [M, K] · b [N, K]ᵀ (float32) on MLAS's GEMM through an onnxruntime Gemm session, for the weight
+    gradients of convolutions: it keeps OpenBLAS's threads idle in a network whose convolutions run on
+    MLAS (spinning OpenBLAS threads took the second core from onnxruntime's: docs/benchmarks.md), and
+    MLAS's long-K GEMMs were as fast or faster. Call only where gemm_ok(float32) holds."""
+    from onnx import TensorProto, helper
+    import onnxruntime as ort
+
+    macs = a.shape[0] * a.shape[1] * b.shape[0]
+    n_threads = threads.cap() if macs >= _MIN_SPLIT else 1
+    key = ("gemm_nt", a.shape, b.shape, n_threads)
+    sess = _sessions.get(key)
+    if sess is None:
+        f = TensorProto.FLOAT
+        g = helper.make_graph([helper.make_node("Gemm", ["a", "b"], ["y"], transB=1)], "gemm",
+                              [helper.make_tensor_value_info("a", f, list(a.shape)),
+                               helper.make_tensor_value_info("b", f, list(b.shape))],
+                              [helper.make_tensor_value_info("y", f, None)])
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        so.intra_op_num_threads = n_threads
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+        sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        _sessions[key] = sess
+        while len(_sessions) > _MAX_SESSIONS:
+            _sessions.popitem(last=False)
+    else:
+        _sessions.move_to_end(key)
+    threads.other_pool_used()
+    return sess.run(None, {"a": np.ascontiguousarray(a, np.float32), "b": np.ascontiguousarray(b, np.float32)})[0]

@@ -128,6 +128,7 @@ def run(node: Any, ctx: Any, args: list, params: list) -> tuple | None:
     sess, names, ports = hit
     feeds = {f"in{i}": np.ascontiguousarray(v) for i, v in enumerate(args) if v is not None}
     feeds.update({f"p{i}": np.ascontiguousarray(v) for i, v in enumerate(params)})
+    threads.other_pool_used()
     try:
         got = sess.run(names, feeds)
     except Exception:                  # noqa: BLE001 - e.g. a shape onnxruntime rejects: NumPy from now on

@@ -20,6 +20,7 @@ it, or with SPECC_BLAS_POLICY=off, `gemm` changes nothing. Setting the thread co
 from __future__ import annotations
 
 import os
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -73,10 +74,25 @@ _NOTHING = contextmanager(lambda: (yield))
 
 
 def gemm(m: int, k: int, n: int):
-    """A context for GEMMs of [m, k] × [k, n] (or smaller): one BLAS thread when they are small."""
-    if m * k * n < SMALL_GEMM:
+    """A context for GEMMs of [m, k] × [k, n] (or smaller): one BLAS thread when they are small, or while
+    onnxruntime's threads are at work (other_pool_used)."""
+    if m * k * n < SMALL_GEMM or time.monotonic() < _other_pool_until:
         return single()
     return _NOTHING()
+
+
+OTHER_POOL_HOLD = 1.0       # seconds after onnxruntime's threads last ran during which BLAS keeps one thread
+_other_pool_until = 0.0
+
+
+def other_pool_used() -> None:
+    """Called by the kernels that run on onnxruntime's thread pool (runtime/mlas_conv.py, onnx_steps.py):
+    for OTHER_POOL_HOLD seconds every GEMM region runs on one BLAS thread. OpenBLAS's threads, once woken,
+    spin on the cores for a while after each GEMM, and onnxruntime's threads then wait for a core: a
+    small VGG's training step took 120 ms with both pools at two threads and 94 ms with OpenBLAS on one
+    (docs/benchmarks.md, "Convolution on MLAS")."""
+    global _other_pool_until
+    _other_pool_until = time.monotonic() + OTHER_POOL_HOLD
 
 
 def current() -> int:

@@ -181,3 +181,13 @@ def test_weight_gradient_as_a_correlation(calls, monkeypatch, shape, out_ch, k, 
     monkeypatch.setattr(conv, "_wgrad_by_corr", lambda *a: used.append(1) or real(*a))
     _compare(shape, out_ch, k, padding, nd=nd)
     assert used
+
+
+def test_gemm_nt_matches_numpy():
+    rng = np.random.default_rng(7)
+    for m, k, n in [(3, 5, 4), (32, 4096, 72), (17, 1, 9)]:
+        a = rng.standard_normal((m, k)).astype(np.float32)
+        b = rng.standard_normal((n, k)).astype(np.float32)
+        want = a.astype(np.float64) @ b.T.astype(np.float64)
+        np.testing.assert_allclose(mlas_conv.gemm_nt(a, b), want, rtol=1e-4, atol=1e-4 * np.sqrt(k))
+    assert mlas_conv.gemm_ok(np.float32) and not mlas_conv.gemm_ok(np.float64)

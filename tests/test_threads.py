@@ -19,6 +19,7 @@ class FakeBlas:
 def fake(monkeypatch):
     blas = FakeBlas(4)
     monkeypatch.setattr(threads, "_controllers", [blas])
+    monkeypatch.setattr(threads, "_other_pool_until", 0.0)     # no onnxruntime kernel ran just before
     monkeypatch.delenv("SPECC_BLAS_POLICY", raising=False)
     return blas
 
@@ -36,6 +37,28 @@ def test_big_gemm_keeps_the_threads(fake):
     with threads.gemm(4096, 4096, 4096):
         assert fake.num_threads == 4
     assert fake.calls == []
+
+
+def test_big_gemms_run_on_one_thread_while_onnxruntime_works(fake, monkeypatch):
+    """After an MLAS convolution (onnxruntime's pool), OpenBLAS keeps one thread for OTHER_POOL_HOLD
+    seconds: its spinning threads would take the cores onnxruntime's need."""
+    threads.other_pool_used()
+    with threads.gemm(4096, 4096, 4096):
+        assert fake.num_threads == 1
+    assert fake.num_threads == 4
+    monkeypatch.setattr(threads, "_other_pool_until", 0.0)      # the hold has run out
+    with threads.gemm(4096, 4096, 4096):
+        assert fake.num_threads == 4
+
+
+def test_an_mlas_convolution_starts_the_hold(fake):
+    from runtime import mlas_conv
+    if mlas_conv.block_size() == 0:
+        pytest.skip("no NCHWc convolution in this onnxruntime")
+    x = np.ones((1, 16, 6, 6), np.float32)
+    mlas_conv.conv(x, np.ones((16, 16, 3, 3), np.float32), None, ((1, 1), (1, 1)), (1, 1), (1, 1))
+    with threads.gemm(4096, 4096, 4096):
+        assert fake.num_threads == 1
 
 
 def test_restored_after_an_exception(fake):
