@@ -9,7 +9,8 @@ alone and forward + backward as a training step runs it (a first layer computes 
 with SPECC_CONV_KERNEL=numpy (im2col + OpenBLAS, shifted views where they apply) and with the default
 dispatch (MLAS where it applies), beside torch.nn.functional's forward and autograd backward. Wall time
 at --threads threads for all three (BLAS, onnxruntime, torch), interleaved in every repeat (the order
-alternates), medians. Printed as Markdown tables for docs/benchmarks.md.
+alternates), medians; before each NumPy run the one-thread hold on OpenBLAS that follows an onnxruntime
+kernel is lifted (see _select). Printed as Markdown tables for docs/benchmarks.md.
 """
 from __future__ import annotations
 
@@ -86,13 +87,24 @@ def _torch(op, x, w, b, stride, pad, out_pad, first, threads: int):
     return forward, step
 
 
+def _select(name: str) -> None:
+    """SPECC_CONV_KERNEL for the next run; before a NumPy run the hold that keeps OpenBLAS on one thread
+    after an onnxruntime kernel (runtime.threads.other_pool_used) is lifted, so NumPy's GEMMs get every
+    thread as they would in a process that never used MLAS (MLAS runs then meet OpenBLAS's spinning
+    threads: this favours NumPy)."""
+    from runtime import threads
+    os.environ["SPECC_CONV_KERNEL"] = "numpy" if name == "numpy" else "auto"
+    if name == "numpy":
+        threads._other_pool_until = 0.0
+
+
 def _ms(fn) -> float:
     t0 = time.perf_counter()
     fn()
     return (time.perf_counter() - t0) * 1e3
 
 
-def measure(op, shape, out_ch, k, stride, pad, first, repeats: int, threads: int) -> dict:
+def measure(op, shape, out_ch, k, stride, pad, first, repeats: int, threads: int, kinds) -> dict:
     rng = np.random.default_rng(0)
     x = rng.standard_normal(shape).astype(np.float32)
     wshape = (out_ch, shape[1], k, k) if op == "conv2d" else (shape[1], out_ch, k, k)
@@ -106,32 +118,33 @@ def measure(op, shape, out_ch, k, stride, pad, first, repeats: int, threads: int
     tf, ts = _torch(op, x, w, b, stride, pad, out_pad, first, threads)
     runs = {("numpy", "fwd"): fwd, ("numpy", "step"): step, ("mlas", "fwd"): fwd, ("mlas", "step"): step,
             ("torch", "fwd"): tf, ("torch", "step"): ts}
+    runs = {key: fn for key, fn in runs.items() if key[0] in kinds}
     times: dict = {key: [] for key in runs}
     order = list(runs)
     for r in range(repeats + 1):                     # the first round warms up and is dropped
         for key in (order if r % 2 else order[::-1]):
-            os.environ["SPECC_CONV_KERNEL"] = "numpy" if key[0] == "numpy" else "auto"
+            _select(key[0])
             t = _ms(runs[key])
             if r:
                 times[key].append(t)
     os.environ.pop("SPECC_CONV_KERNEL", None)
-    return {key: statistics.median(v) for key, v in times.items()}
+    return {key: statistics.median(v) for key, v in times.items() if v}
 
 
-def measure_steps(key: str, repeats: int, threads: int) -> tuple[float, float, float]:
+def measure_steps(key: str, repeats: int, threads: int, kinds) -> dict:
     """Median wall ms of a training step of tools/bench.py's model `key`: NumPy kernels, MLAS, PyTorch."""
     from tools.bench import BY_KEY, Side
     side = Side(BY_KEY[key])
     side.torch.set_num_threads(threads)
-    times: dict[str, list] = {"numpy": [], "mlas": [], "torch": []}
+    times: dict[str, list] = {k: [] for k in kinds}
     for r in range(repeats + 1):
-        for name in (("numpy", "mlas", "torch") if r % 2 else ("torch", "mlas", "numpy")):
-            os.environ["SPECC_CONV_KERNEL"] = "numpy" if name == "numpy" else "auto"
+        for name in (list(times) if r % 2 else list(times)[::-1]):
+            _select(name)
             t = _ms(side.torch_train if name == "torch" else side.specc_train)
             if r:
                 times[name].append(t)
     os.environ.pop("SPECC_CONV_KERNEL", None)
-    return tuple(statistics.median(times[k]) for k in ("numpy", "mlas", "torch"))
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def main(argv=None) -> int:
@@ -140,7 +153,16 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="BLAS, onnxruntime and torch threads (default 2)")
     ap.add_argument("--only", default="", help="comma-separated models (lenet5, vgg_bn, resnet18, conv_autoencoder)")
     ap.add_argument("--steps", default="", help="time whole training steps of these tools/bench.py models instead")
+    ap.add_argument("--kernel", choices=("both", "numpy", "mlas"), default="both",
+                    help="which specc kernels to time beside PyTorch (one per process keeps the other's thread "
+                         "pool out of the measurement: on 2 cores OpenBLAS's spinning threads slow every "
+                         "library that runs after them, PyTorch included)")
     args = ap.parse_args(argv)
+    kinds = (("numpy", "mlas") if args.kernel == "both" else (args.kernel,)) + ("torch",)
+
+    def cell(t: dict, key) -> str:
+        return f"{t[key]:.2f}" if key in t else "—"
+
     from runtime import mlas_conv
     print(f"MLAS NCHWc block size: {mlas_conv.block_size()} (0: unavailable); load average at start: "
           f"{os.getloadavg()[0]:.2f}; wall ms, {args.threads} thread(s), median of {args.repeats}\n")
@@ -148,8 +170,10 @@ def main(argv=None) -> int:
         print("| model | NumPy kernels ms | MLAS ms | PyTorch ms | NumPy / MLAS | MLAS / PyTorch |")
         print("|---|---:|---:|---:|---:|---:|")
         for key in args.steps.split(","):
-            npy, mlas, ref = measure_steps(key, args.repeats, args.threads)
-            print(f"| {key} | {npy:.1f} | {mlas:.1f} | {ref:.1f} | {npy / mlas:.2f}× | {mlas / ref:.2f}× |", flush=True)
+            t = measure_steps(key, args.repeats, args.threads, kinds)
+            gain = f"{t['numpy'] / t['mlas']:.2f}×" if "numpy" in t and "mlas" in t else "—"
+            vs = f"{t['mlas'] / t['torch']:.2f}×" if "mlas" in t else "—"
+            print(f"| {key} | {cell(t, 'numpy')} | {cell(t, 'mlas')} | {t['torch']:.2f} | {gain} | {vs} |", flush=True)
     else:
         only = {m for m in args.only.split(",") if m}
         print("| model | layer | input → out, kernel/stride | fwd NumPy | fwd MLAS | fwd PyTorch | fwd+bwd NumPy "
@@ -158,11 +182,11 @@ def main(argv=None) -> int:
         for model, layer, op, shape, out_ch, k, stride, pad, first in SHAPES:
             if only and model not in only:
                 continue
-            t = measure(op, shape, out_ch, k, stride, pad, first, args.repeats, args.threads)
+            t = measure(op, shape, out_ch, k, stride, pad, first, args.repeats, args.threads, kinds)
             dims = "×".join(map(str, shape))
-            cells = " | ".join(f"{t[(lib, part)]:.2f}" for part in ("fwd", "step") for lib in ("numpy", "mlas", "torch"))
-            print(f"| {model} | {layer} | {dims} → {out_ch}, {k}×{k}/{stride} | {cells} | "
-                  f"{t[('mlas', 'step')] / t[('torch', 'step')]:.2f}× |", flush=True)
+            cells = " | ".join(cell(t, (lib, part)) for part in ("fwd", "step") for lib in ("numpy", "mlas", "torch"))
+            ratio = f"{t[('mlas', 'step')] / t[('torch', 'step')]:.2f}×" if ("mlas", "step") in t else "—"
+            print(f"| {model} | {layer} | {dims} → {out_ch}, {k}×{k}/{stride} | {cells} | {ratio} |", flush=True)
     print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
     return 0
 
