@@ -168,6 +168,7 @@ def _session(key: tuple, x_shape: tuple, w_shape: tuple, bias: bool, pads, st, d
     so.intra_op_num_threads = n_threads
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
+    so.enable_cpu_mem_arena = False       # memory back to the allocator after each run (peak RSS)
     # idle pool threads sleep instead of spinning: they would take the core from OpenBLAS's threads
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
@@ -232,6 +233,7 @@ def gemm_nt(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         so.intra_op_num_threads = n_threads
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
+        so.enable_cpu_mem_arena = False       # memory back to the allocator after each run (peak RSS)
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
         sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])

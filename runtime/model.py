@@ -11,6 +11,7 @@ from compiler.init import NP_DTYPES, initial_state
 from compiler.weights_convert import positional_hint
 from compiler.ir import Graph, Node, Ref
 
+from . import mlas_conv
 from .kernels import KERNELS, Ctx
 from .memory import guard_activations, guard_params
 from .tensor import Entry, Tensor
@@ -69,6 +70,9 @@ def _kernel_error(node: Node, args: list, symbols: dict[str, int], e: Exception)
     return UserError(f"node '{node.name}' ({node.op}): {e}")
 
 
+_MLAS_OPS = ("conv1d", "conv2d", "conv_transpose2d")
+
+
 class Model:
     """A spec's network with NumPy parameters named and laid out as PyTorch's state_dict."""
 
@@ -92,6 +96,8 @@ class Model:
         self._sized: set[tuple] = set()         # (plan, symbol sizes, grad) already found to fit in memory
         self.planned = True                     # eval-mode calls run through runtime/inference_plan.py
         self._inference_plans: dict[tuple, Any] = {}    # (plan, symbol sizes) -> InferencePlan
+        if any(n.op in _MLAS_OPS for n in graph.nodes):
+            mlas_conv.block_size()      # load onnxruntime's kernels now, not inside the first training step
 
     # -- modes and parameters ----------------------------------------------------------------
     def train(self, mode: bool = True) -> "Model":

@@ -93,6 +93,7 @@ def _build(node: Any, ctx: Any, args: list, params: list, n_threads: int):
     so.intra_op_num_threads = n_threads
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
+    so.enable_cpu_mem_arena = False       # memory back to the allocator after each run (peak RSS)
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")   # leave the cores to OpenBLAS
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
     return sess, names, ports
