@@ -24,18 +24,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections import OrderedDict
-
 import numpy as np
 
-from . import threads
+from . import ort_sessions, threads
 
 _DOMAIN = "com.microsoft.nchwc"
-_MAX_SESSIONS = 64          # geometries kept (a training run has a few per conv layer)
 _MIN_SPLIT = 1 << 22        # multiply-adds from which a convolution uses more than one thread (below it
                             # waking a second thread cost more than it saved: docs/benchmarks.md)
 _block: int | None = None
-_sessions: OrderedDict = OrderedDict()
 _owner: list[int] = []     # the process that loaded onnxruntime's kernels (probed)
 
 
@@ -141,8 +137,7 @@ def applies(x: np.ndarray, w: np.ndarray, groups: int, pads) -> bool:
     return b > 0 and (x.shape[1] < b or x.shape[1] % 4 == 0)
 
 
-def _session(key: tuple, x_shape: tuple, w_shape: tuple, bias: bool, pads, st, dl, o: int, n_threads: int):
-    import onnxruntime as ort
+def _session(x_shape: tuple, w_shape: tuple, bias: bool, pads, st, dl, o: int, n_threads: int):
     from onnx import TensorProto, helper
 
     (top, bottom), (left, right) = pads
@@ -163,19 +158,7 @@ def _session(key: tuple, x_shape: tuple, w_shape: tuple, bias: bool, pads, st, d
     nodes.append(helper.make_node("ReorderOutput", ["yb"], ["y"], domain=_DOMAIN, channels_last=0, channels=o))
     g = helper.make_graph(nodes, "conv", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(_DOMAIN, 1)])
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.intra_op_num_threads = n_threads
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    so.enable_cpu_mem_arena = False       # memory back to the allocator after each run (peak RSS)
-    # idle pool threads sleep instead of spinning: they would take the core from OpenBLAS's threads
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    _sessions[key] = sess
-    while len(_sessions) > _MAX_SESSIONS:
-        _sessions.popitem(last=False)
-    return sess
+    return ort_sessions.make(model, n_threads)
 
 
 def conv(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, pads, st, dl) -> np.ndarray:
@@ -191,11 +174,7 @@ def conv(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, pads, st, dl) ->
     macs = x.shape[0] * max(oh, 0) * max(ow, 0) * w.size
     n_threads = threads.cap() if macs >= _MIN_SPLIT else 1
     key = (x.shape, wb.shape, bias is not None, tuple(map(tuple, pads)), tuple(st), tuple(dl), o, n_threads)
-    sess = _sessions.get(key)
-    if sess is None:
-        sess = _session(key, x.shape, wb.shape, bias is not None, pads, st, dl, o, n_threads)
-    else:
-        _sessions.move_to_end(key)
+    sess = ort_sessions.cached(key, lambda: _session(x.shape, wb.shape, bias is not None, pads, st, dl, o, n_threads))
     threads.other_pool_used()
     feeds = {"x": np.ascontiguousarray(x), "w": wb}
     if bias is not None:
@@ -216,31 +195,18 @@ def gemm_nt(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     MLAS (spinning OpenBLAS threads took the second core from onnxruntime's: docs/benchmarks.md), and
     MLAS's long-K GEMMs were as fast or faster. Call only where gemm_ok(float32) holds."""
     from onnx import TensorProto, helper
-    import onnxruntime as ort
 
     macs = a.shape[0] * a.shape[1] * b.shape[0]
     n_threads = threads.cap() if macs >= _MIN_SPLIT else 1
     key = ("gemm_nt", a.shape, b.shape, n_threads)
-    sess = _sessions.get(key)
-    if sess is None:
+    def build():
         f = TensorProto.FLOAT
         g = helper.make_graph([helper.make_node("Gemm", ["a", "b"], ["y"], transB=1)], "gemm",
                               [helper.make_tensor_value_info("a", f, list(a.shape)),
                                helper.make_tensor_value_info("b", f, list(b.shape))],
                               [helper.make_tensor_value_info("y", f, None)])
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        so.intra_op_num_threads = n_threads
-        so.inter_op_num_threads = 1
-        so.log_severity_level = 3
-        so.enable_cpu_mem_arena = False       # memory back to the allocator after each run (peak RSS)
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-        sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-        _sessions[key] = sess
-        while len(_sessions) > _MAX_SESSIONS:
-            _sessions.popitem(last=False)
-    else:
-        _sessions.move_to_end(key)
+        return ort_sessions.make(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), n_threads)
+
+    sess = ort_sessions.cached(key, build)
     threads.other_pool_used()
     return sess.run(None, {"a": np.ascontiguousarray(a, np.float32), "b": np.ascontiguousarray(b, np.float32)})[0]

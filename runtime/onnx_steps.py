@@ -16,16 +16,13 @@ child of a process that made sessions, or a model onnxruntime refuses keep the N
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 
-from . import threads
+from . import ort_sessions, threads
 
 OPS = frozenset({"lstm", "gru", "rnn"})
-_MAX_SESSIONS = 64
-_sessions: OrderedDict = OrderedDict()
 _refused: set = set()                  # keys onnxruntime would not build: never retried
 _owner: list[int] = []                 # the process that made the first session
 
@@ -57,7 +54,6 @@ def _concrete(node: Any, symbols: dict[str, int]) -> Any:
 
 def _build(node: Any, ctx: Any, args: list, params: list, n_threads: int):
     """(session, output names, their port indices) for the node's lowering at these shapes."""
-    import onnxruntime as ort
     from onnx import helper
 
     from compiler.ir import TensorType
@@ -89,13 +85,7 @@ def _build(node: Any, ctx: Any, args: list, params: list, n_threads: int):
     outs = [helper.make_tensor_value_info(n, DTYPES[types[k].dtype], None) for n, k in zip(names, ports)]
     graph = helper.make_graph(b.nodes, node.op, graph_inputs, outs, b.initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = n_threads
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    so.enable_cpu_mem_arena = False       # memory back to the allocator after each run (peak RSS)
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")   # leave the cores to OpenBLAS
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = ort_sessions.make(model, n_threads, optimize=True)
     return sess, names, ports
 
 
@@ -112,20 +102,13 @@ def run(node: Any, ctx: Any, args: list, params: list) -> tuple | None:
            tuple(v.shape for v in params), ctx.wanted, n_threads)
     if key in _refused:
         return None
-    hit = _sessions.get(key)
-    if hit is None:
-        try:
-            hit = _build(node, ctx, args, params, n_threads)
-        except Exception:              # noqa: BLE001 - onnxruntime refused this model: keep NumPy for it
-            _refused.add(key)
-            return None
-        if not _owner:
-            _owner.append(os.getpid())
-        _sessions[key] = hit
-        while len(_sessions) > _MAX_SESSIONS:
-            _sessions.popitem(last=False)
-    else:
-        _sessions.move_to_end(key)
+    try:
+        hit = ort_sessions.cached(key, lambda: _build(node, ctx, args, params, n_threads))
+    except Exception:                  # noqa: BLE001 - onnxruntime refused this model: keep NumPy for it
+        _refused.add(key)
+        return None
+    if not _owner:
+        _owner.append(os.getpid())
     sess, names, ports = hit
     feeds = {f"in{i}": np.ascontiguousarray(v) for i, v in enumerate(args) if v is not None}
     feeds.update({f"p{i}": np.ascontiguousarray(v) for i, v in enumerate(params)})
@@ -134,7 +117,6 @@ def run(node: Any, ctx: Any, args: list, params: list) -> tuple | None:
         got = sess.run(names, feeds)
     except Exception:                  # noqa: BLE001 - e.g. a shape onnxruntime rejects: NumPy from now on
         _refused.add(key)
-        _sessions.pop(key, None)
         return None
     out: list = [None] * len(node.outputs)
     for k, v in zip(ports, got):

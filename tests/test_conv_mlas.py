@@ -5,7 +5,7 @@ path and not the NumPy one; float64 (the finite-difference checks) never takes i
 import numpy as np
 import pytest
 
-from runtime import mlas_conv, threads
+from runtime import mlas_conv, ort_sessions, threads
 from runtime.kernels import convolution as conv
 
 from opcheck import run
@@ -114,12 +114,12 @@ def test_sessions_use_the_blas_cap_even_in_a_one_thread_region(calls):
     with threads.single():
         assert threads.cap() == outside
         y_one = mlas_conv.conv(x, w, None, ((1, 1), (1, 1)), (1, 1), (1, 1))
-    counts = {key[-1] for key in mlas_conv._sessions if key[0] == x.shape}
+    counts = {key[-1] for key in ort_sessions.keys() if key[0] == x.shape}
     assert counts == {outside}
     np.testing.assert_array_equal(y_any, y_one)
     tiny = x[:1, :, :6, :6].copy()                     # under _MIN_SPLIT: one thread
     mlas_conv.conv(tiny, w, None, ((1, 1), (1, 1)), (1, 1), (1, 1))
-    assert {key[-1] for key in mlas_conv._sessions if key[0] == tiny.shape} == {1}
+    assert {key[-1] for key in ort_sessions.keys() if key[0] == tiny.shape} == {1}
 
 
 def _child_conv(x, w):
