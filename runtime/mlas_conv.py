@@ -14,9 +14,11 @@ in blocks of B, B = 16 with AVX-512, 8 with AVX2), or OIHWBo when the input has 
 optimiser itself produces for a probe convolution (`block_size`), and checked against a NumPy
 reference; if anything differs (another CPU, another onnxruntime), MLAS is not used.
 
-Used by runtime/kernels/convolution.py for the forward correlation and the stride-1 input gradient
-(a correlation with the flipped kernel) of 2-D and 1-D convolutions with one group; the weight
-gradient stays a GEMM. Float64 (the gradient checks) and groups > 1 keep the NumPy kernels.
+Used by runtime/kernels/convolution.py for every float32 one-group convolution (conv1d, conv2d,
+conv_transpose2d): the forward correlation, the input gradient (a correlation with the flipped kernel,
+per stride phase when strided), the weight gradient of a batch of small maps (one more correlation),
+and the other weight gradients' GEMMs (gemm_nt). Float64 (the gradient checks) and groups > 1 keep the
+NumPy kernels.
 SPECC_CONV_KERNEL=numpy turns this off; the sessions use runtime.threads.cap() threads (also inside a
 one-thread BLAS region: onnxruntime's pool shares work out dynamically), one below _MIN_SPLIT.
 """
@@ -32,7 +34,6 @@ _DOMAIN = "com.microsoft.nchwc"
 _MIN_SPLIT = 1 << 22        # multiply-adds from which a convolution uses more than one thread (below it
                             # waking a second thread cost more than it saved: docs/benchmarks.md)
 _block: int | None = None
-_owner: list[int] = []     # the process that loaded onnxruntime's kernels (probed)
 
 
 def enabled() -> bool:
@@ -91,10 +92,10 @@ def _probe() -> int:
 def block_size() -> int:
     """B of the NCHWc layout here, or 0 when MLAS convolution is unavailable (probed once, checked)."""
     global _block
-    if _owner and _owner[0] != os.getpid():
-        return 0            # a fork()ed child: onnxruntime's thread pools do not survive fork, use NumPy
+    if ort_sessions.forked():
+        return 0
     if _block is None:
-        _owner.append(os.getpid())
+        ort_sessions.loaded()
         _block = 0
         if enabled():
             try:
@@ -137,11 +138,10 @@ def applies(x: np.ndarray, w: np.ndarray, groups: int, pads) -> bool:
     return b > 0 and (x.shape[1] < b or x.shape[1] % 4 == 0)
 
 
-def _session(x_shape: tuple, w_shape: tuple, bias: bool, pads, st, dl, o: int, n_threads: int):
+def _session(x_shape: tuple, w_shape: tuple, block_in: bool, bias: bool, pads, st, dl, o: int, n_threads: int):
     from onnx import TensorProto, helper
 
     (top, bottom), (left, right) = pads
-    block_in = x_shape[1] >= _block
     inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape)),
               helper.make_tensor_value_info("w", TensorProto.FLOAT, list(w_shape))]
     nodes, src = [], "x"
@@ -174,7 +174,8 @@ def conv(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, pads, st, dl) ->
     macs = x.shape[0] * max(oh, 0) * max(ow, 0) * w.size
     n_threads = threads.cap() if macs >= _MIN_SPLIT else 1
     key = (x.shape, wb.shape, bias is not None, tuple(map(tuple, pads)), tuple(st), tuple(dl), o, n_threads)
-    sess = ort_sessions.cached(key, lambda: _session(x.shape, wb.shape, bias is not None, pads, st, dl, o, n_threads))
+    sess = ort_sessions.cached(key, lambda: _session(x.shape, wb.shape, block_in, bias is not None, pads, st, dl, o,
+                                                     n_threads))
     threads.other_pool_used()
     feeds = {"x": np.ascontiguousarray(x), "w": wb}
     if bias is not None:
@@ -199,6 +200,7 @@ def gemm_nt(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     macs = a.shape[0] * a.shape[1] * b.shape[0]
     n_threads = threads.cap() if macs >= _MIN_SPLIT else 1
     key = ("gemm_nt", a.shape, b.shape, n_threads)
+
     def build():
         f = TensorProto.FLOAT
         g = helper.make_graph([helper.make_node("Gemm", ["a", "b"], ["y"], transB=1)], "gemm",

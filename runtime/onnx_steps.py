@@ -24,7 +24,6 @@ from . import ort_sessions, threads
 
 OPS = frozenset({"lstm", "gru", "rnn"})
 _refused: set = set()                  # keys onnxruntime would not build: never retried
-_owner: list[int] = []                 # the process that made the first session
 
 
 def enabled() -> bool:
@@ -92,8 +91,8 @@ def _build(node: Any, ctx: Any, args: list, params: list, n_threads: int):
 def run(node: Any, ctx: Any, args: list, params: list) -> tuple | None:
     """The node's outputs (one per port, None where not wanted) from onnxruntime, or None when this call
     must use the NumPy kernel instead."""
-    if _owner and _owner[0] != os.getpid():
-        return None                    # onnxruntime's thread pools do not survive fork()
+    if ort_sessions.forked():
+        return None
     floats = [v for v in list(args) + list(params) if v is not None]
     if any(not isinstance(v, np.ndarray) or (v.dtype.kind == "f" and v.dtype != np.float32) for v in floats):
         return None
@@ -107,8 +106,6 @@ def run(node: Any, ctx: Any, args: list, params: list) -> tuple | None:
     except Exception:                  # noqa: BLE001 - onnxruntime refused this model: keep NumPy for it
         _refused.add(key)
         return None
-    if not _owner:
-        _owner.append(os.getpid())
     sess, names, ports = hit
     feeds = {f"in{i}": np.ascontiguousarray(v) for i, v in enumerate(args) if v is not None}
     feeds.update({f"p{i}": np.ascontiguousarray(v) for i, v in enumerate(params)})

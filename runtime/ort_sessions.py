@@ -7,11 +7,25 @@ after each run: LeNet-5's training peak was 66 MiB with arenas, 18 MiB without),
 """
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from typing import Any, Callable
 
 MAX_SESSIONS = 64           # geometries kept (a training run has a few per conv or recurrent layer)
 _cache: OrderedDict = OrderedDict()
+_owner: list[int] = []      # the process that first loaded onnxruntime's kernels
+
+
+def loaded() -> None:
+    """Record that this process has started onnxruntime (its thread pools exist from now on)."""
+    if not _owner:
+        _owner.append(os.getpid())
+
+
+def forked() -> bool:
+    """Whether this is a fork()ed child of a process that had started onnxruntime: its thread pools do
+    not survive fork (a session made in such a child hung), so the callers keep their NumPy kernels."""
+    return bool(_owner) and _owner[0] != os.getpid()
 
 
 def make(model: Any, n_threads: int, optimize: bool = False) -> Any:
@@ -26,6 +40,7 @@ def make(model: Any, n_threads: int, optimize: bool = False) -> Any:
     so.log_severity_level = 3
     so.enable_cpu_mem_arena = False
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    loaded()
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 

@@ -1,8 +1,10 @@
 """Convolution and pooling kernels.
 
-Float32 convolutions with one group run their forward pass and their stride-1 input gradient on
-onnxruntime's MLAS direct kernels (runtime/mlas_conv.py, 2-3x faster than im2col + OpenBLAS); their
-weight gradient, float64 (the gradient checks) and what MLAS does not take use the NumPy primitives.
+Float32 convolutions with one group run on onnxruntime's MLAS kernels (runtime/mlas_conv.py, 2-3x faster
+than im2col + OpenBLAS): the forward pass and the input gradient as MLAS correlations (_mlas_run;
+strided input gradients one stride phase at a time, _igrad_phases), the weight gradient as one more
+correlation for batches of small maps (_wgrad_by_corr) or as im2col and MLAS's GEMM. Float64 (the
+gradient checks) and what MLAS does not take use the NumPy primitives.
 Every NumPy convolution runs on three primitives over NCHW arrays (conv1d is conv2d with H = 1):
   _corr   the forward correlation: im2col as a strided window view, copied block by block of samples
           into a column matrix (_Columns), and one GEMM per block or per sample; a 1×1 stride-1 conv
@@ -282,7 +284,7 @@ def _wgrad(xp: np.ndarray, gy: np.ndarray, k, s, d, groups: int, kept: np.ndarra
             g2 = gyc
         else:
             g2 = gy[n0:n1] if cols.per_sample else gy[n0:n1].transpose(1, 0, 2, 3)
-        if mlas:                                       # one group, float32: MLAS's GEMM (see _wgrad_gemm)
+        if mlas:                                       # one group, float32: MLAS's GEMM (mlas_conv.gemm_nt)
             for a, b in (zip(g2.reshape(m, og, -1), cm.reshape(m, kk, -1)) if cols.per_sample
                          else [(g2.reshape(og, -1), cm.reshape(kk, -1))]):
                 gw[0] += mlas_conv.gemm_nt(a, b)
@@ -299,8 +301,8 @@ def _igrad(gy: np.ndarray, w: np.ndarray, s, d, groups: int, full, lo, out) -> n
     _, cg, kh, kw = w.shape
     g, og = groups, o // groups
     c = g * cg
-    if tuple(s) == (1, 1) and ((c >= 4 and mlas_conv.applies(gy, w, groups, _NO_PADS))
-                               or o * out[0] * (out[1] + d[1] * (kw - 1)) <= 3 * c * oh * ow):
+    on_mlas = c >= 4 and mlas_conv.applies(gy, w, groups, _NO_PADS)     # 3-channel inputs: GEMM + col2im won
+    if tuple(s) == (1, 1) and (on_mlas or o * out[0] * (out[1] + d[1] * (kw - 1)) <= 3 * c * oh * ow):
         # correlation of the padded output gradient with the flipped, in/out-swapped kernel (cheaper
         # than GEMM + col2im unless the gradient has many more channels than the input and runs on NumPy)
         wf = w.reshape(g, og, cg, kh, kw).transpose(0, 2, 1, 3, 4).reshape(c, og, kh, kw)[:, :, ::-1, ::-1]
@@ -309,7 +311,7 @@ def _igrad(gy: np.ndarray, w: np.ndarray, s, d, groups: int, full, lo, out) -> n
             before = d_ * (k_ - 1) - l_
             pads.append((before, o_ + d_ * (k_ - 1) - m - before))
         return _corr(_pad(gy, pads), wf, (1, 1), d, g, out)
-    if tuple(d) == (1, 1) and g == 1 and c >= 4 and mlas_conv.applies(gy, w, 1, _NO_PADS):
+    if on_mlas and tuple(d) == (1, 1):
         return _igrad_phases(gy, w, s, full, lo, out)
     dt = np.result_type(gy.dtype, w.dtype)
     size = [max(f, l_ + o_) for f, l_, o_ in zip(full, lo, out)]
@@ -537,8 +539,8 @@ def _conv_run(ctx: Ctx, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | No
 
 
 def _mlas_run(ctx: Ctx, x4: np.ndarray, w4: np.ndarray, bias, pads, st, dl, squeeze: bool):
-    """_conv_run on MLAS (runtime/mlas_conv.py): the forward and, by _igrad's stride-1 correlation, the input
-    gradient; the weight gradient is a GEMM (shifted views where they pay, else im2col)."""
+    """_conv_run on MLAS (runtime/mlas_conv.py): the forward, the input gradient through _igrad's
+    correlations, the weight gradient through _mlas_wgrad."""
     y = mlas_conv.conv(x4, w4, bias, pads, st, dl)
 
     def backward(gy: np.ndarray):
