@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from .. import parallel
+from .. import ort_ops, parallel
 from .registry import Ctx, kernel
 
 
@@ -154,8 +154,9 @@ def _row_stats(ch: _Channels, x2: np.ndarray, view) -> tuple[np.ndarray, np.ndar
 
 def _batch_norm_rows(ctx: Ctx, ch: _Channels, x: np.ndarray, weight, bias, running_mean, running_var, nbt,
                      nparams: int):
-    """Training batch norm on long rows (L ≥ _KEEP_X_ROWS) that keeps x, not x − mean, for backward
-    (as PyTorch): two passes over x forward (statistics, then y) and two over x and gy backward.
+    """Training batch norm on long rows (L ≥ _KEEP_X_ROWS), or with its forward on onnxruntime
+    (runtime/ort_ops.py: float32 with spatial dims), that keeps x, not x − mean, for backward (as
+    PyTorch): two passes over x forward (statistics, then y) and two over x and gy backward.
 
     Σ gy·(x − mean) subtracts the mean piece by piece in cache; y and gx are affine in x per channel
     (x·scale + shift, as PyTorch's CPU kernels). Pieces are L2-sized (_ROW_PIECE): each pass runs
@@ -169,8 +170,14 @@ def _batch_norm_rows(ctx: Ctx, ch: _Channels, x: np.ndarray, weight, bias, runni
     def view(a2, r0, r1, c0, c1):
         return a2[r0:r1, c0:c1].reshape(r1 - r0, (c1 - c0) // l, l)
 
-    mean64, var64 = _row_stats(ch, x2, view)
-    mean, var = mean64.astype(x.dtype), var64.astype(x.dtype)
+    y = None
+    if ort_ops.batch_norm_applies(x):                   # y and the statistics in two threaded passes
+        y, mean, var = ort_ops.batch_norm_train(x, weight, bias, a.eps)
+        var64 = var.astype(np.float64)
+        y = ch.flat(y)
+    else:
+        mean64, var64 = _row_stats(ch, x2, view)
+        mean, var = mean64.astype(x.dtype), var64.astype(x.dtype)
     inv = (1.0 / np.sqrt(var64 + a.eps)).astype(x.dtype)
     scale = inv * weight if weight is not None else inv
     shift = -mean * scale                               # y = x·scale + shift, as PyTorch's CPU kernel
@@ -178,14 +185,16 @@ def _batch_norm_rows(ctx: Ctx, ch: _Channels, x: np.ndarray, weight, bias, runni
         shift += bias
     long = l >= _LONG_ROWS
     mrow, srow, hrow = (None,) * 3 if long else (ch.row(mean), ch.row(scale), ch.row(shift))
-    y = np.empty(x2.shape, x.dtype)
+    if y is None:
+        y = np.empty(x2.shape, x.dtype)
 
-    def normalise(r0, r1, c0, c1):
-        k0, k1 = c0 // l, c1 // l
-        y3 = np.multiply(view(x2, r0, r1, c0, c1), _vec(scale, srow, k0, k1, l), out=view(y, r0, r1, c0, c1))
-        y3 += _vec(shift, hrow, k0, k1, l)
+        def normalise(r0, r1, c0, c1):
+            k0, k1 = c0 // l, c1 // l
+            y3 = np.multiply(view(x2, r0, r1, c0, c1), _vec(scale, srow, k0, k1, l),
+                             out=view(y, r0, r1, c0, c1))
+            y3 += _vec(shift, hrow, k0, k1, l)
 
-    ch.each(normalise, 2)
+        ch.each(normalise, 2)
     _update_running(a, running_mean, running_var, nbt, mean, var, m)
 
     def backward(gy: np.ndarray):
@@ -241,7 +250,7 @@ def batch_norm(ctx: Ctx, x: np.ndarray, *p: np.ndarray):
         if m < 2:
             raise ValueError(f"batch_norm needs more than one value per channel in training, "
                              f"got input of shape {'×'.join(map(str, x.shape))}")
-        if ch.l >= _KEEP_X_ROWS:
+        if ch.l >= _KEEP_X_ROWS or ort_ops.batch_norm_applies(x):
             return _batch_norm_rows(ctx, _Channels(x, _ROW_PIECE), x, weight, bias, running_mean, running_var,
                                     nbt, len(p))
         mean = ch.sum(x2) / dt(m)
