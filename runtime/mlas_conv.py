@@ -212,3 +212,34 @@ def gemm_nt(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     sess = ort_sessions.cached(key, build)
     threads.other_pool_used()
     return sess.run(None, {"a": np.ascontiguousarray(a, np.float32), "b": np.ascontiguousarray(b, np.float32)})[0]
+
+
+_CT_SPLIT = 1 << 27         # multiply-adds from which conv_transpose uses more than one thread (its col2im
+                            # is single-threaded: below this one thread was faster, docs/benchmarks.md)
+
+
+def conv_transpose(x: np.ndarray, w: np.ndarray, pads, st, dl, out_pad) -> np.ndarray:
+    """onnxruntime's ConvTranspose (GEMM + col2im in C++) of x [N, O, h, w] (float32) with w [O, C, kh, kw]
+    (one group): the input gradient of the convolution by w, as a transposed convolution's forward.
+    pads ((top, bottom), (left, right)) crop the full result, out_pad extends it at the end (< stride)."""
+    from onnx import TensorProto, helper
+
+    (top, bottom), (left, right) = pads
+    macs = x.size * w.shape[1] * w.shape[2] * w.shape[3]
+    n_threads = threads.cap() if macs >= _CT_SPLIT else 1
+    key = ("conv_transpose", x.shape, w.shape, tuple(map(tuple, pads)), tuple(st), tuple(dl), tuple(out_pad),
+           n_threads)
+
+    def build():
+        f = TensorProto.FLOAT
+        node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], kernel_shape=list(w.shape[2:]),
+                                pads=[top, left, bottom, right], strides=list(st), dilations=list(dl),
+                                output_padding=list(out_pad))
+        g = helper.make_graph([node], "conv_transpose", [helper.make_tensor_value_info("x", f, list(x.shape)),
+                                                          helper.make_tensor_value_info("w", f, list(w.shape))],
+                              [helper.make_tensor_value_info("y", f, None)])
+        return ort_sessions.make(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), n_threads)
+
+    sess = ort_sessions.cached(key, build)
+    threads.other_pool_used()
+    return sess.run(None, {"x": np.ascontiguousarray(x), "w": np.ascontiguousarray(w)})[0]

@@ -191,3 +191,49 @@ def test_gemm_nt_matches_numpy():
         want = a.astype(np.float64) @ b.T.astype(np.float64)
         np.testing.assert_allclose(mlas_conv.gemm_nt(a, b), want, rtol=1e-4, atol=1e-4 * np.sqrt(k))
     assert mlas_conv.gemm_ok(np.float32) and not mlas_conv.gemm_ok(np.float64)
+
+
+@pytest.fixture
+def transposes(monkeypatch):
+    seen = []
+    real = mlas_conv.conv_transpose
+    monkeypatch.setattr(mlas_conv, "conv_transpose", lambda *a: seen.append(a[0].shape) or real(*a))
+    return seen
+
+
+@pytest.mark.parametrize("shape,out_ch,k,padding,stride,dilation", [
+    ((4, 6, 14, 14), 16, 5, 0, 1, 1),        # LeNet-5's second convolution: fewer input channels than a block
+    ((8, 16, 14, 14), 32, 3, 1, 2, 1),       # the conv autoencoder's encoder: stride 2, one call
+    ((2, 16, 12, 12), 8, 1, 0, 2, 1),        # a 1×1 stride-2 shortcut
+    ((2, 8, 15, 13), 16, 5, 2, 3, 1),        # stride 3, the full gradient longer than the input
+    ((2, 16, 13, 13), 16, 3, 2, 2, 2),       # stride and dilation
+])
+def test_input_gradient_as_conv_transpose(calls, transposes, shape, out_ch, k, padding, stride, dilation):
+    """Where onnxruntime's ConvTranspose was faster (docs/benchmarks.md), the input gradient is one."""
+    _compare(shape, out_ch, k, padding, stride, dilation)
+    assert transposes
+
+
+@pytest.mark.parametrize("shape,out_ch,k,padding,stride", [
+    ((2, 32, 11, 10), 24, 3, 1, 2),
+    ((2, 16, 15, 13), 16, 5, 2, 3),
+])
+def test_large_strided_input_gradients_keep_the_stride_phases(calls, transposes, monkeypatch, shape, out_ch, k,
+                                                              padding, stride):
+    monkeypatch.setattr(conv, "_CT_MAX_STRIDED", 0)
+    phases = []
+    real = conv._igrad_phases
+    monkeypatch.setattr(conv, "_igrad_phases", lambda *a: phases.append(1) or real(*a))
+    _compare(shape, out_ch, k, padding, stride)
+    assert phases and not transposes
+
+
+def test_conv_transpose_geometry_is_refused_where_onnxruntime_cannot_crop():
+    gy, w = np.zeros((1, 4, 5, 5), np.float32), np.zeros((4, 3, 3, 3), np.float32)
+    # an output region reaching stride or more past the full gradient: no ConvTranspose output padding
+    assert conv._transpose_geometry(gy, w, (2, 2), (1, 1), 1, (0, 0), (13, 11)) is None
+    assert conv._transpose_geometry(gy, w, (2, 2), (1, 1), 1, (0, 0), (12, 11)) == (
+        ((0, 0), (0, 0)), (2, 2), (1, 1), (1, 0))
+    assert conv._transpose_geometry(gy.astype(np.float64), w.astype(np.float64), (2, 2), (1, 1), 1, (0, 0),
+                                    (11, 11)) is None
+    assert conv._transpose_geometry(gy, w[:, :1].repeat(2, 1)[:2], (2, 2), (1, 1), 2, (0, 0), (11, 11)) is None

@@ -301,6 +301,9 @@ def _igrad(gy: np.ndarray, w: np.ndarray, s, d, groups: int, full, lo, out) -> n
     _, cg, kh, kw = w.shape
     g, og = groups, o // groups
     c = g * cg
+    ct = _transpose_geometry(gy, w, s, d, groups, lo, out)
+    if ct is not None:
+        return mlas_conv.conv_transpose(gy, w, *ct)
     on_mlas = c >= 4 and mlas_conv.applies(gy, w, groups, _NO_PADS)     # 3-channel inputs: GEMM + col2im won
     if tuple(s) == (1, 1) and (on_mlas or o * out[0] * (out[1] + d[1] * (kw - 1)) <= 3 * c * oh * ow):
         # correlation of the padded output gradient with the flipped, in/out-swapped kernel (cheaper
@@ -332,6 +335,32 @@ def _igrad(gy: np.ndarray, w: np.ndarray, s, d, groups: int, full, lo, out) -> n
 
         parallel.run(col2im, c, 2 * cols.nbytes)
     return gxp[:, :, lo[0]:lo[0] + out[0], lo[1]:lo[1] + out[1]]
+
+
+_CT_MAX_STRIDED = 1 << 27   # multiply-adds up to which a strided input gradient is one ConvTranspose
+
+
+def _transpose_geometry(gy: np.ndarray, w: np.ndarray, s, d, groups: int, lo, out):
+    """(pads, strides, dilations, output padding) for _igrad as onnxruntime's ConvTranspose where that was
+    faster than the alternatives (docs/benchmarks.md): inputs with fewer channels than an NCHWc block (the
+    MLAS correlation computes padded channels; GEMM + col2im in NumPy is slower), 1×1 strided kernels,
+    and strided gradients of up to _CT_MAX_STRIDED multiply-adds (one call, not one per stride phase).
+    None: not here (float64, groups, no onnxruntime, or a crop that ConvTranspose cannot express)."""
+    if groups != 1 or gy.dtype != np.float32 or w.dtype != np.float32 or not mlas_conv.gemm_ok(np.float32):
+        return None
+    c, (kh, kw) = w.shape[1], w.shape[2:]
+    strided = tuple(s) != (1, 1)
+    macs = gy.size * c * kh * kw
+    if not (c < mlas_conv.block_size() or (strided and (kh * kw == 1 or macs <= _CT_MAX_STRIDED))):
+        return None
+    pads, extra = [], []
+    for o_, k_, s_, d_, l_, n_ in zip(gy.shape[2:], (kh, kw), s, d, lo, out):
+        end = s_ * (o_ - 1) + d_ * (k_ - 1) + 1 - l_ - n_            # what the full gradient has past out
+        if end < 0 and -end >= s_:                                  # onnxruntime: output padding < stride
+            return None
+        pads.append((l_, max(end, 0)))
+        extra.append(max(-end, 0))
+    return tuple(pads), tuple(s), tuple(d), tuple(extra)
 
 
 def _igrad_phases(gy: np.ndarray, w: np.ndarray, s, full, lo, out) -> np.ndarray:
