@@ -126,7 +126,8 @@ class _Columns:
     strided gathers) are used when the junk would cost more than the fast copy saves.
     """
 
-    def __init__(self, xp: np.ndarray, k, s, d, out, dtype):
+    def __init__(self, xp: np.ndarray, k, s, d, out, dtype, fold: bool = False):
+        """fold: always the folded layout with exact columns (for the weight gradient's GEMMs on MLAS)."""
         n, c = xp.shape[:2]
         oh, ow = out
         s, d = tuple(s), tuple(d)
@@ -140,13 +141,13 @@ class _Columns:
             wq = None
         # wide columns also compute the junk positions: worth it while the junk is small, or while
         # the GEMM is cheap anyway (few rows)
-        self.wide = wq is not None and (wq <= _WIDE * ow or self.rows <= _WIDE_ROWS)
+        self.wide = wq is not None and (wq <= _WIDE * ow or self.rows <= _WIDE_ROWS) and not fold
         self._src = (xp, tuple(k), s, d, out)
         self._parts: list | None = None
         self.grid = (oh, wq) if self.wide else (oh, ow)
         self.t = (oh - 1) * wq + ow if self.wide else oh * ow     # wide: positions read, all in bounds
         self.r = self.grid[0] * self.grid[1]
-        self.per_sample = self.r >= _SAMPLE_COLS
+        self.per_sample = self.r >= _SAMPLE_COLS and not fold
         self.dtype = dtype
         self.blocks = _blocks(n, self.rows * self.r * np.dtype(dtype).itemsize, self.r)
 
@@ -265,12 +266,15 @@ def _wgrad(xp: np.ndarray, gy: np.ndarray, k, s, d, groups: int, kept: np.ndarra
     if _is_plain_gemm(k, s, xp.shape[2:], (oh, ow)):
         gw = np.matmul(gy.reshape(n, g, og, oh * ow), xp.reshape(n, g, cg, oh * ow).swapaxes(-1, -2)).sum(0)
         return gw.reshape(o, cg, *k)
-    cols = _Columns(xp, k, s, d, (oh, ow), dt)
+    # with the convolutions on MLAS, their weight-gradient GEMMs too: OpenBLAS's threads, once woken,
+    # spin on the cores that onnxruntime's threads need (VGG's step: 120 -> 94 ms with OpenBLAS kept idle);
+    # folded, exact columns: a block is one GEMM (one session call per sample cost more than its GEMM)
+    # and the output gradient needs no zero-padded copy (VGG's first conv 2.06 -> 1.54 ms, LeNet-5's
+    # 1.04 -> 0.84, ResNet-18's 8×256×14×14 9.6 -> 8.7)
+    mlas = g == 1 and mlas_conv.gemm_ok(dt)
+    cols = _Columns(xp, k, s, d, (oh, ow), dt, fold=mlas)
     gw = np.zeros((g, og, kk), dt)
     gyc = None
-    # with the convolutions on MLAS, their weight-gradient GEMMs too: OpenBLAS's threads, once woken,
-    # spin on the cores that onnxruntime's threads need (VGG's step: 120 -> 94 ms with OpenBLAS kept idle)
-    mlas = g == 1 and mlas_conv.gemm_ok(dt)
     for n0, n1, cm in ([(0, n, kept)] if kept is not None else cols):
         m = n1 - n0
         if cols.grid[1] != ow:                                  # wide columns: zero gradient at junk positions
