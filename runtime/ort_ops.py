@@ -12,7 +12,8 @@ as NumPy's), for float32 [N, C, L...] of at least MIN_BYTES; the backward stays 
 for the backward): its backward is 4x faster than NumPy's, its forward with indices slower, and
 LeNet-5's step got 6 % slower (VGG's 1 % faster).
 
-SPECC_ORT_OPS=0 turns this off. A forked child of a process that started onnxruntime, and an
+SPECC_ORT_OPS=0 turns this off, and the input gradients that runtime/kernels/convolution.py computes
+as onnxruntime's ConvTranspose (runtime/mlas_conv.conv_transpose) too. A forked child of a process that started onnxruntime, and an
 onnxruntime whose operator fails its first-use check against NumPy, keep NumPy too.
 """
 from __future__ import annotations

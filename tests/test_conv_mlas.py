@@ -237,3 +237,10 @@ def test_conv_transpose_geometry_is_refused_where_onnxruntime_cannot_crop():
     assert conv._transpose_geometry(gy.astype(np.float64), w.astype(np.float64), (2, 2), (1, 1), 1, (0, 0),
                                     (11, 11)) is None
     assert conv._transpose_geometry(gy, w[:, :1].repeat(2, 1)[:2], (2, 2), (1, 1), 2, (0, 0), (11, 11)) is None
+
+
+def test_the_ort_ops_switch_keeps_the_correlations(calls, transposes, monkeypatch):
+    monkeypatch.setenv("SPECC_ORT_OPS", "0")
+    _compare((4, 6, 14, 14), 16, 5)
+    _compare((8, 16, 14, 14), 32, 3, padding=1, stride=2)
+    assert calls and not transposes

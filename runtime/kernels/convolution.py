@@ -37,7 +37,7 @@ from numpy.lib.stride_tricks import as_strided
 from compiler.ops.convolution import (adaptive_windows, conv_out, conv_pads, pool_geometry,
                                       transpose_base, transpose_output_padding, tup)
 
-from .. import blas, mlas_conv, parallel, threads
+from .. import blas, mlas_conv, ort_ops, parallel, threads
 from .registry import Ctx, kernel
 
 _BLOCK = 4 << 20            # bytes of im2col columns per block of samples (cache-sized, yet big 2-thread GEMMs)
@@ -349,8 +349,11 @@ def _transpose_geometry(gy: np.ndarray, w: np.ndarray, s, d, groups: int, lo, ou
     faster than the alternatives (docs/benchmarks.md): inputs with fewer channels than an NCHWc block (the
     MLAS correlation computes padded channels; GEMM + col2im in NumPy is slower), 1×1 strided kernels,
     and strided gradients of up to _CT_MAX_STRIDED multiply-adds (one call, not one per stride phase).
-    None: not here (float64, groups, no onnxruntime, or a crop that ConvTranspose cannot express)."""
+    None: not here (float64, groups, no onnxruntime, SPECC_ORT_OPS=0, or a crop that ConvTranspose cannot
+    express)."""
     if groups != 1 or gy.dtype != np.float32 or w.dtype != np.float32 or not mlas_conv.gemm_ok(np.float32):
+        return None
+    if not ort_ops.enabled():
         return None
     c, (kh, kw) = w.shape[1], w.shape[2:]
     strided = tuple(s) != (1, 1)
