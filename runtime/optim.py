@@ -190,7 +190,8 @@ class SGD(Optimizer):
                 buf = np.array(d, copy=True)
             else:
                 buf *= mom
-                buf += (1 - group["dampening"]) * d
+                damp = 1 - group["dampening"]
+                buf += d if damp == 1 else damp * d     # no scaled temporary in the usual case
             state["momentum_buffer"] = buf
             d = d + mom * buf if group["nesterov"] else buf
         p.data -= lr * d
