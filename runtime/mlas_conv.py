@@ -16,9 +16,9 @@ reference; if anything differs (another CPU, another onnxruntime), MLAS is not u
 
 Used by runtime/kernels/convolution.py for every float32 one-group convolution (conv1d, conv2d,
 conv_transpose2d): the forward correlation, the input gradient (a correlation with the flipped kernel,
-per stride phase when strided), the weight gradient of a batch of small maps (one more correlation),
-and the other weight gradients' GEMMs (gemm_nt). Float64 (the gradient checks) and groups > 1 keep the
-NumPy kernels.
+per stride phase when strided, or onnxruntime's plain ConvTranspose where that was faster:
+conv_transpose), the weight gradient of a batch of small maps (one more correlation), and the other
+weight gradients' GEMMs (gemm_nt). Float64 (the gradient checks) and groups > 1 keep the NumPy kernels.
 SPECC_CONV_KERNEL=numpy turns this off; the sessions use runtime.threads.cap() threads (also inside a
 one-thread BLAS region: onnxruntime's pool shares work out dynamically), one below _MIN_SPLIT.
 """
