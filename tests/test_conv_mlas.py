@@ -244,3 +244,11 @@ def test_the_ort_ops_switch_keeps_the_correlations(calls, transposes, monkeypatc
     _compare((4, 6, 14, 14), 16, 5)
     _compare((8, 16, 14, 14), 32, 3, padding=1, stride=2)
     assert calls and not transposes
+
+
+@pytest.mark.parametrize("swap_max", [0, 1 << 30])
+def test_weight_gradient_gemm_either_way_round(calls, monkeypatch, swap_max):
+    """_wgrad's GEMMs on MLAS computed as gw (big gradients) or as gwᵀ (small ones): both match PyTorch."""
+    monkeypatch.setattr(conv, "_SWAP_MAX", swap_max)
+    _compare((2, 8, 9, 9), 12, 3, padding=1)                 # batch < 16: im2col, not the correlation
+    _compare((3, 3, 12, 12), 16, 5, padding=2, stride=2)

@@ -256,6 +256,9 @@ def _corr(xp: np.ndarray, w: np.ndarray, s, d, groups: int, out, keep: bool = Fa
     return y
 
 
+_SWAP_MAX = 1 << 18         # weight-gradient elements up to which _wgrad's GEMMs run transposed
+
+
 def _wgrad(xp: np.ndarray, gy: np.ndarray, k, s, d, groups: int, kept: np.ndarray | None = None) -> np.ndarray:
     """Gradient of _corr's weight: [O, C/g, kh, kw]; `kept` are _corr's columns if it kept them."""
     n, c = xp.shape[:2]
@@ -274,6 +277,11 @@ def _wgrad(xp: np.ndarray, gy: np.ndarray, k, s, d, groups: int, kept: np.ndarra
     mlas = g == 1 and mlas_conv.gemm_ok(dt)
     cols = _Columns(xp, k, s, d, (oh, ow), dt, fold=mlas)
     gw = np.zeros((g, og, kk), dt)
+    # a small gradient is computed transposed, the columns as the GEMM's M side: MLAS's GEMM ran those
+    # 1.1-2x faster (ResNet-18's 7×7 stem 59 -> 45 ms, its 8×64×56×56 3×3 15.4 -> 14.0); for a big
+    # gradient the transposing copy at the end costs more than that gains
+    swap = mlas and kk * og <= _SWAP_MAX
+    acc = np.zeros((kk, og), dt) if swap else gw[0]
     gyc = None
     for n0, n1, cm in ([(0, n, kept)] if kept is not None else cols):
         m = n1 - n0
@@ -291,11 +299,13 @@ def _wgrad(xp: np.ndarray, gy: np.ndarray, k, s, d, groups: int, kept: np.ndarra
         if mlas:                                       # one group, float32: MLAS's GEMM (mlas_conv.gemm_nt)
             for a, b in (zip(g2.reshape(m, og, -1), cm.reshape(m, kk, -1)) if cols.per_sample
                          else [(g2.reshape(og, -1), cm.reshape(kk, -1))]):
-                gw[0] += mlas_conv.gemm_nt(a, b)
+                acc += mlas_conv.gemm_nt(b, a) if swap else mlas_conv.gemm_nt(a, b)
         elif cols.per_sample:
             gw += np.matmul(g2.reshape(m, g, og, -1), cm.reshape(m, g, kk, -1).swapaxes(-1, -2)).sum(0)
         else:
             gw += np.matmul(g2.reshape(g, og, -1), cm.reshape(g, kk, -1).swapaxes(-1, -2))
+    if swap:
+        gw[0] = acc.T
     return gw.reshape(o, cg, *k)
 
 
