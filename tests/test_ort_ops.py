@@ -115,3 +115,80 @@ def test_onnxruntime_and_numpy_paths_agree(calls, monkeypatch):
 def test_the_self_check_passes_here():
     assert ort_ops._check_batch_norm()
     assert normalisation.ort_ops is ort_ops
+
+
+# -- self-attention in inference ------------------------------------------------------------------------
+
+@pytest.fixture
+def attn_calls(monkeypatch):
+    monkeypatch.delenv("SPECC_ORT_OPS", raising=False)
+    assert ort_ops.attention_applies(np.zeros((1, 2, 4), np.float32), 2)     # its first-use check, done
+    seen = []
+    real = ort_ops.attention
+    monkeypatch.setattr(ort_ops, "attention", lambda x, *a: seen.append(x.shape) or real(x, *a))
+    return seen
+
+
+def _mha(x, heads=4, causal=False, bias=True, mask=None, needs=None, wanted=(True, False)):
+    e = x.shape[-1]
+    rng = np.random.default_rng(e + heads)
+    params = [rng.standard_normal((3 * e, e)).astype(np.float32) / np.sqrt(e)]
+    params += [rng.standard_normal(3 * e).astype(np.float32)] if bias else []
+    params += [rng.standard_normal((e, e)).astype(np.float32) / np.sqrt(e)]
+    params += [rng.standard_normal(e).astype(np.float32)] if bias else []
+    attrs = {"num_heads": heads, "causal": causal, "bias": bias}
+    needs = needs or (False,) * (4 + len(params))
+    (out, weights), bwd, _ = run("multi_head_attention", attrs, [x, None, None, mask], params, needs=needs,
+                                 wanted=wanted)
+    if x.dtype == np.float64:
+        return out, None
+    mod = torch.nn.MultiheadAttention(e, heads, bias=bias, batch_first=True).eval()
+    with torch.no_grad():
+        mod.in_proj_weight.copy_(torch.from_numpy(params[0]))
+        mod.out_proj.weight.copy_(torch.from_numpy(params[2 if bias else 1]))
+        if bias:
+            mod.in_proj_bias.copy_(torch.from_numpy(params[1]))
+            mod.out_proj.bias.copy_(torch.from_numpy(params[3]))
+        tx = torch.from_numpy(x)
+        t = x.shape[1]
+        am = torch.triu(torch.ones(t, t, dtype=torch.bool), 1) if causal else None
+        km = None if mask is None else torch.from_numpy(mask)
+        want, _ = mod(tx, tx, tx, attn_mask=am, key_padding_mask=km, need_weights=False)
+    return out, want.numpy()
+
+
+@pytest.mark.parametrize("shape,heads,causal,bias", [
+    ((16, 64, 128), 4, False, True),         # the benchmark transformer's layer
+    ((3, 7, 24), 3, True, True),             # causal
+    ((2, 5, 16), 2, False, False),           # no bias
+])
+def test_self_attention_in_inference_matches_torch(attn_calls, shape, heads, causal, bias):
+    x = np.random.default_rng(sum(shape)).standard_normal(shape).astype(np.float32)
+    got, want = _mha(x, heads, causal, bias)
+    assert attn_calls == [shape]
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_attention_that_needs_more_keeps_numpy(attn_calls, monkeypatch):
+    """A key padding mask, gradients, the attention weights, float64 or the switch: the NumPy kernel."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 6, 16)).astype(np.float32)
+    mask = np.zeros((2, 6), bool)
+    mask[0, 4:] = True
+    got, want = _mha(x, 2, mask=mask)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    _mha(x, 2, needs=(True,) + (False,) * 7)
+    _mha(x, 2, wanted=(True, True))
+    _mha(x.astype(np.float64), 2)
+    monkeypatch.setenv("SPECC_ORT_OPS", "0")
+    off, _ = _mha(x, 2)
+    assert attn_calls == []
+    monkeypatch.delenv("SPECC_ORT_OPS")
+    on, _ = _mha(x, 2)
+    assert attn_calls == [x.shape]
+    np.testing.assert_allclose(on, off, rtol=1e-5, atol=1e-6)
+
+
+def test_the_attention_self_check_passes_here():
+    assert ort_ops._check_attention()

@@ -8,7 +8,7 @@ import numpy as np
 
 from compiler.ops.attention import sinusoid_table
 
-from .. import threads
+from .. import ort_ops, threads
 from .registry import Ctx, kernel, unbroadcast
 
 
@@ -142,6 +142,10 @@ def _mha(ctx: Ctx, query: np.ndarray, key: np.ndarray | None, value: np.ndarray 
     v_in = k_in if value is None else value
     tk = k_in.shape[1]
     fused = k_in is query and v_in is query                 # self-attention: one GEMM for q, k and v
+    if (fused and key_padding_mask is None and not any(ctx.needs) and ctx.wanted[:1] != (False,)
+            and not (len(ctx.wanted) > 1 and ctx.wanted[1]) and ort_ops.attention_applies(query, h)):
+        # inference without gradients or weights: onnxruntime's fused attention (runtime/ort_ops.py)
+        return (ort_ops.attention(query, w_in, b_in, w_out, b_out, h, a.causal), None), None
 
     def heads(y: np.ndarray, t: int, parts: int = 1):
         """[N*T, parts*E] -> parts views [N, H, T, hd] (no copy)."""
