@@ -192,3 +192,24 @@ def test_attention_that_needs_more_keeps_numpy(attn_calls, monkeypatch):
 
 def test_the_attention_self_check_passes_here():
     assert ort_ops._check_attention()
+
+
+def test_results_do_not_depend_on_the_thread_count(monkeypatch):
+    """A run stays reproducible whatever threads onnxruntime gets: same bits at one and at two threads."""
+    rng = np.random.default_rng(11)
+    x4 = (rng.standard_normal((16, 8, 32, 32)) * 2 + 1).astype(np.float32)
+    w, b = rng.random(8).astype(np.float32), rng.random(8).astype(np.float32)
+    x3 = rng.standard_normal((8, 32, 64)).astype(np.float32)
+    w_in, b_in = rng.standard_normal((192, 64)).astype(np.float32) / 8, rng.standard_normal(192).astype(np.float32)
+    w_out, b_out = rng.standard_normal((64, 64)).astype(np.float32) / 8, rng.standard_normal(64).astype(np.float32)
+
+    def both():
+        return (ort_ops.batch_norm_train(x4, w, b, 1e-5), ort_ops.attention(x3, w_in, b_in, w_out, b_out, 4, True))
+
+    monkeypatch.setattr(ort_ops, "_SPLIT_BYTES", 0)                   # threads.cap() threads
+    (bn_many, at_many) = both()
+    monkeypatch.setattr(ort_ops, "_SPLIT_BYTES", 1 << 60)             # one thread
+    (bn_one, at_one) = both()
+    for a, c in zip(bn_many, bn_one):
+        np.testing.assert_array_equal(a, c)
+    np.testing.assert_array_equal(at_many, at_one)
