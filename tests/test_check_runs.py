@@ -370,6 +370,11 @@ def test_activations_run_on_the_scalar_output_of_mean():
 @pytest.mark.parametrize("inputs, layer, feeds, words", [
     ("x: [V, 3], adj: [4, 4]", "{op: gcn_conv, name: g, in: [x, adj], out_features: 2}",
      {"x": (5, 3), "adj": (4, 4)}, ["node 'g' (gcn_conv)", "V=5", "x has 5 nodes", "'x' [5, 3], 'adj' [4, 4]"]),
+    # adj [N, 3] against x [3, 3, 2]: NumPy broadcast it into a [3, 2, 2] result instead of failing
+    ("x: [3, 3, 2], adj: [N, 3]", "{op: graph_aggregate, name: g, in: [x, adj]}",
+     {"x": (3, 3, 2), "adj": (2, 3)}, ["node 'g' (graph_aggregate)", "N=2", "square adjacency"]),
+    ("x: [B, 4, 2], adj: [B, V, 4]", "{op: gat_conv, name: g, in: [x, adj], out_features: 3}",
+     {"x": (2, 4, 2), "adj": (2, 3, 4)}, ["node 'g' (gat_conv)", "V=3", "square adjacency"]),
     ("q: [N, T, 4], k: [N, 3, 4]", "{op: scaled_dot_product_attention, name: a, in: [q, k, q]}",
      {"q": (2, 5, 4), "k": (2, 3, 4)}, ["node 'a'", "T=5", "as many values as keys"]),
 ])

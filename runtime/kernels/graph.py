@@ -15,6 +15,19 @@ def _adj(adj: np.ndarray, dtype) -> np.ndarray:
     return adj if adj.dtype == dtype else adj.astype(dtype)
 
 
+def _graph_args(x: np.ndarray, adj: np.ndarray) -> None:
+    """Refuse x [.., V, F] and adj [.., V, V] that do not fit (sizes that `check` could only see as symbols):
+    NumPy would broadcast some of them into a wrongly shaped result instead of failing. The model turns the
+    error into the op's shape rule, in its words (runtime/model.py, _kernel_error)."""
+    v = x.shape[-2] if x.ndim >= 2 else None
+    if adj.ndim < 2 or adj.shape[-1] != adj.shape[-2] or adj.shape[-1] != v:
+        raise ValueError(f"adj of shape {adj.shape} does not fit x of shape {x.shape}")
+    try:
+        np.broadcast_shapes(x.shape[:-2], adj.shape[:-2])
+    except ValueError:
+        raise ValueError(f"x of shape {x.shape} and adj of shape {adj.shape} have different batch sizes") from None
+
+
 def _t(a: np.ndarray) -> np.ndarray:
     return np.swapaxes(a, -1, -2)
 
@@ -27,6 +40,7 @@ def _float(a: np.ndarray) -> bool:
 
 @kernel("gcn_conv")
 def gcn_conv(ctx: Ctx, x: np.ndarray, adj: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None):
+    _graph_args(x, adj)
     at = ctx.attrs
     loops, norm = at.add_self_loops, at.normalize
     A = _adj(adj, x.dtype)
@@ -179,6 +193,7 @@ def _gat_edges(nb, hx3, ss, sd, slope, lead):
 @kernel("gat_conv")
 def gat_conv(ctx: Ctx, x: np.ndarray, adj: np.ndarray, weight: np.ndarray, att_src: np.ndarray,
              att_dst: np.ndarray, bias: np.ndarray | None = None):
+    _graph_args(x, adj)
     at = ctx.attrs
     h, c = at.heads, at.out_features
     dt = x.dtype
@@ -235,6 +250,7 @@ def _segments(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @kernel("graph_aggregate")
 def graph_aggregate(ctx: Ctx, x: np.ndarray, adj: np.ndarray):
+    _graph_args(x, adj)
     red = ctx.attrs.reduce
     A = _adj(adj, x.dtype)
     if red in ("sum", "mean"):
