@@ -28,6 +28,8 @@ TOTAL_STEPS = 20_000_000        # work for every expression of one compilation t
 REPEAT = 10_000                 # `repeat:` of one layer
 NODES = 100_000                 # nodes of the expanded graph (blocks and repeats included)
 OUTPUTS = 10_000                # output ports of one node (e.g. the chunks of `split`)
+NAME_CHARS = 200                # characters in a layer's `name:` (a 100,000-character name made `specc
+                                # check` print its summary row by row: over a million characters)
 ARANGE = 10_000_000            # values of one `arange` (its length comes from its attributes)
 
 # -- messages -----------------------------------------------------------------------------------

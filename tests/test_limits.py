@@ -127,6 +127,22 @@ def test_node_limit(monkeypatch):
     assert len(e.value.diagnostics) == 1 and e.value.diagnostics[0].loc.line == 4
 
 
+def test_layer_names_are_limited(tmp_path):
+    """A 200,000-character name made `specc check` print over a million characters (tools/fuzz.py)."""
+    ok = "a" * limits.NAME_CHARS
+    compile_text(HEAD + f"layers: [{{op: relu, name: {ok}}}]\n")
+    with pytest.raises(SpecError, match=f"has 200,000 characters, more than the limit of {limits.NAME_CHARS}") as e:
+        compile_text(HEAD + f"layers: [{{op: relu, name: {'a' * 200_000}}}]\n")
+    assert e.value.diagnostics[0].loc.line == 4
+    code, out = check(tmp_path, HEAD + f"layers:\n  - {{op: relu, name: {'b' * 5000}}}\n")
+    assert code == 1 and len(out) < 2_000
+
+
+def test_onnx_import_keeps_names_short():
+    from compiler.onnx_import.writer import sanitise
+    assert len(sanitise("/encoder/" + "layer" * 100 + "/MatMul")) <= 64
+
+
 def test_error_count_and_message_length_are_limited(monkeypatch):
     monkeypatch.setattr(limits, "ERRORS", 3)
     layers = ", ".join(f"{{op: linear, in: x, out_features: '${{[{i}] * 9000}}'}}" for i in range(5))

@@ -181,6 +181,12 @@ class LayerExpansion:
             self.c.error(f"invalid node name {name!r}", locs.at("name"), NAME_HINT, use_sites=scope.use_sites)
             scope.last = POISON
             raise Poisoned
+        if len(name) > limits.NAME_CHARS:
+            self.c.error(f"the name '{name[:40]}...' has {len(name):,} characters, more than the limit of "
+                         f"{limits.NAME_CHARS}", locs.at("name"), "use a short name, as for a PyTorch module",
+                         use_sites=scope.use_sites)
+            scope.last = POISON
+            raise Poisoned
         return name
 
     def claim(self, name: str, fields: dict, locs: Locs, scope: Scope, env: dict) -> bool:

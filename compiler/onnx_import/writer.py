@@ -31,7 +31,7 @@ def sanitise(text: str) -> str | None:
     if len(parts) > 1:
         parts = parts[:1] if parts[-1].endswith("_node") else parts[-2:-1]   # specc: scope/Op_node; torch: /a/b/Op
     name = re.sub(r"[^A-Za-z0-9_]", "_", parts[0] if parts else "").strip("_")
-    name = re.sub(r"__+", "_", name)
+    name = re.sub(r"__+", "_", name)[:64].rstrip("_")               # a spec's names have at most 200 characters
     if (not name or name[0].isupper() and name.rstrip("0123456789_").isalpha() or name[0].isdigit()
             or name.split("_")[0] in JUNK):
         return None
