@@ -138,6 +138,17 @@ def test_layer_names_are_limited(tmp_path):
     assert code == 1 and len(out) < 2_000
 
 
+def test_symbols_and_input_names_are_limited():
+    """A 200,000-character symbol in an input's shape was printed in every shape of the summary."""
+    with pytest.raises(SpecError, match="the symbol 'aaaa.*' has 200,000 characters, more than the limit of 200"):
+        compile_text("specc: 1\nname: t\ninputs: {x: [" + "a" * 200_000 + ", 4]}\nlayers: [relu]\n")
+    with pytest.raises(SpecError, match="invalid input name") as e:
+        compile_text("specc: 1\nname: t\ninputs: {" + "x" * 1_000 + ": [N, 4]}\nlayers: [relu]\n")
+    assert all(len(d.message) <= limits.MESSAGE_CHARS + 60 for d in e.value.diagnostics)
+    compile_text("specc: 1\nname: t\ninputs: {" + "x" * limits.NAME_CHARS + ": [" + "N" * limits.NAME_CHARS
+                 + ", 4]}\nlayers: [relu]\n")
+
+
 def test_onnx_import_keeps_names_short():
     from compiler.onnx_import.writer import sanitise
     assert len(sanitise("/encoder/" + "layer" * 100 + "/MatMul")) <= 64

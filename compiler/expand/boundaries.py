@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 from typing import Any
 
+from .. import limits
 from ..errors import did_you_mean
 from ..expr import FAILED, ExprError, is_template, render
 from ..ir import Ref, TensorType
@@ -89,7 +90,11 @@ def _input_type(c: Compiler, ex: Expander, itree: SMap, name: str, decl: Any, to
     dims, ok = [], True
     for d in shape:
         if isinstance(d, bool) or not (isinstance(d, int) and d > 0 or isinstance(d, str) and SYMBOL_RE.match(d)):
-            c.error(f"input '{name}': dimension {d!r} must be a positive integer or a symbol such as N", loc)
+            if isinstance(d, str) and len(d) > limits.NAME_CHARS:
+                c.error(f"input '{name}': the symbol '{d[:40]}...' has {len(d):,} characters, more than the limit "
+                        f"of {limits.NAME_CHARS}", loc)
+            else:
+                c.error(f"input '{name}': dimension {d!r} must be a positive integer or a symbol such as N", loc)
             ok = False
         dims.append(d)
     if not ok:

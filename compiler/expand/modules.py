@@ -13,7 +13,7 @@ from ..spec import BlockSpec, Library, Spec
 from .diagnose import Compiler
 
 STD_LIB = Path(__file__).resolve().parent.parent.parent / "specs" / "lib"
-SYMBOL_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+SYMBOL_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,199}\Z")     # at most limits.NAME_CHARS characters
 BLOCK_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*\Z")        # use: conv-bn needs no expression
 
 

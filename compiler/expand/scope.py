@@ -10,7 +10,7 @@ from ..errors import Loc
 from ..values import Value
 from .modules import Module
 
-NAME_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*|[0-9]+)\Z")       # an input's name
+NAME_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]{0,199}|[0-9]{1,200})\Z")   # an input's name (limits.NAME_CHARS)
 # a node's name: a PyTorch module name (letters, digits, _ and -, not first) -- no `.` (hierarchy), `:` (ports),
 # spaces or glob characters
 NODE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*\Z")
