@@ -245,8 +245,9 @@ class _Builder:
             value = _constructor.construct_object(node, deep=False)
         except yaml.constructor.ConstructorError as e:
             raise SpecError(f"unsupported YAML value: {e.problem}", self.loc(node)) from None
-        except (ValueError, KeyError, TypeError, OverflowError, ArithmeticError, AttributeError) as e:
-            # AttributeError: PyYAML's timestamp constructor on an explicit !!timestamp that is not a date
+        except (ValueError, KeyError, TypeError, OverflowError, ArithmeticError, AttributeError, IndexError) as e:
+            # AttributeError: PyYAML's timestamp constructor on an explicit !!timestamp that is not a date;
+            # IndexError: its float constructor on an empty explicit `!!float` (tools/fuzz.py)
             reason = {"integer": "not an integer", "boolean": "not true or false",
                       "number": "not a number", "date": "not a date (YYYY-MM-DD)"}.get(kind, str(e))
             if kind == "date" and isinstance(e, ValueError):   # a date out of range: datetime says which part

@@ -54,3 +54,11 @@ def test_syntax_error_has_position():
     with pytest.raises(SpecError) as e:
         load_text("a: [1, 2\nb: 3\n", "f.yaml")
     assert e.value.diagnostics[0].loc is not None
+
+
+@pytest.mark.parametrize("text", ["!!float ", "a: !!float\n", "a: !!int\n", "a: !!bool\n", "a: !!timestamp\n",
+                                  "a: [!!float , 1]\n"])
+def test_empty_explicitly_tagged_scalars_are_spec_errors(text):
+    """PyYAML's float constructor raised IndexError on an empty `!!float` (exit 3, found by tools/fuzz.py)."""
+    with pytest.raises(SpecError, match="invalid YAML|unsupported YAML|spec"):
+        load_text(text, "<t>")
