@@ -18,9 +18,14 @@ attention weights, no key padding mask): onnxruntime's fused com.microsoft Atten
 scaled softmax, per-head products in one threaded kernel) and the output projection: the benchmark
 transformer's layer 2.2 → 1.4 ms (PyTorch's fused fast path: 1.2 ms).
 
-SPECC_ORT_OPS=0 turns this off, and the input gradients that runtime/kernels/convolution.py computes
-as onnxruntime's ConvTranspose (runtime/mlas_conv.conv_transpose) too. A forked child of a process that started onnxruntime, and an
-onnxruntime whose operator fails its first-use check against NumPy, keep NumPy too.
+Neither holds OpenBLAS to one thread afterwards (runtime.threads.other_pool_used): in a conv net the
+convolutions do that anyway, and a transformer's feed-forward GEMMs, as big as its attention, then ran on
+one thread (its inference 10.0 ms with the hold, 8.2-8.5 without; with NumPy's attention 10.1).
+
+SPECC_ORT_OPS=0 turns this off, and the input gradients that runtime/kernels/convolution.py computes as
+onnxruntime's ConvTranspose (runtime/mlas_conv.conv_transpose) too. A forked child of a process that
+started onnxruntime, and an onnxruntime whose operator fails its first-use check against NumPy, keep
+NumPy too.
 """
 from __future__ import annotations
 
@@ -37,7 +42,7 @@ _checked: dict[str, bool] = {}
 
 
 def enabled() -> bool:
-    """SPECC_ORT_OPS unset or "1": use onnxruntime's batch norm and pooling where they apply; "0": never."""
+    """SPECC_ORT_OPS unset or "1": use these onnxruntime operators where they apply; "0": never."""
     return os.environ.get("SPECC_ORT_OPS", "1").strip().lower() not in ("0", "off", "false", "numpy", "no")
 
 
@@ -55,20 +60,19 @@ def _usable(x: np.ndarray, name: str, min_bytes: int = MIN_BYTES) -> bool:
     return ok
 
 
-def _model(nodes: list, inputs: list, outputs: list, opset: int = 17) -> Any:
+def _model(nodes: list, inputs: list, outputs: list, opset: int = 17, contrib: bool = False) -> Any:
     from onnx import helper
 
     g = helper.make_graph(nodes, "op", inputs, outputs)
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    domains = [helper.make_opsetid("", opset)] + ([helper.make_opsetid("com.microsoft", 1)] if contrib else [])
+    return helper.make_model(g, opset_imports=domains)
 
 
-def _run(key: tuple, size: int, build: Callable[[int], Any], feeds: dict, hold: bool = True) -> list:
-    """The session's outputs; `size` (bytes, or multiply-adds) from _SPLIT_BYTES on uses threads.cap();
-    `hold`: keep OpenBLAS on one thread for a while after (runtime.threads.other_pool_used)."""
+def _run(key: tuple, size: int, build: Callable[[], Any], feeds: dict) -> list:
+    """The outputs of the session that build() makes (cached under key and the thread count); `size`
+    (bytes, or multiply-adds) from _SPLIT_BYTES on runs on threads.cap() threads, below it on one."""
     n_threads = threads.cap() if size >= _SPLIT_BYTES else 1
-    sess = ort_sessions.cached(key + (n_threads,), lambda: ort_sessions.make(build(n_threads), n_threads))
-    if hold:
-        threads.other_pool_used()
+    sess = ort_sessions.cached(key + (n_threads,), lambda: ort_sessions.make(build(), n_threads))
     return sess.run(None, feeds)
 
 
@@ -88,7 +92,7 @@ def batch_norm_train(x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray 
     c = x.shape[1]
     f = TensorProto.FLOAT
 
-    def build(_n: int):
+    def build():
         # momentum 0: the "running" outputs are the batch statistics themselves (ONNX: running =
         # running_in·momentum + batch·(1 − momentum)); specc updates its running buffers itself
         node = helper.make_node("BatchNormalization", ["x", "w", "b", "m", "v"], ["y", "mean", "var"],
@@ -102,8 +106,7 @@ def batch_norm_train(x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray 
     feeds = {"x": np.ascontiguousarray(x),
              "w": np.ones(c, np.float32) if weight is None else np.ascontiguousarray(weight, np.float32),
              "b": zero if bias is None else np.ascontiguousarray(bias, np.float32), "m": zero, "v": zero}
-    # no hold on OpenBLAS: in a conv net the convolutions hold it anyway; elsewhere its GEMMs keep their threads
-    y, mean, var = _run(("batch_norm", x.shape, float(eps)), x.nbytes, build, feeds, hold=False)
+    y, mean, var = _run(("batch_norm", x.shape, float(eps)), x.nbytes, build, feeds)
     return y, mean, var
 
 
@@ -136,24 +139,21 @@ def attention(x: np.ndarray, w_in: np.ndarray, b_in: np.ndarray | None, w_out: n
     n, t, e = x.shape
     f = TensorProto.FLOAT
 
-    def build(_n: int):
+    def build():
         nodes = [helper.make_node("Attention", ["x", "w", "b"], ["att"], domain="com.microsoft", num_heads=heads,
                                   unidirectional=int(causal)),
                  helper.make_node("MatMul", ["att", "wo"], ["o"]), helper.make_node("Add", ["o", "bo"], ["y"])]
         ins = [helper.make_tensor_value_info("x", f, [n, t, e]), helper.make_tensor_value_info("w", f, [e, 3 * e]),
                helper.make_tensor_value_info("b", f, [3 * e]), helper.make_tensor_value_info("wo", f, [e, e]),
                helper.make_tensor_value_info("bo", f, [e])]
-        g = helper.make_graph(nodes, "attention", ins, [helper.make_tensor_value_info("y", f, None)])
-        return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+        return _model(nodes, ins, [helper.make_tensor_value_info("y", f, None)], contrib=True)
 
     feeds = {"x": np.ascontiguousarray(x), "w": np.ascontiguousarray(w_in.T, np.float32),
              "b": np.zeros(3 * e, np.float32) if b_in is None else np.ascontiguousarray(b_in, np.float32),
              "wo": np.ascontiguousarray(w_out.T, np.float32),
              "bo": np.zeros(e, np.float32) if b_out is None else np.ascontiguousarray(b_out, np.float32)}
     work = 4 * n * t * e * (e + t)                        # multiply-adds: projections, scores, products
-    # no hold on OpenBLAS afterwards: a transformer's feed-forward GEMMs, as big as its attention, then ran
-    # on one thread (inference 10.0 ms with the hold, 8.2-8.5 without; NumPy attention 10.1)
-    return _run(("attention", x.shape, heads, bool(causal)), work, build, feeds, hold=False)[0]
+    return _run(("attention", x.shape, heads, bool(causal)), work, build, feeds)[0]
 
 
 def _check_attention() -> bool:

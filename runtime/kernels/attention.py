@@ -142,8 +142,10 @@ def _mha(ctx: Ctx, query: np.ndarray, key: np.ndarray | None, value: np.ndarray 
     v_in = k_in if value is None else value
     tk = k_in.shape[1]
     fused = k_in is query and v_in is query                 # self-attention: one GEMM for q, k and v
-    if (fused and key_padding_mask is None and not any(ctx.needs) and ctx.wanted[:1] != (False,)
-            and not (len(ctx.wanted) > 1 and ctx.wanted[1]) and ort_ops.attention_applies(query, h)):
+    want_out = ctx.wanted[0] if ctx.wanted else True
+    want_w = len(ctx.wanted) > 1 and ctx.wanted[1]
+    if (fused and key_padding_mask is None and want_out and not want_w and not any(ctx.needs)
+            and ort_ops.attention_applies(query, h)):
         # inference without gradients or weights: onnxruntime's fused attention (runtime/ort_ops.py)
         return (ort_ops.attention(query, w_in, b_in, w_out, b_out, h, a.causal), None), None
 
@@ -180,8 +182,6 @@ def _mha(ctx: Ctx, query: np.ndarray, key: np.ndarray | None, value: np.ndarray 
         drop = (ctx.rng.random(p.shape, dtype=np.float32) >= a.dropout).astype(dt)
         drop *= np.asarray(1.0 / (1.0 - a.dropout), dt)
         pd = p * drop
-    want_out = ctx.wanted[0] if ctx.wanted else True
-    want_w = len(ctx.wanted) > 1 and ctx.wanted[1]
     out = att = None
     if want_out:
         att = np.empty((n, tq, h, hd), dt)                   # heads side by side: [N*Tq, E]
