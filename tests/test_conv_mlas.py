@@ -252,3 +252,13 @@ def test_weight_gradient_gemm_either_way_round(calls, monkeypatch, swap_max):
     monkeypatch.setattr(conv, "_SWAP_MAX", swap_max)
     _compare((2, 8, 9, 9), 12, 3, padding=1)                 # batch < 16: im2col, not the correlation
     _compare((3, 3, 12, 12), 16, 5, padding=2, stride=2)
+
+
+@pytest.mark.parametrize("shape,out_ch", [((2, 18, 9, 9), 5), ((3, 22, 8, 7), 12)])
+def test_kept_im2col_columns_beside_mlas_gemms(shape, out_ch):
+    """An input with C >= block and C % 4 != 0 runs forward on NumPy's im2col, which keeps its columns for
+    the weight gradient when the batch is one block: that gradient is NumPy's GEMM over those columns in
+    their layout (it was MLAS's over a folded layout they are not in: a shape error, exit 3, in training)."""
+    assert not mlas_conv.applies(np.zeros(shape, np.float32), np.zeros((out_ch,) + shape[1:2] + (3, 3), np.float32),
+                                 1, ((1, 1), (1, 1)))
+    _compare(shape, out_ch, 3, padding=1)

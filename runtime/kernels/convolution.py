@@ -274,7 +274,8 @@ def _wgrad(xp: np.ndarray, gy: np.ndarray, k, s, d, groups: int, kept: np.ndarra
     # folded, exact columns: a block is one GEMM (one session call per sample cost more than its GEMM)
     # and the output gradient needs no zero-padded copy (VGG's first conv 2.06 -> 1.54 ms, LeNet-5's
     # 1.04 -> 0.84, ResNet-18's 8×256×14×14 9.6 -> 8.7)
-    mlas = g == 1 and mlas_conv.gemm_ok(dt)
+    # (kept columns come from _corr's NumPy path, in its layout: NumPy's GEMMs read them)
+    mlas = g == 1 and mlas_conv.gemm_ok(dt) and kept is None
     cols = _Columns(xp, k, s, d, (oh, ow), dt, fold=mlas)
     gw = np.zeros((g, og, kk), dt)
     # a small gradient is computed transposed, the columns as the GEMM's M side: MLAS's GEMM ran those
