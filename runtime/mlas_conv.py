@@ -190,15 +190,16 @@ def gemm_ok(dtype) -> bool:
     return np.dtype(dtype) == np.float32 and enabled() and block_size() > 0
 
 
-def gemm_nt(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def gemm_nt(a: np.ndarray, b: np.ndarray, n_threads: int | None = None) -> np.ndarray:
     """a [M, K] · b [N, K]ᵀ (float32) on MLAS's GEMM through an onnxruntime Gemm session, for the weight
     gradients of convolutions: it keeps OpenBLAS's threads idle in a network whose convolutions run on
     MLAS (spinning OpenBLAS threads took the second core from onnxruntime's: docs/benchmarks.md), and
-    MLAS's long-K GEMMs were as fast or faster. Call only where gemm_ok(float32) holds."""
+    MLAS's long-K GEMMs were as fast or faster. Call only where gemm_ok(float32) holds. n_threads: the
+    session's threads (default: threads.cap() from _MIN_SPLIT multiply-adds, else 1)."""
     from onnx import TensorProto, helper
 
-    macs = a.shape[0] * a.shape[1] * b.shape[0]
-    n_threads = threads.cap() if macs >= _MIN_SPLIT else 1
+    if n_threads is None:
+        n_threads = threads.cap() if a.shape[0] * a.shape[1] * b.shape[0] >= _MIN_SPLIT else 1
     key = ("gemm_nt", a.shape, b.shape, n_threads)
 
     def build():

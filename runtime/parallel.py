@@ -17,14 +17,13 @@ pieces on one thread, for cache blocking.
 
 Threads: SPECC_NUM_THREADS=N uses N (at most 4 per allowed CPU); SPECC_NUM_THREADS=auto uses OMP_NUM_THREADS / OPENBLAS_NUM_THREADS
 if set (the cap given to BLAS), else the CPUs this process may run on (os.sched_getaffinity); unset, 1.
-One thread is the default because splitting was slower on the machine the benchmarks run on (2 vCPUs,
-docs/benchmarks.md): there one core already draws most of the memory bandwidth (a 64 MB float32
-multiply: 42 GB/s on one core, 48 GB/s on two), and after every GEMM OpenBLAS's idle threads spin on
-the cores for ~0.1 s, competing with the pool's worker; a ResNet-18 training step took 631 ms with the
-pool against 558 ms without (567 ms splitting only work over 16 MiB). Only compute-heavy kernels (the
-pooling passes over cache-sized pieces) got faster. When the pool has one worker per allowed CPU,
-each worker is pinned to its own CPU (unpinned, a worker woken after a GEMM tends to be queued on the
-calling thread's core). The kernels call `run` between GEMMs, never during one.
+One thread is the default for most work because splitting it was slower on the machine the benchmarks
+run on (2 vCPUs, docs/benchmarks.md): there one core already draws most of the memory bandwidth (a
+64 MB float32 multiply: 42 GB/s on one core, 48 GB/s on two), and waking a worker costs more than a
+pass over a few MiB saves (the small VGG's step: 7 % slower with its pooling and ReLU split). Kernels
+pass `threads=` where splitting pays by measurement: pooling and ReLU over SPLIT_ALWAYS bytes or more
+(`threads_for`: ResNet-18's step −5 %), and the weight gradient's im2col blocks (kernels/convolution.py
+_wgrad_mlas). The kernels call `run` between onnxruntime or BLAS calls, never during one.
 """
 from __future__ import annotations
 
@@ -36,6 +35,7 @@ from typing import Callable
 
 MIN_BYTES = 256 << 10       # below this, waking another thread costs more than it saves
 MAX_PER_CPU = 4             # SPECC_NUM_THREADS is capped at this many threads per allowed CPU
+SPLIT_ALWAYS = 16 << 20     # work of this many bytes splits over threads_for's cap even when THREADS is 1
 PIECE_BYTES = 1 << 20       # default piece size: a few passes over it stay in the 1-2 MiB L2 cache
 
 
@@ -99,24 +99,21 @@ class _Job:
 
 
 class _Pool:
-    def __init__(self, workers: int):
-        cpus = _cpus()
-        pin = workers == len(cpus) and workers > 1
+    """Worker threads, started as needed and kept (blocked on their queue while idle)."""
+
+    def __init__(self):
         self.queues: list[queue.SimpleQueue] = []
-        for i in range(workers):
+
+    def grow(self, workers: int) -> None:
+        while len(self.queues) < workers:
             q: queue.SimpleQueue = queue.SimpleQueue()
+            threading.Thread(target=self._loop, args=(q,), name=f"specc-parallel-{len(self.queues)}",
+                             daemon=True).start()
             self.queues.append(q)
-            threading.Thread(target=self._loop, args=(q, cpus[i] if pin else None),
-                             name=f"specc-parallel-{i}", daemon=True).start()
 
     @staticmethod
-    def _loop(q: queue.SimpleQueue, cpu: int | None) -> None:
+    def _loop(q: queue.SimpleQueue) -> None:
         _local.worker = True
-        if cpu is not None:
-            try:
-                os.sched_setaffinity(0, {cpu})          # this thread only
-            except OSError:
-                pass
         while True:
             job = q.get()
             job.drain()
@@ -124,55 +121,63 @@ class _Pool:
 
 
 _lock = threading.Lock()
-_pool: _Pool | None = None
-_pool_key: tuple[int, int] | None = None        # (pid, workers): a forked child starts its own workers
+_pools: dict[int, _Pool] = {}       # per process: a forked child starts its own workers
 
 
-def _get_pool(workers: int) -> _Pool:
-    global _pool, _pool_key
-    key = (os.getpid(), workers)
-    if _pool_key != key:
-        with _lock:
-            if _pool_key != key:
-                _pool = _Pool(workers)          # an old pool's idle workers just stay blocked
-                _pool_key = key
-    return _pool
+def _workers(n: int) -> list[queue.SimpleQueue]:
+    """The queues of n workers of this process's pool."""
+    with _lock:
+        pool = _pools.setdefault(os.getpid(), _Pool())
+        pool.grow(n)
+        return pool.queues[:n]
 
 
-def splits(nbytes: int) -> bool:
+def threads_for(nbytes: int, cap: int) -> int:
+    """Threads for a kernel's elementwise work of nbytes: THREADS, or from SPLIT_ALWAYS bytes on at least
+    `cap` (the threads BLAS and onnxruntime may use)."""
+    return max(THREADS, cap) if nbytes >= SPLIT_ALWAYS else THREADS
+
+
+def splits(nbytes: int, threads: int | None = None) -> bool:
     """Would `run` hand work of this size to other threads (from this thread)?"""
-    return THREADS > 1 and nbytes >= MIN_BYTES and not getattr(_local, "worker", False)
+    t = THREADS if threads is None else threads
+    return t > 1 and nbytes >= MIN_BYTES and not getattr(_local, "worker", False)
 
 
-def run(fn: Callable[[int, int], None], n: int, nbytes: int, step: int | None = None) -> None:
-    """Call fn(lo, hi) for contiguous slices that cover range(n) exactly once, on up to THREADS threads.
+def run(fn: Callable[[int, int], None], n: int, nbytes: int, step: int | None = None,
+        threads: int | None = None) -> None:
+    """Call fn(lo, hi) for contiguous slices that cover range(n) exactly once, on up to `threads` threads
+    (the calling thread and threads − 1 of the pool's; default THREADS).
 
     nbytes: the memory the whole job touches (decides whether splitting pays, and the default piece
     size); step: items per piece (None: one call when not split, else pieces of about PIECE_BYTES).
     fn must write only what belongs to its items, and compute each item the same way whatever the
     slice it comes in. Returns when every piece is done; an exception raised by a piece is re-raised.
+    A run inside fn (on any of the threads) stays on that thread.
     """
     if n <= 0:
         return
-    if not splits(nbytes):
+    t = THREADS if threads is None else max(1, min(int(threads), MAX_PER_CPU * len(_cpus())))
+    if not splits(nbytes, t):
         step = n if step is None else max(1, int(step))
         for lo in range(0, n, step):
             fn(lo, min(n, lo + step))
         return
     if step is None:
-        step = -(-n // max(THREADS, nbytes // PIECE_BYTES))
+        step = -(-n // max(t, nbytes // PIECE_BYTES))
     job = _Job(fn, n, max(1, int(step)))
-    workers = min(THREADS, -(-n // job.step) - 1)
-    if workers < 1:
-        job.drain()
-    else:
-        pool = _get_pool(THREADS)
-        for q in pool.queues[:workers]:
-            q.put(job)
+    workers = min(t - 1, -(-n // job.step) - 1)
+    _local.worker = True                        # a run inside fn stays on this thread too
+    try:
+        if workers >= 1:
+            for q in _workers(workers):
+                q.put(job)
         try:
             job.drain()
         finally:
-            for _ in range(workers):
+            for _ in range(max(workers, 0)):
                 job.done.get()
+    finally:
+        _local.worker = False
     if job.error is not None:
         raise job.error

@@ -262,3 +262,26 @@ def test_kept_im2col_columns_beside_mlas_gemms(shape, out_ch):
     assert not mlas_conv.applies(np.zeros(shape, np.float32), np.zeros((out_ch,) + shape[1:2] + (3, 3), np.float32),
                                  1, ((1, 1), (1, 1)))
     _compare(shape, out_ch, 3, padding=1)
+
+
+@pytest.mark.parametrize("shape,out_ch,k,stride", [((6, 3, 20, 20), 8, 3, 1), ((5, 16, 12, 12), 24, 3, 2)])
+def test_weight_gradient_blocks_side_by_side(calls, monkeypatch, shape, out_ch, k, stride):
+    """_wgrad_mlas with one block per sample on two threads (one-thread GEMMs side by side): PyTorch's
+    gradient, and the same bits as on one thread (partials summed in block order either way)."""
+    monkeypatch.setattr(conv, "_BLOCK", 1)
+    monkeypatch.setattr(conv, "_MIN_COLS", 1)
+    monkeypatch.setattr(conv, "_WG_MIN_BATCH", 1 << 30)          # im2col, not the correlation
+    _compare(shape, out_ch, k, padding=1, stride=stride, needs=(False, True, True))
+    rng = np.random.default_rng(5)
+    xp = rng.standard_normal((shape[0], shape[1], shape[2] + 2, shape[3] + 2)).astype(np.float32)
+    out = [(s_ - k) // stride + 1 for s_ in xp.shape[2:]]
+    gy = rng.standard_normal((shape[0], out_ch, *out)).astype(np.float32)
+    seen = []
+    real = conv.parallel.run
+    monkeypatch.setattr(conv.parallel, "run", lambda *a, **kw: seen.append(kw.get("threads")) or real(*a, **kw))
+    got = {}
+    for cap in (1, 2):
+        monkeypatch.setattr(threads, "cap", lambda cap=cap: cap)
+        got[cap] = conv._wgrad(xp, gy, (k, k), (stride, stride), (1, 1), 1)
+    assert 2 in seen and 1 in seen
+    assert np.array_equal(got[1].view(np.uint32), got[2].view(np.uint32))

@@ -54,6 +54,29 @@ def test_run_small_or_single_thread_stays_on_caller(monkeypatch):
     assert set(names) == {threading.current_thread().name} and len(names) == 6
 
 
+def test_run_with_explicit_threads_splits_when_threads_is_one(monkeypatch):
+    """threads= overrides THREADS: the caller and threads − 1 workers share the pieces; a run inside a
+    piece (on the caller too) stays on its thread."""
+    monkeypatch.setattr(parallel, "THREADS", 1)
+    monkeypatch.setattr(parallel, "MIN_BYTES", 0)
+    names, inner = [], []
+    gate = threading.Barrier(2, timeout=10)
+
+    def fn(lo, hi):
+        names.append(threading.current_thread().name)
+        if lo < 2:
+            gate.wait()                         # both threads hold a piece at once: really two threads
+        me = threading.current_thread().name
+        parallel.run(lambda a, b: inner.append((me, threading.current_thread().name, b - a)), 3, 1 << 30,
+                     step=1, threads=2)
+
+    parallel.run(fn, 4, 1 << 30, step=1, threads=2)
+    assert len(names) == 4 and len(set(names)) == 2
+    assert len(inner) == 12 and all(outer == own and size == 1 for outer, own, size in inner)
+    assert parallel.threads_for(parallel.SPLIT_ALWAYS, 2) == 2
+    assert parallel.threads_for(parallel.SPLIT_ALWAYS - 1, 2) == 1
+
+
 def test_run_nested_and_errors(two_threads):
     out = np.zeros(8, int)
 

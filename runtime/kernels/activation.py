@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from .. import parallel
+from .. import parallel, threads
 from .registry import Ctx, kernel
 
 
@@ -56,7 +56,9 @@ def _split_flat(f, out: np.ndarray, *ins: np.ndarray) -> bool:
     (parallel.run). Only for C-contiguous arrays of out's shape: False (nothing done) otherwise."""
     if not out.flags.c_contiguous or not all(a.shape == out.shape and a.flags.c_contiguous for a in ins):
         return False
-    if not parallel.splits(out.nbytes + sum(a.nbytes for a in ins)):
+    nbytes = out.nbytes + sum(a.nbytes for a in ins)
+    t = parallel.threads_for(nbytes, threads.cap())
+    if not parallel.splits(nbytes, t):
         f(*ins, out)
         return True
     flat, of = [a.reshape(-1) for a in ins], out.reshape(-1)
@@ -64,7 +66,7 @@ def _split_flat(f, out: np.ndarray, *ins: np.ndarray) -> bool:
     def part(lo: int, hi: int):
         f(*(a[lo:hi] for a in flat), of[lo:hi])
 
-    parallel.run(part, of.size, of.nbytes + sum(a.nbytes for a in ins))
+    parallel.run(part, of.size, nbytes, threads=t)
     return True
 
 

@@ -30,6 +30,7 @@ by default, split over the samples or channels when SPECC_NUM_THREADS asks for m
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -190,16 +191,20 @@ class _Columns:
 
     def __iter__(self):
         """Yield (n0, n1, cols): [m, C·kh·kw, R] per sample, or [C·kh·kw, m·R] folded (m = n1 − n0)."""
-        parts = self.parts()
         buf = None
         for n0, n1 in self.blocks:
-            m = n1 - n0
-            shape = (m,) + self.shape + (self.r,) if self.per_sample else self.shape + (m, self.r)
-            if buf is None or buf.shape != shape:
-                # the junk tail of each wide row is never written: zero it once per buffer
-                buf = (np.zeros if self.wide else np.empty)(shape, self.dtype)
-            self._fill(buf, parts, n0, n1)
-            yield n0, n1, buf.reshape((m, self.rows, self.r) if self.per_sample else (self.rows, m * self.r))
+            buf, cols = self.block(n0, n1, buf)
+            yield n0, n1, cols
+
+    def block(self, n0: int, n1: int, buf: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(buffer, cols) of samples n0:n1 as __iter__ yields them; `buf` is reused when its shape fits."""
+        m = n1 - n0
+        shape = (m,) + self.shape + (self.r,) if self.per_sample else self.shape + (m, self.r)
+        if buf is None or buf.shape != shape:
+            # the junk tail of each wide row is never written: zero it once per buffer
+            buf = (np.zeros if self.wide else np.empty)(shape, self.dtype)
+        self._fill(buf, self.parts(), n0, n1)
+        return buf, buf.reshape((m, self.rows, self.r) if self.per_sample else (self.rows, m * self.r))
 
     def _fill(self, buf: np.ndarray, parts, n0: int, n1: int) -> None:
         """Copy samples n0:n1 into buf, split over the threads by input channels (whole rows each)."""
@@ -277,12 +282,9 @@ def _wgrad(xp: np.ndarray, gy: np.ndarray, k, s, d, groups: int, kept: np.ndarra
     # (kept columns come from _corr's NumPy path, in its layout: NumPy's GEMMs read them)
     mlas = g == 1 and mlas_conv.gemm_ok(dt) and kept is None
     cols = _Columns(xp, k, s, d, (oh, ow), dt, fold=mlas)
+    if mlas:
+        return _wgrad_mlas(cols, gy, og, kk).reshape(o, cg, *k)
     gw = np.zeros((g, og, kk), dt)
-    # a small gradient is computed transposed, the columns as the GEMM's M side: MLAS's GEMM ran those
-    # 1.1-2x faster (ResNet-18's 7×7 stem 59 -> 45 ms, its 8×64×56×56 3×3 15.4 -> 14.0); for a big
-    # gradient the transposing copy at the end costs more than that gains
-    swap = mlas and kk * og <= _SWAP_MAX
-    acc = np.zeros((kk, og), dt) if swap else gw[0]
     gyc = None
     for n0, n1, cm in ([(0, n, kept)] if kept is not None else cols):
         m = n1 - n0
@@ -297,17 +299,45 @@ def _wgrad(xp: np.ndarray, gy: np.ndarray, k, s, d, groups: int, kept: np.ndarra
             g2 = gyc
         else:
             g2 = gy[n0:n1] if cols.per_sample else gy[n0:n1].transpose(1, 0, 2, 3)
-        if mlas:                                       # one group, float32: MLAS's GEMM (mlas_conv.gemm_nt)
-            for a, b in (zip(g2.reshape(m, og, -1), cm.reshape(m, kk, -1)) if cols.per_sample
-                         else [(g2.reshape(og, -1), cm.reshape(kk, -1))]):
-                acc += mlas_conv.gemm_nt(b, a) if swap else mlas_conv.gemm_nt(a, b)
-        elif cols.per_sample:
+        if cols.per_sample:
             gw += np.matmul(g2.reshape(m, g, og, -1), cm.reshape(m, g, kk, -1).swapaxes(-1, -2)).sum(0)
         else:
             gw += np.matmul(g2.reshape(g, og, -1), cm.reshape(g, kk, -1).swapaxes(-1, -2))
-    if swap:
-        gw[0] = acc.T
     return gw.reshape(o, cg, *k)
+
+
+_PARTIALS_MAX = 32 << 20    # bytes of per-block weight-gradient partials from which blocks run one at a time
+
+
+def _wgrad_mlas(cols: _Columns, gy: np.ndarray, og: int, kk: int) -> np.ndarray:
+    """_wgrad of one group on MLAS's GEMM over folded exact columns: [og, kk].
+
+    A small gradient is computed transposed, the columns as the GEMM's M side: MLAS's GEMM ran those
+    1.1-2x faster (ResNet-18's 7×7 stem 59 -> 45 ms, its 8×64×56×56 3×3 15.4 -> 14.0); for a big gradient
+    the transposing copy at the end costs more than that gains. With several blocks and threads, the
+    blocks run side by side, each thread filling its own columns and running one-thread GEMMs (a GEMM
+    with a [kk, og] output hardly gained from a second thread, and the im2col copies ran on one): each
+    block's partial is kept and the partials are summed in block order, so the bits do not depend on
+    the thread count."""
+    swap = kk * og <= _SWAP_MAX
+    nb = len(cols.blocks)
+    t = min(threads.cap(), nb) if nb * kk * og * gy.itemsize <= _PARTIALS_MAX else 1
+    parts = np.empty((nb, kk, og) if swap else (nb, og, kk), gy.dtype)
+    local = threading.local()
+
+    def blocks(b0: int, b1: int):
+        for bi in range(b0, b1):
+            n0, n1 = cols.blocks[bi]
+            local.buf, cm = cols.block(n0, n1, getattr(local, "buf", None))
+            g2 = gy[n0:n1].transpose(1, 0, 2, 3).reshape(og, -1)
+            parts[bi] = (mlas_conv.gemm_nt(cm, g2, 1 if t > 1 else None) if swap
+                         else mlas_conv.gemm_nt(g2, cm, 1 if t > 1 else None))
+
+    parallel.run(blocks, nb, 1 << 62, step=1, threads=t)
+    acc = parts[0]
+    for p in parts[1:]:
+        acc += p
+    return np.ascontiguousarray(acc.T) if swap else acc
 
 
 def _igrad(gy: np.ndarray, w: np.ndarray, s, d, groups: int, full, lo, out) -> np.ndarray:
@@ -625,7 +655,7 @@ def _mlas_wgrad(x4: np.ndarray, g4: np.ndarray, w4: np.ndarray, pads, st, dl) ->
 
 
 _WG_MIN_BATCH = 16          # _wgrad_by_corr from this batch size on (the batch is its channel count) ...
-_WG_MAX_MAP = 1024          # ... and up to this many output positions (measured: docs/benchmarks.md)
+_WG_MAX_MAP = 256           # ... and up to this many output positions (measured: docs/benchmarks.md)
 
 
 def _wgrad_by_corr(xt: np.ndarray, gt: np.ndarray, pads, k) -> np.ndarray:
@@ -693,8 +723,11 @@ def _planes(a: np.ndarray) -> np.ndarray:
 
 
 def _pool_run(fn, planes: int, plane_bytes: int) -> None:
-    """fn(lo, hi) over the planes, in cache-sized pieces, split over the threads."""
-    parallel.run(fn, planes, planes * plane_bytes, step=max(1, _POOL_BLOCK // max(plane_bytes, 1)))
+    """fn(lo, hi) over the planes, in cache-sized pieces, split over the threads: from
+    parallel.SPLIT_ALWAYS bytes over as many as BLAS may use (threads.cap())."""
+    t = parallel.threads_for(planes * plane_bytes, threads.cap())
+    step = max(1, min(_POOL_BLOCK // max(plane_bytes, 1), -(-planes // t)))
+    parallel.run(fn, planes, planes * plane_bytes, step=step, threads=t)
 
 
 def _taps(a: np.ndarray, axis: int, k: int, s: int, d: int, o: int):
