@@ -62,6 +62,7 @@ def _compare(shape, out_ch, k, padding=0, stride=1, dilation=1, nd=2, bias=True,
     ((2, 8, 15, 13), 16, 5, 2, 3, 1),        # stride 3 over a 5×6 kernel: uneven phases
     ((1, 8, 12, 12), 40, 3, 2, 1, 2),        # dilation
     ((4, 6, 14, 14), 16, 5, 0, 1, 1),        # LeNet-5's second convolution
+    ((2, 16, 8, 7), 8, 3, 3, 1, 1),          # padding over k − 1: the input gradient crops (negative pads)
 ])
 def test_mlas_conv2d_matches_torch(calls, shape, out_ch, k, padding, stride, dilation):
     _compare(shape, out_ch, k, padding, stride, dilation)

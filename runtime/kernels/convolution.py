@@ -358,6 +358,9 @@ def _igrad(gy: np.ndarray, w: np.ndarray, s, d, groups: int, full, lo, out) -> n
         for k_, d_, l_, o_, m in zip((kh, kw), d, lo, out, (oh, ow)):
             before = d_ * (k_ - 1) - l_
             pads.append((before, o_ + d_ * (k_ - 1) - m - before))
+        if on_mlas and mlas_conv.applies(gy, wf, g, pads):
+            # MLAS pads inside its kernel: no padded copy of gy (VGG's 32×32×32×32: 3.6 -> 2.9 ms)
+            return mlas_conv.conv(gy, wf, None, pads, (1, 1), d)
         return _corr(_pad(gy, pads), wf, (1, 1), d, g, out)
     if on_mlas and tuple(d) == (1, 1):
         return _igrad_phases(gy, w, s, full, lo, out)
