@@ -11,8 +11,9 @@ from compiler.init import NP_DTYPES, initial_state
 from compiler.weights_convert import positional_hint
 from compiler.ir import Graph, Node, Ref
 
-from . import mlas_conv
+from . import fusion, mlas_conv
 from .kernels import KERNELS, Ctx
+from .kernels.registry import FUSED
 from .memory import guard_activations, guard_params
 from .tensor import Entry, Tensor
 
@@ -43,6 +44,7 @@ class _Plan:
     wanted: dict[str, tuple[bool, ...]]     # node -> per-port: read by someone
     refs: dict[str, Ref]                    # requested name -> ref
     steps: list | None = None               # per node, what _run looks up for it (Model._steps)
+    fused: dict[int, int] | None = None     # training: node index -> the index fused into it (fusion.py)
 
 
 def _kernel_error(node: Node, args: list, symbols: dict[str, int], e: Exception) -> UserError:
@@ -270,6 +272,11 @@ class Model:
                            [(n.name, None if i == 0 else p) for i, p in enumerate(n.outputs)]) for n in plan.nodes]
         return plan.steps
 
+    def _fused(self, plan: _Plan) -> dict[int, int]:
+        if plan.fused is None:
+            plan.fused = fusion.pairs(plan.nodes, list(plan.refs.values()))
+        return plan.fused
+
     def _run_planned(self, given: Mapping[str, Any], outputs: list[str] | None) -> dict[str, np.ndarray]:
         from .inference_plan import plan_for
         plan = self.plan(outputs)
@@ -289,14 +296,23 @@ class Model:
         self._guard(plan, symbols, grad)
         vals: dict[tuple[str, str | None], Tensor | None] = {(k, None): v for k, v in env.items()}
         training, rng, check = self.training, self.rng, self.check_finite
-        for node, keys, params, wanted, out_keys in self._steps(plan):
+        steps = self._steps(plan)
+        fused = self._fused(plan) if training and fusion.enabled() else {}
+        inside = set(fused.values())
+        for i, (node, keys, params, wanted, out_keys) in enumerate(steps):
+            if i in inside:
+                continue                                # computed by the node it is fused into
             args: list[Tensor | None] = [None if k is None else vals[k] for k in keys]
             if params:
                 args += params
             needs = tuple(a is not None and (a.requires_grad or a._entry is not None) for a in args) if grad else ()
             ctx = Ctx(node.attrs, training, rng, needs, wanted, symbols, node)
+            fn = KERNELS[node.op]
+            if i in fused:
+                second = steps[fused[i]]
+                fn, out_keys = FUSED[(node.op, second[0].op)], second[4]
             try:
-                out, bwd = KERNELS[node.op](ctx, *[None if a is None else a.data for a in args])
+                out, bwd = fn(ctx, *[None if a is None else a.data for a in args])
             except (ValueError, IndexError) as e:         # bad data reaching a kernel, e.g. a label out of range
                 raise _kernel_error(node, args, symbols, e) from None
             outs = out if len(out_keys) > 1 else (out,)

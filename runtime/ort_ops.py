@@ -84,9 +84,10 @@ def batch_norm_applies(x: np.ndarray) -> bool:
 
 
 def batch_norm_train(x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None,
-                     eps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                     eps: float, relu: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(y, mean, biased variance) of batch norm over all dims but the channels (dim 1) of x, with the
-    batch's own statistics; weight/bias None: 1 and 0."""
+    batch's own statistics; weight/bias None: 1 and 0; relu: y is relu(batch norm) (one more node in the
+    same graph: onnxruntime runs it threaded, right after)."""
     from onnx import TensorProto, helper
 
     c = x.shape[1]
@@ -95,18 +96,20 @@ def batch_norm_train(x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray 
     def build():
         # momentum 0: the "running" outputs are the batch statistics themselves (ONNX: running =
         # running_in·momentum + batch·(1 − momentum)); specc updates its running buffers itself
-        node = helper.make_node("BatchNormalization", ["x", "w", "b", "m", "v"], ["y", "mean", "var"],
-                                training_mode=1, momentum=0.0, epsilon=float(eps))
+        nodes = [helper.make_node("BatchNormalization", ["x", "w", "b", "m", "v"], ["bn" if relu else "y", "mean", "var"],
+                                  training_mode=1, momentum=0.0, epsilon=float(eps))]
+        if relu:
+            nodes.append(helper.make_node("Relu", ["bn"], ["y"]))
         ins = [helper.make_tensor_value_info("x", f, list(x.shape))]
         ins += [helper.make_tensor_value_info(n, f, [c]) for n in "wbmv"]
-        return _model([node], ins, [helper.make_tensor_value_info(n, f, None) for n in ("y", "mean", "var")],
+        return _model(nodes, ins, [helper.make_tensor_value_info(n, f, None) for n in ("y", "mean", "var")],
                       opset=15)
 
     zero = np.zeros(c, np.float32)
     feeds = {"x": np.ascontiguousarray(x),
              "w": np.ones(c, np.float32) if weight is None else np.ascontiguousarray(weight, np.float32),
              "b": zero if bias is None else np.ascontiguousarray(bias, np.float32), "m": zero, "v": zero}
-    y, mean, var = _run(("batch_norm", x.shape, float(eps)), x.nbytes, build, feeds)
+    y, mean, var = _run(("batch_norm", x.shape, float(eps), relu), x.nbytes, build, feeds)
     return y, mean, var
 
 

@@ -825,11 +825,12 @@ def profile_step(key: str, steps: int = 10, top: int = 12) -> dict:
     import torch
 
     from runtime.kernels import KERNELS
+    from runtime.kernels.registry import FUSED
     torch.set_num_threads(THREADS)
     s = Side(BY_KEY[key])
     cur: dict[tuple[str, str], float] = {}
     calls: dict[str, int] = {}
-    orig = dict(KERNELS)
+    orig, orig_fused = dict(KERNELS), dict(FUSED)
 
     shapes: dict[str, str] = {}
 
@@ -866,6 +867,8 @@ def profile_step(key: str, steps: int = 10, top: int = 12) -> dict:
     try:
         for op, fn in orig.items():
             KERNELS[op] = wrap(op, fn)
+        for pair, fn in orig_fused.items():                 # a fused pair: under "first+second"
+            FUSED[pair] = wrap("+".join(pair), fn)
         for _ in range(steps):
             cur.clear()
             gc.collect()
@@ -873,6 +876,7 @@ def profile_step(key: str, steps: int = 10, top: int = 12) -> dict:
             per_step.append(dict(cur))
     finally:
         KERNELS.update(orig)
+        FUSED.update(orig_fused)
     ops = sorted(calls)
     med = {k: statistics.median(d.get(k, 0.0) for d in per_step) for k in {k for d in per_step for k in d}}
     specc_rows = sorted(((op, med.get((op, "f"), 0.0), med.get((op, "b"), 0.0), calls[op] // steps) for op in ops),

@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from .. import ort_ops, parallel
-from .registry import Ctx, kernel
+from .registry import Ctx, fused, kernel
 
 
 _PIECE = 8 << 20            # bytes per array and piece of batch-norm work (passes over a piece stay in the L3)
@@ -153,7 +153,7 @@ def _row_stats(ch: _Channels, x2: np.ndarray, view) -> tuple[np.ndarray, np.ndar
 
 
 def _batch_norm_rows(ctx: Ctx, ch: _Channels, x: np.ndarray, weight, bias, running_mean, running_var, nbt,
-                     nparams: int):
+                     nparams: int, relu: bool = False):
     """Training batch norm on long rows (L ≥ _KEEP_X_ROWS), or with its forward on onnxruntime
     (runtime/ort_ops.py: float32 with spatial dims), that keeps x, not x − mean, for backward (as
     PyTorch): two passes over x forward (statistics, then y) and two over x and gy backward.
@@ -161,6 +161,10 @@ def _batch_norm_rows(ctx: Ctx, ch: _Channels, x: np.ndarray, weight, bias, runni
     Σ gy·(x − mean) subtracts the mean piece by piece in cache; y and gx are affine in x per channel
     (x·scale + shift, as PyTorch's CPU kernels). Pieces are L2-sized (_ROW_PIECE): each pass runs
     several ufuncs over one piece.
+
+    relu: the output is relu(batch norm) (runtime/fusion.py), and backward starts from the gradient of
+    that output: each piece of gy is masked where the output is 0 (into gx's buffer, read again by the
+    second pass), the same bits as ReLU's own backward followed by this one.
     """
     a = ctx.attrs
     n, c, l, m = ch.n, ch.c, ch.l, ch.m
@@ -172,7 +176,7 @@ def _batch_norm_rows(ctx: Ctx, ch: _Channels, x: np.ndarray, weight, bias, runni
 
     y = None
     if ort_ops.batch_norm_applies(x):                   # y and the statistics in two threaded passes
-        y, mean, var = ort_ops.batch_norm_train(x, weight, bias, a.eps)
+        y, mean, var = ort_ops.batch_norm_train(x, weight, bias, a.eps, relu)
         var64 = var.astype(np.float64)
         y = ch.flat(y)
     else:
@@ -193,6 +197,8 @@ def _batch_norm_rows(ctx: Ctx, ch: _Channels, x: np.ndarray, weight, bias, runni
             y3 = np.multiply(view(x2, r0, r1, c0, c1), _vec(scale, srow, k0, k1, l),
                              out=view(y, r0, r1, c0, c1))
             y3 += _vec(shift, hrow, k0, k1, l)
+            if relu:
+                np.maximum(y3, 0, out=y3)
 
         ch.each(normalise, 2)
     _update_running(a, running_mean, running_var, nbt, mean, var, m)
@@ -200,9 +206,14 @@ def _batch_norm_rows(ctx: Ctx, ch: _Channels, x: np.ndarray, weight, bias, runni
     def backward(gy: np.ndarray):
         g2 = ch.flat(gy)
         sums = np.empty((2, n, c), x.dtype)
+        gx = np.empty(g2.shape, x.dtype) if ctx.need(0) or relu else None
+        if relu:
+            g2 = gx                                     # the masked gradient, written piece by piece below
 
         def grad_stats(r0, r1, c0, c1):                 # Σ gy and Σ gy·(x − mean) per (sample, channel)
             k0, k1, g3 = c0 // l, c1 // l, view(g2, r0, r1, c0, c1)
+            if relu:
+                np.multiply(view(ch.flat(gy), r0, r1, c0, c1), view(y, r0, r1, c0, c1) > 0, out=g3)
             np.einsum("rcl->rc", g3, out=sums[0, r0:r1, k0:k1])
             t = np.subtract(view(x2, r0, r1, c0, c1), _vec(mean, mrow, k0, k1, l))
             np.vecdot(g3, t, out=sums[1, r0:r1, k0:k1])
@@ -210,22 +221,23 @@ def _batch_norm_rows(ctx: Ctx, ch: _Channels, x: np.ndarray, weight, bias, runni
         ch.each(grad_stats, 2)
         gb, gxc = sums.sum(axis=1)
         gw = gxc * inv if weight is not None and ctx.need(1) else None
-        gx = None
         if ctx.need(0):
             # gx = s·(gy − Σgy/M − x̂·Σ(gy·x̂)/M) with s = weight·inv, as s·gy + k·x + h
             k = -scale * inv * inv * gxc / dt(m)
             h = -scale * gb / dt(m) - k * mean
             krow, hrow2 = (None, None) if long else (ch.row(k), ch.row(h))
-            gx = np.empty(g2.shape, x.dtype)
 
             def grad(r0, r1, c0, c1):
                 k0, k1, g3 = c0 // l, c1 // l, view(g2, r0, r1, c0, c1)
+                gs = g3 * _vec(scale, srow, k0, k1, l)     # before gx's piece is written (it may hold g3)
                 t = np.multiply(view(x2, r0, r1, c0, c1), _vec(k, krow, k0, k1, l), out=view(gx, r0, r1, c0, c1))
                 t += _vec(h, hrow2, k0, k1, l)
-                t += g3 * _vec(scale, srow, k0, k1, l)
+                t += gs
 
             ch.each(grad, 3)
             gx = gx.reshape(x.shape)
+        else:
+            gx = None
         if weight is None:
             return (gx,) + (None,) * nparams
         return (gx, gw, gb if ctx.need(2) else None) + (None,) * (nparams - 2)
@@ -451,5 +463,28 @@ def stochastic_depth(ctx: Ctx, x: np.ndarray):
 
     def backward(gy: np.ndarray):
         return (gy * mask if ctx.need(0) else None,)
+
+    return y, backward
+
+
+@fused("batch_norm", "relu")
+def batch_norm_relu(ctx: Ctx, x: np.ndarray, *p: np.ndarray):
+    """relu(batch_norm(x)) in training (runtime/fusion.py): on long rows or onnxruntime, ReLU inside batch
+    norm's passes (_batch_norm_rows); otherwise the two kernels, ReLU in place on batch norm's output
+    (which its backward does not read) and its mask applied before batch norm's backward."""
+    a = ctx.attrs
+    if ctx.training and x.ndim >= 2 and x.shape[0] * math.prod(x.shape[2:]) > 1 and (
+            math.prod(x.shape[2:]) >= _KEEP_X_ROWS or ort_ops.batch_norm_applies(x)):
+        if a.affine:
+            weight, bias, running_mean, running_var, nbt = p
+        else:
+            (running_mean, running_var, nbt), weight, bias = p, None, None
+        return _batch_norm_rows(ctx, _Channels(x, _ROW_PIECE), x, weight, bias, running_mean, running_var, nbt,
+                                len(p), relu=True)
+    y, back = batch_norm(ctx, x, *p)
+    np.maximum(y, 0, out=y)
+
+    def backward(gy: np.ndarray):
+        return back(np.multiply(gy, y > 0))
 
     return y, backward

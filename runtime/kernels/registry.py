@@ -53,6 +53,19 @@ def kernel(name: str) -> Callable[[Kernel], Kernel]:
     return register
 
 
+FUSED: dict[tuple[str, str], Kernel] = {}
+
+
+def fused(first: str, second: str) -> Callable[[Kernel], Kernel]:
+    """Register the kernel of op `first` followed by op `second` (runtime/fusion.py): called as a kernel
+    with the first node's Ctx and arguments, it returns the second node's output and a backward that
+    returns the first node's gradients."""
+    def register(fn: Kernel) -> Kernel:
+        FUSED[(first, second)] = fn
+        return fn
+    return register
+
+
 def unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Sum a broadcast gradient back down to `shape`."""
     if g.shape == tuple(shape):
