@@ -117,6 +117,7 @@ KERNELS = [
     ("batch_norm", {"num_features": 6}, (5, 6, 9, 8)),                # L ≥ 64: per (sample, channel) sums
     ("batch_norm", {"num_features": 6}, (5, 6, 4, 3)),                # small L: column sums
     ("batch_norm", {"num_features": 6, "affine": False}, (7, 6)),
+    ("batch_norm", {"num_features": 3}, (2, 3, 91, 91)),             # rows kept (L ≥ 8192), einsum dots
     ("conv2d", {"out_channels": 4, "kernel_size": 3, "padding": 1}, (3, 5, 9, 8)),
     ("conv2d", {"out_channels": 12, "kernel_size": [3, 2], "padding": [2, 1], "dilation": [1, 2]}, (3, 2, 7, 6)),
     ("conv2d", {"out_channels": 4, "kernel_size": [2, 5], "stride": [3, 2], "padding": [1, 2]}, (3, 3, 9, 8)),

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 
-from .. import ort_ops, parallel
+from .. import ort_ops, parallel, threads
 from .registry import Ctx, fused, kernel
 
 
@@ -53,21 +54,23 @@ class _Channels:
 
     def each(self, fn, arrays: int) -> None:
         """fn(r0, r1, c0, c1) over pieces [r0:r1, c0:c1] of the [N, C·L] arrays (c0, c1 on channel
-        boundaries), in parallel; `arrays`: how many such arrays fn reads or writes."""
+        boundaries), in parallel (from parallel.SPLIT_ALWAYS bytes over BLAS's thread count); `arrays`:
+        how many such arrays fn reads or writes."""
         nbytes = arrays * self.n * self.cl * self.item
+        t = parallel.threads_for(nbytes, threads.cap())
         if self.blocks == 1:
             def rows(lo: int, hi: int):
                 fn(lo, hi, 0, self.cl)
 
-            parallel.run(rows, self.n, nbytes, max(1, self.piece // max(1, self.cl * self.item)))
+            parallel.run(rows, self.n, nbytes, max(1, self.piece // max(1, self.cl * self.item)), threads=t)
             return
 
         def blocks(lo: int, hi: int):
-            for t in range(lo, hi):
-                i, j = divmod(t, self.blocks)
-                fn(i, i + 1, j * self.width, min(self.cl, (j + 1) * self.width))
+            for i in range(lo, hi):
+                r, j = divmod(i, self.blocks)
+                fn(r, r + 1, j * self.width, min(self.cl, (j + 1) * self.width))
 
-        parallel.run(blocks, self.n * self.blocks, nbytes, 1)
+        parallel.run(blocks, self.n * self.blocks, nbytes, 1, threads=t)
 
     def columns(self, fn, arrays: int) -> None:
         """fn(c0, c1) over pieces of the C·L columns, in parallel (each piece reads all N rows)."""
@@ -132,6 +135,28 @@ _KEEP_X_ROWS = 8192         # L from which training keeps x, not x − mean (_ba
 _LONG_ROWS = 4096           # L from which per-channel vectors broadcast as [C, 1] rather than repeat to C·L
 
 
+_local = threading.local()
+
+
+def _scratch(like: np.ndarray) -> np.ndarray:
+    """A per-thread temporary of like's shape and dtype, reused across pieces (fresh allocations of a
+    piece's size in two threads at once went through mmap/munmap and serialised the threads)."""
+    buf = getattr(_local, "buf", None)
+    n = like.size
+    if buf is None or buf.size < n or buf.dtype != like.dtype:
+        buf = _local.buf = np.empty(n, like.dtype)
+    return buf[:n].reshape(like.shape)
+
+
+def _dot_rows(a3: np.ndarray, b3: np.ndarray, out: np.ndarray, long: bool) -> None:
+    """out[r, c] = Σ_l a3[r, c, l]·b3[r, c, l]: einsum on long rows (it lets go of the GIL, so pieces on two
+    threads run at once; vecdot holds it), vecdot on short ones (twice as fast as einsum there)."""
+    if long:
+        np.einsum("rcl,rcl->rc", a3, b3, out=out)
+    else:
+        np.vecdot(a3, b3, out=out)
+
+
 def _row_stats(ch: _Channels, x2: np.ndarray, view) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and biased variance (float64) of x2 [N, C·L] in one pass: per (sample, channel)
     row its sum and, while the piece is in cache, its squares about the row's own mean; the rows are
@@ -144,7 +169,7 @@ def _row_stats(ch: _Channels, x2: np.ndarray, view) -> tuple[np.ndarray, np.ndar
         x3, k0, k1 = view(x2, r0, r1, c0, c1), c0 // l, c1 // l
         np.einsum("rcl->rc", x3, out=s1[r0:r1, k0:k1])
         t = np.subtract(x3, (s1[r0:r1, k0:k1] / x2.dtype.type(l))[:, :, None])
-        np.vecdot(t, t, out=q[r0:r1, k0:k1])
+        _dot_rows(t, t, q[r0:r1, k0:k1], l >= _LONG_ROWS)
 
     ch.each(stats, 1)
     rm = s1.astype(np.float64) / l
@@ -216,7 +241,7 @@ def _batch_norm_rows(ctx: Ctx, ch: _Channels, x: np.ndarray, weight, bias, runni
                 np.multiply(view(ch.flat(gy), r0, r1, c0, c1), view(y, r0, r1, c0, c1) > 0, out=g3)
             np.einsum("rcl->rc", g3, out=sums[0, r0:r1, k0:k1])
             t = np.subtract(view(x2, r0, r1, c0, c1), _vec(mean, mrow, k0, k1, l))
-            np.vecdot(g3, t, out=sums[1, r0:r1, k0:k1])
+            _dot_rows(g3, t, sums[1, r0:r1, k0:k1], long)
 
         ch.each(grad_stats, 2)
         gb, gxc = sums.sum(axis=1)
@@ -229,7 +254,7 @@ def _batch_norm_rows(ctx: Ctx, ch: _Channels, x: np.ndarray, weight, bias, runni
 
             def grad(r0, r1, c0, c1):
                 k0, k1, g3 = c0 // l, c1 // l, view(g2, r0, r1, c0, c1)
-                gs = g3 * _vec(scale, srow, k0, k1, l)     # before gx's piece is written (it may hold g3)
+                gs = np.multiply(g3, _vec(scale, srow, k0, k1, l), out=_scratch(g3))  # before gx's piece is written
                 t = np.multiply(view(x2, r0, r1, c0, c1), _vec(k, krow, k0, k1, l), out=view(gx, r0, r1, c0, c1))
                 t += _vec(h, hrow2, k0, k1, l)
                 t += gs
