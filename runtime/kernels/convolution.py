@@ -307,6 +307,8 @@ def _wgrad(xp: np.ndarray, gy: np.ndarray, k, s, d, groups: int, kept: np.ndarra
 
 
 _PARTIALS_MAX = 32 << 20    # bytes of per-block weight-gradient partials from which blocks run one at a time
+_SIDE_BY_SIDE_MACS = 1 << 26    # multiply-adds from which blocks run side by side (below, a second thread's
+                                # column buffer cost more memory than its time saved: LeNet-5's first conv)
 
 
 def _wgrad_mlas(cols: _Columns, gy: np.ndarray, og: int, kk: int) -> np.ndarray:
@@ -321,7 +323,9 @@ def _wgrad_mlas(cols: _Columns, gy: np.ndarray, og: int, kk: int) -> np.ndarray:
     the thread count."""
     swap = kk * og <= _SWAP_MAX
     nb = len(cols.blocks)
-    t = min(threads.cap(), nb) if nb * kk * og * gy.itemsize <= _PARTIALS_MAX else 1
+    macs = kk * og * gy.shape[0] * gy.shape[2] * gy.shape[3]
+    side_by_side = macs >= _SIDE_BY_SIDE_MACS and nb * kk * og * gy.itemsize <= _PARTIALS_MAX
+    t = min(threads.cap(), nb) if side_by_side else 1
     parts = np.empty((nb, kk, og) if swap else (nb, og, kk), gy.dtype)
     local = threading.local()
 
