@@ -103,8 +103,8 @@ _WIDE = 1.1                 # stride-1 columns run over the padded width while i
 _WIDE_ROWS = 256            # ... or while the column matrix has at most this many rows
 
 
-def _blocks(n: int, per_sample: int, cols: int = _MIN_COLS):
-    nb = max(1, min(n, max(_BLOCK // max(per_sample, 1), -(-_MIN_COLS // max(cols, 1)))))
+def _blocks(n: int, per_sample: int, cols: int = _MIN_COLS, block: int | None = None):
+    nb = max(1, min(n, max((block or _BLOCK) // max(per_sample, 1), -(-_MIN_COLS // max(cols, 1)))))
     return [(i, min(n, i + nb)) for i in range(0, n, nb)]
 
 
@@ -127,8 +127,9 @@ class _Columns:
     strided gathers) are used when the junk would cost more than the fast copy saves.
     """
 
-    def __init__(self, xp: np.ndarray, k, s, d, out, dtype, fold: bool = False):
-        """fold: always the folded layout with exact columns (for the weight gradient's GEMMs on MLAS)."""
+    def __init__(self, xp: np.ndarray, k, s, d, out, dtype, fold: bool = False, block: int | None = None):
+        """fold: always the folded layout with exact columns (for the weight gradient's GEMMs on MLAS);
+        block: bytes of columns per block (default _BLOCK)."""
         n, c = xp.shape[:2]
         oh, ow = out
         s, d = tuple(s), tuple(d)
@@ -150,7 +151,7 @@ class _Columns:
         self.r = self.grid[0] * self.grid[1]
         self.per_sample = self.r >= _SAMPLE_COLS and not fold
         self.dtype = dtype
-        self.blocks = _blocks(n, self.rows * self.r * np.dtype(dtype).itemsize, self.r)
+        self.blocks = _blocks(n, self.rows * self.r * np.dtype(dtype).itemsize, self.r, block)
 
     def parts(self) -> list:
         """(kernel rows, kernel columns, source view) triples to copy; built on first use."""
@@ -281,9 +282,9 @@ def _wgrad(xp: np.ndarray, gy: np.ndarray, k, s, d, groups: int, kept: np.ndarra
     # 1.04 -> 0.84, ResNet-18's 8×256×14×14 9.6 -> 8.7)
     # (kept columns come from _corr's NumPy path, in its layout: NumPy's GEMMs read them)
     mlas = g == 1 and mlas_conv.gemm_ok(dt) and kept is None
-    cols = _Columns(xp, k, s, d, (oh, ow), dt, fold=mlas)
     if mlas:
-        return _wgrad_mlas(cols, gy, og, kk).reshape(o, cg, *k)
+        return _wgrad_mlas(xp, gy, k, s, d, kk).reshape(o, cg, *k)
+    cols = _Columns(xp, k, s, d, (oh, ow), dt)
     gw = np.zeros((g, og, kk), dt)
     gyc = None
     for n0, n1, cm in ([(0, n, kept)] if kept is not None else cols):
@@ -306,41 +307,51 @@ def _wgrad(xp: np.ndarray, gy: np.ndarray, k, s, d, groups: int, kept: np.ndarra
     return gw.reshape(o, cg, *k)
 
 
-_PARTIALS_MAX = 32 << 20    # bytes of per-block weight-gradient partials from which blocks run one at a time
+_BIG_BLOCK = 16 << 20       # bytes of im2col columns per block for a big weight gradient
 _SIDE_BY_SIDE_MACS = 1 << 26    # multiply-adds from which blocks run side by side (below, a second thread's
                                 # column buffer cost more memory than its time saved: LeNet-5's first conv)
 
 
-def _wgrad_mlas(cols: _Columns, gy: np.ndarray, og: int, kk: int) -> np.ndarray:
-    """_wgrad of one group on MLAS's GEMM over folded exact columns: [og, kk].
+def _wgrad_mlas(xp: np.ndarray, gy: np.ndarray, k, s, d, kk: int) -> np.ndarray:
+    """_wgrad of one group on MLAS's GEMM over folded exact im2col columns: [O, kk].
 
-    A small gradient is computed transposed, the columns as the GEMM's M side: MLAS's GEMM ran those
-    1.1-2x faster (ResNet-18's 7×7 stem 59 -> 45 ms, its 8×64×56×56 3×3 15.4 -> 14.0); for a big gradient
-    the transposing copy at the end costs more than that gains. With several blocks and threads, the
-    blocks run side by side, each thread filling its own columns and running one-thread GEMMs (a GEMM
-    with a [kk, og] output hardly gained from a second thread, and the im2col copies ran on one): each
-    block's partial is kept and the partials are summed in block order, so the bits do not depend on
-    the thread count."""
-    swap = kk * og <= _SWAP_MAX
+    A small gradient (at most _SWAP_MAX elements) is computed transposed, the columns as the GEMM's M
+    side: MLAS's GEMM ran those 1.1-2x faster (ResNet-18's 7×7 stem 59 -> 45 ms, its 8×64×56×56 3×3
+    15.4 -> 14.0). Its blocks of samples run side by side, each thread filling its own columns and
+    running one-thread GEMMs (a GEMM with a [kk, O] output hardly gained from a second thread, and the
+    im2col copies ran on one; VGG's 32×32×32×32 10.4 -> 5.0 ms): each block's partial is kept and the
+    partials are summed in block order, so the bits do not depend on the thread count. A big gradient
+    is one threaded GEMM per block of up to _BIG_BLOCK bytes of columns (fewer passes over the
+    gradient it accumulates: ResNet-18's 8×256×14×14 12.8 -> 8.6 ms)."""
+    o = gy.shape[1]
+    swap = kk * o <= _SWAP_MAX
+    cols = _Columns(xp, k, s, d, gy.shape[2:], gy.dtype, fold=True, block=None if swap else _BIG_BLOCK)
     nb = len(cols.blocks)
-    macs = kk * og * gy.shape[0] * gy.shape[2] * gy.shape[3]
-    side_by_side = macs >= _SIDE_BY_SIDE_MACS and nb * kk * og * gy.itemsize <= _PARTIALS_MAX
-    t = min(threads.cap(), nb) if side_by_side else 1
-    parts = np.empty((nb, kk, og) if swap else (nb, og, kk), gy.dtype)
+    macs = kk * o * gy.shape[0] * gy.shape[2] * gy.shape[3]
+    t = min(threads.cap(), nb) if swap and macs >= _SIDE_BY_SIDE_MACS else 1
+    parts = np.empty((nb, kk, o), gy.dtype) if t > 1 else None
     local = threading.local()
 
-    def blocks(b0: int, b1: int):
-        for bi in range(b0, b1):
-            n0, n1 = cols.blocks[bi]
-            local.buf, cm = cols.block(n0, n1, getattr(local, "buf", None))
-            g2 = gy[n0:n1].transpose(1, 0, 2, 3).reshape(og, -1)
-            parts[bi] = (mlas_conv.gemm_nt(cm, g2, 1 if t > 1 else None) if swap
-                         else mlas_conv.gemm_nt(g2, cm, 1 if t > 1 else None))
+    def block(bi: int) -> np.ndarray:
+        n0, n1 = cols.blocks[bi]
+        local.buf, cm = cols.block(n0, n1, getattr(local, "buf", None))
+        g2 = gy[n0:n1].transpose(1, 0, 2, 3).reshape(o, -1)
+        n_threads = 1 if t > 1 else None
+        return mlas_conv.gemm_nt(cm, g2, n_threads) if swap else mlas_conv.gemm_nt(g2, cm, n_threads)
 
-    parallel.run(blocks, nb, 1 << 62, step=1, threads=t)
-    acc = parts[0]
-    for p in parts[1:]:
-        acc += p
+    if parts is None:
+        acc = block(0)
+        for bi in range(1, nb):
+            acc += block(bi)
+    else:
+        def side_by_side(b0: int, b1: int):
+            for bi in range(b0, b1):
+                parts[bi] = block(bi)
+
+        parallel.run(side_by_side, nb, 1 << 62, step=1, threads=t)
+        acc = parts[0]
+        for p in parts[1:]:
+            acc += p
     return np.ascontiguousarray(acc.T) if swap else acc
 
 
