@@ -219,9 +219,9 @@ def test_input_gradient_as_conv_transpose(calls, transposes, shape, out_ch, k, p
     ((2, 32, 11, 10), 24, 3, 1, 2),
     ((2, 16, 15, 13), 16, 5, 2, 3),
 ])
-def test_large_strided_input_gradients_keep_the_stride_phases(calls, transposes, monkeypatch, shape, out_ch, k,
-                                                              padding, stride):
-    monkeypatch.setattr(conv, "_CT_MAX_STRIDED", 0)
+def test_strided_input_gradients_by_stride_phases(calls, transposes, monkeypatch, shape, out_ch, k,
+                                                 padding, stride):
+    monkeypatch.setattr(conv, "_CT_STRIDED", False)
     phases = []
     real = conv._igrad_phases
     monkeypatch.setattr(conv, "_igrad_phases", lambda *a: phases.append(1) or real(*a))

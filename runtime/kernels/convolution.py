@@ -400,14 +400,15 @@ def _igrad(gy: np.ndarray, w: np.ndarray, s, d, groups: int, full, lo, out) -> n
     return gxp[:, :, lo[0]:lo[0] + out[0], lo[1]:lo[1] + out[1]]
 
 
-_CT_MAX_STRIDED = 1 << 27   # multiply-adds up to which a strided input gradient is one ConvTranspose
+_CT_STRIDED = True          # strided input gradients as one ConvTranspose: faster than the stride phases at
+                            # every size measured (ResNet-18's 3×3/2 layers 7.1 -> 6.8, 6.5 -> 5.3, 9.8 -> 7.5 ms)
 
 
 def _transpose_geometry(gy: np.ndarray, w: np.ndarray, s, d, groups: int, lo, out):
     """(pads, strides, dilations, output padding) for _igrad as onnxruntime's ConvTranspose where that was
     faster than the alternatives (docs/benchmarks.md): inputs with fewer channels than an NCHWc block (the
-    MLAS correlation computes padded channels; GEMM + col2im in NumPy is slower), 1×1 strided kernels,
-    and strided gradients of up to _CT_MAX_STRIDED multiply-adds (one call, not one per stride phase).
+    MLAS correlation computes padded channels; GEMM + col2im in NumPy is slower) and strided convolutions
+    (one call, not one per stride phase).
     None: not here (float64, groups, no onnxruntime, SPECC_ORT_OPS=0, or a crop that ConvTranspose cannot
     express)."""
     if groups != 1 or gy.dtype != np.float32 or w.dtype != np.float32 or not mlas_conv.gemm_ok(np.float32):
@@ -416,8 +417,7 @@ def _transpose_geometry(gy: np.ndarray, w: np.ndarray, s, d, groups: int, lo, ou
         return None
     c, (kh, kw) = w.shape[1], w.shape[2:]
     strided = tuple(s) != (1, 1)
-    macs = gy.size * c * kh * kw
-    if not (c < mlas_conv.block_size() or (strided and (kh * kw == 1 or macs <= _CT_MAX_STRIDED))):
+    if not (c < mlas_conv.block_size() or (strided and (kh * kw == 1 or _CT_STRIDED))):
         return None
     pads, extra = [], []
     for o_, k_, s_, d_, l_, n_ in zip(gy.shape[2:], (kh, kw), s, d, lo, out):
