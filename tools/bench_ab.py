@@ -2,14 +2,18 @@
 switch's values (the order flips every pair), so both sides see the same machine state.
 
     python tools/bench_ab.py lenet5 SPECC_ORT_OPS=1,0 [--pairs 40] [--threads 2]
+    python tools/bench_ab.py resnet18 runtime.parallel.SPLIT_ALWAYS=16777216,4611686018427387904
 
-Prints the median step time of each value and their ratio. The switch must be an environment variable
-that the runtime reads on every call (SPECC_ORT_OPS, SPECC_CONV_KERNEL, SPECC_ONNX_STEPS,
-SPECC_BLAS_POLICY); the models are tools/bench.py's.
+Prints the median step time of each value and their ratio. The switch is an environment variable that
+the runtime reads on every call (SPECC_ORT_OPS, SPECC_CONV_KERNEL, SPECC_ONNX_STEPS, SPECC_BLAS_POLICY,
+SPECC_FUSE), or a module attribute (module.NAME) set to each Python literal in turn (a threshold, a
+switch); the models are tools/bench.py's.
 """
 from __future__ import annotations
 
 import argparse
+import ast
+import importlib
 import os
 import statistics
 import sys
@@ -29,6 +33,24 @@ def _args(argv: list[str] | None = None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+def _switch(var: str, vals: list[str]):
+    """A function that sets the switch to one of vals: an environment variable, or module.NAME (an
+    existing attribute, set to each value read as a Python literal)."""
+    if "." not in var:
+        return lambda v: os.environ.__setitem__(var, v)
+    mod_name, _, attr = var.rpartition(".")
+    mod = importlib.import_module(mod_name)
+    if not hasattr(mod, attr):
+        raise AttributeError(f"module {mod_name} has no attribute {attr!r}")
+    parsed = {}
+    for v in vals:
+        try:
+            parsed[v] = ast.literal_eval(v)
+        except (ValueError, SyntaxError):
+            raise ValueError(f"{v!r} is not a Python literal (a number, True/False, a string in quotes)") from None
+    return lambda v: setattr(mod, attr, parsed[v])
+
+
 def main(argv: list[str] | None = None) -> int:
     a = _args(argv)
     var, _, values = a.switch.partition("=")
@@ -41,14 +63,19 @@ def main(argv: list[str] | None = None) -> int:
     if a.model not in bench.BY_KEY:
         print(f"bench_ab: no model {a.model!r}; one of {', '.join(bench.BY_KEY)}", file=sys.stderr)
         return 2
+    try:
+        switch = _switch(var, vals)
+    except (ImportError, AttributeError, ValueError, SyntaxError) as e:
+        print(f"bench_ab: {e}", file=sys.stderr)
+        return 2
     side = bench.Side(bench.BY_KEY[a.model])
     times: dict[str, list[float]] = {v: [] for v in vals}
     for v in vals * 2:                                          # warm-up: sessions and caches for both
-        os.environ[var] = v
+        switch(v)
         side.specc_train()
     for i in range(a.pairs):
         for v in (vals if i % 2 == 0 else vals[::-1]):
-            os.environ[var] = v
+            switch(v)
             time.sleep(bench.GAP)
             t0 = time.perf_counter()
             side.specc_train()
