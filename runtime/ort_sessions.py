@@ -8,11 +8,13 @@ after each run: LeNet-5's training peak was 66 MiB with arenas, 18 MiB without),
 from __future__ import annotations
 
 import os
+import threading
 from collections import OrderedDict
 from typing import Any, Callable
 
 MAX_SESSIONS = 64           # geometries kept (a training run has a few per conv or recurrent layer)
 _cache: OrderedDict = OrderedDict()
+_lock = threading.RLock()
 _owner: list[int] = []      # the process that first loaded onnxruntime's kernels
 
 
@@ -46,16 +48,17 @@ def make(model: Any, n_threads: int, optimize: bool = False) -> Any:
 
 def cached(key: tuple, build: Callable[[], Any]) -> Any:
     """The value cached under `key`, made by build() on a miss; the least recently used goes past
-    MAX_SESSIONS."""
-    hit = _cache.get(key)
-    if hit is not None:
-        _cache.move_to_end(key)
+    MAX_SESSIONS. Thread-safe: kernels call it from runtime.parallel's workers too."""
+    with _lock:
+        hit = _cache.get(key)
+        if hit is not None:
+            _cache.move_to_end(key)
+            return hit
+        hit = build()
+        _cache[key] = hit
+        while len(_cache) > MAX_SESSIONS:
+            _cache.popitem(last=False)
         return hit
-    hit = build()
-    _cache[key] = hit
-    while len(_cache) > MAX_SESSIONS:
-        _cache.popitem(last=False)
-    return hit
 
 
 def keys() -> list[tuple]:

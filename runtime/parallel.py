@@ -21,9 +21,9 @@ One thread is the default for most work because splitting it was slower on the m
 run on (2 vCPUs, docs/benchmarks.md): there one core already draws most of the memory bandwidth (a
 64 MB float32 multiply: 42 GB/s on one core, 48 GB/s on two), and waking a worker costs more than a
 pass over a few MiB saves (the small VGG's step: 7 % slower with its pooling and ReLU split). Kernels
-pass `threads=` where splitting pays by measurement: pooling and ReLU over SPLIT_ALWAYS bytes or more
-(`threads_for`: ResNet-18's step −5 %), and the weight gradient's im2col blocks (kernels/convolution.py
-_wgrad_mlas). The kernels call `run` between onnxruntime or BLAS calls, never during one.
+pass `threads=` where splitting pays by measurement: pooling, ReLU and batch norm over SPLIT_ALWAYS
+bytes or more (`threads_for`: ResNet-18's step −3 %), and a small weight gradient's im2col blocks
+(kernels/convolution.py _wgrad_mlas). The kernels call `run` between onnxruntime or BLAS calls, never during one.
 """
 from __future__ import annotations
 
