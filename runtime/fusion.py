@@ -4,7 +4,8 @@ A pair (A, B) of plan nodes fuses when B's only input is A's only output, nobody
 and it is not asked for: the pair then runs as one kernel of kernels.registry.FUSED (forward and
 backward), which never materialises A's output as a tensor of its own. The pairs are found once per plan
 (`pairs`); the fused kernel gives the same bits as the two kernels one after the other (tests/test_fusion.py),
-so fusion changes only the time and memory. `SPECC_FUSE=0` turns it off.
+so fusion changes only the time and memory. It is off while `model.check_finite` is on (that check names
+the first node whose own output is not finite), and `SPECC_FUSE=0` turns it off.
 
 Fused now: batch_norm → relu in training (kernels/normalisation.py `batch_norm_relu`): ReLU runs inside
 batch norm's forward passes (onnxruntime's graph or the NumPy pieces) and its mask inside batch norm's

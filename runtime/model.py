@@ -297,7 +297,8 @@ class Model:
         vals: dict[tuple[str, str | None], Tensor | None] = {(k, None): v for k, v in env.items()}
         training, rng, check = self.training, self.rng, self.check_finite
         steps = self._steps(plan)
-        fused = self._fused(plan) if training and fusion.enabled() else {}
+        # check_finite names the first node whose output is not finite: every node keeps its own output
+        fused = self._fused(plan) if training and fusion.enabled() and not check else {}
         inside = set(fused.values())
         for i, (node, keys, params, wanted, out_keys) in enumerate(steps):
             if i in inside:

@@ -1,4 +1,4 @@
-"""Elementwise NumPy work split over a few threads (off unless SPECC_NUM_THREADS asks for it).
+"""Elementwise NumPy work split over a few threads (SPECC_NUM_THREADS, or where a kernel asks for it).
 
 NumPy's ufuncs and copies release the GIL on large arrays, so the kernels that are not a GEMM (im2col
 copies, padding, col2im, batch norm, ReLU, pooling) can run parts of a batch on several cores at once:
@@ -23,7 +23,8 @@ run on (2 vCPUs, docs/benchmarks.md): there one core already draws most of the m
 pass over a few MiB saves (the small VGG's step: 7 % slower with its pooling and ReLU split). Kernels
 pass `threads=` where splitting pays by measurement: pooling, ReLU and batch norm over SPLIT_ALWAYS
 bytes or more (`threads_for`: ResNet-18's step −3 %), and a small weight gradient's im2col blocks
-(kernels/convolution.py _wgrad_mlas). The kernels call `run` between onnxruntime or BLAS calls, never during one.
+(kernels/convolution.py _wgrad_mlas, whose pieces are one-thread onnxruntime GEMMs). Elsewhere the
+kernels call `run` between onnxruntime or BLAS calls, never during one.
 """
 from __future__ import annotations
 
@@ -118,6 +119,7 @@ class _Pool:
             job = q.get()
             job.drain()
             job.done.put(None)
+            job = None                  # let go of the finished job's closure (and the arrays it holds)
 
 
 _lock = threading.Lock()
@@ -179,5 +181,6 @@ def run(fn: Callable[[int, int], None], n: int, nbytes: int, step: int | None = 
                 job.done.get()
     finally:
         _local.worker = False
+        job.fn = None                   # a worker may still hold the job: not what fn refers to
     if job.error is not None:
         raise job.error

@@ -288,3 +288,30 @@ def test_weight_gradient_blocks_side_by_side(calls, monkeypatch, shape, out_ch, 
         got[cap] = conv._wgrad(xp, gy, (k, k), (stride, stride), (1, 1), 1)
         assert (2 in seen) == (cap == 2)                            # the blocks went to two threads
     assert np.array_equal(got[1].view(np.uint32), got[2].view(np.uint32))
+
+
+def test_an_empty_batch_trains_to_zero_weight_gradients():
+    """N = 0: no im2col block at all; the weight gradient is zeros (it raised IndexError)."""
+    rng = np.random.default_rng(0)
+    x = np.zeros((0, 16, 10, 10), np.float32)
+    w = rng.standard_normal((8, 16, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(8).astype(np.float32)
+    (y,), bwd, _ = run("conv2d", {"out_channels": 8, "kernel_size": 3, "padding": 1}, [x], [w, b])
+    gx, gw, gb = bwd(np.zeros(y.shape, np.float32))
+    assert y.shape == (0, 8, 10, 10) and gx.shape == x.shape
+    assert gw.shape == w.shape and not gw.any() and not gb.any()
+
+
+@pytest.mark.parametrize("shape,out_ch,k,stride", [((8, 64, 56, 56), 128, 1, 2), ((4, 3, 32, 32), 64, 3, 1)])
+def test_transposed_weight_gradients_have_the_same_bits_at_any_cap(monkeypatch, shape, out_ch, k, stride):
+    """More output channels than kk (a 1×1/2 downsample, a 3-channel first layer): threaded, MLAS's GEMM in
+    this orientation gave other bits at two threads than at one; its GEMMs now run on one thread each."""
+    rng = np.random.default_rng(4)
+    xp = rng.standard_normal(shape).astype(np.float32)
+    oh = (shape[2] - k) // stride + 1
+    gy = rng.standard_normal((shape[0], out_ch, oh, oh)).astype(np.float32)
+    got = []
+    for cap in (1, 2):
+        monkeypatch.setattr(threads, "cap", lambda cap=cap: cap)
+        got.append(conv._wgrad(xp, gy, (k, k), (stride, stride), (1, 1), 1))
+    assert np.array_equal(got[0].view(np.uint32), got[1].view(np.uint32))

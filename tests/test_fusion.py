@@ -120,3 +120,24 @@ def test_switch_off(monkeypatch):
     assert not fusion.enabled()
     monkeypatch.setenv("SPECC_FUSE", "1")
     assert fusion.enabled()
+
+
+def test_check_finite_names_batch_norm_even_where_relu_would_hide_it(monkeypatch):
+    """A batch norm output of −inf is 0 after ReLU: with check_finite on, the pair runs apart, so the
+    error names the batch norm, as without fusion."""
+    from runtime.model import NonFiniteError
+    monkeypatch.setenv("SPECC_FUSE", "1")
+    g = _graph(CONV_BN_RELU)
+    m = Model(g, seed=1)
+    m.train()
+    m.check_finite = True
+    state = m.state_dict()
+    state["bn.weight"][:] = 5e37
+    state["bn.bias"][:] = -3e38
+    m.load_state_dict(state)
+    rng = np.random.default_rng(0)
+    data = {"image": rng.standard_normal((4, 3, 12, 12)).astype(np.float32),
+            "label": rng.integers(0, 3, 4).astype(np.int64)}
+    with pytest.raises(NonFiniteError) as e, np.errstate(all="ignore"):
+        m.forward(outputs=["loss"], **data)
+    assert e.value.node == "bn"

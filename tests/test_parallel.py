@@ -77,6 +77,23 @@ def test_run_with_explicit_threads_splits_when_threads_is_one(monkeypatch):
     assert parallel.threads_for(parallel.SPLIT_ALWAYS - 1, 2) == 1
 
 
+def test_a_finished_job_keeps_nothing_alive(two_threads):
+    """What a piece function refers to (a weight gradient's padded input, say) is freed when run returns,
+    though a worker still holds the finished job until its next one."""
+    import gc
+    import weakref
+
+    class Big:
+        pass
+
+    big = Big()
+    ref = weakref.ref(big)
+    parallel.run(lambda lo, hi, big=big: None, 8, 1 << 30, step=1)
+    del big
+    gc.collect()
+    assert ref() is None
+
+
 def test_run_nested_and_errors(two_threads):
     out = np.zeros(8, int)
 

@@ -1,9 +1,11 @@
 """Convolution and pooling kernels.
 
 Float32 convolutions with one group run on onnxruntime's MLAS kernels (runtime/mlas_conv.py, 2-3x faster
-than im2col + OpenBLAS): the forward pass and the input gradient as MLAS correlations (_mlas_run;
-strided input gradients one stride phase at a time, _igrad_phases), the weight gradient as one more
-correlation for batches of small maps (_wgrad_by_corr) or as im2col and MLAS's GEMM. Float64 (the
+than im2col + OpenBLAS): the forward pass and the stride-1 input gradient as MLAS correlations (_mlas_run), strided
+input gradients and those of inputs with fewer channels than an NCHWc block as onnxruntime's
+ConvTranspose (one stride phase at a time, _igrad_phases, where it cannot crop), the weight gradient as
+one more correlation for batches of small maps (_wgrad_by_corr) or as im2col and MLAS's GEMM
+(_wgrad_mlas). Float64 (the
 gradient checks) and what MLAS does not take use the NumPy primitives.
 Every NumPy convolution runs on three primitives over NCHW arrays (conv1d is conv2d with H = 1):
   _corr   the forward correlation: im2col as a strided window view, copied block by block of samples
@@ -25,7 +27,8 @@ kernel offsets only, plane by plane in cache-sized pieces (_pool_run); its backw
 phase on zero-padded flat arrays, so every input position is assigned by its first tap and added to
 only where windows overlap (_phase_scatter). Bilinear upsampling loops over the scale phases only.
 Elementwise work (padding, im2col copies, col2im, pooling) goes through runtime.parallel: one thread
-by default, split over the samples or channels when SPECC_NUM_THREADS asks for more.
+by default, split over the samples or channels when SPECC_NUM_THREADS asks for more, and pooling of
+16 MiB or more (parallel.SPLIT_ALWAYS) and a small weight gradient's im2col blocks over BLAS's threads.
 """
 from __future__ import annotations
 
@@ -317,38 +320,44 @@ def _wgrad_mlas(xp: np.ndarray, gy: np.ndarray, k, s, d, kk: int) -> np.ndarray:
 
     A small gradient (at most _SWAP_MAX elements) is computed transposed, the columns as the GEMM's M
     side: MLAS's GEMM ran those 1.1-2x faster (ResNet-18's 7×7 stem 59 -> 45 ms, its 8×64×56×56 3×3
-    15.4 -> 14.0). Its blocks of samples run side by side, each thread filling its own columns and
-    running one-thread GEMMs (a GEMM with a [kk, O] output hardly gained from a second thread, and the
-    im2col copies ran on one; VGG's 32×32×32×32 10.4 -> 5.0 ms): each block's partial is kept and the
-    partials are summed in block order, so the bits do not depend on the thread count. A big gradient
-    is one threaded GEMM per block of up to _BIG_BLOCK bytes of columns (fewer passes over the
-    gradient it accumulates: ResNet-18's 8×256×14×14 12.8 -> 8.6 ms)."""
-    o = gy.shape[1]
+    15.4 -> 14.0). Its GEMMs run on one thread each (threaded, this orientation's result changed with the
+    thread count), and from _SIDE_BY_SIDE_MACS on in at least two blocks of samples side by side, each
+    thread filling its own columns (a GEMM with a [kk, O] output hardly gained from a second thread, and
+    the im2col copies ran on one; VGG's 32×32×32×32 10.4 -> 5.0 ms). A big gradient is one threaded GEMM
+    per block of up to _BIG_BLOCK bytes of columns (fewer passes over the gradient it accumulates:
+    ResNet-18's 8×256×14×14 12.8 -> 8.6 ms). The blocks do not depend on the thread count, and the
+    blocks' partials are summed in block order: the same bits at any thread count."""
+    n, o = gy.shape[:2]
     swap = kk * o <= _SWAP_MAX
-    cols = _Columns(xp, k, s, d, gy.shape[2:], gy.dtype, fold=True, block=None if swap else _BIG_BLOCK)
+    macs = kk * o * n * gy.shape[2] * gy.shape[3]
+    side_by_side = swap and macs >= _SIDE_BY_SIDE_MACS and n > 1
+    block = _BIG_BLOCK if not swap else None
+    if side_by_side:                                # at least two blocks, whatever the thread count
+        block = min(_BLOCK, -(-n // 2) * kk * gy.shape[2] * gy.shape[3] * gy.itemsize)
+    cols = _Columns(xp, k, s, d, gy.shape[2:], gy.dtype, fold=True, block=block)
     nb = len(cols.blocks)
-    macs = kk * o * gy.shape[0] * gy.shape[2] * gy.shape[3]
-    t = min(threads.cap(), nb) if swap and macs >= _SIDE_BY_SIDE_MACS else 1
+    if nb == 0:                                     # an empty batch
+        return np.zeros((o, kk), gy.dtype)
+    t = min(threads.cap(), nb) if side_by_side else 1
     parts = np.empty((nb, kk, o), gy.dtype) if t > 1 else None
     local = threading.local()
 
-    def block(bi: int) -> np.ndarray:
+    def block_gemm(bi: int) -> np.ndarray:
         n0, n1 = cols.blocks[bi]
         local.buf, cm = cols.block(n0, n1, getattr(local, "buf", None))
         g2 = gy[n0:n1].transpose(1, 0, 2, 3).reshape(o, -1)
-        n_threads = 1 if t > 1 else None
-        return mlas_conv.gemm_nt(cm, g2, n_threads) if swap else mlas_conv.gemm_nt(g2, cm, n_threads)
+        return mlas_conv.gemm_nt(cm, g2, 1) if swap else mlas_conv.gemm_nt(g2, cm)
 
     if parts is None:
-        acc = block(0)
+        acc = block_gemm(0)
         for bi in range(1, nb):
-            acc += block(bi)
+            acc += block_gemm(bi)
     else:
-        def side_by_side(b0: int, b1: int):
+        def blocks(b0: int, b1: int):
             for bi in range(b0, b1):
-                parts[bi] = block(bi)
+                parts[bi] = block_gemm(bi)
 
-        parallel.run(side_by_side, nb, 1 << 62, step=1, threads=t)
+        parallel.run(blocks, nb, 1 << 62, step=1, threads=t)
         acc = parts[0]
         for p in parts[1:]:
             acc += p
