@@ -204,6 +204,11 @@ def test_pool_errors():
     e = shape_error("avg_pool2d", {"kernel_size": 2}, ("N", 3, 8))
     assert "rank-4" in e.message and "N×3×8" in e.message
     assert shape_error("max_pool2d", {"kernel_size": 2, "stride": 0}, (1, 3, 8, 8)).attr == "stride"
+    # a dilated window that skips over a 1-pixel input: only padding, output −inf (PyTorch: garbage indices)
+    e = shape_error("max_pool2d", {"kernel_size": 2, "stride": 1, "padding": 1, "dilation": 2}, (1, 3, 1, 8))
+    assert e.attr == "dilation" and "only padding" in e.message and "window 0 along height" in e.message
+    assert out_shape("max_pool2d", {"kernel_size": 2, "stride": 1, "padding": 1, "dilation": 2},
+                     (1, 3, 3, 8)) == (1, 3, 3, 8)                  # every window sees an input pixel
     with pytest.raises(ValidationError):
         infer("max_pool2d", {"kernel_size": 2, "count_include_pad": False}, [(1, 3, 8, 8)])
     with pytest.raises(ValidationError):

@@ -423,8 +423,27 @@ def _pool(name: str, a, x: TensorType) -> Inferred:
                              f"{pd[ax]} gives no complete window of size {dl[ax] * (ks[ax] - 1) + 1} "
                              f"(input shape {x})", hint="use a smaller kernel_size or feed a larger input",
                              attr="kernel_size")
+        empty = _padding_only_window(sp[ax], ks[ax], st[ax], pd[ax], dl[ax], out[ax])
+        if empty is not None:
+            raise ShapeError(f"{name}'s window {empty} along {_DIMS[2][ax]} sees only padding: with input "
+                             f"{_DIMS[2][ax]} {sp[ax]}, padding {pd[ax]} and dilation {dl[ax]} its "
+                             f"{ks[ax]} taps all miss the input, so that output is −inf (input shape {x})",
+                             hint="use a smaller dilation or padding, or feed a larger input", attr="dilation")
     y = TensorType(tuple(x.shape[:2]) + out, x.dtype)
     return Inferred([y], [], macs=per_sample(y) * ks[0] * ks[1])
+
+
+def _padding_only_window(size: int, k: int, s: int, p: int, d: int, out: int) -> int | None:
+    """The first output position of a pool along one dim whose taps all fall in the padding, or None.
+    Only a dilated window can skip over the input (padding is at most half the kernel); PyTorch returns
+    −inf there with an index outside the window, and its backward writes outside the input."""
+    if d == 1:
+        return None
+    for o in range(out):
+        start = o * s - p
+        if not any(0 <= start + j * d < size for j in range(k)):
+            return o
+    return None
 
 
 @op("max_pool2d", MaxPool2d, primary="kernel_size",
@@ -434,7 +453,7 @@ def _pool(name: str, a, x: TensorType) -> Inferred:
            Case({"kernel_size": 2, "ceil_mode": True}, ((1, 2, 5, 7),)),
            Case({"kernel_size": 2, "padding": 1}, ((1, 2, 6, 6),))])
 def max_pool2d(a: MaxPool2d, x: TensorType) -> Inferred:
-    """Maximum over k×k windows of [N, C, H, W] as torch.nn.MaxPool2d (stride defaults to kernel_size; padding counts as −∞; ceil_mode keeps a last partial window only if it starts inside the input or left padding). Counts one comparison per window element."""
+    """Maximum over k×k windows of [N, C, H, W] as torch.nn.MaxPool2d (stride defaults to kernel_size; padding counts as −∞; ceil_mode keeps a last partial window only if it starts inside the input or left padding). A dilated window whose taps all fall in the padding is a shape error (its output would be −∞). Counts one comparison per window element."""
     return _pool("max_pool2d", a, x)
 
 
