@@ -42,8 +42,11 @@ def graph_inputs(name: str, x: TensorType, adj: TensorType) -> tuple[tuple[Dim, 
         raise ShapeError(f"{name} expects a dense adjacency [V, V] or a batch [N, V, V], but adj has shape {adj}")
     float_input(name, "x", x, hint="declare the node features x as float32")
     v = x.shape[-2]
-    if _clash(adj.shape[-1], adj.shape[-2]):
-        raise ShapeError(f"{name} needs a square adjacency matrix, but adj has shape {adj}")
+    rows, cols = adj.shape[-2:]
+    if rows != cols:                # two numbers, a number and a symbol, or two symbols: only equal ones are square
+        why = "" if _clash(rows, cols) else f": {rows} and {cols} would have to be equal at run time"
+        raise ShapeError(f"{name} needs a square adjacency matrix, but adj has shape {adj}{why}",
+                         hint="declare the adjacency as [V, V] (one number or one symbol for both)")
     for dim in adj.shape[-2:]:
         if _clash(dim, v):
             raise ShapeError(f"{name}: x has {v} nodes (shape {x}) but the adjacency is {adj.shape[-1]}×"
