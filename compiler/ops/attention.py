@@ -24,6 +24,11 @@ def _clash(a: Dim, b: Dim) -> bool:
     return isinstance(a, int) and isinstance(b, int) and a != b
 
 
+def _luck(a: Dim, b: Dim) -> str:
+    """For sizes that must be equal but are not the same number or symbol: why, for the error message."""
+    return "" if _clash(a, b) else f": {a} and {b} would have to be equal at run time"
+
+
 def _count(d: Dim) -> int:
     return d if isinstance(d, int) else 1
 
@@ -77,9 +82,10 @@ def scaled_dot_product_attention(a: ScaledDotProductAttention, q: TensorType, k:
     if _clash(q.shape[-1], k.shape[-1]):
         raise ShapeError(f"scaled_dot_product_attention needs q and k with the same feature size d, but q "
                          f"gives {q.shape[-1]} (shape {q}) and k gives {k.shape[-1]} (shape {k})")
-    if _clash(k.shape[-2], v.shape[-2]):
+    if k.shape[-2] != v.shape[-2]:              # a number and a symbol, or two symbols, match only by luck
         raise ShapeError(f"scaled_dot_product_attention needs as many values as keys, but k has "
-                         f"{k.shape[-2]} (shape {k}) and v has {v.shape[-2]} (shape {v})")
+                         f"{k.shape[-2]} (shape {k}) and v has {v.shape[-2]} (shape {v})"
+                         f"{_luck(k.shape[-2], v.shape[-2])}", hint="take keys and values from one sequence length")
     try:
         lead = broadcast(broadcast(q.shape[:-2], k.shape[:-2]), v.shape[:-2])
     except ShapeError as e:
@@ -224,9 +230,10 @@ def multi_head_attention(a: MultiHeadAttention, query: TensorType, key: TensorTy
             raise ShapeError(f"multi_head_attention's {nm} has batch size {t.shape[0]} (shape {t}) but the "
                              f"query has {n} (shape {query})")
     tk = k.shape[1]
-    if _clash(v.shape[1], tk):
+    if v.shape[1] != tk:                        # a number and a symbol, or two symbols, match only by luck
         raise ShapeError(f"multi_head_attention needs as many values as keys, but key has {tk} positions "
-                         f"(shape {k}) and value has {v.shape[1]} (shape {v})")
+                         f"(shape {k}) and value has {v.shape[1]} (shape {v}){_luck(tk, v.shape[1])}",
+                         hint="take keys and values from one sequence length")
     if key_padding_mask is not None:
         _check_mask(key_padding_mask, "multi_head_attention's key_padding_mask")
         m = key_padding_mask
