@@ -96,8 +96,9 @@ def batch_norm_train(x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray 
     def build():
         # momentum 0: the "running" outputs are the batch statistics themselves (ONNX: running =
         # running_in·momentum + batch·(1 − momentum)); specc updates its running buffers itself
-        nodes = [helper.make_node("BatchNormalization", ["x", "w", "b", "m", "v"], ["bn" if relu else "y", "mean", "var"],
-                                  training_mode=1, momentum=0.0, epsilon=float(eps))]
+        nodes = [helper.make_node("BatchNormalization", ["x", "w", "b", "m", "v"],
+                                  ["bn" if relu else "y", "mean", "var"], training_mode=1, momentum=0.0,
+                                  epsilon=float(eps))]
         if relu:
             nodes.append(helper.make_node("Relu", ["bn"], ["y"]))
         ins = [helper.make_tensor_value_info("x", f, list(x.shape))]

@@ -9,7 +9,7 @@ from ..ir import Dim, Init, Node, ParamSpec, TensorType
 from .cases import Case, In
 from .lazy import F, np, torch
 from .registry import DTYPES, Attrs, Inferred, lowering, op, reference
-from .shapes import broadcast, concrete, float_input, per_sample
+from .shapes import broadcast, concrete, float_input, only_by_luck, per_sample
 
 if TYPE_CHECKING:
     from ..onnx.registry import Builder
@@ -22,11 +22,6 @@ def _fmt(shape: tuple[Dim, ...]) -> str:
 def _clash(a: Dim, b: Dim) -> bool:
     """Two sizes that certainly differ (symbols may stand for anything)."""
     return isinstance(a, int) and isinstance(b, int) and a != b
-
-
-def _luck(a: Dim, b: Dim) -> str:
-    """For sizes that must be equal but are not the same number or symbol: why, for the error message."""
-    return "" if _clash(a, b) else f": {a} and {b} would have to be equal at run time"
 
 
 def _count(d: Dim) -> int:
@@ -85,7 +80,8 @@ def scaled_dot_product_attention(a: ScaledDotProductAttention, q: TensorType, k:
     if k.shape[-2] != v.shape[-2]:              # a number and a symbol, or two symbols, match only by luck
         raise ShapeError(f"scaled_dot_product_attention needs as many values as keys, but k has "
                          f"{k.shape[-2]} (shape {k}) and v has {v.shape[-2]} (shape {v})"
-                         f"{_luck(k.shape[-2], v.shape[-2])}", hint="take keys and values from one sequence length")
+                         f"{only_by_luck(k.shape[-2], v.shape[-2])}",
+                         hint="take keys and values from one sequence length")
     try:
         lead = broadcast(broadcast(q.shape[:-2], k.shape[:-2]), v.shape[:-2])
     except ShapeError as e:
@@ -232,7 +228,7 @@ def multi_head_attention(a: MultiHeadAttention, query: TensorType, key: TensorTy
     tk = k.shape[1]
     if v.shape[1] != tk:                        # a number and a symbol, or two symbols, match only by luck
         raise ShapeError(f"multi_head_attention needs as many values as keys, but key has {tk} positions "
-                         f"(shape {k}) and value has {v.shape[1]} (shape {v}){_luck(tk, v.shape[1])}",
+                         f"(shape {k}) and value has {v.shape[1]} (shape {v}){only_by_luck(tk, v.shape[1])}",
                          hint="take keys and values from one sequence length")
     if key_padding_mask is not None:
         _check_mask(key_padding_mask, "multi_head_attention's key_padding_mask")

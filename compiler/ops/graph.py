@@ -18,7 +18,7 @@ from .attention import masked_softmax, masked_softmax_torch
 from .cases import Case, In
 from .lazy import F, np, torch
 from .registry import DTYPES, Attrs, Inferred, lowering, op, reference
-from .shapes import broadcast, concrete, float_input
+from .shapes import broadcast, concrete, float_input, only_by_luck
 
 if TYPE_CHECKING:
     from ..onnx.registry import Builder
@@ -44,8 +44,7 @@ def graph_inputs(name: str, x: TensorType, adj: TensorType) -> tuple[tuple[Dim, 
     v = x.shape[-2]
     rows, cols = adj.shape[-2:]
     if rows != cols:                # two numbers, a number and a symbol, or two symbols: only equal ones are square
-        why = "" if _clash(rows, cols) else f": {rows} and {cols} would have to be equal at run time"
-        raise ShapeError(f"{name} needs a square adjacency matrix, but adj has shape {adj}{why}",
+        raise ShapeError(f"{name} needs a square adjacency matrix, but adj has shape {adj}{only_by_luck(rows, cols)}",
                          hint="declare the adjacency as [V, V] (one number or one symbol for both)")
     for dim in adj.shape[-2:]:
         if _clash(dim, v):

@@ -19,6 +19,12 @@ def concrete(d: Dim, what: str, attr: str | None = None) -> int:
     return d
 
 
+def only_by_luck(a: Dim, b: Dim) -> str:
+    """For two sizes that must be equal but are not the same number or symbol: the end of the error
+    message ("" when both are numbers, else why the spec cannot be trusted to run)."""
+    return "" if is_int(a) and is_int(b) else f": {a} and {b} would have to be equal at run time"
+
+
 def norm_dim(dim: int, rank: int, attr: str = "dim") -> int:
     """dim as an index in 0..rank-1 (negative counts from the end). A scalar takes 0 or -1, as in PyTorch."""
     n = max(rank, 1)
