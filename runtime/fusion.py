@@ -17,7 +17,7 @@ import os
 
 from compiler.ir import Node, Ref
 
-from .kernels.registry import FUSED  # noqa: F401 - tests patch fusion.FUSED
+from .kernels.registry import FUSED
 
 
 def enabled() -> bool:

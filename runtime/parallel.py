@@ -34,6 +34,8 @@ import queue
 import threading
 from typing import Callable
 
+from . import threads
+
 MIN_BYTES = 256 << 10       # below this, waking another thread costs more than it saves
 MAX_PER_CPU = 4             # SPECC_NUM_THREADS is capped at this many threads per allowed CPU
 SPLIT_ALWAYS = 16 << 20     # work of this many bytes splits over threads_for's cap even when THREADS is 1
@@ -134,10 +136,14 @@ def _workers(n: int) -> list[queue.SimpleQueue]:
         return pool.queues[:n]
 
 
-def threads_for(nbytes: int, cap: int) -> int:
+def threads_for(nbytes: int, cap: int | None = None) -> int:
     """Threads for a kernel's elementwise work of nbytes: THREADS, or from SPLIT_ALWAYS bytes on at least
-    `cap` (the threads BLAS and onnxruntime may use)."""
-    return max(THREADS, cap) if nbytes >= SPLIT_ALWAYS else THREADS
+    `cap` (default: the threads BLAS and onnxruntime may use, runtime.threads.cap())."""
+    if nbytes < SPLIT_ALWAYS:
+        return THREADS
+    if cap is None:
+        cap = threads.cap()
+    return max(THREADS, cap)
 
 
 def splits(nbytes: int, threads: int | None = None) -> bool:

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from .. import parallel, threads
+from .. import parallel
 from .registry import Ctx, kernel
 
 
@@ -57,7 +57,7 @@ def _split_flat(f, out: np.ndarray, *ins: np.ndarray) -> bool:
     if not out.flags.c_contiguous or not all(a.shape == out.shape and a.flags.c_contiguous for a in ins):
         return False
     nbytes = out.nbytes + sum(a.nbytes for a in ins)
-    t = parallel.threads_for(nbytes, threads.cap())
+    t = parallel.threads_for(nbytes)
     if not parallel.splits(nbytes, t):
         f(*ins, out)
         return True

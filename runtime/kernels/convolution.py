@@ -752,7 +752,7 @@ def _planes(a: np.ndarray) -> np.ndarray:
 def _pool_run(fn, planes: int, plane_bytes: int) -> None:
     """fn(lo, hi) over the planes, in cache-sized pieces, split over the threads: from
     parallel.SPLIT_ALWAYS bytes over as many as BLAS may use (threads.cap())."""
-    t = parallel.threads_for(planes * plane_bytes, threads.cap())
+    t = parallel.threads_for(planes * plane_bytes)
     step = max(1, min(_POOL_BLOCK // max(plane_bytes, 1), -(-planes // t)))
     parallel.run(fn, planes, planes * plane_bytes, step=step, threads=t)
 

@@ -6,7 +6,7 @@ import threading
 
 import numpy as np
 
-from .. import ort_ops, parallel, threads
+from .. import ort_ops, parallel
 from .registry import Ctx, fused, kernel
 
 
@@ -57,7 +57,7 @@ class _Channels:
         boundaries), in parallel (from parallel.SPLIT_ALWAYS bytes over BLAS's thread count); `arrays`:
         how many such arrays fn reads or writes."""
         nbytes = arrays * self.n * self.cl * self.item
-        t = parallel.threads_for(nbytes, threads.cap())
+        t = parallel.threads_for(nbytes)
         if self.blocks == 1:
             def rows(lo: int, hi: int):
                 fn(lo, hi, 0, self.cl)
@@ -270,6 +270,25 @@ def _batch_norm_rows(ctx: Ctx, ch: _Channels, x: np.ndarray, weight, bias, runni
     return y.reshape(x.shape), backward
 
 
+def _train_rows(ctx: Ctx, x: np.ndarray, p: tuple, relu: bool):
+    """Training batch norm by _batch_norm_rows where it applies (long rows, or its forward on onnxruntime),
+    else None (eval mode too); a batch with one value per channel is refused."""
+    if not ctx.training:
+        return None
+    l = math.prod(x.shape[2:])
+    if x.shape[0] * l < 2:
+        raise ValueError(f"batch_norm needs more than one value per channel in training, "
+                         f"got input of shape {'×'.join(map(str, x.shape))}")
+    if l < _KEEP_X_ROWS and not ort_ops.batch_norm_applies(x):
+        return None
+    if ctx.attrs.affine:
+        weight, bias, running_mean, running_var, nbt = p
+    else:
+        (running_mean, running_var, nbt), weight, bias = p, None, None
+    return _batch_norm_rows(ctx, _Channels(x, _ROW_PIECE), x, weight, bias, running_mean, running_var, nbt,
+                            len(p), relu)
+
+
 @kernel("batch_norm")
 def batch_norm(ctx: Ctx, x: np.ndarray, *p: np.ndarray):
     a = ctx.attrs
@@ -284,12 +303,9 @@ def batch_norm(ctx: Ctx, x: np.ndarray, *p: np.ndarray):
     eps = dt(a.eps)
 
     if ctx.training:
-        if m < 2:
-            raise ValueError(f"batch_norm needs more than one value per channel in training, "
-                             f"got input of shape {'×'.join(map(str, x.shape))}")
-        if ch.l >= _KEEP_X_ROWS or ort_ops.batch_norm_applies(x):
-            return _batch_norm_rows(ctx, _Channels(x, _ROW_PIECE), x, weight, bias, running_mean, running_var,
-                                    nbt, len(p))
+        rows = _train_rows(ctx, x, p, relu=False)
+        if rows is not None:
+            return rows
         mean = ch.sum(x2) / dt(m)
         mrow = ch.row(mean)
         xc = np.empty(x2.shape, np.result_type(x2.dtype, mrow.dtype))     # kept for backward: x̂ = xc·inv
@@ -497,15 +513,9 @@ def batch_norm_relu(ctx: Ctx, x: np.ndarray, *p: np.ndarray):
     """relu(batch_norm(x)) in training (runtime/fusion.py): on long rows or onnxruntime, ReLU inside batch
     norm's passes (_batch_norm_rows); otherwise the two kernels, ReLU in place on batch norm's output
     (which its backward does not read) and its mask applied before batch norm's backward."""
-    a = ctx.attrs
-    if ctx.training and x.ndim >= 2 and x.shape[0] * math.prod(x.shape[2:]) > 1 and (
-            math.prod(x.shape[2:]) >= _KEEP_X_ROWS or ort_ops.batch_norm_applies(x)):
-        if a.affine:
-            weight, bias, running_mean, running_var, nbt = p
-        else:
-            (running_mean, running_var, nbt), weight, bias = p, None, None
-        return _batch_norm_rows(ctx, _Channels(x, _ROW_PIECE), x, weight, bias, running_mean, running_var, nbt,
-                                len(p), relu=True)
+    rows = _train_rows(ctx, x, p, relu=True)
+    if rows is not None:
+        return rows
     y, back = batch_norm(ctx, x, *p)
     np.maximum(y, 0, out=y)
 
