@@ -146,6 +146,11 @@ def threads_for(nbytes: int, cap: int | None = None) -> int:
     return max(THREADS, cap)
 
 
+def stay_on_this_thread() -> None:
+    """From now on every run() called on this thread runs its pieces here (runtime.overlap's worker)."""
+    _local.worker = True
+
+
 def splits(nbytes: int, threads: int | None = None) -> bool:
     """Would `run` hand work of this size to other threads (from this thread)?"""
     t = THREADS if threads is None else threads

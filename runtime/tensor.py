@@ -12,6 +12,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from . import overlap
+
 _seq = itertools.count()
 _by_seq = attrgetter("seq")
 
@@ -76,32 +78,16 @@ class Tensor:
             raise ValueError(f"gradient shape {grad.shape} does not match tensor shape {self.shape}")
         grads: dict[int, np.ndarray] = {id(self): grad}
         entries = _reachable(self)
-        for entry in entries:
-            outputs = entry.outputs
-            if len(outputs) == 1:
-                t = outputs[0]
-                g0 = grads.pop(id(t), None) if t is not None else None
-                if g0 is None or entry.backward is None:
-                    continue
-                result = entry.backward(g0)
-            else:
-                outs = tuple(grads.pop(id(t), None) if t is not None else None for t in outputs)
-                if entry.backward is None or all(g is None for g in outs):
-                    continue
-                result = entry.backward(outs)
-            if not isinstance(result, (tuple, list)):
-                result = (result,)
-            for t, g in zip(entry.args, result):
-                if g is None or t is None:
-                    continue
-                if t._entry is not None:
-                    key = id(t)
-                    prev = grads.get(key)
-                    grads[key] = g if prev is None else prev + g
-                elif t.requires_grad:
-                    _accumulate(t, g)
-                elif t._freed:
-                    raise RuntimeError(_RELEASED)
+        later: list[tuple[Tensor, object]] = []        # leaves' gradients in arrival order, once one is a Later
+        with overlap.collecting():
+            try:
+                _walk(entries, grads, later)
+            except BaseException:
+                overlap.drop([g for _, g in later])
+                raise
+            overlap.help_with([g for _, g in later])
+            for t, g in later:
+                _accumulate(t, overlap.value(g))
         if self._entry is None and self.requires_grad:
             _accumulate(self, grad)
         _release(entries)
@@ -110,6 +96,51 @@ class Tensor:
 _RELEASED = ("backward() reached a value whose tape an earlier backward() already released (a second "
              "backward() of the same output, or two losses of one forward pass that share layers): add the "
              "losses and call backward() once on the sum, or run forward again")
+
+
+def _walk(entries: list[Entry], grads: dict[int, np.ndarray], later: list) -> None:
+    """Run the entries' backward, newest first: gradients of intermediate values go into grads, those of
+    parameters into their .grad, or, from the first one that is an overlap.Later on (computed beside this
+    walk: runtime/overlap.py), into `later` in arrival order (accumulated in that order afterwards)."""
+    waiting: set[int] = set()
+    for entry in entries:
+        result = _entry_backward(entry, grads)
+        if result is None:
+            continue
+        for t, g in zip(entry.args, result):
+            if g is None or t is None:
+                continue
+            if t._entry is not None:
+                g = overlap.value(g)
+                key = id(t)
+                prev = grads.get(key)
+                grads[key] = g if prev is None else prev + g
+            elif t.requires_grad:
+                if isinstance(g, overlap.Later) or id(t) in waiting:
+                    later.append((t, g))
+                    waiting.add(id(t))
+                else:
+                    _accumulate(t, g)
+            elif t._freed:
+                raise RuntimeError(_RELEASED)
+
+
+def _entry_backward(entry: Entry, grads: dict[int, np.ndarray]) -> tuple | list | None:
+    """The entry's backward applied to its outputs' gradients (taken from grads), or None when nothing
+    flows through it."""
+    outputs = entry.outputs
+    if len(outputs) == 1:
+        t = outputs[0]
+        g0 = grads.pop(id(t), None) if t is not None else None
+        if g0 is None or entry.backward is None:
+            return None
+        result = entry.backward(g0)
+    else:
+        outs = tuple(grads.pop(id(t), None) if t is not None else None for t in outputs)
+        if entry.backward is None or all(g is None for g in outs):
+            return None
+        result = entry.backward(outs)
+    return result if isinstance(result, (tuple, list)) else (result,)
 
 
 def _accumulate(t: Tensor, g: np.ndarray) -> None:

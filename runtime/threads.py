@@ -20,6 +20,7 @@ it, or with SPECC_BLAS_POLICY=off, `gemm` changes nothing. Setting the thread co
 from __future__ import annotations
 
 import os
+import threading
 import time
 from contextlib import contextmanager
 from typing import Iterator
@@ -102,7 +103,31 @@ def current() -> int:
     return cap()
 
 
+_local = threading.local()
+_lent = 0                   # threads runtime.overlap's worker uses now: the other threads' cap is that much lower
+
+
+def own_cap(n: int) -> None:
+    """This thread's cap() from now on (runtime.overlap's worker: 1)."""
+    _local.cap = n
+
+
+def lend(k: int) -> None:
+    """k more (or −k fewer) threads busy beside the others (runtime.overlap's worker, around a job)."""
+    global _lent
+    _lent += k
+
+
 def cap() -> int:
+    """The threads this thread's kernels may use: _blas_cap(), less those runtime.overlap's worker is
+    using now (its own: 1)."""
+    own = getattr(_local, "cap", None)
+    if own is not None:
+        return own
+    return max(1, _blas_cap() - _lent)
+
+
+def _blas_cap() -> int:
     """The BLAS library's own thread count, outside any one-thread region (OPENBLAS_NUM_THREADS /
     OMP_NUM_THREADS, or the CPUs this process may use, without threadpoolctl). onnxruntime's sessions
     (runtime/mlas_conv.py, runtime/onnx_steps.py) use it: their thread pool hands out work in small

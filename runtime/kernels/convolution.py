@@ -41,7 +41,7 @@ from numpy.lib.stride_tricks import as_strided
 from compiler.ops.convolution import (adaptive_windows, conv_out, conv_pads, pool_geometry,
                                       transpose_base, transpose_output_padding, tup)
 
-from .. import blas, mlas_conv, ort_ops, parallel, threads
+from .. import blas, mlas_conv, ort_ops, overlap, parallel, threads
 from .registry import Ctx, kernel
 
 _BLOCK = 4 << 20            # bytes of im2col columns per block of samples (cache-sized, yet big 2-thread GEMMs)
@@ -642,6 +642,10 @@ def _conv_run(ctx: Ctx, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | No
     return (y[:, :, 0] if nd == 1 else y), backward
 
 
+_LATER_MACS = 1 << 25       # weight-gradient multiply-adds from which it runs beside the input gradient (below,
+                            # the hand-over cost more than it saved: LeNet-5's step 5 % slower)
+
+
 def _mlas_run(ctx: Ctx, x4: np.ndarray, w4: np.ndarray, bias, pads, st, dl, squeeze: bool):
     """_conv_run on MLAS (runtime/mlas_conv.py): the forward, the input gradient through _igrad's
     correlations, the weight gradient through _mlas_wgrad."""
@@ -650,18 +654,21 @@ def _mlas_run(ctx: Ctx, x4: np.ndarray, w4: np.ndarray, bias, pads, st, dl, sque
     def backward(gy: np.ndarray):
         g4 = gy[:, :, None, :] if squeeze else gy
         gx = gw = gb = None
+        # the weight and bias gradients beside the input gradient (runtime/overlap.py) when big enough
+        later = overlap.later if gy.size * w4[0].size >= _LATER_MACS else overlap.now
+        if ctx.need(1):
+            def weight_grad():
+                gw = _mlas_wgrad(x4, g4, w4, pads, st, dl)
+                return gw[:, :, 0] if squeeze else gw
+
+            gw = later(weight_grad)
+        if bias is not None and ctx.need(2):
+            gb = later(lambda: gy.sum(axis=(0,) + tuple(range(2, gy.ndim))))
         if ctx.need(0):
             full = tuple(i + lo + hi for i, (lo, hi) in zip(x4.shape[2:], pads))
             gx = _igrad(g4, w4, st, dl, 1, full, tuple(lo for lo, _ in pads), x4.shape[2:])
             gx = gx[:, :, 0] if squeeze else gx
-        if ctx.need(1):
-            gw = _mlas_wgrad(x4, g4, w4, pads, st, dl)
-            gw = gw[:, :, 0] if squeeze else gw
-        if bias is None:
-            return gx, gw
-        if ctx.need(2):
-            gb = gy.sum(axis=(0,) + tuple(range(2, gy.ndim)))
-        return gx, gw, gb
+        return (gx, gw) if bias is None else (gx, gw, gb)
 
     return (y[:, :, 0] if squeeze else y), backward
 

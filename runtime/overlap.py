@@ -1,0 +1,158 @@
+"""Weight gradients computed beside the backward pass, on a second core.
+
+A convolution's weight gradient is needed by nothing else in the backward pass, only by the optimiser
+after it. Computed in line it keeps both cores busy only inside its GEMMs, and the NumPy work around it
+(im2col copies, batch norm's and pooling's backward) runs on one core while the other waits. Here the
+kernel hands the weight gradient to a worker thread instead (`later`) and the backward pass goes on with
+the input gradient: while the worker runs a job, both threads use one core each (runtime.threads.cap()
+is one lower for the others, the worker's is 1), so the pass's single-threaded stretches overlap the
+worker's GEMMs. Tensor.backward() (runtime/tensor.py) collects the pending gradients and waits for them
+before it returns, running itself any job the worker has not started; the parameters' .grad are plain
+arrays as before.
+
+A job computes the same bits whichever thread runs it (the weight-gradient kernels do not depend on the
+thread count: runtime/kernels/convolution.py), and the gradients are accumulated in the order they
+would have been. Jobs only read arrays that no later backward step writes (a layer's saved input and the
+gradient of its output).
+
+Only inside Tensor.backward() (`collecting`): a kernel's backward called directly returns arrays.
+SPECC_OVERLAP=0 computes everything in line.
+"""
+from __future__ import annotations
+
+import collections
+import os
+import threading
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+from . import parallel, threads
+
+
+def enabled() -> bool:
+    """SPECC_OVERLAP unset or "1": weight gradients beside the backward pass; "0": in line."""
+    return os.environ.get("SPECC_OVERLAP", "1").strip().lower() not in ("0", "off", "false", "no")
+
+
+_local = threading.local()
+
+
+class Later:
+    """A value a worker computes (or the thread that asks for it first, if the worker has not begun)."""
+
+    __slots__ = ("fn", "value", "error", "done", "claimed")
+
+    def __init__(self, fn: Callable[[], Any]):
+        self.fn = fn
+        self.value = self.error = None
+        self.done = threading.Event()
+        self.claimed = False
+
+    def _claim(self) -> bool:
+        with _lock:
+            if self.claimed:
+                return False
+            self.claimed = True
+            return True
+
+    def _run(self) -> None:
+        try:
+            self.value = self.fn()
+        except BaseException as e:                  # noqa: BLE001 - re-raised by get()
+            self.error = e
+        self.fn = None                              # let go of the arrays the job read
+        self.done.set()
+
+    def get(self) -> Any:
+        """The value (computed here if no thread has taken the job yet); the job's exception re-raised."""
+        if self._claim():
+            self._run()
+        else:
+            self.done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+def help_with(values: list) -> None:
+    """Run here, newest first, the jobs among values that no thread has begun (the worker takes the
+    oldest first): the caller is about to wait for all of them."""
+    for v in reversed(values):
+        if isinstance(v, Later) and v._claim():
+            v._run()
+
+
+def drop(values: list) -> None:
+    """Keep the worker from starting the jobs among values (their caller failed and will not wait)."""
+    for v in values:
+        if isinstance(v, Later) and v._claim():
+            v.fn = None
+            v.done.set()
+
+
+def value(v: Any) -> Any:
+    """v itself, or a Later's value."""
+    return v.get() if isinstance(v, Later) else v
+
+
+_lock = threading.Lock()
+_ready = threading.Condition(_lock)
+_queue: collections.deque = collections.deque()
+_worker_pid: list[int] = []
+
+
+def _loop() -> None:
+    threads.own_cap(1)                              # one core for the worker's jobs ...
+    parallel.stay_on_this_thread()                  # ... and their pieces
+    while True:
+        with _ready:
+            while not _queue:
+                _ready.wait()
+            job = _queue.popleft()
+            if job.claimed:
+                continue
+            job.claimed = True
+        threads.lend(1)                             # ... and one less for the other threads meanwhile
+        try:
+            job._run()
+        finally:
+            threads.lend(-1)
+        job = None
+
+
+def _start() -> None:
+    pid = os.getpid()
+    if _worker_pid and _worker_pid[0] == pid:
+        return
+    _worker_pid[:] = [pid]                          # a forked child starts its own worker
+    _queue.clear()
+    threading.Thread(target=_loop, name="specc-overlap", daemon=True).start()
+
+
+@contextmanager
+def collecting() -> Iterator[None]:
+    """Let `later` hand work to the worker for the duration (Tensor.backward)."""
+    prev = getattr(_local, "on", False)
+    _local.on = enabled() and threads.cap() > 1
+    try:
+        yield
+    finally:
+        _local.on = prev
+
+
+def now(fn: Callable[[], Any]) -> Any:
+    """fn() (the in-line twin of `later`, for a caller that decides by size)."""
+    return fn()
+
+
+def later(fn: Callable[[], Any]) -> Any:
+    """fn's value as a Later computed beside the caller's work, inside `collecting` and with two or more
+    threads allowed; else fn() now."""
+    if not getattr(_local, "on", False):
+        return fn()
+    job = Later(fn)
+    with _ready:
+        _start()
+        _queue.append(job)
+        _ready.notify()
+    return job

@@ -1,0 +1,201 @@
+"""Weight gradients beside the backward pass (runtime/overlap.py): the same bits as in line, PyTorch's
+values, errors and dropped jobs, and arrays from a kernel called outside Tensor.backward()."""
+import threading
+
+import numpy as np
+import pytest
+import yaml
+
+import compiler
+from runtime import Model, mlas_conv, overlap, threads
+from runtime.kernels import Ctx, KERNELS
+from runtime.kernels import convolution as conv_kernels
+from runtime.optim import SGD
+from runtime.tensor import Entry, Tensor
+
+pytestmark = pytest.mark.skipif(not mlas_conv.enabled() or mlas_conv.block_size() == 0,
+                                reason="the MLAS convolution is not available here")
+
+
+@pytest.fixture
+def two_threads(monkeypatch):
+    """Two threads for the kernels whatever the machine (the overlap needs two)."""
+    monkeypatch.setattr(threads, "_blas_cap", lambda: 2)
+
+
+@pytest.fixture
+def jobs(monkeypatch):
+    """The Later jobs made, in order."""
+    made = []
+    real = overlap.Later.__init__
+
+    def init(self, fn):
+        made.append(self)
+        real(self, fn)
+
+    monkeypatch.setattr(overlap.Later, "__init__", init)
+    return made
+
+
+SPEC = {"name": "net", "inputs": {"image": ["N", 16, 32, 32], "label": {"shape": ["N"], "dtype": "int64"}},
+        "layers": [{"op": "conv2d", "name": "c1", "out_channels": 32, "kernel_size": 3, "padding": 1},
+                   {"op": "batch_norm", "name": "bn"}, {"op": "relu"},
+                   {"op": "conv2d", "name": "c2", "out_channels": 32, "kernel_size": 3, "padding": 1},
+                   {"op": "relu"}, {"op": "max_pool2d", "kernel_size": 4}, "flatten",
+                   {"op": "linear", "name": "fc", "out_features": 3},
+                   {"op": "cross_entropy", "name": "loss", "in": ["fc", "label"]}],
+        "outputs": ["fc"]}
+
+
+def _data(n=8):
+    rng = np.random.default_rng(0)
+    return {"image": rng.standard_normal((n, 16, 32, 32)).astype(np.float32),
+            "label": rng.integers(0, 3, n).astype(np.int64)}
+
+
+def _train(monkeypatch, on: bool, steps: int = 3):
+    monkeypatch.setenv("SPECC_OVERLAP", "1" if on else "0")
+    m = Model(compiler.compile_text(yaml.safe_dump(SPEC, sort_keys=False)), seed=3)
+    m.train()
+    opt = SGD(m.parameters(), lr=0.05, momentum=0.9)
+    losses = []
+    for _ in range(steps):
+        out = m.forward(outputs=["loss"], **_data())
+        out["loss"].backward()
+        losses.append(float(out["loss"].data))
+        for p in m.parameters().values():
+            assert p.grad is None or isinstance(p.grad, np.ndarray)
+        opt.step()
+        opt.zero_grad()
+    return losses, {k: np.array(v, copy=True) for k, v in m.state_dict().items()}
+
+
+def test_training_has_the_same_bits_as_in_line(monkeypatch, two_threads, jobs):
+    l0, s0 = _train(monkeypatch, False)
+    assert not jobs
+    l1, s1 = _train(monkeypatch, True)
+    assert len(jobs) == 3 * 4                            # per step: two convolutions' weight and bias
+    assert all(j.done.is_set() and j.fn is None for j in jobs)
+    assert l0 == l1
+    for k in s0:
+        assert np.array_equal(np.atleast_1d(s0[k]).view(np.uint8), np.atleast_1d(s1[k]).view(np.uint8)), k
+
+
+def test_small_convolutions_stay_in_line(monkeypatch, two_threads, jobs):
+    monkeypatch.setattr(conv_kernels, "_LATER_MACS", 1 << 40)
+    _train(monkeypatch, True, steps=1)
+    assert not jobs
+
+
+def _conv_tape(x: Tensor, w: Tensor, b: Tensor, uses: int = 2):
+    """sum over `uses` convolutions of x by the same w and b (a shared weight), recorded on the tape."""
+    class A:
+        stride, dilation, padding, groups = 1, 1, 1, 1
+
+    total = None
+    for _ in range(uses):
+        ctx = Ctx(A(), True, needs=(True, True, True))
+        y, back = KERNELS["conv2d"](ctx, x.data, w.data, b.data)
+        t = Tensor(y)
+        t._entry = Entry(back, [x, w, b], [t])
+        total = t if total is None else _add(total, t)
+    return total
+
+
+def _add(a: Tensor, b: Tensor) -> Tensor:
+    t = Tensor(a.data + b.data)
+    t._entry = Entry(lambda g: (g, g), [a, b], [t])
+    return t
+
+
+def _shared_weight_grads(monkeypatch, on: bool):
+    monkeypatch.setenv("SPECC_OVERLAP", "1" if on else "0")
+    rng = np.random.default_rng(1)
+    x = Tensor(rng.standard_normal((8, 16, 32, 32)).astype(np.float32), requires_grad=True)
+    w = Tensor(rng.standard_normal((32, 16, 3, 3)).astype(np.float32) / 12, requires_grad=True)
+    b = Tensor(rng.standard_normal(32).astype(np.float32), requires_grad=True)
+    y = _conv_tape(x, w, b, uses=3)
+    y.backward(np.random.default_rng(2).standard_normal(y.shape).astype(np.float32))
+    return x.grad, w.grad, b.grad
+
+
+def test_a_shared_weight_accumulates_in_the_same_order(monkeypatch, two_threads, jobs):
+    ref = _shared_weight_grads(monkeypatch, False)
+    got = _shared_weight_grads(monkeypatch, True)
+    assert len(jobs) == 6
+    for r, g in zip(ref, got):
+        assert isinstance(g, np.ndarray) and np.array_equal(r.view(np.uint32), g.view(np.uint32))
+
+
+torch = pytest.importorskip("torch")
+
+
+def test_gradients_match_pytorch(monkeypatch, two_threads, jobs):
+    x, w, b = _shared_weight_grads(monkeypatch, True)
+    assert jobs
+    rng = np.random.default_rng(1)
+    tx = torch.tensor(rng.standard_normal((8, 16, 32, 32)).astype(np.float32), requires_grad=True)
+    tw = torch.tensor(rng.standard_normal((32, 16, 3, 3)).astype(np.float32) / 12, requires_grad=True)
+    tb = torch.tensor(rng.standard_normal(32).astype(np.float32), requires_grad=True)
+    y = sum(torch.nn.functional.conv2d(tx, tw, tb, padding=1) for _ in range(3))
+    y.backward(torch.tensor(np.random.default_rng(2).standard_normal(tuple(y.shape)).astype(np.float32)))
+    np.testing.assert_allclose(x, tx.grad.numpy(), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(w, tw.grad.numpy(), rtol=1e-4, atol=2e-2)
+    np.testing.assert_allclose(b, tb.grad.numpy(), rtol=1e-4, atol=2e-2)
+
+
+def test_a_failing_job_raises_in_backward_and_the_next_backward_works(monkeypatch, two_threads):
+    def broken(*a):
+        raise MemoryError("no room for the columns")
+
+    monkeypatch.setattr(conv_kernels, "_mlas_wgrad", broken)
+    with pytest.raises(MemoryError, match="no room"):
+        _shared_weight_grads(monkeypatch, True)
+    monkeypatch.undo()
+    monkeypatch.setattr(threads, "_blas_cap", lambda: 2)
+    ref = _shared_weight_grads(monkeypatch, False)
+    got = _shared_weight_grads(monkeypatch, True)
+    assert all(np.array_equal(r, g) for r, g in zip(ref, got))
+
+
+def test_dropped_jobs_are_not_run_and_get_runs_an_unclaimed_job_here():
+    ran = []
+    job = overlap.Later(lambda: ran.append(threading.current_thread().name) or 7)
+    overlap.drop([job])
+    assert job.done.is_set() and job.fn is None and not ran
+    job = overlap.Later(lambda: ran.append(threading.current_thread().name) or 7)
+    assert overlap.value(job) == 7 and ran == [threading.current_thread().name]
+    assert overlap.value(5) == 5
+
+
+def test_a_kernel_called_outside_backward_returns_arrays(two_threads):
+    class A:
+        stride, dilation, padding, groups = 1, 1, 1, 1
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, 16, 32, 32)).astype(np.float32)
+    w = rng.standard_normal((32, 16, 3, 3)).astype(np.float32)
+    y, back = KERNELS["conv2d"](Ctx(A(), True, needs=(True, True, True)), x, w, np.zeros(32, np.float32))
+    grads = back(np.ones_like(y))
+    assert all(isinstance(g, np.ndarray) for g in grads)
+
+
+def test_the_worker_caps_itself_at_one_thread_and_lends_it(two_threads):
+    started, release, seen = threading.Event(), threading.Event(), {}
+
+    def job():
+        started.set()
+        release.wait(5)
+        seen["worker"] = threads.cap()
+        return 1
+
+    assert threads.cap() == 2
+    with overlap.collecting():
+        later = overlap.later(job)
+        assert isinstance(later, overlap.Later)
+        assert started.wait(5)
+        seen["main while the worker runs"] = threads.cap()
+        release.set()
+        assert later.get() == 1
+    assert seen == {"worker": 1, "main while the worker runs": 1}
+    assert threads.cap() == 2
