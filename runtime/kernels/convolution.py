@@ -32,7 +32,9 @@ by default, split over the samples or channels when SPECC_NUM_THREADS asks for m
 """
 from __future__ import annotations
 
+import functools
 import math
+import sys
 import threading
 
 import numpy as np
@@ -893,6 +895,43 @@ def _tile_grad(g: np.ndarray, ih, iw, ks, gx: np.ndarray) -> None:
                 np.multiply(g3, mask, out=g5[:, :, a, :, b])
 
 
+def _shifts_out() -> bool:
+    """Whether NumPy's left_shift gives 0 for a shift by the whole width or more (so _tile_grad_pairs can
+    shift a value out), on a little-endian machine (where a uint64 holds two float32 values in order)."""
+    if sys.byteorder != "little":
+        return False
+    shift = np.resize(np.array([0, 32, 64, 96], np.uint8), 4099)
+    r = np.left_shift(np.full(4099, 7, np.uint32), shift, dtype=np.uint64)
+    return bool((r[shift >= 64] == 0).all() and (r[shift == 32] == 7 << 32).all())
+
+
+_PAIRS = _shifts_out()
+
+
+@functools.lru_cache(maxsize=64)
+def _row_phase(h: int, ow: int, kh: int) -> np.ndarray:
+    """[h, ow] uint8: each row's index inside its window of kh rows."""
+    return np.ascontiguousarray(np.broadcast_to((np.arange(h) % kh).astype(np.uint8)[:, None], (h, ow)))
+
+
+def _tile_grad_pairs(g: np.ndarray, ih, iw: np.ndarray, kh: int, gx: np.ndarray) -> None:
+    """_tile_grad for float32 windows two wide (when _PAIRS): each pair of gx's values along W is one
+    uint64, the gradient's bits shifted into the half that holds the window's first maximum, or shifted
+    out (a zero) in the rows that do not hold it: one contiguous pass writes gx (_tile_grad's strided
+    writes per tap took twice as long: VGG's 32×32×32×32 pool 2.25 -> 1.1 ms)."""
+    m, _, oh, ow = g.shape
+    h = oh * kh
+    shift = np.multiply(iw[:, 0], 32, dtype=np.uint8)              # [m, h, ow]: 0 or 32
+    if ih is not None:
+        away = np.not_equal(np.repeat(ih[:, 0], kh, axis=1), _row_phase(h, ow, kh)).view(np.uint8)
+        away <<= 6                                                  # 64: shifted out
+        shift |= away
+    up = g[:, 0].view(np.uint32)
+    if kh > 1:
+        up = np.repeat(up, kh, axis=1)
+    np.left_shift(up, shift, dtype=np.uint64, out=gx.reshape(m, h, ow * 2).view(np.uint64))
+
+
 def _pool_setup(a, x: np.ndarray):
     """Pooling geometry, the padding that keeps every window inside, the padded size, and x as planes."""
     geo = pool_geometry(a, x.shape[2:])
@@ -928,10 +967,13 @@ def max_pool2d(ctx: Ctx, x: np.ndarray):
         gxs = _planes(gx)
 
         tiles = _tiles(geo, x.shape[2:])
+        pairs = tiles and _PAIRS and ks[1] == 2 and gy.dtype == np.float32 == gx.dtype
 
         def part_back(lo: int, hi: int):
             mh, mw = None if ih is None else ih[lo:hi], None if iw is None else iw[lo:hi]
-            if tiles:
+            if pairs:
+                _tile_grad_pairs(gys[lo:hi], mh, mw, ks[0], gxs[lo:hi])
+            elif tiles:
                 _tile_grad(gys[lo:hi], mh, mw, ks, gxs[lo:hi])
             else:
                 _pool_grad(gys[lo:hi], mh, mw, geo, pads, gxs[lo:hi])
