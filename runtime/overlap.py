@@ -15,8 +15,10 @@ thread count: runtime/kernels/convolution.py), and the gradients are accumulated
 would have been. Jobs only read arrays that no later backward step writes (a layer's saved input and the
 gradient of its output).
 
-Only inside Tensor.backward() (`collecting`): a kernel's backward called directly returns arrays.
-SPECC_OVERLAP=0 computes everything in line.
+Only inside Tensor.backward() (`collecting`), with two or more threads allowed: a kernel's backward
+called directly returns arrays. At most MAX_QUEUED jobs wait (each holds its layer's output gradient);
+past that the caller computes in line. A failed backward drops the jobs not yet begun; a forked child
+starts its own worker. SPECC_OVERLAP=0 computes everything in line.
 """
 from __future__ import annotations
 
@@ -95,6 +97,9 @@ def value(v: Any) -> Any:
     return v.get() if isinstance(v, Later) else v
 
 
+MAX_QUEUED = 16             # jobs waiting for the worker at most (each holds a layer's input and output
+                            # gradient): from there on the caller computes in line
+
 _lock = threading.Lock()
 _ready = threading.Condition(_lock)
 _queue: collections.deque = collections.deque()
@@ -124,9 +129,22 @@ def _start() -> None:
     pid = os.getpid()
     if _worker_pid and _worker_pid[0] == pid:
         return
-    _worker_pid[:] = [pid]                          # a forked child starts its own worker
-    _queue.clear()
+    _worker_pid[:] = [pid]
     threading.Thread(target=_loop, name="specc-overlap", daemon=True).start()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has no worker (threads do not survive fork): new lock, empty queue, nothing lent."""
+    global _lock, _ready
+    _lock = threading.Lock()
+    _ready = threading.Condition(_lock)
+    _queue.clear()
+    _worker_pid.clear()
+    threads.lend(-threads.lent())
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @contextmanager
@@ -148,7 +166,7 @@ def now(fn: Callable[[], Any]) -> Any:
 def later(fn: Callable[[], Any]) -> Any:
     """fn's value as a Later computed beside the caller's work, inside `collecting` and with two or more
     threads allowed; else fn() now."""
-    if not getattr(_local, "on", False):
+    if not getattr(_local, "on", False) or len(_queue) >= MAX_QUEUED:
         return fn()
     job = Later(fn)
     with _ready:

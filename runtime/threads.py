@@ -112,6 +112,11 @@ def own_cap(n: int) -> None:
     _local.cap = n
 
 
+def lent() -> int:
+    """The threads lent now (lend)."""
+    return _lent
+
+
 def lend(k: int) -> None:
     """k more (or −k fewer) threads busy beside the others (runtime.overlap's worker, around a job)."""
     global _lent
