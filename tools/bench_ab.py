@@ -6,8 +6,8 @@ switch's values (the order flips every pair), so both sides see the same machine
 
 Prints the median step time of each value and their ratio. The switch is an environment variable that
 the runtime reads on every call (SPECC_ORT_OPS, SPECC_CONV_KERNEL, SPECC_ONNX_STEPS, SPECC_BLAS_POLICY,
-SPECC_FUSE), or a module attribute (module.NAME) set to each Python literal in turn (a threshold, a
-switch); the models are tools/bench.py's.
+SPECC_FUSE, SPECC_OVERLAP), or a module attribute (module.NAME) set to each Python literal in turn (a
+threshold, a switch); the models are tools/bench.py's.
 """
 from __future__ import annotations
 
