@@ -82,12 +82,12 @@ class Tensor:
         with overlap.collecting():
             try:
                 _walk(entries, grads, later)
-            except BaseException:
-                overlap.drop([g for _, g in later])
+                overlap.help_with([g for _, g in later])
+                for t, g in later:
+                    _accumulate(t, overlap.value(g))
+            except BaseException:                       # an error, or Ctrl-C while waiting: the worker
+                overlap.drop([g for _, g in later])     # starts none of the jobs left
                 raise
-            overlap.help_with([g for _, g in later])
-            for t, g in later:
-                _accumulate(t, overlap.value(g))
         if self._entry is None and self.requires_grad:
             _accumulate(self, grad)
         _release(entries)

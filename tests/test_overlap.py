@@ -238,3 +238,22 @@ def test_a_forked_child_starts_its_own_worker(two_threads):
         assert job.get() == 0
     _, status = os.waitpid(pid, 0)
     assert os.WEXITSTATUS(status) == 0
+
+
+def test_an_error_later_in_the_pass_leaves_no_job_behind(monkeypatch, two_threads, jobs):
+    rng = np.random.default_rng(4)
+    x0 = Tensor(rng.standard_normal((8, 16, 32, 32)).astype(np.float32), requires_grad=True)
+
+    def fails(g):
+        raise FloatingPointError("a kernel's backward failed")
+
+    x = Tensor(x0.data * 1)                            # made by an entry whose backward raises
+    x._entry = Entry(fails, [x0], [x])
+    w = Tensor(rng.standard_normal((32, 16, 3, 3)).astype(np.float32), requires_grad=True)
+    b = Tensor(np.zeros(32, np.float32), requires_grad=True)
+    y = _conv_tape(x, w, b, uses=3)
+    with pytest.raises(FloatingPointError, match="failed"):
+        y.backward(np.ones(y.shape, np.float32))
+    assert jobs and all(j.done.wait(10) for j in jobs)  # run by the worker, or dropped unstarted
+    assert not overlap._queue or all(j.claimed for j in overlap._queue)
+    assert w.grad is None and b.grad is None

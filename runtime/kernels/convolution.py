@@ -650,7 +650,8 @@ _LATER_MACS = 1 << 25       # weight-gradient multiply-adds from which it runs b
 
 def _mlas_run(ctx: Ctx, x4: np.ndarray, w4: np.ndarray, bias, pads, st, dl, squeeze: bool):
     """_conv_run on MLAS (runtime/mlas_conv.py): the forward, the input gradient through _igrad's
-    correlations, the weight gradient through _mlas_wgrad."""
+    correlations, the weight gradient through _mlas_wgrad (beside the rest of the backward pass when
+    big: runtime/overlap.py)."""
     y = mlas_conv.conv(x4, w4, bias, pads, st, dl)
 
     def backward(gy: np.ndarray):
