@@ -213,3 +213,55 @@ def test_results_do_not_depend_on_the_thread_count(monkeypatch):
     for a, c in zip(bn_many, bn_one):
         np.testing.assert_array_equal(a, c)
     np.testing.assert_array_equal(at_many, at_one)
+
+
+# -- layer norm without gradients ---------------------------------------------------------------------------
+
+@pytest.fixture
+def ln_calls(monkeypatch):
+    monkeypatch.delenv("SPECC_ORT_OPS", raising=False)
+    assert ort_ops.layer_norm_applies(np.zeros((512, 128), np.float32), 1)    # its first-use check, done
+    seen = []
+    real = ort_ops.layer_norm
+    monkeypatch.setattr(ort_ops, "layer_norm", lambda x, *a: seen.append(x.shape) or real(x, *a))
+    return seen
+
+
+def _ln(x, attrs, affine=True, needs=None):
+    rng = np.random.default_rng(x.size % 97)
+    ns = attrs["normalized_shape"]
+    shape = (ns,) if isinstance(ns, int) else tuple(ns)
+    params = [rng.random(shape).astype(x.dtype) + 0.5, rng.standard_normal(shape).astype(x.dtype)] if affine else []
+    needs = needs or (False,) * (1 + len(params))
+    (y,), bwd, _ = run("layer_norm", attrs, [x], params, needs=needs)
+    tw = torch.from_numpy(params[0]).double() if affine else None
+    tb = torch.from_numpy(params[1]).double() if affine else None
+    want = torch.nn.functional.layer_norm(torch.from_numpy(x).double(), shape, tw, tb, attrs.get("eps", 1e-5))
+    return y, want.numpy(), bwd
+
+
+@pytest.mark.parametrize("shape,ns,offset,affine", [
+    ((16, 64, 128), 128, 0.0, True),          # the benchmark transformer's layer norms
+    ((8, 64, 128), 128, 300.0, True),         # a large mean: the statistics stay accurate
+    ((4, 32, 8, 64), [8, 64], 0.0, False),    # over two dims, no weight and bias
+])
+def test_layer_norm_without_gradients_matches_torch(ln_calls, shape, ns, offset, affine):
+    x = (np.random.default_rng(1).standard_normal(shape) * 3 + offset).astype(np.float32)
+    y, want, bwd = _ln(x, {"normalized_shape": ns, "elementwise_affine": affine}, affine)
+    assert ln_calls == [shape] and bwd is None
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, want, rtol=1e-4, atol=2e-5)
+
+
+def test_layer_norm_with_gradients_or_small_keeps_numpy(ln_calls):
+    x = np.random.default_rng(2).standard_normal((16, 64, 128)).astype(np.float32)
+    y, want, bwd = _ln(x, {"normalized_shape": 128}, needs=(True, False, False))
+    assert bwd is not None and ln_calls == []
+    np.testing.assert_allclose(y, want, rtol=1e-4, atol=2e-5)
+    _ln(x[:2, :8], {"normalized_shape": 128})                             # 8 KiB: a session call costs more
+    _ln(x.astype(np.float64), {"normalized_shape": 128})
+    assert ln_calls == []
+
+
+def test_the_layer_norm_self_check_passes_here():
+    assert ort_ops._check_layer_norm()

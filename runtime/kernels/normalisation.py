@@ -417,6 +417,8 @@ def layer_norm(ctx: Ctx, x: np.ndarray, weight: np.ndarray | None = None, bias: 
 def _layer_norm_last(ctx: Ctx, x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None, k: int):
     """Layer norm over the last k dimensions of x (forward, and its backward)."""
     a = ctx.attrs
+    if not any(ctx.needs) and ort_ops.layer_norm_applies(x, k):   # no gradient wanted: onnxruntime's kernel
+        return ort_ops.layer_norm(x, weight, bias, a.eps, k), None
     d = math.prod(x.shape[x.ndim - k:])
     x2 = x.reshape(-1, d)
     dt = x.dtype.type
