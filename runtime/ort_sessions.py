@@ -12,7 +12,8 @@ import threading
 from collections import OrderedDict
 from typing import Any, Callable
 
-MAX_SESSIONS = 64           # geometries kept (a training run has a few per conv or recurrent layer)
+MAX_SESSIONS = 256          # geometries × thread counts kept (a training run has a few per conv or recurrent
+                            # layer, at one and at two threads: runtime/overlap.py; ResNet-50's ~110)
 _cache: OrderedDict = OrderedDict()
 _lock = threading.RLock()
 _owner: list[int] = []      # the process that first loaded onnxruntime's kernels

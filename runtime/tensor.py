@@ -107,11 +107,16 @@ def _walk(entries: list[Entry], grads: dict[int, np.ndarray], later: list) -> No
         result = _entry_backward(entry, grads)
         if result is None:
             continue
-        for t, g in zip(entry.args, result):
+        for i, (t, g) in enumerate(zip(entry.args, result)):
             if g is None or t is None:
                 continue
             if t._entry is not None:
-                g = overlap.value(g)
+                if isinstance(g, overlap.Later):
+                    try:
+                        g = g.get()
+                    except BaseException:
+                        overlap.drop(list(result[i + 1:]))     # the rest of this result: never collected
+                        raise
                 key = id(t)
                 prev = grads.get(key)
                 grads[key] = g if prev is None else prev + g

@@ -108,7 +108,7 @@ _lent = 0                   # threads runtime.overlap's worker uses now: the oth
 
 
 def own_cap(n: int) -> None:
-    """This thread's cap() from now on (runtime.overlap's worker: 1)."""
+    """This thread's cap() from now on (runtime.overlap's worker, per job)."""
     _local.cap = n
 
 
@@ -124,15 +124,15 @@ def lend(k: int) -> None:
 
 
 def cap() -> int:
-    """The threads this thread's kernels may use: _blas_cap(), less those runtime.overlap's worker is
-    using now (its own: 1)."""
+    """The threads this thread's kernels may use: blas_cap(), less those runtime.overlap's worker is
+    using now (the worker's own: half of blas_cap())."""
     own = getattr(_local, "cap", None)
     if own is not None:
         return own
-    return max(1, _blas_cap() - _lent)
+    return max(1, blas_cap() - _lent)
 
 
-def _blas_cap() -> int:
+def blas_cap() -> int:
     """The BLAS library's own thread count, outside any one-thread region (OPENBLAS_NUM_THREADS /
     OMP_NUM_THREADS, or the CPUs this process may use, without threadpoolctl). onnxruntime's sessions
     (runtime/mlas_conv.py, runtime/onnx_steps.py) use it: their thread pool hands out work in small

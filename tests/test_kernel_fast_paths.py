@@ -49,7 +49,8 @@ def test_max_pool2d_pairs_path_has_torchs_bits_with_relu_ties(ks, monkeypatch):
     """The float32 two-wide tiling windows' gradient written as uint64 pairs (_tile_grad_pairs): the bits
     of PyTorch's, +0.0 where no maximum is (after a ReLU most windows tie at 0), and _tile_grad's values."""
     torch = pytest.importorskip("torch")
-    assert convolution._PAIRS
+    if not convolution._PAIRS:
+        pytest.skip("NumPy's shifts or the byte order here keep the strided path")
     calls = []
     real = convolution._tile_grad_pairs
     monkeypatch.setattr(convolution, "_tile_grad_pairs", lambda *a: calls.append(1) or real(*a))

@@ -1,6 +1,7 @@
 """Weight gradients beside the backward pass (runtime/overlap.py): the same bits as in line, PyTorch's
 values, errors and dropped jobs, and arrays from a kernel called outside Tensor.backward()."""
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.skipif(not mlas_conv.enabled() or mlas_conv.block_size(
 @pytest.fixture
 def two_threads(monkeypatch):
     """Two threads for the kernels whatever the machine (the overlap needs two)."""
-    monkeypatch.setattr(threads, "_blas_cap", lambda: 2)
+    monkeypatch.setattr(threads, "blas_cap", lambda: 2)
 
 
 @pytest.fixture
@@ -123,15 +124,13 @@ def _shared_weight_grads(monkeypatch, on: bool):
 def test_a_shared_weight_accumulates_in_the_same_order(monkeypatch, two_threads, jobs):
     ref = _shared_weight_grads(monkeypatch, False)
     got = _shared_weight_grads(monkeypatch, True)
-    assert 4 <= len(jobs) <= 6                           # beyond MAX_QUEUED waiting jobs: in line
+    assert len(jobs) == 6
     for r, g in zip(ref, got):
         assert isinstance(g, np.ndarray) and np.array_equal(r.view(np.uint32), g.view(np.uint32))
 
 
-torch = pytest.importorskip("torch")
-
-
 def test_gradients_match_pytorch(monkeypatch, two_threads, jobs):
+    torch = pytest.importorskip("torch")
     x, w, b = _shared_weight_grads(monkeypatch, True)
     assert jobs
     rng = np.random.default_rng(1)
@@ -153,7 +152,7 @@ def test_a_failing_job_raises_in_backward_and_the_next_backward_works(monkeypatc
     with pytest.raises(MemoryError, match="no room"):
         _shared_weight_grads(monkeypatch, True)
     monkeypatch.undo()
-    monkeypatch.setattr(threads, "_blas_cap", lambda: 2)
+    monkeypatch.setattr(threads, "blas_cap", lambda: 2)
     ref = _shared_weight_grads(monkeypatch, False)
     got = _shared_weight_grads(monkeypatch, True)
     assert all(np.array_equal(r, g) for r, g in zip(ref, got))
@@ -236,7 +235,16 @@ def test_a_forked_child_starts_its_own_worker(two_threads):
                 os._exit(0 if ok else 1)
         release.set()
         assert job.get() == 0
-    _, status = os.waitpid(pid, 0)
+    deadline = time.monotonic() + 60
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung")
+        time.sleep(0.05)
     assert os.WEXITSTATUS(status) == 0
 
 
@@ -257,3 +265,77 @@ def test_an_error_later_in_the_pass_leaves_no_job_behind(monkeypatch, two_thread
     assert jobs and all(j.done.wait(10) for j in jobs)  # run by the worker, or dropped unstarted
     assert not overlap._queue or all(j.claimed for j in overlap._queue)
     assert w.grad is None and b.grad is None
+
+
+def test_a_shared_weight_with_in_line_and_later_gradients_keeps_the_order(monkeypatch, two_threads, jobs):
+    """The same weight in a big convolution (its gradient a Later) and small ones (in line), in
+    between: the gradient is summed in the order the tape met them, whatever thread computed what."""
+    def grads(on):
+        monkeypatch.setenv("SPECC_OVERLAP", "1" if on else "0")
+        rng = np.random.default_rng(5)
+        w = Tensor(rng.standard_normal((32, 16, 3, 3)).astype(np.float32) / 12, requires_grad=True)
+        b = Tensor(rng.standard_normal(32).astype(np.float32), requires_grad=True)
+        total = None
+        for n in (1, 8, 1, 8, 1):                       # batch 1: below _LATER_MACS, in line
+            x = Tensor(rng.standard_normal((n, 16, 32, 32)).astype(np.float32))
+            y = _conv_tape(x, w, b, uses=1)
+            s = _sum(y)
+            total = s if total is None else _add(total, s)
+        total.backward(np.ones(total.shape, np.float32))
+        return w.grad, b.grad
+
+    ref = grads(False)
+    jobs.clear()
+    got = grads(True)
+    assert len(jobs) == 4
+    for r, g in zip(ref, got):
+        assert np.array_equal(r.view(np.uint32), g.view(np.uint32))
+
+
+def _sum(y: Tensor) -> Tensor:
+    t = Tensor(y.data.sum(axis=(0, 2, 3)))
+    t._entry = Entry(lambda g: (np.broadcast_to(g[None, :, None, None], y.shape).astype(np.float32),), [y], [t])
+    return t
+
+
+def test_one_by_one_convolutions_stay_in_line(monkeypatch, two_threads, jobs):
+    """A 1×1 stride-1 conv's weight gradient is a NumPy matmul on OpenBLAS, whose thread count is the
+    process's: it is not handed to the worker."""
+    class A:
+        stride, dilation, padding, groups = 1, 1, 0, 1
+
+    monkeypatch.setenv("SPECC_OVERLAP", "1")
+    rng = np.random.default_rng(6)
+    x = Tensor(rng.standard_normal((16, 64, 32, 32)).astype(np.float32))
+    w = Tensor(rng.standard_normal((64, 64, 1, 1)).astype(np.float32), requires_grad=True)
+    y, back = KERNELS["conv2d"](Ctx(A(), True, needs=(False, True)), x.data, w.data)
+    t = Tensor(y)
+    t._entry = Entry(back, [x, w], [t])
+    t.backward(np.ones_like(y))
+    assert not jobs and w.grad is not None
+
+
+def test_the_held_bytes_bound_computes_in_line(monkeypatch, two_threads, jobs):
+    monkeypatch.setattr(overlap, "MAX_QUEUED_BYTES", 0)     # one job waits at a time, whatever its size
+    ref = _shared_weight_grads(monkeypatch, False)
+    got = _shared_weight_grads(monkeypatch, True)
+    assert 1 <= len(jobs) < 6
+    assert all(np.array_equal(r, g) for r, g in zip(ref, got))
+
+
+def test_the_worker_takes_half_the_threads(monkeypatch):
+    monkeypatch.setattr(threads, "blas_cap", lambda: 4)
+    started, release, seen = threading.Event(), threading.Event(), {}
+
+    def job():
+        started.set()
+        release.wait(5)
+        seen["worker"] = threads.cap()
+
+    with overlap.collecting():
+        later = overlap.later(job)
+        assert started.wait(5)
+        seen["main"] = threads.cap()
+        release.set()
+        later.get()
+    assert seen == {"worker": 2, "main": 2} and threads.cap() == 4

@@ -648,6 +648,10 @@ _LATER_MACS = 1 << 25       # weight-gradient multiply-adds from which it runs b
                             # the hand-over cost more than it saved: LeNet-5's step 5 % slower)
 
 
+def _padded(sp, pads) -> tuple:
+    return tuple(i + lo + hi for i, (lo, hi) in zip(sp, pads))
+
+
 def _mlas_run(ctx: Ctx, x4: np.ndarray, w4: np.ndarray, bias, pads, st, dl, squeeze: bool):
     """_conv_run on MLAS (runtime/mlas_conv.py): the forward, the input gradient through _igrad's
     correlations, the weight gradient through _mlas_wgrad (beside the rest of the backward pass when
@@ -657,8 +661,11 @@ def _mlas_run(ctx: Ctx, x4: np.ndarray, w4: np.ndarray, bias, pads, st, dl, sque
     def backward(gy: np.ndarray):
         g4 = gy[:, :, None, :] if squeeze else gy
         gx = gw = gb = None
-        # the weight and bias gradients beside the input gradient (runtime/overlap.py) when big enough
-        later = overlap.later if gy.size * w4[0].size >= _LATER_MACS else overlap.now
+        # the weight and bias gradients beside the input gradient (runtime/overlap.py) when big enough and
+        # on MLAS (a 1×1 stride-1 conv's is a NumPy matmul: OpenBLAS, whose thread count is the process's)
+        beside = (gy.size * w4[0].size >= _LATER_MACS
+                  and not _is_plain_gemm(w4.shape[2:], st, _padded(x4.shape[2:], pads), gy.shape[2:]))
+        later = functools.partial(overlap.later, nbytes=gy.nbytes) if beside else overlap.now
         if ctx.need(1):
             def weight_grad():
                 gw = _mlas_wgrad(x4, g4, w4, pads, st, dl)
@@ -668,8 +675,7 @@ def _mlas_run(ctx: Ctx, x4: np.ndarray, w4: np.ndarray, bias, pads, st, dl, sque
         if bias is not None and ctx.need(2):
             gb = later(lambda: gy.sum(axis=(0,) + tuple(range(2, gy.ndim))))
         if ctx.need(0):
-            full = tuple(i + lo + hi for i, (lo, hi) in zip(x4.shape[2:], pads))
-            gx = _igrad(g4, w4, st, dl, 1, full, tuple(lo for lo, _ in pads), x4.shape[2:])
+            gx = _igrad(g4, w4, st, dl, 1, _padded(x4.shape[2:], pads), tuple(lo for lo, _ in pads), x4.shape[2:])
             gx = gx[:, :, 0] if squeeze else gx
         return (gx, gw) if bias is None else (gx, gw, gb)
 
