@@ -73,6 +73,7 @@ def _run(key: tuple, size: int, build: Callable[[], Any], feeds: dict) -> list:
     (bytes, or multiply-adds) from _SPLIT_BYTES on runs on threads.cap() threads, below it on one."""
     n_threads = threads.cap() if size >= _SPLIT_BYTES else 1
     sess = ort_sessions.cached(key + (n_threads,), lambda: ort_sessions.make(build(), n_threads))
+    threads.ort_ran()
     return sess.run(None, feeds)
 
 

@@ -94,6 +94,24 @@ def other_pool_used() -> None:
     (docs/benchmarks.md, "Convolution on MLAS")."""
     global _other_pool_until
     _other_pool_until = time.monotonic() + OTHER_POOL_HOLD
+    ort_ran()
+
+
+_ort_until = 0.0
+
+
+def ort_ran() -> None:
+    """Called by every onnxruntime kernel (other_pool_used, and runtime/ort_ops.py's, which do not hold
+    OpenBLAS): see ort_recent."""
+    global _ort_until
+    _ort_until = time.monotonic() + OTHER_POOL_HOLD
+
+
+def ort_recent() -> bool:
+    """Whether onnxruntime's threads ran in the last OTHER_POOL_HOLD seconds: a big GEMM then runs on
+    MLAS's GEMM too (runtime/kernels/dense.py), so that OpenBLAS's spinning threads and onnxruntime's do
+    not take turns on the cores."""
+    return time.monotonic() < _ort_until
 
 
 def current() -> int:

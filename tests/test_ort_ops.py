@@ -265,3 +265,35 @@ def test_layer_norm_with_gradients_or_small_keeps_numpy(ln_calls):
 
 def test_the_layer_norm_self_check_passes_here():
     assert ort_ops._check_layer_norm()
+
+
+# -- big inference GEMMs on MLAS while onnxruntime's threads are about -------------------------------------
+
+def test_inference_linear_runs_on_mlas_after_onnxruntime_ran(monkeypatch):
+    from runtime import mlas_conv, threads
+    from runtime.kernels import dense
+    if not mlas_conv.gemm_ok(np.float32):
+        pytest.skip("MLAS's GEMM is not available here")
+    seen = []
+    real = mlas_conv.gemm_nt
+    monkeypatch.setattr(mlas_conv, "gemm_nt", lambda a, b, *r: seen.append((a.shape, b.shape)) or real(a, b, *r))
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((1024, 128)).astype(np.float32)
+    w = rng.standard_normal((512, 128)).astype(np.float32) / 11
+    b = rng.standard_normal(512).astype(np.float32)
+    want = torch.nn.functional.linear(torch.from_numpy(x).double(), torch.from_numpy(w).double(),
+                                      torch.from_numpy(b).double()).numpy()
+
+    def linear(x, needs=(False, False, False)):
+        return run("linear", {"out_features": 512}, [x], [w, b], needs=needs)[0][0]
+
+    monkeypatch.setattr(threads, "_ort_until", 0.0)
+    np.testing.assert_allclose(linear(x), want, rtol=1e-4, atol=1e-4)        # onnxruntime idle: OpenBLAS
+    assert seen == []
+    threads.ort_ran()
+    np.testing.assert_allclose(linear(x), want, rtol=1e-4, atol=1e-4)        # just ran: MLAS
+    assert seen == [((1024, 128), (512, 128))]
+    linear(x, needs=(True, True, True))                                      # training: OpenBLAS
+    linear(x[:64])                                                           # small: OpenBLAS
+    linear(x.astype(np.float64))
+    assert len(seen) == 1
