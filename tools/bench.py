@@ -821,7 +821,10 @@ def run_digits(quick: bool) -> dict:
 def profile_step(key: str, steps: int = 10, top: int = 12) -> dict:
     """Per-op forward/backward time of specc's training step (kernels wrapped with timers; per op the
     median over `steps` steps, so that a step disturbed by other processes does not count), and
-    torch's own profile of the same step (torch.profiler, self CPU time per aten op, per step)."""
+    torch's own profile of the same step (torch.profiler, self CPU time per aten op, per step). The
+    weight gradients run in line (SPECC_OVERLAP=0): beside the pass, a convolution's backward would
+    return before its work is done and the profile would miss it (the step time printed is that of the
+    in-line step)."""
     import torch
 
     from runtime.kernels import KERNELS
@@ -864,7 +867,10 @@ def profile_step(key: str, steps: int = 10, top: int = 12) -> dict:
         s.torch_train()
     per_step: list[dict] = []
     totals = []
+    overlap_was = os.environ.get("SPECC_OVERLAP")
     try:
+        # weight gradients in line (runtime/overlap.py off): each op's backward then holds all its work
+        os.environ["SPECC_OVERLAP"] = "0"
         for op, fn in orig.items():
             KERNELS[op] = wrap(op, fn)
         for pair, fn in orig_fused.items():                 # a fused pair: under "first+second"
@@ -877,6 +883,10 @@ def profile_step(key: str, steps: int = 10, top: int = 12) -> dict:
     finally:
         KERNELS.update(orig)
         FUSED.update(orig_fused)
+        if overlap_was is None:
+            os.environ.pop("SPECC_OVERLAP", None)
+        else:
+            os.environ["SPECC_OVERLAP"] = overlap_was
     ops = sorted(calls)
     med = {k: statistics.median(d.get(k, 0.0) for d in per_step) for k in {k for d in per_step for k in d}}
     specc_rows = sorted(((op, med.get((op, "f"), 0.0), med.get((op, "b"), 0.0), calls[op] // steps) for op in ops),
