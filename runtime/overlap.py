@@ -179,7 +179,7 @@ def collecting() -> Iterator[None]:
         _local.on = prev
 
 
-def now(fn: Callable[[], Any], nbytes: int = 0) -> Any:
+def now(fn: Callable[[], Any]) -> Any:
     """fn() (the in-line twin of `later`, for a caller that decides by size)."""
     return fn()
 

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 import compiler
+from compiler import ops
 from runtime import Model, mlas_conv, overlap, threads
 from runtime.kernels import Ctx, KERNELS
 from runtime.kernels import convolution as conv_kernels
@@ -89,14 +90,17 @@ def test_small_convolutions_stay_in_line(monkeypatch, two_threads, jobs):
     assert not jobs
 
 
+def _conv_attrs(w_shape, padding: int, bias: bool = True):
+    """conv2d's validated attributes for a weight of w_shape (stride 1, one group)."""
+    return ops.OPS["conv2d"].attrs.model_validate({"out_channels": w_shape[0], "kernel_size": list(w_shape[2:]),
+                                                   "padding": padding, "bias": bias})
+
+
 def _conv_tape(x: Tensor, w: Tensor, b: Tensor, uses: int = 2):
     """sum over `uses` convolutions of x by the same w and b (a shared weight), recorded on the tape."""
-    class A:
-        stride, dilation, padding, groups = 1, 1, 1, 1
-
     total = None
     for _ in range(uses):
-        ctx = Ctx(A(), True, needs=(True, True, True))
+        ctx = Ctx(_conv_attrs(w.shape, 1), True, needs=(True, True, True))
         y, back = KERNELS["conv2d"](ctx, x.data, w.data, b.data)
         t = Tensor(y)
         t._entry = Entry(back, [x, w, b], [t])
@@ -169,13 +173,11 @@ def test_dropped_jobs_are_not_run_and_get_runs_an_unclaimed_job_here():
 
 
 def test_a_kernel_called_outside_backward_returns_arrays(two_threads):
-    class A:
-        stride, dilation, padding, groups = 1, 1, 1, 1
-
     rng = np.random.default_rng(0)
     x = rng.standard_normal((8, 16, 32, 32)).astype(np.float32)
     w = rng.standard_normal((32, 16, 3, 3)).astype(np.float32)
-    y, back = KERNELS["conv2d"](Ctx(A(), True, needs=(True, True, True)), x, w, np.zeros(32, np.float32))
+    y, back = KERNELS["conv2d"](Ctx(_conv_attrs(w.shape, 1), True, needs=(True, True, True)), x, w,
+                                np.zeros(32, np.float32))
     grads = back(np.ones_like(y))
     assert all(isinstance(g, np.ndarray) for g in grads)
 
@@ -301,14 +303,11 @@ def _sum(y: Tensor) -> Tensor:
 def test_one_by_one_convolutions_stay_in_line(monkeypatch, two_threads, jobs):
     """A 1×1 stride-1 conv's weight gradient is a NumPy matmul on OpenBLAS, whose thread count is the
     process's: it is not handed to the worker."""
-    class A:
-        stride, dilation, padding, groups = 1, 1, 0, 1
-
     monkeypatch.setenv("SPECC_OVERLAP", "1")
     rng = np.random.default_rng(6)
     x = Tensor(rng.standard_normal((16, 64, 32, 32)).astype(np.float32))
     w = Tensor(rng.standard_normal((64, 64, 1, 1)).astype(np.float32), requires_grad=True)
-    y, back = KERNELS["conv2d"](Ctx(A(), True, needs=(False, True)), x.data, w.data)
+    y, back = KERNELS["conv2d"](Ctx(_conv_attrs(w.shape, 0, bias=False), True, needs=(False, True)), x.data, w.data)
     t = Tensor(y)
     t._entry = Entry(back, [x, w], [t])
     t.backward(np.ones_like(y))

@@ -83,6 +83,11 @@ def _pad(x: np.ndarray, pads, value: float = 0.0) -> np.ndarray:
     return out
 
 
+def _padded(sp, pads) -> tuple:
+    """The spatial size sp once padded by pads ((before, after) per dim)."""
+    return tuple(i + lo + hi for i, (lo, hi) in zip(sp, pads))
+
+
 def _pcopy(dst: np.ndarray, src) -> None:
     """np.copyto(dst, src), split over the threads along dst's axis 1 (channels)."""
     if not parallel.splits(2 * dst.nbytes):
@@ -648,10 +653,6 @@ _LATER_MACS = 1 << 25       # weight-gradient multiply-adds from which it runs b
                             # the hand-over cost more than it saved: LeNet-5's step 5 % slower)
 
 
-def _padded(sp, pads) -> tuple:
-    return tuple(i + lo + hi for i, (lo, hi) in zip(sp, pads))
-
-
 def _mlas_run(ctx: Ctx, x4: np.ndarray, w4: np.ndarray, bias, pads, st, dl, squeeze: bool):
     """_conv_run on MLAS (runtime/mlas_conv.py): the forward, the input gradient through _igrad's
     correlations, the weight gradient through _mlas_wgrad (beside the rest of the backward pass when
@@ -663,8 +664,8 @@ def _mlas_run(ctx: Ctx, x4: np.ndarray, w4: np.ndarray, bias, pads, st, dl, sque
         gx = gw = gb = None
         # the weight and bias gradients beside the input gradient (runtime/overlap.py) when big enough and
         # on MLAS (a 1×1 stride-1 conv's is a NumPy matmul: OpenBLAS, whose thread count is the process's)
-        beside = (gy.size * w4[0].size >= _LATER_MACS
-                  and not _is_plain_gemm(w4.shape[2:], st, _padded(x4.shape[2:], pads), gy.shape[2:]))
+        full = _padded(x4.shape[2:], pads)
+        beside = gy.size * w4[0].size >= _LATER_MACS and not _is_plain_gemm(w4.shape[2:], st, full, gy.shape[2:])
         later = functools.partial(overlap.later, nbytes=gy.nbytes) if beside else overlap.now
         if ctx.need(1):
             def weight_grad():
@@ -675,7 +676,7 @@ def _mlas_run(ctx: Ctx, x4: np.ndarray, w4: np.ndarray, bias, pads, st, dl, sque
         if bias is not None and ctx.need(2):
             gb = later(lambda: gy.sum(axis=(0,) + tuple(range(2, gy.ndim))))
         if ctx.need(0):
-            gx = _igrad(g4, w4, st, dl, 1, _padded(x4.shape[2:], pads), tuple(lo for lo, _ in pads), x4.shape[2:])
+            gx = _igrad(g4, w4, st, dl, 1, full, tuple(lo for lo, _ in pads), x4.shape[2:])
             gx = gx[:, :, 0] if squeeze else gx
         return (gx, gw) if bias is None else (gx, gw, gb)
 
@@ -943,8 +944,7 @@ def _pool_setup(a, x: np.ndarray):
     """Pooling geometry, the padding that keeps every window inside, the padded size, and x as planes."""
     geo = pool_geometry(a, x.shape[2:])
     pads = _pool_pads(x.shape[2:], geo)
-    padded = tuple(i + lo + hi for i, (lo, hi) in zip(x.shape[2:], pads))
-    return geo, pads, padded, _planes(x)
+    return geo, pads, _padded(x.shape[2:], pads), _planes(x)
 
 
 @kernel("max_pool2d")
